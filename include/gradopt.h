@@ -1,0 +1,11 @@
+/* gradopt.h: the umbrella header of libgradopt. Include this one. */
+#ifndef GRADOPT_H
+#define GRADOPT_H
+
+#include "gradopt/common.h"
+#include "gradopt/status.h"
+#include "gradopt/version.h"
+#include "gradopt/tensor.h"
+#include "gradopt/params.h"
+
+#endif /* GRADOPT_H */

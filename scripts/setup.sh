@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install what libgradopt needs to build, test and benchmark, on Debian/Ubuntu.
+# Does nothing when everything is already present. Needs root or sudo only to install.
+#   scripts/setup.sh          build + test dependencies
+#   scripts/setup.sh --torch  also python3-torch, the peer the benchmarks compare against
+set -euo pipefail
+pkgs=(cmake gcc make libopenblas-dev libcmocka-dev pkg-config xz-utils python3)
+[ "${1:-}" = "--torch" ] && pkgs+=(python3-torch python3-numpy)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "setup: installing ${missing[*]}"
+if [ "$(id -u)" -eq 0 ]; then
+  sudo=()
+elif command -v sudo >/dev/null 2>&1; then
+  sudo=(sudo)
+else
+  echo "setup: need root or sudo to install: ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

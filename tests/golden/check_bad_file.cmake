@@ -1,0 +1,12 @@
+# Feed golden_runner a malformed file: it must exit non-zero and name the file and line.
+file(WRITE ${DIR}/bad.golden "gradopt-golden 1\ncase broken\nkind optimizer\nconfig algo=sgd lr=0.1\nparam 0 1 3\n1.0 2.0\nend\n")
+execute_process(COMMAND ${RUNNER} ${DIR}/bad.golden RESULT_VARIABLE rc OUTPUT_VARIABLE out)
+if(rc EQUAL 0)
+  message(FATAL_ERROR "golden_runner accepted a malformed file:\n${out}")
+endif()
+if(NOT out MATCHES "bad.golden:6:")
+  message(FATAL_ERROR "golden_runner did not name the bad line:\n${out}")
+endif()
+if(NOT out MATCHES "0 passed, 1 failed")
+  message(FATAL_ERROR "golden_runner summary wrong:\n${out}")
+endif()
