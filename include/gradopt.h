@@ -7,5 +7,9 @@
 #include "gradopt/version.h"
 #include "gradopt/tensor.h"
 #include "gradopt/params.h"
+#include "gradopt/optim.h"
+#include "gradopt/sched.h"
+#include "gradopt/clip.h"
+#include "gradopt/monitor.h"
 
 #endif /* GRADOPT_H */
