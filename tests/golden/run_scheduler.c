@@ -85,12 +85,25 @@ static int parse_part(const char *spec, gopt_sched_config *c, golden_result *r) 
     if (gopt_sched_kind_from_name(buf, &kind) != GOPT_OK) return golden_fail(r, "unknown scheduler '%s'", buf);
     *c = gopt_sched_config_default(kind);
     if (args) {
-        char *save = NULL;
-        for (char *t = strtok_r(args, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-            char *eq = strchr(t, '=');
+        /* Split on commas that start a new key=value: a list value such as
+         * milestones=5,10 keeps its commas. */
+        char *p = args;
+        while (*p) {
+            char *key = p, *eq = strchr(p, '=');
             if (!eq) return golden_fail(r, "expected key=value in '%s'", spec);
             *eq = '\0';
-            if (apply_option(c, t, eq + 1) != 0) return golden_fail(r, "unknown option '%s' of '%s'", t, buf);
+            char *v = eq + 1, *end = v;
+            for (;;) {
+                char *comma = strchr(end, ',');
+                if (!comma) { end += strlen(end); break; }
+                char *next_eq = strchr(comma + 1, '='), *next_comma = strchr(comma + 1, ',');
+                if (next_eq && (!next_comma || next_eq < next_comma)) { end = comma; break; }
+                end = comma + 1;
+            }
+            int last = *end == '\0';
+            *end = '\0';
+            if (apply_option(c, key, v) != 0) return golden_fail(r, "unknown option '%s' of '%s'", key, buf);
+            p = last ? end : end + 1;
         }
     }
     return 0;
