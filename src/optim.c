@@ -13,14 +13,22 @@
 #include "gradopt/optim.h"
 #include "internal/common.h"
 
-#if defined(__GNUC__) && !defined(__clang__)
-/* sqrtf must not set errno so that loops calling it vectorise (sqrtps). */
-#  pragma GCC optimize("no-math-errno")
-#  define GOPT_INLINE static inline __attribute__((always_inline))
-#elif defined(__clang__)
+/* The loops that call sqrtf vectorise only with -fno-math-errno, which CMakeLists.txt sets
+ * for this file (GCC ignores it in pragmas and attributes). */
+#if defined(__GNUC__) || defined(__clang__)
 #  define GOPT_INLINE static inline __attribute__((always_inline))
 #else
 #  define GOPT_INLINE static inline
+#endif
+
+/* x86-64: the kernel drivers are compiled for AVX-512, AVX2 and the baseline, picked at
+ * load time (GCC function multiversioning); the baseline build stays portable. Element-wise
+ * results are the same in every clone (no FMA contraction in ISO C mode); LAMB's norm
+ * partial sums may differ in the last bits between clones, never between thread counts. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#  define GOPT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#  define GOPT_CLONES
 #endif
 
 #define OPT_MAGIC GOPT__MAGIC('O', 'P', 'T', '1')
@@ -619,7 +627,7 @@ static void make_coef(gopt_optim *opt, int gi, int64_t step) {
 }
 
 /* Run the algorithm's kernel over [b, e) of group gi. */
-static void run_range(gopt_optim *opt, int gi, int64_t b, int64_t e) {
+GOPT_CLONES static void run_range(gopt_optim *opt, int gi, int64_t b, int64_t e) {
     const coef *c = &opt->coefs[gi];
     const gopt_optim_config *cfg = &opt->groups[gi].cfg;
     float *p = gopt_params_values(opt->params) + b;
@@ -727,44 +735,55 @@ static void elementwise_pass(gopt_optim *opt) {
     }
 }
 
-static void lamb_pass(gopt_optim *opt) {
-    float *p = gopt_params_values(opt->params);
+GOPT_CLONES static void lamb_moments_blocks(gopt_optim *opt, int b0, int b1) {
+    const float *p = gopt_params_values(opt->params);
     const float *g = gopt_params_grads(opt->params);
     float *m = opt->state[S0], *v = opt->state[S1];
+    for (int i = b0; i < b1; i++) {
+        const lamb_block *bl = &opt->blocks[i];
+        k_lamb_moments(&opt->coefs[bl->group], p + bl->begin, g + bl->begin, m + bl->begin, v + bl->begin,
+                       bl->end - bl->begin, &opt->block_sums[2 * i], &opt->block_sums[2 * i + 1]);
+    }
+}
+
+GOPT_CLONES static void lamb_update_blocks(gopt_optim *opt, int b0, int b1) {
+    float *p = gopt_params_values(opt->params);
+    const float *m = opt->state[S0], *v = opt->state[S1];
+    for (int i = b0; i < b1; i++) {
+        const lamb_block *bl = &opt->blocks[i];
+        const coef *c = &opt->coefs[bl->group];
+        float step = (float)((double)-c->nlr * (double)opt->trust[bl->tensor]);
+        k_lamb_update(c, p + bl->begin, m + bl->begin, v + bl->begin, bl->end - bl->begin, step);
+    }
+}
+
+static void lamb_pass(gopt_optim *opt) {
     const lamb_block *blocks = opt->blocks;
-    double *sums = opt->block_sums;
+    const double *sums = opt->block_sums;
     const int nb = opt->nblocks, nt = opt->ntensors;
     const int nthreads = opt->numel > PARALLEL_MIN ? gopt_get_threads() : 1;
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
     {
-#pragma omp for schedule(static)
-        for (int i = 0; i < nb; i++) {
-            const lamb_block *bl = &blocks[i];
-            k_lamb_moments(&opt->coefs[bl->group], p + bl->begin, g + bl->begin, m + bl->begin, v + bl->begin,
-                           bl->end - bl->begin, &sums[2 * i], &sums[2 * i + 1]);
-        }
+        int t = omp_get_thread_num(), T = omp_get_num_threads();
+        int b0 = (int)((int64_t)nb * t / T), b1 = (int)((int64_t)nb * (t + 1) / T);
+        lamb_moments_blocks(opt, b0, b1);
+#pragma omp barrier
 #pragma omp single
         {
             /* Blocks of a tensor are consecutive: combine them in order. */
             int i = 0;
-            for (int t = 0; t < nt; t++) {
+            for (int k = 0; k < nt; k++) {
                 double pp = 0, rr = 0;
-                while (i < nb && blocks[i].tensor == t) {
+                while (i < nb && blocks[i].tensor == k) {
                     pp += sums[2 * i];
                     rr += sums[2 * i + 1];
                     i++;
                 }
                 double pn = sqrt(pp), rn = sqrt(rr);
-                opt->trust[t] = (pn > 0 && rn > 0) ? (float)(pn / rn) : 1.0f;
+                opt->trust[k] = (pn > 0 && rn > 0) ? (float)(pn / rn) : 1.0f;
             }
-        }
-#pragma omp for schedule(static)
-        for (int i = 0; i < nb; i++) {
-            const lamb_block *bl = &blocks[i];
-            const coef *c = &opt->coefs[bl->group];
-            float step = (float)((double)-c->nlr * (double)opt->trust[bl->tensor]);
-            k_lamb_update(c, p + bl->begin, m + bl->begin, v + bl->begin, bl->end - bl->begin, step);
-        }
+        } /* implicit barrier */
+        lamb_update_blocks(opt, b0, b1);
     }
 }
 
