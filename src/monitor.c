@@ -1,0 +1,443 @@
+/* Stability monitor (see gradopt/monitor.h). */
+#include <errno.h>
+#include <stdio.h>
+
+#include "gradopt/monitor.h"
+#include "internal/common.h"
+#include "internal/norm.h"
+
+#define MONITOR_MAGIC GOPT__MAGIC('M', 'O', 'N', '1')
+
+typedef struct ring {
+    double *v;
+    int cap, count, head; /* head: next write position */
+} ring;
+
+static void ring_push(ring *r, double x) {
+    r->v[r->head] = x;
+    r->head = (r->head + 1) % r->cap;
+    if (r->count < r->cap) r->count++;
+}
+/* i-th oldest */
+static double ring_at(const ring *r, int i) { return r->v[(r->head - r->count + i + r->cap) % r->cap]; }
+
+struct gopt_monitor {
+    gopt_monitor_config cfg;
+    gopt_params *params;
+    gopt_optim *opt;
+    int ntensors;
+    gopt_monitor_tensor *tensors;
+    float *snapshot; /* parameters before the step (track_updates) */
+    ring losses, norms, recent;
+    gopt_monitor_counts counts;
+    gopt_monitor_report last;
+    int has_report, awaiting_after;
+};
+
+gopt_monitor_config gopt_monitor_config_default(void) {
+    gopt_monitor_config c;
+    memset(&c, 0, sizeof c);
+    c.history = 1000;
+    c.loss_window = 100;
+    c.loss_min_samples = 20;
+    c.spike_zscore = 6.0;
+    c.skip_spikes = 0;
+    c.skip_nonfinite = 1;
+    c.nonfinite_lr_backoff = 1.0;
+    c.explosion_window = 50;
+    c.explosion_factor = 10.0;
+    c.vanishing_floor = 1e-8;
+    c.track_updates = 1;
+    return c;
+}
+
+static gopt_status validate(const gopt_monitor_config *c, const gopt_optim *opt) {
+    if (c->history < 1) return GOPT_FAIL(GOPT_EINVAL, "history = %d must be >= 1", c->history);
+    if (c->loss_window < 2) return GOPT_FAIL(GOPT_EINVAL, "loss_window = %d must be >= 2", c->loss_window);
+    if (c->loss_min_samples < 2 || c->loss_min_samples > c->loss_window)
+        return GOPT_FAIL(GOPT_EINVAL, "loss_min_samples = %d is outside [2, loss_window = %d]", c->loss_min_samples,
+                         c->loss_window);
+    if (!(isfinite(c->spike_zscore) && c->spike_zscore > 0))
+        return GOPT_FAIL(GOPT_EINVAL, "spike_zscore = %g must be finite and > 0", c->spike_zscore);
+    if (!(c->nonfinite_lr_backoff > 0 && c->nonfinite_lr_backoff <= 1))
+        return GOPT_FAIL(GOPT_EINVAL, "nonfinite_lr_backoff = %g is outside (0, 1]", c->nonfinite_lr_backoff);
+    if (c->nonfinite_lr_backoff < 1 && !opt)
+        return GOPT_FAIL(GOPT_EINVAL, "nonfinite_lr_backoff = %g needs an optimizer (opt is NULL)", c->nonfinite_lr_backoff);
+    if (c->explosion_window < 2) return GOPT_FAIL(GOPT_EINVAL, "explosion_window = %d must be >= 2", c->explosion_window);
+    if (!(isfinite(c->explosion_factor) && c->explosion_factor > 1))
+        return GOPT_FAIL(GOPT_EINVAL, "explosion_factor = %g must be finite and > 1", c->explosion_factor);
+    if (!(isfinite(c->vanishing_floor) && c->vanishing_floor >= 0))
+        return GOPT_FAIL(GOPT_EINVAL, "vanishing_floor = %g must be finite and >= 0", c->vanishing_floor);
+    return GOPT_OK;
+}
+
+gopt_status gopt_monitor_create(const gopt_monitor_config *cfg, gopt_params *params, gopt_optim *opt,
+                                gopt_monitor **out) {
+    GOPT_CHECK_NULL(out);
+    *out = NULL;
+    GOPT_CHECK_NULL(cfg);
+    GOPT_CHECK_NULL(params);
+    if (!gopt_params_finalized(params)) return GOPT_FAIL(GOPT_ESTATE, "the parameter arena is not finalized");
+    if (opt && gopt_optim_params(opt) != params)
+        return GOPT_FAIL(GOPT_ESTATE, "opt steps another parameter arena than params");
+    GOPT_TRY(validate(cfg, opt));
+    gopt_monitor *m = gopt__calloc(1, sizeof *m);
+    if (!m) return GOPT_FAIL(GOPT_ENOMEM, "monitor");
+    m->cfg = *cfg;
+    m->params = params;
+    m->opt = opt;
+    m->ntensors = gopt_params_count(params);
+    m->tensors = gopt__calloc((size_t)m->ntensors, sizeof *m->tensors);
+    m->losses.v = gopt__calloc((size_t)cfg->loss_window, sizeof(double));
+    m->norms.v = gopt__calloc((size_t)cfg->history, sizeof(double));
+    m->recent.v = gopt__calloc((size_t)cfg->explosion_window, sizeof(double));
+    if (cfg->track_updates) m->snapshot = gopt__aligned_alloc((size_t)gopt_params_numel(params) * sizeof(float));
+    if (!m->tensors || !m->losses.v || !m->norms.v || !m->recent.v || (cfg->track_updates && !m->snapshot)) {
+        gopt_monitor_destroy(m);
+        return GOPT_FAIL(GOPT_ENOMEM, "monitor buffers");
+    }
+    m->losses.cap = cfg->loss_window;
+    m->norms.cap = cfg->history;
+    m->recent.cap = cfg->explosion_window;
+    for (int i = 0; i < m->ntensors; i++)
+        m->tensors[i] = (gopt_monitor_tensor){NAN, NAN, NAN, NAN};
+    *out = m;
+    return GOPT_OK;
+}
+
+void gopt_monitor_destroy(gopt_monitor *m) {
+    if (!m) return;
+    gopt__free(m->tensors);
+    gopt__free(m->losses.v);
+    gopt__free(m->norms.v);
+    gopt__free(m->recent.v);
+    gopt__aligned_free(m->snapshot);
+    gopt__free(m);
+}
+
+static int has_nonfinite(const float *x, int64_t n) {
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++) bad |= !isfinite(x[i]);
+    return bad;
+}
+
+gopt_status gopt_monitor_before_step(gopt_monitor *m, double loss, gopt_monitor_report *report) {
+    GOPT_CHECK_NULL(m);
+    GOPT_CHECK_NULL(report);
+    const gopt_monitor_config *c = &m->cfg;
+    gopt_monitor_report r;
+    memset(&r, 0, sizeof r);
+    r.step = m->counts.steps;
+    r.loss = loss;
+    r.zscore = NAN;
+
+    /* one read pass over the gradients: per-tensor sums of squares */
+    double total = 0;
+    int nonfinite = 0;
+    for (int i = 0; i < m->ntensors; i++) {
+        gopt_param_info info;
+        GOPT_TRY(gopt_params_info(m->params, i, &info));
+        double ss = gopt__pow_sum(info.grad.data, info.grad.numel, 2.0, 1);
+        /* float lanes overflow for |g| > ~1e19: confirm with an exact check (rare path) */
+        if (!isfinite(ss) && has_nonfinite(info.grad.data, info.grad.numel)) nonfinite = 1;
+        m->tensors[i].grad_norm = sqrt(ss);
+        total += ss;
+    }
+    r.grad_norm = sqrt(total);
+    r.nonfinite_grad = nonfinite;
+    r.nonfinite_loss = !isfinite(loss);
+
+    if (!r.nonfinite_loss && m->losses.count >= c->loss_min_samples) {
+        double mean = 0, var = 0;
+        for (int i = 0; i < m->losses.count; i++) mean += ring_at(&m->losses, i);
+        mean /= m->losses.count;
+        for (int i = 0; i < m->losses.count; i++) {
+            double d = ring_at(&m->losses, i) - mean;
+            var += d * d;
+        }
+        double sd = sqrt(var / m->losses.count);
+        double floor = 1e-12 * (fabs(mean) + 1.0); /* a flat loss still has a finite z */
+        r.zscore = (loss - mean) / (sd > floor ? sd : floor);
+        r.spike = r.zscore > c->spike_zscore;
+    }
+    if (isfinite(r.grad_norm)) {
+        if (m->recent.count >= 2) {
+            double mean = 0;
+            for (int i = 0; i < m->recent.count; i++) mean += ring_at(&m->recent, i);
+            mean /= m->recent.count;
+            r.explosion = r.grad_norm > c->explosion_factor * mean;
+        }
+        r.vanishing = r.grad_norm < c->vanishing_floor;
+    }
+
+    r.apply = 1;
+    m->counts.steps++;
+    if (r.nonfinite_grad) m->counts.nonfinite_grad++;
+    if (r.nonfinite_loss) m->counts.nonfinite_loss++;
+    if (r.spike) m->counts.spikes++;
+    if (r.explosion) m->counts.explosions++;
+    if (r.vanishing) m->counts.vanishing++;
+    gopt_status st = GOPT_OK;
+    if ((r.nonfinite_grad || r.nonfinite_loss) && c->skip_nonfinite) {
+        r.apply = 0;
+        m->counts.skipped_nonfinite++;
+        if (c->nonfinite_lr_backoff < 1 && m->opt) {
+            int ng = gopt_optim_group_count(m->opt);
+            for (int g = 0; g < ng && st == GOPT_OK; g++)
+                st = gopt_optim_set_lr(m->opt, g, (float)(gopt_optim_get_lr(m->opt, g) * c->nonfinite_lr_backoff));
+            m->counts.lr_backoffs++;
+        }
+    } else if (r.spike && c->skip_spikes) {
+        r.apply = 0;
+        m->counts.skipped_spike++;
+    }
+    if (isfinite(r.grad_norm)) {
+        ring_push(&m->norms, r.grad_norm);
+        ring_push(&m->recent, r.grad_norm);
+    }
+    if (r.apply) {
+        m->counts.applied++;
+        if (!r.nonfinite_loss) ring_push(&m->losses, loss);
+        if (m->snapshot)
+            memcpy(m->snapshot, gopt_params_values_const(m->params), (size_t)gopt_params_numel(m->params) * sizeof(float));
+    }
+    for (int i = 0; i < m->ntensors; i++) {
+        m->tensors[i].param_norm = NAN;
+        m->tensors[i].update_norm = NAN;
+        m->tensors[i].update_ratio = NAN;
+    }
+    m->awaiting_after = r.apply;
+    m->last = r;
+    m->has_report = 1;
+    *report = r;
+    return st;
+}
+
+gopt_status gopt_monitor_after_step(gopt_monitor *m) {
+    GOPT_CHECK_NULL(m);
+    if (!m->awaiting_after)
+        return GOPT_FAIL(GOPT_ESTATE, "after_step must follow a before_step whose report said apply (once)");
+    m->awaiting_after = 0;
+    for (int i = 0; i < m->ntensors; i++) {
+        gopt_param_info info;
+        GOPT_TRY(gopt_params_info(m->params, i, &info));
+        const float *w = info.value.data;
+        double pn = sqrt(gopt__pow_sum(w, info.value.numel, 2.0, 1));
+        m->tensors[i].param_norm = pn;
+        if (m->snapshot) {
+            const float *old = m->snapshot + info.offset;
+            double un = 0;
+            for (int64_t k = 0; k < info.value.numel; k++) {
+                double d = (double)w[k] - (double)old[k];
+                un += d * d;
+            }
+            un = sqrt(un);
+            m->tensors[i].update_norm = un;
+            m->tensors[i].update_ratio = pn > 0 ? un / pn : (un > 0 ? INFINITY : 0.0);
+        }
+    }
+    return GOPT_OK;
+}
+
+const gopt_monitor_report *gopt_monitor_last_report(const gopt_monitor *m) {
+    return m && m->has_report ? &m->last : NULL;
+}
+
+gopt_status gopt_monitor_counts_get(const gopt_monitor *m, gopt_monitor_counts *out) {
+    GOPT_CHECK_NULL(m);
+    GOPT_CHECK_NULL(out);
+    *out = m->counts;
+    return GOPT_OK;
+}
+
+gopt_status gopt_monitor_tensor_stats(const gopt_monitor *m, int index, gopt_monitor_tensor *out) {
+    GOPT_CHECK_NULL(m);
+    GOPT_CHECK_NULL(out);
+    if (index < 0 || index >= m->ntensors)
+        return GOPT_FAIL(GOPT_ERANGE, "index = %d is outside [0, %d)", index, m->ntensors);
+    *out = m->tensors[index];
+    return GOPT_OK;
+}
+
+gopt_status gopt_monitor_grad_norm_history(const gopt_monitor *m, double *out, int max, int *n) {
+    GOPT_CHECK_NULL(m);
+    GOPT_CHECK_NULL(n);
+    if (max < 0) return GOPT_FAIL(GOPT_EINVAL, "max = %d must be >= 0", max);
+    if (max > 0) GOPT_CHECK_NULL(out);
+    int count = m->norms.count < max ? m->norms.count : max;
+    int skip = m->norms.count - count; /* keep the newest */
+    for (int i = 0; i < count; i++) out[i] = ring_at(&m->norms, skip + i);
+    *n = count;
+    return GOPT_OK;
+}
+
+/* ---- export --------------------------------------------------------------------------- */
+
+static void put_num(FILE *f, double x, int json) {
+    if (isfinite(x)) fprintf(f, "%.9g", x);
+    else if (json) fputs("null", f);
+    else fprintf(f, "%s", isnan(x) ? "nan" : (x > 0 ? "inf" : "-inf"));
+}
+
+static const char *const flag_names[5] = {"nonfinite_grad", "nonfinite_loss", "spike", "explosion", "vanishing"};
+
+gopt_status gopt_monitor_write_row(const gopt_monitor *m, FILE *f, gopt_monitor_format fmt, int header) {
+    GOPT_CHECK_NULL(m);
+    GOPT_CHECK_NULL(f);
+    if (fmt != GOPT_MONITOR_CSV && fmt != GOPT_MONITOR_JSONL) return GOPT_FAIL(GOPT_EINVAL, "fmt = %d is not a format", (int)fmt);
+    if (!m->has_report) return GOPT_FAIL(GOPT_ESTATE, "no step has been monitored yet");
+    const gopt_monitor_report *r = &m->last;
+    int json = fmt == GOPT_MONITOR_JSONL;
+    int flags[5] = {r->nonfinite_grad, r->nonfinite_loss, r->spike, r->explosion, r->vanishing};
+    double lr = m->opt ? gopt_optim_get_lr(m->opt, 0) : NAN;
+    if (!json && header) {
+        fputs("step,applied,loss,zscore,grad_norm,lr", f);
+        for (int k = 0; k < 5; k++) fprintf(f, ",%s", flag_names[k]);
+        for (int i = 0; i < m->ntensors; i++) {
+            gopt_param_info info;
+            gopt_params_info(m->params, i, &info);
+            fprintf(f, ",%s.grad_norm,%s.param_norm,%s.update_ratio", info.name, info.name, info.name);
+        }
+        fputc('\n', f);
+    }
+    if (json) {
+        fprintf(f, "{\"step\":%lld,\"applied\":%s,\"loss\":", (long long)r->step, r->apply ? "true" : "false");
+        put_num(f, r->loss, 1);
+        fputs(",\"zscore\":", f);
+        put_num(f, r->zscore, 1);
+        fputs(",\"grad_norm\":", f);
+        put_num(f, r->grad_norm, 1);
+        fputs(",\"lr\":", f);
+        put_num(f, lr, 1);
+        for (int k = 0; k < 5; k++) fprintf(f, ",\"%s\":%s", flag_names[k], flags[k] ? "true" : "false");
+        fputs(",\"tensors\":{", f);
+        for (int i = 0; i < m->ntensors; i++) {
+            gopt_param_info info;
+            gopt_params_info(m->params, i, &info);
+            fprintf(f, "%s\"%s\":{\"grad_norm\":", i ? "," : "", info.name);
+            put_num(f, m->tensors[i].grad_norm, 1);
+            fputs(",\"param_norm\":", f);
+            put_num(f, m->tensors[i].param_norm, 1);
+            fputs(",\"update_ratio\":", f);
+            put_num(f, m->tensors[i].update_ratio, 1);
+            fputc('}', f);
+        }
+        fputs("}}\n", f);
+    } else {
+        fprintf(f, "%lld,%d,", (long long)r->step, r->apply);
+        put_num(f, r->loss, 0);
+        fputc(',', f);
+        put_num(f, r->zscore, 0);
+        fputc(',', f);
+        put_num(f, r->grad_norm, 0);
+        fputc(',', f);
+        if (m->opt) put_num(f, lr, 0);
+        for (int k = 0; k < 5; k++) fprintf(f, ",%d", flags[k]);
+        for (int i = 0; i < m->ntensors; i++) {
+            fputc(',', f);
+            put_num(f, m->tensors[i].grad_norm, 0);
+            fputc(',', f);
+            put_num(f, m->tensors[i].param_norm, 0);
+            fputc(',', f);
+            put_num(f, m->tensors[i].update_ratio, 0);
+        }
+        fputc('\n', f);
+    }
+    if (ferror(f)) return GOPT_FAIL(GOPT_EIO, "writing the monitor row failed");
+    return GOPT_OK;
+}
+
+gopt_status gopt_monitor_append_row(const gopt_monitor *m, const char *path, gopt_monitor_format fmt) {
+    GOPT_CHECK_NULL(m);
+    GOPT_CHECK_NULL(path);
+    if (!m->has_report) return GOPT_FAIL(GOPT_ESTATE, "no step has been monitored yet");
+    FILE *f = fopen(path, "a");
+    if (!f) return GOPT_FAIL(GOPT_EIO, "cannot open '%s' for appending: %s", path, strerror(errno));
+    int empty = ftell(f) == 0;
+    gopt_status st = gopt_monitor_write_row(m, f, fmt, empty);
+    if (fclose(f) != 0 && st == GOPT_OK) st = GOPT_FAIL(GOPT_EIO, "cannot write '%s': %s", path, strerror(errno));
+    else if (st == GOPT_EIO) st = GOPT_FAIL(GOPT_EIO, "cannot write '%s'", path);
+    return st;
+}
+
+/* ---- state ----------------------------------------------------------------------------- */
+
+#define NCOUNTS ((int)(sizeof(gopt_monitor_counts) / sizeof(int64_t)))
+
+static size_t ring_bytes(const ring *r) { return 2 * sizeof(uint32_t) + (size_t)r->cap * sizeof(double); }
+
+size_t gopt_monitor_state_size(const gopt_monitor *m) {
+    if (!m) return 0;
+    return 5 * sizeof(uint32_t) + NCOUNTS * sizeof(int64_t) + ring_bytes(&m->losses) + ring_bytes(&m->norms) +
+           ring_bytes(&m->recent);
+}
+
+static void ring_save(gopt__wcur *w, const ring *r) {
+    gopt__put_u32(w, (uint32_t)r->count);
+    gopt__put_u32(w, (uint32_t)r->head);
+    gopt__put(w, r->v, (size_t)r->cap * sizeof(double));
+}
+
+gopt_status gopt_monitor_state_save(const gopt_monitor *m, void *buf, size_t size) {
+    GOPT_CHECK_NULL(m);
+    GOPT_CHECK_NULL(buf);
+    if (size < gopt_monitor_state_size(m))
+        return GOPT_FAIL(GOPT_EINVAL, "size = %zu, the state needs %zu bytes", size, gopt_monitor_state_size(m));
+    gopt__wcur w = gopt__wcur_make(buf, size);
+    gopt__put_u32(&w, MONITOR_MAGIC);
+    gopt__put_u32(&w, (uint32_t)m->ntensors);
+    gopt__put_u32(&w, (uint32_t)m->losses.cap);
+    gopt__put_u32(&w, (uint32_t)m->norms.cap);
+    gopt__put_u32(&w, (uint32_t)m->recent.cap);
+    gopt__put(&w, &m->counts, sizeof m->counts);
+    ring_save(&w, &m->losses);
+    ring_save(&w, &m->norms);
+    ring_save(&w, &m->recent);
+    return w.ok ? GOPT_OK : GOPT_FAIL(GOPT_EINVAL, "state buffer too small");
+}
+
+static gopt_status ring_check(gopt__rcur *r, const ring *ring_, const char *name, uint32_t *count, uint32_t *head,
+                              const unsigned char **values) {
+    *count = gopt__get_u32(r);
+    *head = gopt__get_u32(r);
+    *values = r->p;
+    gopt__get(r, NULL, 0);
+    if (!r->ok || (size_t)(r->end - r->p) < (size_t)ring_->cap * sizeof(double))
+        return GOPT_FAIL(GOPT_EFORMAT, "monitor state truncated in %s", name);
+    r->p += (size_t)ring_->cap * sizeof(double);
+    if (*count > (uint32_t)ring_->cap || *head >= (uint32_t)ring_->cap)
+        return GOPT_FAIL(GOPT_EFORMAT, "monitor state: %s count %u / head %u do not fit %d", name, *count, *head, ring_->cap);
+    return GOPT_OK;
+}
+
+gopt_status gopt_monitor_state_load(gopt_monitor *m, const void *buf, size_t size) {
+    GOPT_CHECK_NULL(m);
+    GOPT_CHECK_NULL(buf);
+    if (size != gopt_monitor_state_size(m))
+        return GOPT_FAIL(GOPT_EFORMAT, "monitor state: %zu bytes, expected %zu", size, gopt_monitor_state_size(m));
+    gopt__rcur r = gopt__rcur_make(buf, size);
+    uint32_t hdr[5];
+    for (int i = 0; i < 5; i++) hdr[i] = gopt__get_u32(&r);
+    if (hdr[0] != MONITOR_MAGIC) return GOPT_FAIL(GOPT_EFORMAT, "monitor state: bad magic 0x%08x", hdr[0]);
+    if (hdr[1] != (uint32_t)m->ntensors) return GOPT_FAIL(GOPT_EFORMAT, "monitor state: %u tensors, this monitor has %d", hdr[1], m->ntensors);
+    if (hdr[2] != (uint32_t)m->losses.cap) return GOPT_FAIL(GOPT_EFORMAT, "monitor state: loss_window %u, this monitor has %d", hdr[2], m->losses.cap);
+    if (hdr[3] != (uint32_t)m->norms.cap) return GOPT_FAIL(GOPT_EFORMAT, "monitor state: history %u, this monitor has %d", hdr[3], m->norms.cap);
+    if (hdr[4] != (uint32_t)m->recent.cap)
+        return GOPT_FAIL(GOPT_EFORMAT, "monitor state: explosion_window %u, this monitor has %d", hdr[4], m->recent.cap);
+    gopt_monitor_counts counts;
+    gopt__get(&r, &counts, sizeof counts);
+    uint32_t cnt[3], head[3];
+    const unsigned char *vals[3];
+    GOPT_TRY(ring_check(&r, &m->losses, "loss window", &cnt[0], &head[0], &vals[0]));
+    GOPT_TRY(ring_check(&r, &m->norms, "norm history", &cnt[1], &head[1], &vals[1]));
+    GOPT_TRY(ring_check(&r, &m->recent, "explosion window", &cnt[2], &head[2], &vals[2]));
+    ring *rings[3] = {&m->losses, &m->norms, &m->recent};
+    for (int i = 0; i < 3; i++) {
+        rings[i]->count = (int)cnt[i];
+        rings[i]->head = (int)head[i];
+        memcpy(rings[i]->v, vals[i], (size_t)rings[i]->cap * sizeof(double));
+    }
+    m->counts = counts;
+    m->awaiting_after = 0;
+    return GOPT_OK;
+}
