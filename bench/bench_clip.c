@@ -1,0 +1,121 @@
+/* bench_clip [--params N] [--threads T] [--reps R]: clip by global L2 norm (active, i.e.
+ * scaling) against its floor measured in the same run (one plain read pass + one
+ * read-write scale pass) and against torch's clip_grad_norm_ (bench/torch_clip.py, run
+ * through python3 when torch is importable). Prints medians and ratios. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <stdint.h>
+
+#include <gradopt.h>
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* floor: a plain vectorisable read pass and a read-write scale pass, same threads */
+static float floor_read(const float *x, long n, int threads) {
+    float s = 0;
+#pragma omp parallel for simd reduction(+ : s) num_threads(threads) schedule(static)
+    for (long i = 0; i < n; i++) s += x[i] * x[i];
+    return s;
+}
+static void floor_scale(float *x, long n, float c, int threads) {
+#pragma omp parallel for simd num_threads(threads) schedule(static)
+    for (long i = 0; i < n; i++) x[i] *= c;
+}
+
+int main(int argc, char **argv) {
+    long n = 10000000;
+    int threads = 2, reps = 20;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--params") && i + 1 < argc) n = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: %s [--params N] [--threads T] [--reps R]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (n < 1 || threads < 1 || reps < 1) {
+        fprintf(stderr, "bench_clip: --params, --threads and --reps must be >= 1\n");
+        return 2;
+    }
+    gopt_set_threads(threads);
+    float *g = malloc((size_t)n * sizeof *g);
+    if (!g) return 1;
+    uint64_t s = 1;
+    for (long i = 0; i < n; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        g[i] = (float)((s >> 40) & 0xffff) / 65536.0f - 0.5f;
+    }
+    double *t_lib = malloc(sizeof(double) * (size_t)reps), *t_floor = malloc(sizeof(double) * (size_t)reps);
+    volatile float sink = 0;
+    for (int r = -2; r < reps; r++) { /* 2 warm-up reps */
+        float total;
+        double t0 = now_ms();
+        if (gopt_clip_grad_norm_buffer(g, n, 1.0, 2.0, 0, &total) != GOPT_OK) {
+            fprintf(stderr, "bench_clip: %s\n", gopt_last_error());
+            return 1;
+        }
+        double t1 = now_ms();
+        float ss = floor_read(g, n, threads);
+        floor_scale(g, n, 1.0f / (sqrtf(ss) + 1e-6f), threads);
+        double t2 = now_ms();
+        sink += total + ss;
+        if (r >= 0) {
+            t_lib[r] = t1 - t0;
+            t_floor[r] = t2 - t1;
+        }
+    }
+    (void)sink;
+    double lib = median(t_lib, reps), flo = median(t_floor, reps);
+    const char *core = getenv("OPENBLAS_CORETYPE");
+    printf("clip_grad_norm L2 (active), %ld params, %d threads, %d reps%s%s\n", n, threads, reps,
+           core ? ", OPENBLAS_CORETYPE=" : "", core ? core : "");
+    printf("  libgradopt          %9.3f ms  (%.2f ns/param)\n", lib, lib * 1e6 / (double)n);
+    printf("  floor (read+scale)  %9.3f ms  -> libgradopt/floor = %.2f\n", flo, lib / flo);
+
+    /* torch_clip.py sits next to this source file */
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s", __FILE__);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    else snprintf(dir, sizeof dir, "bench");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "for py in python3 /usr/bin/python3; do if $py -c 'import torch' 2>/dev/null; then "
+             "exec $py '%s/torch_clip.py' %ld %d %d 2>/dev/null; fi; done",
+             dir, n, threads, reps);
+    FILE *p = popen(cmd, "r");
+    char line[256];
+    int got = 0;
+    while (p && fgets(line, sizeof line, p)) {
+        char what[32];
+        double ms;
+        int k;
+        if (sscanf(line, "%31s %lf %d", what, &ms, &k) == 3) {
+            printf("  torch 1.13 (%s, %d tensors) %9.3f ms  -> torch/libgradopt = %.2fx\n", what, k, ms, ms / lib);
+            got = 1;
+        }
+    }
+    if (p) pclose(p);
+    if (!got) printf("  torch: not importable by python3, comparison skipped\n");
+    free(g);
+    free(t_lib);
+    free(t_floor);
+    return 0;
+}
