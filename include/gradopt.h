@@ -7,5 +7,6 @@
 #include "gradopt/version.h"
 #include "gradopt/tensor.h"
 #include "gradopt/params.h"
+#include "gradopt/optim.h"
 
 #endif /* GRADOPT_H */

@@ -21,18 +21,85 @@
 
 GOPT_EXTERN_C_BEGIN
 
+/* Notation: p parameter, g gradient (g = -g first when maximize), t the step (1-based,
+ * a float in the bias corrections), wd weight_decay, every operation element-wise in
+ * float32 with scalar coefficients computed in double then rounded to float, as PyTorch
+ * 1.13's single-tensor (foreach=False) path does. "Coupled" weight decay means g += wd*p
+ * before anything else (PyTorch's choice everywhere except AdamW, Lion and LAMB).
+ * Refused by create, and by gopt_optim_set_group_config: see each algorithm. */
 typedef enum gopt_algo {
-    GOPT_ALGO_SGD = 0,   /* torch.optim.SGD (momentum, dampening, nesterov, weight_decay, maximize) */
-    GOPT_ALGO_ADAGRAD,   /* torch.optim.Adagrad */
-    GOPT_ALGO_RMSPROP,   /* torch.optim.RMSprop */
-    GOPT_ALGO_ADAM,      /* torch.optim.Adam (amsgrad) */
-    GOPT_ALGO_ADAMW,     /* torch.optim.AdamW */
-    GOPT_ALGO_ADADELTA,  /* torch.optim.Adadelta */
-    GOPT_ALGO_NADAM,     /* torch.optim.NAdam */
-    GOPT_ALGO_RADAM,     /* torch.optim.RAdam */
-    GOPT_ALGO_ADAMAX,    /* torch.optim.Adamax */
-    GOPT_ALGO_LION,      /* Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms" */
-    GOPT_ALGO_LAMB,      /* You et al. 2020, "Large Batch Optimization for Deep Learning" */
+    /* SGD  https://pytorch.org/docs/1.13/generated/torch.optim.SGD.html
+     *   g += wd*p;  first step: buf = g;  later: buf = momentum*buf + (1-dampening)*g;
+     *   nesterov: g = g + momentum*buf, else g = buf (when momentum > 0);  p -= lr*g.
+     *   PyTorch has no default lr; ours is 0.01. Keras/TF differ: their Nesterov form is
+     *   p += momentum*v - lr*g with v the velocity (scaled by lr), so an LR change acts on
+     *   the buffer differently; the first step there does not copy g into the buffer.
+     *   Refused: momentum < 0, dampening < 0, nesterov with momentum == 0 or dampening != 0. */
+    GOPT_ALGO_SGD = 0,
+    /* Adagrad  https://pytorch.org/docs/1.13/generated/torch.optim.Adagrad.html
+     *   g += wd*p;  clr = lr / (1 + (t-1)*lr_decay);  sum += g*g;  p -= clr * g/(sqrt(sum)+eps).
+     *   State starts at initial_accumulator_value. Keras: eps inside nothing either but
+     *   default eps 1e-7 and initial_accumulator_value 0.1; TF1 had no eps at all.
+     *   Refused: lr_decay < 0, initial_accumulator_value < 0, eps <= 0 (see eps below). */
+    GOPT_ALGO_ADAGRAD,
+    /* RMSprop  https://pytorch.org/docs/1.13/generated/torch.optim.RMSprop.html
+     *   g += wd*p;  sq = alpha*sq + (1-alpha)*g*g;  centered: ga = alpha*ga + (1-alpha)*g,
+     *   avg = sqrt(sq - ga*ga) + eps, else avg = sqrt(sq) + eps;  momentum > 0:
+     *   buf = momentum*buf + g/avg, p -= lr*buf;  else p -= lr * g/avg.
+     *   Keras/TF put eps inside the square root (sqrt(sq + eps)) and use rho for alpha and
+     *   eps 1e-7; PyTorch adds eps after the root. Refused: alpha < 0, momentum < 0. */
+    GOPT_ALGO_RMSPROP,
+    /* Adam  https://pytorch.org/docs/1.13/generated/torch.optim.Adam.html
+     *   g += wd*p (coupled, L2);  m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g*g;
+     *   amsgrad: vmax = max(vmax, v) used for v below;  bc1 = 1-b1^t, bc2 = 1-b2^t;
+     *   p -= (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps).
+     *   Keras/TF put eps as eps_hat outside the bias correction: p -= lr_t*m/(sqrt(v)+eps)
+     *   with lr_t = lr*sqrt(bc2)/bc1 (an eps sqrt(bc2) times smaller), default eps 1e-7.
+     *   Refused: betas outside [0, 1), eps <= 0. */
+    GOPT_ALGO_ADAM,
+    /* AdamW  https://pytorch.org/docs/1.13/generated/torch.optim.AdamW.html
+     *   p *= 1 - lr*wd (decoupled, scaled by lr, unlike the paper's schedule-multiplier-only
+     *   form and unlike TF-Addons' AdamW whose weight_decay is not multiplied by lr), then
+     *   Adam without the coupled g += wd*p. Default wd 0.01. */
+    GOPT_ALGO_ADAMW,
+    /* Adadelta  https://pytorch.org/docs/1.13/generated/torch.optim.Adadelta.html
+     *   g += wd*p;  sq = rho*sq + (1-rho)*g*g;  d = sqrt(acc+eps)/sqrt(sq+eps) * g;
+     *   acc = rho*acc + (1-rho)*d*d;  p -= lr*d (lr default 1.0). Keras: same eps placement,
+     *   eps 1e-7, lr default 0.001. Refused: rho outside [0, 1], eps <= 0. */
+    GOPT_ALGO_ADADELTA,
+    /* NAdam  https://pytorch.org/docs/1.13/generated/torch.optim.NAdam.html
+     *   g += wd*p;  mu_t = b1*(1 - 0.5*0.96^(t*momentum_decay)), mu_{t+1} likewise;
+     *   mu_product *= mu_t (float32 state, saved);  m, v as Adam;
+     *   denom = sqrt(v/bc2) + eps;  p -= lr*(1-mu_t)/(1-mu_product) * g/denom;
+     *   p -= lr*mu_{t+1}/(1-mu_product*mu_t*mu_{t+1}) * m/denom.
+     *   The extra mu_t in the last denominator is PyTorch 1.13's formula (fixed in 2.x);
+     *   we follow 1.13. Keras' Nadam uses a fixed 0.004 schedule decay and eps outside
+     *   sqrt(v_hat) too. Refused: momentum_decay < 0, betas, eps <= 0.
+     *   maximize (not in PyTorch 1.13 NAdam/RAdam) negates g as elsewhere. */
+    GOPT_ALGO_NADAM,
+    /* RAdam  https://pytorch.org/docs/1.13/generated/torch.optim.RAdam.html
+     *   g += wd*p;  m, v as Adam;  rho_inf = 2/(1-b2) - 1;  rho_t = rho_inf - 2t*b2^t/bc2;
+     *   rho_t > 5: r = sqrt((rho_t-4)(rho_t-2)rho_inf / ((rho_inf-4)(rho_inf-2)rho_t)),
+     *   p -= (m/bc1)*lr * sqrt(bc2)/(sqrt(v)+eps) * r;  else p -= (m/bc1)*lr.
+     *   TF-Addons' RectifiedAdam uses threshold sma_threshold = 5 too but eps inside
+     *   sqrt(v_hat) + eps after bias correction. */
+    GOPT_ALGO_RADAM,
+    /* Adamax  https://pytorch.org/docs/1.13/generated/torch.optim.Adamax.html
+     *   g += wd*p;  m = b1*m + (1-b1)*g;  u = max(b2*u, |g| + eps);  p -= lr/bc1 * m/u.
+     *   Keras adds eps to u in the division instead (m/(u+eps)), u = max(b2*u, |g|). */
+    GOPT_ALGO_ADAMAX,
+    /* Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms", Alg. 2):
+     *   c = b1*m + (1-b1)*g;  p -= lr*(sign(c) + wd*p) (decoupled);  m = b2*m + (1-b2)*g.
+     *   sign(0) = 0. Defaults lr 1e-4, betas (0.9, 0.99), wd 0. No eps. */
+    GOPT_ALGO_LION,
+    /* LAMB (You et al. 2020, "Large Batch Optimization for Deep Learning", Alg. 2), per
+     * registered tensor (the paper's "layer"):
+     *   m, v as Adam;  r = (m/bc1) / (sqrt(v/bc2) + eps) + wd*p (decoupled);
+     *   trust = ||p|| / ||r|| (1 when either norm is 0; phi = identity);  p -= lr*trust*r.
+     *   Defaults lr 1e-3, betas (0.9, 0.999), eps 1e-6, wd 0. The norms are reduced in
+     *   fixed 4096-element blocks combined in order (double), so results do not depend on
+     *   the thread count. A step makes two passes (moments + norms, then the update). */
+    GOPT_ALGO_LAMB,
     GOPT_ALGO_COUNT
 } gopt_algo;
 
@@ -51,7 +118,9 @@ typedef struct gopt_optim_config {
     /* Adagrad */
     float lr_decay;
     float initial_accumulator_value;
-    /* epsilon of every algorithm that has one */
+    /* epsilon of every algorithm that has one. PyTorch refuses eps < 0; we also refuse
+     * eps == 0 for every algorithm (Adagrad and Adadelta included) because each of them
+     * divides 0 by 0 for a zero gradient when eps is 0. */
     float eps;
     /* RMSprop */
     float alpha;
@@ -117,6 +186,15 @@ GOPT_API gopt_status gopt_optim_set_momentum(gopt_optim *opt, int group, float m
 
 /* The resolved hyperparameters of a group (config + the group's overrides + current LR). */
 GOPT_API gopt_status gopt_optim_group_config(const gopt_optim *opt, int group, gopt_optim_config *out);
+
+/* Replace every hyperparameter of one group (PyTorch's param_group dict, any key), e.g.
+ * a group with its own dampening or amsgrad. cfg->algo must be the optimizer's; cfg->lr
+ * becomes the current LR (and the initial LR before the first step); the lookahead fields
+ * are ignored (they are global). Validated as create does. Options that need a state
+ * buffer the optimizer did not allocate at create (SGD/RMSprop momentum > 0, RMSprop
+ * centered, amsgrad) are refused with GOPT_ESTATE: create with a config (or group
+ * override) that needs them. Errors: GOPT_EINVAL, GOPT_ERANGE (group), GOPT_ESTATE. */
+GOPT_API gopt_status gopt_optim_set_group_config(gopt_optim *opt, int group, const gopt_optim_config *cfg);
 
 /* State (see params.h for the convention): algorithm, step count, per-group current LR
  * and hyperparameters, and every state buffer. Load requires the same algorithm and an

@@ -1,0 +1,223 @@
+/* bench_optim: time one optimizer step over a flat arena, against a memory floor measured in
+ * the same run and (with --torch) against torch.optim on the same layout.
+ *
+ *   build/bench/bench_optim [--params N] [--threads T] [--reps R] [--algo NAME|all] [--torch]
+ *
+ * Per algorithm: ns/param, GB/s (bytes the step must read + write / time), the ratio to the
+ * floor (a pass over the same float streams with trivial math, same threads), and ours/torch.
+ * Medians over R reps. Hyperparameters: PyTorch defaults, SGD with momentum 0.9. */
+#define _POSIX_C_SOURCE 200809L
+#include <libgen.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <gradopt.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Streams a step reads and writes (p, g and the state buffers of the default config). */
+typedef struct streams {
+    int reads, writes;
+} streams;
+
+static streams algo_streams(gopt_algo a) {
+    switch (a) {
+    case GOPT_ALGO_SGD:      /* p g buf -> p buf */
+    case GOPT_ALGO_ADAGRAD:  /* p g sum -> p sum */
+    case GOPT_ALGO_RMSPROP:  /* p g sq -> p sq */
+    case GOPT_ALGO_LION:     /* p g m -> p m */
+        return (streams){3, 2};
+    case GOPT_ALGO_LAMB:     /* pass 1: p g m v -> m v; pass 2: p m v -> p */
+        return (streams){7, 3};
+    default:                 /* p g s0 s1 -> p s0 s1 */
+        return (streams){4, 3};
+    }
+}
+
+/* The floor: the same streams over the same arrays with trivial math, same threads. */
+static void floor_pass(gopt_algo a, float *restrict p, const float *restrict g, float *restrict s0,
+                       float *restrict s1, int64_t n, int threads) {
+    streams st = algo_streams(a);
+#pragma omp parallel num_threads(threads)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
+        if (st.reads == 3) {
+#pragma omp simd
+            for (int64_t i = lo; i < hi; i++) {
+                float s = s0[i] + g[i];
+                s0[i] = s;
+                p[i] = p[i] - 1e-9f * s;
+            }
+        } else if (st.reads == 4) {
+#pragma omp simd
+            for (int64_t i = lo; i < hi; i++) {
+                float m = s0[i] + g[i], v = s1[i] + g[i];
+                s0[i] = m;
+                s1[i] = v;
+                p[i] = p[i] - 1e-9f * (m + v);
+            }
+        } else { /* LAMB: two passes */
+#pragma omp simd
+            for (int64_t i = lo; i < hi; i++) {
+                s0[i] = s0[i] + g[i];
+                s1[i] = s1[i] + p[i];
+            }
+#pragma omp barrier
+#pragma omp simd
+            for (int64_t i = lo; i < hi; i++) p[i] = p[i] - 1e-9f * (s0[i] + s1[i]);
+        }
+    }
+}
+
+typedef struct result {
+    double ns_step, floor_ns, torch_ns;
+} result;
+
+static FILE *open_torch(const char *script, int64_t n, int threads, int reps, const char *algos) {
+    const char *pythons[] = {"python3", "/usr/bin/python3"};
+    for (int i = 0; i < 2; i++) {
+        char cmd[2048];
+        snprintf(cmd, sizeof cmd, "%s -c 'import torch' >/dev/null 2>&1", pythons[i]);
+        if (system(cmd) != 0) continue;
+        snprintf(cmd, sizeof cmd, "%s '%s' --params %lld --threads %d --reps %d --algos %s", pythons[i], script,
+                 (long long)n, threads, reps, algos);
+        return popen(cmd, "r");
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    int64_t n = 10000000;
+    int threads = 2, reps = 7, torch = 0;
+    const char *algo_arg = "all";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--params") && i + 1 < argc) n = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--algo") && i + 1 < argc) algo_arg = argv[++i];
+        else if (!strcmp(argv[i], "--torch")) torch = 1;
+        else {
+            fprintf(stderr, "usage: %s [--params N] [--threads T] [--reps R] [--algo NAME|all] [--torch]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (n < 1 || threads < 1 || reps < 1) {
+        fprintf(stderr, "--params, --threads and --reps must be >= 1\n");
+        return 2;
+    }
+    gopt_algo algos[GOPT_ALGO_COUNT];
+    int nalgo = 0;
+    if (!strcmp(algo_arg, "all")) {
+        for (int a = 0; a < GOPT_ALGO_COUNT; a++) algos[nalgo++] = (gopt_algo)a;
+    } else if (gopt_algo_from_name(algo_arg, &algos[0]) == GOPT_OK) {
+        nalgo = 1;
+    } else {
+        fprintf(stderr, "%s\n", gopt_last_error());
+        return 2;
+    }
+    gopt_set_threads(threads);
+    const char *ct = getenv("OPENBLAS_CORETYPE");
+    printf("bench_optim: %lld params (one tensor), %d threads, %d reps (medians), OPENBLAS_CORETYPE=%s\n",
+           (long long)n, threads, reps, ct ? ct : "(unset)");
+
+    result res[GOPT_ALGO_COUNT];
+    for (int k = 0; k < nalgo; k++) res[k].torch_ns = NAN;
+    if (torch) {
+        char here[4096], algos_csv[256] = "";
+        snprintf(here, sizeof here, "%s", __FILE__);
+        char script[4200];
+        snprintf(script, sizeof script, "%s/torch_optim.py", dirname(here));
+        for (int k = 0; k < nalgo; k++) {
+            if (k) strcat(algos_csv, ",");
+            strcat(algos_csv, gopt_algo_name(algos[k]));
+        }
+        FILE *f = open_torch(script, n, threads, reps, algos_csv);
+        if (!f) {
+            printf("torch: skipped (python3 with torch is not importable)\n");
+        } else {
+            char line[512], name[64], val[64];
+            while (fgets(line, sizeof line, f))
+                if (sscanf(line, "torch %63s %63s", name, val) == 2)
+                    for (int k = 0; k < nalgo; k++)
+                        if (!strcmp(name, gopt_algo_name(algos[k])) && strcmp(val, "skip") != 0)
+                            res[k].torch_ns = atof(val);
+            if (pclose(f) != 0) printf("torch: torch_optim.py failed; its figures may be missing\n");
+        }
+    }
+
+    printf("%-9s %10s %8s %10s %10s %12s\n", "algo", "ns/param", "GB/s", "floor GB/s", "vs floor", "ours/torch");
+    double *t_ours = malloc((size_t)reps * sizeof *t_ours), *t_floor = malloc((size_t)reps * sizeof *t_floor);
+    for (int k = 0; k < nalgo; k++) {
+        gopt_params *p = NULL;
+        gopt_optim *opt = NULL;
+        int64_t shape[1] = {n};
+        gopt_optim_config cfg = gopt_optim_config_default(algos[k]);
+        if (algos[k] == GOPT_ALGO_SGD) cfg.momentum = 0.9f;
+        if (gopt_params_create(&p) || gopt_params_add(p, "w", 1, shape, GOPT_TAG_WEIGHT, NULL) ||
+            gopt_params_finalize(p) || gopt_optim_create(&cfg, p, &opt)) {
+            fprintf(stderr, "setup failed: %s\n", gopt_last_error());
+            return 1;
+        }
+        float *pv = gopt_params_values(p), *gv = gopt_params_grads(p);
+        gopt_rng rng;
+        gopt_rng_seed(&rng, 42);
+        for (int64_t i = 0; i < n; i++) {
+            pv[i] = gopt_rng_uniform(&rng) - 0.5f;
+            gv[i] = 1e-3f * (gopt_rng_uniform(&rng) - 0.5f);
+        }
+        /* Floor arrays: separate, same size, touched first. */
+        float *fp = calloc((size_t)n, 4), *fg = calloc((size_t)n, 4), *f0 = calloc((size_t)n, 4), *f1 = calloc((size_t)n, 4);
+        if (!fp || !fg || !f0 || !f1) {
+            fprintf(stderr, "out of memory\n");
+            return 1;
+        }
+        gopt_optim_step(opt); /* warm-up: first touch of the state */
+        floor_pass(algos[k], fp, fg, f0, f1, n, threads);
+        for (int r = 0; r < reps; r++) { /* interleaved so both see the same machine load */
+            double t0 = now();
+            gopt_optim_step(opt);
+            double t1 = now();
+            floor_pass(algos[k], fp, fg, f0, f1, n, threads);
+            double t2 = now();
+            t_ours[r] = t1 - t0;
+            t_floor[r] = t2 - t1;
+        }
+        res[k].ns_step = median(t_ours, reps) * 1e9;
+        res[k].floor_ns = median(t_floor, reps) * 1e9;
+        streams st = algo_streams(algos[k]);
+        double bytes = 4.0 * (double)(st.reads + st.writes) * (double)n;
+        char tr[32] = "n/a";
+        if (!isnan(res[k].torch_ns)) snprintf(tr, sizeof tr, "%.3f", res[k].ns_step / res[k].torch_ns);
+        printf("%-9s %10.3f %8.2f %10.2f %10.3f %12s\n", gopt_algo_name(algos[k]), res[k].ns_step / (double)n,
+               bytes / res[k].ns_step, bytes / res[k].floor_ns, res[k].ns_step / res[k].floor_ns, tr);
+        fflush(stdout);
+        free(fp);
+        free(fg);
+        free(f0);
+        free(f1);
+        gopt_optim_destroy(opt);
+        gopt_params_destroy(p);
+    }
+    free(t_ours);
+    free(t_floor);
+    return 0;
+}
