@@ -7,5 +7,7 @@
 #include "gradopt/version.h"
 #include "gradopt/tensor.h"
 #include "gradopt/params.h"
+#include "gradopt/data.h"
+#include "gradopt/checkpoint.h"
 
 #endif /* GRADOPT_H */
