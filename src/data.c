@@ -348,8 +348,9 @@ gopt_status gopt_dataset_synthetic(int64_t count, int classes, uint64_t seed, go
         double theta = 3.141592653589793 * c / classes;
         double freq = 2.0 + (c % 3); /* stripes across the image */
         double ct = cos(theta), st = sin(theta);
-        /* Class colour: a hue wheel, each channel weight in [0, 1]. */
-        double hue = (double)c / classes, colour[3];
+        /* Class colour: a hue wheel shared by pairs of classes (so colour alone does not
+         * separate them: the stripes' orientation must be seen), jittered per image. */
+        double hue = (double)(c / 2) / ((classes + 1) / 2) + 0.04 * gopt_rng_normal(&rng), colour[3];
         for (int ch = 0; ch < 3; ch++) colour[ch] = 0.5 + 0.5 * cos(two_pi * (hue - ch / 3.0));
         double phase = two_pi * gopt_rng_uniform(&rng);
         double contrast = 0.6 + 0.4 * gopt_rng_uniform(&rng);

@@ -71,8 +71,10 @@ GOPT_API gopt_status gopt_dataset_from_memory(const uint8_t *images, const uint8
                                               int classes, gopt_dataset **out);
 
 /* A built-in synthetic image-classification set, so programs run without CIFAR-10.
- * Image i has label i % classes. Each class has an orientation (theta = pi * c / classes),
- * a stripe frequency and a colour (hue = c / classes); each image draws a random phase,
+ * Image i has label i % classes. Each class c has an orientation (theta = pi * c / classes),
+ * a stripe frequency (2 + c % 3 cycles per image) and a colour shared with its pair
+ * (hue = floor(c / 2) / ceil(classes / 2), jittered per image), so colour alone cannot
+ * separate the classes; each image draws a random phase,
  * a random brightness/contrast jitter, one bright blob at a random place, and per-pixel
  * Gaussian noise (std 24), so the classes overlap a little but a small convnet separates
  * them well within a minute. Same (count, classes, seed): the same bytes.
