@@ -56,7 +56,7 @@ typedef struct gopt_ckpt_writer gopt_ckpt_writer;
 GOPT_API gopt_status gopt_ckpt_writer_begin(const char *path, gopt_ckpt_writer **out);
 
 /* Append a section (data copied to the file now; data may be NULL when size == 0).
- * Errors: GOPT_EINVAL (name NULL, empty, >= 63 bytes or already added), GOPT_EIO (write
+ * Errors: GOPT_EINVAL (name NULL, empty, longer than 63 bytes or already added), GOPT_EIO (write
  *         failure, naming the temporary file), GOPT_EOVERFLOW, GOPT_ENOMEM. After an error
  *         the writer can only be aborted (commit returns GOPT_ESTATE). */
 GOPT_API gopt_status gopt_ckpt_writer_add(gopt_ckpt_writer *w, const char *name, const void *data, size_t size);
