@@ -121,10 +121,23 @@ static int pwrite_all(int fd, const void *data, size_t size, off_t offset) {
     return 0;
 }
 
+/* The directory holding path ("." if none), for the fsync after rename. */
+static char *parent_dir(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return gopt__strdup(".");
+    size_t n = slash == path ? 1 : (size_t)(slash - path);
+    char *dir = gopt__malloc(n + 1);
+    if (dir) {
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    }
+    return dir;
+}
+
 /* ---- writer ----------------------------------------------------------------------------- */
 
 struct gopt_ckpt_writer {
-    char *path, *tmp_path;
+    char *path, *tmp_path, *dir;
     int fd;
     int failed;
     uint64_t end; /* bytes written so far */
@@ -135,6 +148,7 @@ struct gopt_ckpt_writer {
 static void writer_free(gopt_ckpt_writer *w) {
     gopt__free(w->path);
     gopt__free(w->tmp_path);
+    gopt__free(w->dir);
     gopt__free(w->entries);
     gopt__free(w);
 }
@@ -150,7 +164,8 @@ gopt_status gopt_ckpt_writer_begin(const char *path, gopt_ckpt_writer **out) {
     size_t len = strlen(path);
     w->path = gopt__strdup(path);
     w->tmp_path = gopt__malloc(len + sizeof ".tmp.XXXXXX");
-    if (!w->path || !w->tmp_path) {
+    w->dir = parent_dir(path);
+    if (!w->path || !w->tmp_path || !w->dir) {
         writer_free(w);
         return GOPT_FAIL(GOPT_ENOMEM, "checkpoint writer for %s", path);
     }
@@ -242,26 +257,9 @@ void gopt_ckpt_writer_abort(gopt_ckpt_writer *w) {
     writer_free(w);
 }
 
-/* fsync the directory holding path so the rename itself is durable. */
-static int fsync_parent(const char *path, int *err) {
-    const char *slash = strrchr(path, '/');
-    char *dir;
-    if (!slash) {
-        dir = gopt__strdup(".");
-    } else {
-        size_t n = slash == path ? 1 : (size_t)(slash - path);
-        dir = gopt__malloc(n + 1);
-        if (dir) {
-            memcpy(dir, path, n);
-            dir[n] = '\0';
-        }
-    }
-    if (!dir) {
-        *err = ENOMEM;
-        return -1;
-    }
+/* fsync a directory so a rename inside it is durable. */
+static int fsync_dir(const char *dir, int *err) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    gopt__free(dir);
     if (fd < 0) {
         *err = errno;
         return -1;
@@ -323,7 +321,7 @@ gopt_status gopt_ckpt_writer_commit(gopt_ckpt_writer *w) {
         gopt_ckpt_writer_abort(w);
         return s;
     }
-    if (fsync_parent(w->path, &err) != 0)
+    if (fsync_dir(w->dir, &err) != 0)
         s = GOPT_FAIL(GOPT_EIO, "%s: written, but fsync of its directory failed: %s", w->path, strerror(err));
     writer_free(w);
     return s;
