@@ -8,5 +8,7 @@
 #include "gradopt/tensor.h"
 #include "gradopt/params.h"
 #include "gradopt/optim.h"
+#include "gradopt/data.h"
+#include "gradopt/checkpoint.h"
 
 #endif /* GRADOPT_H */
