@@ -11,5 +11,7 @@
 #include "gradopt/sched.h"
 #include "gradopt/clip.h"
 #include "gradopt/monitor.h"
+#include "gradopt/data.h"
+#include "gradopt/checkpoint.h"
 
 #endif /* GRADOPT_H */

@@ -1,0 +1,193 @@
+/* gradopt/data.h: CIFAR-10 binary reader and writer, in-memory datasets, train/validation
+ * split, and a batch loader (deterministic shuffling, random crop + horizontal flip,
+ * per-channel normalisation, optional prefetch thread).
+ *
+ * Images are 3 x 32 x 32 bytes stored channel-major exactly as the CIFAR-10 binary format
+ * stores them: 1024 red, 1024 green, 1024 blue bytes, each plane row-major. A batch is a
+ * float NCHW block of shape (n, 3, 32, 32) plus n int32 labels.
+ *
+ * CIFAR-10 binary format (https://www.cs.toronto.edu/~kriz/cifar.html, "binary version"):
+ * a file is a sequence of 3073-byte records, 1 label byte (0..9) + 3072 pixel bytes.
+ * The reader checks that a file is non-empty, a whole number of records, and that every
+ * label is 0..9; violations are GOPT_EFORMAT naming the file and record, e.g.
+ *   "data_batch_3.bin: record 1234 has label 12"
+ *   "data_batch_1.bin: 30727 bytes is not a whole number of 3073-byte records".
+ * A missing or unreadable file is GOPT_EIO naming the path and strerror. */
+#ifndef GRADOPT_DATA_H
+#define GRADOPT_DATA_H
+
+#include "tensor.h"
+
+GOPT_EXTERN_C_BEGIN
+
+#define GOPT_IMAGE_CHANNELS 3
+#define GOPT_IMAGE_HEIGHT 32
+#define GOPT_IMAGE_WIDTH 32
+#define GOPT_IMAGE_PIXELS (GOPT_IMAGE_HEIGHT * GOPT_IMAGE_WIDTH)  /* 1024 per channel */
+#define GOPT_IMAGE_BYTES (GOPT_IMAGE_CHANNELS * GOPT_IMAGE_PIXELS) /* 3072 */
+#define GOPT_CIFAR10_RECORD_BYTES (1 + GOPT_IMAGE_BYTES)          /* 3073 */
+#define GOPT_CIFAR10_CLASSES 10
+
+/* ---- datasets ---------------------------------------------------------------------------
+ * An immutable in-memory set of `count` images (uint8, 3x32x32 each, channel-major) and
+ * labels (uint8, 0..classes-1). Loaders borrow a dataset: it must outlive them. */
+typedef struct gopt_dataset gopt_dataset;
+
+/* Which standard files gopt_cifar10_load_dir reads (a bit mask). */
+enum {
+    GOPT_CIFAR10_BATCH_1 = 1 << 0, /* data_batch_1.bin */
+    GOPT_CIFAR10_BATCH_2 = 1 << 1,
+    GOPT_CIFAR10_BATCH_3 = 1 << 2,
+    GOPT_CIFAR10_BATCH_4 = 1 << 3,
+    GOPT_CIFAR10_BATCH_5 = 1 << 4, /* data_batch_5.bin */
+    GOPT_CIFAR10_TEST = 1 << 5,    /* test_batch.bin */
+    GOPT_CIFAR10_TRAIN_ALL = 0x1f  /* data_batch_1..5.bin */
+};
+
+/* Read CIFAR-10 binary files, concatenated in the given order (classes = 10).
+ * Errors: GOPT_EINVAL (NULL, n < 1), GOPT_EIO (open/read failure, naming the path),
+ *         GOPT_EFORMAT (empty file, partial record, label > 9: naming file and record),
+ *         GOPT_EOVERFLOW, GOPT_ENOMEM. *out is NULL on failure. */
+GOPT_API gopt_status gopt_cifar10_load_files(const char *const paths[], int n, gopt_dataset **out);
+
+/* Read the standard names inside `dir` selected by `which` (GOPT_CIFAR10_* bits), in the
+ * order batch 1..5 then test. Example: the usual 45k/5k protocol on the training files is
+ *   gopt_cifar10_load_dir(dir, GOPT_CIFAR10_BATCH_1 | ... | GOPT_CIFAR10_BATCH_4, &train);
+ *   gopt_cifar10_load_dir(dir, GOPT_CIFAR10_BATCH_5, &val);
+ * Errors as gopt_cifar10_load_files; GOPT_EINVAL for which == 0 or unknown bits. */
+GOPT_API gopt_status gopt_cifar10_load_dir(const char *dir, unsigned which, gopt_dataset **out);
+
+/* Write `count` records in the CIFAR-10 binary format (images: count x 3072 bytes,
+ * labels: count bytes, each 0..9). Written to `path` directly (not atomically).
+ * Errors: GOPT_EINVAL (NULL, count < 1, a label > 9, naming its index), GOPT_EIO. */
+GOPT_API gopt_status gopt_cifar10_write(const char *path, const uint8_t *images, const uint8_t *labels,
+                                        int64_t count);
+/* Write a whole dataset (its labels must be 0..9). Errors as gopt_cifar10_write. */
+GOPT_API gopt_status gopt_dataset_write_cifar10(const gopt_dataset *ds, const char *path);
+
+/* A dataset copied from memory: images count x 3072 bytes, labels count bytes, each label
+ * < classes, 1 <= classes <= 256. Errors: GOPT_EINVAL (naming the bad label), GOPT_ENOMEM. */
+GOPT_API gopt_status gopt_dataset_from_memory(const uint8_t *images, const uint8_t *labels, int64_t count,
+                                              int classes, gopt_dataset **out);
+
+/* A built-in synthetic image-classification set, so programs run without CIFAR-10.
+ * Image i has label i % classes. Each class c has an orientation (theta = pi * c / classes),
+ * a stripe frequency (2 + c % 3 cycles per image) and a colour shared with its pair
+ * (hue = floor(c / 2) / ceil(classes / 2), jittered per image), so colour alone cannot
+ * separate the classes; each image draws a random phase,
+ * a random brightness/contrast jitter, one bright blob at a random place, and per-pixel
+ * Gaussian noise (std 24), so the classes overlap a little but a small convnet separates
+ * them well within a minute. Same (count, classes, seed): the same bytes.
+ * Errors: GOPT_EINVAL (count < 1, classes outside 2..256), GOPT_EOVERFLOW, GOPT_ENOMEM. */
+GOPT_API gopt_status gopt_dataset_synthetic(int64_t count, int classes, uint64_t seed, gopt_dataset **out);
+
+/* A new dataset holding images indices[0..n-1] of ds, in that order (duplicates allowed).
+ * Errors: GOPT_EINVAL (NULL, n < 1), GOPT_ERANGE (an index outside 0..count-1), GOPT_ENOMEM. */
+GOPT_API gopt_status gopt_dataset_subset(const gopt_dataset *ds, const int64_t *indices, int64_t n,
+                                         gopt_dataset **out);
+
+/* Split ds into a training set and a validation set of val_count images.
+ *   random == 0: validation = the last val_count images, training = the first
+ *                count - val_count (deterministic, no seed used);
+ *   random != 0: validation = a seeded random choice of val_count images (a Fisher-Yates
+ *                shuffle from gopt_rng_seed(seed)); both parts keep the original order.
+ * The two parts are disjoint and together hold every image once; both are copies (ds may
+ * be destroyed afterwards). Errors: GOPT_EINVAL (NULL, val_count outside 1..count-1,
+ * naming both numbers), GOPT_ENOMEM. On failure both outputs are NULL. */
+GOPT_API gopt_status gopt_dataset_split(const gopt_dataset *ds, int64_t val_count, int random, uint64_t seed,
+                                        gopt_dataset **train, gopt_dataset **val);
+
+GOPT_API void gopt_dataset_destroy(gopt_dataset *ds);
+
+GOPT_API int64_t gopt_dataset_count(const gopt_dataset *ds);
+GOPT_API int gopt_dataset_classes(const gopt_dataset *ds);
+/* count x 3072 bytes (image i at i * GOPT_IMAGE_BYTES) and count labels. */
+GOPT_API const uint8_t *gopt_dataset_images(const gopt_dataset *ds);
+GOPT_API const uint8_t *gopt_dataset_labels(const gopt_dataset *ds);
+
+/* ---- loader: batches of normalised, optionally augmented images ------------------------
+ * For image `s` at position p of epoch e's order:
+ *   order:  shuffle ? a Fisher-Yates permutation from an RNG seeded by mix(seed, e)
+ *                   : 0, 1, ..., count-1
+ *   crop:   (augment, crop_padding = P) the image is zero-padded by P pixels on every side
+ *           (pixel value 0, i.e. black, before normalisation: torchvision's
+ *           RandomCrop(32, padding=P)) and a 32x32 window at offset (dy, dx), each uniform
+ *           in 0..2P, is kept: out[y][x] = in[y + dy - P][x + dx - P] (0 outside);
+ *   flip:   (augment, flip) with probability 1/2, out[y][x] = cropped[y][31 - x]
+ *           (RandomHorizontalFlip after RandomCrop, as torchvision composes them);
+ *   value:  x = (pixel / 255 - mean[c]) / std[c]  (ToTensor + Normalize).
+ * dy, dx and the flip come from an RNG seeded by mix(seed, e, p), so they depend only on
+ * (seed, epoch, position): batches are bit-identical with or without the prefetch thread,
+ * and a loader positioned with gopt_loader_seek (or state_load) reproduces the rest of an
+ * interrupted epoch exactly. No allocation after create. */
+typedef struct gopt_loader_config {
+    int batch_size;   /* >= 1; default 128 */
+    int shuffle;      /* 1 (default): a new order every epoch; 0: dataset order */
+    int drop_last;    /* 0 (default): the last batch may be short; 1: drop it */
+    uint64_t seed;    /* default 0 */
+    int augment;      /* 0 (default): no crop or flip; 1: the crop and flip below */
+    int crop_padding; /* 0..16, default 4 (0 = no crop) */
+    int flip;         /* 0 or 1 (default): random horizontal flip */
+    float mean[3];    /* default CIFAR-10: 0.4914, 0.4822, 0.4465 */
+    float std[3];     /* default CIFAR-10: 0.2470, 0.2435, 0.2616 (each finite, > 0) */
+    int prefetch;     /* 0 (default): build each batch in gopt_loader_next;
+                         1: a second thread builds batch k+1 while the caller uses batch k */
+} gopt_loader_config;
+
+GOPT_API gopt_loader_config gopt_loader_config_default(void);
+
+typedef struct gopt_loader gopt_loader;
+
+/* One batch, in buffers the loader owns: valid until the next gopt_loader_next, seek, or
+ * destroy. n == 0 marks the end of the epoch. */
+typedef struct gopt_batch {
+    const float *images;   /* (n, 3, 32, 32) */
+    const int32_t *labels; /* n */
+    int n;
+    int64_t epoch, index;  /* which batch of which epoch this is */
+} gopt_batch;
+
+/* Create a loader over ds (borrowed), positioned at epoch 0, batch 0.
+ * Errors: GOPT_EINVAL (NULL; batch_size < 1; crop_padding outside 0..16; flip, augment,
+ *         shuffle, drop_last, prefetch not 0/1; mean not finite; std not finite or <= 0;
+ *         drop_last with fewer images than one batch), GOPT_ENOMEM, GOPT_ESTATE (the
+ *         prefetch thread could not be started). */
+GOPT_API gopt_status gopt_loader_create(const gopt_loader_config *cfg, const gopt_dataset *ds,
+                                        gopt_loader **out);
+/* Stops the prefetch thread. NULL is a no-op. */
+GOPT_API void gopt_loader_destroy(gopt_loader *l);
+
+/* Batches in one epoch: ceil(count / batch_size), or floor with drop_last. */
+GOPT_API int64_t gopt_loader_batches_per_epoch(const gopt_loader *l);
+
+/* Position the loader at batch `index` (0..batches_per_epoch) of epoch `epoch` (>= 0).
+ * gopt_loader_start_epoch(l, e) is gopt_loader_seek(l, e, 0).
+ * Errors: GOPT_EINVAL (NULL), GOPT_ERANGE (epoch < 0 or index out of range). */
+GOPT_API gopt_status gopt_loader_seek(gopt_loader *l, int64_t epoch, int64_t index);
+GOPT_API gopt_status gopt_loader_start_epoch(gopt_loader *l, int64_t epoch);
+
+/* The next batch of the current epoch into the loader's buffers; out->n == 0 at the end of
+ * the epoch (then call gopt_loader_start_epoch). Errors: GOPT_EINVAL (NULL). */
+GOPT_API gopt_status gopt_loader_next(gopt_loader *l, gopt_batch *out);
+
+/* As gopt_loader_next, but copies into caller buffers of at least batch_size * 3072 floats
+ * and batch_size labels; *n receives the batch size (0 at the end of the epoch). */
+GOPT_API gopt_status gopt_loader_next_into(gopt_loader *l, float *images, int32_t *labels, int *n);
+
+/* Build batch `index` of epoch `epoch` into caller buffers without moving the loader
+ * (a pure function of the config, the dataset and (epoch, index)). *n receives its size.
+ * Errors: GOPT_EINVAL (NULL), GOPT_ERANGE. Not to be called concurrently with next/seek. */
+GOPT_API gopt_status gopt_loader_batch_at(gopt_loader *l, int64_t epoch, int64_t index, float *images,
+                                          int32_t *labels, int *n);
+
+/* Position (epoch, next batch index) for checkpoints, with the params.h convention: the state
+ * is seed, dataset count, batch size, drop_last, shuffle, epoch, next batch. load checks
+ * that seed, count, batch size, drop_last and shuffle match this loader (GOPT_EFORMAT naming
+ * the field) and seeks. */
+GOPT_API size_t gopt_loader_state_size(const gopt_loader *l);
+GOPT_API gopt_status gopt_loader_state_save(const gopt_loader *l, void *buf, size_t size);
+GOPT_API gopt_status gopt_loader_state_load(gopt_loader *l, const void *buf, size_t size);
+
+GOPT_EXTERN_C_END
+
+#endif /* GRADOPT_DATA_H */

@@ -1,0 +1,734 @@
+/* CIFAR-10 reader/writer, datasets, split, and the batch loader (see gradopt/data.h). */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gradopt/data.h"
+#include "internal/common.h"
+
+struct gopt_dataset {
+    int64_t count;
+    int classes;
+    uint8_t *images; /* count * GOPT_IMAGE_BYTES */
+    uint8_t *labels; /* count */
+};
+
+/* ---- seeding: independent streams from (seed, tag, a, b) ------------------------------ */
+
+enum { STREAM_PERM = 1, STREAM_AUGMENT = 2, STREAM_SYNTHETIC = 3, STREAM_SPLIT = 4 };
+
+static uint64_t mix64(uint64_t z) {
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static void stream_seed(gopt_rng *rng, uint64_t seed, uint64_t tag, uint64_t a, uint64_t b) {
+    uint64_t h = mix64(seed ^ mix64(tag));
+    h = mix64(h ^ a);
+    h = mix64(h ^ (b * 0xD1B54A32D192ED03ull));
+    gopt_rng_seed(rng, h);
+}
+
+/* ---- datasets ----------------------------------------------------------------------- */
+
+static gopt_status dataset_alloc(int64_t count, int classes, gopt_dataset **out) {
+    size_t bytes;
+    if (count < 1 || (uint64_t)count > SIZE_MAX || !gopt__mul_size((size_t)count, GOPT_IMAGE_BYTES, &bytes))
+        return GOPT_FAIL(GOPT_EOVERFLOW, "%lld images do not fit in memory", (long long)count);
+    gopt_dataset *ds = gopt__calloc(1, sizeof *ds);
+    if (!ds) return GOPT_FAIL(GOPT_ENOMEM, "dataset header");
+    ds->images = gopt__malloc(bytes);
+    ds->labels = gopt__malloc((size_t)count);
+    if (!ds->images || !ds->labels) {
+        gopt_dataset_destroy(ds);
+        return GOPT_FAIL(GOPT_ENOMEM, "dataset of %lld images (%zu bytes)", (long long)count, bytes);
+    }
+    ds->count = count;
+    ds->classes = classes;
+    *out = ds;
+    return GOPT_OK;
+}
+
+void gopt_dataset_destroy(gopt_dataset *ds) {
+    if (!ds) return;
+    gopt__free(ds->images);
+    gopt__free(ds->labels);
+    gopt__free(ds);
+}
+
+int64_t gopt_dataset_count(const gopt_dataset *ds) { return ds ? ds->count : 0; }
+int gopt_dataset_classes(const gopt_dataset *ds) { return ds ? ds->classes : 0; }
+const uint8_t *gopt_dataset_images(const gopt_dataset *ds) { return ds ? ds->images : NULL; }
+const uint8_t *gopt_dataset_labels(const gopt_dataset *ds) { return ds ? ds->labels : NULL; }
+
+gopt_status gopt_dataset_from_memory(const uint8_t *images, const uint8_t *labels, int64_t count, int classes,
+                                     gopt_dataset **out) {
+    GOPT_CHECK_NULL(out);
+    *out = NULL;
+    GOPT_CHECK_NULL(images);
+    GOPT_CHECK_NULL(labels);
+    if (count < 1) return GOPT_FAIL(GOPT_EINVAL, "count = %lld must be >= 1", (long long)count);
+    if (classes < 1 || classes > 256) return GOPT_FAIL(GOPT_EINVAL, "classes = %d is outside 1..256", classes);
+    for (int64_t i = 0; i < count; i++)
+        if (labels[i] >= classes)
+            return GOPT_FAIL(GOPT_EINVAL, "label[%lld] = %d is not below classes = %d", (long long)i, labels[i],
+                             classes);
+    gopt_dataset *ds;
+    GOPT_TRY(dataset_alloc(count, classes, &ds));
+    memcpy(ds->images, images, (size_t)count * GOPT_IMAGE_BYTES);
+    memcpy(ds->labels, labels, (size_t)count);
+    *out = ds;
+    return GOPT_OK;
+}
+
+gopt_status gopt_dataset_subset(const gopt_dataset *ds, const int64_t *indices, int64_t n, gopt_dataset **out) {
+    GOPT_CHECK_NULL(out);
+    *out = NULL;
+    GOPT_CHECK_NULL(ds);
+    GOPT_CHECK_NULL(indices);
+    if (n < 1) return GOPT_FAIL(GOPT_EINVAL, "n = %lld must be >= 1", (long long)n);
+    for (int64_t i = 0; i < n; i++)
+        if (indices[i] < 0 || indices[i] >= ds->count)
+            return GOPT_FAIL(GOPT_ERANGE, "indices[%lld] = %lld is outside 0..%lld", (long long)i,
+                             (long long)indices[i], (long long)ds->count - 1);
+    gopt_dataset *sub;
+    GOPT_TRY(dataset_alloc(n, ds->classes, &sub));
+    for (int64_t i = 0; i < n; i++) {
+        memcpy(sub->images + (size_t)i * GOPT_IMAGE_BYTES, ds->images + (size_t)indices[i] * GOPT_IMAGE_BYTES,
+               GOPT_IMAGE_BYTES);
+        sub->labels[i] = ds->labels[indices[i]];
+    }
+    *out = sub;
+    return GOPT_OK;
+}
+
+gopt_status gopt_dataset_split(const gopt_dataset *ds, int64_t val_count, int random, uint64_t seed,
+                               gopt_dataset **train, gopt_dataset **val) {
+    GOPT_CHECK_NULL(train);
+    GOPT_CHECK_NULL(val);
+    *train = *val = NULL;
+    GOPT_CHECK_NULL(ds);
+    if (val_count < 1 || val_count > ds->count - 1)
+        return GOPT_FAIL(GOPT_EINVAL, "val_count = %lld must be in 1..%lld for a dataset of %lld images",
+                         (long long)val_count, (long long)ds->count - 1, (long long)ds->count);
+    int64_t n = ds->count, train_count = n - val_count;
+    int64_t *order = gopt__calloc((size_t)n, sizeof *order);
+    unsigned char *is_val = gopt__calloc((size_t)n, 1);
+    if (!order || !is_val) {
+        gopt__free(order);
+        gopt__free(is_val);
+        return GOPT_FAIL(GOPT_ENOMEM, "split indices for %lld images", (long long)n);
+    }
+    if (random) {
+        /* Choose the validation set by a seeded shuffle, then keep both parts in dataset order. */
+        for (int64_t i = 0; i < n; i++) order[i] = i;
+        gopt_rng rng;
+        stream_seed(&rng, seed, STREAM_SPLIT, 0, 0);
+        for (int64_t i = n - 1; i > 0; i--) {
+            int64_t j = (int64_t)gopt_rng_below(&rng, (uint64_t)i + 1);
+            int64_t t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+        for (int64_t i = 0; i < val_count; i++) is_val[order[i]] = 1;
+    } else {
+        for (int64_t i = train_count; i < n; i++) is_val[i] = 1;
+    }
+    int64_t t = 0, v = train_count;
+    for (int64_t i = 0; i < n; i++) {
+        if (is_val[i]) order[v++] = i;
+        else order[t++] = i;
+    }
+    gopt_status s = gopt_dataset_subset(ds, order, train_count, train);
+    if (s == GOPT_OK) s = gopt_dataset_subset(ds, order + train_count, val_count, val);
+    gopt__free(order);
+    gopt__free(is_val);
+    if (s != GOPT_OK) {
+        gopt_dataset_destroy(*train);
+        *train = NULL;
+    }
+    return s;
+}
+
+/* ---- CIFAR-10 binary files ------------------------------------------------------------ */
+
+#define READ_CHUNK_RECORDS 256
+
+static gopt_status file_records(const char *path, int64_t *records) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return GOPT_FAIL(GOPT_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    int rc = fstat(fd, &st);
+    int err = errno;
+    close(fd);
+    if (rc != 0) return GOPT_FAIL(GOPT_EIO, "%s: cannot stat: %s", path, strerror(err));
+    if (!S_ISREG(st.st_mode)) return GOPT_FAIL(GOPT_EIO, "%s: not a regular file", path);
+    if (st.st_size == 0) return GOPT_FAIL(GOPT_EFORMAT, "%s: empty file (0 records)", path);
+    if (st.st_size % GOPT_CIFAR10_RECORD_BYTES != 0)
+        return GOPT_FAIL(GOPT_EFORMAT, "%s: %lld bytes is not a whole number of %d-byte records", path,
+                         (long long)st.st_size, GOPT_CIFAR10_RECORD_BYTES);
+    *records = (int64_t)(st.st_size / GOPT_CIFAR10_RECORD_BYTES);
+    return GOPT_OK;
+}
+
+/* Read exactly n bytes (retrying short reads); 0 on success, else sets *got. */
+static int read_full(int fd, unsigned char *buf, size_t n, size_t *got) {
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = read(fd, buf + done, n - done);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            *got = done;
+            return r < 0 ? -1 : 1;
+        }
+        done += (size_t)r;
+    }
+    *got = done;
+    return 0;
+}
+
+static gopt_status read_file_into(const char *path, int64_t records, unsigned char *chunk, gopt_dataset *ds,
+                                  int64_t first) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return GOPT_FAIL(GOPT_EIO, "%s: cannot open: %s", path, strerror(errno));
+    gopt_status s = GOPT_OK;
+    for (int64_t r = 0; r < records && s == GOPT_OK; r += READ_CHUNK_RECORDS) {
+        int64_t n = records - r < READ_CHUNK_RECORDS ? records - r : READ_CHUNK_RECORDS;
+        size_t got = 0;
+        int rc = read_full(fd, chunk, (size_t)n * GOPT_CIFAR10_RECORD_BYTES, &got);
+        if (rc < 0) {
+            s = GOPT_FAIL(GOPT_EIO, "%s: read failed at byte %lld: %s", path,
+                          (long long)(r * GOPT_CIFAR10_RECORD_BYTES + (int64_t)got), strerror(errno));
+            break;
+        }
+        if (rc > 0) {
+            s = GOPT_FAIL(GOPT_EIO, "%s: file shrank while reading (ends at byte %lld)", path,
+                          (long long)(r * GOPT_CIFAR10_RECORD_BYTES + (int64_t)got));
+            break;
+        }
+        for (int64_t k = 0; k < n; k++) {
+            const unsigned char *rec = chunk + (size_t)k * GOPT_CIFAR10_RECORD_BYTES;
+            if (rec[0] >= GOPT_CIFAR10_CLASSES) {
+                s = GOPT_FAIL(GOPT_EFORMAT, "%s: record %lld has label %d (labels are 0..9)", path,
+                              (long long)(r + k), rec[0]);
+                break;
+            }
+            int64_t dst = first + r + k;
+            ds->labels[dst] = rec[0];
+            memcpy(ds->images + (size_t)dst * GOPT_IMAGE_BYTES, rec + 1, GOPT_IMAGE_BYTES);
+        }
+    }
+    close(fd);
+    return s;
+}
+
+gopt_status gopt_cifar10_load_files(const char *const paths[], int n, gopt_dataset **out) {
+    GOPT_CHECK_NULL(out);
+    *out = NULL;
+    GOPT_CHECK_NULL(paths);
+    if (n < 1) return GOPT_FAIL(GOPT_EINVAL, "n = %d files; need at least 1", n);
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        if (!paths[i]) return GOPT_FAIL(GOPT_EINVAL, "paths[%d] is NULL", i);
+        int64_t records;
+        GOPT_TRY(file_records(paths[i], &records));
+        if (total > INT64_MAX - records) return GOPT_FAIL(GOPT_EOVERFLOW, "too many records");
+        total += records;
+    }
+    gopt_dataset *ds;
+    GOPT_TRY(dataset_alloc(total, GOPT_CIFAR10_CLASSES, &ds));
+    unsigned char *chunk = gopt__malloc((size_t)READ_CHUNK_RECORDS * GOPT_CIFAR10_RECORD_BYTES);
+    if (!chunk) {
+        gopt_dataset_destroy(ds);
+        return GOPT_FAIL(GOPT_ENOMEM, "read buffer");
+    }
+    int64_t first = 0;
+    gopt_status s = GOPT_OK;
+    for (int i = 0; i < n && s == GOPT_OK; i++) {
+        int64_t records;
+        s = file_records(paths[i], &records); /* again: the size must not have changed */
+        if (s == GOPT_OK && first + records > total)
+            s = GOPT_FAIL(GOPT_EIO, "%s: file grew while loading", paths[i]);
+        if (s == GOPT_OK) s = read_file_into(paths[i], records, chunk, ds, first);
+        first += records;
+    }
+    gopt__free(chunk);
+    if (s == GOPT_OK && first != total) s = GOPT_FAIL(GOPT_EIO, "files changed size while loading");
+    if (s != GOPT_OK) {
+        gopt_dataset_destroy(ds);
+        return s;
+    }
+    *out = ds;
+    return GOPT_OK;
+}
+
+gopt_status gopt_cifar10_load_dir(const char *dir, unsigned which, gopt_dataset **out) {
+    GOPT_CHECK_NULL(out);
+    *out = NULL;
+    GOPT_CHECK_NULL(dir);
+    if (which == 0 || (which & ~0x3fu))
+        return GOPT_FAIL(GOPT_EINVAL, "which = 0x%x is not a non-empty set of GOPT_CIFAR10_* bits", which);
+    static const char *names[6] = {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
+                                   "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"};
+    char *paths[6] = {0};
+    int n = 0;
+    size_t dlen = strlen(dir);
+    gopt_status s = GOPT_OK;
+    for (int i = 0; i < 6; i++) {
+        if (!(which & (1u << i))) continue;
+        size_t len = dlen + 1 + strlen(names[i]) + 1;
+        paths[n] = gopt__malloc(len);
+        if (!paths[n]) {
+            s = GOPT_FAIL(GOPT_ENOMEM, "path");
+            break;
+        }
+        snprintf(paths[n], len, "%s/%s", dir, names[i]);
+        n++;
+    }
+    if (s == GOPT_OK) s = gopt_cifar10_load_files((const char *const *)paths, n, out);
+    for (int i = 0; i < n; i++) gopt__free(paths[i]);
+    return s;
+}
+
+gopt_status gopt_cifar10_write(const char *path, const uint8_t *images, const uint8_t *labels, int64_t count) {
+    GOPT_CHECK_NULL(path);
+    GOPT_CHECK_NULL(images);
+    GOPT_CHECK_NULL(labels);
+    if (count < 1) return GOPT_FAIL(GOPT_EINVAL, "count = %lld must be >= 1", (long long)count);
+    for (int64_t i = 0; i < count; i++)
+        if (labels[i] >= GOPT_CIFAR10_CLASSES)
+            return GOPT_FAIL(GOPT_EINVAL, "%s: label[%lld] = %d is not 0..9", path, (long long)i, labels[i]);
+    FILE *f = fopen(path, "wb");
+    if (!f) return GOPT_FAIL(GOPT_EIO, "%s: cannot create: %s", path, strerror(errno));
+    int ok = 1;
+    for (int64_t i = 0; i < count && ok; i++) {
+        ok = fputc(labels[i], f) != EOF &&
+             fwrite(images + (size_t)i * GOPT_IMAGE_BYTES, 1, GOPT_IMAGE_BYTES, f) == GOPT_IMAGE_BYTES;
+    }
+    int err = errno;
+    if (fclose(f) != 0 && ok) {
+        ok = 0;
+        err = errno;
+    }
+    if (!ok) return GOPT_FAIL(GOPT_EIO, "%s: write failed: %s", path, strerror(err));
+    return GOPT_OK;
+}
+
+gopt_status gopt_dataset_write_cifar10(const gopt_dataset *ds, const char *path) {
+    GOPT_CHECK_NULL(ds);
+    return gopt_cifar10_write(path, ds->images, ds->labels, ds->count);
+}
+
+/* ---- synthetic data ------------------------------------------------------------------- */
+
+static uint8_t clamp_pixel(double v) {
+    if (!(v > 0.0)) return 0;
+    if (v >= 255.0) return 255;
+    return (uint8_t)(v + 0.5);
+}
+
+gopt_status gopt_dataset_synthetic(int64_t count, int classes, uint64_t seed, gopt_dataset **out) {
+    GOPT_CHECK_NULL(out);
+    *out = NULL;
+    if (count < 1) return GOPT_FAIL(GOPT_EINVAL, "count = %lld must be >= 1", (long long)count);
+    if (classes < 2 || classes > 256) return GOPT_FAIL(GOPT_EINVAL, "classes = %d is outside 2..256", classes);
+    gopt_dataset *ds;
+    GOPT_TRY(dataset_alloc(count, classes, &ds));
+    const double two_pi = 6.283185307179586;
+    for (int64_t i = 0; i < count; i++) {
+        int c = (int)(i % classes);
+        gopt_rng rng;
+        stream_seed(&rng, seed, STREAM_SYNTHETIC, (uint64_t)i, 0);
+        double theta = 3.141592653589793 * c / classes;
+        double freq = 2.0 + (c % 3); /* stripes across the image */
+        double ct = cos(theta), st = sin(theta);
+        /* Class colour: a hue wheel shared by pairs of classes (so colour alone does not
+         * separate them: the stripes' orientation must be seen), jittered per image. */
+        double hue = (double)(c / 2) / ((classes + 1) / 2) + 0.04 * gopt_rng_normal(&rng), colour[3];
+        for (int ch = 0; ch < 3; ch++) colour[ch] = 0.5 + 0.5 * cos(two_pi * (hue - ch / 3.0));
+        double phase = two_pi * gopt_rng_uniform(&rng);
+        double contrast = 0.6 + 0.4 * gopt_rng_uniform(&rng);
+        double offset = 40.0 * (gopt_rng_uniform(&rng) - 0.5);
+        double by = 6.0 + 20.0 * gopt_rng_uniform(&rng), bx = 6.0 + 20.0 * gopt_rng_uniform(&rng);
+        double br = 3.0 + 4.0 * gopt_rng_uniform(&rng);
+        uint8_t *img = ds->images + (size_t)i * GOPT_IMAGE_BYTES;
+        for (int ch = 0; ch < 3; ch++)
+            for (int y = 0; y < GOPT_IMAGE_HEIGHT; y++)
+                for (int x = 0; x < GOPT_IMAGE_WIDTH; x++) {
+                    double s = sin(two_pi * freq * (x * ct + y * st) / GOPT_IMAGE_WIDTH + phase);
+                    double d2 = (y - by) * (y - by) + (x - bx) * (x - bx);
+                    double blob = d2 < br * br ? 70.0 : 0.0;
+                    double v = 50.0 + 130.0 * colour[ch] + offset + contrast * 60.0 * s + blob +
+                               24.0 * gopt_rng_normal(&rng);
+                    img[ch * GOPT_IMAGE_PIXELS + y * GOPT_IMAGE_WIDTH + x] = clamp_pixel(v);
+                }
+        ds->labels[i] = (uint8_t)c;
+    }
+    *out = ds;
+    return GOPT_OK;
+}
+
+/* ---- loader ------------------------------------------------------------------------- */
+
+struct gopt_loader {
+    gopt_loader_config cfg;
+    const gopt_dataset *ds;
+    int64_t batches;
+    float lut[3][256]; /* normalised value of each byte, per channel */
+    int64_t *perm;     /* order of the current epoch (read by the worker) */
+    int64_t *scratch;  /* order for gopt_loader_batch_at */
+    float *images[2];
+    int32_t *labels[2];
+    int counts[2];
+    int64_t epoch;
+    int64_t taken; /* batches of this epoch handed out so far */
+    /* prefetch thread; every field below and epoch/taken/perm are guarded by mu when threaded */
+    int threaded;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int64_t produce_next;
+    int64_t ready[2]; /* batch index held by each slot, -1 if none */
+    int busy, quit;
+};
+
+gopt_loader_config gopt_loader_config_default(void) {
+    gopt_loader_config c;
+    memset(&c, 0, sizeof c);
+    c.batch_size = 128;
+    c.shuffle = 1;
+    c.drop_last = 0;
+    c.seed = 0;
+    c.augment = 0;
+    c.crop_padding = 4;
+    c.flip = 1;
+    c.mean[0] = 0.4914f;
+    c.mean[1] = 0.4822f;
+    c.mean[2] = 0.4465f;
+    c.std[0] = 0.2470f;
+    c.std[1] = 0.2435f;
+    c.std[2] = 0.2616f;
+    c.prefetch = 0;
+    return c;
+}
+
+static void make_order(const gopt_loader *l, int64_t epoch, int64_t *order) {
+    int64_t n = l->ds->count;
+    for (int64_t i = 0; i < n; i++) order[i] = i;
+    if (!l->cfg.shuffle) return;
+    gopt_rng rng;
+    stream_seed(&rng, l->cfg.seed, STREAM_PERM, (uint64_t)epoch, 0);
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)gopt_rng_below(&rng, (uint64_t)i + 1);
+        int64_t t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+}
+
+/* Batch `index` of `epoch` given that epoch's order: a pure function of its inputs. */
+static int build_batch(const gopt_loader *l, const int64_t *order, int64_t epoch, int64_t index, float *images,
+                       int32_t *labels) {
+    const gopt_loader_config *cfg = &l->cfg;
+    int64_t start = index * cfg->batch_size;
+    int64_t n = l->ds->count - start;
+    if (n > cfg->batch_size) n = cfg->batch_size;
+    const int pad = cfg->augment ? cfg->crop_padding : 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t pos = start + i, s = order[pos];
+        int dy = 0, dx = 0, flip = 0;
+        if (cfg->augment) {
+            gopt_rng rng;
+            stream_seed(&rng, cfg->seed, STREAM_AUGMENT, (uint64_t)epoch, (uint64_t)pos);
+            dy = (int)gopt_rng_below(&rng, (uint64_t)(2 * pad + 1));
+            dx = (int)gopt_rng_below(&rng, (uint64_t)(2 * pad + 1));
+            flip = cfg->flip && (gopt_rng_u64(&rng) >> 63);
+        }
+        const uint8_t *in = l->ds->images + (size_t)s * GOPT_IMAGE_BYTES;
+        float *out = images + (size_t)i * GOPT_IMAGE_BYTES;
+        labels[i] = l->ds->labels[s];
+        for (int c = 0; c < GOPT_IMAGE_CHANNELS; c++) {
+            const float *lut = l->lut[c];
+            const float zero = lut[0];
+            const uint8_t *plane = in + c * GOPT_IMAGE_PIXELS;
+            for (int y = 0; y < GOPT_IMAGE_HEIGHT; y++) {
+                float *orow = out + c * GOPT_IMAGE_PIXELS + y * GOPT_IMAGE_WIDTH;
+                int sy = y + dy - pad;
+                if (sy < 0 || sy >= GOPT_IMAGE_HEIGHT) {
+                    for (int x = 0; x < GOPT_IMAGE_WIDTH; x++) orow[x] = zero;
+                    continue;
+                }
+                const uint8_t *irow = plane + sy * GOPT_IMAGE_WIDTH;
+                if (!flip && pad == 0) {
+                    for (int x = 0; x < GOPT_IMAGE_WIDTH; x++) orow[x] = lut[irow[x]];
+                    continue;
+                }
+                for (int x = 0; x < GOPT_IMAGE_WIDTH; x++) {
+                    int sx = (flip ? GOPT_IMAGE_WIDTH - 1 - x : x) + dx - pad;
+                    orow[x] = (sx >= 0 && sx < GOPT_IMAGE_WIDTH) ? lut[irow[sx]] : zero;
+                }
+            }
+        }
+    }
+    return (int)n;
+}
+
+static void *prefetch_main(void *arg) {
+    gopt_loader *l = arg;
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        while (!l->quit && !(l->produce_next < l->batches && l->produce_next <= l->taken))
+            pthread_cond_wait(&l->cv, &l->mu);
+        if (l->quit) break;
+        int64_t j = l->produce_next++, epoch = l->epoch;
+        int slot = (int)(j & 1);
+        l->busy = 1;
+        pthread_mutex_unlock(&l->mu);
+        /* The caller holds slot (j-1)&1 and seek waits for busy == 0, so perm and this slot
+         * are ours until we report back. */
+        int n = build_batch(l, l->perm, epoch, j, l->images[slot], l->labels[slot]);
+        pthread_mutex_lock(&l->mu);
+        l->busy = 0;
+        l->counts[slot] = n;
+        l->ready[slot] = j;
+        pthread_cond_broadcast(&l->cv);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+static gopt_status check_loader_config(const gopt_loader_config *c, const gopt_dataset *ds) {
+    if (c->batch_size < 1) return GOPT_FAIL(GOPT_EINVAL, "batch_size = %d must be >= 1", c->batch_size);
+    const int flags[5] = {c->shuffle, c->drop_last, c->augment, c->flip, c->prefetch};
+    static const char *names[5] = {"shuffle", "drop_last", "augment", "flip", "prefetch"};
+    for (int i = 0; i < 5; i++)
+        if (flags[i] != 0 && flags[i] != 1)
+            return GOPT_FAIL(GOPT_EINVAL, "%s = %d must be 0 or 1", names[i], flags[i]);
+    if (c->crop_padding < 0 || c->crop_padding > 16)
+        return GOPT_FAIL(GOPT_EINVAL, "crop_padding = %d is outside 0..16", c->crop_padding);
+    for (int i = 0; i < 3; i++) {
+        if (!gopt__finite(c->mean[i])) return GOPT_FAIL(GOPT_EINVAL, "mean[%d] = %g is not finite", i, c->mean[i]);
+        if (!gopt__finite(c->std[i]) || !(c->std[i] > 0))
+            return GOPT_FAIL(GOPT_EINVAL, "std[%d] = %g must be finite and > 0", i, c->std[i]);
+    }
+    if (c->drop_last && ds->count < c->batch_size)
+        return GOPT_FAIL(GOPT_EINVAL, "drop_last with %lld images and batch_size = %d leaves no batch",
+                         (long long)ds->count, c->batch_size);
+    return GOPT_OK;
+}
+
+static void loader_free(gopt_loader *l) {
+    gopt__free(l->perm);
+    gopt__free(l->scratch);
+    for (int i = 0; i < 2; i++) {
+        gopt__aligned_free(l->images[i]);
+        gopt__free(l->labels[i]);
+    }
+    gopt__free(l);
+}
+
+gopt_status gopt_loader_create(const gopt_loader_config *cfg, const gopt_dataset *ds, gopt_loader **out) {
+    GOPT_CHECK_NULL(out);
+    *out = NULL;
+    GOPT_CHECK_NULL(cfg);
+    GOPT_CHECK_NULL(ds);
+    GOPT_TRY(check_loader_config(cfg, ds));
+    gopt_loader *l = gopt__calloc(1, sizeof *l);
+    if (!l) return GOPT_FAIL(GOPT_ENOMEM, "loader");
+    l->cfg = *cfg;
+    l->ds = ds;
+    l->batches = cfg->drop_last ? ds->count / cfg->batch_size
+                                : (ds->count + cfg->batch_size - 1) / cfg->batch_size;
+    for (int c = 0; c < 3; c++)
+        for (int v = 0; v < 256; v++) l->lut[c][v] = ((float)v / 255.0f - cfg->mean[c]) / cfg->std[c];
+    size_t floats = (size_t)cfg->batch_size * GOPT_IMAGE_BYTES;
+    int ok = 1;
+    l->perm = gopt__calloc((size_t)ds->count, sizeof *l->perm);
+    l->scratch = gopt__calloc((size_t)ds->count, sizeof *l->scratch);
+    ok = l->perm && l->scratch;
+    for (int i = 0; i < 2 && ok; i++) {
+        l->images[i] = gopt__aligned_alloc(floats * sizeof(float));
+        l->labels[i] = gopt__calloc((size_t)cfg->batch_size, sizeof(int32_t));
+        ok = l->images[i] && l->labels[i];
+    }
+    if (!ok) {
+        loader_free(l);
+        return GOPT_FAIL(GOPT_ENOMEM, "loader buffers for batch_size = %d", cfg->batch_size);
+    }
+    make_order(l, 0, l->perm);
+    l->ready[0] = l->ready[1] = -1;
+    if (cfg->prefetch) {
+        int rc = pthread_mutex_init(&l->mu, NULL);
+        if (rc == 0) {
+            rc = pthread_cond_init(&l->cv, NULL);
+            if (rc != 0) pthread_mutex_destroy(&l->mu);
+        }
+        if (rc == 0) {
+            rc = pthread_create(&l->thread, NULL, prefetch_main, l);
+            if (rc != 0) {
+                pthread_cond_destroy(&l->cv);
+                pthread_mutex_destroy(&l->mu);
+            }
+        }
+        if (rc != 0) {
+            loader_free(l);
+            return GOPT_FAIL(GOPT_ESTATE, "cannot start the prefetch thread: %s", strerror(rc));
+        }
+        l->threaded = 1;
+    }
+    *out = l;
+    return GOPT_OK;
+}
+
+void gopt_loader_destroy(gopt_loader *l) {
+    if (!l) return;
+    if (l->threaded) {
+        pthread_mutex_lock(&l->mu);
+        l->quit = 1;
+        pthread_cond_broadcast(&l->cv);
+        pthread_mutex_unlock(&l->mu);
+        pthread_join(l->thread, NULL);
+        pthread_cond_destroy(&l->cv);
+        pthread_mutex_destroy(&l->mu);
+    }
+    loader_free(l);
+}
+
+int64_t gopt_loader_batches_per_epoch(const gopt_loader *l) { return l ? l->batches : 0; }
+
+gopt_status gopt_loader_seek(gopt_loader *l, int64_t epoch, int64_t index) {
+    GOPT_CHECK_NULL(l);
+    if (epoch < 0) return GOPT_FAIL(GOPT_ERANGE, "epoch = %lld must be >= 0", (long long)epoch);
+    if (index < 0 || index > l->batches)
+        return GOPT_FAIL(GOPT_ERANGE, "batch index %lld is outside 0..%lld", (long long)index,
+                         (long long)l->batches);
+    if (l->threaded) {
+        pthread_mutex_lock(&l->mu);
+        while (l->busy) pthread_cond_wait(&l->cv, &l->mu);
+    }
+    if (epoch != l->epoch) make_order(l, epoch, l->perm);
+    l->epoch = epoch;
+    l->taken = index;
+    l->produce_next = index;
+    l->ready[0] = l->ready[1] = -1;
+    if (l->threaded) {
+        pthread_cond_broadcast(&l->cv);
+        pthread_mutex_unlock(&l->mu);
+    }
+    return GOPT_OK;
+}
+
+gopt_status gopt_loader_start_epoch(gopt_loader *l, int64_t epoch) { return gopt_loader_seek(l, epoch, 0); }
+
+gopt_status gopt_loader_next(gopt_loader *l, gopt_batch *out) {
+    GOPT_CHECK_NULL(l);
+    GOPT_CHECK_NULL(out);
+    memset(out, 0, sizeof *out);
+    out->epoch = l->epoch;
+    out->index = l->taken;
+    if (l->taken >= l->batches) return GOPT_OK;
+    int slot = (int)(l->taken & 1);
+    if (l->threaded) {
+        pthread_mutex_lock(&l->mu);
+        while (l->ready[slot] != l->taken) pthread_cond_wait(&l->cv, &l->mu);
+        l->taken++;
+        pthread_cond_broadcast(&l->cv);
+        pthread_mutex_unlock(&l->mu);
+    } else {
+        l->counts[slot] = build_batch(l, l->perm, l->epoch, l->taken, l->images[slot], l->labels[slot]);
+        l->taken++;
+    }
+    out->images = l->images[slot];
+    out->labels = l->labels[slot];
+    out->n = l->counts[slot];
+    return GOPT_OK;
+}
+
+gopt_status gopt_loader_next_into(gopt_loader *l, float *images, int32_t *labels, int *n) {
+    GOPT_CHECK_NULL(l);
+    GOPT_CHECK_NULL(images);
+    GOPT_CHECK_NULL(labels);
+    GOPT_CHECK_NULL(n);
+    gopt_batch b;
+    GOPT_TRY(gopt_loader_next(l, &b));
+    if (b.n > 0) {
+        memcpy(images, b.images, (size_t)b.n * GOPT_IMAGE_BYTES * sizeof(float));
+        memcpy(labels, b.labels, (size_t)b.n * sizeof(int32_t));
+    }
+    *n = b.n;
+    return GOPT_OK;
+}
+
+gopt_status gopt_loader_batch_at(gopt_loader *l, int64_t epoch, int64_t index, float *images, int32_t *labels,
+                                 int *n) {
+    GOPT_CHECK_NULL(l);
+    GOPT_CHECK_NULL(images);
+    GOPT_CHECK_NULL(labels);
+    GOPT_CHECK_NULL(n);
+    if (epoch < 0) return GOPT_FAIL(GOPT_ERANGE, "epoch = %lld must be >= 0", (long long)epoch);
+    if (index < 0 || index >= l->batches)
+        return GOPT_FAIL(GOPT_ERANGE, "batch index %lld is outside 0..%lld", (long long)index,
+                         (long long)l->batches - 1);
+    make_order(l, epoch, l->scratch);
+    *n = build_batch(l, l->scratch, epoch, index, images, labels);
+    return GOPT_OK;
+}
+
+/* ---- loader state ----------------------------------------------------------------------- */
+
+#define LOADER_MAGIC GOPT__MAGIC('L', 'D', 'R', '1')
+#define LOADER_STATE_BYTES (4 + 8 + 8 + 4 + 4 + 4 + 8 + 8)
+
+size_t gopt_loader_state_size(const gopt_loader *l) { return l ? LOADER_STATE_BYTES : 0; }
+
+gopt_status gopt_loader_state_save(const gopt_loader *l, void *buf, size_t size) {
+    GOPT_CHECK_NULL(l);
+    GOPT_CHECK_NULL(buf);
+    if (size < LOADER_STATE_BYTES)
+        return GOPT_FAIL(GOPT_EINVAL, "buffer of %zu bytes, need %d", size, LOADER_STATE_BYTES);
+    gopt__wcur c = gopt__wcur_make(buf, size);
+    gopt__put_u32(&c, LOADER_MAGIC);
+    gopt__put_u64(&c, l->cfg.seed);
+    gopt__put_i64(&c, l->ds->count);
+    gopt__put_u32(&c, (uint32_t)l->cfg.batch_size);
+    gopt__put_u32(&c, (uint32_t)l->cfg.drop_last);
+    gopt__put_u32(&c, (uint32_t)l->cfg.shuffle);
+    gopt__put_i64(&c, l->epoch);
+    gopt__put_i64(&c, l->taken);
+    return c.ok ? GOPT_OK : GOPT_FAIL(GOPT_EINVAL, "buffer too small");
+}
+
+gopt_status gopt_loader_state_load(gopt_loader *l, const void *buf, size_t size) {
+    GOPT_CHECK_NULL(l);
+    GOPT_CHECK_NULL(buf);
+    if (size != LOADER_STATE_BYTES)
+        return GOPT_FAIL(GOPT_EFORMAT, "loader state is %zu bytes, expected %d", size, LOADER_STATE_BYTES);
+    gopt__rcur c = gopt__rcur_make(buf, size);
+    if (gopt__get_u32(&c) != LOADER_MAGIC) return GOPT_FAIL(GOPT_EFORMAT, "loader state: bad magic");
+    uint64_t seed = gopt__get_u64(&c);
+    int64_t count = gopt__get_i64(&c);
+    uint32_t batch_size = gopt__get_u32(&c), drop_last = gopt__get_u32(&c), shuffle = gopt__get_u32(&c);
+    int64_t epoch = gopt__get_i64(&c), next = gopt__get_i64(&c);
+    if (seed != l->cfg.seed)
+        return GOPT_FAIL(GOPT_EFORMAT, "loader state: seed %llu, this loader has %llu", (unsigned long long)seed,
+                         (unsigned long long)l->cfg.seed);
+    if (count != l->ds->count)
+        return GOPT_FAIL(GOPT_EFORMAT, "loader state: dataset of %lld images, this loader has %lld",
+                         (long long)count, (long long)l->ds->count);
+    if (batch_size != (uint32_t)l->cfg.batch_size)
+        return GOPT_FAIL(GOPT_EFORMAT, "loader state: batch_size %u, this loader has %d", batch_size,
+                         l->cfg.batch_size);
+    if (drop_last != (uint32_t)l->cfg.drop_last || shuffle != (uint32_t)l->cfg.shuffle)
+        return GOPT_FAIL(GOPT_EFORMAT, "loader state: drop_last/shuffle %u/%u, this loader has %d/%d", drop_last,
+                         shuffle, l->cfg.drop_last, l->cfg.shuffle);
+    if (epoch < 0 || next < 0 || next > l->batches)
+        return GOPT_FAIL(GOPT_EFORMAT, "loader state: position (epoch %lld, batch %lld) is out of range",
+                         (long long)epoch, (long long)next);
+    return gopt_loader_seek(l, epoch, next);
+}
