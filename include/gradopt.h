@@ -7,5 +7,8 @@
 #include "gradopt/version.h"
 #include "gradopt/tensor.h"
 #include "gradopt/params.h"
+#include "gradopt/layer.h"
+#include "gradopt/net.h"
+#include "gradopt/loss.h"
 
 #endif /* GRADOPT_H */
