@@ -296,8 +296,6 @@ gopt_status gopt_net_state_load(gopt_net *net, const void *buf, size_t size) {
     int nbn = collect_bns(net, NULL, 0);
     if ((int)count != nbn || count > 100000)
         return GOPT_FAIL(GOPT_EFORMAT, "net state: %u batchnorm layers, the net has %d", count, nbn);
-    if (size != gopt_net_state_size(net))
-        return GOPT_FAIL(GOPT_EFORMAT, "net state: %zu bytes, expected %zu", size, gopt_net_state_size(net));
     /* validate everything before changing anything */
     gopt__rcur v = r;
     int idx = 0;
@@ -309,9 +307,14 @@ gopt_status gopt_net_state_load(gopt_net *net, const void *buf, size_t size) {
             if (!v.ok || c != (uint32_t)b3[j]->C)
                 return GOPT_FAIL(GOPT_EFORMAT, "net state: batchnorm %d (layer %d) has %u channels, expected %d", idx, i,
                                  c, b3[j]->C);
+            if ((size_t)(v.end - v.p) < 8 * (size_t)c)
+                return GOPT_FAIL(GOPT_EFORMAT, "net state: truncated in batchnorm %d (%zu bytes, expected %zu)", idx,
+                                 size, gopt_net_state_size(net));
             v.p += 8 * (size_t)c;
         }
     }
+    if (v.p != v.end)
+        return GOPT_FAIL(GOPT_EFORMAT, "net state: %zu bytes, expected %zu", size, gopt_net_state_size(net));
     for (int i = 0; i < net->nlayers; i++) {
         gopt__bn *b3[3];
         int k = gopt__layer_bns(net->layers[i], b3);
