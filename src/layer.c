@@ -498,6 +498,11 @@ void gopt_layer_destroy(gopt_layer *l) {
 
 gopt_status gopt_layer_create(const gopt_layer_config *cfg, int in_ndim, const int64_t in_shape[], int max_batch,
                               gopt_params *params, const char *prefix, gopt_layer **out) {
+    return gopt__layer_create(cfg, in_ndim, in_shape, max_batch, params, prefix, 1, out);
+}
+
+gopt_status gopt__layer_create(const gopt_layer_config *cfg, int in_ndim, const int64_t in_shape[], int max_batch,
+                               gopt_params *params, const char *prefix, int own_ws, gopt_layer **out) {
     GOPT_CHECK_NULL(out);
     *out = NULL;
     GOPT_CHECK_NULL(cfg);
@@ -537,7 +542,7 @@ gopt_status gopt_layer_create(const gopt_layer_config *cfg, int in_ndim, const i
         if ((double)l->out_numel * max_batch > 1e10) s = GOPT_FAIL(GOPT_EOVERFLOW, "output too large");
     }
     if (s == GOPT_OK) s = alloc_buffers(l);
-    if (s == GOPT_OK && l->ws_floats) {
+    if (s == GOPT_OK && l->ws_floats && own_ws) {
         l->ws = gopt__aligned_alloc(l->ws_floats * sizeof(float));
         l->owns_ws = 1;
         if (!l->ws) s = GOPT_FAIL(GOPT_ENOMEM, "workspace of %zu floats", l->ws_floats);

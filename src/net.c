@@ -104,7 +104,7 @@ gopt_status gopt_net_add(gopt_net *net, const gopt_layer_config *cfg, const char
     int64_t shape[3];
     int ndim = cur_shape(net, shape);
     gopt_layer *l;
-    GOPT_TRY(gopt_layer_create(cfg, ndim, shape, net->cfg.max_batch, net->params, name, &l));
+    GOPT_TRY(gopt__layer_create(cfg, ndim, shape, net->cfg.max_batch, net->params, name, 0, &l));
     net->layers[net->nlayers++] = l;
     return GOPT_OK;
 }

@@ -99,6 +99,10 @@ double gopt__now(void);
 /* Forward/backward on raw buffers with no checks (the net checked the shapes). */
 void gopt__layer_forward_raw(gopt_layer *l, const float *x, int n);
 void gopt__layer_backward_raw(gopt_layer *l, const float *x, float *dy, float *dx, int n);
+/* gopt_layer_create; own_ws = 0 leaves the workspace to the caller (gopt__layer_set_ws),
+ * so a net does not hold one workspace per layer even while it is being built. */
+gopt_status gopt__layer_create(const gopt_layer_config *cfg, int in_ndim, const int64_t in_shape[], int max_batch,
+                               gopt_params *params, const char *prefix, int own_ws, gopt_layer **out);
 /* Use an external workspace (the net's) instead of an owned one. */
 void gopt__layer_set_ws(gopt_layer *l, float *ws);
 /* Per-type (conv/linear) multiply-adds x 2 per sample. */
