@@ -345,7 +345,7 @@ static const gopt__layer_vt vts[GOPT_LAYER_TYPE_COUNT] = {
     {GOPT_LAYER_GLOBAL_AVGPOOL, avgpool_forward, avgpool_backward},
     {GOPT_LAYER_DROPOUT, dropout_forward, dropout_backward},
     {GOPT_LAYER_FLATTEN, flatten_forward, flatten_backward},
-    {GOPT_LAYER_BASIC_BLOCK, NULL, NULL}, /* gopt__block_vt */
+    {GOPT_LAYER_BASIC_BLOCK, NULL, NULL}, /* gopt__block_vtable() */
 };
 
 /* ---- creation ----------------------------------------------------------------------------- */
@@ -527,7 +527,7 @@ gopt_status gopt__layer_create(const gopt_layer_config *cfg, int in_ndim, const 
     gopt_layer *l = gopt__calloc(1, sizeof *l);
     if (!l) return GOPT_FAIL(GOPT_ENOMEM, "layer");
     l->cfg = *cfg;
-    l->vt = cfg->type == GOPT_LAYER_BASIC_BLOCK ? &gopt__block_vt : &vts[cfg->type];
+    l->vt = cfg->type == GOPT_LAYER_BASIC_BLOCK ? gopt__block_vtable() : &vts[cfg->type];
     l->in_ndim = in_ndim;
     for (int i = 0; i < 3; i++) l->in_shape[i] = i < in_ndim ? in_shape[i] : 1;
     l->in_numel = numel;

@@ -137,4 +137,6 @@ static void block_backward(gopt_layer *l, const float *x, float *dy, float *dx, 
                               1, n, cws));
 }
 
-const gopt__layer_vt gopt__block_vt = {GOPT_LAYER_BASIC_BLOCK, block_forward, block_backward};
+static const gopt__layer_vt block_vt = {GOPT_LAYER_BASIC_BLOCK, block_forward, block_backward};
+
+const gopt__layer_vt *gopt__block_vtable(void) { return &block_vt; }

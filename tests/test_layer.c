@@ -74,7 +74,8 @@ static void fd_check(const gopt_layer_config *cfg, int ndim, const int64_t *shap
                 for (int64_t k = 0; k < info.value.numel; k++) info.value.data[k] = 0.5f + gopt_rng_uniform(&rng);
         }
     }
-    int64_t xs[4] = {n, shape[0], shape[1], shape[2]};
+    int64_t xs[4] = {n, 1, 1, 1};
+    for (int i = 0; i < ndim; i++) xs[i + 1] = shape[i];
     s.xn = n;
     for (int i = 0; i < ndim; i++) s.xn *= shape[i];
     s.x = malloc(sizeof(float) * (size_t)s.xn);

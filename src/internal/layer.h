@@ -108,7 +108,9 @@ void gopt__layer_set_ws(gopt_layer *l, float *ws);
 /* Per-type (conv/linear) multiply-adds x 2 per sample. */
 double gopt__layer_flops(const gopt_layer *l);
 
-extern const gopt__layer_vt gopt__block_vt;
+/* The basic block's vtable (a function, not an exported object: sanitizers add
+ * unprefixed companion symbols to exported globals). */
+const gopt__layer_vt *gopt__block_vtable(void);
 gopt_status gopt__block_setup(gopt_layer *l, const char *prefix);
 
 #endif
