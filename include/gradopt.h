@@ -13,5 +13,8 @@
 #include "gradopt/monitor.h"
 #include "gradopt/data.h"
 #include "gradopt/checkpoint.h"
+#include "gradopt/layer.h"
+#include "gradopt/net.h"
+#include "gradopt/loss.h"
 
 #endif /* GRADOPT_H */

@@ -1,0 +1,121 @@
+/* gradopt/layer.h: layers behind one small const vtable {forward, backward, ...}.
+ *
+ * Shapes are per sample; a batch adds a leading N (1 <= N <= max_batch given at create):
+ *   linear          (N,in)        -> (N,out)          y = x W^T + b, W (out,in), b (out)
+ *   conv2d          (N,C,H,W)     -> (N,K,H',W')      H' = (H + 2p - k)/s + 1, W (K,C,k,k), b (K)
+ *                   cross-correlation as torch.nn.Conv2d; im2col over chunks of images + SGEMM
+ *   batchnorm2d     (N,C,H,W)     -> (N,C,H,W)        y = gamma (x - mean)/sqrt(var + eps) + beta
+ *                   training: batch statistics (biased variance), then
+ *                   running_mean = (1-m) running_mean + m mean,
+ *                   running_var  = (1-m) running_var  + m var * M/(M-1)   (unbiased, M = N*H*W),
+ *                   eval: running statistics. Optional fused ReLU after the affine (cfg.relu).
+ *   relu, gelu      any shape     -> same             gelu exact: x/2 (1 + erf(x/sqrt 2)),
+ *                   tanh form:    x/2 (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3)))
+ *   maxpool2d       (N,C,H,W)     -> (N,C,H',W')      padding counts as -inf, floor mode, first
+ *                   maximum in scan order receives the gradient (as PyTorch)
+ *   global_avgpool  (N,C,H,W)     -> (N,C)
+ *   dropout         any shape     -> same             training: keep with prob 1-p, scale 1/(1-p),
+ *                   mask from the layer's own gopt_rng (seeded); eval: identity
+ *   flatten         (N,...)       -> (N,prod)
+ *   basic_block     (N,C,H,W)     -> (N,K,H/s,W/s)    relu(bn2(conv3x3(relu(bn1(conv3x3_s(x))))) + sc(x)),
+ *                   sc = identity, or bn(conv1x1 stride s) when s != 1 or C != K (He et al. 2016)
+ *
+ * Parameters are registered in a gopt_params arena at create (names "<prefix>.weight",
+ * "<prefix>.bias", BN "<prefix>.weight"/"<prefix>.bias" with tag GOPT_TAG_NORM; a block's
+ * are "<prefix>.conv1.weight", "<prefix>.bn1.weight", ..., "<prefix>.shortcut.conv.weight").
+ * The layer keeps indices into the arena; finalize the arena before the first forward.
+ * Backward ACCUMULATES (+=) parameter gradients into the arena; zero them explicitly
+ * (gopt_params_zero_grad). BatchNorm running statistics are layer state, not parameters.
+ *
+ * Ownership: the layer owns its output and saved activations (sized once for max_batch);
+ * forward returns a view of its output, valid until the next forward. Nothing is allocated
+ * by forward or backward. */
+#ifndef GRADOPT_LAYER_H
+#define GRADOPT_LAYER_H
+
+#include "params.h"
+
+GOPT_EXTERN_C_BEGIN
+
+typedef enum gopt_layer_type {
+    GOPT_LAYER_LINEAR = 0,
+    GOPT_LAYER_CONV2D,
+    GOPT_LAYER_BATCHNORM2D,
+    GOPT_LAYER_RELU,
+    GOPT_LAYER_GELU,
+    GOPT_LAYER_MAXPOOL2D,
+    GOPT_LAYER_GLOBAL_AVGPOOL,
+    GOPT_LAYER_DROPOUT,
+    GOPT_LAYER_FLATTEN,
+    GOPT_LAYER_BASIC_BLOCK,
+    GOPT_LAYER_TYPE_COUNT
+} gopt_layer_type;
+
+/* Short lowercase name ("conv2d", ...); "unknown" out of range. */
+GOPT_API const char *gopt_layer_type_name(gopt_layer_type t);
+
+/* One config for every layer type; fields a type does not use are ignored. */
+typedef struct gopt_layer_config {
+    gopt_layer_type type;
+    int in_features, out_features; /* linear; conv2d / basic_block: in and out channels */
+    int kernel, stride, padding;   /* conv2d, maxpool2d (stride 0 = kernel); block: stride */
+    int bias;                      /* linear, conv2d: 1 = with bias */
+    int channels;                  /* batchnorm2d */
+    float eps, momentum;           /* batchnorm2d (and the BNs of a block): 1e-5, 0.1 */
+    int relu;                      /* batchnorm2d: fuse a ReLU after the affine */
+    int gelu_tanh;                 /* gelu: 1 = approximate='tanh' */
+    float p;                       /* dropout probability in [0, 1] */
+    uint64_t seed;                 /* dropout mask stream */
+} gopt_layer_config;
+
+/* Config helpers (everything else at its default). */
+GOPT_API gopt_layer_config gopt_layer_config_default(gopt_layer_type type);
+GOPT_API gopt_layer_config gopt_layer_linear(int in, int out, int bias);
+GOPT_API gopt_layer_config gopt_layer_conv2d(int in, int out, int kernel, int stride, int padding, int bias);
+GOPT_API gopt_layer_config gopt_layer_batchnorm2d(int channels, int fused_relu);
+GOPT_API gopt_layer_config gopt_layer_maxpool2d(int kernel, int stride, int padding);
+GOPT_API gopt_layer_config gopt_layer_dropout(float p, uint64_t seed);
+GOPT_API gopt_layer_config gopt_layer_basic_block(int in, int out, int stride);
+
+typedef struct gopt_layer gopt_layer;
+
+/* Create a layer for per-sample input shape in_shape[0..in_ndim-1] (in_ndim 1..3) and
+ * batches up to max_batch, registering its parameters in `params` (not finalized) under
+ * `prefix` (1..40 bytes). Errors: GOPT_EINVAL (config out of range), GOPT_ESHAPE (input
+ * shape does not fit the layer, e.g. conv in_features != C, kernel larger than the padded
+ * input), GOPT_ESTATE (params finalized), GOPT_ENOMEM. */
+GOPT_API gopt_status gopt_layer_create(const gopt_layer_config *cfg, int in_ndim, const int64_t in_shape[],
+                                       int max_batch, gopt_params *params, const char *prefix,
+                                       gopt_layer **out);
+GOPT_API void gopt_layer_destroy(gopt_layer *l);
+
+GOPT_API gopt_layer_type gopt_layer_get_type(const gopt_layer *l);
+/* Per-sample output shape; returns its ndim (1..3). */
+GOPT_API int gopt_layer_out_shape(const gopt_layer *l, int64_t out_shape[3]);
+
+/* Initialise this layer's parameters (arena finalized): conv/linear weights with
+ * `weight_init` (GOPT_INIT_TORCH_DEFAULT is PyTorch's default), biases U(+-1/sqrt(fan_in)),
+ * BN gamma = 1, beta = 0; BN running stats reset to mean 0, var 1. */
+GOPT_API gopt_status gopt_layer_init_params(gopt_layer *l, gopt_init weight_init, gopt_rng *rng);
+
+/* Training (1, the default) or eval (0) mode: batchnorm statistics, dropout. */
+GOPT_API void gopt_layer_set_training(gopt_layer *l, int training);
+
+/* y = layer(x). x is (N, in_shape...) with 1 <= N <= max_batch; *y becomes a view of the
+ * layer's output (N, out_shape...). Training-mode batchnorm updates its running stats.
+ * Errors: GOPT_ESHAPE naming both shapes, GOPT_ESTATE (arena not finalized), GOPT_EINVAL. */
+GOPT_API gopt_status gopt_layer_forward(gopt_layer *l, const gopt_tensor *x, gopt_tensor *y);
+
+/* Backward of the last forward: x must be the same input, dy (N, out_shape...) the
+ * upstream gradient; dy is used as scratch and is overwritten. Parameter gradients are
+ * accumulated (+=) into the arena; dx (same shape as x; may be NULL to skip) is written.
+ * Errors: GOPT_ESHAPE naming both shapes, GOPT_ESTATE (no forward with this batch). */
+GOPT_API gopt_status gopt_layer_backward(gopt_layer *l, const gopt_tensor *x, gopt_tensor *dy, gopt_tensor *dx);
+
+/* BatchNorm running statistics (batchnorm2d layers only): views of C floats each, owned
+ * by the layer. Errors: GOPT_EINVAL (another type). */
+GOPT_API gopt_status gopt_layer_bn_running(gopt_layer *l, float **running_mean, float **running_var);
+
+GOPT_EXTERN_C_END
+
+#endif /* GRADOPT_LAYER_H */

@@ -1,0 +1,34 @@
+/* gradopt/loss.h: losses with mean reduction, value and gradient w.r.t. the logits.
+ *
+ * cross entropy (torch.nn.CrossEntropyLoss(label_smoothing=eps)), logits z (N,C), labels y:
+ *   logp = z - logsumexp(z)  (stable: max subtracted, accumulated in double)
+ *   loss = 1/N sum_i [ (1-eps) (-logp[i,y_i]) + eps/C sum_c (-logp[i,c]) ]
+ *   dz[i,c] = (softmax(z)[i,c] - (1-eps) [c == y_i] - eps/C) / N
+ * mse: loss = mean((x - t)^2), dx = 2 (x - t) / numel
+ * bce with logits: loss = mean(max(x,0) - x t + log1p(exp(-|x|))), dx = (sigmoid(x) - t) / numel
+ *
+ * The gradient tensor (may be NULL) must have the input's shape and is overwritten.
+ * Errors: GOPT_EINVAL (NULL), GOPT_ESHAPE naming both shapes, GOPT_ERANGE (a label outside
+ * [0, C)), GOPT_EINVAL (label_smoothing outside [0, 1]). */
+#ifndef GRADOPT_LOSS_H
+#define GRADOPT_LOSS_H
+
+#include "tensor.h"
+
+GOPT_EXTERN_C_BEGIN
+
+/* logits (N,C) 2-D; labels has N entries. */
+GOPT_API gopt_status gopt_loss_cross_entropy(const gopt_tensor *logits, const int32_t *labels, float label_smoothing,
+                                             float *loss, gopt_tensor *dlogits);
+/* pred and target of the same shape. */
+GOPT_API gopt_status gopt_loss_mse(const gopt_tensor *pred, const gopt_tensor *target, float *loss, gopt_tensor *dpred);
+GOPT_API gopt_status gopt_loss_bce_with_logits(const gopt_tensor *logits, const gopt_tensor *target, float *loss,
+                                               gopt_tensor *dlogits);
+
+/* *correct = number of rows i of logits (N,C) with argmax_c logits[i,c] == labels[i]
+ * (first maximum wins). Errors: GOPT_EINVAL, GOPT_ESHAPE (not 2-D). */
+GOPT_API gopt_status gopt_accuracy_count(const gopt_tensor *logits, const int32_t *labels, int64_t *correct);
+
+GOPT_EXTERN_C_END
+
+#endif /* GRADOPT_LOSS_H */

@@ -1,0 +1,105 @@
+/* gradopt/net.h: a sequential net of layers that owns them and its parameter arena, and the
+ * CIFAR ResNet builder.
+ *
+ * Build: gopt_net_create(cfg) -> gopt_net_add(layer configs, in order; each layer's input
+ * shape is the previous one's output) -> gopt_net_build (finalizes the arena, initialises
+ * the parameters from cfg.seed, sizes every buffer for cfg.max_batch once). After build,
+ * forward/backward allocate nothing; any batch 1..max_batch works.
+ *
+ * Memory: each layer keeps only what its backward needs (a basic block keeps conv1's and
+ * conv2's outputs and its own output and recomputes the inner bn1+relu in backward); one
+ * workspace (im2col columns, scratch) and two gradient buffers are shared by all layers.
+ *
+ * Threads: gopt_set_threads(T) governs both the OpenMP loops (im2col, batchnorm, pooling)
+ * and OpenBLAS's SGEMMs, which are never called from inside an OpenMP region. */
+#ifndef GRADOPT_NET_H
+#define GRADOPT_NET_H
+
+#include "layer.h"
+
+GOPT_EXTERN_C_BEGIN
+
+typedef enum gopt_net_init {
+    GOPT_NET_INIT_TORCH = 0, /* PyTorch defaults: kaiming-uniform a=sqrt(5) weights, U(+-1/sqrt(fan_in)) biases */
+    GOPT_NET_INIT_HE = 1     /* conv weights He-normal (fan_in, gain sqrt 2); linear as PyTorch */
+} gopt_net_init;
+
+typedef struct gopt_net_config {
+    int max_batch;         /* >= 1 */
+    int in_ndim;           /* 1..3: per-sample input shape in_shape[0..in_ndim-1] */
+    int64_t in_shape[3];   /* e.g. {3, 32, 32} */
+    uint64_t seed;         /* parameter initialisation */
+    gopt_net_init init;
+} gopt_net_config;
+
+GOPT_API gopt_net_config gopt_net_config_default(void); /* batch 128, (3,32,32), seed 0, TORCH */
+
+typedef struct gopt_net gopt_net;
+
+GOPT_API gopt_status gopt_net_create(const gopt_net_config *cfg, gopt_net **out);
+GOPT_API void gopt_net_destroy(gopt_net *net);
+/* Append a layer; name (NULL: "layer<i>") prefixes its parameter names.
+ * Errors: as gopt_layer_create, GOPT_ESTATE after build. */
+GOPT_API gopt_status gopt_net_add(gopt_net *net, const gopt_layer_config *cfg, const char *name);
+/* Errors: GOPT_ESTATE (twice, or no layers), GOPT_ENOMEM. */
+GOPT_API gopt_status gopt_net_build(gopt_net *net);
+
+/* The arena (owned by the net; valid until gopt_net_destroy). */
+GOPT_API gopt_params *gopt_net_params(gopt_net *net);
+GOPT_API int gopt_net_layer_count(const gopt_net *net);
+GOPT_API gopt_layer *gopt_net_layer(gopt_net *net, int i); /* NULL out of range */
+/* Per-sample output shape; returns its ndim. */
+GOPT_API int gopt_net_out_shape(const gopt_net *net, int64_t out_shape[3]);
+
+GOPT_API void gopt_net_set_training(gopt_net *net, int training); /* 1 train (default), 0 eval */
+
+/* logits = net(x): x (N, in_shape...), 1 <= N <= max_batch, is copied (the caller may
+ * reuse it); *logits becomes a view (N, out_shape...) of the net's buffer, valid until the
+ * next forward. Errors: GOPT_ESHAPE naming both shapes, GOPT_ESTATE (not built). */
+GOPT_API gopt_status gopt_net_forward(gopt_net *net, const gopt_tensor *x, gopt_tensor *logits);
+/* Backward of the last forward from dlogits (same shape as the logits; not modified).
+ * Accumulates (+=) into the arena's gradients. Errors: GOPT_ESHAPE, GOPT_ESTATE. */
+GOPT_API gopt_status gopt_net_backward(gopt_net *net, const gopt_tensor *dlogits);
+
+/* ---- timing: per layer type, forward and backward seconds and calls (off by default).
+ * Inside a basic block, convolutions and batchnorms count as their own types and the
+ * remaining elementwise work (residual add, relu) as GOPT_LAYER_BASIC_BLOCK. */
+typedef struct gopt_net_timing {
+    double forward_s[GOPT_LAYER_TYPE_COUNT];
+    double backward_s[GOPT_LAYER_TYPE_COUNT];
+    int64_t calls[GOPT_LAYER_TYPE_COUNT];
+} gopt_net_timing;
+GOPT_API void gopt_net_set_timing(gopt_net *net, int on);
+GOPT_API void gopt_net_timing_get(const gopt_net *net, gopt_net_timing *out);
+GOPT_API void gopt_net_timing_reset(gopt_net *net);
+/* Multiply-adds x 2 of one forward pass per sample (conv and linear only). */
+GOPT_API double gopt_net_forward_flops(const gopt_net *net);
+
+/* ---- state: BatchNorm running statistics (non-parameter state), params.h convention.
+ * Load requires the same BN layers (count, channels) and names the first mismatch. */
+GOPT_API size_t gopt_net_state_size(const gopt_net *net);
+GOPT_API gopt_status gopt_net_state_save(const gopt_net *net, void *buf, size_t size);
+GOPT_API gopt_status gopt_net_state_load(gopt_net *net, const void *buf, size_t size);
+
+/* ---- CIFAR ResNet (He et al. 2016, sec. 4.2): 6n+2 layers, widths 16k, 32k, 64k
+ * (k = width multiplier, rounded, at least 1); stem conv3x3(3->16k)+BN+ReLU, 3 stages of n
+ * basic blocks (stride 1, 2, 2) with 1x1-projection (conv stride 2 + BN) shortcuts where the
+ * shape changes, global average pool, linear 64k -> classes (with bias). Convs have no
+ * bias. ResNet-20 (depth 20, k 1, 10 classes) has 272,474 parameters.
+ * Input (N,3,32,32) (any H, W >= 4 also works), output (N,classes). */
+typedef struct gopt_resnet_config {
+    int depth;          /* 6n+2: 8, 20, 32, 56, ... */
+    float width;        /* k > 0, default 1 */
+    int num_classes;    /* default 10 */
+    int max_batch;      /* default 128 */
+    int64_t in_shape[3];/* default (3,32,32) */
+    uint64_t seed;
+    gopt_net_init init; /* default GOPT_NET_INIT_HE */
+} gopt_resnet_config;
+GOPT_API gopt_resnet_config gopt_resnet_config_default(void);
+/* Errors: GOPT_EINVAL (depth not 6n+2 with n >= 1, width <= 0, classes < 1), as gopt_net_*. */
+GOPT_API gopt_status gopt_resnet_cifar(const gopt_resnet_config *cfg, gopt_net **out);
+
+GOPT_EXTERN_C_END
+
+#endif /* GRADOPT_NET_H */

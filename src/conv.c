@@ -1,0 +1,384 @@
+/* Convolution (im2col over chunks of images + SGEMM) and batchnorm kernels, shared by the
+ * conv2d, batchnorm2d and basic-block layers (see internal/layer.h). OpenMP loops run with
+ * gopt_get_threads() threads and static schedules; SGEMM is only called between them. */
+#include "internal/blas.h"
+#include "internal/common.h"
+#include "internal/layer.h"
+
+/* SGEMM columns we aim for per call: enough images per chunk that small late-stage feature
+ * maps still give OpenBLAS a wide N. */
+#define GOPT__CONV_TARGET_COLS 4096
+#define GOPT__CONV_MAX_COL_FLOATS (4u << 20)
+#define GOPT__OMP_MIN 16384 /* below this many elements loops stay serial */
+
+gopt_status gopt__conv_setup(gopt__conv *c, int C, int K, int H, int W, int R, int stride, int pad, int has_bias,
+                             int max_batch) {
+    if (C < 1 || K < 1 || R < 1 || stride < 1 || pad < 0)
+        return GOPT_FAIL(GOPT_EINVAL, "conv2d: in=%d out=%d kernel=%d stride=%d padding=%d out of range", C, K, R,
+                         stride, pad);
+    if (H + 2 * pad < R || W + 2 * pad < R)
+        return GOPT_FAIL(GOPT_ESHAPE, "conv2d: kernel %d larger than the padded input (%d,%d,%d) with padding %d", R,
+                         C, H, W, pad);
+    c->C = C;
+    c->K = K;
+    c->H = H;
+    c->W = W;
+    c->R = R;
+    c->stride = stride;
+    c->pad = pad;
+    c->OH = (H + 2 * pad - R) / stride + 1;
+    c->OW = (W + 2 * pad - R) / stride + 1;
+    c->has_bias = has_bias;
+    int64_t P = (int64_t)c->OH * c->OW, CRS = (int64_t)C * R * R;
+    int64_t chunk = (GOPT__CONV_TARGET_COLS + P - 1) / P;
+    while (chunk > 1 && CRS * P * chunk > (int64_t)GOPT__CONV_MAX_COL_FLOATS) chunk--;
+    if (chunk > max_batch) chunk = max_batch;
+    if (chunk < 1) chunk = 1;
+    c->chunk = (int)chunk;
+    return GOPT_OK;
+}
+
+size_t gopt__conv_ws_floats(const gopt__conv *c) {
+    size_t cols = (size_t)c->chunk * c->OH * c->OW;
+    return cols * ((size_t)c->C * c->R * c->R + (size_t)c->K);
+}
+
+/* col[(ci*R+ky)*R+kx][j*P + oy*OW + ox] for images x0[j], j < nb. */
+static void im2col(const gopt__conv *c, const float *x0, int nb, float *col) {
+    const int C = c->C, H = c->H, W = c->W, R = c->R, s = c->stride, pad = c->pad, OH = c->OH, OW = c->OW;
+    const int64_t P = (int64_t)OH * OW, rows = (int64_t)C * R * R, ld = P * nb;
+    const int64_t tasks = rows * nb;
+#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) if (tasks * P > GOPT__OMP_MIN)
+    for (int64_t t = 0; t < tasks; t++) {
+        int64_t row = t / nb, j = t % nb;
+        int kx = (int)(row % R), ky = (int)((row / R) % R), ci = (int)(row / (R * R));
+        const float *xp = x0 + ((int64_t)j * C + ci) * H * W;
+        float *dst = col + row * ld + j * P;
+        for (int oy = 0; oy < OH; oy++) {
+            int iy = oy * s - pad + ky;
+            float *d = dst + (int64_t)oy * OW;
+            if (iy < 0 || iy >= H) {
+                memset(d, 0, sizeof(float) * (size_t)OW);
+                continue;
+            }
+            const float *srow = xp + (int64_t)iy * W;
+            if (s == 1) {
+                int lo = pad - kx > 0 ? pad - kx : 0;              /* first ox with ix >= 0 */
+                int hi = W + pad - kx < OW ? W + pad - kx : OW;   /* ox < hi has ix < W */
+                if (lo > OW) lo = OW;
+                if (hi < lo) hi = lo;
+                for (int ox = 0; ox < lo; ox++) d[ox] = 0.0f;
+                if (hi > lo) memcpy(d + lo, srow + lo - pad + kx, sizeof(float) * (size_t)(hi - lo));
+                for (int ox = hi; ox < OW; ox++) d[ox] = 0.0f;
+            } else {
+                for (int ox = 0; ox < OW; ox++) {
+                    int ix = ox * s - pad + kx;
+                    d[ox] = (ix >= 0 && ix < W) ? srow[ix] : 0.0f;
+                }
+            }
+        }
+    }
+}
+
+/* dx0[j] += col2im(col); tasks split over (image, channel) so no two threads share a plane. */
+static void col2im(const gopt__conv *c, const float *col, int nb, float *dx0) {
+    const int C = c->C, H = c->H, W = c->W, R = c->R, s = c->stride, pad = c->pad, OH = c->OH, OW = c->OW;
+    const int64_t P = (int64_t)OH * OW, ld = P * nb;
+    const int64_t tasks = (int64_t)nb * C;
+#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) if (tasks * H * W * R * R > GOPT__OMP_MIN)
+    for (int64_t t = 0; t < tasks; t++) {
+        int64_t j = t / C;
+        int ci = (int)(t % C);
+        float *xp = dx0 + ((int64_t)j * C + ci) * H * W;
+        for (int ky = 0; ky < R; ky++)
+            for (int kx = 0; kx < R; kx++) {
+                const float *src = col + ((int64_t)(ci * R + ky) * R + kx) * ld + j * P;
+                for (int oy = 0; oy < OH; oy++) {
+                    int iy = oy * s - pad + ky;
+                    if (iy < 0 || iy >= H) continue;
+                    float *drow = xp + (int64_t)iy * W;
+                    const float *sr = src + (int64_t)oy * OW;
+                    if (s == 1) {
+                        int lo = pad - kx > 0 ? pad - kx : 0;
+                        int hi = W + pad - kx < OW ? W + pad - kx : OW;
+                        for (int ox = lo; ox < hi; ox++) drow[ox - pad + kx] += sr[ox];
+                    } else {
+                        for (int ox = 0; ox < OW; ox++) {
+                            int ix = ox * s - pad + kx;
+                            if (ix >= 0 && ix < W) drow[ix] += sr[ox];
+                        }
+                    }
+                }
+            }
+    }
+}
+
+void gopt__conv_forward(const gopt__conv *c, const float *w, const float *b, const float *x, float *y, int n,
+                        float *ws) {
+    const int K = c->K;
+    const int64_t P = (int64_t)c->OH * c->OW, CRS = (int64_t)c->C * c->R * c->R, in_n = (int64_t)c->C * c->H * c->W;
+    for (int n0 = 0; n0 < n; n0 += c->chunk) {
+        int nb = n - n0 < c->chunk ? n - n0 : c->chunk;
+        float *col = ws, *tmp = ws + (size_t)CRS * c->chunk * P;
+        const float *xin = x + (int64_t)n0 * in_n;
+        const float *b_mat = col;
+        if (c->R == 1 && c->stride == 1 && c->pad == 0 && nb == 1)
+            b_mat = xin; /* a 1x1 stride-1 conv of one image needs no columns */
+        else
+            im2col(c, xin, nb, col);
+        float *yo = y + (int64_t)n0 * K * P;
+        if (nb == 1) {
+            gopt__sgemm(0, 0, K, (int)P, (int)CRS, 1.0f, w, (int)CRS, b_mat, (int)P, 0.0f, yo, (int)P);
+            if (b)
+                for (int k = 0; k < K; k++)
+                    for (int64_t p = 0; p < P; p++) yo[k * P + p] += b[k];
+            continue;
+        }
+        const int64_t ld = P * nb;
+        gopt__sgemm(0, 0, K, (int)ld, (int)CRS, 1.0f, w, (int)CRS, b_mat, (int)ld, 0.0f, tmp, (int)ld);
+        const int64_t tasks = (int64_t)nb * K;
+#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) if (tasks * P > GOPT__OMP_MIN)
+        for (int64_t t = 0; t < tasks; t++) {
+            int64_t j = t / K;
+            int k = (int)(t % K);
+            const float *src = tmp + k * ld + j * P;
+            float *dst = yo + (j * K + k) * P;
+            if (b) {
+                float bk = b[k];
+                for (int64_t p = 0; p < P; p++) dst[p] = src[p] + bk;
+            } else {
+                memcpy(dst, src, sizeof(float) * (size_t)P);
+            }
+        }
+    }
+}
+
+void gopt__conv_backward(const gopt__conv *c, const float *w, float *dw, float *db, const float *x, const float *dy,
+                         float *dx, int dx_accumulate, int n, float *ws) {
+    const int K = c->K;
+    const int64_t P = (int64_t)c->OH * c->OW, CRS = (int64_t)c->C * c->R * c->R, in_n = (int64_t)c->C * c->H * c->W;
+    for (int n0 = 0; n0 < n; n0 += c->chunk) {
+        int nb = n - n0 < c->chunk ? n - n0 : c->chunk;
+        const int64_t ld = P * nb;
+        float *col = ws, *tmp = ws + (size_t)CRS * c->chunk * P;
+        const float *xin = x + (int64_t)n0 * in_n;
+        const float *dyo = dy + (int64_t)n0 * K * P;
+        const float *g = dyo;
+        if (nb > 1) { /* gather dy of the chunk into [K][nb*P] */
+            const int64_t tasks = (int64_t)nb * K;
+#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) if (tasks * P > GOPT__OMP_MIN)
+            for (int64_t t = 0; t < tasks; t++) {
+                int64_t j = t / K;
+                int k = (int)(t % K);
+                memcpy(tmp + k * ld + j * P, dyo + (j * K + k) * P, sizeof(float) * (size_t)P);
+            }
+            g = tmp;
+        }
+        if (db) {
+            for (int k = 0; k < K; k++) {
+                double acc = 0.0;
+                const float *gr = g + k * ld;
+                for (int64_t p = 0; p < ld; p++) acc += gr[p];
+                db[k] += (float)acc;
+            }
+        }
+        const float *b_mat = col;
+        int direct = c->R == 1 && c->stride == 1 && c->pad == 0 && nb == 1;
+        if (direct)
+            b_mat = xin;
+        else
+            im2col(c, xin, nb, col);
+        gopt__sgemm(0, 1, K, (int)CRS, (int)ld, 1.0f, g, (int)ld, b_mat, (int)ld, 1.0f, dw, (int)CRS);
+        if (!dx) continue;
+        float *dxo = dx + (int64_t)n0 * in_n;
+        if (direct) {
+            gopt__sgemm(1, 0, (int)CRS, (int)ld, K, 1.0f, w, (int)CRS, g, (int)ld, dx_accumulate ? 1.0f : 0.0f, dxo,
+                        (int)ld);
+            continue;
+        }
+        gopt__sgemm(1, 0, (int)CRS, (int)ld, K, 1.0f, w, (int)CRS, g, (int)ld, 0.0f, col, (int)ld);
+        if (!dx_accumulate) memset(dxo, 0, sizeof(float) * (size_t)(nb * in_n));
+        col2im(c, col, nb, dxo);
+    }
+}
+
+/* ---- batchnorm ---------------------------------------------------------------------------- */
+
+gopt_status gopt__bn_setup(gopt__bn *bn, int C, int HW, float eps, float momentum) {
+    if (C < 1) return GOPT_FAIL(GOPT_EINVAL, "batchnorm2d: channels = %d must be >= 1", C);
+    if (!(eps > 0.0f) || !isfinite(eps)) return GOPT_FAIL(GOPT_EINVAL, "batchnorm2d: eps = %g must be > 0", eps);
+    if (!(momentum >= 0.0f && momentum <= 1.0f))
+        return GOPT_FAIL(GOPT_EINVAL, "batchnorm2d: momentum = %g must be in [0, 1]", momentum);
+    bn->C = C;
+    bn->HW = HW;
+    bn->eps = eps;
+    bn->momentum = momentum;
+    float *mem = gopt__calloc((size_t)4 * C, sizeof(float));
+    if (!mem) return GOPT_FAIL(GOPT_ENOMEM, "batchnorm2d: statistics of %d channels", C);
+    bn->running_mean = mem;
+    bn->running_var = mem + C;
+    bn->save_mean = mem + 2 * C;
+    bn->save_invstd = mem + 3 * C;
+    gopt__bn_reset_running(bn);
+    return GOPT_OK;
+}
+
+void gopt__bn_free(gopt__bn *bn) {
+    if (bn) gopt__free(bn->running_mean);
+}
+
+void gopt__bn_reset_running(gopt__bn *bn) {
+    for (int c = 0; c < bn->C; c++) {
+        bn->running_mean[c] = 0.0f;
+        bn->running_var[c] = 1.0f;
+    }
+}
+
+static inline void bn_coeffs(const gopt__bn *bn, const float *gamma, const float *beta, int c, int training,
+                             float *mean, float *invstd, float *scale, float *shift) {
+    float m = training ? bn->save_mean[c] : bn->running_mean[c];
+    float is = training ? bn->save_invstd[c] : (float)(1.0 / sqrt((double)bn->running_var[c] + bn->eps));
+    *mean = m;
+    *invstd = is;
+    *scale = gamma[c] * is;
+    *shift = beta[c] - m * (gamma[c] * is);
+}
+
+/* One affine element: the same expression in forward, recompute and mask. */
+static inline float bn_affine(float x, float scale, float shift) { return x * scale + shift; }
+
+#define BN_PAR_IF(bn, n) if ((int64_t)(n) * (bn)->C * (bn)->HW > GOPT__OMP_MIN)
+
+void gopt__bn_forward(gopt__bn *bn, const float *gamma, const float *beta, const float *x, float *y,
+                      const float *res, int relu, int n, int training) {
+    const int C = bn->C;
+    const int64_t HW = bn->HW, M = (int64_t)n * HW;
+#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) BN_PAR_IF(bn, n)
+    for (int c = 0; c < C; c++) {
+        if (training) {
+            double sum = 0.0;
+            for (int i = 0; i < n; i++) {
+                const float *xp = x + ((int64_t)i * C + c) * HW;
+                float part = 0.0f;
+                for (int64_t p = 0; p < HW; p++) part += xp[p];
+                sum += part;
+            }
+            double mean = sum / (double)M, sq = 0.0;
+            for (int i = 0; i < n; i++) {
+                const float *xp = x + ((int64_t)i * C + c) * HW;
+                float fm = (float)mean, part = 0.0f;
+                for (int64_t p = 0; p < HW; p++) {
+                    float d = xp[p] - fm;
+                    part += d * d;
+                }
+                sq += part;
+            }
+            double var = sq / (double)M;
+            bn->save_mean[c] = (float)mean;
+            bn->save_invstd[c] = (float)(1.0 / sqrt(var + bn->eps));
+            double unbiased = M > 1 ? var * (double)M / (double)(M - 1) : var;
+            float m = bn->momentum;
+            bn->running_mean[c] = (1.0f - m) * bn->running_mean[c] + m * (float)mean;
+            bn->running_var[c] = (1.0f - m) * bn->running_var[c] + m * (float)unbiased;
+        }
+        float mean, invstd, scale, shift;
+        bn_coeffs(bn, gamma, beta, c, training, &mean, &invstd, &scale, &shift);
+        for (int i = 0; i < n; i++) {
+            int64_t off = ((int64_t)i * C + c) * HW;
+            const float *xp = x + off;
+            float *yp = y + off;
+            if (res) {
+                const float *rp = res + off;
+                if (relu)
+                    for (int64_t p = 0; p < HW; p++) {
+                        float v = bn_affine(xp[p], scale, shift) + rp[p];
+                        yp[p] = v > 0.0f ? v : 0.0f;
+                    }
+                else
+                    for (int64_t p = 0; p < HW; p++) yp[p] = bn_affine(xp[p], scale, shift) + rp[p];
+            } else if (relu) {
+                for (int64_t p = 0; p < HW; p++) {
+                    float v = bn_affine(xp[p], scale, shift);
+                    yp[p] = v > 0.0f ? v : 0.0f;
+                }
+            } else {
+                for (int64_t p = 0; p < HW; p++) yp[p] = bn_affine(xp[p], scale, shift);
+            }
+        }
+    }
+}
+
+void gopt__bn_apply(const gopt__bn *bn, const float *gamma, const float *beta, const float *x, float *y, int relu,
+                    int n, int training) {
+    const int C = bn->C;
+    const int64_t HW = bn->HW;
+#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) BN_PAR_IF(bn, n)
+    for (int c = 0; c < C; c++) {
+        float mean, invstd, scale, shift;
+        bn_coeffs(bn, gamma, beta, c, training, &mean, &invstd, &scale, &shift);
+        for (int i = 0; i < n; i++) {
+            int64_t off = ((int64_t)i * C + c) * HW;
+            for (int64_t p = 0; p < HW; p++) {
+                float v = bn_affine(x[off + p], scale, shift);
+                y[off + p] = (relu && !(v > 0.0f)) ? 0.0f : v;
+            }
+        }
+    }
+}
+
+void gopt__bn_relu_mask(const gopt__bn *bn, const float *gamma, const float *beta, const float *x, float *g, int n,
+                        int training) {
+    const int C = bn->C;
+    const int64_t HW = bn->HW;
+#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) BN_PAR_IF(bn, n)
+    for (int c = 0; c < C; c++) {
+        float mean, invstd, scale, shift;
+        bn_coeffs(bn, gamma, beta, c, training, &mean, &invstd, &scale, &shift);
+        for (int i = 0; i < n; i++) {
+            int64_t off = ((int64_t)i * C + c) * HW;
+            for (int64_t p = 0; p < HW; p++)
+                if (!(bn_affine(x[off + p], scale, shift) > 0.0f)) g[off + p] = 0.0f;
+        }
+    }
+}
+
+void gopt__bn_backward(const gopt__bn *bn, const float *gamma, float *dgamma, float *dbeta, const float *x,
+                       const float *g, float *dx, int n, int training) {
+    const int C = bn->C;
+    const int64_t HW = bn->HW, M = (int64_t)n * HW;
+#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) BN_PAR_IF(bn, n)
+    for (int c = 0; c < C; c++) {
+        float mean = training ? bn->save_mean[c] : bn->running_mean[c];
+        float invstd = training ? bn->save_invstd[c] : (float)(1.0 / sqrt((double)bn->running_var[c] + bn->eps));
+        double sg = 0.0, sgx = 0.0;
+        for (int i = 0; i < n; i++) {
+            int64_t off = ((int64_t)i * C + c) * HW;
+            float pg = 0.0f, pgx = 0.0f;
+            for (int64_t p = 0; p < HW; p++) {
+                float xh = (x[off + p] - mean) * invstd;
+                pg += g[off + p];
+                pgx += g[off + p] * xh;
+            }
+            sg += pg;
+            sgx += pgx;
+        }
+        dgamma[c] += (float)sgx;
+        dbeta[c] += (float)sg;
+        float k = gamma[c] * invstd;
+        if (training) {
+            float mg = (float)(sg / (double)M), mgx = (float)(sgx / (double)M);
+            for (int i = 0; i < n; i++) {
+                int64_t off = ((int64_t)i * C + c) * HW;
+                for (int64_t p = 0; p < HW; p++) {
+                    float xh = (x[off + p] - mean) * invstd;
+                    dx[off + p] = k * (g[off + p] - mg - xh * mgx);
+                }
+            }
+        } else {
+            for (int i = 0; i < n; i++) {
+                int64_t off = ((int64_t)i * C + c) * HW;
+                for (int64_t p = 0; p < HW; p++) dx[off + p] = k * g[off + p];
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+/* Private layer machinery: the layer struct, its vtable, and the convolution / batchnorm
+ * kernels shared by the conv2d, batchnorm2d and basic-block layers. */
+#ifndef GRADOPT_INTERNAL_LAYER_H
+#define GRADOPT_INTERNAL_LAYER_H
+
+#include <stdint.h>
+
+#include "gradopt/layer.h"
+
+/* ---- convolution: NCHW, weight (K, C*R*R), im2col over chunks of `chunk` images ------- */
+typedef struct gopt__conv {
+    int C, K, H, W, R, stride, pad, OH, OW;
+    int has_bias;
+    int w_index, b_index; /* in the arena; b_index -1 without bias */
+    int chunk;            /* images per SGEMM */
+} gopt__conv;
+
+gopt_status gopt__conv_setup(gopt__conv *c, int C, int K, int H, int W, int R, int stride, int pad, int has_bias,
+                             int max_batch);
+size_t gopt__conv_ws_floats(const gopt__conv *c);
+/* y (n,K,OH,OW) = conv(x (n,C,H,W)) (+ b). ws: gopt__conv_ws_floats floats. */
+void gopt__conv_forward(const gopt__conv *c, const float *w, const float *b, const float *x, float *y, int n,
+                        float *ws);
+/* dw += dy * x, db += sum dy; dx (may be NULL) = or += (dx_accumulate) W^T dy via col2im.
+ * dx may alias x (each chunk of x is read before that chunk of dx is written). */
+void gopt__conv_backward(const gopt__conv *c, const float *w, float *dw, float *db, const float *x, const float *dy,
+                         float *dx, int dx_accumulate, int n, float *ws);
+
+/* ---- batchnorm2d ---------------------------------------------------------------------- */
+typedef struct gopt__bn {
+    int C, HW;
+    float eps, momentum;
+    int g_index, b_index;
+    float *running_mean, *running_var; /* owned, C each */
+    float *save_mean, *save_invstd;    /* batch statistics of the last training forward */
+} gopt__bn;
+
+gopt_status gopt__bn_setup(gopt__bn *bn, int C, int HW, float eps, float momentum);
+void gopt__bn_free(gopt__bn *bn);
+void gopt__bn_reset_running(gopt__bn *bn);
+/* y = [relu](gamma xhat + beta [+ res]); training: batch stats (saved) and running update.
+ * y may alias res. */
+void gopt__bn_forward(gopt__bn *bn, const float *gamma, const float *beta, const float *x, float *y,
+                      const float *res, int relu, int n, int training);
+/* Recompute y = [relu](gamma xhat + beta) with the statistics of the last forward. */
+void gopt__bn_apply(const gopt__bn *bn, const float *gamma, const float *beta, const float *x, float *y, int relu,
+                    int n, int training);
+/* g *= (gamma xhat + beta > 0), the fused ReLU's mask recomputed from x. */
+void gopt__bn_relu_mask(const gopt__bn *bn, const float *gamma, const float *beta, const float *x, float *g, int n,
+                        int training);
+/* From g = dL/d(bn output before any relu): dgamma += sum g xhat, dbeta += sum g,
+ * dx = d(bn)/dx^T g. dx may alias x or g. */
+void gopt__bn_backward(const gopt__bn *bn, const float *gamma, float *dgamma, float *dbeta, const float *x,
+                       const float *g, float *dx, int n, int training);
+
+/* ---- the layer -------------------------------------------------------------------------- */
+typedef struct gopt__layer_vt {
+    gopt_layer_type type;
+    /* writes l->out (or points it at x) for n samples */
+    void (*forward)(gopt_layer *l, const float *x, int n);
+    /* dy may be clobbered; dx may be NULL; dx is overwritten */
+    void (*backward)(gopt_layer *l, const float *x, float *dy, float *dx, int n);
+} gopt__layer_vt;
+
+struct gopt_layer {
+    const gopt__layer_vt *vt;
+    gopt_layer_config cfg;
+    int in_ndim, out_ndim;
+    int64_t in_shape[3], out_shape[3];
+    int64_t in_numel, out_numel; /* per sample */
+    int max_batch;
+    int training;
+    int last_n;                  /* batch of the last forward, 0 before */
+    gopt_params *params;
+    float *out;                  /* owned output (NULL for flatten: aliases its input) */
+    int owns_out;
+    float *ws;                   /* shared workspace (net) or owned (standalone) */
+    size_t ws_floats;
+    int owns_ws;
+    double *timer;               /* NULL, or [2][GOPT_LAYER_TYPE_COUNT] seconds (fwd, bwd) */
+    /* per type */
+    gopt__conv conv, conv2, conv_s;
+    gopt__bn bn, bn2, bn_s;
+    int nbn;                     /* batchnorms this layer owns (state) */
+    int w_index, b_index;        /* linear */
+    float *t1, *t3, *ts;         /* block: conv1 out, conv2 out, shortcut conv out */
+    int projection;
+    int32_t *argmax;             /* maxpool */
+    uint8_t *mask;               /* dropout */
+    gopt_rng rng;                /* dropout */
+};
+
+/* Param views (arena finalized). */
+float *gopt__pv(const gopt_layer *l, int index);
+float *gopt__pg(const gopt_layer *l, int index);
+/* The layer's batchnorms (up to 3), for the net's state. */
+int gopt__layer_bns(gopt_layer *l, gopt__bn **out3);
+double gopt__now(void);
+/* Forward/backward on raw buffers with no checks (the net checked the shapes). */
+void gopt__layer_forward_raw(gopt_layer *l, const float *x, int n);
+void gopt__layer_backward_raw(gopt_layer *l, const float *x, float *dy, float *dx, int n);
+/* gopt_layer_create; own_ws = 0 leaves the workspace to the caller (gopt__layer_set_ws),
+ * so a net does not hold one workspace per layer even while it is being built. */
+gopt_status gopt__layer_create(const gopt_layer_config *cfg, int in_ndim, const int64_t in_shape[], int max_batch,
+                               gopt_params *params, const char *prefix, int own_ws, gopt_layer **out);
+/* Use an external workspace (the net's) instead of an owned one. */
+void gopt__layer_set_ws(gopt_layer *l, float *ws);
+/* Per-type (conv/linear) multiply-adds x 2 per sample. */
+double gopt__layer_flops(const gopt_layer *l);
+
+/* The basic block's vtable (a function, not an exported object: sanitizers add
+ * unprefixed companion symbols to exported globals). */
+const gopt__layer_vt *gopt__block_vtable(void);
+gopt_status gopt__block_setup(gopt_layer *l, const char *prefix);
+
+#endif

@@ -1,0 +1,122 @@
+/* Losses (see gradopt/loss.h): computed in double per row, mean reduction. */
+#include "internal/common.h"
+#include "gradopt/loss.h"
+
+static gopt_status same_shape(const gopt_tensor *a, const gopt_tensor *b, const char *an, const char *bn) {
+    if (!a->data || !b->data) return GOPT_FAIL(GOPT_EINVAL, "%s or %s has no data", an, bn);
+    if (!gopt_tensor_same_shape(a, b)) {
+        char sa[96], sb[96];
+        gopt_shape_str(a, sa, sizeof sa);
+        gopt_shape_str(b, sb, sizeof sb);
+        return GOPT_FAIL(GOPT_ESHAPE, "%s %s does not match %s %s", bn, sb, an, sa);
+    }
+    return GOPT_OK;
+}
+
+gopt_status gopt_loss_cross_entropy(const gopt_tensor *logits, const int32_t *labels, float label_smoothing,
+                                    float *loss, gopt_tensor *dlogits) {
+    GOPT_CHECK_NULL(logits);
+    GOPT_CHECK_NULL(labels);
+    GOPT_CHECK_NULL(loss);
+    if (!logits->data) return GOPT_FAIL(GOPT_EINVAL, "logits has no data");
+    if (logits->ndim != 2) {
+        char s[96];
+        gopt_shape_str(logits, s, sizeof s);
+        return GOPT_FAIL(GOPT_ESHAPE, "logits %s must be 2-D (N,C)", s);
+    }
+    if (!(label_smoothing >= 0.0f && label_smoothing <= 1.0f))
+        return GOPT_FAIL(GOPT_EINVAL, "label_smoothing = %g must be in [0, 1]", label_smoothing);
+    if (dlogits) GOPT_TRY(same_shape(logits, dlogits, "logits", "dlogits"));
+    const int64_t N = logits->shape[0], C = logits->shape[1];
+    for (int64_t i = 0; i < N; i++)
+        if (labels[i] < 0 || labels[i] >= C)
+            return GOPT_FAIL(GOPT_ERANGE, "labels[%lld] = %d is outside [0, %lld)", (long long)i, (int)labels[i],
+                             (long long)C);
+    const double eps = label_smoothing, inv_n = 1.0 / (double)N;
+    double total = 0.0;
+    for (int64_t i = 0; i < N; i++) {
+        const float *z = logits->data + i * C;
+        double m = z[0];
+        for (int64_t c = 1; c < C; c++)
+            if (z[c] > m) m = z[c];
+        double se = 0.0, sum_z = 0.0;
+        for (int64_t c = 0; c < C; c++) {
+            se += exp((double)z[c] - m);
+            sum_z += (double)z[c];
+        }
+        double lse = m + log(se);
+        double nll = lse - (double)z[labels[i]];
+        double smooth = lse - sum_z / (double)C; /* mean over c of -logp[c] */
+        total += (1.0 - eps) * nll + eps * smooth;
+        if (dlogits) {
+            float *d = dlogits->data + i * C;
+            for (int64_t c = 0; c < C; c++) {
+                double p = exp((double)z[c] - lse);
+                double t = eps / (double)C + (c == labels[i] ? 1.0 - eps : 0.0);
+                d[c] = (float)((p - t) * inv_n);
+            }
+        }
+    }
+    *loss = (float)(total * inv_n);
+    return GOPT_OK;
+}
+
+gopt_status gopt_loss_mse(const gopt_tensor *pred, const gopt_tensor *target, float *loss, gopt_tensor *dpred) {
+    GOPT_CHECK_NULL(pred);
+    GOPT_CHECK_NULL(target);
+    GOPT_CHECK_NULL(loss);
+    GOPT_TRY(same_shape(pred, target, "pred", "target"));
+    if (dpred) GOPT_TRY(same_shape(pred, dpred, "pred", "dpred"));
+    const int64_t n = pred->numel;
+    double acc = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)pred->data[i] - (double)target->data[i];
+        acc += d * d;
+        if (dpred) dpred->data[i] = (float)(2.0 * d / (double)n);
+    }
+    *loss = (float)(acc / (double)n);
+    return GOPT_OK;
+}
+
+gopt_status gopt_loss_bce_with_logits(const gopt_tensor *logits, const gopt_tensor *target, float *loss,
+                                      gopt_tensor *dlogits) {
+    GOPT_CHECK_NULL(logits);
+    GOPT_CHECK_NULL(target);
+    GOPT_CHECK_NULL(loss);
+    GOPT_TRY(same_shape(logits, target, "logits", "target"));
+    if (dlogits) GOPT_TRY(same_shape(logits, dlogits, "logits", "dlogits"));
+    const int64_t n = logits->numel;
+    double acc = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        double x = logits->data[i], t = target->data[i];
+        acc += (x > 0.0 ? x : 0.0) - x * t + log1p(exp(-fabs(x)));
+        if (dlogits) {
+            double sig = x >= 0.0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x));
+            dlogits->data[i] = (float)((sig - t) / (double)n);
+        }
+    }
+    *loss = (float)(acc / (double)n);
+    return GOPT_OK;
+}
+
+gopt_status gopt_accuracy_count(const gopt_tensor *logits, const int32_t *labels, int64_t *correct) {
+    GOPT_CHECK_NULL(logits);
+    GOPT_CHECK_NULL(labels);
+    GOPT_CHECK_NULL(correct);
+    if (!logits->data || logits->ndim != 2) {
+        char s[96];
+        gopt_shape_str(logits, s, sizeof s);
+        return GOPT_FAIL(GOPT_ESHAPE, "logits %s must be 2-D (N,C)", s);
+    }
+    const int64_t N = logits->shape[0], C = logits->shape[1];
+    int64_t ok = 0;
+    for (int64_t i = 0; i < N; i++) {
+        const float *z = logits->data + i * C;
+        int64_t best = 0;
+        for (int64_t c = 1; c < C; c++)
+            if (z[c] > z[best]) best = c;
+        ok += best == labels[i];
+    }
+    *correct = ok;
+    return GOPT_OK;
+}

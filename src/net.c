@@ -1,0 +1,328 @@
+/* A sequential net of layers (see gradopt/net.h). */
+#include <stdio.h>
+
+#include "internal/common.h"
+#include "internal/layer.h"
+#include "gradopt/net.h"
+
+struct gopt_net {
+    gopt_net_config cfg;
+    gopt_params *params;
+    gopt_layer **layers;
+    int nlayers, capacity;
+    int built;
+    int training;
+    int64_t in_numel;
+    float *ws;       /* shared workspace (im2col columns, block scratch) */
+    float *input;    /* copy of the last forward's input */
+    float *grad[2];  /* ping-pong gradient buffers */
+    int last_n;
+    int timing_on;
+    double timer[2 * GOPT_LAYER_TYPE_COUNT];
+    int64_t calls[GOPT_LAYER_TYPE_COUNT];
+};
+
+gopt_net_config gopt_net_config_default(void) {
+    gopt_net_config c;
+    memset(&c, 0, sizeof c);
+    c.max_batch = 128;
+    c.in_ndim = 3;
+    c.in_shape[0] = 3;
+    c.in_shape[1] = 32;
+    c.in_shape[2] = 32;
+    c.init = GOPT_NET_INIT_TORCH;
+    return c;
+}
+
+gopt_status gopt_net_create(const gopt_net_config *cfg, gopt_net **out) {
+    GOPT_CHECK_NULL(out);
+    *out = NULL;
+    GOPT_CHECK_NULL(cfg);
+    if (cfg->max_batch < 1) return GOPT_FAIL(GOPT_EINVAL, "max_batch = %d must be >= 1", cfg->max_batch);
+    if (cfg->in_ndim < 1 || cfg->in_ndim > 3) return GOPT_FAIL(GOPT_EINVAL, "in_ndim = %d must be 1..3", cfg->in_ndim);
+    if (cfg->init != GOPT_NET_INIT_TORCH && cfg->init != GOPT_NET_INIT_HE)
+        return GOPT_FAIL(GOPT_EINVAL, "init = %d is not a gopt_net_init", (int)cfg->init);
+    int64_t numel = 1;
+    for (int i = 0; i < cfg->in_ndim; i++) {
+        if (cfg->in_shape[i] < 1 || cfg->in_shape[i] > (1 << 24))
+            return GOPT_FAIL(GOPT_EINVAL, "in_shape[%d] = %lld is out of range", i, (long long)cfg->in_shape[i]);
+        numel *= cfg->in_shape[i];
+    }
+    gopt_net *net = gopt__calloc(1, sizeof *net);
+    if (!net) return GOPT_FAIL(GOPT_ENOMEM, "net");
+    net->cfg = *cfg;
+    for (int i = cfg->in_ndim; i < 3; i++) net->cfg.in_shape[i] = 1;
+    net->in_numel = numel;
+    net->training = 1;
+    gopt_status s = gopt_params_create(&net->params);
+    if (s != GOPT_OK) {
+        gopt__free(net);
+        return s;
+    }
+    *out = net;
+    return GOPT_OK;
+}
+
+void gopt_net_destroy(gopt_net *net) {
+    if (!net) return;
+    for (int i = 0; i < net->nlayers; i++) gopt_layer_destroy(net->layers[i]);
+    gopt__free(net->layers);
+    gopt_params_destroy(net->params);
+    gopt__aligned_free(net->ws);
+    gopt__aligned_free(net->input);
+    gopt__aligned_free(net->grad[0]);
+    gopt__aligned_free(net->grad[1]);
+    gopt__free(net);
+}
+
+static int cur_shape(const gopt_net *net, int64_t shape[3]) {
+    if (net->nlayers == 0) {
+        for (int i = 0; i < 3; i++) shape[i] = net->cfg.in_shape[i];
+        return net->cfg.in_ndim;
+    }
+    return gopt_layer_out_shape(net->layers[net->nlayers - 1], shape);
+}
+
+gopt_status gopt_net_add(gopt_net *net, const gopt_layer_config *cfg, const char *name) {
+    GOPT_CHECK_NULL(net);
+    GOPT_CHECK_NULL(cfg);
+    if (net->built) return GOPT_FAIL(GOPT_ESTATE, "cannot add a layer after gopt_net_build");
+    if (net->nlayers == net->capacity) {
+        int cap = net->capacity ? 2 * net->capacity : 16;
+        gopt_layer **n = gopt__calloc((size_t)cap, sizeof *n);
+        if (!n) return GOPT_FAIL(GOPT_ENOMEM, "layer list of %d", cap);
+        if (net->layers) memcpy(n, net->layers, sizeof *n * (size_t)net->nlayers);
+        gopt__free(net->layers);
+        net->layers = n;
+        net->capacity = cap;
+    }
+    char auto_name[32];
+    if (!name) {
+        snprintf(auto_name, sizeof auto_name, "layer%d", net->nlayers);
+        name = auto_name;
+    }
+    int64_t shape[3];
+    int ndim = cur_shape(net, shape);
+    gopt_layer *l;
+    GOPT_TRY(gopt__layer_create(cfg, ndim, shape, net->cfg.max_batch, net->params, name, 0, &l));
+    net->layers[net->nlayers++] = l;
+    return GOPT_OK;
+}
+
+gopt_status gopt_net_build(gopt_net *net) {
+    GOPT_CHECK_NULL(net);
+    if (net->built) return GOPT_FAIL(GOPT_ESTATE, "the net is already built");
+    if (net->nlayers == 0) return GOPT_FAIL(GOPT_ESTATE, "the net has no layers");
+    size_t ws = 0, g = (size_t)net->in_numel;
+    for (int i = 0; i < net->nlayers; i++) {
+        gopt_layer *l = net->layers[i];
+        if (l->ws_floats > ws) ws = l->ws_floats;
+        if ((size_t)l->out_numel > g) g = (size_t)l->out_numel;
+    }
+    size_t mb = (size_t)net->cfg.max_batch;
+    if (gopt_params_count(net->params) > 0) GOPT_TRY(gopt_params_finalize(net->params));
+    if (ws) {
+        net->ws = gopt__aligned_alloc(ws * sizeof(float));
+        if (!net->ws) return GOPT_FAIL(GOPT_ENOMEM, "net workspace of %zu floats", ws);
+    }
+    net->input = gopt__aligned_alloc(mb * (size_t)net->in_numel * sizeof(float));
+    net->grad[0] = gopt__aligned_alloc(mb * g * sizeof(float));
+    net->grad[1] = gopt__aligned_alloc(mb * g * sizeof(float));
+    if (!net->input || !net->grad[0] || !net->grad[1]) return GOPT_FAIL(GOPT_ENOMEM, "net buffers of %zu floats", mb * g);
+    gopt_rng rng;
+    gopt_rng_seed(&rng, net->cfg.seed);
+    for (int i = 0; i < net->nlayers; i++) {
+        gopt_layer *l = net->layers[i];
+        gopt__layer_set_ws(l, net->ws);
+        gopt_init kind = GOPT_INIT_TORCH_DEFAULT;
+        if (net->cfg.init == GOPT_NET_INIT_HE && l->cfg.type != GOPT_LAYER_LINEAR) kind = GOPT_INIT_HE_NORMAL;
+        GOPT_TRY(gopt_layer_init_params(l, kind, &rng));
+    }
+    net->built = 1;
+    return GOPT_OK;
+}
+
+gopt_params *gopt_net_params(gopt_net *net) { return net ? net->params : NULL; }
+int gopt_net_layer_count(const gopt_net *net) { return net ? net->nlayers : 0; }
+gopt_layer *gopt_net_layer(gopt_net *net, int i) {
+    return (net && i >= 0 && i < net->nlayers) ? net->layers[i] : NULL;
+}
+int gopt_net_out_shape(const gopt_net *net, int64_t out_shape[3]) {
+    if (!net || !out_shape) return 0;
+    return cur_shape(net, out_shape);
+}
+
+void gopt_net_set_training(gopt_net *net, int training) {
+    if (!net) return;
+    net->training = training ? 1 : 0;
+    for (int i = 0; i < net->nlayers; i++) gopt_layer_set_training(net->layers[i], net->training);
+}
+
+static gopt_status check_shape(const gopt_net *net, const gopt_tensor *t, const char *what, int ndim,
+                               const int64_t *shape, int want_n) {
+    char got[96], want[96];
+    int ok = t->data != NULL && t->ndim == ndim + 1 && t->shape[0] >= 1 && t->shape[0] <= net->cfg.max_batch &&
+             (want_n <= 0 || t->shape[0] == want_n);
+    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i + 1] == shape[i];
+    if (ok) return GOPT_OK;
+    int o = want_n > 0 ? snprintf(want, sizeof want, "(%d", want_n) : snprintf(want, sizeof want, "(N");
+    for (int i = 0; i < ndim; i++) o += snprintf(want + o, sizeof want - (size_t)o, ",%lld", (long long)shape[i]);
+    snprintf(want + o, sizeof want - (size_t)o, ")");
+    gopt_shape_str(t, got, sizeof got);
+    return GOPT_FAIL(GOPT_ESHAPE, "%s %s does not match %s (batch at most %d)%s", what, got, want,
+                     net->cfg.max_batch, t->data ? "" : " or has no data");
+}
+
+gopt_status gopt_net_forward(gopt_net *net, const gopt_tensor *x, gopt_tensor *logits) {
+    GOPT_CHECK_NULL(net);
+    GOPT_CHECK_NULL(x);
+    GOPT_CHECK_NULL(logits);
+    if (!net->built) return GOPT_FAIL(GOPT_ESTATE, "the net is not built (gopt_net_build)");
+    GOPT_TRY(check_shape(net, x, "input", net->cfg.in_ndim, net->cfg.in_shape, 0));
+    int n = (int)x->shape[0];
+    memcpy(net->input, x->data, sizeof(float) * (size_t)(n * net->in_numel));
+    const float *cur = net->input;
+    for (int i = 0; i < net->nlayers; i++) {
+        gopt_layer *l = net->layers[i];
+        l->timer = net->timing_on ? net->timer : NULL;
+        gopt__layer_forward_raw(l, cur, n);
+        if (net->timing_on) net->calls[l->cfg.type]++;
+        cur = l->out;
+    }
+    net->last_n = n;
+    gopt_layer *last = net->layers[net->nlayers - 1];
+    int64_t shape[4] = {n, last->out_shape[0], last->out_shape[1], last->out_shape[2]};
+    return gopt_tensor_view(last->out, last->out_ndim + 1, shape, logits);
+}
+
+gopt_status gopt_net_backward(gopt_net *net, const gopt_tensor *dlogits) {
+    GOPT_CHECK_NULL(net);
+    GOPT_CHECK_NULL(dlogits);
+    if (!net->built || net->last_n == 0) return GOPT_FAIL(GOPT_ESTATE, "backward before forward");
+    int64_t shape[3];
+    int ndim = cur_shape(net, shape);
+    GOPT_TRY(check_shape(net, dlogits, "dlogits", ndim, shape, net->last_n));
+    const int n = net->last_n;
+    gopt_layer *last = net->layers[net->nlayers - 1];
+    memcpy(net->grad[0], dlogits->data, sizeof(float) * (size_t)(n * last->out_numel));
+    int cur = 0;
+    for (int i = net->nlayers - 1; i >= 0; i--) {
+        gopt_layer *l = net->layers[i];
+        const float *xin = i > 0 ? net->layers[i - 1]->out : net->input;
+        float *dx = i > 0 ? net->grad[1 - cur] : NULL;
+        l->timer = net->timing_on ? net->timer : NULL;
+        gopt__layer_backward_raw(l, xin, net->grad[cur], dx, n);
+        cur = 1 - cur;
+    }
+    return GOPT_OK;
+}
+
+void gopt_net_set_timing(gopt_net *net, int on) {
+    if (net) net->timing_on = on ? 1 : 0;
+}
+void gopt_net_timing_get(const gopt_net *net, gopt_net_timing *out) {
+    if (!net || !out) return;
+    for (int t = 0; t < GOPT_LAYER_TYPE_COUNT; t++) {
+        out->forward_s[t] = net->timer[t];
+        out->backward_s[t] = net->timer[GOPT_LAYER_TYPE_COUNT + t];
+        out->calls[t] = net->calls[t];
+    }
+}
+void gopt_net_timing_reset(gopt_net *net) {
+    if (!net) return;
+    memset(net->timer, 0, sizeof net->timer);
+    memset(net->calls, 0, sizeof net->calls);
+}
+double gopt_net_forward_flops(const gopt_net *net) {
+    double f = 0.0;
+    for (int i = 0; net && i < net->nlayers; i++) f += gopt__layer_flops(net->layers[i]);
+    return f;
+}
+
+/* ---- state: BN running statistics ---------------------------------------------------------- */
+#define NET_MAGIC GOPT__MAGIC('G', 'N', 'S', '1')
+
+static int collect_bns(const gopt_net *net, gopt__bn **bns, int max) {
+    int n = 0;
+    for (int i = 0; i < net->nlayers; i++) {
+        gopt__bn *b3[3];
+        int k = gopt__layer_bns(net->layers[i], b3);
+        for (int j = 0; j < k; j++) {
+            if (bns && n < max) bns[n] = b3[j];
+            n++;
+        }
+    }
+    return n;
+}
+
+size_t gopt_net_state_size(const gopt_net *net) {
+    if (!net) return 0;
+    size_t size = 8;
+    for (int i = 0; i < net->nlayers; i++) {
+        gopt__bn *b3[3];
+        int k = gopt__layer_bns(net->layers[i], b3);
+        for (int j = 0; j < k; j++) size += 4 + 8 * (size_t)b3[j]->C;
+    }
+    return size;
+}
+
+gopt_status gopt_net_state_save(const gopt_net *net, void *buf, size_t size) {
+    GOPT_CHECK_NULL(net);
+    GOPT_CHECK_NULL(buf);
+    size_t need = gopt_net_state_size(net);
+    if (size < need) return GOPT_FAIL(GOPT_EINVAL, "buffer of %zu bytes, state needs %zu", size, need);
+    gopt__wcur w = gopt__wcur_make(buf, size);
+    int nbn = collect_bns(net, NULL, 0);
+    gopt__put_u32(&w, NET_MAGIC);
+    gopt__put_u32(&w, (uint32_t)nbn);
+    for (int i = 0; i < net->nlayers; i++) {
+        gopt__bn *b3[3];
+        int k = gopt__layer_bns(net->layers[i], b3);
+        for (int j = 0; j < k; j++) {
+            gopt__put_u32(&w, (uint32_t)b3[j]->C);
+            gopt__put(&w, b3[j]->running_mean, sizeof(float) * (size_t)b3[j]->C);
+            gopt__put(&w, b3[j]->running_var, sizeof(float) * (size_t)b3[j]->C);
+        }
+    }
+    return w.ok ? GOPT_OK : GOPT_FAIL(GOPT_EINVAL, "buffer too small");
+}
+
+gopt_status gopt_net_state_load(gopt_net *net, const void *buf, size_t size) {
+    GOPT_CHECK_NULL(net);
+    GOPT_CHECK_NULL(buf);
+    gopt__rcur r = gopt__rcur_make(buf, size);
+    uint32_t magic = gopt__get_u32(&r), count = gopt__get_u32(&r);
+    if (!r.ok || magic != NET_MAGIC) return GOPT_FAIL(GOPT_EFORMAT, "net state: bad magic or truncated header");
+    int nbn = collect_bns(net, NULL, 0);
+    if ((int)count != nbn || count > 100000)
+        return GOPT_FAIL(GOPT_EFORMAT, "net state: %u batchnorm layers, the net has %d", count, nbn);
+    /* validate everything before changing anything */
+    gopt__rcur v = r;
+    int idx = 0;
+    for (int i = 0; i < net->nlayers; i++) {
+        gopt__bn *b3[3];
+        int k = gopt__layer_bns(net->layers[i], b3);
+        for (int j = 0; j < k; j++, idx++) {
+            uint32_t c = gopt__get_u32(&v);
+            if (!v.ok || c != (uint32_t)b3[j]->C)
+                return GOPT_FAIL(GOPT_EFORMAT, "net state: batchnorm %d (layer %d) has %u channels, expected %d", idx, i,
+                                 c, b3[j]->C);
+            if ((size_t)(v.end - v.p) < 8 * (size_t)c)
+                return GOPT_FAIL(GOPT_EFORMAT, "net state: truncated in batchnorm %d (%zu bytes, expected %zu)", idx,
+                                 size, gopt_net_state_size(net));
+            v.p += 8 * (size_t)c;
+        }
+    }
+    if (v.p != v.end)
+        return GOPT_FAIL(GOPT_EFORMAT, "net state: %zu bytes, expected %zu", size, gopt_net_state_size(net));
+    for (int i = 0; i < net->nlayers; i++) {
+        gopt__bn *b3[3];
+        int k = gopt__layer_bns(net->layers[i], b3);
+        for (int j = 0; j < k; j++) {
+            (void)gopt__get_u32(&r);
+            gopt__get(&r, b3[j]->running_mean, sizeof(float) * (size_t)b3[j]->C);
+            gopt__get(&r, b3[j]->running_var, sizeof(float) * (size_t)b3[j]->C);
+        }
+    }
+    return GOPT_OK;
+}

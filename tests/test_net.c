@@ -1,0 +1,272 @@
+/* Nets: ResNet parameter counts, a whole-net finite-difference check, batches below the
+ * maximum, determinism, BN state save/load, timing counters, errors. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+
+static gopt_net *resnet(int depth, float width, int max_batch, uint64_t seed) {
+    gopt_resnet_config c = gopt_resnet_config_default();
+    c.depth = depth;
+    c.width = width;
+    c.max_batch = max_batch;
+    c.seed = seed;
+    gopt_net *net;
+    assert_ok(gopt_resnet_cifar(&c, &net));
+    return net;
+}
+
+static void test_resnet_param_counts(void **state) {
+    (void)state;
+    gopt_net *net = resnet(20, 1.0f, 2, 0);
+    assert_int_equal(gopt_params_numel(gopt_net_params(net)), 272474); /* torch's count */
+    int64_t os[3];
+    assert_int_equal(gopt_net_out_shape(net, os), 1);
+    assert_int_equal(os[0], 10);
+    /* FLOPs: ResNet-20 is ~41 M multiply-adds per image */
+    double f = gopt_net_forward_flops(net);
+    assert_true(f > 2 * 40e6 && f < 2 * 42e6);
+    gopt_net_destroy(net);
+    net = resnet(8, 1.0f, 1, 0);
+    assert_int_equal(gopt_params_numel(gopt_net_params(net)), 78042);
+    gopt_net_destroy(net);
+    net = resnet(56, 1.0f, 1, 0);
+    assert_int_equal(gopt_params_numel(gopt_net_params(net)), 855770);
+    gopt_net_destroy(net);
+    gopt_resnet_config c = gopt_resnet_config_default();
+    c.depth = 21;
+    assert_status(gopt_resnet_cifar(&c, &net), GOPT_EINVAL, "6n+2");
+    c.depth = 20;
+    c.width = 0.0f;
+    assert_status(gopt_resnet_cifar(&c, &net), GOPT_EINVAL, "width");
+}
+
+static float net_loss(gopt_net *net, const gopt_tensor *x, const int32_t *y) {
+    gopt_tensor logits;
+    assert_ok(gopt_net_forward(net, x, &logits));
+    float loss;
+    assert_ok(gopt_loss_cross_entropy(&logits, y, 0.0f, &loss, NULL));
+    return loss;
+}
+
+static void test_net_finite_difference(void **state) {
+    (void)state;
+    gopt_net *net = resnet(8, 0.25f, 2, 11); /* widths 4, 8, 16 */
+    gopt_params *p = gopt_net_params(net);
+    gopt_rng rng;
+    gopt_rng_seed(&rng, 5);
+    float *x = malloc(sizeof(float) * 2 * 3 * 32 * 32);
+    for (int i = 0; i < 2 * 3 * 32 * 32; i++) x[i] = gopt_rng_normal(&rng);
+    int64_t xs[4] = {2, 3, 32, 32};
+    gopt_tensor tx, logits, dl;
+    assert_ok(gopt_tensor_view(x, 4, xs, &tx));
+    int32_t y[2] = {3, 7};
+    float dbuf[20];
+    int64_t ls[2] = {2, 10};
+    assert_ok(gopt_tensor_view(dbuf, 2, ls, &dl));
+    assert_ok(gopt_net_forward(net, &tx, &logits));
+    float loss;
+    assert_ok(gopt_loss_cross_entropy(&logits, y, 0.0f, &loss, &dl));
+    gopt_params_zero_grad(p);
+    assert_ok(gopt_net_backward(net, &dl));
+    int64_t n = gopt_params_numel(p);
+    float *v = gopt_params_values(p);
+    const float *g = gopt_params_grads(p);
+    int checked = 0;
+    for (int t = 0; t < gopt_params_count(p); t++) {
+        gopt_param_info info;
+        assert_ok(gopt_params_info(p, t, &info));
+        for (int k = 0; k < 2; k++) { /* two coordinates of every tensor */
+            int64_t i = info.offset + (k * 7919) % info.value.numel;
+            int ok = 0;
+            double num = 0.0;
+            for (float h = 1e-2f; !ok && h > 1e-4f; h /= 4) {
+                float keep = v[i];
+                v[i] = keep + h;
+                double lp = net_loss(net, &tx, y);
+                v[i] = keep - h;
+                double lm = net_loss(net, &tx, y);
+                v[i] = keep;
+                num = (lp - lm) / (2.0 * h);
+                ok = fabs(num - g[i]) <= 2e-3 + 5e-2 * fabs(num);
+            }
+            if (!ok) fail_msg("%s[%lld]: finite difference %.6g, analytic %.6g", info.name,
+                              (long long)(i - info.offset), num, (double)g[i]);
+            checked++;
+        }
+    }
+    assert_true(checked >= 40);
+    assert_true(n > 0);
+    free(x);
+    gopt_net_destroy(net);
+}
+
+static void test_small_batch_and_determinism(void **state) {
+    (void)state;
+    gopt_net *a = resnet(8, 0.5f, 4, 7), *b = resnet(8, 0.5f, 4, 7);
+    assert_memory_equal(gopt_params_values(gopt_net_params(a)), gopt_params_values(gopt_net_params(b)),
+                        sizeof(float) * (size_t)gopt_params_numel(gopt_net_params(a)));
+    gopt_rng rng;
+    gopt_rng_seed(&rng, 1);
+    float *x = malloc(sizeof(float) * 4 * 3 * 32 * 32);
+    for (int i = 0; i < 4 * 3 * 32 * 32; i++) x[i] = gopt_rng_normal(&rng);
+    int64_t s4[4] = {4, 3, 32, 32}, s1[4] = {1, 3, 32, 32};
+    gopt_tensor x4, x1, la, lb;
+    assert_ok(gopt_tensor_view(x, 4, s4, &x4));
+    assert_ok(gopt_tensor_view(x, 4, s1, &x1));
+    /* eval mode: a sample's logits do not depend on the rest of the batch */
+    gopt_net_set_training(a, 0);
+    gopt_net_set_training(b, 0);
+    assert_ok(gopt_net_forward(a, &x4, &la));
+    assert_int_equal(la.shape[0], 4);
+    assert_ok(gopt_net_forward(b, &x1, &lb));
+    assert_int_equal(lb.shape[0], 1);
+    for (int i = 0; i < 10; i++) assert_float_equal(la.data[i], lb.data[i], 1e-4);
+    /* training step: identical across the two nets, bit for bit */
+    gopt_net_set_training(a, 1);
+    gopt_net_set_training(b, 1);
+    float d[40];
+    for (int i = 0; i < 40; i++) d[i] = 0.01f * (float)(i % 7);
+    int64_t ds[2] = {4, 10};
+    gopt_tensor td;
+    assert_ok(gopt_tensor_view(d, 2, ds, &td));
+    gopt_net *nets[2] = {a, b};
+    for (int k = 0; k < 2; k++) {
+        gopt_params_zero_grad(gopt_net_params(nets[k]));
+        assert_ok(gopt_net_forward(nets[k], &x4, &la));
+        assert_ok(gopt_net_backward(nets[k], &td));
+    }
+    assert_memory_equal(gopt_params_grads(gopt_net_params(a)), gopt_params_grads(gopt_net_params(b)),
+                        sizeof(float) * (size_t)gopt_params_numel(gopt_net_params(a)));
+    /* batch of 3 after a batch of 4 works */
+    int64_t s3[4] = {3, 3, 32, 32}, d3s[2] = {3, 10};
+    gopt_tensor x3, d3;
+    assert_ok(gopt_tensor_view(x, 4, s3, &x3));
+    assert_ok(gopt_tensor_view(d, 2, d3s, &d3));
+    assert_ok(gopt_net_forward(a, &x3, &la));
+    assert_ok(gopt_net_backward(a, &d3));
+    for (int64_t i = 0; i < gopt_params_numel(gopt_net_params(a)); i++)
+        assert_true(isfinite(gopt_params_grads(gopt_net_params(a))[i]));
+    /* the backward of a batch of 3 refuses a dlogits of 4 */
+    assert_status(gopt_net_backward(a, &td), GOPT_ESHAPE, "(4,10)");
+    testutil_check_detail("(3,10)");
+    free(x);
+    gopt_net_destroy(a);
+    gopt_net_destroy(b);
+}
+
+static void test_state_and_timing(void **state) {
+    (void)state;
+    gopt_net *a = resnet(8, 0.25f, 2, 3), *b = resnet(8, 0.25f, 2, 3);
+    float x[2 * 3 * 32 * 32];
+    for (int i = 0; i < 2 * 3 * 32 * 32; i++) x[i] = (float)((i * 37) % 11) - 5.0f;
+    int64_t s[4] = {2, 3, 32, 32};
+    gopt_tensor tx, l;
+    assert_ok(gopt_tensor_view(x, 4, s, &tx));
+    gopt_net_set_timing(a, 1);
+    assert_ok(gopt_net_forward(a, &tx, &l)); /* updates a's running stats */
+    gopt_net_timing timing;
+    gopt_net_timing_get(a, &timing);
+    assert_true(timing.forward_s[GOPT_LAYER_CONV2D] > 0.0);
+    assert_true(timing.calls[GOPT_LAYER_BASIC_BLOCK] == 3);
+    gopt_net_timing_reset(a);
+    gopt_net_timing_get(a, &timing);
+    assert_true(timing.forward_s[GOPT_LAYER_CONV2D] == 0.0);
+    size_t size = gopt_net_state_size(a);
+    unsigned char *buf = malloc(size);
+    assert_status(gopt_net_state_save(a, buf, size - 1), GOPT_EINVAL, "bytes");
+    assert_ok(gopt_net_state_save(a, buf, size));
+    gopt_net_set_training(a, 0);
+    gopt_net_set_training(b, 0);
+    float la[20];
+    assert_ok(gopt_net_forward(a, &tx, &l));
+    memcpy(la, l.data, sizeof la);
+    assert_ok(gopt_net_forward(b, &tx, &l));
+    assert_true(memcmp(la, l.data, sizeof la) != 0); /* b still has fresh stats */
+    /* corrupt: bad magic, wrong size, wrong net; b unchanged */
+    buf[0] ^= 1;
+    assert_status(gopt_net_state_load(b, buf, size), GOPT_EFORMAT, "magic");
+    buf[0] ^= 1;
+    assert_status(gopt_net_state_load(b, buf, size - 4), GOPT_EFORMAT, "bytes");
+    gopt_net *other = resnet(8, 0.5f, 2, 3);
+    assert_status(gopt_net_state_load(other, buf, size), GOPT_EFORMAT, "channels");
+    gopt_net_destroy(other);
+    assert_ok(gopt_net_forward(b, &tx, &l));
+    assert_true(memcmp(la, l.data, sizeof la) != 0);
+    assert_ok(gopt_net_state_load(b, buf, size));
+    assert_ok(gopt_net_forward(b, &tx, &l));
+    assert_memory_equal(la, l.data, sizeof la);
+    free(buf);
+    gopt_net_destroy(a);
+    gopt_net_destroy(b);
+}
+
+static void test_errors_and_manual_net(void **state) {
+    (void)state;
+    gopt_net_config c = gopt_net_config_default();
+    gopt_net *net = NULL;
+    c.max_batch = 0;
+    assert_status(gopt_net_create(&c, &net), GOPT_EINVAL, "max_batch");
+    c = gopt_net_config_default();
+    c.max_batch = 2;
+    c.in_shape[0] = 1;
+    c.in_shape[1] = 8;
+    c.in_shape[2] = 8;
+    assert_ok(gopt_net_create(&c, &net));
+    assert_status(gopt_net_build(net), GOPT_ESTATE, "no layers");
+    gopt_layer_config lc = gopt_layer_conv2d(1, 4, 3, 1, 1, 1);
+    assert_ok(gopt_net_add(net, &lc, "conv"));
+    lc = gopt_layer_batchnorm2d(4, 1);
+    assert_ok(gopt_net_add(net, &lc, "bn"));
+    lc = gopt_layer_maxpool2d(2, 2, 0);
+    assert_ok(gopt_net_add(net, &lc, NULL));
+    lc = gopt_layer_config_default(GOPT_LAYER_FLATTEN);
+    assert_ok(gopt_net_add(net, &lc, NULL));
+    lc = gopt_layer_linear(60, 3, 1);
+    assert_status(gopt_net_add(net, &lc, "fc"), GOPT_ESHAPE, "(N,64)");
+    lc = gopt_layer_linear(64, 3, 1);
+    assert_ok(gopt_net_add(net, &lc, "fc"));
+    float x[2 * 64];
+    int64_t s[4] = {2, 1, 8, 8};
+    gopt_tensor tx, l;
+    assert_ok(gopt_tensor_view(x, 4, s, &tx));
+    assert_status(gopt_net_forward(net, &tx, &l), GOPT_ESTATE, "not built");
+    assert_ok(gopt_net_build(net));
+    assert_status(gopt_net_build(net), GOPT_ESTATE, "already");
+    assert_status(gopt_net_add(net, &lc, "late"), GOPT_ESTATE, "after");
+    assert_status(gopt_net_backward(net, &tx), GOPT_ESTATE, "before forward");
+    int64_t bad[4] = {2, 1, 8, 9};
+    gopt_tensor tb;
+    assert_ok(gopt_tensor_view(x, 4, bad, &tb));
+    assert_status(gopt_net_forward(net, &tb, &l), GOPT_ESHAPE, "(2,1,8,9)");
+    testutil_check_detail("(N,1,8,8)");
+    for (int i = 0; i < 128; i++) x[i] = (float)(i % 13) * 0.1f;
+    assert_ok(gopt_net_forward(net, &tx, &l));
+    assert_int_equal(l.shape[1], 3);
+    int32_t y[2] = {0, 2};
+    float d[6];
+    int64_t ds[2] = {2, 3};
+    gopt_tensor td;
+    assert_ok(gopt_tensor_view(d, 2, ds, &td));
+    float loss;
+    assert_ok(gopt_loss_cross_entropy(&l, y, 0.0f, &loss, &td));
+    assert_ok(gopt_net_backward(net, &td));
+    int idx;
+    assert_ok(gopt_params_find(gopt_net_params(net), "bn.weight", &idx));
+    assert_ok(gopt_params_find(gopt_net_params(net), "conv.bias", &idx));
+    assert_non_null(gopt_net_layer(net, 4));
+    assert_null(gopt_net_layer(net, 5));
+    gopt_net_destroy(net);
+    gopt_net_destroy(NULL);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_resnet_param_counts),
+        cmocka_unit_test(test_net_finite_difference),
+        cmocka_unit_test(test_small_batch_and_determinism),
+        cmocka_unit_test(test_state_and_timing),
+        cmocka_unit_test(test_errors_and_manual_net),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
