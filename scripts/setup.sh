@@ -4,7 +4,7 @@
 #   scripts/setup.sh          build + test dependencies
 #   scripts/setup.sh --torch  also python3-torch, the peer the benchmarks compare against
 set -euo pipefail
-pkgs=(cmake gcc make libopenblas-dev libcmocka-dev pkg-config xz-utils python3)
+pkgs=(cmake gcc make libopenblas-openmp-dev libcmocka-dev pkg-config xz-utils python3)
 [ "${1:-}" = "--torch" ] && pkgs+=(python3-torch python3-numpy)
 
 missing=()

@@ -1,0 +1,458 @@
+/* See trainer.h. */
+#include "trainer.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct trainer {
+    trainer_config cfg;
+    const gopt_dataset *train, *val;
+    gopt_net *net;
+    gopt_params *params;
+    gopt_optim *opt;
+    gopt_sched *sched;      /* NULL: constant LR */
+    int sched_per_epoch;    /* plateau: stepped in trainer_end_epoch */
+    gopt_monitor *mon;
+    gopt_accum *accum;
+    gopt_loader *loader, *eval_loader;
+    const gopt_dataset *eval_ds; /* what eval_loader reads */
+    gopt_tensor *dlogits;
+    int64_t epoch, steps, sched_steps, batch_in_epoch;
+    double first_loss;
+    int diverged;
+};
+
+static const char *const schedule_names[SCHED_COUNT] = {"constant", "onecycle", "cosine", "step",
+                                                        "multistep", "exponential", "plateau"};
+
+const char *trainer_schedule_name(trainer_schedule s) {
+    return (unsigned)s < SCHED_COUNT ? schedule_names[s] : "?";
+}
+
+int trainer_schedule_from_name(const char *name, trainer_schedule *out) {
+    for (int i = 0; i < SCHED_COUNT; i++)
+        if (strcmp(name, schedule_names[i]) == 0) {
+            *out = (trainer_schedule)i;
+            return 0;
+        }
+    if (strcmp(name, "none") == 0) {
+        *out = SCHED_CONSTANT;
+        return 0;
+    }
+    return -1;
+}
+
+trainer_config trainer_config_default(void) {
+    trainer_config c;
+    memset(&c, 0, sizeof c);
+    c.depth = 8;
+    c.width = 1.0f;
+    c.batch = 128;
+    c.seed = 1;
+    c.augment = 1;
+    c.optim = gopt_optim_config_default(GOPT_ALGO_SGD);
+    c.schedule = SCHED_CONSTANT;
+    c.accum = 1;
+    c.skip_nonfinite = 1;
+    c.diverge_factor = 0;
+    return c;
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Library failure: what we were doing plus the library's own detail. */
+#define LIB(call, what)                                                                               \
+    do {                                                                                              \
+        gopt_status s_ = (call);                                                                      \
+        if (s_ != GOPT_OK) return fail(err, errlen, "%s: %s (%s)", what, gopt_status_str(s_), gopt_last_error()); \
+    } while (0)
+
+static gopt_sched_config warmup_part(int64_t warmup) {
+    gopt_sched_config w = gopt_sched_config_default(GOPT_SCHED_LINEAR);
+    w.start_factor = 0.01;
+    w.end_factor = 1.0;
+    w.total_iters = warmup;
+    return w;
+}
+
+/* Wrap `main` after a linear warmup of `warmup` steps (SequentialLR), or return it as is. */
+static int make_sched(trainer *t, const gopt_sched_config *main_part, int64_t warmup, char *err, size_t errlen) {
+    if (warmup <= 0) {
+        LIB(gopt_sched_create(main_part, t->opt, &t->sched), "scheduler");
+        return 0;
+    }
+    gopt_sched_config parts[2] = {warmup_part(warmup), *main_part};
+    gopt_sched_config seq = gopt_sched_config_default(GOPT_SCHED_SEQUENTIAL);
+    seq.children = parts;
+    seq.n_children = 2;
+    seq.milestones[0] = warmup;
+    seq.n_milestones = 1;
+    LIB(gopt_sched_create(&seq, t->opt, &t->sched), "warmup scheduler");
+    return 0;
+}
+
+static int build_schedule(trainer *t, char *err, size_t errlen) {
+    const trainer_config *c = &t->cfg;
+    int64_t total = c->total_steps > 0 ? c->total_steps : 1;
+    int64_t warm = c->warmup_steps < total ? c->warmup_steps : total - 1;
+    int64_t rest = total - (warm > 0 ? warm : 0);
+    if (rest < 1) rest = 1;
+    gopt_sched_config s;
+    switch (c->schedule) {
+    case SCHED_CONSTANT:
+        if (warm > 0) {
+            gopt_sched_config w = warmup_part(warm);
+            LIB(gopt_sched_create(&w, t->opt, &t->sched), "warmup scheduler");
+        }
+        return 0;
+    case SCHED_ONECYCLE: {
+        s = gopt_sched_config_default(GOPT_SCHED_ONECYCLE);
+        s.max_lr = c->optim.lr;
+        s.total_steps = total;
+        s.pct_start = warm > 0 ? (double)warm / (double)total : 0.25;
+        s.anneal_strategy = GOPT_ANNEAL_COS;
+        float m = gopt_optim_get_momentum(t->opt, 0);
+        s.cycle_momentum = isfinite(m) && m > 0;
+        if (s.cycle_momentum) {
+            s.max_momentum = m;
+            s.base_momentum = m > 0.1 ? m - 0.1 : 0;
+        }
+        LIB(gopt_sched_create(&s, t->opt, &t->sched), "one-cycle scheduler");
+        return 0;
+    }
+    case SCHED_COSINE:
+        s = gopt_sched_config_default(GOPT_SCHED_COSINE);
+        s.T_max = rest;
+        s.eta_min = 0;
+        return make_sched(t, &s, warm, err, errlen);
+    case SCHED_STEP:
+        s = gopt_sched_config_default(GOPT_SCHED_STEP);
+        s.step_size = rest / 3 > 0 ? rest / 3 : 1;
+        s.gamma = 0.1;
+        return make_sched(t, &s, warm, err, errlen);
+    case SCHED_MULTISTEP:
+        s = gopt_sched_config_default(GOPT_SCHED_MULTISTEP);
+        s.milestones[0] = rest / 2 > 0 ? rest / 2 : 1;
+        s.milestones[1] = rest * 3 / 4 > s.milestones[0] ? rest * 3 / 4 : s.milestones[0] + 1;
+        s.n_milestones = 2;
+        s.gamma = 0.1;
+        return make_sched(t, &s, warm, err, errlen);
+    case SCHED_EXPONENTIAL:
+        s = gopt_sched_config_default(GOPT_SCHED_EXPONENTIAL);
+        s.gamma = pow(0.01, 1.0 / (double)rest);
+        return make_sched(t, &s, warm, err, errlen);
+    case SCHED_PLATEAU:
+        s = gopt_sched_config_default(GOPT_SCHED_PLATEAU);
+        s.mode = GOPT_PLATEAU_MIN;
+        s.factor = 0.2;
+        s.patience = 1;
+        s.threshold = 1e-3;
+        t->sched_per_epoch = 1;
+        return make_sched(t, &s, warm, err, errlen); /* warmup counted in epochs here */
+    default:
+        return fail(err, errlen, "unknown schedule %d", (int)c->schedule);
+    }
+}
+
+int trainer_create(const trainer_config *cfg, const gopt_dataset *train, const gopt_dataset *val, trainer **out,
+                   char *err, size_t errlen) {
+    *out = NULL;
+    if (!cfg || !train) return fail(err, errlen, "trainer: config and training data are required");
+    if (cfg->accum < 1) return fail(err, errlen, "accum = %d must be >= 1", cfg->accum);
+    if (cfg->batch < 1) return fail(err, errlen, "batch = %d must be >= 1", cfg->batch);
+    trainer *t = calloc(1, sizeof *t);
+    if (!t) return fail(err, errlen, "out of memory");
+    t->cfg = *cfg;
+    t->train = train;
+    t->val = val;
+    t->first_loss = NAN;
+    *out = t; /* destroyed by the caller on failure too */
+
+    gopt_resnet_config rc = gopt_resnet_config_default();
+    rc.depth = cfg->depth;
+    rc.width = cfg->width;
+    rc.num_classes = gopt_dataset_classes(train);
+    rc.max_batch = cfg->batch;
+    rc.seed = cfg->seed;
+    LIB(gopt_resnet_cifar(&rc, &t->net), "network");
+    t->params = gopt_net_params(t->net);
+    if (!cfg->decay_norm_bias) {
+        gopt_group_config nd = gopt_group_config_default();
+        nd.weight_decay = 0.0f;
+        LIB(gopt_params_group_by_tag(t->params, GOPT_TAG_BIAS | GOPT_TAG_NORM, &nd, NULL), "no-decay group");
+    }
+    LIB(gopt_optim_create(&cfg->optim, t->params, &t->opt), "optimizer");
+    if (build_schedule(t, err, errlen)) return -1;
+
+    gopt_monitor_config mc = gopt_monitor_config_default();
+    mc.skip_nonfinite = cfg->skip_nonfinite;
+    mc.skip_spikes = cfg->skip_spikes;
+    LIB(gopt_monitor_create(&mc, t->params, t->opt, &t->mon), "monitor");
+    LIB(gopt_accum_create(cfg->accum, &t->accum), "accumulation");
+
+    gopt_loader_config lc = gopt_loader_config_default();
+    lc.batch_size = cfg->batch;
+    lc.seed = cfg->seed;
+    lc.augment = cfg->augment;
+    lc.prefetch = cfg->prefetch;
+    lc.drop_last = gopt_dataset_count(train) >= cfg->batch; /* equal-size steps when possible */
+    LIB(gopt_loader_create(&lc, train, &t->loader), "training loader");
+    LIB(gopt_loader_start_epoch(t->loader, 0), "training loader");
+    const int64_t shape[2] = {cfg->batch, rc.num_classes};
+    LIB(gopt_tensor_create(2, shape, &t->dlogits), "gradient buffer");
+    return 0;
+}
+
+void trainer_destroy(trainer *t) {
+    if (!t) return;
+    gopt_loader_destroy(t->eval_loader);
+    gopt_loader_destroy(t->loader);
+    gopt_accum_destroy(t->accum);
+    gopt_monitor_destroy(t->mon);
+    gopt_sched_destroy(t->sched);
+    gopt_optim_destroy(t->opt);
+    gopt_net_destroy(t->net);
+    gopt_tensor_destroy(t->dlogits);
+    free(t);
+}
+
+int64_t trainer_epoch(const trainer *t) { return t->epoch; }
+int64_t trainer_steps(const trainer *t) { return t->steps; }
+int64_t trainer_steps_per_epoch(const trainer *t) {
+    return gopt_loader_batches_per_epoch(t->loader) / t->cfg.accum;
+}
+gopt_net *trainer_net(trainer *t) { return t->net; }
+gopt_optim *trainer_optim(trainer *t) { return t->opt; }
+gopt_monitor *trainer_monitor(trainer *t) { return t->mon; }
+int trainer_diverged(const trainer *t) { return t->diverged; }
+
+/* ||update|| / ||params|| over the whole arena, from the monitor's per-tensor norms. */
+static double update_ratio(const trainer *t) {
+    double upd = 0, par = 0;
+    int n = gopt_params_count(t->params);
+    for (int i = 0; i < n; i++) {
+        gopt_monitor_tensor s;
+        if (gopt_monitor_tensor_stats(t->mon, i, &s) != GOPT_OK || !isfinite(s.update_norm)) continue;
+        upd += s.update_norm * s.update_norm;
+        par += s.param_norm * s.param_norm;
+    }
+    return par > 0 ? sqrt(upd / par) : NAN;
+}
+
+int trainer_step_once(trainer *t, trainer_step *out, int *epoch_done, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    *epoch_done = 0;
+    gopt_optim_zero_grad(t->opt);
+    double loss_sum = 0;
+    int64_t correct = 0;
+    int images = 0;
+    for (int micro = 0; micro < t->cfg.accum; micro++) {
+        gopt_batch b;
+        LIB(gopt_loader_next(t->loader, &b), "next batch");
+        if (b.n == 0) { /* the epoch ended inside an accumulation window: start the next one */
+            t->epoch++;
+            t->batch_in_epoch = 0;
+            LIB(gopt_loader_start_epoch(t->loader, t->epoch), "next epoch");
+            LIB(gopt_loader_next(t->loader, &b), "next batch");
+            if (b.n == 0) return fail(err, errlen, "the training set has no full batch");
+        }
+        t->batch_in_epoch++;
+        gopt_tensor x, logits, dl;
+        LIB(gopt_tensor_view((float *)b.images, 4, (const int64_t[]){b.n, 3, 32, 32}, &x), "batch view");
+        LIB(gopt_net_forward(t->net, &x, &logits), "forward");
+        LIB(gopt_tensor_view(t->dlogits->data, 2, (const int64_t[]){b.n, logits.shape[1]}, &dl), "gradient view");
+        float loss;
+        LIB(gopt_loss_cross_entropy(&logits, b.labels, t->cfg.label_smoothing, &loss, &dl), "loss");
+        int64_t c;
+        LIB(gopt_accuracy_count(&logits, b.labels, &c), "accuracy");
+        correct += c;
+        images += b.n;
+        loss_sum += loss;
+        LIB(gopt_net_backward(t->net, &dl), "backward");
+        int step_now = 0;
+        LIB(gopt_accum_add(t->accum, t->params, &step_now), "accumulate");
+    }
+    if (t->batch_in_epoch >= gopt_loader_batches_per_epoch(t->loader) ||
+        t->batch_in_epoch + t->cfg.accum > gopt_loader_batches_per_epoch(t->loader)) {
+        /* the next step would not fit in this epoch: the epoch ends here */
+        *epoch_done = 1;
+    }
+    t->steps++;
+    out->step = t->steps;
+    out->epoch = t->epoch;
+    out->images = images;
+    out->loss = loss_sum / t->cfg.accum;
+    out->acc = images ? (double)correct / images : 0;
+    out->lr = gopt_optim_get_lr(t->opt, 0);
+
+    gopt_monitor_report rep;
+    LIB(gopt_monitor_before_step(t->mon, out->loss, &rep), "monitor");
+    out->grad_norm = rep.grad_norm;
+    out->nonfinite = rep.nonfinite_grad || rep.nonfinite_loss;
+    out->spike = rep.spike;
+    out->applied = rep.apply;
+    out->update_ratio = NAN;
+    if (rep.apply) {
+        if (t->cfg.agc > 0) LIB(gopt_clip_agc(t->params, t->cfg.agc, 1e-3, GOPT_TAG_WEIGHT, NULL), "adaptive clipping");
+        if (t->cfg.clip_norm > 0) {
+            float total;
+            LIB(gopt_clip_grad_norm(t->params, t->cfg.clip_norm, 2.0, 0, &total), "clip");
+        }
+        LIB(gopt_optim_step(t->opt), "optimizer step");
+        LIB(gopt_monitor_after_step(t->mon), "monitor");
+        out->update_ratio = update_ratio(t);
+        if (t->sched && !t->sched_per_epoch && t->sched_steps + 1 < t->cfg.total_steps) {
+            LIB(gopt_sched_step(t->sched), "scheduler step");
+            t->sched_steps++;
+        }
+    }
+    if (isnan(t->first_loss) && isfinite(out->loss)) t->first_loss = out->loss;
+    if (!isfinite(out->loss) ||
+        (t->cfg.diverge_factor > 0 && isfinite(t->first_loss) && out->loss > t->cfg.diverge_factor * t->first_loss))
+        t->diverged = 1;
+    out->diverged = t->diverged;
+    if (*epoch_done) {
+        t->epoch++;
+        t->batch_in_epoch = 0;
+        LIB(gopt_loader_start_epoch(t->loader, t->epoch), "next epoch");
+    }
+    return 0;
+}
+
+int trainer_end_epoch(trainer *t, double val_loss, char *err, size_t errlen) {
+    if (t->sched && t->sched_per_epoch && isfinite(val_loss))
+        LIB(gopt_sched_step_metric(t->sched, val_loss), "plateau scheduler");
+    return 0;
+}
+
+int trainer_evaluate(trainer *t, const gopt_dataset *ds, double *loss, double *acc, char *err, size_t errlen) {
+    if (!ds) return fail(err, errlen, "no evaluation data");
+    if (t->eval_ds != ds) {
+        gopt_loader_destroy(t->eval_loader);
+        t->eval_loader = NULL;
+        gopt_loader_config lc = gopt_loader_config_default();
+        lc.batch_size = t->cfg.batch;
+        lc.shuffle = 0;
+        lc.augment = 0;
+        LIB(gopt_loader_create(&lc, ds, &t->eval_loader), "evaluation loader");
+        t->eval_ds = ds;
+    }
+    LIB(gopt_loader_start_epoch(t->eval_loader, 0), "evaluation loader");
+    gopt_net_set_training(t->net, 0);
+    double loss_sum = 0;
+    int64_t correct = 0, count = 0;
+    for (;;) {
+        gopt_batch b;
+        LIB(gopt_loader_next(t->eval_loader, &b), "evaluation batch");
+        if (b.n == 0) break;
+        gopt_tensor x, logits;
+        LIB(gopt_tensor_view((float *)b.images, 4, (const int64_t[]){b.n, 3, 32, 32}, &x), "batch view");
+        LIB(gopt_net_forward(t->net, &x, &logits), "forward");
+        float l;
+        LIB(gopt_loss_cross_entropy(&logits, b.labels, 0.0f, &l, NULL), "loss");
+        int64_t c;
+        LIB(gopt_accuracy_count(&logits, b.labels, &c), "accuracy");
+        loss_sum += (double)l * b.n;
+        correct += c;
+        count += b.n;
+    }
+    gopt_net_set_training(t->net, 1);
+    *loss = count ? loss_sum / (double)count : NAN;
+    *acc = count ? (double)correct / (double)count : NAN;
+    return 0;
+}
+
+/* ---- checkpoints ------------------------------------------------------------------------ */
+
+typedef size_t (*size_fn)(const void *);
+typedef gopt_status (*save_fn)(const void *, void *, size_t);
+
+static int add_blob(gopt_ckpt_writer *w, const char *name, const void *obj, size_fn size, save_fn save, char *err,
+                    size_t errlen) {
+    size_t n = size(obj);
+    void *buf = malloc(n ? n : 1);
+    if (!buf) return fail(err, errlen, "out of memory saving '%s'", name);
+    gopt_status s = save(obj, buf, n);
+    if (s == GOPT_OK) s = gopt_ckpt_writer_add(w, name, buf, n);
+    free(buf);
+    if (s != GOPT_OK) return fail(err, errlen, "saving '%s': %s", name, gopt_last_error());
+    return 0;
+}
+
+#define ADD(w, name, obj, kind) \
+    add_blob(w, name, obj, (size_fn)gopt_##kind##_state_size, (save_fn)gopt_##kind##_state_save, err, errlen)
+
+int trainer_save(const trainer *t, const char *path, const char *config_text, char *err, size_t errlen) {
+    gopt_ckpt_writer *w;
+    LIB(gopt_ckpt_writer_begin(path, &w), "checkpoint");
+    uint64_t counters[4] = {(uint64_t)t->epoch, (uint64_t)t->steps, (uint64_t)t->sched_steps,
+                            (uint64_t)t->batch_in_epoch};
+    int rc = ADD(w, "params", t->params, params) || ADD(w, "net", t->net, net) || ADD(w, "optim", t->opt, optim) ||
+             ADD(w, "monitor", t->mon, monitor) || ADD(w, "accum", t->accum, accum) ||
+             ADD(w, "loader", t->loader, loader) || (t->sched && ADD(w, "sched", t->sched, sched));
+    if (!rc && gopt_ckpt_writer_add(w, "counters", counters, sizeof counters) != GOPT_OK)
+        rc = fail(err, errlen, "saving counters: %s", gopt_last_error());
+    if (!rc && gopt_ckpt_writer_add(w, "first_loss", &t->first_loss, sizeof t->first_loss) != GOPT_OK)
+        rc = fail(err, errlen, "saving first loss: %s", gopt_last_error());
+    if (!rc && config_text && gopt_ckpt_writer_add_text(w, "config", config_text) != GOPT_OK)
+        rc = fail(err, errlen, "saving config: %s", gopt_last_error());
+    if (rc) {
+        gopt_ckpt_writer_abort(w);
+        return -1;
+    }
+    LIB(gopt_ckpt_writer_commit(w), "checkpoint commit");
+    return 0;
+}
+
+typedef gopt_status (*load_fn)(void *, const void *, size_t);
+
+static int load_blob(const gopt_ckpt *c, const char *name, void *obj, load_fn load, char *err, size_t errlen) {
+    const void *data;
+    size_t size;
+    if (gopt_ckpt_find(c, name, &data, &size) != GOPT_OK)
+        return fail(err, errlen, "checkpoint has no '%s' section: %s", name, gopt_last_error());
+    if (load(obj, data, size) != GOPT_OK)
+        return fail(err, errlen, "checkpoint section '%s' does not fit this run: %s", name, gopt_last_error());
+    return 0;
+}
+
+#define LOAD(c, name, obj, kind) load_blob(c, name, obj, (load_fn)gopt_##kind##_state_load, err, errlen)
+
+int trainer_load(trainer *t, const char *path, char *err, size_t errlen) {
+    gopt_ckpt *c;
+    LIB(gopt_ckpt_open(path, &c), "checkpoint");
+    const void *data;
+    size_t size;
+    uint64_t counters[4];
+    int rc = 0;
+    if (gopt_ckpt_find(c, "counters", &data, &size) != GOPT_OK || size != sizeof counters)
+        rc = fail(err, errlen, "checkpoint '%s' has no valid 'counters' section", path);
+    if (!rc && (t->sched != NULL) != (gopt_ckpt_has(c, "sched") != 0))
+        rc = fail(err, errlen, "checkpoint '%s' was made with %s schedule", path, t->sched ? "no" : "a");
+    /* Validate everything before changing anything: each load checks its own blob and
+     * leaves the object unchanged on failure, so load the strictest (params) first. */
+    if (!rc) rc = LOAD(c, "params", t->params, params) || LOAD(c, "net", t->net, net) ||
+                  LOAD(c, "optim", t->opt, optim) || LOAD(c, "monitor", t->mon, monitor) ||
+                  LOAD(c, "accum", t->accum, accum) || LOAD(c, "loader", t->loader, loader) ||
+                  (t->sched && LOAD(c, "sched", t->sched, sched));
+    if (!rc) {
+        memcpy(counters, data, sizeof counters);
+        t->epoch = (int64_t)counters[0];
+        t->steps = (int64_t)counters[1];
+        t->sched_steps = (int64_t)counters[2];
+        t->batch_in_epoch = (int64_t)counters[3];
+        if (gopt_ckpt_find(c, "first_loss", &data, &size) == GOPT_OK && size == sizeof t->first_loss)
+            memcpy(&t->first_loss, data, sizeof t->first_loss);
+    }
+    gopt_ckpt_close(c);
+    return rc;
+}
