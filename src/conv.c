@@ -1,6 +1,14 @@
 /* Convolution (im2col over chunks of images + SGEMM) and batchnorm kernels, shared by the
  * conv2d, batchnorm2d and basic-block layers (see internal/layer.h). OpenMP loops run with
  * gopt_get_threads() threads and static schedules; SGEMM is only called between them. */
+#include <stdlib.h>
+
+#ifdef _OPENMP
+#  include <omp.h>
+#else
+static int omp_get_num_procs(void) { return 1; }
+#endif
+
 #include "internal/blas.h"
 #include "internal/common.h"
 #include "internal/layer.h"
@@ -35,10 +43,15 @@ gopt_status gopt__conv_setup(gopt__conv *c, int C, int K, int H, int W, int R, i
     if (chunk > max_batch) chunk = max_batch;
     if (chunk < 1) chunk = 1;
     c->chunk = (int)chunk;
+    c->fast = gopt__conv_cpu_fast() && !getenv("GOPT_CONV_GENERIC");
+    int slots = gopt_get_threads(), procs = omp_get_num_procs();
+    if (procs > slots) slots = procs;
+    c->slots = slots < 1 ? 1 : slots > 256 ? 256 : slots;
     return GOPT_OK;
 }
 
 size_t gopt__conv_ws_floats(const gopt__conv *c) {
+    if (c->fast) return gopt__conv_fast_ws_floats(c);
     size_t cols = (size_t)c->chunk * c->OH * c->OW;
     return cols * ((size_t)c->C * c->R * c->R + (size_t)c->K);
 }
@@ -115,6 +128,10 @@ static void col2im(const gopt__conv *c, const float *col, int nb, float *dx0) {
 
 void gopt__conv_forward(const gopt__conv *c, const float *w, const float *b, const float *x, float *y, int n,
                         float *ws) {
+    if (c->fast) {
+        gopt__conv_fast_forward(c, w, b, x, y, n, ws);
+        return;
+    }
     const int K = c->K;
     const int64_t P = (int64_t)c->OH * c->OW, CRS = (int64_t)c->C * c->R * c->R, in_n = (int64_t)c->C * c->H * c->W;
     for (int n0 = 0; n0 < n; n0 += c->chunk) {
@@ -155,6 +172,10 @@ void gopt__conv_forward(const gopt__conv *c, const float *w, const float *b, con
 
 void gopt__conv_backward(const gopt__conv *c, const float *w, float *dw, float *db, const float *x, const float *dy,
                          float *dx, int dx_accumulate, int n, float *ws) {
+    if (c->fast) {
+        gopt__conv_fast_backward(c, w, dw, db, x, dy, dx, dx_accumulate, n, ws);
+        return;
+    }
     const int K = c->K;
     const int64_t P = (int64_t)c->OH * c->OW, CRS = (int64_t)c->C * c->R * c->R, in_n = (int64_t)c->C * c->H * c->W;
     for (int n0 = 0; n0 < n; n0 += c->chunk) {

@@ -54,7 +54,7 @@ gopt_status gopt__block_setup(gopt_layer *l, const char *prefix) {
     size_t cw = gopt__conv_ws_floats(&l->conv), c2 = gopt__conv_ws_floats(&l->conv2);
     if (c2 > cw) cw = c2;
     if (l->projection && gopt__conv_ws_floats(&l->conv_s) > cw) cw = gopt__conv_ws_floats(&l->conv_s);
-    l->ws_floats = act + cw;
+    l->ws_floats = (act + 15) / 16 * 16 + cw; /* the conv workspace starts 64-byte aligned */
     l->t1 = gopt__aligned_alloc(act * sizeof(float));
     l->t3 = gopt__aligned_alloc(act * sizeof(float));
     if (l->projection) l->ts = gopt__aligned_alloc(act * sizeof(float));
@@ -82,7 +82,7 @@ static void relu_mask(float *g, const float *y, int64_t total) {
 }
 
 static void block_forward(gopt_layer *l, const float *x, int n) {
-    const size_t act = (size_t)l->max_batch * l->out_numel;
+    const size_t act = ((size_t)l->max_batch * l->out_numel + 15) / 16 * 16;
     float *t2 = l->ws, *cws = l->ws + act;
     const int tr = l->training;
     TIMED(l, GOPT_LAYER_CONV2D, gopt__conv_forward(&l->conv, gopt__pv(l, l->conv.w_index), NULL, x, l->t1, n, cws));
@@ -104,7 +104,7 @@ static void block_forward(gopt_layer *l, const float *x, int n) {
 }
 
 static void block_backward(gopt_layer *l, const float *x, float *dy, float *dx, int n) {
-    const size_t act = (size_t)l->max_batch * l->out_numel;
+    const size_t act = ((size_t)l->max_batch * l->out_numel + 15) / 16 * 16;
     const int64_t total = (int64_t)n * l->out_numel;
     float *t2 = l->ws, *cws = l->ws + act;
     const int tr = l->training;

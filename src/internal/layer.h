@@ -12,8 +12,23 @@ typedef struct gopt__conv {
     int C, K, H, W, R, stride, pad, OH, OW;
     int has_bias;
     int w_index, b_index; /* in the arena; b_index -1 without bias */
-    int chunk;            /* images per SGEMM */
+    int chunk;            /* images per SGEMM (generic path) */
+    int fast;             /* 1: the AVX-512 kernels of conv_avx512.c, parallel over images */
+    int slots;            /* per-thread workspace slots of the fast path (threads it can use) */
 } gopt__conv;
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#  define GOPT__CONV_HAVE_AVX512 1
+#else
+#  define GOPT__CONV_HAVE_AVX512 0
+#endif
+/* The AVX-512 path (src/conv_avx512.c): 1 if this CPU runs it. */
+int gopt__conv_cpu_fast(void);
+size_t gopt__conv_fast_ws_floats(const gopt__conv *c);
+void gopt__conv_fast_forward(const gopt__conv *c, const float *w, const float *b, const float *x, float *y, int n,
+                             float *ws);
+void gopt__conv_fast_backward(const gopt__conv *c, const float *w, float *dw, float *db, const float *x,
+                              const float *dy, float *dx, int dx_accumulate, int n, float *ws);
 
 gopt_status gopt__conv_setup(gopt__conv *c, int C, int K, int H, int W, int R, int stride, int pad, int has_bias,
                              int max_batch);

@@ -1,0 +1,431 @@
+/* AVX-512 convolution kernels (see internal/layer.h, gopt__conv_fast_*): no im2col over
+ * the batch and no BLAS. Each thread takes a contiguous range of images and, per image,
+ * packs the input into 64-pixel column panels ([panel][C*R*R][64], zero padded), then
+ *  - forward:  y[k][p] = sum_r W[k][r] cols[r][p] with a 6 x 64 register-tile micro-kernel
+ *              (weights packed [K/6][C*R*R][6], one broadcast + four FMAs per row and r);
+ *  - dW:       dW^T[r][k] += sum_p cols[r][p] dY^T[p][k], register tiles of up to 4 x 16
+ *              channels by 6..16 rows that stay in registers over all pixels of the image,
+ *              summed into a per-thread partial that is combined in thread order;
+ *  - dX:       stride 1 and pad <= R-1: a "full" convolution of dY with the flipped,
+ *              transposed weights (the forward kernel again, K = C_out*R*R); otherwise
+ *              cols = W^T dY with the same kernel, then col2im.
+ * Results do not depend on how images are split except for dW's (fixed-order) combine, so
+ * same inputs and thread count give bit-identical results. */
+#include "internal/common.h"
+#include "internal/layer.h"
+
+#ifdef _OPENMP
+#  include <omp.h>
+#endif
+
+#if GOPT__CONV_HAVE_AVX512
+#  include <immintrin.h>
+
+#  define TGT __attribute__((target("avx512f")))
+#  define MR 6  /* forward tile rows (output channels) */
+#  define NR 64 /* panel width (pixels) */
+
+int gopt__conv_cpu_fast(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+}
+
+/* ---- geometry of one convolution as seen by the packer ------------------------------- */
+typedef struct geom {
+    int C, H, W, R, s, pad, OH, OW, rows_pad; /* rows_pad: packed rows per panel (>= C*R*R) */
+} geom;
+
+static inline int64_t npanels(int64_t P) { return (P + NR - 1) / NR; }
+
+/* d[0..n) = x[iy][ix0 + i] (zero outside the row), one output-row segment of stride 1. */
+static inline void seg_copy_s1(float *d, const float *srow, int ix0, int n, int W) {
+    int lo = ix0 < 0 ? -ix0 : 0, hi = W - ix0 < n ? W - ix0 : n;
+    if (lo > n) lo = n;
+    if (hi < lo) hi = lo;
+    for (int i = 0; i < lo; i++) d[i] = 0.0f;
+    for (int i = lo; i < hi; i++) d[i] = srow[ix0 + i];
+    for (int i = hi; i < n; i++) d[i] = 0.0f;
+}
+
+/* out[panel][r][0..64) = im2col(x)[r][panel*64 + i] for one image x (C,H,W). */
+TGT static void pack_cols(const geom *g, const float *x, float *out) {
+    const int C = g->C, H = g->H, W = g->W, R = g->R, s = g->s, pad = g->pad, OW = g->OW;
+    const int64_t P = (int64_t)g->OH * OW, np = npanels(P), rows = (int64_t)C * R * R, rp = g->rows_pad;
+    for (int64_t r = 0; r < rows; r++) {
+        const int kx = (int)(r % R), ky = (int)((r / R) % R), ci = (int)(r / (R * R));
+        const float *xp = x + (int64_t)ci * H * W;
+        for (int64_t pb = 0; pb < np; pb++) {
+            float *d = out + (pb * rp + r) * NR;
+            int64_t p = pb * NR, p1 = p + NR < P ? p + NR : P;
+            int oy = (int)(p / OW), ox = (int)(p % OW);
+            while (p < p1) {
+                int n = OW - ox < p1 - p ? OW - ox : (int)(p1 - p);
+                int iy = oy * s - pad + ky;
+                if (iy < 0 || iy >= H) {
+                    memset(d, 0, sizeof(float) * (size_t)n);
+                } else if (s == 1) {
+                    seg_copy_s1(d, xp + (int64_t)iy * W, ox - pad + kx, n, W);
+                } else {
+                    const float *srow = xp + (int64_t)iy * W;
+                    for (int i = 0; i < n; i++) {
+                        int ix = (ox + i) * s - pad + kx;
+                        d[i] = (ix >= 0 && ix < W) ? srow[ix] : 0.0f;
+                    }
+                }
+                d += n;
+                p += n;
+                ox = 0;
+                oy++;
+            }
+            int64_t used = p1 - pb * NR;
+            if (used < NR) memset(d, 0, sizeof(float) * (size_t)(NR - used));
+        }
+    }
+    for (int64_t pb = 0; pb < np; pb++)
+        if (rp > rows) memset(out + (pb * rp + rows) * NR, 0, sizeof(float) * (size_t)((rp - rows) * NR));
+}
+
+/* c[i][0..ncols) (=|+=) sum_k a[k][i] b[k][0..64) for i < rows (<= 6). */
+TGT static void kern_6x64(int64_t kd, const float *a, const float *b, float *c, int64_t ldc, int rows, int ncols,
+                          int accumulate) {
+    __m512 acc[MR][4];
+#  pragma GCC unroll 6
+    for (int i = 0; i < MR; i++)
+#  pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) acc[i][v] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kd; k++) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), b2 = _mm512_loadu_ps(b + 32),
+               b3 = _mm512_loadu_ps(b + 48);
+#  pragma GCC unroll 6
+        for (int i = 0; i < MR; i++) {
+            __m512 ai = _mm512_set1_ps(a[i]);
+            acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+            acc[i][2] = _mm512_fmadd_ps(ai, b2, acc[i][2]);
+            acc[i][3] = _mm512_fmadd_ps(ai, b3, acc[i][3]);
+        }
+        a += MR;
+        b += NR;
+    }
+    __mmask16 m[4];
+    for (int v = 0; v < 4; v++) {
+        int rem = ncols - 16 * v;
+        m[v] = rem >= 16 ? (__mmask16)0xFFFF : rem <= 0 ? (__mmask16)0 : (__mmask16)((1u << rem) - 1u);
+    }
+#  pragma GCC unroll 6
+    for (int i = 0; i < MR; i++) {
+        if (i >= rows) break;
+        float *cr = c + (int64_t)i * ldc;
+#  pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) {
+            __m512 r = acc[i][v];
+            if (accumulate) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m[v], cr + 16 * v));
+            _mm512_mask_storeu_ps(cr + 16 * v, m[v], r);
+        }
+    }
+}
+
+/* ap[mt][k][i] = a(mt*6+i, k) for a matrix of m rows and kd columns given by element(row, k). */
+static void pack_a_rowmajor(const float *w, int m, int64_t kd, float *ap) {
+    for (int mt = 0; mt < (m + MR - 1) / MR; mt++)
+        for (int64_t k = 0; k < kd; k++)
+            for (int i = 0; i < MR; i++) {
+                int row = mt * MR + i;
+                ap[((int64_t)mt * kd + k) * MR + i] = row < m ? w[(int64_t)row * kd + k] : 0.0f;
+            }
+}
+
+/* y(m, P) (=|+=) A(m, kd) cols(kd, P): all panels, all row tiles. */
+TGT static void gemm_panels(const float *ap, int m, int64_t kd, const float *cols, int64_t rows_pad, int64_t P,
+                            float *y, int64_t ldy, int accumulate) {
+    const int64_t np = npanels(P);
+    for (int64_t pb = 0; pb < np; pb++) {
+        int ncols = (int)(P - pb * NR < NR ? P - pb * NR : NR);
+        const float *bp = cols + pb * rows_pad * NR;
+        for (int mt = 0; mt < (m + MR - 1) / MR; mt++) {
+            int rows = m - mt * MR < MR ? m - mt * MR : MR;
+            kern_6x64(kd, ap + (int64_t)mt * kd * MR, bp, y + (int64_t)mt * MR * ldy + pb * NR, ldy, rows, ncols,
+                      accumulate);
+        }
+    }
+}
+
+/* ---- dW tiles: acc[i][v] (rows r0+i, channels 16v..) += cols[r0+i][p] * dyt[p][16v..] ---- */
+#  define DW_TILE(NAME, NV, RR)                                                                                      \
+      TGT static void NAME(const float *cols, int64_t rows_pad, int64_t P, const float *dyt, int64_t kr,           \
+                           float *part) {                                                                           \
+          __m512 acc[RR][NV];                                                                                       \
+          _Pragma("GCC unroll 16") for (int i = 0; i < RR; i++)                                                     \
+              _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[i][v] =                                      \
+                  _mm512_loadu_ps(part + (int64_t)i * kr + 16 * v);                                                  \
+          const int64_t np = npanels(P);                                                                            \
+          for (int64_t pb = 0; pb < np; pb++) {                                                                     \
+              const float *cp = cols + pb * rows_pad * NR;                                                          \
+              const float *dp = dyt + pb * NR * kr;                                                                 \
+              int n = (int)(P - pb * NR < NR ? P - pb * NR : NR);                                                   \
+              for (int q = 0; q < n; q++) {                                                                         \
+                  __m512 bv[NV];                                                                                    \
+                  _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(dp + q * kr + 16 * v); \
+                  _Pragma("GCC unroll 16") for (int i = 0; i < RR; i++) {                                           \
+                      __m512 a = _mm512_set1_ps(cp[i * NR + q]);                                                    \
+                      _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[i][v] =                              \
+                          _mm512_fmadd_ps(a, bv[v], acc[i][v]);                                                     \
+                  }                                                                                                 \
+              }                                                                                                     \
+          }                                                                                                         \
+          _Pragma("GCC unroll 16") for (int i = 0; i < RR; i++)                                                     \
+              _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                                  \
+                  _mm512_storeu_ps(part + (int64_t)i * kr + 16 * v, acc[i][v]);                                      \
+      }
+DW_TILE(dw_tile1, 1, 16)
+DW_TILE(dw_tile2, 2, 12)
+DW_TILE(dw_tile3, 3, 8)
+DW_TILE(dw_tile4, 4, 6)
+
+/* part[r][k] += sum_p cols[r][p] dyt[p][k] over all rows (rows_pad, a multiple of 48). */
+TGT static void dw_image(const float *cols, int64_t rows_pad, int64_t P, const float *dyt, int64_t kr, float *part) {
+    for (int64_t kb = 0; kb < kr; kb += 64) {
+        int nv = (int)((kr - kb) / 16 < 4 ? (kr - kb) / 16 : 4);
+        int rr = nv == 1 ? 16 : nv == 2 ? 12 : nv == 3 ? 8 : 6;
+        for (int64_t r0 = 0; r0 < rows_pad; r0 += rr) {
+            const float *cp = cols + r0 * NR;
+            float *pp = part + r0 * kr + kb;
+            switch (nv) {
+            case 1: dw_tile1(cp, rows_pad, P, dyt + kb, kr, pp); break;
+            case 2: dw_tile2(cp, rows_pad, P, dyt + kb, kr, pp); break;
+            case 3: dw_tile3(cp, rows_pad, P, dyt + kb, kr, pp); break;
+            default: dw_tile4(cp, rows_pad, P, dyt + kb, kr, pp); break;
+            }
+        }
+    }
+}
+
+/* dyt[p][k] = dy[k][p] (k < K), 0 for K <= k < kr; p < P. */
+static void transpose_dy(const float *dy, int K, int64_t P, int64_t kr, float *dyt) {
+    for (int64_t p0 = 0; p0 < P; p0 += 16) {
+        int64_t p1 = p0 + 16 < P ? p0 + 16 : P;
+        for (int k = 0; k < K; k++) {
+            const float *src = dy + (int64_t)k * P;
+            for (int64_t p = p0; p < p1; p++) dyt[p * kr + k] = src[p];
+        }
+        for (int64_t p = p0; p < p1; p++)
+            for (int64_t k = K; k < kr; k++) dyt[p * kr + k] = 0.0f;
+    }
+}
+
+/* dx (C,H,W) += col2im(cols (C*R*R, OH*OW)) for one image. */
+static void col2im_one(const gopt__conv *c, const float *col, float *dx) {
+    const int C = c->C, H = c->H, W = c->W, R = c->R, s = c->stride, pad = c->pad, OH = c->OH, OW = c->OW;
+    const int64_t P = (int64_t)OH * OW;
+    for (int ci = 0; ci < C; ci++) {
+        float *xp = dx + (int64_t)ci * H * W;
+        for (int ky = 0; ky < R; ky++)
+            for (int kx = 0; kx < R; kx++) {
+                const float *src = col + ((int64_t)(ci * R + ky) * R + kx) * P;
+                for (int oy = 0; oy < OH; oy++) {
+                    int iy = oy * s - pad + ky;
+                    if (iy < 0 || iy >= H) continue;
+                    float *drow = xp + (int64_t)iy * W;
+                    const float *sr = src + (int64_t)oy * OW;
+                    for (int ox = 0; ox < OW; ox++) {
+                        int ix = ox * s - pad + kx;
+                        if (ix >= 0 && ix < W) drow[ix] += sr[ox];
+                    }
+                }
+            }
+    }
+}
+
+/* ---- workspace layout ------------------------------------------------------------------ */
+static inline int64_t up16(int64_t v) { return (v + 15) / 16 * 16; }
+
+static geom fwd_geom(const gopt__conv *c) {
+    geom g = {c->C, c->H, c->W, c->R, c->stride, c->pad, c->OH, c->OW, 0};
+    int64_t rows = (int64_t)c->C * c->R * c->R;
+    g.rows_pad = (int)((rows + 47) / 48 * 48);
+    return g;
+}
+/* dX as the stride-1 full convolution of dY: C_out channels in, C out, pad R-1-pad. */
+static int dx_is_conv(const gopt__conv *c) { return c->stride == 1 && c->pad <= c->R - 1; }
+static geom dx_geom(const gopt__conv *c) {
+    geom g = {c->K, c->OH, c->OW, c->R, 1, c->R - 1 - c->pad, c->H, c->W, 0};
+    g.rows_pad = c->K * c->R * c->R;
+    return g;
+}
+
+typedef struct layout {
+    int64_t apf, apd;                  /* shared: packed forward weights, packed dX weights */
+    int64_t cols, dyt, part, dbp, slot; /* per-thread offsets within a slot, slot size */
+    int64_t kr, crs;
+} layout;
+
+static layout get_layout(const gopt__conv *c) {
+    layout L;
+    const int64_t crs = (int64_t)c->C * c->R * c->R, P = (int64_t)c->OH * c->OW, np = npanels(P);
+    const int64_t HW = (int64_t)c->H * c->W, kr = up16(c->K);
+    geom g = fwd_geom(c);
+    L.kr = kr;
+    L.crs = crs;
+    L.apf = up16((int64_t)(c->K + MR - 1) / MR * MR * crs);
+    L.apd = dx_is_conv(c) ? up16((int64_t)(c->C + MR - 1) / MR * MR * c->K * c->R * c->R)
+                          : up16((crs + MR - 1) / MR * MR * c->K);
+    int64_t cols = (int64_t)g.rows_pad * np * NR;
+    int64_t dxneed = dx_is_conv(c) ? (int64_t)c->K * c->R * c->R * npanels(HW) * NR
+                                   : (int64_t)c->K * np * NR + up16(crs * P);
+    if (dxneed > cols) cols = dxneed;
+    L.cols = 0;
+    L.dyt = up16(cols);
+    L.part = L.dyt + up16(np * NR * kr);
+    L.dbp = L.part + up16((int64_t)g.rows_pad * kr);
+    L.slot = L.dbp + kr;
+    return L;
+}
+
+size_t gopt__conv_fast_ws_floats(const gopt__conv *c) {
+    layout L = get_layout(c);
+    return (size_t)(L.apf + L.apd + L.slot * c->slots + 16);
+}
+
+static inline int threads_for(const gopt__conv *c, int n) {
+    int t = gopt_get_threads();
+    if (t > c->slots) t = c->slots;
+    if (t > n) t = n;
+    return t < 1 ? 1 : t;
+}
+
+static inline void image_range(int n, int t, int T, int *j0, int *j1) {
+    *j0 = (int)((int64_t)n * t / T);
+    *j1 = (int)((int64_t)n * (t + 1) / T);
+}
+
+static inline int thread_id(void) {
+#  ifdef _OPENMP
+    return omp_get_thread_num();
+#  else
+    return 0;
+#  endif
+}
+
+void gopt__conv_fast_forward(const gopt__conv *c, const float *w, const float *b, const float *x, float *y, int n,
+                             float *ws) {
+    const layout L = get_layout(c);
+    const geom g = fwd_geom(c);
+    const int64_t P = (int64_t)c->OH * c->OW, in_n = (int64_t)c->C * c->H * c->W, out_n = (int64_t)c->K * P;
+    float *apf = ws;
+    pack_a_rowmajor(w, c->K, L.crs, apf);
+    const int T = threads_for(c, n);
+#  pragma omp parallel num_threads(T)
+    {
+        const int t = thread_id();
+        float *cols = ws + L.apf + L.apd + (int64_t)t * L.slot + L.cols;
+        int j0, j1;
+        image_range(n, t, T, &j0, &j1);
+        for (int j = j0; j < j1; j++) {
+            pack_cols(&g, x + j * in_n, cols);
+            float *yj = y + j * out_n;
+            gemm_panels(apf, c->K, L.crs, cols, g.rows_pad, P, yj, P, 0);
+            if (b)
+                for (int k = 0; k < c->K; k++)
+                    for (int64_t p = 0; p < P; p++) yj[k * P + p] += b[k];
+        }
+    }
+}
+
+void gopt__conv_fast_backward(const gopt__conv *c, const float *w, float *dw, float *db, const float *x,
+                              const float *dy, float *dx, int dx_accumulate, int n, float *ws) {
+    const layout L = get_layout(c);
+    const geom g = fwd_geom(c);
+    const int K = c->K, C = c->C, R = c->R;
+    const int64_t P = (int64_t)c->OH * c->OW, HW = (int64_t)c->H * c->W, in_n = (int64_t)C * HW,
+                  out_n = (int64_t)K * P, crs = L.crs, kr = L.kr, krr = (int64_t)K * R * R;
+    const int conv_dx = dx_is_conv(c);
+    const geom gd = dx_geom(c);
+    float *apd = ws + L.apf;
+    if (dx) {
+        if (conv_dx) { /* Wt[ci][(k*R+ky)*R+kx] = W[k][ci][R-1-ky][R-1-kx], packed by rows ci */
+            for (int mt = 0; mt < (C + MR - 1) / MR; mt++)
+                for (int64_t q = 0; q < krr; q++) {
+                    int k = (int)(q / (R * R)), ky = (int)((q / R) % R), kx = (int)(q % R);
+                    for (int i = 0; i < MR; i++) {
+                        int ci = mt * MR + i;
+                        apd[((int64_t)mt * krr + q) * MR + i] =
+                            ci < C ? w[(((int64_t)k * C + ci) * R + (R - 1 - ky)) * R + (R - 1 - kx)] : 0.0f;
+                    }
+                }
+        } else { /* W^T: rows r = (ci,ky,kx), columns k */
+            for (int64_t mt = 0; mt < (crs + MR - 1) / MR; mt++)
+                for (int k = 0; k < K; k++)
+                    for (int i = 0; i < MR; i++) {
+                        int64_t r = mt * MR + i;
+                        apd[(mt * K + k) * MR + i] = r < crs ? w[(int64_t)k * crs + r] : 0.0f;
+                    }
+        }
+    }
+    const int T = threads_for(c, n);
+#  pragma omp parallel num_threads(T)
+    {
+        const int t = thread_id();
+        float *slot = ws + L.apf + L.apd + (int64_t)t * L.slot;
+        float *cols = slot + L.cols, *dyt = slot + L.dyt, *part = slot + L.part, *dbp = slot + L.dbp;
+        memset(part, 0, sizeof(float) * (size_t)(g.rows_pad * kr));
+        memset(dbp, 0, sizeof(float) * (size_t)kr);
+        int j0, j1;
+        image_range(n, t, T, &j0, &j1);
+        for (int j = j0; j < j1; j++) {
+            const float *dyj = dy + j * out_n;
+            if (db)
+                for (int k = 0; k < K; k++) {
+                    float acc = 0.0f;
+                    for (int64_t p = 0; p < P; p++) acc += dyj[k * P + p];
+                    dbp[k] += acc;
+                }
+            /* dW first: x_j is read before dx_j (which may alias it) is written */
+            pack_cols(&g, x + j * in_n, cols);
+            transpose_dy(dyj, K, P, kr, dyt);
+            dw_image(cols, g.rows_pad, P, dyt, kr, part);
+            if (!dx) continue;
+            float *dxj = dx + j * in_n;
+            if (conv_dx) {
+                pack_cols(&gd, dyj, cols);
+                gemm_panels(apd, C, krr, cols, gd.rows_pad, HW, dxj, HW, dx_accumulate);
+            } else {
+                /* dY_j as panels [K][64], then cols = W^T dY_j, then col2im */
+                const int64_t np = npanels(P);
+                float *cm = cols + K * np * NR;
+                for (int64_t pb = 0; pb < np; pb++)
+                    for (int k = 0; k < K; k++) {
+                        float *d = cols + (pb * K + k) * NR;
+                        int64_t p0 = pb * NR, m = P - p0 < NR ? P - p0 : NR;
+                        memcpy(d, dyj + k * P + p0, sizeof(float) * (size_t)m);
+                        if (m < NR) memset(d + m, 0, sizeof(float) * (size_t)(NR - m));
+                    }
+                gemm_panels(apd, (int)crs, K, cols, K, P, cm, P, 0);
+                if (!dx_accumulate) memset(dxj, 0, sizeof(float) * (size_t)in_n);
+                col2im_one(c, cm, dxj);
+            }
+        }
+    }
+    /* combine the per-thread partials in thread order */
+#  pragma omp parallel for num_threads(T) schedule(static) if (crs * K > 16384)
+    for (int64_t r = 0; r < crs; r++)
+        for (int k = 0; k < K; k++) {
+            float acc = 0.0f;
+            for (int t = 0; t < T; t++) acc += ws[L.apf + L.apd + (int64_t)t * L.slot + L.part + r * kr + k];
+            dw[(int64_t)k * crs + r] += acc;
+        }
+    if (db)
+        for (int k = 0; k < K; k++) {
+            float acc = 0.0f;
+            for (int t = 0; t < T; t++) acc += ws[L.apf + L.apd + (int64_t)t * L.slot + L.dbp + k];
+            db[k] += acc;
+        }
+}
+
+#else /* no AVX-512 kernels in this build */
+int gopt__conv_cpu_fast(void) { return 0; }
+size_t gopt__conv_fast_ws_floats(const gopt__conv *c) { return 0; }
+void gopt__conv_fast_forward(const gopt__conv *c, const float *w, const float *b, const float *x, float *y, int n,
+                             float *ws) {}
+void gopt__conv_fast_backward(const gopt__conv *c, const float *w, float *dw, float *db, const float *x,
+                              const float *dy, float *dx, int dx_accumulate, int n, float *ws) {}
+#endif
