@@ -37,20 +37,61 @@ typedef struct geom {
 
 static inline int64_t npanels(int64_t P) { return (P + NR - 1) / NR; }
 
-/* d[0..n) = x[iy][ix0 + i] (zero outside the row), one output-row segment of stride 1. */
-static inline void seg_copy_s1(float *d, const float *srow, int ix0, int n, int W) {
-    int lo = ix0 < 0 ? -ix0 : 0, hi = W - ix0 < n ? W - ix0 : n;
-    if (lo > n) lo = n;
-    if (hi < lo) hi = lo;
-    for (int i = 0; i < lo; i++) d[i] = 0.0f;
-    for (int i = lo; i < hi; i++) d[i] = srow[ix0 + i];
-    for (int i = hi; i < n; i++) d[i] = 0.0f;
+/* d[0..n) = srow[ix0 + i] (zero outside 0 <= ix0 + i < W): one output-row segment of a
+ * stride-1 convolution, 16 lanes at a time with masked loads (masked-off lanes are not read). */
+TGT static inline void seg_copy_s1(float *d, const float *srow, int ix0, int n, int W) {
+    for (int i = 0; i < n; i += 16) {
+        int m = n - i < 16 ? n - i : 16, a = -(ix0 + i), e = W - (ix0 + i);
+        unsigned full = m == 16 ? 0xFFFFu : (1u << m) - 1u;
+        unsigned lo = a <= 0 ? 0xFFFFu : a >= 16 ? 0u : (0xFFFFu << a) & 0xFFFFu;
+        unsigned hi = e >= 16 ? 0xFFFFu : e <= 0 ? 0u : (1u << e) - 1u;
+        __m512 v = _mm512_maskz_loadu_ps((__mmask16)(full & lo & hi), srow + (ix0 + i));
+        _mm512_mask_storeu_ps(d + i, (__mmask16)full, v);
+    }
 }
 
 /* out[panel][r][0..64) = im2col(x)[r][panel*64 + i] for one image x (C,H,W). */
 TGT static void pack_cols(const geom *g, const float *x, float *out) {
     const int C = g->C, H = g->H, W = g->W, R = g->R, s = g->s, pad = g->pad, OW = g->OW;
     const int64_t P = (int64_t)g->OH * OW, np = npanels(P), rows = (int64_t)C * R * R, rp = g->rows_pad;
+    if (s == 1 && OW <= NR && NR % OW == 0) {
+        /* output rows never straddle panels: one masked load/store per 16 pixels of a row */
+        const int nch = (OW + 15) / 16, OH = g->OH;
+        const __m512 zero = _mm512_setzero_ps();
+        for (int64_t r = 0; r < rows; r++) {
+            const int kx = (int)(r % R), ky = (int)((r / R) % R), ci = (int)(r / (R * R));
+            const float *xp = x + (int64_t)ci * H * W;
+            const int ix0 = kx - pad;
+            __mmask16 full[4], valid[4];
+            for (int c = 0; c < nch; c++) {
+                int m = OW - 16 * c < 16 ? OW - 16 * c : 16, a = -(ix0 + 16 * c), e = W - (ix0 + 16 * c);
+                unsigned f = m == 16 ? 0xFFFFu : (1u << m) - 1u;
+                unsigned lo = a <= 0 ? 0xFFFFu : a >= 16 ? 0u : (0xFFFFu << a) & 0xFFFFu;
+                unsigned hi = e >= 16 ? 0xFFFFu : e <= 0 ? 0u : (1u << e) - 1u;
+                full[c] = (__mmask16)f;
+                valid[c] = (__mmask16)(f & lo & hi);
+            }
+            for (int oy = 0; oy < OH; oy++) {
+                int64_t p = (int64_t)oy * OW;
+                float *d = out + ((p / NR) * rp + r) * NR + p % NR;
+                int iy = oy - pad + ky;
+                if (iy >= 0 && iy < H) {
+                    const float *srow = xp + (int64_t)iy * W + ix0;
+                    for (int c = 0; c < nch; c++)
+                        _mm512_mask_storeu_ps(d + 16 * c, full[c], _mm512_maskz_loadu_ps(valid[c], srow + 16 * c));
+                } else {
+                    for (int c = 0; c < nch; c++) _mm512_mask_storeu_ps(d + 16 * c, full[c], zero);
+                }
+            }
+            if (P % NR) {
+                float *d = out + ((np - 1) * rp + r) * NR;
+                memset(d + P % NR, 0, sizeof(float) * (size_t)(NR - P % NR));
+            }
+        }
+        for (int64_t pb = 0; pb < np; pb++)
+            if (rp > rows) memset(out + (pb * rp + rows) * NR, 0, sizeof(float) * (size_t)((rp - rows) * NR));
+        return;
+    }
     for (int64_t r = 0; r < rows; r++) {
         const int kx = (int)(r % R), ky = (int)((r / R) % R), ci = (int)(r / (R * R));
         const float *xp = x + (int64_t)ci * H * W;
