@@ -262,11 +262,101 @@ static inline void bn_coeffs(const gopt__bn *bn, const float *gamma, const float
     *mean = m;
     *invstd = is;
     *scale = gamma[c] * is;
-    *shift = beta[c] - m * (gamma[c] * is);
+    *shift = beta ? beta[c] - m * (gamma[c] * is) : 0.0f;
 }
 
-/* One affine element: the same expression in forward, recompute and mask. */
-static inline float bn_affine(float x, float scale, float shift) { return x * scale + shift; }
+/* Per-plane kernels. Sums keep BN_LANES independent partial sums (lane i takes elements
+ * i, i+BN_LANES, ...) combined in lane order: vectorisable without reassociating, and the
+ * same in every thread split (batchnorm parallelises over channels). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#  define BN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#  define BN_CLONES
+#endif
+#define BN_LANES 64
+
+BN_CLONES static float plane_sum(const float *x, int64_t n) {
+    float acc[BN_LANES] = {0};
+    int64_t i = 0;
+    for (; i + BN_LANES <= n; i += BN_LANES)
+        for (int l = 0; l < BN_LANES; l++) acc[l] += x[i + l];
+    float s = 0.0f;
+    for (int l = 0; l < BN_LANES; l++) s += acc[l];
+    for (; i < n; i++) s += x[i];
+    return s;
+}
+
+BN_CLONES static float plane_sqdev(const float *x, int64_t n, float m) {
+    float acc[BN_LANES] = {0};
+    int64_t i = 0;
+    for (; i + BN_LANES <= n; i += BN_LANES)
+        for (int l = 0; l < BN_LANES; l++) {
+            float d = x[i + l] - m;
+            acc[l] += d * d;
+        }
+    float s = 0.0f;
+    for (int l = 0; l < BN_LANES; l++) s += acc[l];
+    for (; i < n; i++) s += (x[i] - m) * (x[i] - m);
+    return s;
+}
+
+/* y = [relu](x scale + shift [+ res]) */
+BN_CLONES static void plane_affine(float *y, const float *x, const float *res, int64_t n, float scale, float shift,
+                                   int relu) {
+    if (res && relu)
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i] * scale + shift + res[i];
+            y[i] = v > 0.0f ? v : 0.0f;
+        }
+    else if (res)
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] * scale + shift + res[i];
+    else if (relu)
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i] * scale + shift;
+            y[i] = v > 0.0f ? v : 0.0f;
+        }
+    else
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] * scale + shift;
+}
+
+/* Optionally mask g in place (relu_y: keep where relu_y > 0; mask_scale/shift: keep where
+ * x mask_scale + mask_shift > 0), then *sg += sum g, *sgx += sum g (x - m) is. */
+BN_CLONES static void plane_bwd_sums(float *g, const float *x, const float *relu_y, int use_xmask, float mask_scale,
+                                     float mask_shift, int64_t n, float m, float is, float *sg, float *sgx) {
+    float a1[BN_LANES] = {0}, a2[BN_LANES] = {0};
+    if (relu_y)
+        for (int64_t i = 0; i < n; i++) g[i] = relu_y[i] > 0.0f ? g[i] : 0.0f;
+    else if (use_xmask)
+        for (int64_t i = 0; i < n; i++) g[i] = x[i] * mask_scale + mask_shift > 0.0f ? g[i] : 0.0f;
+    int64_t i = 0;
+    for (; i + BN_LANES <= n; i += BN_LANES)
+        for (int l = 0; l < BN_LANES; l++) {
+            float gv = g[i + l];
+            a1[l] += gv;
+            a2[l] += gv * ((x[i + l] - m) * is);
+        }
+    float s1 = 0.0f, s2 = 0.0f;
+    for (int l = 0; l < BN_LANES; l++) {
+        s1 += a1[l];
+        s2 += a2[l];
+    }
+    for (; i < n; i++) {
+        s1 += g[i];
+        s2 += g[i] * ((x[i] - m) * is);
+    }
+    *sg = s1;
+    *sgx = s2;
+}
+
+/* dx = k (g - mg - xhat mgx), xhat = (x - m) is */
+BN_CLONES static void plane_bwd_dx(float *dx, const float *g, const float *x, int64_t n, float k, float mg, float mgx,
+                                   float m, float is) {
+    for (int64_t i = 0; i < n; i++) dx[i] = k * (g[i] - mg - ((x[i] - m) * is) * mgx);
+}
+
+BN_CLONES static void plane_scale(float *dx, const float *g, int64_t n, float k) {
+    for (int64_t i = 0; i < n; i++) dx[i] = k * g[i];
+}
 
 #define BN_PAR_IF(bn, n) if ((int64_t)(n) * (bn)->C * (bn)->HW > GOPT__OMP_MIN)
 
@@ -278,22 +368,9 @@ void gopt__bn_forward(gopt__bn *bn, const float *gamma, const float *beta, const
     for (int c = 0; c < C; c++) {
         if (training) {
             double sum = 0.0;
-            for (int i = 0; i < n; i++) {
-                const float *xp = x + ((int64_t)i * C + c) * HW;
-                float part = 0.0f;
-                for (int64_t p = 0; p < HW; p++) part += xp[p];
-                sum += part;
-            }
+            for (int i = 0; i < n; i++) sum += plane_sum(x + ((int64_t)i * C + c) * HW, HW);
             double mean = sum / (double)M, sq = 0.0;
-            for (int i = 0; i < n; i++) {
-                const float *xp = x + ((int64_t)i * C + c) * HW;
-                float fm = (float)mean, part = 0.0f;
-                for (int64_t p = 0; p < HW; p++) {
-                    float d = xp[p] - fm;
-                    part += d * d;
-                }
-                sq += part;
-            }
+            for (int i = 0; i < n; i++) sq += plane_sqdev(x + ((int64_t)i * C + c) * HW, HW, (float)mean);
             double var = sq / (double)M;
             bn->save_mean[c] = (float)mean;
             bn->save_invstd[c] = (float)(1.0 / sqrt(var + bn->eps));
@@ -306,25 +383,7 @@ void gopt__bn_forward(gopt__bn *bn, const float *gamma, const float *beta, const
         bn_coeffs(bn, gamma, beta, c, training, &mean, &invstd, &scale, &shift);
         for (int i = 0; i < n; i++) {
             int64_t off = ((int64_t)i * C + c) * HW;
-            const float *xp = x + off;
-            float *yp = y + off;
-            if (res) {
-                const float *rp = res + off;
-                if (relu)
-                    for (int64_t p = 0; p < HW; p++) {
-                        float v = bn_affine(xp[p], scale, shift) + rp[p];
-                        yp[p] = v > 0.0f ? v : 0.0f;
-                    }
-                else
-                    for (int64_t p = 0; p < HW; p++) yp[p] = bn_affine(xp[p], scale, shift) + rp[p];
-            } else if (relu) {
-                for (int64_t p = 0; p < HW; p++) {
-                    float v = bn_affine(xp[p], scale, shift);
-                    yp[p] = v > 0.0f ? v : 0.0f;
-                }
-            } else {
-                for (int64_t p = 0; p < HW; p++) yp[p] = bn_affine(xp[p], scale, shift);
-            }
+            plane_affine(y + off, x + off, res ? res + off : NULL, HW, scale, shift, relu);
         }
     }
 }
@@ -339,47 +398,25 @@ void gopt__bn_apply(const gopt__bn *bn, const float *gamma, const float *beta, c
         bn_coeffs(bn, gamma, beta, c, training, &mean, &invstd, &scale, &shift);
         for (int i = 0; i < n; i++) {
             int64_t off = ((int64_t)i * C + c) * HW;
-            for (int64_t p = 0; p < HW; p++) {
-                float v = bn_affine(x[off + p], scale, shift);
-                y[off + p] = (relu && !(v > 0.0f)) ? 0.0f : v;
-            }
+            plane_affine(y + off, x + off, NULL, HW, scale, shift, relu);
         }
     }
 }
 
-void gopt__bn_relu_mask(const gopt__bn *bn, const float *gamma, const float *beta, const float *x, float *g, int n,
-                        int training) {
-    const int C = bn->C;
-    const int64_t HW = bn->HW;
-#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) BN_PAR_IF(bn, n)
-    for (int c = 0; c < C; c++) {
-        float mean, invstd, scale, shift;
-        bn_coeffs(bn, gamma, beta, c, training, &mean, &invstd, &scale, &shift);
-        for (int i = 0; i < n; i++) {
-            int64_t off = ((int64_t)i * C + c) * HW;
-            for (int64_t p = 0; p < HW; p++)
-                if (!(bn_affine(x[off + p], scale, shift) > 0.0f)) g[off + p] = 0.0f;
-        }
-    }
-}
-
-void gopt__bn_backward(const gopt__bn *bn, const float *gamma, float *dgamma, float *dbeta, const float *x,
-                       const float *g, float *dx, int n, int training) {
+void gopt__bn_backward(const gopt__bn *bn, const float *gamma, const float *relu_beta, float *dgamma, float *dbeta,
+                       const float *x, float *g, const float *relu_y, float *dx, int n, int training) {
     const int C = bn->C;
     const int64_t HW = bn->HW, M = (int64_t)n * HW;
 #pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) BN_PAR_IF(bn, n)
     for (int c = 0; c < C; c++) {
-        float mean = training ? bn->save_mean[c] : bn->running_mean[c];
-        float invstd = training ? bn->save_invstd[c] : (float)(1.0 / sqrt((double)bn->running_var[c] + bn->eps));
+        float mean, invstd, mscale, mshift;
+        bn_coeffs(bn, gamma, relu_beta, c, training, &mean, &invstd, &mscale, &mshift);
         double sg = 0.0, sgx = 0.0;
         for (int i = 0; i < n; i++) {
             int64_t off = ((int64_t)i * C + c) * HW;
-            float pg = 0.0f, pgx = 0.0f;
-            for (int64_t p = 0; p < HW; p++) {
-                float xh = (x[off + p] - mean) * invstd;
-                pg += g[off + p];
-                pgx += g[off + p] * xh;
-            }
+            float pg, pgx;
+            plane_bwd_sums(g + off, x + off, relu_y ? relu_y + off : NULL, relu_beta != NULL, mscale, mshift, HW,
+                           mean, invstd, &pg, &pgx);
             sg += pg;
             sgx += pgx;
         }
@@ -390,15 +427,12 @@ void gopt__bn_backward(const gopt__bn *bn, const float *gamma, float *dgamma, fl
             float mg = (float)(sg / (double)M), mgx = (float)(sgx / (double)M);
             for (int i = 0; i < n; i++) {
                 int64_t off = ((int64_t)i * C + c) * HW;
-                for (int64_t p = 0; p < HW; p++) {
-                    float xh = (x[off + p] - mean) * invstd;
-                    dx[off + p] = k * (g[off + p] - mg - xh * mgx);
-                }
+                plane_bwd_dx(dx + off, g + off, x + off, HW, k, mg, mgx, mean, invstd);
             }
         } else {
             for (int i = 0; i < n; i++) {
                 int64_t off = ((int64_t)i * C + c) * HW;
-                for (int64_t p = 0; p < HW; p++) dx[off + p] = k * g[off + p];
+                plane_scale(dx + off, g + off, HW, k);
             }
         }
     }

@@ -175,12 +175,8 @@ static void bn_forward(gopt_layer *l, const float *x, int n) {
 }
 
 static void bn_backward(gopt_layer *l, const float *x, float *dy, float *dx, int n) {
-    int64_t total = (int64_t)n * l->out_numel;
-    if (l->cfg.relu)
-        for (int64_t i = 0; i < total; i++)
-            if (!(l->out[i] > 0.0f)) dy[i] = 0.0f;
-    gopt__bn_backward(&l->bn, gopt__pv(l, l->bn.g_index), gopt__pg(l, l->bn.g_index), gopt__pg(l, l->bn.b_index), x,
-                      dy, dx ? dx : dy, n, l->training);
+    gopt__bn_backward(&l->bn, gopt__pv(l, l->bn.g_index), NULL, gopt__pg(l, l->bn.g_index), gopt__pg(l, l->bn.b_index),
+                      x, dy, l->cfg.relu ? l->out : NULL, dx ? dx : dy, n, l->training);
 }
 
 /* ---- relu, gelu --------------------------------------------------------------------------- */

@@ -74,13 +74,6 @@ gopt_status gopt__block_setup(gopt_layer *l, const char *prefix) {
         }                                                         \
     } while (0)
 
-/* g *= (y > 0): the final ReLU's gradient. */
-static void relu_mask(float *g, const float *y, int64_t total) {
-#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) if (total > 16384)
-    for (int64_t i = 0; i < total; i++)
-        if (!(y[i] > 0.0f)) g[i] = 0.0f;
-}
-
 static void block_forward(gopt_layer *l, const float *x, int n) {
     const size_t act = ((size_t)l->max_batch * l->out_numel + 15) / 16 * 16;
     float *t2 = l->ws, *cws = l->ws + act;
@@ -109,14 +102,13 @@ static void block_backward(gopt_layer *l, const float *x, float *dy, float *dx, 
     float *t2 = l->ws, *cws = l->ws + act;
     const int tr = l->training;
     const int slot = GOPT_LAYER_TYPE_COUNT; /* backward half of the timer */
-    TIMED(l, slot + GOPT_LAYER_BASIC_BLOCK, relu_mask(dy, l->out, total));
-    TIMED(l, slot + GOPT_LAYER_BATCHNORM2D,
-          gopt__bn_backward(&l->bn2, gopt__pv(l, l->bn2.g_index), gopt__pg(l, l->bn2.g_index),
-                            gopt__pg(l, l->bn2.b_index), l->t3, dy, l->t3, n, tr));
+    TIMED(l, slot + GOPT_LAYER_BATCHNORM2D, /* the final relu's mask is applied to dy in place here */
+          gopt__bn_backward(&l->bn2, gopt__pv(l, l->bn2.g_index), NULL, gopt__pg(l, l->bn2.g_index),
+                            gopt__pg(l, l->bn2.b_index), l->t3, dy, l->out, l->t3, n, tr));
     if (l->projection) {
         TIMED(l, slot + GOPT_LAYER_BATCHNORM2D,
-              gopt__bn_backward(&l->bn_s, gopt__pv(l, l->bn_s.g_index), gopt__pg(l, l->bn_s.g_index),
-                                gopt__pg(l, l->bn_s.b_index), l->ts, dy, l->ts, n, tr));
+              gopt__bn_backward(&l->bn_s, gopt__pv(l, l->bn_s.g_index), NULL, gopt__pg(l, l->bn_s.g_index),
+                                gopt__pg(l, l->bn_s.b_index), l->ts, dy, NULL, l->ts, n, tr));
         TIMED(l, slot + GOPT_LAYER_CONV2D,
               gopt__conv_backward(&l->conv_s, gopt__pv(l, l->conv_s.w_index), gopt__pg(l, l->conv_s.w_index), NULL, x,
                                   l->ts, dx, 0, n, cws));
@@ -128,10 +120,9 @@ static void block_backward(gopt_layer *l, const float *x, float *dy, float *dx, 
     TIMED(l, slot + GOPT_LAYER_CONV2D,
           gopt__conv_backward(&l->conv2, gopt__pv(l, l->conv2.w_index), gopt__pg(l, l->conv2.w_index), NULL, t2, l->t3,
                               t2, 0, n, cws));
-    TIMED(l, slot + GOPT_LAYER_BATCHNORM2D, {
-        gopt__bn_relu_mask(&l->bn, g1, b1, l->t1, t2, n, tr);
-        gopt__bn_backward(&l->bn, g1, gopt__pg(l, l->bn.g_index), gopt__pg(l, l->bn.b_index), l->t1, t2, l->t1, n, tr);
-    });
+    TIMED(l, slot + GOPT_LAYER_BATCHNORM2D,
+          gopt__bn_backward(&l->bn, g1, b1, gopt__pg(l, l->bn.g_index), gopt__pg(l, l->bn.b_index), l->t1, t2, NULL,
+                            l->t1, n, tr));
     TIMED(l, slot + GOPT_LAYER_CONV2D,
           gopt__conv_backward(&l->conv, gopt__pv(l, l->conv.w_index), gopt__pg(l, l->conv.w_index), NULL, x, l->t1, dx,
                               1, n, cws));

@@ -60,13 +60,12 @@ void gopt__bn_forward(gopt__bn *bn, const float *gamma, const float *beta, const
 /* Recompute y = [relu](gamma xhat + beta) with the statistics of the last forward. */
 void gopt__bn_apply(const gopt__bn *bn, const float *gamma, const float *beta, const float *x, float *y, int relu,
                     int n, int training);
-/* g *= (gamma xhat + beta > 0), the fused ReLU's mask recomputed from x. */
-void gopt__bn_relu_mask(const gopt__bn *bn, const float *gamma, const float *beta, const float *x, float *g, int n,
-                        int training);
-/* From g = dL/d(bn output before any relu): dgamma += sum g xhat, dbeta += sum g,
- * dx = d(bn)/dx^T g. dx may alias x or g. */
-void gopt__bn_backward(const gopt__bn *bn, const float *gamma, float *dgamma, float *dbeta, const float *x,
-                       const float *g, float *dx, int n, int training);
+/* From g = dL/d(bn output) [before a fused relu]: optionally apply the relu's mask to g in
+ * place first (relu_y != NULL: keep g where relu_y > 0, relu_y being the relu's output;
+ * relu_beta != NULL: keep g where gamma xhat + relu_beta > 0, recomputed from x), then
+ * dgamma += sum g xhat, dbeta += sum g, dx = d(bn)/dx^T g. dx may alias x or g. */
+void gopt__bn_backward(const gopt__bn *bn, const float *gamma, const float *relu_beta, float *dgamma, float *dbeta,
+                       const float *x, float *g, const float *relu_y, float *dx, int n, int training);
 
 /* ---- the layer -------------------------------------------------------------------------- */
 typedef struct gopt__layer_vt {
