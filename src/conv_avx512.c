@@ -166,6 +166,90 @@ TGT static void kern_6x64(int64_t kd, const float *a, const float *b, float *c, 
     }
 }
 
+/* Stride 1 with OW == W and OH == H ("same" padding): the 64-pixel panel at p0 of tap
+ * (ky,kx) is the contiguous window x[p0 + (ky-pad)*W + (kx-pad) ...] of each input plane,
+ * lanes outside the image masked to zero. So no columns are packed: the micro-kernel loads
+ * the shifted windows itself. offs/masks: per panel and tap, computed once per call. */
+static int same_s1(const gopt__conv *c) { return c->stride == 1 && c->OW == c->W && c->OH == c->H; }
+
+static void panel_masks(const gopt__conv *c, int64_t *offs, uint16_t *masks) {
+    const int H = c->H, W = c->W, R = c->R, pad = c->pad;
+    const int64_t P = (int64_t)H * W, np = npanels(P);
+    for (int64_t pb = 0; pb < np; pb++)
+        for (int t = 0; t < R * R; t++) {
+            int ky = t / R, kx = t % R;
+            int64_t p0 = pb * NR;
+            offs[pb * R * R + t] = p0 + (int64_t)(ky - pad) * W + (kx - pad);
+            uint16_t *m = masks + (pb * R * R + t) * 4;
+            m[0] = m[1] = m[2] = m[3] = 0;
+            for (int l = 0; l < NR; l++) {
+                int64_t p = p0 + l;
+                if (p >= P) break;
+                int iy = (int)(p / W) + ky - pad, ix = (int)(p % W) + kx - pad;
+                if (iy >= 0 && iy < H && ix >= 0 && ix < W) m[l / 16] |= (uint16_t)(1u << (l % 16));
+            }
+        }
+}
+
+/* c[i][0..ncols) (=|+=) sum_{t, ci} a[t*C+ci][i] x[ci][offs[t] + 0..64) (masked), i < rows. */
+TGT static void kern_direct(int taps, int C, int64_t plane, const float *a, const float *x, const int64_t *offs,
+                            const uint16_t *masks, float *c, int64_t ldc, int rows, int ncols, int accumulate) {
+    __m512 acc[MR][4];
+#  pragma GCC unroll 6
+    for (int i = 0; i < MR; i++)
+#  pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) acc[i][v] = _mm512_setzero_ps();
+    for (int t = 0; t < taps; t++) {
+        const __mmask16 m0 = masks[4 * t], m1 = masks[4 * t + 1], m2 = masks[4 * t + 2], m3 = masks[4 * t + 3];
+        const float *bp = x + offs[t];
+        for (int ci = 0; ci < C; ci++) {
+            __m512 b0 = _mm512_maskz_loadu_ps(m0, bp), b1 = _mm512_maskz_loadu_ps(m1, bp + 16),
+                   b2 = _mm512_maskz_loadu_ps(m2, bp + 32), b3 = _mm512_maskz_loadu_ps(m3, bp + 48);
+#  pragma GCC unroll 6
+            for (int i = 0; i < MR; i++) {
+                __m512 ai = _mm512_set1_ps(a[i]);
+                acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+                acc[i][2] = _mm512_fmadd_ps(ai, b2, acc[i][2]);
+                acc[i][3] = _mm512_fmadd_ps(ai, b3, acc[i][3]);
+            }
+            a += MR;
+            bp += plane;
+        }
+    }
+    __mmask16 m[4];
+    for (int v = 0; v < 4; v++) {
+        int rem = ncols - 16 * v;
+        m[v] = rem >= 16 ? (__mmask16)0xFFFF : rem <= 0 ? (__mmask16)0 : (__mmask16)((1u << rem) - 1u);
+    }
+#  pragma GCC unroll 6
+    for (int i = 0; i < MR; i++) {
+        if (i >= rows) break;
+        float *cr = c + (int64_t)i * ldc;
+#  pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) {
+            __m512 r = acc[i][v];
+            if (accumulate) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m[v], cr + 16 * v));
+            _mm512_mask_storeu_ps(cr + 16 * v, m[v], r);
+        }
+    }
+}
+
+/* y (m, H*W) (=|+=) same-padded stride-1 conv of x (C, H, W); ap packed [m/6][(t,ci)][6]. */
+TGT static void conv_direct(const gopt__conv *c, int C, int m, const float *ap, const float *x, const int64_t *offs,
+                            const uint16_t *masks, float *y, int accumulate) {
+    const int taps = c->R * c->R;
+    const int64_t P = (int64_t)c->H * c->W, np = npanels(P), kd = (int64_t)taps * C;
+    for (int64_t pb = 0; pb < np; pb++) {
+        int ncols = (int)(P - pb * NR < NR ? P - pb * NR : NR);
+        for (int mt = 0; mt < (m + MR - 1) / MR; mt++) {
+            int rows = m - mt * MR < MR ? m - mt * MR : MR;
+            kern_direct(taps, C, P, ap + (int64_t)mt * kd * MR, x, offs + pb * taps, masks + pb * taps * 4,
+                        y + (int64_t)mt * MR * P + pb * NR, P, rows, ncols, accumulate);
+        }
+    }
+}
+
 /* ap[mt][k][i] = a(mt*6+i, k) for a matrix of m rows and kd columns given by element(row, k). */
 static void pack_a_rowmajor(const float *w, int m, int64_t kd, float *ap) {
     for (int mt = 0; mt < (m + MR - 1) / MR; mt++)
@@ -295,7 +379,7 @@ static geom dx_geom(const gopt__conv *c) {
 }
 
 typedef struct layout {
-    int64_t apf, apd;                  /* shared: packed forward weights, packed dX weights */
+    int64_t apf, apd, msk;             /* shared: packed forward / dX weights, panel masks */
     int64_t cols, dyt, part, dbp, slot; /* per-thread offsets within a slot, slot size */
     int64_t kr, crs;
 } layout;
@@ -308,6 +392,7 @@ static layout get_layout(const gopt__conv *c) {
     L.kr = kr;
     L.crs = crs;
     L.apf = up16((int64_t)(c->K + MR - 1) / MR * MR * crs);
+    L.msk = same_s1(c) ? up16(npanels(P) * c->R * c->R * 4) : 0; /* int64 offs + 4 uint16 masks */
     L.apd = dx_is_conv(c) ? up16((int64_t)(c->C + MR - 1) / MR * MR * c->K * c->R * c->R)
                           : up16((crs + MR - 1) / MR * MR * c->K);
     int64_t cols = (int64_t)g.rows_pad * np * NR;
@@ -324,7 +409,7 @@ static layout get_layout(const gopt__conv *c) {
 
 size_t gopt__conv_fast_ws_floats(const gopt__conv *c) {
     layout L = get_layout(c);
-    return (size_t)(L.apf + L.apd + L.slot * c->slots + 16);
+    return (size_t)(L.apf + L.apd + L.msk + L.slot * c->slots + 16);
 }
 
 static inline int threads_for(const gopt__conv *c, int n) {
@@ -353,18 +438,37 @@ void gopt__conv_fast_forward(const gopt__conv *c, const float *w, const float *b
     const geom g = fwd_geom(c);
     const int64_t P = (int64_t)c->OH * c->OW, in_n = (int64_t)c->C * c->H * c->W, out_n = (int64_t)c->K * P;
     float *apf = ws;
-    pack_a_rowmajor(w, c->K, L.crs, apf);
+    const int direct = same_s1(c), taps = c->R * c->R, C = c->C;
+    int64_t *offs = (int64_t *)(ws + L.apf + L.apd);
+    uint16_t *masks = (uint16_t *)(offs + (direct ? npanels(P) * taps : 0));
+    if (direct) { /* weights by (tap, ci) */
+        for (int mt = 0; mt < (c->K + MR - 1) / MR; mt++)
+            for (int t = 0; t < taps; t++)
+                for (int ci = 0; ci < C; ci++)
+                    for (int i = 0; i < MR; i++) {
+                        int k = mt * MR + i;
+                        apf[(((int64_t)mt * taps + t) * C + ci) * MR + i] =
+                            k < c->K ? w[((int64_t)k * C + ci) * taps + t] : 0.0f;
+                    }
+        panel_masks(c, offs, masks);
+    } else {
+        pack_a_rowmajor(w, c->K, L.crs, apf);
+    }
     const int T = threads_for(c, n);
 #  pragma omp parallel num_threads(T)
     {
         const int t = thread_id();
-        float *cols = ws + L.apf + L.apd + (int64_t)t * L.slot + L.cols;
+        float *cols = ws + L.apf + L.apd + L.msk + (int64_t)t * L.slot + L.cols;
         int j0, j1;
         image_range(n, t, T, &j0, &j1);
         for (int j = j0; j < j1; j++) {
-            pack_cols(&g, x + j * in_n, cols);
             float *yj = y + j * out_n;
-            gemm_panels(apf, c->K, L.crs, cols, g.rows_pad, P, yj, P, 0);
+            if (direct) {
+                conv_direct(c, C, c->K, apf, x + j * in_n, offs, masks, yj, 0);
+            } else {
+                pack_cols(&g, x + j * in_n, cols);
+                gemm_panels(apf, c->K, L.crs, cols, g.rows_pad, P, yj, P, 0);
+            }
             if (b)
                 for (int k = 0; k < c->K; k++)
                     for (int64_t p = 0; p < P; p++) yj[k * P + p] += b[k];
@@ -382,7 +486,20 @@ void gopt__conv_fast_backward(const gopt__conv *c, const float *w, float *dw, fl
     const int conv_dx = dx_is_conv(c);
     const geom gd = dx_geom(c);
     float *apd = ws + L.apf;
-    if (dx) {
+    const int direct = same_s1(c), taps = R * R;
+    int64_t *offs = (int64_t *)(ws + L.apf + L.apd);
+    uint16_t *masks = (uint16_t *)(offs + (direct ? npanels(P) * taps : 0));
+    if (dx && direct) { /* Wt[ci][(t,k)] = W[k][ci][flipped t], rows ci */
+        for (int mt = 0; mt < (C + MR - 1) / MR; mt++)
+            for (int t = 0; t < taps; t++)
+                for (int k = 0; k < K; k++)
+                    for (int i = 0; i < MR; i++) {
+                        int ci = mt * MR + i;
+                        apd[(((int64_t)mt * taps + t) * K + k) * MR + i] =
+                            ci < C ? w[((int64_t)k * C + ci) * taps + (taps - 1 - t)] : 0.0f;
+                    }
+        panel_masks(c, offs, masks);
+    } else if (dx) {
         if (conv_dx) { /* Wt[ci][(k*R+ky)*R+kx] = W[k][ci][R-1-ky][R-1-kx], packed by rows ci */
             for (int mt = 0; mt < (C + MR - 1) / MR; mt++)
                 for (int64_t q = 0; q < krr; q++) {
@@ -406,7 +523,7 @@ void gopt__conv_fast_backward(const gopt__conv *c, const float *w, float *dw, fl
 #  pragma omp parallel num_threads(T)
     {
         const int t = thread_id();
-        float *slot = ws + L.apf + L.apd + (int64_t)t * L.slot;
+        float *slot = ws + L.apf + L.apd + L.msk + (int64_t)t * L.slot;
         float *cols = slot + L.cols, *dyt = slot + L.dyt, *part = slot + L.part, *dbp = slot + L.dbp;
         memset(part, 0, sizeof(float) * (size_t)(g.rows_pad * kr));
         memset(dbp, 0, sizeof(float) * (size_t)kr);
@@ -426,7 +543,9 @@ void gopt__conv_fast_backward(const gopt__conv *c, const float *w, float *dw, fl
             dw_image(cols, g.rows_pad, P, dyt, kr, part);
             if (!dx) continue;
             float *dxj = dx + j * in_n;
-            if (conv_dx) {
+            if (direct) {
+                conv_direct(c, K, C, apd, dyj, offs, masks, dxj, dx_accumulate);
+            } else if (conv_dx) {
                 pack_cols(&gd, dyj, cols);
                 gemm_panels(apd, C, krr, cols, gd.rows_pad, HW, dxj, HW, dx_accumulate);
             } else {
@@ -451,13 +570,13 @@ void gopt__conv_fast_backward(const gopt__conv *c, const float *w, float *dw, fl
     for (int64_t r = 0; r < crs; r++)
         for (int k = 0; k < K; k++) {
             float acc = 0.0f;
-            for (int t = 0; t < T; t++) acc += ws[L.apf + L.apd + (int64_t)t * L.slot + L.part + r * kr + k];
+            for (int t = 0; t < T; t++) acc += ws[L.apf + L.apd + L.msk + (int64_t)t * L.slot + L.part + r * kr + k];
             dw[(int64_t)k * crs + r] += acc;
         }
     if (db)
         for (int k = 0; k < K; k++) {
             float acc = 0.0f;
-            for (int t = 0; t < T; t++) acc += ws[L.apf + L.apd + (int64_t)t * L.slot + L.dbp + k];
+            for (int t = 0; t < T; t++) acc += ws[L.apf + L.apd + L.msk + (int64_t)t * L.slot + L.dbp + k];
             db[k] += acc;
         }
 }
