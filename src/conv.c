@@ -129,7 +129,7 @@ static void col2im(const gopt__conv *c, const float *col, int nb, float *dx0) {
 void gopt__conv_forward(const gopt__conv *c, const float *w, const float *b, const float *x, float *y, int n,
                         float *ws) {
     if (c->fast) {
-        gopt__conv_fast_forward(c, w, b, x, y, n, ws);
+        gopt__conv_fast_forward(c, w, b, x, y, n, ws, NULL, NULL);
         return;
     }
     const int K = c->K;
@@ -173,7 +173,7 @@ void gopt__conv_forward(const gopt__conv *c, const float *w, const float *b, con
 void gopt__conv_backward(const gopt__conv *c, const float *w, float *dw, float *db, const float *x, const float *dy,
                          float *dx, int dx_accumulate, int n, float *ws) {
     if (c->fast) {
-        gopt__conv_fast_backward(c, w, dw, db, x, dy, dx, dx_accumulate, n, ws);
+        gopt__conv_fast_backward(c, w, dw, db, x, dy, dx, dx_accumulate, n, ws, NULL, NULL);
         return;
     }
     const int K = c->K;
@@ -209,7 +209,7 @@ void gopt__conv_backward(const gopt__conv *c, const float *w, float *dw, float *
             b_mat = xin;
         else
             im2col(c, xin, nb, col);
-        gopt__sgemm(0, 1, K, (int)CRS, (int)ld, 1.0f, g, (int)ld, b_mat, (int)ld, 1.0f, dw, (int)CRS);
+        if (dw) gopt__sgemm(0, 1, K, (int)CRS, (int)ld, 1.0f, g, (int)ld, b_mat, (int)ld, 1.0f, dw, (int)CRS);
         if (!dx) continue;
         float *dxo = dx + (int64_t)n0 * in_n;
         if (direct) {
@@ -234,12 +234,14 @@ gopt_status gopt__bn_setup(gopt__bn *bn, int C, int HW, float eps, float momentu
     bn->HW = HW;
     bn->eps = eps;
     bn->momentum = momentum;
-    float *mem = gopt__calloc((size_t)4 * C, sizeof(float));
+    float *mem = gopt__calloc((size_t)6 * C, sizeof(float));
     if (!mem) return GOPT_FAIL(GOPT_ENOMEM, "batchnorm2d: statistics of %d channels", C);
     bn->running_mean = mem;
     bn->running_var = mem + C;
     bn->save_mean = mem + 2 * C;
     bn->save_invstd = mem + 3 * C;
+    bn->scale = mem + 4 * C;
+    bn->shift = mem + 5 * C;
     gopt__bn_reset_running(bn);
     return GOPT_OK;
 }
@@ -319,15 +321,21 @@ BN_CLONES static void plane_affine(float *y, const float *x, const float *res, i
         for (int64_t i = 0; i < n; i++) y[i] = x[i] * scale + shift;
 }
 
-/* Optionally mask g in place (relu_y: keep where relu_y > 0; mask_scale/shift: keep where
- * x mask_scale + mask_shift > 0), then *sg += sum g, *sgx += sum g (x - m) is. */
-BN_CLONES static void plane_bwd_sums(float *g, const float *x, const float *relu_y, int use_xmask, float mask_scale,
-                                     float mask_shift, int64_t n, float m, float is, float *sg, float *sgx) {
+/* With mode > 0, first mask g in place: keep g where v > 0, v = x ms + msh (mode 1),
+ * + res (mode 2), + (res rs + rsh) (mode 3): the forward's expressions. Then
+ * *sg = sum g, *sgx = sum g (x - m) is. */
+BN_CLONES static void plane_bwd_sums(float *g, const float *x, int mode, float ms, float msh, const float *res,
+                                     float rs, float rsh, int64_t n, float m, float is, float *sg, float *sgx) {
     float a1[BN_LANES] = {0}, a2[BN_LANES] = {0};
-    if (relu_y)
-        for (int64_t i = 0; i < n; i++) g[i] = relu_y[i] > 0.0f ? g[i] : 0.0f;
-    else if (use_xmask)
-        for (int64_t i = 0; i < n; i++) g[i] = x[i] * mask_scale + mask_shift > 0.0f ? g[i] : 0.0f;
+    if (mode == 1)
+        for (int64_t i = 0; i < n; i++) g[i] = x[i] * ms + msh > 0.0f ? g[i] : 0.0f;
+    else if (mode == 2)
+        for (int64_t i = 0; i < n; i++) g[i] = x[i] * ms + msh + res[i] > 0.0f ? g[i] : 0.0f;
+    else if (mode == 3)
+        for (int64_t i = 0; i < n; i++) {
+            float r = res[i] * rs + rsh;
+            g[i] = x[i] * ms + msh + r > 0.0f ? g[i] : 0.0f;
+        }
     int64_t i = 0;
     for (; i + BN_LANES <= n; i += BN_LANES)
         for (int l = 0; l < BN_LANES; l++) {
@@ -379,12 +387,21 @@ void gopt__bn_forward(gopt__bn *bn, const float *gamma, const float *beta, const
             bn->running_mean[c] = (1.0f - m) * bn->running_mean[c] + m * (float)mean;
             bn->running_var[c] = (1.0f - m) * bn->running_var[c] + m * (float)unbiased;
         }
+        if (!y) continue;
         float mean, invstd, scale, shift;
         bn_coeffs(bn, gamma, beta, c, training, &mean, &invstd, &scale, &shift);
         for (int i = 0; i < n; i++) {
             int64_t off = ((int64_t)i * C + c) * HW;
             plane_affine(y + off, x + off, res ? res + off : NULL, HW, scale, shift, relu);
         }
+    }
+}
+
+void gopt__bn_coeffs(const gopt__bn *bn, const float *gamma, const float *beta, int training, float *scale,
+                     float *shift) {
+    for (int c = 0; c < bn->C; c++) {
+        float mean, invstd;
+        bn_coeffs(bn, gamma, beta, c, training, &mean, &invstd, &scale[c], &shift[c]);
     }
 }
 
@@ -403,19 +420,24 @@ void gopt__bn_apply(const gopt__bn *bn, const float *gamma, const float *beta, c
     }
 }
 
-void gopt__bn_backward(const gopt__bn *bn, const float *gamma, const float *relu_beta, float *dgamma, float *dbeta,
-                       const float *x, float *g, const float *relu_y, float *dx, int n, int training) {
+void gopt__bn_backward(const gopt__bn *bn, const float *gamma, const gopt__bn_relu *relu, float *dgamma,
+                       float *dbeta, const float *x, float *g, float *dx, int n, int training) {
     const int C = bn->C;
     const int64_t HW = bn->HW, M = (int64_t)n * HW;
+    const int mode = !relu ? 0 : !relu->res ? 1 : !relu->res_bn ? 2 : 3;
 #pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) BN_PAR_IF(bn, n)
     for (int c = 0; c < C; c++) {
-        float mean, invstd, mscale, mshift;
-        bn_coeffs(bn, gamma, relu_beta, c, training, &mean, &invstd, &mscale, &mshift);
+        float mean, invstd, mscale = 0.0f, mshift = 0.0f, rs = 1.0f, rsh = 0.0f;
+        bn_coeffs(bn, gamma, relu ? relu->beta : NULL, c, training, &mean, &invstd, &mscale, &mshift);
+        if (mode == 3) {
+            float rm, ri;
+            bn_coeffs(relu->res_bn, relu->res_gamma, relu->res_beta, c, training, &rm, &ri, &rs, &rsh);
+        }
         double sg = 0.0, sgx = 0.0;
         for (int i = 0; i < n; i++) {
             int64_t off = ((int64_t)i * C + c) * HW;
             float pg, pgx;
-            plane_bwd_sums(g + off, x + off, relu_y ? relu_y + off : NULL, relu_beta != NULL, mscale, mshift, HW,
+            plane_bwd_sums(g + off, x + off, mode, mscale, mshift, mode >= 2 ? relu->res + off : NULL, rs, rsh, HW,
                            mean, invstd, &pg, &pgx);
             sg += pg;
             sgx += pgx;

@@ -380,7 +380,7 @@ static geom dx_geom(const gopt__conv *c) {
 
 typedef struct layout {
     int64_t apf, apd, msk;             /* shared: packed forward / dX weights, panel masks */
-    int64_t cols, dyt, part, dbp, slot; /* per-thread offsets within a slot, slot size */
+    int64_t cols, dyt, part, dbp, xin, dxt, slot; /* per-thread offsets within a slot, slot size */
     int64_t kr, crs;
 } layout;
 
@@ -403,7 +403,9 @@ static layout get_layout(const gopt__conv *c) {
     L.dyt = up16(cols);
     L.part = L.dyt + up16(np * NR * kr);
     L.dbp = L.part + up16((int64_t)g.rows_pad * kr);
-    L.slot = L.dbp + kr;
+    L.xin = L.dbp + kr;
+    L.dxt = L.xin + up16(HW * c->C);
+    L.slot = L.dxt + up16(HW * c->C);
     return L;
 }
 
@@ -432,8 +434,25 @@ static inline int thread_id(void) {
 #  endif
 }
 
+/* out = relu(x scale[ci] + shift[ci]) for one image (C planes of hw): batchnorm + relu
+ * applied on the fly (the same expression as the batchnorm kernels, so the same bits). */
+TGT static const float *input_transform(const float *x, int C, int64_t hw, const float *scale, const float *shift,
+                                        float *out) {
+    if (!scale) return x;
+    for (int ci = 0; ci < C; ci++) {
+        const float sc = scale[ci], sh = shift[ci];
+        const float *xp = x + (int64_t)ci * hw;
+        float *o = out + (int64_t)ci * hw;
+        for (int64_t i = 0; i < hw; i++) {
+            float v = xp[i] * sc + sh;
+            o[i] = v > 0.0f ? v : 0.0f;
+        }
+    }
+    return out;
+}
+
 void gopt__conv_fast_forward(const gopt__conv *c, const float *w, const float *b, const float *x, float *y, int n,
-                             float *ws) {
+                             float *ws, const float *in_scale, const float *in_shift) {
     const layout L = get_layout(c);
     const geom g = fwd_geom(c);
     const int64_t P = (int64_t)c->OH * c->OW, in_n = (int64_t)c->C * c->H * c->W, out_n = (int64_t)c->K * P;
@@ -458,15 +477,17 @@ void gopt__conv_fast_forward(const gopt__conv *c, const float *w, const float *b
 #  pragma omp parallel num_threads(T)
     {
         const int t = thread_id();
-        float *cols = ws + L.apf + L.apd + L.msk + (int64_t)t * L.slot + L.cols;
+        float *slot = ws + L.apf + L.apd + L.msk + (int64_t)t * L.slot;
+        float *cols = slot + L.cols;
         int j0, j1;
         image_range(n, t, T, &j0, &j1);
         for (int j = j0; j < j1; j++) {
             float *yj = y + j * out_n;
+            const float *xj = input_transform(x + j * in_n, C, (int64_t)c->H * c->W, in_scale, in_shift, slot + L.xin);
             if (direct) {
-                conv_direct(c, C, c->K, apf, x + j * in_n, offs, masks, yj, 0);
+                conv_direct(c, C, c->K, apf, xj, offs, masks, yj, 0);
             } else {
-                pack_cols(&g, x + j * in_n, cols);
+                pack_cols(&g, xj, cols);
                 gemm_panels(apf, c->K, L.crs, cols, g.rows_pad, P, yj, P, 0);
             }
             if (b)
@@ -477,7 +498,8 @@ void gopt__conv_fast_forward(const gopt__conv *c, const float *w, const float *b
 }
 
 void gopt__conv_fast_backward(const gopt__conv *c, const float *w, float *dw, float *db, const float *x,
-                              const float *dy, float *dx, int dx_accumulate, int n, float *ws) {
+                              const float *dy, float *dx, int dx_accumulate, int n, float *ws, const float *in_scale,
+                              const float *in_shift) {
     const layout L = get_layout(c);
     const geom g = fwd_geom(c);
     const int K = c->K, C = c->C, R = c->R;
@@ -538,11 +560,14 @@ void gopt__conv_fast_backward(const gopt__conv *c, const float *w, float *dw, fl
                     dbp[k] += acc;
                 }
             /* dW first: x_j is read before dx_j (which may alias it) is written */
-            pack_cols(&g, x + j * in_n, cols);
-            transpose_dy(dyj, K, P, kr, dyt);
-            dw_image(cols, g.rows_pad, P, dyt, kr, part);
+            if (dw) {
+                pack_cols(&g, input_transform(x + j * in_n, C, HW, in_scale, in_shift, slot + L.xin), cols);
+                transpose_dy(dyj, K, P, kr, dyt);
+                dw_image(cols, g.rows_pad, P, dyt, kr, part);
+            }
             if (!dx) continue;
-            float *dxj = dx + j * in_n;
+            /* dx aliasing dy: image j's dX goes to a scratch plane, then over dy_j */
+            float *dxj = dx == dy ? slot + L.dxt : dx + j * in_n;
             if (direct) {
                 conv_direct(c, K, C, apd, dyj, offs, masks, dxj, dx_accumulate);
             } else if (conv_dx) {
@@ -563,8 +588,10 @@ void gopt__conv_fast_backward(const gopt__conv *c, const float *w, float *dw, fl
                 if (!dx_accumulate) memset(dxj, 0, sizeof(float) * (size_t)in_n);
                 col2im_one(c, cm, dxj);
             }
+            if (dx == dy) memcpy(dx + j * in_n, dxj, sizeof(float) * (size_t)in_n);
         }
     }
+    if (!dw) return;
     /* combine the per-thread partials in thread order */
 #  pragma omp parallel for num_threads(T) schedule(static) if (crs * K > 16384)
     for (int64_t r = 0; r < crs; r++)
@@ -584,8 +611,26 @@ void gopt__conv_fast_backward(const gopt__conv *c, const float *w, float *dw, fl
 #else /* no AVX-512 kernels in this build */
 int gopt__conv_cpu_fast(void) { return 0; }
 size_t gopt__conv_fast_ws_floats(const gopt__conv *c) { return 0; }
+/* out = relu(x scale[ci] + shift[ci]) for one image (C planes of hw): batchnorm + relu
+ * applied on the fly (the same expression as the batchnorm kernels, so the same bits). */
+TGT static const float *input_transform(const float *x, int C, int64_t hw, const float *scale, const float *shift,
+                                        float *out) {
+    if (!scale) return x;
+    for (int ci = 0; ci < C; ci++) {
+        const float sc = scale[ci], sh = shift[ci];
+        const float *xp = x + (int64_t)ci * hw;
+        float *o = out + (int64_t)ci * hw;
+        for (int64_t i = 0; i < hw; i++) {
+            float v = xp[i] * sc + sh;
+            o[i] = v > 0.0f ? v : 0.0f;
+        }
+    }
+    return out;
+}
+
 void gopt__conv_fast_forward(const gopt__conv *c, const float *w, const float *b, const float *x, float *y, int n,
-                             float *ws) {}
+                             float *ws, const float *in_scale, const float *in_shift) {}
 void gopt__conv_fast_backward(const gopt__conv *c, const float *w, float *dw, float *db, const float *x,
-                              const float *dy, float *dx, int dx_accumulate, int n, float *ws) {}
+                              const float *dy, float *dx, int dx_accumulate, int n, float *ws, const float *in_scale,
+                              const float *in_shift) {}
 #endif

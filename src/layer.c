@@ -175,8 +175,10 @@ static void bn_forward(gopt_layer *l, const float *x, int n) {
 }
 
 static void bn_backward(gopt_layer *l, const float *x, float *dy, float *dx, int n) {
-    gopt__bn_backward(&l->bn, gopt__pv(l, l->bn.g_index), NULL, gopt__pg(l, l->bn.g_index), gopt__pg(l, l->bn.b_index),
-                      x, dy, l->cfg.relu ? l->out : NULL, dx ? dx : dy, n, l->training);
+    /* the relu's mask is recomputed from x: dy may live in l->out (the net's in-place gradients) */
+    gopt__bn_relu relu = {gopt__pv(l, l->bn.b_index), NULL, NULL, NULL, NULL};
+    gopt__bn_backward(&l->bn, gopt__pv(l, l->bn.g_index), l->cfg.relu ? &relu : NULL, gopt__pg(l, l->bn.g_index),
+                      gopt__pg(l, l->bn.b_index), x, dy, dx ? dx : dy, n, l->training);
 }
 
 /* ---- relu, gelu --------------------------------------------------------------------------- */

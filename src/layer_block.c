@@ -54,7 +54,9 @@ gopt_status gopt__block_setup(gopt_layer *l, const char *prefix) {
     size_t cw = gopt__conv_ws_floats(&l->conv), c2 = gopt__conv_ws_floats(&l->conv2);
     if (c2 > cw) cw = c2;
     if (l->projection && gopt__conv_ws_floats(&l->conv_s) > cw) cw = gopt__conv_ws_floats(&l->conv_s);
-    l->ws_floats = (act + 15) / 16 * 16 + cw; /* the conv workspace starts 64-byte aligned */
+    /* the fast path feeds conv2 bn1+relu on the fly; otherwise t2 lives in the workspace, the
+     * conv workspace after it 64-byte aligned */
+    l->ws_floats = l->conv.fast ? cw : (act + 15) / 16 * 16 + cw;
     l->t1 = gopt__aligned_alloc(act * sizeof(float));
     l->t3 = gopt__aligned_alloc(act * sizeof(float));
     if (l->projection) l->ts = gopt__aligned_alloc(act * sizeof(float));
@@ -75,13 +77,25 @@ gopt_status gopt__block_setup(gopt_layer *l, const char *prefix) {
     } while (0)
 
 static void block_forward(gopt_layer *l, const float *x, int n) {
-    const size_t act = ((size_t)l->max_batch * l->out_numel + 15) / 16 * 16;
+    const int fast = l->conv.fast;
+    const size_t act = fast ? 0 : ((size_t)l->max_batch * l->out_numel + 15) / 16 * 16;
     float *t2 = l->ws, *cws = l->ws + act;
     const int tr = l->training;
+    const float *g1 = gopt__pv(l, l->bn.g_index), *b1 = gopt__pv(l, l->bn.b_index);
     TIMED(l, GOPT_LAYER_CONV2D, gopt__conv_forward(&l->conv, gopt__pv(l, l->conv.w_index), NULL, x, l->t1, n, cws));
-    TIMED(l, GOPT_LAYER_BATCHNORM2D,
-          gopt__bn_forward(&l->bn, gopt__pv(l, l->bn.g_index), gopt__pv(l, l->bn.b_index), l->t1, t2, NULL, 1, n, tr));
-    TIMED(l, GOPT_LAYER_CONV2D, gopt__conv_forward(&l->conv2, gopt__pv(l, l->conv2.w_index), NULL, t2, l->t3, n, cws));
+    if (fast) { /* t2 = relu(bn1(t1)) is never stored: conv2 applies it per image */
+        TIMED(l, GOPT_LAYER_BATCHNORM2D, {
+            gopt__bn_forward(&l->bn, g1, b1, l->t1, NULL, NULL, 1, n, tr);
+            gopt__bn_coeffs(&l->bn, g1, b1, tr, l->bn.scale, l->bn.shift);
+        });
+        TIMED(l, GOPT_LAYER_CONV2D,
+              gopt__conv_fast_forward(&l->conv2, gopt__pv(l, l->conv2.w_index), NULL, l->t1, l->t3, n, cws,
+                                      l->bn.scale, l->bn.shift));
+    } else {
+        TIMED(l, GOPT_LAYER_BATCHNORM2D, gopt__bn_forward(&l->bn, g1, b1, l->t1, t2, NULL, 1, n, tr));
+        TIMED(l, GOPT_LAYER_CONV2D,
+              gopt__conv_forward(&l->conv2, gopt__pv(l, l->conv2.w_index), NULL, t2, l->t3, n, cws));
+    }
     const float *res = x;
     if (l->projection) {
         TIMED(l, GOPT_LAYER_CONV2D,
@@ -96,36 +110,69 @@ static void block_forward(gopt_layer *l, const float *x, int n) {
                            tr));
 }
 
+/* dx += g */
+static void add_into(float *dx, const float *g, int64_t total) {
+#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) if (total > 16384)
+    for (int64_t i = 0; i < total; i++) dx[i] += g[i];
+}
+
+/* dy may be l->out (a net's in-place gradients) and dx may alias x: the final relu's mask is
+ * recomputed from t3 and the shortcut, x is read (bn2's mask, the shortcut's and conv1's dW)
+ * before conv1 writes dx, and the shortcut's dX is added last. */
 static void block_backward(gopt_layer *l, const float *x, float *dy, float *dx, int n) {
-    const size_t act = ((size_t)l->max_batch * l->out_numel + 15) / 16 * 16;
+    const int fast = l->conv.fast;
+    const size_t act = fast ? 0 : ((size_t)l->max_batch * l->out_numel + 15) / 16 * 16;
     const int64_t total = (int64_t)n * l->out_numel;
     float *t2 = l->ws, *cws = l->ws + act;
     const int tr = l->training;
     const int slot = GOPT_LAYER_TYPE_COUNT; /* backward half of the timer */
-    TIMED(l, slot + GOPT_LAYER_BATCHNORM2D, /* the final relu's mask is applied to dy in place here */
-          gopt__bn_backward(&l->bn2, gopt__pv(l, l->bn2.g_index), NULL, gopt__pg(l, l->bn2.g_index),
-                            gopt__pg(l, l->bn2.b_index), l->t3, dy, l->out, l->t3, n, tr));
+    const float *g1 = gopt__pv(l, l->bn.g_index), *b1 = gopt__pv(l, l->bn.b_index);
+    gopt__bn_relu relu2 = {gopt__pv(l, l->bn2.b_index), x, NULL, NULL, NULL};
+    if (l->projection) {
+        relu2.res = l->ts;
+        relu2.res_bn = &l->bn_s;
+        relu2.res_gamma = gopt__pv(l, l->bn_s.g_index);
+        relu2.res_beta = gopt__pv(l, l->bn_s.b_index);
+    }
+    TIMED(l, slot + GOPT_LAYER_BATCHNORM2D, /* masks dy in place, t3 <- d(conv2 out) */
+          gopt__bn_backward(&l->bn2, gopt__pv(l, l->bn2.g_index), &relu2, gopt__pg(l, l->bn2.g_index),
+                            gopt__pg(l, l->bn2.b_index), l->t3, dy, l->t3, n, tr));
     if (l->projection) {
         TIMED(l, slot + GOPT_LAYER_BATCHNORM2D,
               gopt__bn_backward(&l->bn_s, gopt__pv(l, l->bn_s.g_index), NULL, gopt__pg(l, l->bn_s.g_index),
-                                gopt__pg(l, l->bn_s.b_index), l->ts, dy, NULL, l->ts, n, tr));
+                                gopt__pg(l, l->bn_s.b_index), l->ts, dy, l->ts, n, tr));
         TIMED(l, slot + GOPT_LAYER_CONV2D,
               gopt__conv_backward(&l->conv_s, gopt__pv(l, l->conv_s.w_index), gopt__pg(l, l->conv_s.w_index), NULL, x,
-                                  l->ts, dx, 0, n, cws));
-    } else if (dx) {
-        TIMED(l, slot + GOPT_LAYER_BASIC_BLOCK, memcpy(dx, dy, sizeof(float) * (size_t)total));
+                                  l->ts, NULL, 0, n, cws));
     }
-    const float *g1 = gopt__pv(l, l->bn.g_index), *b1 = gopt__pv(l, l->bn.b_index);
-    TIMED(l, slot + GOPT_LAYER_BATCHNORM2D, gopt__bn_apply(&l->bn, g1, b1, l->t1, t2, 1, n, tr));
-    TIMED(l, slot + GOPT_LAYER_CONV2D,
-          gopt__conv_backward(&l->conv2, gopt__pv(l, l->conv2.w_index), gopt__pg(l, l->conv2.w_index), NULL, t2, l->t3,
-                              t2, 0, n, cws));
+    float *g2; /* d(bn1+relu output) */
+    if (fast) {
+        TIMED(l, slot + GOPT_LAYER_CONV2D, {
+            gopt__bn_coeffs(&l->bn, g1, b1, tr, l->bn.scale, l->bn.shift);
+            gopt__conv_fast_backward(&l->conv2, gopt__pv(l, l->conv2.w_index), gopt__pg(l, l->conv2.w_index), NULL,
+                                     l->t1, l->t3, l->t3, 0, n, cws, l->bn.scale, l->bn.shift);
+        });
+        g2 = l->t3;
+    } else {
+        TIMED(l, slot + GOPT_LAYER_BATCHNORM2D, gopt__bn_apply(&l->bn, g1, b1, l->t1, t2, 1, n, tr));
+        TIMED(l, slot + GOPT_LAYER_CONV2D,
+              gopt__conv_backward(&l->conv2, gopt__pv(l, l->conv2.w_index), gopt__pg(l, l->conv2.w_index), NULL, t2,
+                                  l->t3, t2, 0, n, cws));
+        g2 = t2;
+    }
+    gopt__bn_relu relu1 = {b1, NULL, NULL, NULL, NULL};
     TIMED(l, slot + GOPT_LAYER_BATCHNORM2D,
-          gopt__bn_backward(&l->bn, g1, b1, gopt__pg(l, l->bn.g_index), gopt__pg(l, l->bn.b_index), l->t1, t2, NULL,
+          gopt__bn_backward(&l->bn, g1, &relu1, gopt__pg(l, l->bn.g_index), gopt__pg(l, l->bn.b_index), l->t1, g2,
                             l->t1, n, tr));
     TIMED(l, slot + GOPT_LAYER_CONV2D,
           gopt__conv_backward(&l->conv, gopt__pv(l, l->conv.w_index), gopt__pg(l, l->conv.w_index), NULL, x, l->t1, dx,
-                              1, n, cws));
+                              0, n, cws));
+    if (!dx) return;
+    if (l->projection)
+        TIMED(l, slot + GOPT_LAYER_CONV2D,
+              gopt__conv_backward(&l->conv_s, gopt__pv(l, l->conv_s.w_index), NULL, NULL, x, l->ts, dx, 1, n, cws));
+    else
+        TIMED(l, slot + GOPT_LAYER_BASIC_BLOCK, add_into(dx, dy, total));
 }
 
 static const gopt__layer_vt block_vt = {GOPT_LAYER_BASIC_BLOCK, block_forward, block_backward};
