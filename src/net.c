@@ -15,8 +15,9 @@ struct gopt_net {
     int64_t in_numel;
     float *ws;       /* shared workspace (im2col columns, block scratch) */
     float *input;    /* copy of the last forward's input */
-    float *grad[2];  /* ping-pong gradient buffers */
+    float *dlast;    /* the last layer's output gradient (the logits stay readable) */
     int last_n;
+    int backward_done; /* the activations of the last forward were consumed by a backward */
     int timing_on;
     double timer[2 * GOPT_LAYER_TYPE_COUNT];
     int64_t calls[GOPT_LAYER_TYPE_COUNT];
@@ -70,8 +71,7 @@ void gopt_net_destroy(gopt_net *net) {
     gopt_params_destroy(net->params);
     gopt__aligned_free(net->ws);
     gopt__aligned_free(net->input);
-    gopt__aligned_free(net->grad[0]);
-    gopt__aligned_free(net->grad[1]);
+    gopt__aligned_free(net->dlast);
     gopt__free(net);
 }
 
@@ -113,11 +113,10 @@ gopt_status gopt_net_build(gopt_net *net) {
     GOPT_CHECK_NULL(net);
     if (net->built) return GOPT_FAIL(GOPT_ESTATE, "the net is already built");
     if (net->nlayers == 0) return GOPT_FAIL(GOPT_ESTATE, "the net has no layers");
-    size_t ws = 0, g = (size_t)net->in_numel;
+    size_t ws = 0, g = (size_t)net->layers[net->nlayers - 1]->out_numel;
     for (int i = 0; i < net->nlayers; i++) {
         gopt_layer *l = net->layers[i];
         if (l->ws_floats > ws) ws = l->ws_floats;
-        if ((size_t)l->out_numel > g) g = (size_t)l->out_numel;
     }
     size_t mb = (size_t)net->cfg.max_batch;
     if (gopt_params_count(net->params) > 0) GOPT_TRY(gopt_params_finalize(net->params));
@@ -126,9 +125,8 @@ gopt_status gopt_net_build(gopt_net *net) {
         if (!net->ws) return GOPT_FAIL(GOPT_ENOMEM, "net workspace of %zu floats", ws);
     }
     net->input = gopt__aligned_alloc(mb * (size_t)net->in_numel * sizeof(float));
-    net->grad[0] = gopt__aligned_alloc(mb * g * sizeof(float));
-    net->grad[1] = gopt__aligned_alloc(mb * g * sizeof(float));
-    if (!net->input || !net->grad[0] || !net->grad[1]) return GOPT_FAIL(GOPT_ENOMEM, "net buffers of %zu floats", mb * g);
+    net->dlast = gopt__aligned_alloc(mb * g * sizeof(float));
+    if (!net->input || !net->dlast) return GOPT_FAIL(GOPT_ENOMEM, "net buffers of %zu floats", mb * g);
     gopt_rng rng;
     gopt_rng_seed(&rng, net->cfg.seed);
     for (int i = 0; i < net->nlayers; i++) {
@@ -190,6 +188,7 @@ gopt_status gopt_net_forward(gopt_net *net, const gopt_tensor *x, gopt_tensor *l
         cur = l->out;
     }
     net->last_n = n;
+    net->backward_done = 0;
     gopt_layer *last = net->layers[net->nlayers - 1];
     int64_t shape[4] = {n, last->out_shape[0], last->out_shape[1], last->out_shape[2]};
     return gopt_tensor_view(last->out, last->out_ndim + 1, shape, logits);
@@ -202,17 +201,22 @@ gopt_status gopt_net_backward(gopt_net *net, const gopt_tensor *dlogits) {
     int64_t shape[3];
     int ndim = cur_shape(net, shape);
     GOPT_TRY(check_shape(net, dlogits, "dlogits", ndim, shape, net->last_n));
+    if (net->backward_done)
+        return GOPT_FAIL(GOPT_ESTATE, "backward already ran for the last forward (it consumes the activations)");
     const int n = net->last_n;
     gopt_layer *last = net->layers[net->nlayers - 1];
-    memcpy(net->grad[0], dlogits->data, sizeof(float) * (size_t)(n * last->out_numel));
-    int cur = 0;
+    memcpy(net->dlast, dlogits->data, sizeof(float) * (size_t)(n * last->out_numel));
+    /* Gradients in place: layer i's output gradient lives in its own output buffer (dead once
+     * layer i+1's backward has run) and its input gradient overwrites its input, the previous
+     * layer's output; every layer reads what it needs of x before writing dx. */
+    net->backward_done = 1;
     for (int i = net->nlayers - 1; i >= 0; i--) {
         gopt_layer *l = net->layers[i];
         const float *xin = i > 0 ? net->layers[i - 1]->out : net->input;
-        float *dx = i > 0 ? net->grad[1 - cur] : NULL;
+        float *dy = i == net->nlayers - 1 ? net->dlast : l->out;
+        float *dx = i > 0 ? net->layers[i - 1]->out : NULL;
         l->timer = net->timing_on ? net->timer : NULL;
-        gopt__layer_backward_raw(l, xin, net->grad[cur], dx, n);
-        cur = 1 - cur;
+        gopt__layer_backward_raw(l, xin, dy, dx, n);
     }
     return GOPT_OK;
 }
