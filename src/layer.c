@@ -540,6 +540,7 @@ gopt_status gopt__layer_create(const gopt_layer_config *cfg, int in_ndim, const 
         if ((double)l->out_numel * max_batch > 1e10) s = GOPT_FAIL(GOPT_EOVERFLOW, "output too large");
     }
     if (s == GOPT_OK) s = alloc_buffers(l);
+    if (s == GOPT_OK && own_ws && cfg->type == GOPT_LAYER_BASIC_BLOCK) s = gopt__block_finish(l, 0);
     if (s == GOPT_OK && l->ws_floats && own_ws) {
         l->ws = gopt__aligned_alloc(l->ws_floats * sizeof(float));
         l->owns_ws = 1;

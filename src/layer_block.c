@@ -1,7 +1,9 @@
-/* The residual basic block (He et al. 2016) as one layer, so it can keep only what its
- * backward needs: conv1's output t1, conv2's output t3, the projection conv's output ts
- * and the block output. bn1+relu's output t2 lives in the shared workspace during forward
- * and is recomputed from t1 in backward; gradients overwrite t3, ts, t2 and t1 in place. */
+/* The residual basic block (He et al. 2016) as one layer, so it keeps only what its
+ * backward needs: conv1's output t1, conv2's output t3 (or recomputes it from t1 when a net
+ * says so), the projection conv's output ts and the block output. bn1+relu's output t2 is
+ * applied on the fly by conv2 (fast path) or lives in the shared workspace (generic path);
+ * the final relu's mask is recomputed from t3 and the shortcut; gradients overwrite t3, ts
+ * and t1 in place. */
 #include <stdio.h>
 
 #include "internal/common.h"
@@ -55,14 +57,24 @@ gopt_status gopt__block_setup(gopt_layer *l, const char *prefix) {
     if (c2 > cw) cw = c2;
     if (l->projection && gopt__conv_ws_floats(&l->conv_s) > cw) cw = gopt__conv_ws_floats(&l->conv_s);
     /* the fast path feeds conv2 bn1+relu on the fly; otherwise t2 lives in the workspace, the
-     * conv workspace after it 64-byte aligned */
+     * conv workspace after it 64-byte aligned. t3 is left to gopt__block_finish. */
     l->ws_floats = l->conv.fast ? cw : (act + 15) / 16 * 16 + cw;
     l->t1 = gopt__aligned_alloc(act * sizeof(float));
-    l->t3 = gopt__aligned_alloc(act * sizeof(float));
     if (l->projection) l->ts = gopt__aligned_alloc(act * sizeof(float));
-    if (!l->t1 || !l->t3 || (l->projection && !l->ts))
+    if (!l->t1 || (l->projection && !l->ts))
         return GOPT_FAIL(GOPT_ENOMEM, "basic_block activations of %zu floats", act);
     return GOPT_OK;
+}
+
+gopt_status gopt__block_finish(gopt_layer *l, int recompute_t3) {
+    const size_t act = (size_t)l->max_batch * l->out_numel;
+    if (recompute_t3 && l->conv.fast) {
+        l->recompute_t3 = 1;
+        l->ws_floats += (act + 15) / 16 * 16;
+        return GOPT_OK;
+    }
+    l->t3 = gopt__aligned_alloc(act * sizeof(float));
+    return l->t3 ? GOPT_OK : GOPT_FAIL(GOPT_ENOMEM, "basic_block activations of %zu floats", act);
 }
 
 #define TIMED(l, slot, stmt)                                      \
@@ -76,10 +88,21 @@ gopt_status gopt__block_setup(gopt_layer *l, const char *prefix) {
         }                                                         \
     } while (0)
 
+/* Workspace: [t3 scratch if recomputed][t2 unless fast][conv workspace], each 64-byte aligned. */
+static void block_ws(gopt_layer *l, float **t3, float **t2, float **cws) {
+    const size_t act = ((size_t)l->max_batch * l->out_numel + 15) / 16 * 16;
+    float *p = l->ws;
+    *t3 = l->recompute_t3 ? p : l->t3;
+    if (l->recompute_t3) p += act;
+    *t2 = p;
+    if (!l->conv.fast) p += act;
+    *cws = p;
+}
+
 static void block_forward(gopt_layer *l, const float *x, int n) {
     const int fast = l->conv.fast;
-    const size_t act = fast ? 0 : ((size_t)l->max_batch * l->out_numel + 15) / 16 * 16;
-    float *t2 = l->ws, *cws = l->ws + act;
+    float *t3, *t2, *cws;
+    block_ws(l, &t3, &t2, &cws);
     const int tr = l->training;
     const float *g1 = gopt__pv(l, l->bn.g_index), *b1 = gopt__pv(l, l->bn.b_index);
     TIMED(l, GOPT_LAYER_CONV2D, gopt__conv_forward(&l->conv, gopt__pv(l, l->conv.w_index), NULL, x, l->t1, n, cws));
@@ -89,12 +112,12 @@ static void block_forward(gopt_layer *l, const float *x, int n) {
             gopt__bn_coeffs(&l->bn, g1, b1, tr, l->bn.scale, l->bn.shift);
         });
         TIMED(l, GOPT_LAYER_CONV2D,
-              gopt__conv_fast_forward(&l->conv2, gopt__pv(l, l->conv2.w_index), NULL, l->t1, l->t3, n, cws,
+              gopt__conv_fast_forward(&l->conv2, gopt__pv(l, l->conv2.w_index), NULL, l->t1, t3, n, cws,
                                       l->bn.scale, l->bn.shift));
     } else {
         TIMED(l, GOPT_LAYER_BATCHNORM2D, gopt__bn_forward(&l->bn, g1, b1, l->t1, t2, NULL, 1, n, tr));
         TIMED(l, GOPT_LAYER_CONV2D,
-              gopt__conv_forward(&l->conv2, gopt__pv(l, l->conv2.w_index), NULL, t2, l->t3, n, cws));
+              gopt__conv_forward(&l->conv2, gopt__pv(l, l->conv2.w_index), NULL, t2, t3, n, cws));
     }
     const float *res = x;
     if (l->projection) {
@@ -106,7 +129,7 @@ static void block_forward(gopt_layer *l, const float *x, int n) {
         res = l->out;
     }
     TIMED(l, GOPT_LAYER_BATCHNORM2D,
-          gopt__bn_forward(&l->bn2, gopt__pv(l, l->bn2.g_index), gopt__pv(l, l->bn2.b_index), l->t3, l->out, res, 1, n,
+          gopt__bn_forward(&l->bn2, gopt__pv(l, l->bn2.g_index), gopt__pv(l, l->bn2.b_index), t3, l->out, res, 1, n,
                            tr));
 }
 
@@ -121,12 +144,18 @@ static void add_into(float *dx, const float *g, int64_t total) {
  * before conv1 writes dx, and the shortcut's dX is added last. */
 static void block_backward(gopt_layer *l, const float *x, float *dy, float *dx, int n) {
     const int fast = l->conv.fast;
-    const size_t act = fast ? 0 : ((size_t)l->max_batch * l->out_numel + 15) / 16 * 16;
     const int64_t total = (int64_t)n * l->out_numel;
-    float *t2 = l->ws, *cws = l->ws + act;
+    float *t3, *t2, *cws;
+    block_ws(l, &t3, &t2, &cws);
     const int tr = l->training;
     const int slot = GOPT_LAYER_TYPE_COUNT; /* backward half of the timer */
     const float *g1 = gopt__pv(l, l->bn.g_index), *b1 = gopt__pv(l, l->bn.b_index);
+    if (l->recompute_t3) /* conv2's output again, bit for bit (same weights, inputs, kernels) */
+        TIMED(l, slot + GOPT_LAYER_CONV2D, {
+            gopt__bn_coeffs(&l->bn, g1, b1, tr, l->bn.scale, l->bn.shift);
+            gopt__conv_fast_forward(&l->conv2, gopt__pv(l, l->conv2.w_index), NULL, l->t1, t3, n, cws, l->bn.scale,
+                                    l->bn.shift);
+        });
     gopt__bn_relu relu2 = {gopt__pv(l, l->bn2.b_index), x, NULL, NULL, NULL};
     if (l->projection) {
         relu2.res = l->ts;
@@ -136,7 +165,7 @@ static void block_backward(gopt_layer *l, const float *x, float *dy, float *dx, 
     }
     TIMED(l, slot + GOPT_LAYER_BATCHNORM2D, /* masks dy in place, t3 <- d(conv2 out) */
           gopt__bn_backward(&l->bn2, gopt__pv(l, l->bn2.g_index), &relu2, gopt__pg(l, l->bn2.g_index),
-                            gopt__pg(l, l->bn2.b_index), l->t3, dy, l->t3, n, tr));
+                            gopt__pg(l, l->bn2.b_index), t3, dy, t3, n, tr));
     if (l->projection) {
         TIMED(l, slot + GOPT_LAYER_BATCHNORM2D,
               gopt__bn_backward(&l->bn_s, gopt__pv(l, l->bn_s.g_index), NULL, gopt__pg(l, l->bn_s.g_index),
@@ -150,14 +179,14 @@ static void block_backward(gopt_layer *l, const float *x, float *dy, float *dx, 
         TIMED(l, slot + GOPT_LAYER_CONV2D, {
             gopt__bn_coeffs(&l->bn, g1, b1, tr, l->bn.scale, l->bn.shift);
             gopt__conv_fast_backward(&l->conv2, gopt__pv(l, l->conv2.w_index), gopt__pg(l, l->conv2.w_index), NULL,
-                                     l->t1, l->t3, l->t3, 0, n, cws, l->bn.scale, l->bn.shift);
+                                     l->t1, t3, t3, 0, n, cws, l->bn.scale, l->bn.shift);
         });
-        g2 = l->t3;
+        g2 = t3;
     } else {
         TIMED(l, slot + GOPT_LAYER_BATCHNORM2D, gopt__bn_apply(&l->bn, g1, b1, l->t1, t2, 1, n, tr));
         TIMED(l, slot + GOPT_LAYER_CONV2D,
               gopt__conv_backward(&l->conv2, gopt__pv(l, l->conv2.w_index), gopt__pg(l, l->conv2.w_index), NULL, t2,
-                                  l->t3, t2, 0, n, cws));
+                                  t3, t2, 0, n, cws));
         g2 = t2;
     }
     gopt__bn_relu relu1 = {b1, NULL, NULL, NULL, NULL};

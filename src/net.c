@@ -113,6 +113,25 @@ gopt_status gopt_net_build(gopt_net *net) {
     GOPT_CHECK_NULL(net);
     if (net->built) return GOPT_FAIL(GOPT_ESTATE, "the net is already built");
     if (net->nlayers == 0) return GOPT_FAIL(GOPT_ESTATE, "the net has no layers");
+    /* Blocks with the largest activations keep conv2's output in the shared workspace and
+     * recompute it in backward: one workspace-sized scratch instead of one buffer each (for
+     * ResNet-20 at batch 128: 24 MB less for ~4% more time). */
+    int64_t max_act = 0;
+    int n_max = 0; /* blocks of that size: with one, the scratch would save nothing */
+    for (int i = 0; i < net->nlayers; i++) {
+        const gopt_layer *l = net->layers[i];
+        if (l->cfg.type != GOPT_LAYER_BASIC_BLOCK) continue;
+        if (l->out_numel > max_act) {
+            max_act = l->out_numel;
+            n_max = 0;
+        }
+        if (l->out_numel == max_act) n_max++;
+    }
+    for (int i = 0; i < net->nlayers; i++) {
+        gopt_layer *l = net->layers[i];
+        if (l->cfg.type == GOPT_LAYER_BASIC_BLOCK && !l->t3 && !l->recompute_t3)
+            GOPT_TRY(gopt__block_finish(l, n_max > 1 && l->out_numel == max_act));
+    }
     size_t ws = 0, g = (size_t)net->layers[net->nlayers - 1]->out_numel;
     for (int i = 0; i < net->nlayers; i++) {
         gopt_layer *l = net->layers[i];

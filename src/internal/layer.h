@@ -115,6 +115,7 @@ struct gopt_layer {
     int w_index, b_index;        /* linear */
     float *t1, *t3, *ts;         /* block: conv1 out, conv2 out, shortcut conv out */
     int projection;
+    int recompute_t3;            /* block: conv2's output lives in the workspace, recomputed in backward */
     int32_t *argmax;             /* maxpool */
     uint8_t *mask;               /* dropout */
     gopt_rng rng;                /* dropout */
@@ -142,5 +143,9 @@ double gopt__layer_flops(const gopt_layer *l);
  * unprefixed companion symbols to exported globals). */
 const gopt__layer_vt *gopt__block_vtable(void);
 gopt_status gopt__block_setup(gopt_layer *l, const char *prefix);
+/* Second half of a block's creation: allocate t3, or (recompute_t3, fast path only) keep
+ * conv2's output in the workspace and recompute it in backward (one more conv2 forward for
+ * max_batch * out_numel floats less). A net decides this at build; a standalone block stores. */
+gopt_status gopt__block_finish(gopt_layer *l, int recompute_t3);
 
 #endif
