@@ -6,9 +6,9 @@
  *   bench_train [--arch resnet8|resnet20|resnetN] [--batch 128] [--threads 2] [--iters 10]
  *               [--warmup 2] [--torch] [--python /usr/bin/python3] [--script PATH]
  *
- * The SGD step is a plain loop over the arena (buf = 0.9 buf + g; p -= lr buf), what
- * torch.optim.SGD(momentum=0.9) does, until gopt_optim is available on main.
- * Medians over --iters are reported: other processes share the cores. */
+ * The step is gopt_optim's SGD with momentum 0.9 (torch.optim.SGD(lr=0.01, momentum=0.9) on
+ * the torch side). Medians over --iters are reported: other processes share the cores.
+ * Threads: one OpenMP runtime owns them (the library links the OpenMP build of OpenBLAS). */
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,14 +36,6 @@ static void die(const char *what, gopt_status s) {
 }
 
 int main(int argc, char **argv) {
-    /* libgomp's default wait policy spins its idle threads after every parallel region,
-     * stealing the cores from OpenBLAS's own threads during the SGEMM that follows (the
-     * library alternates the two). It is read once at program start, so set it and
-     * re-execute; GOPT_BENCH_KEEP_OMP=1 measures the default. */
-    if (!getenv("OMP_WAIT_POLICY") && !getenv("GOPT_BENCH_KEEP_OMP")) {
-        setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-        execv("/proc/self/exe", argv);
-    }
     const char *arch = "resnet20", *python = NULL, *script = NULL;
     int batch = 128, threads = 2, iters = 10, warmup = 2, run_torch = 0;
     for (int i = 1; i < argc; i++) {
@@ -79,11 +71,16 @@ int main(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru0);
     gopt_params *p = gopt_net_params(net);
     const int64_t np = gopt_params_numel(p);
-    float *x = malloc(sizeof(float) * (size_t)batch * 3 * 32 * 32), *mom = calloc((size_t)np, sizeof(float));
+    gopt_optim_config oc = gopt_optim_config_default(GOPT_ALGO_SGD);
+    oc.lr = 0.01f;
+    oc.momentum = 0.9f;
+    gopt_optim *opt;
+    if ((s = gopt_optim_create(&oc, p, &opt))) die("gopt_optim_create", s);
+    float *x = malloc(sizeof(float) * (size_t)batch * 3 * 32 * 32);
     float *dl = malloc(sizeof(float) * (size_t)batch * 10);
     int32_t *y = malloc(sizeof(int32_t) * (size_t)batch);
     double *times = malloc(sizeof(double) * (size_t)iters);
-    if (!x || !mom || !dl || !y || !times) return 1;
+    if (!x || !dl || !y || !times) return 1;
     gopt_rng rng;
     gopt_rng_seed(&rng, 1);
     for (int64_t i = 0; i < (int64_t)batch * 3 * 32 * 32; i++) x[i] = gopt_rng_normal(&rng);
@@ -92,7 +89,6 @@ int main(int argc, char **argv) {
     gopt_tensor tx, logits, tdl;
     gopt_tensor_view(x, 4, xs, &tx);
     gopt_tensor_view(dl, 2, ls, &tdl);
-    const float lr = 0.01f, momentum = 0.9f;
     float loss = 0.0f;
     for (int it = 0; it < warmup + iters; it++) {
         if (it == warmup) {
@@ -100,16 +96,11 @@ int main(int argc, char **argv) {
             gopt_net_set_timing(net, 1);
         }
         double t0 = now();
-        gopt_params_zero_grad(p);
+        gopt_optim_zero_grad(opt);
         if ((s = gopt_net_forward(net, &tx, &logits))) die("forward", s);
         if ((s = gopt_loss_cross_entropy(&logits, y, 0.0f, &loss, &tdl))) die("loss", s);
         if ((s = gopt_net_backward(net, &tdl))) die("backward", s);
-        float *w = gopt_params_values(p);
-        const float *g = gopt_params_grads(p);
-        for (int64_t i = 0; i < np; i++) {
-            mom[i] = it == 0 ? g[i] : momentum * mom[i] + g[i];
-            w[i] -= lr * mom[i];
-        }
+        if ((s = gopt_optim_step(opt))) die("step", s);
         double t = now() - t0;
         if (it >= warmup) times[it - warmup] = t;
     }
@@ -120,9 +111,8 @@ int main(int argc, char **argv) {
     double flops = 3.0 * gopt_net_forward_flops(net) * batch; /* forward + 2x for backward */
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    const char *wait = getenv("OMP_WAIT_POLICY");
-    printf("bench_train %s batch=%d threads=%d iters=%d params=%lld OPENBLAS_CORETYPE=%s OMP_WAIT_POLICY=%s\n", arch,
-           batch, threads, iters, (long long)np, coretype ? coretype : "(unset)", wait ? wait : "(unset)");
+    printf("bench_train %s batch=%d threads=%d iters=%d params=%lld OPENBLAS_CORETYPE=%s\n", arch, batch, threads,
+           iters, (long long)np, coretype ? coretype : "(unset)");
     printf("gradopt: median %.2f ms/iter (best %.2f)  %.1f img/s  %.2f GFLOP/s  loss %.4f  max RSS %.1f MB (%.1f MB after build)\n",
            1e3 * med, 1e3 * best, batch / med, flops / med * 1e-9, loss, ru.ru_maxrss / 1024.0, ru0.ru_maxrss / 1024.0);
     gopt_net_timing tm;
@@ -160,9 +150,9 @@ int main(int argc, char **argv) {
         else
             printf("torch run failed: %s\n", cmd);
     }
+    gopt_optim_destroy(opt);
     gopt_net_destroy(net);
     free(x);
-    free(mom);
     free(dl);
     free(y);
     free(times);
