@@ -1,5 +1,6 @@
 /* Nets: ResNet parameter counts, a whole-net finite-difference check, batches below the
  * maximum, determinism, BN state save/load, timing counters, errors. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include "testutil.h"
 
 #include <math.h>
@@ -155,6 +156,76 @@ static void test_small_batch_and_determinism(void **state) {
     gopt_net_destroy(b);
 }
 
+/* The AVX-512 convolution path (default where the CPU has it) against the im2col + BLAS path
+ * (GOPT_CONV_GENERIC=1 at creation): a ResNet-14 whose first-stage blocks recompute conv2 in
+ * backward, with in-place gradients; then thread counts (same count: same bits). */
+static void grads_close(gopt_net *a, gopt_net *b, double rel) {
+    const float *ga = gopt_params_grads(gopt_net_params(a)), *gb = gopt_params_grads(gopt_net_params(b));
+    int64_t n = gopt_params_numel(gopt_net_params(a));
+    double scale = 0.0;
+    for (int64_t i = 0; i < n; i++) scale = fmax(scale, fabs((double)gb[i]));
+    assert_true(scale > 0.0);
+    for (int64_t i = 0; i < n; i++)
+        if (fabs((double)ga[i] - gb[i]) > rel * scale) fail_msg("grad %lld: %g vs %g", (long long)i, ga[i], gb[i]);
+}
+
+static void train_step(gopt_net *net, const gopt_tensor *x, const int32_t *y, float *logits_out) {
+    gopt_tensor l, dl;
+    float d[3 * 10], loss;
+    int64_t ds[2] = {3, 10};
+    assert_ok(gopt_tensor_view(d, 2, ds, &dl));
+    gopt_params_zero_grad(gopt_net_params(net));
+    assert_ok(gopt_net_forward(net, x, &l));
+    memcpy(logits_out, l.data, sizeof(float) * 30);
+    assert_ok(gopt_loss_cross_entropy(&l, y, 0.0f, &loss, &dl));
+    assert_ok(gopt_net_backward(net, &dl));
+    /* backward consumed the activations: a second one needs a new forward */
+    assert_status(gopt_net_backward(net, &dl), GOPT_ESTATE, "already ran");
+    for (int i = 0; i < 30; i++) assert_true(l.data[i] == logits_out[i]); /* logits intact */
+}
+
+static void test_kernels_agree(void **state) {
+    (void)state;
+    int threads = gopt_get_threads();
+    gopt_net *fast = resnet(14, 0.5f, 3, 11);
+    setenv("GOPT_CONV_GENERIC", "1", 1);
+    gopt_net *generic = resnet(14, 0.5f, 3, 11);
+    unsetenv("GOPT_CONV_GENERIC");
+    gopt_rng rng;
+    gopt_rng_seed(&rng, 5);
+    float *x = malloc(sizeof(float) * 3 * 3 * 32 * 32);
+    for (int i = 0; i < 3 * 3 * 32 * 32; i++) x[i] = gopt_rng_normal(&rng);
+    int64_t xs[4] = {3, 3, 32, 32};
+    gopt_tensor tx;
+    assert_ok(gopt_tensor_view(x, 4, xs, &tx));
+    int32_t y[3] = {1, 7, 3};
+    float la[30], lb[30], lc[30];
+    train_step(fast, &tx, y, la);
+    train_step(generic, &tx, y, lb);
+    for (int i = 0; i < 30; i++) assert_float_equal(la[i], lb[i], 1e-4 + 1e-4 * fabs(lb[i]));
+    grads_close(fast, generic, 1e-3);
+    /* one thread: same values up to rounding; two threads again: the same bits as before */
+    gopt_net *one = resnet(14, 0.5f, 3, 11);
+    gopt_set_threads(1);
+    train_step(one, &tx, y, lc);
+    for (int i = 0; i < 30; i++) assert_float_equal(la[i], lc[i], 1e-4 + 1e-4 * fabs(la[i]));
+    grads_close(one, fast, 1e-3);
+    gopt_set_threads(2);
+    gopt_net *two = resnet(14, 0.5f, 3, 11), *two_b = resnet(14, 0.5f, 3, 11);
+    train_step(two, &tx, y, la);
+    train_step(two_b, &tx, y, lb);
+    assert_memory_equal(la, lb, sizeof la);
+    assert_memory_equal(gopt_params_grads(gopt_net_params(two)), gopt_params_grads(gopt_net_params(two_b)),
+                        sizeof(float) * (size_t)gopt_params_numel(gopt_net_params(two)));
+    gopt_set_threads(threads);
+    free(x);
+    gopt_net_destroy(fast);
+    gopt_net_destroy(generic);
+    gopt_net_destroy(one);
+    gopt_net_destroy(two);
+    gopt_net_destroy(two_b);
+}
+
 static void test_state_and_timing(void **state) {
     (void)state;
     gopt_net *a = resnet(8, 0.25f, 2, 3), *b = resnet(8, 0.25f, 2, 3);
@@ -265,6 +336,7 @@ int main(void) {
         cmocka_unit_test(test_resnet_param_counts),
         cmocka_unit_test(test_net_finite_difference),
         cmocka_unit_test(test_small_batch_and_determinism),
+        cmocka_unit_test(test_kernels_agree),
         cmocka_unit_test(test_state_and_timing),
         cmocka_unit_test(test_errors_and_manual_net),
     };
