@@ -325,6 +325,108 @@ TGT static void dw_image(const float *cols, int64_t rows_pad, int64_t P, const f
     }
 }
 
+/* ---- dW of 3x3 "same" convolutions from a zero-padded copy of the image ------------------
+ * xp[ci][(H+2)(W+2)] holds the image with a one-pixel zero border, so column row (ci,ky,kx)
+ * at pixel (oy,ox) is xp[ci][(oy+ky)(W+2) + ox+kx]: nine taps at constant offsets from one
+ * pointer (W is a compile-time constant below), no 9x column packing. Tiles: NCI channels x
+ * NTAP taps (from TAP0) x NV*16 output channels, register-resident over all pixels. */
+static inline __attribute__((always_inline)) TGT void dwp_tile(const int W, const int H, const int NV, const int NCI,
+                                                               const int TAP0, const int NTAP, const float *xp,
+                                                               int64_t plane, const float *dyt, int64_t kr,
+                                                               float *part) {
+    __m512 acc[2][9][4];
+#  pragma GCC unroll 2
+    for (int c = 0; c < NCI; c++)
+#  pragma GCC unroll 9
+        for (int t = 0; t < NTAP; t++)
+#  pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[c][t][v] = _mm512_loadu_ps(part + ((int64_t)c * 9 + TAP0 + t) * kr + 16 * v);
+    for (int oy = 0; oy < H; oy++) {
+        const float *xr = xp + (int64_t)oy * (W + 2);
+        const float *dr = dyt + (int64_t)oy * W * kr;
+        for (int ox = 0; ox < W; ox++) {
+            __m512 bv[4];
+#  pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(dr + (int64_t)ox * kr + 16 * v);
+#  pragma GCC unroll 2
+            for (int c = 0; c < NCI; c++)
+#  pragma GCC unroll 9
+                for (int t = 0; t < NTAP; t++) {
+                    const int tap = TAP0 + t, ky = tap / 3, kx = tap % 3;
+                    __m512 a = _mm512_set1_ps(xr[c * plane + ky * (W + 2) + kx + ox]);
+#  pragma GCC unroll 4
+                    for (int v = 0; v < NV; v++) acc[c][t][v] = _mm512_fmadd_ps(a, bv[v], acc[c][t][v]);
+                }
+        }
+    }
+#  pragma GCC unroll 2
+    for (int c = 0; c < NCI; c++)
+#  pragma GCC unroll 9
+        for (int t = 0; t < NTAP; t++)
+#  pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) _mm512_storeu_ps(part + ((int64_t)c * 9 + TAP0 + t) * kr + 16 * v, acc[c][t][v]);
+}
+
+static inline __attribute__((always_inline)) TGT void dwp_image_w(const int W, int C, const float *xp, const float *dyt,
+                                                                  int64_t kr, float *part) {
+    const int H = W;
+    const int64_t plane = (int64_t)(H + 2) * (W + 2);
+    for (int64_t kb = 0; kb < kr; kb += 64) {
+        const int nv = (int)((kr - kb) / 16 < 4 ? (kr - kb) / 16 : 4);
+        const float *d = dyt + kb;
+        for (int ci = 0; ci < C;) {
+            const float *x = xp + (int64_t)ci * plane;
+            float *pp = part + (int64_t)ci * 9 * kr + kb;
+            if (nv == 1 && ci + 1 < C) {
+                dwp_tile(W, H, 1, 2, 0, 9, x, plane, d, kr, pp);
+                ci += 2;
+                continue;
+            }
+            switch (nv) {
+            case 1: dwp_tile(W, H, 1, 1, 0, 9, x, plane, d, kr, pp); break;
+            case 2: dwp_tile(W, H, 2, 1, 0, 9, x, plane, d, kr, pp); break;
+            case 3:
+                dwp_tile(W, H, 3, 1, 0, 5, x, plane, d, kr, pp);
+                dwp_tile(W, H, 3, 1, 5, 4, x, plane, d, kr, pp);
+                break;
+            default:
+                dwp_tile(W, H, 4, 1, 0, 5, x, plane, d, kr, pp);
+                dwp_tile(W, H, 4, 1, 5, 4, x, plane, d, kr, pp);
+                break;
+            }
+            ci++;
+        }
+    }
+}
+
+/* 1 if dW can use the padded-copy kernels: 3x3 stride 1 pad 1, square 8/16/32 images. */
+static int dw_padded(const gopt__conv *c) {
+    return c->R == 3 && c->stride == 1 && c->pad == 1 && c->H == c->W && (c->W == 8 || c->W == 16 || c->W == 32);
+}
+
+TGT static void pad_image(const float *x, int C, int W, float *xp) {
+    const int64_t plane = (int64_t)(W + 2) * (W + 2);
+    for (int ci = 0; ci < C; ci++) {
+        float *o = xp + ci * plane;
+        memset(o, 0, sizeof(float) * (size_t)(W + 2));
+        for (int y = 0; y < W; y++) {
+            float *r = o + (int64_t)(y + 1) * (W + 2);
+            r[0] = 0.0f;
+            memcpy(r + 1, x + ((int64_t)ci * W + y) * W, sizeof(float) * (size_t)W);
+            r[W + 1] = 0.0f;
+        }
+        memset(o + (int64_t)(W + 1) * (W + 2), 0, sizeof(float) * (size_t)(W + 2));
+    }
+}
+
+TGT static void dwp_image(int W, int C, const float *xp, const float *dyt, int64_t kr, float *part) {
+    switch (W) {
+    case 8: dwp_image_w(8, C, xp, dyt, kr, part); break;
+    case 16: dwp_image_w(16, C, xp, dyt, kr, part); break;
+    default: dwp_image_w(32, C, xp, dyt, kr, part); break;
+    }
+}
+
 /* dyt[p][k] = dy[k][p] (k < K), 0 for K <= k < kr; p < P. */
 static void transpose_dy(const float *dy, int K, int64_t P, int64_t kr, float *dyt) {
     for (int64_t p0 = 0; p0 < P; p0 += 16) {
@@ -508,7 +610,7 @@ void gopt__conv_fast_backward(const gopt__conv *c, const float *w, float *dw, fl
     const int conv_dx = dx_is_conv(c);
     const geom gd = dx_geom(c);
     float *apd = ws + L.apf;
-    const int direct = same_s1(c), taps = R * R;
+    const int direct = same_s1(c), taps = R * R, padded = dw_padded(c);
     int64_t *offs = (int64_t *)(ws + L.apf + L.apd);
     uint16_t *masks = (uint16_t *)(offs + (direct ? npanels(P) * taps : 0));
     if (dx && direct) { /* Wt[ci][(t,k)] = W[k][ci][flipped t], rows ci */
@@ -561,9 +663,15 @@ void gopt__conv_fast_backward(const gopt__conv *c, const float *w, float *dw, fl
                 }
             /* dW first: x_j is read before dx_j (which may alias it) is written */
             if (dw) {
-                pack_cols(&g, input_transform(x + j * in_n, C, HW, in_scale, in_shift, slot + L.xin), cols);
+                const float *xj = input_transform(x + j * in_n, C, HW, in_scale, in_shift, slot + L.xin);
                 transpose_dy(dyj, K, P, kr, dyt);
-                dw_image(cols, g.rows_pad, P, dyt, kr, part);
+                if (padded) {
+                    pad_image(xj, C, c->W, cols);
+                    dwp_image(c->W, C, cols, dyt, kr, part);
+                } else {
+                    pack_cols(&g, xj, cols);
+                    dw_image(cols, g.rows_pad, P, dyt, kr, part);
+                }
             }
             if (!dx) continue;
             /* dx aliasing dy: image j's dX goes to a scratch plane, then over dy_j */

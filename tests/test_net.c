@@ -157,7 +157,7 @@ static void test_small_batch_and_determinism(void **state) {
 }
 
 /* The AVX-512 convolution path (default where the CPU has it) against the im2col + BLAS path
- * (GOPT_CONV_GENERIC=1 at creation): a ResNet-14 whose first-stage blocks recompute conv2 in
+ * (GOPT_CONV_GENERIC=1 at creation): ResNet-14s whose first-stage blocks recompute conv2 in
  * backward, with in-place gradients; then thread counts (same count: same bits). */
 static void grads_close(gopt_net *a, gopt_net *b, double rel) {
     const float *ga = gopt_params_grads(gopt_net_params(a)), *gb = gopt_params_grads(gopt_net_params(b));
@@ -184,12 +184,11 @@ static void train_step(gopt_net *net, const gopt_tensor *x, const int32_t *y, fl
     for (int i = 0; i < 30; i++) assert_true(l.data[i] == logits_out[i]); /* logits intact */
 }
 
-static void test_kernels_agree(void **state) {
-    (void)state;
+static void kernels_agree(float width) {
     int threads = gopt_get_threads();
-    gopt_net *fast = resnet(14, 0.5f, 3, 11);
+    gopt_net *fast = resnet(14, width, 3, 11);
     setenv("GOPT_CONV_GENERIC", "1", 1);
-    gopt_net *generic = resnet(14, 0.5f, 3, 11);
+    gopt_net *generic = resnet(14, width, 3, 11);
     unsetenv("GOPT_CONV_GENERIC");
     gopt_rng rng;
     gopt_rng_seed(&rng, 5);
@@ -205,13 +204,13 @@ static void test_kernels_agree(void **state) {
     for (int i = 0; i < 30; i++) assert_float_equal(la[i], lb[i], 1e-4 + 1e-4 * fabs(lb[i]));
     grads_close(fast, generic, 1e-3);
     /* one thread: same values up to rounding; two threads again: the same bits as before */
-    gopt_net *one = resnet(14, 0.5f, 3, 11);
+    gopt_net *one = resnet(14, width, 3, 11);
     gopt_set_threads(1);
     train_step(one, &tx, y, lc);
     for (int i = 0; i < 30; i++) assert_float_equal(la[i], lc[i], 1e-4 + 1e-4 * fabs(la[i]));
     grads_close(one, fast, 1e-3);
     gopt_set_threads(2);
-    gopt_net *two = resnet(14, 0.5f, 3, 11), *two_b = resnet(14, 0.5f, 3, 11);
+    gopt_net *two = resnet(14, width, 3, 11), *two_b = resnet(14, width, 3, 11);
     train_step(two, &tx, y, la);
     train_step(two_b, &tx, y, lb);
     assert_memory_equal(la, lb, sizeof la);
@@ -224,6 +223,13 @@ static void test_kernels_agree(void **state) {
     gopt_net_destroy(one);
     gopt_net_destroy(two);
     gopt_net_destroy(two_b);
+}
+
+/* widths 0.75 and 1: channels 12/24/48 and 16/32/64 (every register-tile width) */
+static void test_kernels_agree(void **state) {
+    (void)state;
+    kernels_agree(0.75f);
+    kernels_agree(1.0f);
 }
 
 static void test_state_and_timing(void **state) {
