@@ -427,8 +427,44 @@ TGT static void dwp_image(int W, int C, const float *xp, const float *dyt, int64
     }
 }
 
+/* In-register transpose of a 16x16 block: r[i][c] -> r[c][i]. */
+TGT static inline void transpose16(__m512 r[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* u[4i+j], 128-bit lane L: column 4L+j of rows 4i..4i+3 */
+    for (int i = 0; i < 4; i++) {
+        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+        __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+        u[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int j = 0; j < 4; j++) {
+        __m512 x01 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x44), y01 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x44);
+        __m512 x23 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xEE), y23 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xEE);
+        r[j] = _mm512_shuffle_f32x4(x01, y01, 0x88);
+        r[4 + j] = _mm512_shuffle_f32x4(x01, y01, 0xDD);
+        r[8 + j] = _mm512_shuffle_f32x4(x23, y23, 0x88);
+        r[12 + j] = _mm512_shuffle_f32x4(x23, y23, 0xDD);
+    }
+}
+
 /* dyt[p][k] = dy[k][p] (k < K), 0 for K <= k < kr; p < P. */
-static void transpose_dy(const float *dy, int K, int64_t P, int64_t kr, float *dyt) {
+TGT static void transpose_dy(const float *dy, int K, int64_t P, int64_t kr, float *dyt) {
+    if (K % 16 == 0 && P % 16 == 0) {
+        for (int64_t p0 = 0; p0 < P; p0 += 16)
+            for (int k0 = 0; k0 < K; k0 += 16) {
+                __m512 r[16];
+                for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(dy + (int64_t)(k0 + i) * P + p0);
+                transpose16(r);
+                for (int c = 0; c < 16; c++) _mm512_storeu_ps(dyt + (p0 + c) * kr + k0, r[c]);
+            }
+        return;
+    }
     for (int64_t p0 = 0; p0 < P; p0 += 16) {
         int64_t p1 = p0 + 16 < P ? p0 + 16 : P;
         for (int k = 0; k < K; k++) {
