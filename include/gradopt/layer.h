@@ -3,7 +3,8 @@
  * Shapes are per sample; a batch adds a leading N (1 <= N <= max_batch given at create):
  *   linear          (N,in)        -> (N,out)          y = x W^T + b, W (out,in), b (out)
  *   conv2d          (N,C,H,W)     -> (N,K,H',W')      H' = (H + 2p - k)/s + 1, W (K,C,k,k), b (K)
- *                   cross-correlation as torch.nn.Conv2d; im2col over chunks of images + SGEMM
+ *                   cross-correlation as torch.nn.Conv2d; AVX-512 kernels over images (run-time
+ *                   check), else im2col over chunks of images + SGEMM
  *   batchnorm2d     (N,C,H,W)     -> (N,C,H,W)        y = gamma (x - mean)/sqrt(var + eps) + beta
  *                   training: batch statistics (biased variance), then
  *                   running_mean = (1-m) running_mean + m mean,
@@ -107,7 +108,9 @@ GOPT_API void gopt_layer_set_training(gopt_layer *l, int training);
 GOPT_API gopt_status gopt_layer_forward(gopt_layer *l, const gopt_tensor *x, gopt_tensor *y);
 
 /* Backward of the last forward: x must be the same input, dy (N, out_shape...) the
- * upstream gradient; dy is used as scratch and is overwritten. Parameter gradients are
+ * upstream gradient; dy is used as scratch and is overwritten, and so are the activations a
+ * layer saved (one backward per forward). dx may be x's own buffer (it is written only after
+ * x is read). Parameter gradients are
  * accumulated (+=) into the arena; dx (same shape as x; may be NULL to skip) is written.
  * Errors: GOPT_ESHAPE naming both shapes, GOPT_ESTATE (no forward with this batch). */
 GOPT_API gopt_status gopt_layer_backward(gopt_layer *l, const gopt_tensor *x, gopt_tensor *dy, gopt_tensor *dx);

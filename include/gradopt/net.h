@@ -6,12 +6,19 @@
  * the parameters from cfg.seed, sizes every buffer for cfg.max_batch once). After build,
  * forward/backward allocate nothing; any batch 1..max_batch works.
  *
- * Memory: each layer keeps only what its backward needs (a basic block keeps conv1's and
- * conv2's outputs and its own output and recomputes the inner bn1+relu in backward); one
- * workspace (im2col columns, scratch) and two gradient buffers are shared by all layers.
+ * Memory: each layer keeps only what its backward needs: a basic block keeps conv1's output,
+ * conv2's output (or, in the blocks of the largest activation size when there are several,
+ * recomputes it in backward from one shared scratch), the shortcut conv's output and its own
+ * output; bn1+relu is applied on the fly. Gradients are computed in place: a layer's output
+ * gradient lives in its output buffer and its input gradient overwrites the previous
+ * layer's output, so backward consumes the activations of the forward it follows. One
+ * workspace (per-thread convolution scratch) is shared by all layers.
  *
- * Threads: gopt_set_threads(T) governs both the OpenMP loops (im2col, batchnorm, pooling)
- * and OpenBLAS's SGEMMs, which are never called from inside an OpenMP region. */
+ * Threads: gopt_set_threads(T) governs the OpenMP loops (convolution over images,
+ * batchnorm over channels, pooling) and OpenBLAS (the OpenMP build, one runtime), which is
+ * never called from inside an OpenMP region. Where the CPU has AVX-512 (checked at run
+ * time) convolutions use the library's own kernels, otherwise im2col + SGEMM; results may
+ * differ between the two in the last bits, never between runs with the same thread count. */
 #ifndef GRADOPT_NET_H
 #define GRADOPT_NET_H
 
@@ -57,8 +64,10 @@ GOPT_API void gopt_net_set_training(gopt_net *net, int training); /* 1 train (de
  * reuse it); *logits becomes a view (N, out_shape...) of the net's buffer, valid until the
  * next forward. Errors: GOPT_ESHAPE naming both shapes, GOPT_ESTATE (not built). */
 GOPT_API gopt_status gopt_net_forward(gopt_net *net, const gopt_tensor *x, gopt_tensor *logits);
-/* Backward of the last forward from dlogits (same shape as the logits; not modified).
- * Accumulates (+=) into the arena's gradients. Errors: GOPT_ESHAPE, GOPT_ESTATE. */
+/* Backward of the last forward from dlogits (same shape as the logits; not modified; the
+ * logits view stays valid). Accumulates (+=) into the arena's gradients. It consumes the
+ * forward's activations: a second backward needs a new forward. Errors: GOPT_ESHAPE,
+ * GOPT_ESTATE (not built, no forward, or backward already ran for this forward). */
 GOPT_API gopt_status gopt_net_backward(gopt_net *net, const gopt_tensor *dlogits);
 
 /* ---- timing: per layer type, forward and backward seconds and calls (off by default).
