@@ -50,6 +50,27 @@ TGT static inline void seg_copy_s1(float *d, const float *srow, int ix0, int n, 
     }
 }
 
+/* bits [lo, hi) of a 16-bit mask, lo and hi clamped to [0, 16] */
+static inline unsigned range16(int lo, int hi) {
+    lo = lo < 0 ? 0 : lo > 16 ? 16 : lo;
+    hi = hi < 0 ? 0 : hi > 16 ? 16 : hi;
+    return hi > lo ? ((0xFFFFu >> (16 - (hi - lo))) << lo) & 0xFFFFu : 0u;
+}
+
+/* d[i] = srow[ix0 + 2i] (zero outside 0 <= . < W), i < n: a stride-2 row segment, 16
+ * outputs from two masked loads of 32 inputs and one even-lane permute. */
+TGT static inline void seg_copy_s2(float *d, const float *srow, int ix0, int n, int W) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    for (int i = 0; i < n; i += 16) {
+        int m = n - i < 16 ? n - i : 16, b = ix0 + 2 * i; /* inputs b .. b + 2m - 1 */
+        int lo = -b, hi = W - b < 2 * m ? W - b : 2 * m;
+        __m512 v0 = _mm512_maskz_loadu_ps((__mmask16)range16(lo, hi), srow + b);
+        __m512 v1 = _mm512_maskz_loadu_ps((__mmask16)range16(lo - 16, hi - 16), srow + b + 16);
+        __m512 v = _mm512_permutex2var_ps(v0, even, v1);
+        _mm512_mask_storeu_ps(d + i, (__mmask16)(m == 16 ? 0xFFFFu : (1u << m) - 1u), v);
+    }
+}
+
 /* out[panel][r][0..64) = im2col(x)[r][panel*64 + i] for one image x (C,H,W). */
 TGT static void pack_cols(const geom *g, const float *x, float *out) {
     const int C = g->C, H = g->H, W = g->W, R = g->R, s = g->s, pad = g->pad, OW = g->OW;
@@ -106,6 +127,8 @@ TGT static void pack_cols(const geom *g, const float *x, float *out) {
                     memset(d, 0, sizeof(float) * (size_t)n);
                 } else if (s == 1) {
                     seg_copy_s1(d, xp + (int64_t)iy * W, ox - pad + kx, n, W);
+                } else if (s == 2) {
+                    seg_copy_s2(d, xp + (int64_t)iy * W, ox * 2 - pad + kx, n, W);
                 } else {
                     const float *srow = xp + (int64_t)iy * W;
                     for (int i = 0; i < n; i++) {
@@ -505,7 +528,10 @@ static inline int64_t up16(int64_t v) { return (v + 15) / 16 * 16; }
 static geom fwd_geom(const gopt__conv *c) {
     geom g = {c->C, c->H, c->W, c->R, c->stride, c->pad, c->OH, c->OW, 0};
     int64_t rows = (int64_t)c->C * c->R * c->R;
-    g.rows_pad = (int)((rows + 47) / 48 * 48);
+    /* dw_image walks rows in tiles of 16/12/8/6 for 1/2/3/4 vectors of output channels; with
+     * one block of at most 64 channels only that tile divides rows_pad, else all do (48) */
+    int nv = (c->K + 15) / 16, rr = c->K > 64 ? 48 : nv == 1 ? 16 : nv == 2 ? 12 : nv == 3 ? 8 : 6;
+    g.rows_pad = (int)((rows + rr - 1) / rr * rr);
     return g;
 }
 /* dX as the stride-1 full convolution of dY: C_out channels in, C out, pad R-1-pad. */
