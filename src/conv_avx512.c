@@ -579,6 +579,11 @@ size_t gopt__conv_fast_ws_floats(const gopt__conv *c) {
 }
 
 static inline int threads_for(const gopt__conv *c, int n) {
+#  ifndef _OPENMP
+    (void)c;
+    (void)n;
+    return 1; /* image ranges are split by thread id: one thread must take them all */
+#  endif
     int t = gopt_get_threads();
     if (t > c->slots) t = c->slots;
     if (t > n) t = n;
