@@ -461,7 +461,7 @@ static gopt_status setup(gopt_layer *l, const char *prefix) {
     }
 }
 
-static gopt_status alloc_buffers(gopt_layer *l) {
+gopt_status gopt__layer_alloc_buffers(gopt_layer *l) {
     size_t n = (size_t)l->max_batch * (size_t)l->out_numel;
     if (l->cfg.type != GOPT_LAYER_FLATTEN) {
         l->out = gopt__aligned_alloc(n * sizeof(float));
@@ -539,7 +539,7 @@ gopt_status gopt__layer_create(const gopt_layer_config *cfg, int in_ndim, const 
         for (int i = l->out_ndim; i < 3; i++) l->out_shape[i] = 1;
         if ((double)l->out_numel * max_batch > 1e10) s = GOPT_FAIL(GOPT_EOVERFLOW, "output too large");
     }
-    if (s == GOPT_OK) s = alloc_buffers(l);
+    if (s == GOPT_OK && own_ws) s = gopt__layer_alloc_buffers(l); /* a net allocates at build */
     if (s == GOPT_OK && own_ws && cfg->type == GOPT_LAYER_BASIC_BLOCK) s = gopt__block_finish(l, 0);
     if (s == GOPT_OK && l->ws_floats && own_ws) {
         l->ws = gopt__aligned_alloc(l->ws_floats * sizeof(float));

@@ -18,6 +18,7 @@ struct gopt_net {
     float *dlast;    /* the last layer's output gradient (the logits stay readable) */
     int last_n;
     int backward_done; /* the activations of the last forward were consumed by a backward */
+    int stem_recompute; /* layer 0 (conv) writes into layer 1's (batchnorm) output, recomputed in backward */
     int timing_on;
     double timer[2 * GOPT_LAYER_TYPE_COUNT];
     int64_t calls[GOPT_LAYER_TYPE_COUNT];
@@ -109,6 +110,11 @@ gopt_status gopt_net_add(gopt_net *net, const gopt_layer_config *cfg, const char
     return GOPT_OK;
 }
 
+/* floats of the stem conv's output for max_batch, 64-byte aligned */
+static size_t stem_act(const gopt_net *net) {
+    return ((size_t)net->cfg.max_batch * (size_t)net->layers[0]->out_numel + 15) / 16 * 16;
+}
+
 gopt_status gopt_net_build(gopt_net *net) {
     GOPT_CHECK_NULL(net);
     if (net->built) return GOPT_FAIL(GOPT_ESTATE, "the net is already built");
@@ -132,11 +138,21 @@ gopt_status gopt_net_build(gopt_net *net) {
         if (l->cfg.type == GOPT_LAYER_BASIC_BLOCK && !l->t3 && !l->recompute_t3)
             GOPT_TRY(gopt__block_finish(l, n_max > 1 && l->out_numel == max_act));
     }
+    /* A first conv (fast path) followed by a batchnorm: the conv's output is not kept; the
+     * batchnorm runs in place on it, and backward recomputes it (from the stored input, into
+     * the workspace) for the batchnorm's backward. Saves one activation buffer per net. */
+    gopt_layer *l0 = net->layers[0];
+    net->stem_recompute = net->nlayers > 2 && l0->cfg.type == GOPT_LAYER_CONV2D && l0->conv.fast &&
+                          net->layers[1]->cfg.type == GOPT_LAYER_BATCHNORM2D;
+    for (int i = 0; i < net->nlayers; i++)
+        if (!(i == 0 && net->stem_recompute)) GOPT_TRY(gopt__layer_alloc_buffers(net->layers[i]));
+    if (net->stem_recompute) l0->out = net->layers[1]->out; /* not owned */
     size_t ws = 0, g = (size_t)net->layers[net->nlayers - 1]->out_numel;
     for (int i = 0; i < net->nlayers; i++) {
         gopt_layer *l = net->layers[i];
         if (l->ws_floats > ws) ws = l->ws_floats;
     }
+    if (net->stem_recompute && stem_act(net) + l0->ws_floats > ws) ws = stem_act(net) + l0->ws_floats;
     size_t mb = (size_t)net->cfg.max_batch;
     if (gopt_params_count(net->params) > 0) GOPT_TRY(gopt_params_finalize(net->params));
     if (ws) {
@@ -213,6 +229,23 @@ gopt_status gopt_net_forward(gopt_net *net, const gopt_tensor *x, gopt_tensor *l
     return gopt_tensor_view(last->out, last->out_ndim + 1, shape, logits);
 }
 
+/* Backward of layers 1 (batchnorm, gradient in its output buffer) and 0 (conv) when the
+ * conv's output was not kept: recompute it into the workspace, bit for bit as in forward. */
+static void stem_backward(gopt_net *net, int n) {
+    gopt_layer *c = net->layers[0], *bn = net->layers[1];
+    float *t = net->ws, *cws = net->ws + stem_act(net);
+    const float *w = gopt__pv(c, c->conv.w_index), *b = c->conv.has_bias ? gopt__pv(c, c->conv.b_index) : NULL;
+    double t0 = net->timing_on ? gopt__now() : 0.0;
+    gopt__conv_fast_forward(&c->conv, w, b, net->input, t, n, cws, NULL, NULL);
+    if (net->timing_on) net->timer[GOPT_LAYER_TYPE_COUNT + GOPT_LAYER_CONV2D] += gopt__now() - t0;
+    gopt__layer_backward_raw(bn, t, bn->out, t, n); /* t <- d(conv output) */
+    t0 = net->timing_on ? gopt__now() : 0.0;
+    gopt__conv_fast_backward(&c->conv, w, gopt__pg(c, c->conv.w_index),
+                             c->conv.has_bias ? gopt__pg(c, c->conv.b_index) : NULL, net->input, t, NULL, 0, n, cws,
+                             NULL, NULL);
+    if (net->timing_on) net->timer[GOPT_LAYER_TYPE_COUNT + GOPT_LAYER_CONV2D] += gopt__now() - t0;
+}
+
 gopt_status gopt_net_backward(gopt_net *net, const gopt_tensor *dlogits) {
     GOPT_CHECK_NULL(net);
     GOPT_CHECK_NULL(dlogits);
@@ -235,6 +268,10 @@ gopt_status gopt_net_backward(gopt_net *net, const gopt_tensor *dlogits) {
         float *dy = i == net->nlayers - 1 ? net->dlast : l->out;
         float *dx = i > 0 ? net->layers[i - 1]->out : NULL;
         l->timer = net->timing_on ? net->timer : NULL;
+        if (net->stem_recompute && i <= 1) {
+            stem_backward(net, n);
+            break;
+        }
         gopt__layer_backward_raw(l, xin, dy, dx, n);
     }
     return GOPT_OK;

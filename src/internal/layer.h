@@ -134,6 +134,9 @@ void gopt__layer_backward_raw(gopt_layer *l, const float *x, float *dy, float *d
  * so a net does not hold one workspace per layer even while it is being built. */
 gopt_status gopt__layer_create(const gopt_layer_config *cfg, int in_ndim, const int64_t in_shape[], int max_batch,
                                gopt_params *params, const char *prefix, int own_ws, gopt_layer **out);
+/* Output (and maxpool / dropout state) buffers: at create for a standalone layer, at build
+ * for a net's (which may leave a layer's output to alias another buffer). */
+gopt_status gopt__layer_alloc_buffers(gopt_layer *l);
 /* Use an external workspace (the net's) instead of an owned one. */
 void gopt__layer_set_ws(gopt_layer *l, float *ws);
 /* Per-type (conv/linear) multiply-adds x 2 per sample. */
