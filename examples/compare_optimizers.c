@@ -78,7 +78,8 @@ typedef struct settings {
     float compare_width, sweep_width;
     int compare_depth;
     int64_t train_subset, val_subset;
-    double diverge_factor, clip_norm, warmup_frac, huge_lr;
+    int sweep_variants;
+    double diverge_factor, clip_norm, warmup_frac, huge_lr, huge_clip;
 } settings;
 
 static void usage(FILE *f) {
@@ -94,8 +95,10 @@ static void usage(FILE *f) {
           "  --train-subset N    training images used (default 20000 on CIFAR-10)\n"
           "  --clip-norm X       max global L2 norm in the clipped variants (default 1)\n"
           "  --warmup-frac X     warmup length as a fraction of the run (default 0.1)\n"
-          "  --diverge-factor X  a run diverges when its loss exceeds X times the first loss or\n"
-          "                      is not finite (default 3)\n"
+          "  --diverge-factor X  a run diverges when its loss is not finite or the mean of its last 5\n"
+          "                      losses exceeds X times the first loss (default 3)\n"
+          "  --huge-lr X         LR of the deliberately exploding plain-SGD pair (default 30; its\n"
+          "                      clipped twin clips at max norm 0.1)\n"
           "  --threads T  --seed S  --help\n",
           f);
 }
@@ -116,6 +119,7 @@ static int parse(int argc, char **argv, settings *s) {
     s->warmup_frac = 0.1;
     int steps = 0, sweep_steps = 0;
     long subset = 0;
+    double huge = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long n;
@@ -150,6 +154,8 @@ static int parse(int argc, char **argv, settings *s) {
                 if (cli_double(a, v, 1e-6, 1e6, &s->clip_norm)) return -1;
             } else if (!strcmp(a, "--warmup-frac")) {
                 if (cli_double(a, v, 0.01, 0.9, &s->warmup_frac)) return -1;
+            } else if (!strcmp(a, "--huge-lr")) {
+                if (cli_double(a, v, 1e-6, 1e9, &huge)) return -1;
             } else if (!strcmp(a, "--diverge-factor")) {
                 if (cli_double(a, v, 1.01, 1e6, &s->diverge_factor)) return -1;
             } else {
@@ -171,15 +177,17 @@ static int parse(int argc, char **argv, settings *s) {
     }
     /* budgets: about 15 minutes on 2 cores by default, under 2 with --quick */
     s->compare_depth = 8;
-    s->compare_width = 1.0f;
-    s->compare_batch = 128;
-    s->sweep_width = 0.5f;
-    s->sweep_batch = 64;
-    s->compare_steps = s->quick ? 40 : 150;
-    s->sweep_steps = s->quick ? 25 : 60;
-    s->train_subset = s->quick ? 6000 : 20000;
-    s->val_subset = s->quick ? 1000 : 2000;
-    s->huge_lr = 10.0;
+    s->compare_width = s->quick ? 0.5f : 1.0f;
+    s->compare_batch = s->quick ? 64 : 128;
+    s->sweep_width = s->quick ? 0.25f : 0.5f;
+    s->sweep_batch = s->quick ? 32 : 64;
+    s->compare_steps = s->quick ? 30 : 80;
+    s->sweep_steps = s->quick ? 16 : 40;
+    s->sweep_variants = s->quick ? 2 : VAR_COUNT; /* quick: base and clip only */
+    s->train_subset = s->quick ? 4000 : 20000;
+    s->val_subset = s->quick ? 500 : 2000;
+    s->huge_lr = huge > 0 ? huge : 30.0;
+    s->huge_clip = 0.1;
     if (steps) s->compare_steps = steps;
     if (sweep_steps) s->sweep_steps = sweep_steps;
     if (subset) s->train_subset = subset;
@@ -223,6 +231,7 @@ static void free_result(run_result *r) {
 static int run_one(const settings *s, const cli_data *d, const char *phase, int opt_index, int variant, double lr,
                    int steps, int depth, float width, int batch, const char *name, FILE *csv, run_result *r,
                    int run_no, int run_total, int tty) {
+    int evaluate = !strcmp(phase, "compare"); /* the sweep ranks runs by training loss only */
     memset(r, 0, sizeof *r);
     snprintf(r->name, sizeof r->name, "%s", name);
     r->phase = phase;
@@ -230,6 +239,7 @@ static int run_one(const settings *s, const cli_data *d, const char *phase, int 
     r->variant = variant;
     r->lr = lr;
     r->diverge_step = -1;
+    r->val_loss = r->val_acc = NAN;
     r->loss = calloc((size_t)steps, sizeof(double));
     r->acc = calloc((size_t)steps, sizeof(double));
     r->lr_now = calloc((size_t)steps, sizeof(double));
@@ -280,7 +290,7 @@ static int run_one(const settings *s, const cli_data *d, const char *phase, int 
         if (i == 0) r->initial_loss = st.loss;
         double vl = NAN, va = NAN;
         int last = i + 1 == steps || st.diverged;
-        if ((epoch_done && spe > 0) || last) {
+        if (evaluate && ((epoch_done && spe > 0) || last)) {
             if (trainer_evaluate(t, d->val, &vl, &va, err, sizeof err)) {
                 fprintf(stderr, "\nerror: %s: %s\n", name, err);
                 trainer_destroy(t);
@@ -313,9 +323,10 @@ static int run_one(const settings *s, const cli_data *d, const char *phase, int 
     r->final_loss = r->diverged ? r->initial_loss : sum / tail;
     if (!isfinite(r->final_loss)) r->final_loss = r->initial_loss;
     if (tty) printf("\r\033[K");
-    printf("[%d/%d] %-34s %s after %d steps: loss %.4f, val acc %.1f%%, %lld skipped, %.1f s\n", run_no, run_total,
-           name, r->diverged ? "DIVERGED" : "done", r->steps, r->diverged ? r->loss[r->steps - 1] : r->final_loss,
-           100 * r->val_acc, (long long)r->skipped, r->seconds);
+    printf("[%d/%d] %-34s %s after %d steps: loss %.4f", run_no, run_total, name, r->diverged ? "DIVERGED" : "done",
+           r->steps, r->diverged ? r->loss[r->steps - 1] : r->final_loss);
+    if (evaluate) printf(", val acc %.1f%%", 100 * r->val_acc);
+    printf(", %lld skipped, %.1f s\n", (long long)r->skipped, r->seconds);
     fflush(stdout);
     trainer_destroy(t);
     return 0;
@@ -463,7 +474,7 @@ static void write_report(FILE *f, const settings *st, const cli_data *d, const r
         if (n) {
             fprintf(f, "<h3>A deliberately exploding setting: plain SGD at LR %g, without and with clipping "
                        "(max norm %g)</h3>\n",
-                    st->huge_lr, st->clip_norm);
+                    st->huge_lr, st->huge_clip);
             fputs("<ul>\n", f);
             for (int k = 0; k < n; k++) {
                 const run_result *r = &runs[which[k]];
@@ -610,7 +621,7 @@ int main(int argc, char **argv) {
     int nruns = 0, nrows = 0, tty = isatty(STDOUT_FILENO);
     const int compare_variants[] = {VAR_BASE, VAR_CLIP, VAR_WARMUP};
     const int sweep_variants[] = {VAR_BASE, VAR_CLIP, VAR_WARMUP, VAR_CLIP_WARMUP};
-    int total = (st.compare ? NOPT * 3 + 2 : 0) + (st.sweep ? NOPT * 4 * GRID : 0);
+    int total = (st.compare ? NOPT * 3 + 2 : 0) + (st.sweep ? NOPT * st.sweep_variants * GRID : 0);
     if (st.compare) {
         printf("\n== comparison: %d optimizers x {base, clip, warmup}, %d steps each, ResNet-%d width %g, batch %d\n",
                NOPT, st.compare_steps, st.compare_depth, st.compare_width, st.compare_batch);
@@ -625,20 +636,22 @@ int main(int argc, char **argv) {
                 nruns++;
             }
         /* the deliberately exploding pair: plain SGD at a huge LR, without and with clipping */
+        settings explode = st; /* the clipped twin clips harder: LR x max norm bounds each step */
+        explode.clip_norm = st.huge_clip;
         for (int v = 0; v < 2; v++) {
             char name[64];
             snprintf(name, sizeof name, "explode: SGD lr=%g%s", st.huge_lr, v ? "+clip" : "");
-            if (run_one(&st, &d, "compare", 0, v ? VAR_CLIP : VAR_BASE, st.huge_lr, st.compare_steps, st.compare_depth,
+            if (run_one(&explode, &d, "compare", 0, v ? VAR_CLIP : VAR_BASE, st.huge_lr, st.compare_steps, st.compare_depth,
                         st.compare_width, st.compare_batch, name, csv, &runs[nruns], nruns + 1, total, tty))
                 return 1;
             nruns++;
         }
     }
     if (st.sweep) {
-        printf("\n== LR sweep: %d optimizers x %d LRs x {base, clip, warmup, clip+warmup}, %d steps each, ResNet-8 "
-               "width %g, batch %d\n",
-               NOPT, GRID, st.sweep_steps, st.sweep_width, st.sweep_batch);
-        for (int vi = 0; vi < 4; vi++)
+        printf("\n== LR sweep: %d optimizers x %d LRs x {%s}, %d steps each, ResNet-8 width %g, batch %d\n", NOPT,
+               GRID, st.sweep_variants == VAR_COUNT ? "base, clip, warmup, clip+warmup" : "base, clip", st.sweep_steps,
+               st.sweep_width, st.sweep_batch);
+        for (int vi = 0; vi < st.sweep_variants; vi++)
             for (int o = 0; o < NOPT; o++) {
                 sweep_row *row = &rows[nrows++];
                 row->opt_index = o;
