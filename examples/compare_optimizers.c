@@ -512,6 +512,7 @@ static void write_report(FILE *f, const settings *st, const cli_data *d, const r
               "runs counted at the initial loss, minus the best final loss (lower is better).</p>\n",
               f);
         const char *row_names[NOPT];
+        char row_buf[NOPT][48];
         for (int v = 0; v < VAR_COUNT; v++) {
             double values[NOPT * GRID];
             int marked[NOPT * GRID], nr = 0;
@@ -523,7 +524,9 @@ static void write_report(FILE *f, const settings *st, const cli_data *d, const r
             }
             for (int i = 0; i < nrows; i++) {
                 if (rows[i].variant != v) continue;
-                row_names[nr] = optimizers[rows[i].opt_index].label;
+                snprintf(row_buf[nr], sizeof row_buf[nr], "%s (lr %g)", optimizers[rows[i].opt_index].label,
+                         optimizers[rows[i].opt_index].lr);
+                row_names[nr] = row_buf[nr];
                 for (int g = 0; g < GRID; g++) {
                     values[nr * GRID + g] = rows[i].final[g];
                     marked[nr * GRID + g] = rows[i].diverged[g];
@@ -532,7 +535,7 @@ static void write_report(FILE *f, const settings *st, const cli_data *d, const r
             }
             if (!nr) continue;
             char title[160];
-            snprintf(title, sizeof title, "Final loss by optimizer and LR (multiple of the default), %s", variant_names[v]);
+            snprintf(title, sizeof title, "Final training loss by optimizer and LR (multiple of its default), %s", variant_names[v]);
             fputs("<figure>\n", f);
             report_heatmap(f, title, row_names, nr, cols, GRID, values, marked, "diverged");
             fputs("</figure>\n", f);

@@ -53,7 +53,7 @@ p.close()
 assert not p.stack, f"unclosed tags: {p.stack}"
 assert p.figures >= 10 and p.svgs == p.figures, f"{p.figures} figures, {p.svgs} svg charts"
 text = " ".join(p.text)
-for needle in ("Training loss", "Global gradient norm", "Training accuracy", "Final loss by optimizer and LR",
+for needle in ("Training loss", "Global gradient norm", "Training accuracy", "Final training loss by optimizer and LR",
                "synthetic", "explode: SGD", "diverged", "stable LR range", "LR sensitivity"):
     assert needle.lower() in text.lower(), f"report lacks '{needle}'"
 
