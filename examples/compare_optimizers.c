@@ -595,10 +595,10 @@ int main(int argc, char **argv) {
     if (cli_load_data(st.data_dir, st.data_dir ? 10000 : st.val_subset, NULL, synth, st.seed, &d)) return 1;
     if (take_first(&d.train, st.train_subset) || take_first(&d.val, st.val_subset)) return 1;
     if (st.data_dir) {
-        char src[512];
-        snprintf(src, sizeof src, "%s; this comparison uses the first %lld training and %lld validation images", d.source,
-                 (long long)gopt_dataset_count(d.train), (long long)gopt_dataset_count(d.val));
-        snprintf(d.source, sizeof d.source, "%s", src);
+        char src[sizeof d.source];
+        memcpy(src, d.source, sizeof src);
+        snprintf(d.source, sizeof d.source, "%.400s; this comparison uses the first %lld training and %lld validation images",
+                 src, (long long)gopt_dataset_count(d.train), (long long)gopt_dataset_count(d.val));
     }
     printf("data: %s\n", d.source);
     if (d.synthetic)
