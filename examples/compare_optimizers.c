@@ -566,6 +566,25 @@ static void write_report(FILE *f, const settings *st, const cli_data *d, const r
     report_end(f);
 }
 
+/* Open DIR/NAME for writing, or say why not. */
+static FILE *open_output(const char *dir, const char *name) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f) fprintf(stderr, "error: cannot write '%s': %s\n", path, strerror(errno));
+    return f;
+}
+
+/* Close an output, reporting a failed write (a full disk shows up here). */
+static int close_output(FILE *f, const char *dir, const char *name) {
+    int bad = ferror(f);
+    if (fclose(f) || bad) {
+        fprintf(stderr, "error: writing '%s/%s' failed\n", dir, name);
+        return -1;
+    }
+    return 0;
+}
+
 /* Keep the first n images of ds (a copy). */
 static int take_first(gopt_dataset **ds, int64_t n) {
     if (gopt_dataset_count(*ds) <= n) return 0;
@@ -608,13 +627,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "error: cannot create output directory '%s': %s\n", st.out_dir, strerror(errno));
         return 1;
     }
-    char path[1200];
-    snprintf(path, sizeof path, "%s/results.csv", st.out_dir);
-    FILE *csv = fopen(path, "w");
-    if (!csv) {
-        fprintf(stderr, "error: cannot write '%s': %s\n", path, strerror(errno));
-        return 1;
-    }
+    FILE *csv = open_output(st.out_dir, "results.csv");
+    if (!csv) return 1;
     fputs("phase,run,optimizer,variant,lr,step,epoch,loss,acc,lr_now,grad_norm,update_ratio,applied,diverged,"
           "val_loss,val_acc\n",
           csv);
@@ -675,31 +689,19 @@ int main(int argc, char **argv) {
                 analyse_sweep(row);
             }
     }
-    fclose(csv);
+    if (close_output(csv, st.out_dir, "results.csv")) return 1;
     double seconds = cli_now() - t0;
 
-    snprintf(path, sizeof path, "%s/summary.csv", st.out_dir);
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        fprintf(stderr, "error: cannot write '%s': %s\n", path, strerror(errno));
-        return 1;
-    }
+    FILE *f;
+    if (!(f = open_output(st.out_dir, "summary.csv"))) return 1;
     write_summary(f, runs, nruns);
-    fclose(f);
-    snprintf(path, sizeof path, "%s/sweep.csv", st.out_dir);
-    if (!(f = fopen(path, "w"))) {
-        fprintf(stderr, "error: cannot write '%s': %s\n", path, strerror(errno));
-        return 1;
-    }
+    if (close_output(f, st.out_dir, "summary.csv")) return 1;
+    if (!(f = open_output(st.out_dir, "sweep.csv"))) return 1;
     write_sweep_csv(f, rows, nrows);
-    fclose(f);
-    snprintf(path, sizeof path, "%s/report.html", st.out_dir);
-    if (!(f = fopen(path, "w"))) {
-        fprintf(stderr, "error: cannot write '%s': %s\n", path, strerror(errno));
-        return 1;
-    }
+    if (close_output(f, st.out_dir, "sweep.csv")) return 1;
+    if (!(f = open_output(st.out_dir, "report.html"))) return 1;
     write_report(f, &st, &d, runs, nruns, rows, nrows, seconds);
-    fclose(f);
+    if (close_output(f, st.out_dir, "report.html")) return 1;
 
     /* terminal summary */
     if (st.compare) {
