@@ -78,7 +78,8 @@ typedef struct settings {
     float compare_width, sweep_width;
     int compare_depth;
     int64_t train_subset, val_subset;
-    double diverge_factor, clip_norm, warmup_frac, huge_lr;
+    int sweep_variants;
+    double diverge_factor, clip_norm, warmup_frac, huge_lr, huge_clip;
 } settings;
 
 static void usage(FILE *f) {
@@ -94,8 +95,10 @@ static void usage(FILE *f) {
           "  --train-subset N    training images used (default 20000 on CIFAR-10)\n"
           "  --clip-norm X       max global L2 norm in the clipped variants (default 1)\n"
           "  --warmup-frac X     warmup length as a fraction of the run (default 0.1)\n"
-          "  --diverge-factor X  a run diverges when its loss exceeds X times the first loss or\n"
-          "                      is not finite (default 3)\n"
+          "  --diverge-factor X  a run diverges when its loss is not finite or the mean of its last 5\n"
+          "                      losses exceeds X times the first loss (default 3)\n"
+          "  --huge-lr X         LR of the deliberately exploding plain-SGD pair (default 30; its\n"
+          "                      clipped twin clips at max norm 0.1)\n"
           "  --threads T  --seed S  --help\n",
           f);
 }
@@ -116,6 +119,7 @@ static int parse(int argc, char **argv, settings *s) {
     s->warmup_frac = 0.1;
     int steps = 0, sweep_steps = 0;
     long subset = 0;
+    double huge = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long n;
@@ -150,6 +154,8 @@ static int parse(int argc, char **argv, settings *s) {
                 if (cli_double(a, v, 1e-6, 1e6, &s->clip_norm)) return -1;
             } else if (!strcmp(a, "--warmup-frac")) {
                 if (cli_double(a, v, 0.01, 0.9, &s->warmup_frac)) return -1;
+            } else if (!strcmp(a, "--huge-lr")) {
+                if (cli_double(a, v, 1e-6, 1e9, &huge)) return -1;
             } else if (!strcmp(a, "--diverge-factor")) {
                 if (cli_double(a, v, 1.01, 1e6, &s->diverge_factor)) return -1;
             } else {
@@ -171,15 +177,17 @@ static int parse(int argc, char **argv, settings *s) {
     }
     /* budgets: about 15 minutes on 2 cores by default, under 2 with --quick */
     s->compare_depth = 8;
-    s->compare_width = 1.0f;
-    s->compare_batch = 128;
-    s->sweep_width = 0.5f;
-    s->sweep_batch = 64;
-    s->compare_steps = s->quick ? 40 : 150;
-    s->sweep_steps = s->quick ? 25 : 60;
-    s->train_subset = s->quick ? 6000 : 20000;
-    s->val_subset = s->quick ? 1000 : 2000;
-    s->huge_lr = 10.0;
+    s->compare_width = s->quick ? 0.5f : 1.0f;
+    s->compare_batch = s->quick ? 64 : 128;
+    s->sweep_width = s->quick ? 0.25f : 0.5f;
+    s->sweep_batch = s->quick ? 32 : 64;
+    s->compare_steps = s->quick ? 30 : 80;
+    s->sweep_steps = s->quick ? 16 : 40;
+    s->sweep_variants = s->quick ? 2 : VAR_COUNT; /* quick: base and clip only */
+    s->train_subset = s->quick ? 4000 : 20000;
+    s->val_subset = s->quick ? 500 : 2000;
+    s->huge_lr = huge > 0 ? huge : 30.0;
+    s->huge_clip = 0.1;
     if (steps) s->compare_steps = steps;
     if (sweep_steps) s->sweep_steps = sweep_steps;
     if (subset) s->train_subset = subset;
@@ -223,6 +231,7 @@ static void free_result(run_result *r) {
 static int run_one(const settings *s, const cli_data *d, const char *phase, int opt_index, int variant, double lr,
                    int steps, int depth, float width, int batch, const char *name, FILE *csv, run_result *r,
                    int run_no, int run_total, int tty) {
+    int evaluate = !strcmp(phase, "compare"); /* the sweep ranks runs by training loss only */
     memset(r, 0, sizeof *r);
     snprintf(r->name, sizeof r->name, "%s", name);
     r->phase = phase;
@@ -230,6 +239,7 @@ static int run_one(const settings *s, const cli_data *d, const char *phase, int 
     r->variant = variant;
     r->lr = lr;
     r->diverge_step = -1;
+    r->val_loss = r->val_acc = NAN;
     r->loss = calloc((size_t)steps, sizeof(double));
     r->acc = calloc((size_t)steps, sizeof(double));
     r->lr_now = calloc((size_t)steps, sizeof(double));
@@ -280,7 +290,7 @@ static int run_one(const settings *s, const cli_data *d, const char *phase, int 
         if (i == 0) r->initial_loss = st.loss;
         double vl = NAN, va = NAN;
         int last = i + 1 == steps || st.diverged;
-        if ((epoch_done && spe > 0) || last) {
+        if (evaluate && ((epoch_done && spe > 0) || last)) {
             if (trainer_evaluate(t, d->val, &vl, &va, err, sizeof err)) {
                 fprintf(stderr, "\nerror: %s: %s\n", name, err);
                 trainer_destroy(t);
@@ -313,9 +323,10 @@ static int run_one(const settings *s, const cli_data *d, const char *phase, int 
     r->final_loss = r->diverged ? r->initial_loss : sum / tail;
     if (!isfinite(r->final_loss)) r->final_loss = r->initial_loss;
     if (tty) printf("\r\033[K");
-    printf("[%d/%d] %-34s %s after %d steps: loss %.4f, val acc %.1f%%, %lld skipped, %.1f s\n", run_no, run_total,
-           name, r->diverged ? "DIVERGED" : "done", r->steps, r->diverged ? r->loss[r->steps - 1] : r->final_loss,
-           100 * r->val_acc, (long long)r->skipped, r->seconds);
+    printf("[%d/%d] %-34s %s after %d steps: loss %.4f", run_no, run_total, name, r->diverged ? "DIVERGED" : "done",
+           r->steps, r->diverged ? r->loss[r->steps - 1] : r->final_loss);
+    if (evaluate) printf(", val acc %.1f%%", 100 * r->val_acc);
+    printf(", %lld skipped, %.1f s\n", (long long)r->skipped, r->seconds);
     fflush(stdout);
     trainer_destroy(t);
     return 0;
@@ -463,7 +474,7 @@ static void write_report(FILE *f, const settings *st, const cli_data *d, const r
         if (n) {
             fprintf(f, "<h3>A deliberately exploding setting: plain SGD at LR %g, without and with clipping "
                        "(max norm %g)</h3>\n",
-                    st->huge_lr, st->clip_norm);
+                    st->huge_lr, st->huge_clip);
             fputs("<ul>\n", f);
             for (int k = 0; k < n; k++) {
                 const run_result *r = &runs[which[k]];
@@ -501,6 +512,7 @@ static void write_report(FILE *f, const settings *st, const cli_data *d, const r
               "runs counted at the initial loss, minus the best final loss (lower is better).</p>\n",
               f);
         const char *row_names[NOPT];
+        char row_buf[NOPT][48];
         for (int v = 0; v < VAR_COUNT; v++) {
             double values[NOPT * GRID];
             int marked[NOPT * GRID], nr = 0;
@@ -512,7 +524,9 @@ static void write_report(FILE *f, const settings *st, const cli_data *d, const r
             }
             for (int i = 0; i < nrows; i++) {
                 if (rows[i].variant != v) continue;
-                row_names[nr] = optimizers[rows[i].opt_index].label;
+                snprintf(row_buf[nr], sizeof row_buf[nr], "%s (lr %g)", optimizers[rows[i].opt_index].label,
+                         optimizers[rows[i].opt_index].lr);
+                row_names[nr] = row_buf[nr];
                 for (int g = 0; g < GRID; g++) {
                     values[nr * GRID + g] = rows[i].final[g];
                     marked[nr * GRID + g] = rows[i].diverged[g];
@@ -521,7 +535,7 @@ static void write_report(FILE *f, const settings *st, const cli_data *d, const r
             }
             if (!nr) continue;
             char title[160];
-            snprintf(title, sizeof title, "Final loss by optimizer and LR (multiple of the default), %s", variant_names[v]);
+            snprintf(title, sizeof title, "Final training loss by optimizer and LR (multiple of its default), %s", variant_names[v]);
             fputs("<figure>\n", f);
             report_heatmap(f, title, row_names, nr, cols, GRID, values, marked, "diverged");
             fputs("</figure>\n", f);
@@ -550,6 +564,25 @@ static void write_report(FILE *f, const settings *st, const cli_data *d, const r
           "run), <code>sweep.csv</code> (one row per optimizer and variant).</p>\n",
           f);
     report_end(f);
+}
+
+/* Open DIR/NAME for writing, or say why not. */
+static FILE *open_output(const char *dir, const char *name) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f) fprintf(stderr, "error: cannot write '%s': %s\n", path, strerror(errno));
+    return f;
+}
+
+/* Close an output, reporting a failed write (a full disk shows up here). */
+static int close_output(FILE *f, const char *dir, const char *name) {
+    int bad = ferror(f);
+    if (fclose(f) || bad) {
+        fprintf(stderr, "error: writing '%s/%s' failed\n", dir, name);
+        return -1;
+    }
+    return 0;
 }
 
 /* Keep the first n images of ds (a copy). */
@@ -581,10 +614,10 @@ int main(int argc, char **argv) {
     if (cli_load_data(st.data_dir, st.data_dir ? 10000 : st.val_subset, NULL, synth, st.seed, &d)) return 1;
     if (take_first(&d.train, st.train_subset) || take_first(&d.val, st.val_subset)) return 1;
     if (st.data_dir) {
-        char src[512];
-        snprintf(src, sizeof src, "%s; this comparison uses the first %lld training and %lld validation images", d.source,
-                 (long long)gopt_dataset_count(d.train), (long long)gopt_dataset_count(d.val));
-        snprintf(d.source, sizeof d.source, "%s", src);
+        char src[sizeof d.source];
+        memcpy(src, d.source, sizeof src);
+        snprintf(d.source, sizeof d.source, "%.400s; this comparison uses the first %lld training and %lld validation images",
+                 src, (long long)gopt_dataset_count(d.train), (long long)gopt_dataset_count(d.val));
     }
     printf("data: %s\n", d.source);
     if (d.synthetic)
@@ -594,13 +627,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "error: cannot create output directory '%s': %s\n", st.out_dir, strerror(errno));
         return 1;
     }
-    char path[1200];
-    snprintf(path, sizeof path, "%s/results.csv", st.out_dir);
-    FILE *csv = fopen(path, "w");
-    if (!csv) {
-        fprintf(stderr, "error: cannot write '%s': %s\n", path, strerror(errno));
-        return 1;
-    }
+    FILE *csv = open_output(st.out_dir, "results.csv");
+    if (!csv) return 1;
     fputs("phase,run,optimizer,variant,lr,step,epoch,loss,acc,lr_now,grad_norm,update_ratio,applied,diverged,"
           "val_loss,val_acc\n",
           csv);
@@ -610,7 +638,7 @@ int main(int argc, char **argv) {
     int nruns = 0, nrows = 0, tty = isatty(STDOUT_FILENO);
     const int compare_variants[] = {VAR_BASE, VAR_CLIP, VAR_WARMUP};
     const int sweep_variants[] = {VAR_BASE, VAR_CLIP, VAR_WARMUP, VAR_CLIP_WARMUP};
-    int total = (st.compare ? NOPT * 3 + 2 : 0) + (st.sweep ? NOPT * 4 * GRID : 0);
+    int total = (st.compare ? NOPT * 3 + 2 : 0) + (st.sweep ? NOPT * st.sweep_variants * GRID : 0);
     if (st.compare) {
         printf("\n== comparison: %d optimizers x {base, clip, warmup}, %d steps each, ResNet-%d width %g, batch %d\n",
                NOPT, st.compare_steps, st.compare_depth, st.compare_width, st.compare_batch);
@@ -625,20 +653,22 @@ int main(int argc, char **argv) {
                 nruns++;
             }
         /* the deliberately exploding pair: plain SGD at a huge LR, without and with clipping */
+        settings explode = st; /* the clipped twin clips harder: LR x max norm bounds each step */
+        explode.clip_norm = st.huge_clip;
         for (int v = 0; v < 2; v++) {
             char name[64];
             snprintf(name, sizeof name, "explode: SGD lr=%g%s", st.huge_lr, v ? "+clip" : "");
-            if (run_one(&st, &d, "compare", 0, v ? VAR_CLIP : VAR_BASE, st.huge_lr, st.compare_steps, st.compare_depth,
+            if (run_one(&explode, &d, "compare", 0, v ? VAR_CLIP : VAR_BASE, st.huge_lr, st.compare_steps, st.compare_depth,
                         st.compare_width, st.compare_batch, name, csv, &runs[nruns], nruns + 1, total, tty))
                 return 1;
             nruns++;
         }
     }
     if (st.sweep) {
-        printf("\n== LR sweep: %d optimizers x %d LRs x {base, clip, warmup, clip+warmup}, %d steps each, ResNet-8 "
-               "width %g, batch %d\n",
-               NOPT, GRID, st.sweep_steps, st.sweep_width, st.sweep_batch);
-        for (int vi = 0; vi < 4; vi++)
+        printf("\n== LR sweep: %d optimizers x %d LRs x {%s}, %d steps each, ResNet-8 width %g, batch %d\n", NOPT,
+               GRID, st.sweep_variants == VAR_COUNT ? "base, clip, warmup, clip+warmup" : "base, clip", st.sweep_steps,
+               st.sweep_width, st.sweep_batch);
+        for (int vi = 0; vi < st.sweep_variants; vi++)
             for (int o = 0; o < NOPT; o++) {
                 sweep_row *row = &rows[nrows++];
                 row->opt_index = o;
@@ -659,31 +689,19 @@ int main(int argc, char **argv) {
                 analyse_sweep(row);
             }
     }
-    fclose(csv);
+    if (close_output(csv, st.out_dir, "results.csv")) return 1;
     double seconds = cli_now() - t0;
 
-    snprintf(path, sizeof path, "%s/summary.csv", st.out_dir);
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        fprintf(stderr, "error: cannot write '%s': %s\n", path, strerror(errno));
-        return 1;
-    }
+    FILE *f;
+    if (!(f = open_output(st.out_dir, "summary.csv"))) return 1;
     write_summary(f, runs, nruns);
-    fclose(f);
-    snprintf(path, sizeof path, "%s/sweep.csv", st.out_dir);
-    if (!(f = fopen(path, "w"))) {
-        fprintf(stderr, "error: cannot write '%s': %s\n", path, strerror(errno));
-        return 1;
-    }
+    if (close_output(f, st.out_dir, "summary.csv")) return 1;
+    if (!(f = open_output(st.out_dir, "sweep.csv"))) return 1;
     write_sweep_csv(f, rows, nrows);
-    fclose(f);
-    snprintf(path, sizeof path, "%s/report.html", st.out_dir);
-    if (!(f = fopen(path, "w"))) {
-        fprintf(stderr, "error: cannot write '%s': %s\n", path, strerror(errno));
-        return 1;
-    }
+    if (close_output(f, st.out_dir, "sweep.csv")) return 1;
+    if (!(f = open_output(st.out_dir, "report.html"))) return 1;
     write_report(f, &st, &d, runs, nruns, rows, nrows, seconds);
-    fclose(f);
+    if (close_output(f, st.out_dir, "report.html")) return 1;
 
     /* terminal summary */
     if (st.compare) {

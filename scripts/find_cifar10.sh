@@ -2,7 +2,7 @@
 # Print the first directory that holds the CIFAR-10 training batches (data_batch_1.bin),
 # checking in order:
 #   $1, $GOPT_CIFAR10_DIR, ./data/cifar10, ./data/cifar-10-batches-bin,
-#   ~/.cache/gradopt/cifar10, ../shared/data/cifar10 (and /work/shared/data/cifar10).
+#   ~/.cache/gradopt/cifar10, ../shared/data/cifar10.
 # A shared directory that only holds data_batch_*.bin.xz is unpacked into ./data/cifar10
 # (with its unpack.sh, which checks SHA256SUMS, or with xz -dk, checking sizes) and that
 # directory is printed. Exits 1, printing nothing on stdout, if nothing is found.
@@ -23,7 +23,7 @@ candidates=()
 [ -n "${GOPT_CIFAR10_DIR:-}" ] && candidates+=("$GOPT_CIFAR10_DIR")
 candidates+=("./data/cifar10" "./data/cifar-10-batches-bin")
 [ -n "${HOME:-}" ] && candidates+=("$HOME/.cache/gradopt/cifar10")
-candidates+=("../shared/data/cifar10" "/work/shared/data/cifar10")
+candidates+=("../shared/data/cifar10")
 
 for d in "${candidates[@]}"; do
   if size_ok "$d"; then (cd "$d" && pwd); exit 0; fi

@@ -22,6 +22,8 @@ struct trainer {
     gopt_tensor *dlogits;
     int64_t epoch, steps, sched_steps, batch_in_epoch;
     double first_loss;
+    double recent_loss[5]; /* the last losses, for the divergence test */
+    int64_t recent_count;
     int diverged;
 };
 
@@ -315,9 +317,16 @@ int trainer_step_once(trainer *t, trainer_step *out, int *epoch_done, char *err,
             t->sched_steps++;
         }
     }
+    /* Diverged: a non-finite loss, or the mean of the last 5 losses above diverge_factor
+     * times the first loss (a mean, so that one spike the run recovers from does not count). */
     if (isnan(t->first_loss) && isfinite(out->loss)) t->first_loss = out->loss;
+    t->recent_loss[t->recent_count++ % 5] = out->loss;
+    int64_t window = t->recent_count < 5 ? t->recent_count : 5;
+    double recent = 0;
+    for (int64_t i = 0; i < window; i++) recent += t->recent_loss[i];
+    recent /= (double)window;
     if (!isfinite(out->loss) ||
-        (t->cfg.diverge_factor > 0 && isfinite(t->first_loss) && out->loss > t->cfg.diverge_factor * t->first_loss))
+        (t->cfg.diverge_factor > 0 && isfinite(t->first_loss) && recent > t->cfg.diverge_factor * t->first_loss))
         t->diverged = 1;
     out->diverged = t->diverged;
     if (*epoch_done) {
@@ -401,8 +410,10 @@ int trainer_save(const trainer *t, const char *path, const char *config_text, ch
              ADD(w, "loader", t->loader, loader) || (t->sched && ADD(w, "sched", t->sched, sched));
     if (!rc && gopt_ckpt_writer_add(w, "counters", counters, sizeof counters) != GOPT_OK)
         rc = fail(err, errlen, "saving counters: %s", gopt_last_error());
-    if (!rc && gopt_ckpt_writer_add(w, "first_loss", &t->first_loss, sizeof t->first_loss) != GOPT_OK)
-        rc = fail(err, errlen, "saving first loss: %s", gopt_last_error());
+    double watch[7] = {t->first_loss, (double)t->recent_count};
+    memcpy(watch + 2, t->recent_loss, sizeof t->recent_loss);
+    if (!rc && gopt_ckpt_writer_add(w, "divergence", watch, sizeof watch) != GOPT_OK)
+        rc = fail(err, errlen, "saving the divergence watch: %s", gopt_last_error());
     if (!rc && config_text && gopt_ckpt_writer_add_text(w, "config", config_text) != GOPT_OK)
         rc = fail(err, errlen, "saving config: %s", gopt_last_error());
     if (rc) {
@@ -450,8 +461,13 @@ int trainer_load(trainer *t, const char *path, char *err, size_t errlen) {
         t->steps = (int64_t)counters[1];
         t->sched_steps = (int64_t)counters[2];
         t->batch_in_epoch = (int64_t)counters[3];
-        if (gopt_ckpt_find(c, "first_loss", &data, &size) == GOPT_OK && size == sizeof t->first_loss)
-            memcpy(&t->first_loss, data, sizeof t->first_loss);
+        double watch[7];
+        if (gopt_ckpt_find(c, "divergence", &data, &size) == GOPT_OK && size == sizeof watch) {
+            memcpy(watch, data, sizeof watch);
+            t->first_loss = watch[0];
+            t->recent_count = (int64_t)watch[1];
+            memcpy(t->recent_loss, watch + 2, sizeof t->recent_loss);
+        }
     }
     gopt_ckpt_close(c);
     return rc;
