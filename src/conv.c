@@ -1,6 +1,9 @@
-/* Convolution (im2col over chunks of images + SGEMM) and batchnorm kernels, shared by the
- * conv2d, batchnorm2d and basic-block layers (see internal/layer.h). OpenMP loops run with
- * gopt_get_threads() threads and static schedules; SGEMM is only called between them. */
+/* Convolution and batchnorm kernels, shared by the conv2d, batchnorm2d and basic-block
+ * layers (see internal/layer.h). Convolutions run on the AVX-512 kernels of conv_avx512.c
+ * where the CPU has them (c->fast), else here: im2col over chunks of images + SGEMM
+ * (GOPT_CONV_GENERIC=1 in the environment at creation forces this path, for tests). OpenMP
+ * loops run with gopt_get_threads() threads and static schedules; SGEMM is only called
+ * between them. */
 #include <stdlib.h>
 
 #ifdef _OPENMP

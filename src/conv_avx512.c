@@ -1,16 +1,22 @@
-/* AVX-512 convolution kernels (see internal/layer.h, gopt__conv_fast_*): no im2col over
- * the batch and no BLAS. Each thread takes a contiguous range of images and, per image,
- * packs the input into 64-pixel column panels ([panel][C*R*R][64], zero padded), then
- *  - forward:  y[k][p] = sum_r W[k][r] cols[r][p] with a 6 x 64 register-tile micro-kernel
- *              (weights packed [K/6][C*R*R][6], one broadcast + four FMAs per row and r);
- *  - dW:       dW^T[r][k] += sum_p cols[r][p] dY^T[p][k], register tiles of up to 4 x 16
- *              channels by 6..16 rows that stay in registers over all pixels of the image,
- *              summed into a per-thread partial that is combined in thread order;
- *  - dX:       stride 1 and pad <= R-1: a "full" convolution of dY with the flipped,
- *              transposed weights (the forward kernel again, K = C_out*R*R); otherwise
- *              cols = W^T dY with the same kernel, then col2im.
- * Results do not depend on how images are split except for dW's (fixed-order) combine, so
- * same inputs and thread count give bit-identical results. */
+/* AVX-512 convolution kernels (see internal/layer.h, gopt__conv_fast_*): no BLAS, no im2col
+ * over the batch. Each thread takes a contiguous range of images; per image:
+ *  - forward and dX of stride-1 "same" convolutions (3x3 pad 1, 1x1 pad 0): implicit GEMM.
+ *    A 64-pixel output panel of tap (ky,kx) is a contiguous window of each input plane, so
+ *    the 6 x 64 register-tile micro-kernel (kern_direct) loads the shifted windows itself
+ *    with lane masks for the borders; dX is the same kernel on dY with the flipped,
+ *    transposed weights;
+ *  - other shapes (stride 2, ...): the image is packed into 64-pixel column panels
+ *    ([panel][C*R*R][64]) for the same kind of micro-kernel (kern_6x64); dX is W^T dY
+ *    plus col2im, or a full convolution of dY when the stride is 1;
+ *  - dW: dW^T[r][k] += sum_p cols[r][p] dY^T[p][k] with register tiles of up to 4 x 16
+ *    output channels that stay in registers over all pixels; for 3x3 "same" convolutions
+ *    on 8/16/32-pixel images the taps are read at constant offsets from a zero-padded
+ *    copy of the image (dwp_*), otherwise from packed columns (dw_tile*). Each thread
+ *    sums into its own partial, combined in thread order.
+ * So same inputs and thread count give bit-identical results; other thread counts differ
+ * only in dW's rounding. Optional extras: the input may go through relu(x scale + shift)
+ * per channel on the fly (a batchnorm + relu that is then never stored), and dx may alias
+ * dy (per-image scratch). */
 #include "internal/common.h"
 #include "internal/layer.h"
 
