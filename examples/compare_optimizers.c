@@ -92,7 +92,7 @@ static void usage(FILE *f) {
           "  --no-compare        only the LR sweep\n"
           "  --steps N           optimizer steps per comparison run\n"
           "  --sweep-steps N     optimizer steps per sweep run\n"
-          "  --train-subset N    training images used (default 20000 on CIFAR-10)\n"
+          "  --train-subset N    training images used (default 40000: data_batch_1..4)\n"
           "  --clip-norm X       max global L2 norm in the clipped variants (default 1)\n"
           "  --warmup-frac X     warmup length as a fraction of the run (default 0.1)\n"
           "  --diverge-factor X  a run diverges when its loss is not finite or the mean of its last 5\n"
@@ -181,10 +181,10 @@ static int parse(int argc, char **argv, settings *s) {
     s->compare_batch = s->quick ? 64 : 128;
     s->sweep_width = s->quick ? 0.25f : 0.5f;
     s->sweep_batch = s->quick ? 32 : 64;
-    s->compare_steps = s->quick ? 30 : 80;
-    s->sweep_steps = s->quick ? 16 : 40;
+    s->compare_steps = s->quick ? 30 : 200;
+    s->sweep_steps = s->quick ? 16 : 100;
     s->sweep_variants = s->quick ? 2 : VAR_COUNT; /* quick: base and clip only */
-    s->train_subset = s->quick ? 4000 : 20000;
+    s->train_subset = s->quick ? 4000 : 40000;
     s->val_subset = s->quick ? 500 : 2000;
     s->huge_lr = huge > 0 ? huge : 30.0;
     s->huge_clip = 0.1;

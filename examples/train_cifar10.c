@@ -49,7 +49,7 @@ static void usage(FILE *f) {
           "Recipes (used unless overridden):\n"
           "  resnet8:  width 1, 12 epochs, SGD nesterov momentum 0.9, lr 0.4, wd 5e-4, one-cycle,\n"
           "            label smoothing 0.1, crop+flip, batch 128\n"
-          "  resnet20+: 30 epochs, SGD nesterov momentum 0.9, lr 0.2, wd 5e-4, one-cycle,\n"
+          "  resnet20+: 50 epochs, SGD nesterov momentum 0.9, lr 0.2, wd 5e-4, one-cycle,\n"
           "            label smoothing 0.1, crop+flip, batch 128\n",
           f);
 }
@@ -170,7 +170,7 @@ static int parse_args(int argc, char **argv, options *o) {
     }
     /* the recipe, for what was not given */
     o->tc.depth = o->depth;
-    if (!o->have_epochs) o->epochs = o->depth == 8 ? 12 : 30;
+    if (!o->have_epochs) o->epochs = o->depth == 8 ? 12 : 50;
     if (!o->have_width) o->tc.width = 1.0f;
     if (!o->have_lr) o->tc.optim.lr = algo == GOPT_ALGO_SGD ? (o->depth == 8 ? 0.4f : 0.2f) : cli_default_lr(algo);
     if (!o->have_ls) o->tc.label_smoothing = 0.1f;

@@ -4,7 +4,9 @@
  *   linear          (N,in)        -> (N,out)          y = x W^T + b, W (out,in), b (out)
  *   conv2d          (N,C,H,W)     -> (N,K,H',W')      H' = (H + 2p - k)/s + 1, W (K,C,k,k), b (K)
  *                   cross-correlation as torch.nn.Conv2d; AVX-512 kernels over images (run-time
- *                   check), else im2col over chunks of images + SGEMM
+ *                   check), else im2col over chunks of images + SGEMM. The environment
+ *                   variable GOPT_CONV_GENERIC=1, read when a conv layer is created, forces the
+ *                   im2col + SGEMM path (for comparing the two; results differ by rounding)
  *   batchnorm2d     (N,C,H,W)     -> (N,C,H,W)        y = gamma (x - mean)/sqrt(var + eps) + beta
  *                   training: batch statistics (biased variance), then
  *                   running_mean = (1-m) running_mean + m mean,
