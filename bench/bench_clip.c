@@ -12,19 +12,7 @@
 
 #include <gradopt.h>
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+#include "bench_util.h"
 
 /* floor: a plain vectorisable read pass and a read-write scale pass, same threads */
 static float floor_read(const float *x, long n, int threads) {
@@ -66,15 +54,15 @@ int main(int argc, char **argv) {
     volatile float sink = 0;
     for (int r = -2; r < reps; r++) { /* 2 warm-up reps */
         float total;
-        double t0 = now_ms();
+        double t0 = 1e3 * bench_now();
         if (gopt_clip_grad_norm_buffer(g, n, 1.0, 2.0, 0, &total) != GOPT_OK) {
             fprintf(stderr, "bench_clip: %s\n", gopt_last_error());
             return 1;
         }
-        double t1 = now_ms();
+        double t1 = 1e3 * bench_now();
         float ss = floor_read(g, n, threads);
         floor_scale(g, n, 1.0f / (sqrtf(ss) + 1e-6f), threads);
-        double t2 = now_ms();
+        double t2 = 1e3 * bench_now();
         sink += total + ss;
         if (r >= 0) {
             t_lib[r] = t1 - t0;
@@ -82,25 +70,16 @@ int main(int argc, char **argv) {
         }
     }
     (void)sink;
-    double lib = median(t_lib, reps), flo = median(t_floor, reps);
+    double lib = bench_median(t_lib, reps), flo = bench_median(t_floor, reps);
     const char *core = getenv("OPENBLAS_CORETYPE");
     printf("clip_grad_norm L2 (active), %ld params, %d threads, %d reps%s%s\n", n, threads, reps,
            core ? ", OPENBLAS_CORETYPE=" : "", core ? core : "");
     printf("  libgradopt          %9.3f ms  (%.2f ns/param)\n", lib, lib * 1e6 / (double)n);
     printf("  floor (read+scale)  %9.3f ms  -> libgradopt/floor = %.2f\n", flo, lib / flo);
 
-    /* torch_clip.py sits next to this source file */
-    char dir[400];
-    snprintf(dir, sizeof dir, "%s", __FILE__);
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = '\0';
-    else snprintf(dir, sizeof dir, "bench");
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd,
-             "for py in python3 /usr/bin/python3; do if $py -c 'import torch' 2>/dev/null; then "
-             "exec $py '%s/torch_clip.py' %ld %d %d 2>/dev/null; fi; done",
-             dir, n, threads, reps);
-    FILE *p = popen(cmd, "r");
+    char args[128];
+    snprintf(args, sizeof args, "%ld %d %d 2>/dev/null", n, threads, reps);
+    FILE *p = bench_torch_open(NULL, "torch_clip.py", args);
     char line[256];
     int got = 0;
     while (p && fgets(line, sizeof line, p)) {

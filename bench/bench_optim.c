@@ -7,7 +7,6 @@
  * floor (a pass over the same float streams with trivial math, same threads), and ours/torch.
  * Medians over R reps. Hyperparameters: PyTorch defaults, SGD with momentum 0.9. */
 #define _POSIX_C_SOURCE 200809L
-#include <libgen.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -17,21 +16,7 @@
 
 #include <gradopt.h>
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+#include "bench_util.h"
 
 /* Streams a step reads and writes (p, g and the state buffers of the default config). */
 typedef struct streams {
@@ -92,19 +77,6 @@ typedef struct result {
     double ns_step, floor_ns, torch_ns;
 } result;
 
-static FILE *open_torch(const char *script, int64_t n, int threads, int reps, const char *algos) {
-    const char *pythons[] = {"python3", "/usr/bin/python3"};
-    for (int i = 0; i < 2; i++) {
-        char cmd[2048];
-        snprintf(cmd, sizeof cmd, "%s -c 'import torch' >/dev/null 2>&1", pythons[i]);
-        if (system(cmd) != 0) continue;
-        snprintf(cmd, sizeof cmd, "%s '%s' --params %lld --threads %d --reps %d --algos %s", pythons[i], script,
-                 (long long)n, threads, reps, algos);
-        return popen(cmd, "r");
-    }
-    return NULL;
-}
-
 int main(int argc, char **argv) {
     int64_t n = 10000000;
     int threads = 2, reps = 7, torch = 0;
@@ -142,15 +114,11 @@ int main(int argc, char **argv) {
     result res[GOPT_ALGO_COUNT];
     for (int k = 0; k < nalgo; k++) res[k].torch_ns = NAN;
     if (torch) {
-        char here[4096], algos_csv[256] = "";
-        snprintf(here, sizeof here, "%s", __FILE__);
-        char script[4200];
-        snprintf(script, sizeof script, "%s/torch_optim.py", dirname(here));
-        for (int k = 0; k < nalgo; k++) {
-            if (k) strcat(algos_csv, ",");
-            strcat(algos_csv, gopt_algo_name(algos[k]));
-        }
-        FILE *f = open_torch(script, n, threads, reps, algos_csv);
+        char args[512];
+        int w = snprintf(args, sizeof args, "--params %lld --threads %d --reps %d --algos ", (long long)n, threads, reps);
+        for (int k = 0; k < nalgo && w > 0 && (size_t)w < sizeof args; k++)
+            w += snprintf(args + w, sizeof args - (size_t)w, "%s%s", k ? "," : "", gopt_algo_name(algos[k]));
+        FILE *f = bench_torch_open(NULL, "torch_optim.py", args);
         if (!f) {
             printf("torch: skipped (python3 with torch is not importable)\n");
         } else {
@@ -193,16 +161,16 @@ int main(int argc, char **argv) {
         gopt_optim_step(opt); /* warm-up: first touch of the state */
         floor_pass(algos[k], fp, fg, f0, f1, n, threads);
         for (int r = 0; r < reps; r++) { /* interleaved so both see the same machine load */
-            double t0 = now();
+            double t0 = bench_now();
             gopt_optim_step(opt);
-            double t1 = now();
+            double t1 = bench_now();
             floor_pass(algos[k], fp, fg, f0, f1, n, threads);
-            double t2 = now();
+            double t2 = bench_now();
             t_ours[r] = t1 - t0;
             t_floor[r] = t2 - t1;
         }
-        res[k].ns_step = median(t_ours, reps) * 1e9;
-        res[k].floor_ns = median(t_floor, reps) * 1e9;
+        res[k].ns_step = bench_median(t_ours, reps) * 1e9;
+        res[k].floor_ns = bench_median(t_floor, reps) * 1e9;
         streams st = algo_streams(algos[k]);
         double bytes = 4.0 * (double)(st.reads + st.writes) * (double)n;
         char tr[32] = "n/a";

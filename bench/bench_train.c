@@ -9,26 +9,15 @@
  * The step is gopt_optim's SGD with momentum 0.9 (torch.optim.SGD(lr=0.01, momentum=0.9) on
  * the torch side). Medians over --iters are reported: other processes share the cores.
  * Threads: one OpenMP runtime owns them (the library links the OpenMP build of OpenBLAS). */
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <gradopt.h>
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "bench_util.h"
 
 static void die(const char *what, gopt_status s) {
     fprintf(stderr, "bench_train: %s: %s (%s)\n", what, gopt_status_str(s), gopt_last_error());
@@ -95,19 +84,18 @@ int main(int argc, char **argv) {
             gopt_net_timing_reset(net);
             gopt_net_set_timing(net, 1);
         }
-        double t0 = now();
+        double t0 = bench_now();
         gopt_optim_zero_grad(opt);
         if ((s = gopt_net_forward(net, &tx, &logits))) die("forward", s);
         if ((s = gopt_loss_cross_entropy(&logits, y, 0.0f, &loss, &tdl))) die("loss", s);
         if ((s = gopt_net_backward(net, &tdl))) die("backward", s);
         if ((s = gopt_optim_step(opt))) die("step", s);
-        double t = now() - t0;
+        double t = bench_now() - t0;
         if (it >= warmup) times[it - warmup] = t;
     }
     double *sorted = malloc(sizeof(double) * (size_t)iters);
     memcpy(sorted, times, sizeof(double) * (size_t)iters);
-    qsort(sorted, (size_t)iters, sizeof(double), cmp_double);
-    double med = sorted[iters / 2], best = sorted[0];
+    double med = bench_median(sorted, iters), best = sorted[0]; /* bench_median sorts */
     double flops = 3.0 * gopt_net_forward_flops(net) * batch; /* forward + 2x for backward */
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -124,19 +112,10 @@ int main(int argc, char **argv) {
                1e3 * tm.backward_s[t] / iters);
     }
     if (run_torch) {
-        char path[4096], cmd[8192];
-        if (!script) {
-            char exe[4096];
-            ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-            exe[n > 0 ? n : 0] = '\0';
-            char *dir = dirname(exe); /* build/bench */
-            snprintf(path, sizeof path, "%s/../../bench/torch_train.py", dir);
-            script = path;
-        }
-        if (!python) python = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
-        snprintf(cmd, sizeof cmd, "%s %s --arch %s --batch %d --threads %d --iters %d --warmup %d", python, script, arch,
-                 batch, threads, iters, warmup);
-        FILE *f = popen(cmd, "r");
+        char args[256];
+        snprintf(args, sizeof args, "--arch %s --batch %d --threads %d --iters %d --warmup %d", arch, batch, threads,
+                 iters, warmup);
+        FILE *f = bench_torch_open(python, script ? script : "torch_train.py", args);
         char line[512];
         double timg = 0.0;
         while (f && fgets(line, sizeof line, f)) {
@@ -148,7 +127,7 @@ int main(int argc, char **argv) {
         if (timg > 0.0)
             printf("ratio gradopt/torch img/s: %.2fx (medians, same run, %d threads)\n", (batch / med) / timg, threads);
         else
-            printf("torch run failed: %s\n", cmd);
+            printf("torch run failed (python3 with torch not found, or %s failed)\n", script ? script : "bench/torch_train.py");
     }
     gopt_optim_destroy(opt);
     gopt_net_destroy(net);

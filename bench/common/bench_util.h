@@ -1,0 +1,20 @@
+/* Helpers shared by the bench programs: a monotonic clock, medians, and the PyTorch peer
+ * (bench/torch_*.py run through python3 in the same invocation). */
+#ifndef GOPT_BENCH_UTIL_H
+#define GOPT_BENCH_UTIL_H
+
+#include <stdio.h>
+
+/* Seconds on CLOCK_MONOTONIC. */
+double bench_now(void);
+
+/* Median of v[0..n); sorts v in place. */
+double bench_median(double *v, int n);
+
+/* Runs `PYTHON SCRIPT ARGS` with stdout readable from the returned stream (close it with
+ * pclose). SCRIPT is a file name in bench/ (this source directory) unless it holds a '/'.
+ * PYTHON NULL: the first of python3 and /usr/bin/python3 that can import torch. Returns
+ * NULL when no such python is found (torch is not installed: the comparison is skipped). */
+FILE *bench_torch_open(const char *python, const char *script, const char *args);
+
+#endif
