@@ -11,8 +11,8 @@
  *
  * LR sensitivity follows Wortsman et al. 2023 ("Small-scale proxies for large-scale
  * Transformer training instabilities", sec. 3): over the LR grid, the mean of
- * min(final loss, initial loss) minus the best final loss; a divergent run counts as the
- * initial loss. Lower means the optimizer is less sensitive to its LR. */
+ * min(final loss, initial loss) minus the smallest of those; a divergent run counts as
+ * the initial loss. Lower means the optimizer is less sensitive to its LR. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <math.h>
@@ -371,9 +371,15 @@ static void analyse_sweep(sweep_row *row) {
     row->stable_lo = best_len ? row->lrs[best_start] : NAN;
     row->stable_hi = best_len ? row->lrs[best_start + best_len - 1] : NAN;
     /* Wortsman et al.: E_lr[min(L(lr), L0) - L*], divergent runs at L0 */
-    double sum = 0;
-    for (int g = 0; g < GRID; g++) sum += fmin(row->final[g], row->initial[g]);
-    row->sensitivity = isfinite(best) ? sum / GRID - best : NAN;
+    /* L* is the best capped loss too, so a grid where no run got below its initial loss
+     * (a very short budget) reads as 0, not negative. */
+    double sum = 0, best_capped = INFINITY;
+    for (int g = 0; g < GRID; g++) {
+        double capped = fmin(row->final[g], row->initial[g]);
+        sum += capped;
+        best_capped = fmin(best_capped, capped);
+    }
+    row->sensitivity = isfinite(best) ? sum / GRID - best_capped : NAN;
 }
 
 /* ---- outputs -------------------------------------------------------------------------- */

@@ -83,4 +83,7 @@ assert summary[explode[0]]["diverged"] == "1", f"{explode[0]} not marked diverge
 assert summary[clipped[0]]["diverged"] == "0", f"{clipped[0]} marked diverged"
 optimizers = {row["optimizer"] for row in rows["sweep.csv"]}
 assert len(optimizers) == 11, f"sweep covers {sorted(optimizers)}"
+for row in rows["sweep.csv"]:
+    sens = float(row["lr_sensitivity"])  # nan when every LR diverged
+    assert not sens < 0, f"{row['optimizer']} {row['variant']}: LR sensitivity {sens} < 0"
 print(f"ok: report with {p.svgs} SVG charts; '{explode[0]}' diverged, '{clipped[0]}' did not; CSV columns as documented")
