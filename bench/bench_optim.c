@@ -38,6 +38,41 @@ static streams algo_streams(gopt_algo a) {
 }
 
 /* The floor: the same streams over the same arrays with trivial math, same threads. */
+BENCH_CLONES static void floor_range(int reads, float *restrict p, const float *restrict g, float *restrict s0,
+                                     float *restrict s1, int64_t lo, int64_t hi) {
+    if (reads == 3) {
+#pragma omp simd
+        for (int64_t i = lo; i < hi; i++) {
+            float s = s0[i] + g[i];
+            s0[i] = s;
+            p[i] = p[i] - 1e-9f * s;
+        }
+    } else {
+#pragma omp simd
+        for (int64_t i = lo; i < hi; i++) {
+            float m = s0[i] + g[i], v = s1[i] + g[i];
+            s0[i] = m;
+            s1[i] = v;
+            p[i] = p[i] - 1e-9f * (m + v);
+        }
+    }
+}
+
+/* LAMB's two passes: p g m v -> m v, then p m v -> p */
+BENCH_CLONES static void floor_lamb1(float *restrict p, const float *restrict g, float *restrict s0,
+                                     float *restrict s1, int64_t lo, int64_t hi) {
+#pragma omp simd
+    for (int64_t i = lo; i < hi; i++) {
+        s0[i] = s0[i] + g[i];
+        s1[i] = s1[i] + p[i];
+    }
+}
+BENCH_CLONES static void floor_lamb2(float *restrict p, const float *restrict s0, const float *restrict s1, int64_t lo,
+                                     int64_t hi) {
+#pragma omp simd
+    for (int64_t i = lo; i < hi; i++) p[i] = p[i] - 1e-9f * (s0[i] + s1[i]);
+}
+
 static void floor_pass(gopt_algo a, float *restrict p, const float *restrict g, float *restrict s0,
                        float *restrict s1, int64_t n, int threads) {
     streams st = algo_streams(a);
@@ -45,30 +80,12 @@ static void floor_pass(gopt_algo a, float *restrict p, const float *restrict g, 
     {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
         int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
-        if (st.reads == 3) {
-#pragma omp simd
-            for (int64_t i = lo; i < hi; i++) {
-                float s = s0[i] + g[i];
-                s0[i] = s;
-                p[i] = p[i] - 1e-9f * s;
-            }
-        } else if (st.reads == 4) {
-#pragma omp simd
-            for (int64_t i = lo; i < hi; i++) {
-                float m = s0[i] + g[i], v = s1[i] + g[i];
-                s0[i] = m;
-                s1[i] = v;
-                p[i] = p[i] - 1e-9f * (m + v);
-            }
-        } else { /* LAMB: two passes */
-#pragma omp simd
-            for (int64_t i = lo; i < hi; i++) {
-                s0[i] = s0[i] + g[i];
-                s1[i] = s1[i] + p[i];
-            }
+        if (st.reads != 7) {
+            floor_range(st.reads, p, g, s0, s1, lo, hi);
+        } else {
+            floor_lamb1(p, g, s0, s1, lo, hi);
 #pragma omp barrier
-#pragma omp simd
-            for (int64_t i = lo; i < hi; i++) p[i] = p[i] - 1e-9f * (s0[i] + s1[i]);
+            floor_lamb2(p, s0, s1, lo, hi);
         }
     }
 }

@@ -5,6 +5,14 @@
 
 #include <stdio.h>
 
+/* The floors' loops are compiled like the library's kernels: for AVX-512, AVX2 and the
+ * baseline, picked at load time, so a floor never loses by instruction set alone. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#  define BENCH_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#  define BENCH_CLONES
+#endif
+
 /* Seconds on CLOCK_MONOTONIC. */
 double bench_now(void);
 
