@@ -517,9 +517,10 @@ static void write_report(FILE *f, const settings *st, const cli_data *d, const r
         fprintf(f, "<h2>Learning-rate sweep (ResNet-8 width %g, batch %d, %d steps per run)</h2>\n", st->sweep_width,
                 st->sweep_batch, st->sweep_steps);
         fprintf(f, "<p>Each optimizer runs at %d learning rates spaced half a decade apart, from its default "
-                "x10^%g to its default x10^%g. <b>Stable range</b>: the widest run of consecutive grid LRs that did not diverge. "
-              "<b>LR sensitivity</b> (Wortsman et al. 2023): the mean over the grid of the final loss, divergent "
-                "runs counted at the initial loss, minus the best final loss (lower is better).</p>\n",
+                "x10^%g to its default x10^%g. <b>Stable range</b>: the widest run of consecutive grid LRs that "
+                "did not diverge. <b>LR sensitivity</b> (Wortsman et al. 2023): the mean over the grid of the final "
+                "loss capped at the initial loss (divergent runs count as the initial loss), minus the smallest of "
+                "those capped losses (lower is better).</p>\n",
                 GRID, grid_exponent(0), grid_exponent(GRID - 1));
         const char *row_names[NOPT];
         char row_buf[NOPT][48];
