@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "internal/common.h"
+#include "core/common.h"
 
 #define GOPT_ERROR_MAX 512
 

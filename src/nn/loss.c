@@ -1,5 +1,5 @@
 /* Losses (see gradopt/loss.h): computed in double per row, mean reduction. */
-#include "internal/common.h"
+#include "core/common.h"
 #include "gradopt/loss.h"
 
 static gopt_status same_shape(const gopt_tensor *a, const gopt_tensor *b, const char *an, const char *bn) {

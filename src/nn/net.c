@@ -1,8 +1,8 @@
 /* A sequential net of layers (see gradopt/net.h). */
 #include <stdio.h>
 
-#include "internal/common.h"
-#include "internal/layer.h"
+#include "core/common.h"
+#include "nn/layer.h"
 #include "gradopt/net.h"
 
 struct gopt_net {

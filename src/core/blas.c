@@ -1,7 +1,7 @@
-/* The one file that includes cblas.h (see internal/blas.h). */
+/* The one file that includes cblas.h (see core/blas.h). */
 #include <cblas.h>
 
-#include "internal/blas.h"
+#include "core/blas.h"
 
 void gopt__sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
                  const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {

@@ -1,7 +1,7 @@
 /* Tensors and the seeded RNG (see gradopt/tensor.h). */
 #include <stdio.h>
 
-#include "internal/common.h"
+#include "core/common.h"
 
 /* ---- rng: splitmix64 seeding, xoshiro256** stream ----------------------------------- */
 

@@ -1,7 +1,7 @@
 /* Gradient accumulation over k micro-batches (see gradopt/clip.h). */
 #include "gradopt/clip.h"
-#include "internal/common.h"
-#include "internal/norm.h"
+#include "core/common.h"
+#include "optim/norm.h"
 
 #define ACCUM_MAGIC GOPT__MAGIC('A', 'C', 'C', '1')
 

@@ -1,7 +1,7 @@
 /* CIFAR ResNets (He et al. 2016, "Deep Residual Learning", sec. 4.2), see gradopt/net.h. */
 #include <stdio.h>
 
-#include "internal/common.h"
+#include "core/common.h"
 #include "gradopt/net.h"
 
 gopt_resnet_config gopt_resnet_config_default(void) {

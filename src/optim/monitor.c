@@ -3,8 +3,8 @@
 #include <stdio.h>
 
 #include "gradopt/monitor.h"
-#include "internal/common.h"
-#include "internal/norm.h"
+#include "core/common.h"
+#include "optim/norm.h"
 
 #define MONITOR_MAGIC GOPT__MAGIC('M', 'O', 'N', '1')
 

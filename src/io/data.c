@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "gradopt/data.h"
-#include "internal/common.h"
+#include "core/common.h"
 
 struct gopt_dataset {
     int64_t count;

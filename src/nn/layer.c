@@ -4,15 +4,15 @@
 
 #include <time.h>
 
-#include "internal/blas.h"
-#include "internal/common.h"
-#include "internal/layer.h"
+#include "core/blas.h"
+#include "core/common.h"
+#include "nn/layer.h"
 
 #define OMP_MIN 16384
 
 static const char *const type_names[GOPT_LAYER_TYPE_COUNT] = {
     "linear", "conv2d", "batchnorm2d", "relu", "gelu", "maxpool2d", "global_avgpool", "dropout", "flatten",
-    "basic_block"};
+    "basic_block", "sigmoid", "tanh", "embedding", "rnn", "lstm", "gru"};
 
 const char *gopt_layer_type_name(gopt_layer_type t) {
     return (t >= 0 && t < GOPT_LAYER_TYPE_COUNT) ? type_names[t] : "unknown";

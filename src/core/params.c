@@ -1,6 +1,6 @@
 /* The parameter arena (see gradopt/params.h). */
 #include "gradopt/params.h"
-#include "internal/common.h"
+#include "core/common.h"
 
 typedef struct param_entry {
     char name[GOPT_PARAM_NAME_MAX];

@@ -11,7 +11,7 @@
 #include <stdio.h>
 
 #include "gradopt/optim.h"
-#include "internal/common.h"
+#include "core/common.h"
 
 /* The loops that call sqrtf vectorise only with -fno-math-errno, which CMakeLists.txt sets
  * for this file (GCC ignores it in pragmas and attributes). */

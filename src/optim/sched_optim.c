@@ -1,8 +1,8 @@
 /* Schedulers bound to an optimizer (see gradopt/sched.h): the core in sched.c writes the
  * group LRs and momenta through these hooks. */
 #include "gradopt/sched.h"
-#include "internal/common.h"
-#include "internal/sched.h"
+#include "core/common.h"
+#include "optim/sched.h"
 
 static float hook_get_lr(void *ctx, int group) { return gopt_optim_get_lr((const gopt_optim *)ctx, group); }
 static gopt_status hook_set_lr(void *ctx, int group, float lr) { return gopt_optim_set_lr((gopt_optim *)ctx, group, lr); }

@@ -2,8 +2,8 @@
 #include <unistd.h>
 
 #include "gradopt/version.h"
-#include "internal/blas.h"
-#include "internal/common.h"
+#include "core/blas.h"
+#include "core/common.h"
 #ifdef _OPENMP
 #  include <omp.h>
 #endif

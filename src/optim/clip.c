@@ -2,8 +2,8 @@
 
 
 #include "gradopt/clip.h"
-#include "internal/common.h"
-#include "internal/norm.h"
+#include "core/common.h"
+#include "optim/norm.h"
 
 #define LANES 16
 #define FLUSH 1024            /* float lanes are flushed into double this often */

@@ -6,8 +6,8 @@
  * and t1 in place. */
 #include <stdio.h>
 
-#include "internal/common.h"
-#include "internal/layer.h"
+#include "core/common.h"
+#include "nn/layer.h"
 
 gopt_status gopt__layer_add_conv(gopt_layer *l, gopt__conv *c, const char *prefix);
 gopt_status gopt__layer_add_bn(gopt_layer *l, gopt__bn *bn, const char *prefix);

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "gradopt/checkpoint.h"
-#include "internal/common.h"
+#include "core/common.h"
 
 #define CKPT_MAGIC "GOPTCKPT"
 #define BYTE_ORDER_MARK 0x01020304u

@@ -3,8 +3,8 @@
 #include <stdio.h>
 
 #include "gradopt/sched.h"
-#include "internal/common.h"
-#include "internal/sched.h"
+#include "core/common.h"
+#include "optim/sched.h"
 
 #ifndef M_PI
 #  define M_PI 3.14159265358979323846
