@@ -51,6 +51,12 @@ typedef enum gopt_layer_type {
     GOPT_LAYER_DROPOUT,
     GOPT_LAYER_FLATTEN,
     GOPT_LAYER_BASIC_BLOCK,
+    GOPT_LAYER_SIGMOID,
+    GOPT_LAYER_TANH,
+    GOPT_LAYER_EMBEDDING,
+    GOPT_LAYER_RNN,
+    GOPT_LAYER_LSTM,
+    GOPT_LAYER_GRU,
     GOPT_LAYER_TYPE_COUNT
 } gopt_layer_type;
 
@@ -68,8 +74,13 @@ typedef struct gopt_layer_config {
     int relu;                      /* batchnorm2d: fuse a ReLU after the affine */
     int gelu_tanh;                 /* gelu: 1 = approximate='tanh' */
     float p;                       /* dropout probability in [0, 1] */
-    uint64_t seed;                 /* dropout mask stream */
+    uint64_t seed;                 /* dropout mask stream (dropout; rnn/lstm/gru between layers) */
+    int num_layers;                /* rnn, lstm, gru: stacked layers (default 1) */
+    int nonlinearity;              /* rnn: GOPT_RNN_TANH (default) or GOPT_RNN_RELU */
+    int carry_state;               /* rnn, lstm, gru: 1 = truncated BPTT (see below) */
 } gopt_layer_config;
+
+enum { GOPT_RNN_TANH = 0, GOPT_RNN_RELU = 1 };
 
 /* Config helpers (everything else at its default). */
 GOPT_API gopt_layer_config gopt_layer_config_default(gopt_layer_type type);
@@ -79,6 +90,15 @@ GOPT_API gopt_layer_config gopt_layer_batchnorm2d(int channels, int fused_relu);
 GOPT_API gopt_layer_config gopt_layer_maxpool2d(int kernel, int stride, int padding);
 GOPT_API gopt_layer_config gopt_layer_dropout(float p, uint64_t seed);
 GOPT_API gopt_layer_config gopt_layer_basic_block(int in, int out, int stride);
+GOPT_API gopt_layer_config gopt_layer_embedding(int num_embeddings, int embedding_dim);
+/* rnn (nonlinearity GOPT_RNN_TANH / GOPT_RNN_RELU), lstm, gru: input_size, hidden_size,
+ * num_layers, bias, dropout between layers (PyTorch's `dropout`), its mask seed. */
+GOPT_API gopt_layer_config gopt_layer_rnn(int input_size, int hidden_size, int num_layers, int nonlinearity, int bias,
+                                          float dropout, uint64_t seed);
+GOPT_API gopt_layer_config gopt_layer_lstm(int input_size, int hidden_size, int num_layers, int bias, float dropout,
+                                           uint64_t seed);
+GOPT_API gopt_layer_config gopt_layer_gru(int input_size, int hidden_size, int num_layers, int bias, float dropout,
+                                          uint64_t seed);
 
 typedef struct gopt_layer gopt_layer;
 
@@ -120,6 +140,26 @@ GOPT_API gopt_status gopt_layer_backward(gopt_layer *l, const gopt_tensor *x, go
 /* BatchNorm running statistics (batchnorm2d layers only): views of C floats each, owned
  * by the layer. Errors: GOPT_EINVAL (another type). */
 GOPT_API gopt_status gopt_layer_bn_running(gopt_layer *l, float **running_mean, float **running_var);
+
+/* ---- recurrent state (rnn, lstm, gru; GOPT_EINVAL for another type) -------------------
+ * States are (L,N,H): L = num_layers, N = the batch, H = hidden_size; c only for lstm.
+ * A forward starts from the initial states h0 (c0): zeros, until set. With
+ * cfg.carry_state (truncated backpropagation through time), each forward's final states
+ * become the next forward's initial states as values: no gradient flows back into them;
+ * a forward whose batch N differs from the carried states' starts from zeros. */
+/* Set the initial states for the next forward (copied); NULL sets zeros. h0 and c0 must
+ * be (L,N,H) with N the batch of the next forward (checked there: GOPT_ESHAPE). */
+GOPT_API gopt_status gopt_layer_rnn_set_state(gopt_layer *l, const gopt_tensor *h0, const gopt_tensor *c0);
+/* Zero the initial states (a new stream, the start of an epoch). */
+GOPT_API gopt_status gopt_layer_rnn_reset_state(gopt_layer *l);
+/* Views (L,N,H) of the final states h_n, c_n of the last forward (cn may be NULL; for rnn
+ * and gru it must be). Valid until the next forward. GOPT_ESTATE before a forward. */
+GOPT_API gopt_status gopt_layer_rnn_get_state(gopt_layer *l, gopt_tensor *hn, gopt_tensor *cn);
+/* Upstream gradients of the final states for the next backward (copied; NULL: zeros, the
+ * default, reset after each backward): loss terms that depend on h_n, c_n directly. */
+GOPT_API gopt_status gopt_layer_rnn_set_state_grad(gopt_layer *l, const gopt_tensor *dhn, const gopt_tensor *dcn);
+/* Views (L,N,H) of the gradients w.r.t. h0 (and c0) computed by the last backward. */
+GOPT_API gopt_status gopt_layer_rnn_get_state_grad(gopt_layer *l, gopt_tensor *dh0, gopt_tensor *dc0);
 
 GOPT_EXTERN_C_END
 

@@ -20,6 +20,15 @@ GOPT_EXTERN_C_BEGIN
 /* logits (N,C) 2-D; labels has N entries. */
 GOPT_API gopt_status gopt_loss_cross_entropy(const gopt_tensor *logits, const int32_t *labels, float label_smoothing,
                                              float *loss, gopt_tensor *dlogits);
+/* Time-distributed cross entropy (torch.nn.CrossEntropyLoss(ignore_index, label_smoothing)
+ * on logits.reshape(-1, C)): logits of any ndim >= 2 whose last dimension is the C classes,
+ * e.g. (N,T,C), is R = numel/C rows with one label each (labels[R]). Rows whose label is
+ * ignore_index (PyTorch's default -100) add nothing to the loss or the gradient (their
+ * dlogits rows are 0) and the mean is over the M other rows; with M == 0 the loss is 0 and
+ * dlogits 0 (PyTorch returns NaN there). Other labels outside [0, C): GOPT_ERANGE. */
+GOPT_API gopt_status gopt_loss_cross_entropy_seq(const gopt_tensor *logits, const int32_t *labels,
+                                                 float label_smoothing, int32_t ignore_index, float *loss,
+                                                 gopt_tensor *dlogits);
 /* pred and target of the same shape. */
 GOPT_API gopt_status gopt_loss_mse(const gopt_tensor *pred, const gopt_tensor *target, float *loss, gopt_tensor *dpred);
 GOPT_API gopt_status gopt_loss_bce_with_logits(const gopt_tensor *logits, const gopt_tensor *target, float *loss,

@@ -70,6 +70,15 @@ GOPT_API gopt_status gopt_net_forward(gopt_net *net, const gopt_tensor *x, gopt_
  * GOPT_ESTATE (not built, no forward, or backward already ran for this forward). */
 GOPT_API gopt_status gopt_net_backward(gopt_net *net, const gopt_tensor *dlogits);
 
+/* ---- sequences: a net whose first layer is an embedding takes token ids (per-sample
+ * input shape (T), cfg.in_ndim 1). gopt_net_forward accepts them as floats holding exact
+ * integers; this takes them as integers: tokens[n*T], each in [0, num_embeddings).
+ * Errors: GOPT_EINVAL (an id out of range or not an integer, naming it and its position;
+ * the first layer not an embedding), GOPT_ESHAPE, GOPT_ESTATE as gopt_net_forward. */
+GOPT_API gopt_status gopt_net_forward_tokens(gopt_net *net, const int32_t *tokens, int n, gopt_tensor *logits);
+/* Zero the carried initial states of every recurrent layer (gopt_layer_rnn_reset_state). */
+GOPT_API void gopt_net_reset_state(gopt_net *net);
+
 /* ---- timing: per layer type, forward and backward seconds and calls (off by default).
  * Inside a basic block, convolutions and batchnorms count as their own types and the
  * remaining elementwise work (residual add, relu) as GOPT_LAYER_BASIC_BLOCK. */
