@@ -318,6 +318,47 @@ static void test_errors(void **state) {
     gopt_params_destroy(p);
 }
 
+/* Every declared type: created with its default config on a few input shapes, it is
+ * made, or refused with a status and a detail (a type not implemented yet: GOPT_EINVAL
+ * "layer type X is not implemented"), never a crash; a type out of range is GOPT_EINVAL. */
+static void test_every_type_created_or_refused(void **state) {
+    (void)state;
+    const int64_t shapes[3][3] = {{6, 1, 1}, {4, 6, 1}, {2, 4, 4}};
+    int made = 0, refused = 0;
+    for (int t = 0; t < GOPT_LAYER_TYPE_COUNT; t++)
+        for (int k = 0; k < 3; k++) {
+            gopt_params *p;
+            assert_ok(gopt_params_create(&p));
+            gopt_layer *l = NULL;
+            gopt_layer_config c = gopt_layer_config_default((gopt_layer_type)t);
+            gopt_clear_error();
+            gopt_status s = gopt_layer_create(&c, k + 1, shapes[k], 2, p, "l", &l);
+            if (s == GOPT_OK) {
+                assert_non_null(l);
+                assert_int_equal(gopt_layer_get_type(l), t);
+                made++;
+            } else {
+                assert_null(l);
+                assert_true(s == GOPT_EINVAL || s == GOPT_ESHAPE);
+                assert_true(strlen(gopt_last_error()) > 0);
+                if (strstr(gopt_last_error(), "not implemented"))
+                    testutil_check_detail(gopt_layer_type_name((gopt_layer_type)t));
+                refused++;
+            }
+            gopt_layer_destroy(l);
+            gopt_params_destroy(p);
+        }
+    assert_true(made > 0 && refused > 0);
+    gopt_params *p;
+    assert_ok(gopt_params_create(&p));
+    gopt_layer *l = NULL;
+    gopt_layer_config c = gopt_layer_config_default(GOPT_LAYER_TYPE_COUNT);
+    assert_status(gopt_layer_create(&c, 3, shapes[2], 2, p, "l", &l), GOPT_EINVAL, "out of range");
+    c.type = (gopt_layer_type)-1;
+    assert_status(gopt_layer_create(&c, 3, shapes[2], 2, p, "l", &l), GOPT_EINVAL, "out of range");
+    gopt_params_destroy(p);
+}
+
 static void test_out_of_memory(void **state) {
     (void)state;
     int64_t in[3] = {3, 8, 8};
@@ -351,6 +392,7 @@ int main(void) {
         cmocka_unit_test(test_dropout_train),
         cmocka_unit_test(test_param_tags_and_names),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_every_type_created_or_refused),
         cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

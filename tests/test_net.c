@@ -278,6 +278,132 @@ static void test_state_and_timing(void **state) {
     gopt_net_destroy(b);
 }
 
+/* conv R, bn+relu, conv, bn R, gelu, dropout R, maxpool, flatten, linear R, relu, linear
+ * on (1,8,8); R: recomputed when `recompute`. */
+static gopt_net *checkpoint_net(int recompute) {
+    gopt_net_config c = gopt_net_config_default();
+    c.max_batch = 3;
+    c.in_shape[0] = 1;
+    c.in_shape[1] = 8;
+    c.in_shape[2] = 8;
+    c.seed = 17;
+    gopt_net *net;
+    assert_ok(gopt_net_create(&c, &net));
+    gopt_layer_config lc[11] = {
+        gopt_layer_conv2d(1, 4, 3, 1, 1, 1), gopt_layer_batchnorm2d(4, 1), gopt_layer_conv2d(4, 6, 3, 1, 1, 0),
+        gopt_layer_batchnorm2d(6, 0), gopt_layer_config_default(GOPT_LAYER_GELU), gopt_layer_dropout(0.3f, 5),
+        gopt_layer_maxpool2d(2, 2, 0), gopt_layer_config_default(GOPT_LAYER_FLATTEN), gopt_layer_linear(96, 8, 1),
+        gopt_layer_config_default(GOPT_LAYER_RELU), gopt_layer_linear(8, 3, 1)};
+    for (int i = 0; i < 11; i++) assert_ok(gopt_net_add(net, &lc[i], NULL));
+    const int marked[4] = {0, 3, 5, 8};
+    for (int k = 0; recompute && k < 4; k++) assert_ok(gopt_net_set_recompute(net, marked[k], 1));
+    assert_ok(gopt_net_build(net));
+    return net;
+}
+
+/* A recomputed layer (activation checkpointing) changes no bit: logits, gradients, batchnorm
+ * running statistics and dropout masks over three training steps, then an eval forward. */
+static void test_recompute_bit_identical(void **state) {
+    (void)state;
+    gopt_net *a = checkpoint_net(0), *b = checkpoint_net(1);
+    float x[3 * 64], d[9], la[9], lb[9];
+    int32_t y[3] = {2, 0, 1};
+    for (int i = 0; i < 3 * 64; i++) x[i] = sinf(0.37f * (float)i) + 0.1f * (float)(i % 5);
+    int64_t xs[4] = {3, 1, 8, 8}, ds[2] = {3, 3};
+    gopt_tensor tx, td, l;
+    assert_ok(gopt_tensor_view(x, 4, xs, &tx));
+    assert_ok(gopt_tensor_view(d, 2, ds, &td));
+    gopt_params *pa = gopt_net_params(a), *pb = gopt_net_params(b);
+    const int64_t np = gopt_params_numel(pa);
+    for (int step = 0; step < 3; step++) {
+        gopt_net *nets[2] = {a, b};
+        float *out[2] = {la, lb};
+        for (int k = 0; k < 2; k++) {
+            float loss;
+            gopt_params_zero_grad(gopt_net_params(nets[k]));
+            assert_ok(gopt_net_forward(nets[k], &tx, &l));
+            memcpy(out[k], l.data, sizeof la);
+            assert_ok(gopt_loss_cross_entropy(&l, y, 0.0f, &loss, &td));
+            assert_ok(gopt_net_backward(nets[k], &td));
+            for (int i = 0; i < 9; i++) assert_true(l.data[i] == out[k][i]); /* logits intact */
+        }
+        assert_memory_equal(la, lb, sizeof la);
+        assert_memory_equal(gopt_params_grads(pa), gopt_params_grads(pb), sizeof(float) * (size_t)np);
+        float *ga = gopt_params_grads(pa), *va = gopt_params_values(pa), *vb = gopt_params_values(pb);
+        double gnorm = 0.0;
+        for (int64_t i = 0; i < np; i++) {
+            gnorm += (double)ga[i] * ga[i];
+            va[i] -= 0.05f * ga[i];
+            vb[i] -= 0.05f * ga[i];
+        }
+        assert_true(gnorm > 1e-6); /* every layer got a gradient signal to compare */
+    }
+    size_t size = gopt_net_state_size(a);
+    assert_int_equal(size, gopt_net_state_size(b));
+    unsigned char *sa = malloc(size), *sb = malloc(size);
+    assert_ok(gopt_net_state_save(a, sa, size));
+    assert_ok(gopt_net_state_save(b, sb, size));
+    assert_memory_equal(sa, sb, size); /* running statistics updated once per forward */
+    gopt_net_set_training(a, 0);
+    gopt_net_set_training(b, 0);
+    assert_ok(gopt_net_forward(a, &tx, &l));
+    memcpy(la, l.data, sizeof la);
+    assert_ok(gopt_net_forward(b, &tx, &l));
+    assert_memory_equal(la, l.data, sizeof la);
+    free(sa);
+    free(sb);
+    gopt_net_destroy(a);
+    gopt_net_destroy(b);
+}
+
+static void test_recompute_errors(void **state) {
+    (void)state;
+    gopt_net_config c = gopt_net_config_default();
+    c.max_batch = 2;
+    c.in_shape[0] = 2;
+    c.in_shape[1] = 4;
+    c.in_shape[2] = 4;
+    gopt_layer_config lc[5] = {gopt_layer_conv2d(2, 2, 3, 1, 1, 0), gopt_layer_basic_block(2, 2, 1),
+                               gopt_layer_config_default(GOPT_LAYER_RELU),
+                               gopt_layer_config_default(GOPT_LAYER_FLATTEN), gopt_layer_linear(32, 2, 1)};
+    gopt_net *net;
+    assert_ok(gopt_net_create(&c, &net));
+    for (int i = 0; i < 5; i++) assert_ok(gopt_net_add(net, &lc[i], NULL));
+    assert_status(gopt_net_set_recompute(NULL, 0, 1), GOPT_EINVAL, NULL);
+    assert_status(gopt_net_set_recompute(net, 5, 1), GOPT_EINVAL, "out of range");
+    assert_status(gopt_net_set_recompute(net, -1, 1), GOPT_EINVAL, "out of range");
+    assert_status(gopt_net_set_recompute(net, 1, 1), GOPT_EINVAL, "basic_block");
+    assert_status(gopt_net_set_recompute(net, 3, 1), GOPT_EINVAL, "flatten");
+    assert_ok(gopt_net_set_recompute(net, 3, 0)); /* off is always fine */
+    gopt_net_destroy(net);
+    /* at build: a recomputed layer is not the last, feeds no flatten, has no recomputed neighbour */
+    /* the build-time checks, each on its own net */
+    for (int k = 0; k < 3; k++) {
+        assert_ok(gopt_net_create(&c, &net));
+        gopt_layer_config chain[6] = {gopt_layer_conv2d(2, 2, 3, 1, 1, 0), gopt_layer_config_default(GOPT_LAYER_RELU),
+                                      gopt_layer_config_default(GOPT_LAYER_RELU),
+                                      gopt_layer_config_default(GOPT_LAYER_FLATTEN), gopt_layer_linear(32, 2, 1),
+                                      gopt_layer_linear(2, 2, 1)};
+        for (int i = 0; i < 6; i++) assert_ok(gopt_net_add(net, &chain[i], NULL));
+        if (k == 0) {
+            assert_ok(gopt_net_set_recompute(net, 5, 1));
+            assert_status(gopt_net_build(net), GOPT_EINVAL, "last");
+        } else if (k == 1) {
+            assert_ok(gopt_net_set_recompute(net, 2, 1));
+            assert_status(gopt_net_build(net), GOPT_EINVAL, "passes its input on");
+        } else {
+            assert_ok(gopt_net_set_recompute(net, 0, 1));
+            assert_ok(gopt_net_set_recompute(net, 1, 1));
+            assert_status(gopt_net_build(net), GOPT_EINVAL, "adjacent");
+            assert_ok(gopt_net_set_recompute(net, 1, 0));
+            assert_ok(gopt_net_set_recompute(net, 4, 1));
+            assert_ok(gopt_net_build(net));
+            assert_status(gopt_net_set_recompute(net, 2, 1), GOPT_ESTATE, "before");
+        }
+        gopt_net_destroy(net);
+    }
+}
+
 static void test_errors_and_manual_net(void **state) {
     (void)state;
     gopt_net_config c = gopt_net_config_default();
@@ -345,6 +471,8 @@ int main(void) {
         cmocka_unit_test(test_kernels_agree),
         cmocka_unit_test(test_state_and_timing),
         cmocka_unit_test(test_errors_and_manual_net),
+        cmocka_unit_test(test_recompute_bit_identical),
+        cmocka_unit_test(test_recompute_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
