@@ -87,8 +87,10 @@ GOPT_API gopt_status gopt_net_forward(gopt_net *net, const gopt_tensor *x, gopt_
 GOPT_API gopt_status gopt_net_backward(gopt_net *net, const gopt_tensor *dlogits);
 
 /* ---- sequences: a net whose first layer is an embedding takes token ids (per-sample
- * input shape (T), cfg.in_ndim 1). gopt_net_forward accepts them as floats holding exact
- * integers; this takes them as integers: tokens[n*T], each in [0, num_embeddings).
+ * input shape (T): cfg.in_ndim 1, cfg.in_shape[0] = T; an embedding anywhere else is
+ * refused by gopt_net_add). gopt_net_forward accepts them as floats holding exact
+ * integers; this takes them as integers: tokens[n*T] (sample-major), each in
+ * [0, num_embeddings), 1 <= n <= max_batch; backward as after gopt_net_forward.
  * Errors: GOPT_EINVAL (an id out of range or not an integer, naming it and its position;
  * the first layer not an embedding), GOPT_ESHAPE, GOPT_ESTATE as gopt_net_forward. */
 GOPT_API gopt_status gopt_net_forward_tokens(gopt_net *net, const int32_t *tokens, int n, gopt_tensor *logits);

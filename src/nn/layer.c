@@ -24,6 +24,7 @@ static const gopt__layer_vt *(*const vtables[GOPT_LAYER_TYPE_COUNT])(void) = {
     [GOPT_LAYER_DROPOUT] = gopt__dropout_vtable,
     [GOPT_LAYER_FLATTEN] = gopt__flatten_vtable,
     [GOPT_LAYER_BASIC_BLOCK] = gopt__basic_block_vtable,
+    [GOPT_LAYER_EMBEDDING] = gopt__embedding_vtable,
 };
 
 /* ---- config helpers ------------------------------------------------------------------------ */
@@ -72,6 +73,12 @@ gopt_layer_config gopt_layer_dropout(float p, uint64_t seed) {
     gopt_layer_config c = gopt_layer_config_default(GOPT_LAYER_DROPOUT);
     c.p = p;
     c.seed = seed;
+    return c;
+}
+gopt_layer_config gopt_layer_embedding(int num_embeddings, int embedding_dim) {
+    gopt_layer_config c = gopt_layer_config_default(GOPT_LAYER_EMBEDDING);
+    c.in_features = num_embeddings;
+    c.out_features = embedding_dim;
     return c;
 }
 gopt_layer_config gopt_layer_basic_block(int in, int out, int stride) {

@@ -51,6 +51,8 @@ typedef struct gopt__layer_vt {
     double (*flops)(const gopt_layer *l);
     /* The batchnorms whose running statistics are this layer's state (up to 3; NULL: none). */
     int (*bns)(gopt_layer *l, gopt__bn **out3);
+    /* Recurrent types: zero the carried initial states (gopt_net_reset_state); NULL: none. */
+    gopt_status (*reset_state)(gopt_layer *l);
 } gopt__layer_vt;
 
 /* The vtables, one function per type (functions, not exported objects: sanitizers add
@@ -65,6 +67,7 @@ const gopt__layer_vt *gopt__global_avgpool_vtable(void);
 const gopt__layer_vt *gopt__dropout_vtable(void);
 const gopt__layer_vt *gopt__flatten_vtable(void);
 const gopt__layer_vt *gopt__basic_block_vtable(void);
+const gopt__layer_vt *gopt__embedding_vtable(void);
 
 /* ---- the layer -------------------------------------------------------------------------- */
 struct gopt_layer {

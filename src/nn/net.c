@@ -101,6 +101,9 @@ gopt_status gopt_net_add(gopt_net *net, const gopt_layer_config *cfg, const char
         snprintf(auto_name, sizeof auto_name, "layer%d", net->nlayers);
         name = auto_name;
     }
+    if (cfg->type == GOPT_LAYER_EMBEDDING && net->nlayers > 0)
+        return GOPT_FAIL(GOPT_EINVAL, "layer %d: an embedding takes token ids, so it must be the net's first layer",
+                         net->nlayers);
     int64_t shape[3];
     int ndim = cur_shape(net, shape);
     gopt_layer *l;
@@ -238,16 +241,8 @@ static gopt_status check_shape(const gopt_net *net, const gopt_tensor *t, const 
                      net->cfg.max_batch, t->data ? "" : " or has no data");
 }
 
-gopt_status gopt_net_forward(gopt_net *net, const gopt_tensor *x, gopt_tensor *logits) {
-    GOPT_CHECK_NULL(net);
-    GOPT_CHECK_NULL(x);
-    GOPT_CHECK_NULL(logits);
-    if (!net->built) return GOPT_FAIL(GOPT_ESTATE, "the net is not built (gopt_net_build)");
-    GOPT_TRY(check_shape(net, x, "input", net->cfg.in_ndim, net->cfg.in_shape, 0));
-    int n = (int)x->shape[0];
-    const gopt_layer *first = net->layers[0];
-    if (first->vt->check_input) GOPT_TRY(first->vt->check_input(first, x->data, n));
-    memcpy(net->input, x->data, sizeof(float) * (size_t)(n * net->in_numel));
+/* Forward of n samples already in net->input (checked). */
+static gopt_status run_forward(gopt_net *net, int n, gopt_tensor *logits) {
     const float *cur = net->input;
     for (int i = 0; i < net->nlayers; i++) {
         gopt_layer *l = net->layers[i];
@@ -261,6 +256,46 @@ gopt_status gopt_net_forward(gopt_net *net, const gopt_tensor *x, gopt_tensor *l
     gopt_layer *last = net->layers[net->nlayers - 1];
     int64_t shape[4] = {n, last->out_shape[0], last->out_shape[1], last->out_shape[2]};
     return gopt_tensor_view(last->out, last->out_ndim + 1, shape, logits);
+}
+
+gopt_status gopt_net_forward(gopt_net *net, const gopt_tensor *x, gopt_tensor *logits) {
+    GOPT_CHECK_NULL(net);
+    GOPT_CHECK_NULL(x);
+    GOPT_CHECK_NULL(logits);
+    if (!net->built) return GOPT_FAIL(GOPT_ESTATE, "the net is not built (gopt_net_build)");
+    GOPT_TRY(check_shape(net, x, "input", net->cfg.in_ndim, net->cfg.in_shape, 0));
+    int n = (int)x->shape[0];
+    const gopt_layer *first = net->layers[0];
+    if (first->vt->check_input) GOPT_TRY(first->vt->check_input(first, x->data, n));
+    memcpy(net->input, x->data, sizeof(float) * (size_t)(n * net->in_numel));
+    return run_forward(net, n, logits);
+}
+
+gopt_status gopt_net_forward_tokens(gopt_net *net, const int32_t *tokens, int n, gopt_tensor *logits) {
+    GOPT_CHECK_NULL(net);
+    GOPT_CHECK_NULL(tokens);
+    GOPT_CHECK_NULL(logits);
+    if (!net->built) return GOPT_FAIL(GOPT_ESTATE, "the net is not built (gopt_net_build)");
+    const gopt_layer *first = net->layers[0];
+    if (first->cfg.type != GOPT_LAYER_EMBEDDING)
+        return GOPT_FAIL(GOPT_EINVAL, "token input needs an embedding as the first layer, not %s",
+                         gopt_layer_type_name(first->cfg.type));
+    if (n < 1 || n > net->cfg.max_batch)
+        return GOPT_FAIL(GOPT_ESHAPE, "batch of %d sequences, the net takes 1..%d", n, net->cfg.max_batch);
+    const int64_t T = net->in_numel, V = first->cfg.in_features;
+    for (int64_t i = 0; i < (int64_t)n * T; i++) /* all of them before anything runs */
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return GOPT_FAIL(GOPT_EINVAL, "token id %d at (sample %lld, step %lld) is outside [0, %lld)", (int)tokens[i],
+                             (long long)(i / T), (long long)(i % T), (long long)V);
+    for (int64_t i = 0; i < (int64_t)n * T; i++) net->input[i] = (float)tokens[i]; /* exact: V <= 2^24 */
+    return run_forward(net, n, logits);
+}
+
+void gopt_net_reset_state(gopt_net *net) {
+    for (int i = 0; net && i < net->nlayers; i++) {
+        gopt_layer *l = net->layers[i];
+        if (l->vt->reset_state) (void)l->vt->reset_state(l); /* recurrent layers; cannot fail on a valid layer */
+    }
 }
 
 gopt_status gopt_net_backward(gopt_net *net, const gopt_tensor *dlogits) {
