@@ -491,6 +491,26 @@ static void test_end_of_schedule(void **state) {
     assert_true(gopt_sched_get_lr(s, 0) == 0.0);
     gopt_sched_destroy(s);
 
+    /* mid-run: a cosine chained after a step decay that took the LR below eta_min overshoots
+     * below 0 past T_max (PyTorch -4.64e-6 after step 15, then more negative): eta_min */
+    gopt_sched_config pair[2] = {gopt_sched_config_default(GOPT_SCHED_STEP), gopt_sched_config_default(GOPT_SCHED_COSINE)};
+    pair[0].step_size = 1;
+    pair[0].gamma = 0.6461;
+    pair[1].T_max = 13;
+    pair[1].eta_min = 1e-4;
+    c = gopt_sched_config_default(GOPT_SCHED_CHAINED);
+    c.children = pair;
+    c.n_children = 2;
+    double lr_start = 0.003478;
+    assert_ok(gopt_sched_create_detached(&c, 1, &lr_start, &s));
+    for (int t = 1; t <= 30; t++) {
+        assert_ok(gopt_sched_step(s));
+        assert_true(gopt_sched_get_lr(s, 0) >= 0);
+        if (t == 14) assert_true(fabs(gopt_sched_get_lr(s, 0) - 0.00011368927036739816) < 1e-15); /* PyTorch's */
+        if (t == 15) assert_true(gopt_sched_get_lr(s, 0) == 1e-4);
+    }
+    gopt_sched_destroy(s);
+
     /* the same rule detached: a OneCycle child of a sequential, ending with the run */
     gopt_sched_config kids[2] = {gopt_sched_config_default(GOPT_SCHED_CONSTANT),
                                  gopt_sched_config_default(GOPT_SCHED_ONECYCLE)};

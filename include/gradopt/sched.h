@@ -65,8 +65,10 @@
  * each of them, so the last scheduler step computes an LR that no optimizer step uses.
  * Where that value lies outside what the optimizer accepts (LR finite and >= 0, momentum
  * in [0, 1)) PyTorch stores it anyway; gopt_sched_step must not fail there. The rule,
- * for every value of every group: after the last step the LR (and momentum) is PyTorch's
- * value when the optimizer accepts it, otherwise the schedule's final value.
+ * for every value of every group and at every step: the LR (and momentum) is PyTorch's
+ * value when the optimizer accepts it, otherwise the final value of the schedule that
+ * computed it. In PyTorch such values come from extrapolating past the end, and in one
+ * composition mid-run (COSINE below), never from a schedule used as documented.
  *  - ONECYCLE, anneal linear: step total_steps extrapolates the last phase one step past
  *    its end (epoch total_steps - 1). PyTorch's LR there is min_lr - (lr_start - min_lr) /
  *    (phase length), negative for the usual factors (max_lr 0.01, total_steps 20, pct_start 0.25:
@@ -78,10 +80,14 @@
  *    rounding; PyTorch ends about a third of such schedules at about -1e-18 (start_factor
  *    0.37, total_iters 199: -4.9e-18). Such a value becomes base_lr * end_factor (0).
  *  - POLYNOMIAL ends at 0 for power > 0 (and stays at the LR for power 0).
+ *  - COSINE alone stays between eta_min and the base LR, its recursion past T_max included
+ *    (it rises again: the cyclic case). In a CHAINED after a scheduler that took the LR
+ *    below eta_min (e.g. STEP, then COSINE with eta_min 1e-4), the rising half multiplies
+ *    (lr - eta_min) < 0 by a ratio > 1 and overshoots below 0: PyTorch then steps with a
+ *    negative LR (gradient ascent). Such a value becomes eta_min.
  *  - The others cannot leave the range: STEP, MULTISTEP, EXPONENTIAL and CONSTANT scale
- *    by factors >= 0; COSINE (its recursion included, which rises again past T_max) and
- *    COSINE_WARM_RESTARTS (the cyclic ones) stay between eta_min and the base LR; PLATEAU
- *    only lowers, to min_lr at most. A LAMBDA LR is the user's: a negative or non-finite
+ *    by factors >= 0; COSINE_WARM_RESTARTS is a closed form between eta_min and the base
+ *    LR; PLATEAU only lowers, to min_lr at most. A LAMBDA LR is the user's: a negative or non-finite
  *    value is the optimizer's error (GOPT_EINVAL from gopt_optim_set_lr).
  * Past the end: ONECYCLE returns GOPT_ESTATE (as PyTorch raises); LINEAR, CONSTANT and
  * POLYNOMIAL keep their final LR; the others continue their formula, as PyTorch's.

@@ -331,8 +331,13 @@ static double chainable(const sched_node *n, int g, double lr, double base) {
         double T = (double)c->T_max;
         if (e == 0) return lr;
         if (n->step_count == 1 && e > 0) return closed_form(n, base);
-        if (py_mod(e - 1 - c->T_max, 2 * c->T_max) == 0) return lr + (base - c->eta_min) * (1 - cos(M_PI / T)) / 2;
-        return (1 + cos(M_PI * (double)e / T)) / (1 + cos(M_PI * (double)(e - 1) / T)) * (lr - c->eta_min) + c->eta_min;
+        double next;
+        if (py_mod(e - 1 - c->T_max, 2 * c->T_max) == 0) next = lr + (base - c->eta_min) * (1 - cos(M_PI / T)) / 2;
+        else next = (1 + cos(M_PI * (double)e / T)) / (1 + cos(M_PI * (double)(e - 1) / T)) * (lr - c->eta_min) + c->eta_min;
+        /* Alone it stays between eta_min and base. Chained after a scheduler that took the LR
+         * below eta_min, the rising half (ratio > 1) overshoots below 0, and PyTorch then
+         * steps with a negative LR. Rule (sched.h): the schedule's final value, eta_min. */
+        return lr_valid(next) ? next : c->eta_min;
     }
     case GOPT_SCHED_LINEAR: {
         if (e == 0) return lr * c->start_factor;

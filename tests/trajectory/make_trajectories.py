@@ -22,11 +22,13 @@ runner replays them. A resume point k runs the trajectory a second time from fre
 loaded with torch.save'd state_dicts of step k, and the file is written only if both runs are
 bit-identical.
 
-The one place the expected values are not PyTorch's: the value a schedule computes after its
-last step when the optimizer would refuse it (OneCycle's linear extrapolation below 0 or a
-momentum >= 1, LinearLR's -1e-18 by rounding). gradopt's rule (include/gradopt/sched.h, "End
-of a schedule") gives the schedule's final value there; the rule is applied here inside the
-schedulers (RuleOneCycleLR, RuleLinearLR) and each replacement is noted in the file.
+The one place the expected values are not PyTorch's: a value a schedule computes that the
+optimizer would refuse (after the last step: OneCycle's linear extrapolation below 0 or a
+momentum >= 1, LinearLR's -1e-18 by rounding; mid-run: a cosine chained after a scheduler that
+took the LR below eta_min goes negative). gradopt's rule (include/gradopt/sched.h, "End of a
+schedule") gives the schedule's final value there; the rule is applied here inside the
+schedulers (RuleOneCycleLR, RuleLinearLR, RuleCosineAnnealingLR) and each replacement is
+noted in the file.
 """
 import io
 import math
@@ -84,6 +86,18 @@ class RuleLinearLR(L.LinearLR):
         return out
 
 
+class RuleCosineAnnealingLR(L.CosineAnnealingLR):
+    def get_lr(self):
+        out = []
+        for g, lr in enumerate(super().get_lr()):
+            if not (math.isfinite(lr) and lr >= 0):
+                NOTES.append("cosine step %d group %d: PyTorch's lr %.9g -> final value %.9g"
+                             % (self.last_epoch, g, lr, self.eta_min))
+                lr = self.eta_min
+            out.append(lr)
+        return out
+
+
 class Lookahead:
     """Zhang et al. 2019, Alg. 1, as gradopt's lookahead_k/alpha: the slow weights start at
     the parameters before the first step; after every k-th inner step slow += alpha*(fast -
@@ -134,7 +148,7 @@ def make_sched(spec, opt):
     if k == "exponential":
         return L.ExponentialLR(opt, **a)
     if k == "cosine":
-        return L.CosineAnnealingLR(opt, **a)
+        return RuleCosineAnnealingLR(opt, **a)
     if k == "cosine_warm_restarts":
         return L.CosineAnnealingWarmRestarts(opt, **a)
     if k == "onecycle":
@@ -188,16 +202,21 @@ def problem(case, seed):
     """Initial values, curvatures, targets and noise of the quadratic loss."""
     gen = torch.Generator().manual_seed(seed)
     shapes = case["shapes"]
-    init = [torch.randn(*s, generator=gen) for s in shapes]
-    target = [torch.randn(*s, generator=gen) for s in shapes]
-    curv = [torch.rand(*s, generator=gen) * 1.5 + 0.5 for s in shapes]
+    f32 = torch.float32
+    init = [torch.randn(*s, generator=gen, dtype=f32) for s in shapes]
+    target = [torch.randn(*s, generator=gen, dtype=f32) for s in shapes]
+    curv = [torch.rand(*s, generator=gen, dtype=f32) * 1.5 + 0.5 for s in shapes]
     return init, target, curv, gen
 
 
-def run(case, seed, resume_at=None, saved=None):
+def run(case, seed, resume_at=None, saved=None, replay=None):
     """Run the whole trajectory. With resume_at, the objects are rebuilt fresh after that step
-    from a torch.save'd copy of every state (saved receives the blob's size)."""
+    from a torch.save'd copy of every state (saved receives the blob's size). replay (the
+    record of an earlier run) replaces the computed gradients and losses: a run in float64 over the same
+    gradients tells how far float32 rounding alone can move a trajectory (--conditioning)."""
     init, target, curv, gen = problem(case, seed)
+    if replay is not None:
+        init = [v.to(torch.get_default_dtype()) for v in init]
     params, opt, sched, la = build(case, init)
     k = case.get("accum", 1)
     bad = case.get("nonfinite", {})
@@ -221,12 +240,16 @@ def run(case, seed, resume_at=None, saved=None):
                 if (step, micro, i) in bad:
                     g.view(-1)[0] = bad[(step, micro, i)]
                 g = torch.tensor([float("%.9g" % v) for v in g.view(-1).tolist()]).view(p.shape)
+                if replay is not None:
+                    g = replay["grads"][(step, micro, i)].to(p.dtype)
                 rec["grads"][(step, micro, i)] = g
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
                 p.grad.add_(g / k) if k > 1 else p.grad.add_(g)
             loss = float("%.9g" % sum(0.5 * float((c * (p.detach() - t) ** 2).sum())
                                       for p, t, c in zip(params, target, curv)))
+            if replay is not None:
+                loss = replay["losses"][(step, micro)]
             rec["losses"][(step, micro)] = loss
             loss_sum += loss
         applied = True
@@ -298,11 +321,41 @@ def sched_lines(spec):
     return out
 
 
-def write_case(case, seed, path):
+def conditioning(case, seed, rec):
+    """How far float32 rounding alone moves this trajectory: PyTorch in float64 over the same
+    gradients and losses, the worst |p32 - p64| / (1e-5 + 1e-4 |p64|) over every parameter
+    after every step. Above ~0.25 the reference cannot tell a correct float32 implementation
+    from a wrong one at the tolerance (e.g. centered RMSprop whose value-clipped gradients
+    are constant, where sqrt(sq - ga^2) cancels)."""
+    global NOTES
+    keep = NOTES
+    torch.set_default_dtype(torch.float64)
+    try:
+        ref = run(case, seed, replay=rec)
+    finally:
+        torch.set_default_dtype(torch.float32)
+        NOTES = keep
+    worst = 0.0
+    for key, p in rec["params"].items():
+        want = ref["params"][key]
+        r = ((p.double() - want).abs() / (1e-5 + 1e-4 * want.abs())).max().item()
+        worst = max(worst, r if math.isfinite(r) else math.inf)
+    return worst
+
+
+WELL_CONDITIONED = 0.25
+
+
+def write_case(case, seed, path, max_conditioning=None):
+    """Write the case; returns its notes, or None when it is worse conditioned than
+    max_conditioning (nothing is written then)."""
     global NOTES
     NOTES = []
     rec = run(case, seed)
     notes = list(NOTES)
+    cond = conditioning(case, seed, rec)
+    if max_conditioning is not None and cond > max_conditioning:
+        return None
     if case.get("resume"):
         saved = []
         NOTES = []
@@ -326,6 +379,7 @@ def write_case(case, seed, path):
         out.append("# " + line)
     for n in notes:
         out.append("# rule (sched.h, end of a schedule): " + n)
+    out.append("# conditioning: PyTorch float32 vs float64 over these gradients: %.3g of the tolerance" % cond)
     out.append("optim algo=%s %s" % (case["algo"], " ".join(kv(k, v) for k, v in case["optim"].items())))
     for g, over in enumerate(case["groups"]):
         if over:
@@ -440,6 +494,11 @@ CASES = [
     case("chained_exponential_multistep_adam", "adam", dict(lr=0.02),
          dict(kind="chained", children=[dict(kind="exponential", gamma=0.95),
                                         dict(kind="multistep", milestones=[6, 12], gamma=0.3)])),
+    case("chained_step_cosine_below_eta_min", "rmsprop", dict(lr=0.003478, alpha=0.97),
+         dict(kind="chained", children=[dict(kind="step", step_size=1, gamma=0.6461),
+                                        dict(kind="cosine", T_max=13, eta_min=1e-4)]), steps=22,
+         doc="StepLR takes the LR below the cosine's eta_min; past T_max the recursive cosine then\n"
+             "overshoots below 0 (PyTorch steps with -4.6e-6 from step 15 on): gradopt gives eta_min."),
     case("plateau_adam_groups_min_lrs", "adam", dict(lr=0.05, weight_decay=1e-3),
          dict(kind="plateau", factor=0.5, patience=1, threshold=0.05, min_lrs=[0.01, 0.004]),
          groups=[{}, dict(lr=0.02, weight_decay=0.0)], steps=24, clip=("norm", 5.0, 2.0),
@@ -577,8 +636,10 @@ def random_sched(rng, steps, ngroups, algo, kinds, span):
     if k == "sequential":
         n = rng.randint(2, 3)
         ms = sorted(rng.sample(range(1, max(n, span)), n - 1))
-        return dict(kind=k, milestones=ms, children=[random_sched(rng, steps, ngroups, algo, basic, span)
-                                                     for _ in range(n)])
+        kids = [random_sched(rng, steps, ngroups, algo, basic, span) for _ in range(n)]
+        if rng.random() < 0.3:  # OneCycle last, sized to end with the run
+            kids[-1] = random_sched(rng, steps, ngroups, algo, ["onecycle"], max(1, span - ms[-1]))
+        return dict(kind=k, milestones=ms, children=kids)
     # chained: at most one onecycle, which sets the LR the others then scale
     kids = [random_sched(rng, steps, ngroups, algo, basic + ["onecycle"], span)]
     kids.append(random_sched(rng, steps, ngroups, algo, basic, span))
@@ -635,15 +696,24 @@ def main():
         n, seed, out = int(args[1]), int(args[3]), args[4]
         os.makedirs(out, exist_ok=True)
         rng = random.Random(seed)
+        rejected = []
         for i in range(n):
-            c = random_case(rng, i)
-            write_case(c, seed * 1000 + i, os.path.join(out, c["name"] + ".traj"))
-        print("wrote %d random trajectories to %s" % (n, out))
+            while True:  # draw again while the reference itself is off by more than a quarter of the tolerance
+                c = random_case(rng, i)
+                if write_case(c, seed * 1000 + i, os.path.join(out, c["name"] + ".traj"), WELL_CONDITIONED) is not None:
+                    break
+                rejected.append("%s/%s" % (c["algo"], c["sched"]["kind"] if c["sched"] else "-"))
+        print("wrote %d random trajectories to %s; %d draws rejected as ill-conditioned (PyTorch float32 vs "
+              "float64 over the same gradients > %g of the tolerance)%s" % (n, out, len(rejected), WELL_CONDITIONED,
+                                                                            ": " + " ".join(rejected) if rejected else ""))
         return
     out = args[0] if args else os.path.join(os.path.dirname(os.path.abspath(__file__)), "cases")
     os.makedirs(out, exist_ok=True)
     for i, c in enumerate(CASES):
-        notes = write_case(c, 20000 + i, os.path.join(out, c["name"] + ".traj"))
+        notes = write_case(c, 20000 + i, os.path.join(out, c["name"] + ".traj"), WELL_CONDITIONED)
+        if notes is None:
+            raise SystemExit("%s: ill-conditioned (PyTorch float32 vs float64 > %g of the tolerance)"
+                             % (c["name"], WELL_CONDITIONED))
         for n in notes:
             print("%s: %s" % (c["name"], n))
     print("wrote %d trajectories to %s" % (len(CASES), out))
