@@ -192,11 +192,8 @@ static gopt_status validate(const gopt_sched_config *c, const char *path, int de
         break;
     case GOPT_SCHED_POLYNOMIAL:
         if (c->total_iters < 1) return BAD(path, "total_iters = %lld must be >= 1", (long long)c->total_iters);
-        /* PyTorch accepts power < 0 and raises ZeroDivisionError at step total_iters
-         * ((1 - T/T)^power = 0^power); the LR there would be infinite. */
-        if (!nonneg(c->power))
-            return BAD(path, "power = %g must be finite and >= 0 (a negative power makes the LR at total_iters infinite)",
-                       c->power);
+        if (!nonneg(c->power)) /* PyTorch raises ZeroDivisionError (0^power) at total_iters */
+            return BAD(path, "power = %g must be finite and >= 0 (< 0: the LR at total_iters is infinite)", c->power);
         break;
     case GOPT_SCHED_LAMBDA:
         if (!c->lr_lambda) return BAD(path, "lr_lambda is NULL");
@@ -259,15 +256,12 @@ static double anneal(const sched_node *n, double start, double end, double pct) 
     return (end - start) * pct + start;
 }
 
-/* The values an optimizer accepts (gopt_optim_set_lr / set_momentum). */
+/* What the optimizer accepts. A value outside becomes the schedule's final value (sched.h,
+ * "End of a schedule"): here step total_steps, whose linear extrapolation of the last phase
+ * goes below 0 (LR) or up to 1 (momentum). */
 static int lr_valid(double lr) { return isfinite(lr) && lr >= 0; }
 static int momentum_valid(double m) { return m >= 0 && m < 1; }
 
-/* The last phase ends at epoch total_steps - 1, but a schedule sized as PyTorch users size
- * it is stepped total_steps times, and step total_steps extrapolates the last phase: with
- * linear annealing the LR goes below min_lr (negative for the usual final_div_factor) and
- * the momentum above max_momentum. No optimizer step uses that value. Rule (sched.h): keep
- * PyTorch's extrapolation when the optimizer accepts it, else the last phase's end value. */
 static void onecycle_lr(gopt_sched *s, sched_node *n) {
     double e = (double)n->last_epoch;
     int last = n->nphase - 1;
@@ -334,21 +328,14 @@ static double chainable(const sched_node *n, int g, double lr, double base) {
         double next;
         if (py_mod(e - 1 - c->T_max, 2 * c->T_max) == 0) next = lr + (base - c->eta_min) * (1 - cos(M_PI / T)) / 2;
         else next = (1 + cos(M_PI * (double)e / T)) / (1 + cos(M_PI * (double)(e - 1) / T)) * (lr - c->eta_min) + c->eta_min;
-        /* Alone it stays between eta_min and base. Chained after a scheduler that took the LR
-         * below eta_min, the rising half (ratio > 1) overshoots below 0, and PyTorch then
-         * steps with a negative LR. Rule (sched.h): the schedule's final value, eta_min. */
-        return lr_valid(next) ? next : c->eta_min;
+        return lr_valid(next) ? next : c->eta_min; /* < 0: chained below eta_min (sched.h) */
     }
     case GOPT_SCHED_LINEAR: {
         if (e == 0) return lr * c->start_factor;
         if (e > c->total_iters) return lr;
-        double next = lr * (1. + (c->end_factor - c->start_factor) /
-                                     ((double)c->total_iters * c->start_factor +
-                                      (double)(e - 1) * (c->end_factor - c->start_factor)));
-        /* With end_factor 0 the factor of the last step is 1 - x/x' with x' == x only up to
-         * rounding: PyTorch ends about a third of such schedules at -1e-18 or so. Rule
-         * (sched.h): an LR the optimizer refuses becomes the schedule's final value. */
-        return lr_valid(next) ? next : base * c->end_factor;
+        double d = c->end_factor - c->start_factor;
+        double next = lr * (1. + d / ((double)c->total_iters * c->start_factor + (double)(e - 1) * d));
+        return lr_valid(next) ? next : base * c->end_factor; /* end_factor 0: -1e-18 by rounding */
     }
     case GOPT_SCHED_CONSTANT:
         if (e == 0) return lr * c->factor;
