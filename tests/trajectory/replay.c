@@ -406,7 +406,13 @@ WRAP(accum)
 static int save_and_reload(const traj *t, const setup *su, objs *o, const char *workdir, int step, traj_result *r) {
     static const blob_ops ops[5] = {OPS(params), OPS(optim), OPS(sched), OPS(monitor), OPS(accum)};
     char path[1024];
-    snprintf(path, sizeof path, "%s/traj-%ld-%s.ckpt", workdir, (long)getpid(), t->name);
+    char safe[sizeof t->name];
+    for (size_t i = 0; i < sizeof safe; i++) { /* the name is the file's: keep it a plain file name */
+        char ch = t->name[i];
+        safe[i] = (ch == '/' || ch == '\\') ? '_' : ch;
+        if (!ch) break;
+    }
+    snprintf(path, sizeof path, "%s/traj-%ld-%s.ckpt", workdir, (long)getpid(), safe);
     void *objects[5] = {o->params, o->opt, o->sched, o->mon, o->acc};
     gopt_ckpt_writer *w;
     LIB(gopt_ckpt_writer_begin(path, &w), r, "resume at step %d", step);
