@@ -133,7 +133,8 @@ static gopt_status check_recompute(const gopt_net *net) {
     for (int i = 0; i < net->nlayers; i++) {
         if (!net->layers[i]->recompute) continue;
         if (i == net->nlayers - 1)
-            return GOPT_FAIL(GOPT_EINVAL, "layer %d: the last layer cannot be recomputed (its output is the logits)", i);
+            return GOPT_FAIL(GOPT_EINVAL, "layer %d: the last layer cannot be recomputed (its output is the logits)",
+                             i);
         const gopt_layer *next = net->layers[i + 1];
         if (next->recompute)
             return GOPT_FAIL(GOPT_EINVAL, "layers %d and %d: two adjacent layers cannot both be recomputed", i, i + 1);
@@ -285,8 +286,8 @@ gopt_status gopt_net_forward_tokens(gopt_net *net, const int32_t *tokens, int n,
     const int64_t T = net->in_numel, V = first->cfg.in_features;
     for (int64_t i = 0; i < (int64_t)n * T; i++) /* all of them before anything runs */
         if (tokens[i] < 0 || tokens[i] >= V)
-            return GOPT_FAIL(GOPT_EINVAL, "token id %d at (sample %lld, step %lld) is outside [0, %lld)", (int)tokens[i],
-                             (long long)(i / T), (long long)(i % T), (long long)V);
+            return GOPT_FAIL(GOPT_EINVAL, "token id %d at (sample %lld, step %lld) is outside [0, %lld)",
+                             (int)tokens[i], (long long)(i / T), (long long)(i % T), (long long)V);
     for (int64_t i = 0; i < (int64_t)n * T; i++) net->input[i] = (float)tokens[i]; /* exact: V <= 2^24 */
     return run_forward(net, n, logits);
 }

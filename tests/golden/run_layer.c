@@ -42,7 +42,8 @@ static int parse_layer_config(const golden_case *c, golden_result *r, gopt_layer
     } else if (!strcmp(name, "flatten")) {
         *lc = gopt_layer_config_default(GOPT_LAYER_FLATTEN);
     } else if (!strcmp(name, "embedding")) {
-        *lc = gopt_layer_embedding((int)golden_cfg_num(c, "num_embeddings", 0), (int)golden_cfg_num(c, "embedding_dim", 0));
+        *lc = gopt_layer_embedding((int)golden_cfg_num(c, "num_embeddings", 0),
+                                   (int)golden_cfg_num(c, "embedding_dim", 0));
     } else if (!strcmp(name, "dropout")) {
         *lc = gopt_layer_dropout((float)golden_cfg_num(c, "p", 0.5), 0);
     } else {
