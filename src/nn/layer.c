@@ -107,7 +107,7 @@ void gopt_layer_destroy(gopt_layer *l) {
     if (!l) return;
     if (l->owns_out) gopt__aligned_free(l->out);
     if (l->owns_ws) gopt__aligned_free(l->ws);
-    if (l->st && l->vt->free) l->vt->free(l);
+    if (l->vt->free) l->vt->free(l); /* also after a failed setup */
     gopt__free(l->st);
     gopt__free(l);
 }
