@@ -7,6 +7,7 @@
 #include "core/blas.h"
 #include "core/common.h"
 #include "nn/layer.h"
+#include "nn/recurrent.h"
 
 #define OMP_MIN 16384
 
@@ -34,6 +35,11 @@ gopt_layer_config gopt_layer_config_default(gopt_layer_type type) {
     c.eps = 1e-5f;
     c.momentum = 0.1f;
     c.p = 0.5f;
+    if (gopt__is_recurrent(type)) { /* PyTorch's defaults: one layer, biases, no dropout */
+        c.num_layers = 1;
+        c.bias = 1;
+        c.p = 0.0f;
+    }
     return c;
 }
 gopt_layer_config gopt_layer_linear(int in, int out, int bias) {
@@ -344,6 +350,12 @@ static const gopt__layer_vt vts[GOPT_LAYER_TYPE_COUNT] = {
     {GOPT_LAYER_DROPOUT, dropout_forward, dropout_backward},
     {GOPT_LAYER_FLATTEN, flatten_forward, flatten_backward},
     {GOPT_LAYER_BASIC_BLOCK, NULL, NULL}, /* gopt__block_vtable() */
+    {GOPT_LAYER_SIGMOID, gopt__sigmoid_forward, gopt__sigmoid_backward},
+    {GOPT_LAYER_TANH, gopt__tanh_forward, gopt__tanh_backward},
+    {GOPT_LAYER_EMBEDDING, NULL, NULL},
+    {GOPT_LAYER_RNN, gopt__rnn_forward, gopt__rnn_backward},
+    {GOPT_LAYER_LSTM, gopt__rnn_forward, gopt__rnn_backward},
+    {GOPT_LAYER_GRU, gopt__rnn_forward, gopt__rnn_backward},
 };
 
 /* ---- creation ----------------------------------------------------------------------------- */
@@ -416,8 +428,13 @@ static gopt_status setup(gopt_layer *l, const char *prefix) {
         memcpy(l->out_shape, in, sizeof l->out_shape);
         return add_bn_params(l, &l->bn, prefix);
     }
+    case GOPT_LAYER_RNN:
+    case GOPT_LAYER_LSTM:
+    case GOPT_LAYER_GRU: return gopt__rnn_setup(l, prefix);
     case GOPT_LAYER_RELU:
     case GOPT_LAYER_GELU:
+    case GOPT_LAYER_SIGMOID:
+    case GOPT_LAYER_TANH:
     case GOPT_LAYER_DROPOUT:
         if (cfg->type == GOPT_LAYER_DROPOUT) {
             if (!(cfg->p >= 0.0f && cfg->p <= 1.0f)) return GOPT_FAIL(GOPT_EINVAL, "dropout: p = %g must be in [0, 1]", cfg->p);
@@ -491,6 +508,7 @@ void gopt_layer_destroy(gopt_layer *l) {
     gopt__bn_free(&l->bn);
     gopt__bn_free(&l->bn2);
     gopt__bn_free(&l->bn_s);
+    gopt__rnn_free(l);
     gopt__free(l);
 }
 
@@ -619,6 +637,9 @@ gopt_status gopt_layer_init_params(gopt_layer *l, gopt_init weight_init, gopt_rn
     }
     case GOPT_LAYER_CONV2D: init_conv(l, &l->conv, weight_init, rng); break;
     case GOPT_LAYER_BATCHNORM2D: init_bn(l, &l->bn); break;
+    case GOPT_LAYER_RNN:
+    case GOPT_LAYER_LSTM:
+    case GOPT_LAYER_GRU: return gopt__rnn_init_params(l, rng);
     case GOPT_LAYER_BASIC_BLOCK:
         init_conv(l, &l->conv, weight_init, rng);
         init_bn(l, &l->bn);
@@ -651,6 +672,9 @@ double gopt__layer_flops(const gopt_layer *l) {
     const gopt__conv *cs[3] = {NULL, NULL, NULL};
     switch (l->cfg.type) {
     case GOPT_LAYER_LINEAR: return 2.0 * l->cfg.in_features * l->cfg.out_features;
+    case GOPT_LAYER_RNN:
+    case GOPT_LAYER_LSTM:
+    case GOPT_LAYER_GRU: return gopt__rnn_flops(l);
     case GOPT_LAYER_CONV2D: cs[0] = &l->conv; break;
     case GOPT_LAYER_BASIC_BLOCK:
         cs[0] = &l->conv;
@@ -714,6 +738,7 @@ gopt_status gopt_layer_forward(gopt_layer *l, const gopt_tensor *x, gopt_tensor 
     if (!gopt_params_finalized(l->params) && l->params && gopt_params_count(l->params) > 0)
         return GOPT_FAIL(GOPT_ESTATE, "%s: the params arena is not finalized", gopt_layer_type_name(l->cfg.type));
     int n = (int)x->shape[0];
+    if (gopt__is_recurrent(l->cfg.type)) GOPT_TRY(gopt__rnn_check_forward(l, n));
     gopt__layer_forward_raw(l, x->data, n);
     int64_t shape[4] = {n, l->out_shape[0], l->out_shape[1], l->out_shape[2]};
     return gopt_tensor_view(l->out, l->out_ndim + 1, shape, y);

@@ -83,6 +83,8 @@ void gopt__bn_backward(const gopt__bn *bn, const float *gamma, const gopt__bn_re
 void gopt__bn_coeffs(const gopt__bn *bn, const float *gamma, const float *beta, int training, float *scale,
                      float *shift);
 
+typedef struct gopt__rnn gopt__rnn;
+
 /* ---- the layer -------------------------------------------------------------------------- */
 typedef struct gopt__layer_vt {
     gopt_layer_type type;
@@ -119,6 +121,7 @@ struct gopt_layer {
     int32_t *argmax;             /* maxpool */
     uint8_t *mask;               /* dropout */
     gopt_rng rng;                /* dropout */
+    struct gopt__rnn *rnn;       /* rnn, lstm, gru: per-type state (nn/recurrent.h) */
 };
 
 /* Param views (arena finalized). */
