@@ -35,6 +35,14 @@ typedef struct rec_grads {
     float *dx, *dh0, *dc0, *dtheta;
 } rec_grads;
 
+static rec_grads grads_alloc(const struct rec_case *rc);
+static void grads_free(rec_grads *g) {
+    free(g->dx);
+    free(g->dh0);
+    free(g->dc0);
+    free(g->dtheta);
+}
+
 static float *randn(gopt_rng *rng, int64_t n, float scale) {
     float *p = malloc(sizeof(float) * (size_t)(n ? n : 1));
     assert_non_null(p);
@@ -108,6 +116,14 @@ static double rec_loss(const rec_case *rc, rec_grads *g) {
     gopt_layer_destroy(layer);
     gopt_params_destroy(params);
     return loss;
+}
+
+static rec_grads grads_alloc(const rec_case *rc) {
+    int64_t xn = (int64_t)rc->N * rc->T * rc->I, sn = (int64_t)rc->L * rc->N * rc->H;
+    rec_grads g = {malloc(sizeof(float) * (size_t)xn), malloc(sizeof(float) * (size_t)sn),
+                   malloc(sizeof(float) * (size_t)sn), malloc(sizeof(float) * (size_t)rc->ntheta)};
+    assert_true(g.dx && g.dh0 && g.dc0 && g.dtheta);
+    return g;
 }
 
 static double central(rec_case *rc, float *v, int64_t i, float h) {
@@ -188,12 +204,7 @@ static void rec_case_free(rec_case *rc) {
 /* Gradient check of every input: x, h0, c0 and each parameter tensor. */
 static void fd_check_case(rec_case *rc, int count) {
     int64_t xn = (int64_t)rc->N * rc->T * rc->I, sn = (int64_t)rc->L * rc->N * rc->H;
-    rec_grads g;
-    g.dx = malloc(sizeof(float) * (size_t)xn);
-    g.dh0 = malloc(sizeof(float) * (size_t)sn);
-    g.dc0 = malloc(sizeof(float) * (size_t)sn);
-    g.dtheta = malloc(sizeof(float) * (size_t)rc->ntheta);
-    assert_true(g.dx && g.dh0 && g.dc0 && g.dtheta);
+    rec_grads g = grads_alloc(rc);
     rec_loss(rc, &g);
     fd_compare(rc, rc->x, g.dx, xn, count, "dx");
     if (rc->h0) {
@@ -213,10 +224,7 @@ static void fd_check_case(rec_case *rc, int count) {
     }
     gopt_layer_destroy(layer);
     gopt_params_destroy(params);
-    free(g.dx);
-    free(g.dh0);
-    free(g.dc0);
-    free(g.dtheta);
+    grads_free(&g);
 }
 
 static void fd_one(gopt_layer_config cfg, int N, int T, int with_state, int training) {
@@ -278,13 +286,8 @@ static void test_fd_lstm_long(void **state) {
     for (int n = 0; n < rc.N; n++)
         for (int t = 0; t < rc.T - 1; t++)
             for (int j = 0; j < rc.H; j++) rc.r_out[((int64_t)n * rc.T + t) * rc.H + j] = 0.0f;
-    int64_t xn = (int64_t)rc.N * rc.T * rc.I, sn = (int64_t)rc.L * rc.N * rc.H;
-    rec_grads g;
-    g.dx = malloc(sizeof(float) * (size_t)xn);
-    g.dh0 = malloc(sizeof(float) * (size_t)sn);
-    g.dc0 = malloc(sizeof(float) * (size_t)sn);
-    g.dtheta = malloc(sizeof(float) * (size_t)rc.ntheta);
-    assert_true(g.dx && g.dh0 && g.dc0 && g.dtheta);
+    int64_t sn = (int64_t)rc.L * rc.N * rc.H;
+    rec_grads g = grads_alloc(&rc);
     rec_loss(&rc, &g);
     /* the first steps of x (sample 0) and of the state, and spread parameters */
     fd_compare(&rc, rc.x, g.dx, 3 * rc.I, 9, "dx (first steps)");
@@ -295,10 +298,7 @@ static void test_fd_lstm_long(void **state) {
     for (int i = 0; i < rc.I; i++) first += fabs(g.dx[i]);
     if (getenv("FD_VERBOSE")) printf("sum |dx_0| = %g\n", first);
     assert_true(first > 1e-4); /* a measurable gradient flowed back 60 steps (and was checked) */
-    free(g.dx);
-    free(g.dh0);
-    free(g.dc0);
-    free(g.dtheta);
+    grads_free(&g);
     rec_case_free(&rc);
 }
 
@@ -463,20 +463,14 @@ static void test_truncated_bptt(void **state) {
         assert_ok(gopt_layer_rnn_reset_state(a));
         assert_ok(gopt_layer_forward(a, &one, &y));
         assert_memory_equal(ya, y.data, sizeof(float) * T * H);
-        free(ya);
-        free(h1);
-        free(c1);
-        free(dyb);
-        free(dyc);
-        free(x1);
-        free(x2);
-        free(xcat);
-        gopt_layer_destroy(a);
-        gopt_layer_destroy(b);
-        gopt_layer_destroy(c);
-        gopt_params_destroy(pa);
-        gopt_params_destroy(pb);
-        gopt_params_destroy(pc);
+        float *bufs[] = {ya, h1, c1, dyb, dyc, x1, x2, xcat};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+        gopt_layer *layers[] = {a, b, c};
+        gopt_params *arenas[] = {pa, pb, pc};
+        for (int i = 0; i < 3; i++) {
+            gopt_layer_destroy(layers[i]);
+            gopt_params_destroy(arenas[i]);
+        }
     }
 }
 
@@ -564,11 +558,8 @@ static void test_dropout_train_eval(void **state) {
         gopt_layer_destroy(layer);
         gopt_params_destroy(params);
     }
-    free(ya);
-    free(yb);
-    free(yc);
-    free(dx);
-    free(dth);
+    float *bufs[] = {ya, yb, yc, dx, dth};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     rec_case_free(&rc);
 }
 
@@ -698,12 +689,8 @@ static void test_states_and_small_batch(void **state) {
     assert_ok(gopt_layer_rnn_reset_state(layer));
     assert_ok(gopt_layer_forward(layer, &tx1, &ty));
     for (int k = 0; k < T * H; k++) assert_float_equal(ty.data[k], yz[k], 1e-6);
-    free(x);
-    free(h0);
-    free(c0);
-    free(yz);
-    free(ys);
-    free(zeros);
+    float *bufs[] = {x, h0, c0, yz, ys, zeros};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     gopt_layer_destroy(layer);
     gopt_params_destroy(params);
 }
