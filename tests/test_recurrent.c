@@ -8,6 +8,7 @@
  * has a rounding error of about ulp(loss) / h and a truncation error of about h^2 |f'''| / 6.
  * h = 1e-2 balances the two for these losses (|loss| ~ 1..10, ulp ~ 1e-6: ~1e-4 each);
  * tolerances are 2e-3 absolute + 1e-2 relative, far below the size of a wrong term. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include "testutil.h"
 
 #include <math.h>
@@ -826,6 +827,51 @@ static void test_create_out_of_memory(void **state) {
     assert_true(failed_somewhere);
 }
 
+/* The fused recurrent loop (AVX2+FMA CPUs) against the per-step SGEMM path
+ * (GOPT_RNN_GENERIC=1, read at create): hidden sizes that split over two threads and end in
+ * a partial 16-wide panel, batches that end in partial row blocks; and the same threads give
+ * the same bits (across thread counts OpenBLAS's own products may differ in the last bits). */
+static void test_fused_matches_generic(void **state) {
+    (void)state;
+    const int N = 7, T = 6, I = 5, H = 70;
+    const char *env = getenv("GOPT_RNN_GENERIC");
+    char *saved = env ? strdup(env) : NULL;
+    unsetenv("GOPT_RNN_GENERIC");
+    for (int kind = 0; kind < 3; kind++) {
+        gopt_layer_config cfg = kind == 0   ? gopt_layer_lstm(I, H, 2, 1, 0.0f, 0)
+                                : kind == 1 ? gopt_layer_gru(I, H, 2, 1, 0.0f, 0)
+                                            : gopt_layer_rnn(I, H, 2, GOPT_RNN_RELU, 1, 0.0f, 0);
+        rec_case rc;
+        rec_case_init(&rc, cfg, N, T, 1, 31 + kind);
+        int64_t yn = (int64_t)N * T * H, xn = (int64_t)N * T * I;
+        float *y[3], *dx[3], *dth[3];
+        for (int v = 0; v < 3; v++) { /* 0, 1: fused, 2 threads; 2: generic */
+            y[v] = malloc(sizeof(float) * yn);
+            dx[v] = malloc(sizeof(float) * xn);
+            dth[v] = malloc(sizeof(float) * rc.ntheta);
+            gopt_set_threads(2);
+            if (v == 2) setenv("GOPT_RNN_GENERIC", "1", 1);
+            run_once(&rc.cfg, rc.theta, rc.x, N, T, 1, y[v], dx[v], dth[v]);
+            unsetenv("GOPT_RNN_GENERIC");
+        }
+        assert_memory_equal(y[0], y[1], sizeof(float) * yn);
+        assert_memory_equal(dx[0], dx[1], sizeof(float) * xn);
+        assert_memory_equal(dth[0], dth[1], sizeof(float) * rc.ntheta);
+        for (int64_t i = 0; i < yn; i++) assert_true(fabsf(y[0][i] - y[2][i]) <= 1e-5f + 1e-4f * fabsf(y[2][i]));
+        for (int64_t i = 0; i < xn; i++) assert_true(fabsf(dx[0][i] - dx[2][i]) <= 1e-5f + 1e-4f * fabsf(dx[2][i]));
+        for (int64_t i = 0; i < rc.ntheta; i++)
+            assert_true(fabsf(dth[0][i] - dth[2][i]) <= 1e-5f + 1e-4f * fabsf(dth[2][i]));
+        for (int v = 0; v < 3; v++) {
+            free(y[v]);
+            free(dx[v]);
+            free(dth[v]);
+        }
+        rec_case_free(&rc);
+    }
+    if (saved) setenv("GOPT_RNN_GENERIC", saved, 1);
+    free(saved);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fd_rnn),
@@ -840,6 +886,7 @@ int main(void) {
         cmocka_unit_test(test_states_and_small_batch),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_create_out_of_memory),
+        cmocka_unit_test(test_fused_matches_generic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

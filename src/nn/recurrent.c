@@ -9,6 +9,7 @@
  * input gradient, and one SGEMV per bias. Everything else is one fused pass per step
  * (recurrent_kernels.c). No BLAS call is made from inside an OpenMP region. */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "core/blas.h"
 #include "core/common.h"
@@ -49,6 +50,8 @@ struct gopt__rnn {
     int fwd_n, bwd_n;        /* batch of the last forward / backward; 0 before */
     int fwd_dropped;         /* the last forward applied dropout between layers */
     gopt_rng rng;            /* dropout masks */
+    int fused;               /* the fused loop of recurrent_seq.c (AVX2+FMA; GOPT_RNN_GENERIC=1 turns it off) */
+    float *packed;           /* its packed W_hh panels */
 };
 
 static const char *kind_name(const gopt_layer *l) { return gopt_layer_type_name(l->cfg.type); }
@@ -79,6 +82,22 @@ gopt_layer_config gopt_layer_lstm(int input_size, int hidden_size, int num_layer
 gopt_layer_config gopt_layer_gru(int input_size, int hidden_size, int num_layers, int bias, float dropout,
                                  uint64_t seed) {
     return rec_config(GOPT_LAYER_GRU, input_size, hidden_size, num_layers, bias, dropout, seed);
+}
+
+/* ---- the fused loop's availability --------------------------------------------------------- */
+
+int gopt__rnn_seq_available(void) {
+#if defined(__GNUC__) && defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+size_t gopt__rnn_seq_packed_floats(int G, int H) {
+    size_t panels = (size_t)(H + 15) / 16 * 16; /* H rounded up to whole 16-wide panels */
+    return (size_t)G * panels * (size_t)H;  /* forward (G*panels x H) and backward (panels x G*H) alike */
 }
 
 /* ---- setup -------------------------------------------------------------------------------- */
@@ -179,6 +198,9 @@ gopt_status gopt__rnn_setup(gopt_layer *l, const char *prefix) {
     r->dbuf[1] = alloc_floats((size_t)(TN * feat), "gradient buffer", &s);
     if (r->G == 4) r->dc = alloc_floats((size_t)(N * H), "cell gradient", &s);
     r->colsum = alloc_floats((size_t)GH, "bias gradient", &s);
+    const char *generic = getenv("GOPT_RNN_GENERIC");
+    r->fused = gopt__rnn_seq_available() && !(generic && generic[0] == '1');
+    if (r->fused) r->packed = alloc_floats(gopt__rnn_seq_packed_floats(r->G, r->H), "packed W_hh", &s);
     r->ones = alloc_floats((size_t)TN, "ones", &s);
     r->h0 = alloc_floats((size_t)(L * N * H), "h0", &s);
     r->hN = alloc_floats((size_t)(L * N * H), "h_n", &s);
@@ -211,8 +233,8 @@ void gopt__rnn_free(gopt_layer *l) {
         gopt__aligned_free(ly->bias_h);
     }
     gopt__free(r->layers);
-    float *bufs[] = {r->xt,  r->gh,  r->dbuf[0], r->dbuf[1], r->dc,  r->colsum, r->ones, r->h0,
-                     r->c0,  r->hN,  r->cN,      r->dhN,     r->dcN, r->dh0,    r->dc0};
+    float *bufs[] = {r->xt, r->gh,  r->dbuf[0], r->dbuf[1], r->dc,  r->colsum, r->ones, r->h0,
+                     r->c0, r->hN,  r->cN,      r->dhN,     r->dcN, r->dh0,    r->dc0,  r->packed};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) gopt__aligned_free(bufs[i]);
     gopt__free(r);
     l->rnn = NULL;
@@ -267,6 +289,75 @@ static void prepare_bias(const gopt_layer *l, gopt__rnn_layer *ly) {
     }
 }
 
+/* One step with BLAS (the path without AVX2/FMA): gates[t] += h_{t-1} W_hh^T (gru: into
+ * the scratch gh), then the cell pass over all rows. */
+static void step_forward(gopt__rnn *r, gopt__rnn_layer *ly, const float *w_hh, int t, int n, float *out) {
+    const int H = r->H, G = r->G, GH = G * H;
+    const int64_t NH = (int64_t)n * H;
+    gopt__rnn_step s = {0};
+    s.N = n;
+    s.H = H;
+    s.gates = ly->gates + (int64_t)t * n * GH;
+    s.bias = ly->bias;
+    s.bias_h = ly->bias_h;
+    s.h_prev = ly->hs + t * NH;
+    s.h = ly->hs + (t + 1) * NH;
+    s.relu = r->relu;
+    if (out) {
+        s.out = out + (int64_t)t * H;
+        s.out_ld = (int64_t)r->T * H;
+    }
+    if (G == 3) {
+        s.gh = r->gh;
+        s.hn = ly->hn + t * NH;
+        gopt__sgemm(0, 1, n, GH, H, 1.0f, s.h_prev, H, w_hh, H, 0.0f, r->gh, GH);
+        gopt__gru_step_forward(&s);
+        return;
+    }
+    gopt__sgemm(0, 1, n, GH, H, 1.0f, s.h_prev, H, w_hh, H, 1.0f, s.gates, GH);
+    if (G == 4) {
+        s.c_prev = ly->cs + t * NH;
+        s.c = ly->cs + (t + 1) * NH;
+        s.tc = ly->tc + t * NH;
+        gopt__lstm_step_forward(&s);
+    } else {
+        gopt__rnn_step_forward(&s);
+    }
+}
+
+/* One backward step with BLAS: the cell pass, then dh_{t-1} (t = 0: dh0) += dGates_t W_hh. */
+static void step_backward(gopt__rnn *r, gopt__rnn_layer *ly, const float *w_hh, int t, int n, float *dH,
+                          float *dh0) {
+    const int H = r->H, G = r->G, GH = G * H;
+    const int64_t NH = (int64_t)n * H;
+    gopt__rnn_step s = {0};
+    s.N = n;
+    s.H = H;
+    s.gates = ly->gates + (int64_t)t * n * GH;
+    s.h_prev = ly->hs + t * NH;
+    s.h = ly->hs + (t + 1) * NH;
+    s.dh = dH + t * NH;
+    s.relu = r->relu;
+    float *dprev = t > 0 ? dH + (t - 1) * NH : dh0;
+    float beta = t > 0 ? 1.0f : 0.0f;
+    float *dg = s.gates;
+    if (G == 4) {
+        s.c_prev = ly->cs + t * NH;
+        s.tc = ly->tc + t * NH;
+        s.dc = r->dc;
+        gopt__lstm_step_backward(&s);
+    } else if (G == 3) {
+        s.gh = dg = r->gh + (int64_t)t * n * GH;
+        s.hn = ly->hn + t * NH;
+        s.dh_prev = dprev;
+        gopt__gru_step_backward(&s);
+        beta = 1.0f; /* dh0 holds dh z already */
+    } else {
+        gopt__rnn_step_backward(&s);
+    }
+    gopt__sgemm(0, 0, n, H, GH, 1.0f, dg, GH, w_hh, H, beta, dprev, H);
+}
+
 void gopt__rnn_forward(gopt_layer *l, const float *x, int n) {
     gopt__rnn *r = l->rnn;
     const int T = r->T, H = r->H, G = r->G, GH = G * H, TN = T * n;
@@ -290,36 +381,22 @@ void gopt__rnn_forward(gopt_layer *l, const float *x, int n) {
             if (G == 4) memset(ly->cs, 0, sizeof(float) * (size_t)NH);
         }
         const int last = k == r->L - 1;
-        for (int t = 0; t < T; t++) {
-            gopt__rnn_step s = {0};
-            s.N = n;
-            s.H = H;
-            s.gates = ly->gates + (int64_t)t * n * GH;
-            s.bias = ly->bias;
-            s.bias_h = ly->bias_h;
-            s.h_prev = ly->hs + t * NH;
-            s.h = ly->hs + (t + 1) * NH;
-            s.relu = r->relu;
+        if (r->fused) {
+            gopt__rnn_seq q = {G, T, n, H, w_hh, r->packed, ly->gates, r->gh, ly->hs, ly->cs, ly->tc, ly->hn,
+                               NULL, NULL, {0}};
+            q.step.N = n;
+            q.step.H = H;
+            q.step.bias = ly->bias;
+            q.step.bias_h = ly->bias_h;
+            q.step.relu = r->relu;
+            q.step.gh = r->gh;
             if (last) {
-                s.out = l->out + (int64_t)t * H;
-                s.out_ld = (int64_t)T * H;
+                q.step.out = l->out;
+                q.step.out_ld = (int64_t)T * H;
             }
-            if (G == 3) {
-                s.gh = r->gh;
-                s.hn = ly->hn + t * NH;
-                gopt__sgemm(0, 1, n, GH, H, 1.0f, s.h_prev, H, w_hh, H, 0.0f, r->gh, GH);
-                gopt__gru_step_forward(&s);
-            } else {
-                gopt__sgemm(0, 1, n, GH, H, 1.0f, s.h_prev, H, w_hh, H, 1.0f, s.gates, GH);
-                if (G == 4) {
-                    s.c_prev = ly->cs + t * NH;
-                    s.c = ly->cs + (t + 1) * NH;
-                    s.tc = ly->tc + t * NH;
-                    gopt__lstm_step_forward(&s);
-                } else {
-                    gopt__rnn_step_forward(&s);
-                }
-            }
+            gopt__rnn_seq_forward(&q);
+        } else {
+            for (int t = 0; t < T; t++) step_forward(r, ly, w_hh, t, n, last ? l->out : NULL);
         }
         memcpy(r->hN + k * NH, ly->hs + T * NH, sizeof(float) * (size_t)NH);
         if (G == 4) memcpy(r->cN + k * NH, ly->cs + T * NH, sizeof(float) * (size_t)NH);
@@ -368,33 +445,16 @@ void gopt__rnn_backward(gopt_layer *l, const float *x, float *dy, float *dx, int
         }
         if (G == 3) memset(dh0, 0, sizeof(float) * (size_t)NH);
         float *dgh_all = G == 3 ? r->gh : ly->gates; /* the gradients on the W_hh side */
-        for (int t = T - 1; t >= 0; t--) {
-            gopt__rnn_step s = {0};
-            s.N = n;
-            s.H = H;
-            s.gates = ly->gates + (int64_t)t * n * GH;
-            s.h_prev = ly->hs + t * NH;
-            s.h = ly->hs + (t + 1) * NH;
-            s.dh = dH + t * NH;
-            s.relu = r->relu;
-            float *dprev = t > 0 ? dH + (t - 1) * NH : dh0;
-            float beta = t > 0 ? 1.0f : 0.0f;
-            if (G == 4) {
-                s.c_prev = ly->cs + t * NH;
-                s.tc = ly->tc + t * NH;
-                s.dc = r->dc;
-                gopt__lstm_step_backward(&s);
-            } else if (G == 3) {
-                s.gh = r->gh + (int64_t)t * n * GH;
-                s.hn = ly->hn + t * NH;
-                s.dh_prev = dprev;
-                gopt__gru_step_backward(&s);
-                beta = 1.0f;
-            } else {
-                gopt__rnn_step_backward(&s);
-            }
-            /* dh_{t-1} += dGates_t W_hh: one GEMM (N x G*H)(G*H x H) */
-            gopt__sgemm(0, 0, n, H, GH, 1.0f, dgh_all + (int64_t)t * n * GH, GH, w_hh, H, beta, dprev, H);
+        if (r->fused) {
+            gopt__rnn_seq q = {G, T, n, H, w_hh, r->packed, ly->gates, r->gh, ly->hs, ly->cs, ly->tc, ly->hn,
+                               dH, dh0, {0}};
+            q.step.N = n;
+            q.step.H = H;
+            q.step.relu = r->relu;
+            q.step.dc = r->dc;
+            gopt__rnn_seq_backward(&q);
+        } else {
+            for (int t = T - 1; t >= 0; t--) step_backward(r, ly, w_hh, t, n, dH, dh0);
         }
         if (G == 4) memcpy(r->dc0 + k * NH, r->dc, sizeof(float) * (size_t)NH);
         /* weight gradients of all steps: one GEMM each */

@@ -53,6 +53,31 @@ void gopt__lstm_step_forward(const gopt__rnn_step *s);
 void gopt__lstm_step_backward(const gopt__rnn_step *s);
 void gopt__gru_step_forward(const gopt__rnn_step *s);
 void gopt__gru_step_backward(const gopt__rnn_step *s);
+/* One cell pass (G = 1 rnn, 3 gru, 4 lstm; forward or backward) over all N rows and the
+ * hidden units [j0, j1) only, on the calling thread (the fused sequence loop's share). */
+void gopt__rnn_cell_range(int G, int backward, const gopt__rnn_step *s, int j0, int j1);
+
+/* ---- the fused recurrent loop of one layer (recurrent_seq.c; AVX2 + FMA only) ---------
+ * Forward: for t = 0..T-1, gates[t] += h_{t-1} W_hh^T (gru: gh = h_{t-1} W_hh^T), then the
+ * cell pass; hs[0] (cs[0]) hold h0 (c0) on entry. Backward: for t = T-1..0, the cell pass
+ * from dH[t] (the total dL/dh_t), then dH[t-1] (t = 0: dh0) += dGates_t W_hh (gru: dGh;
+ * gru's dh0 must be zeroed on entry). `step` carries N, H, the biases, relu, out/out_ld
+ * and (lstm backward) dc; the per-step pointers are derived from the arrays. */
+typedef struct gopt__rnn_seq {
+    int G, T, N, H;
+    const float *w_hh;   /* (G*H, H) */
+    float *packed;       /* gopt__rnn_seq_packed_floats, 64-byte aligned */
+    float *gates;        /* (T,N,G*H) */
+    float *gh;           /* gru: (T,N,G*H) */
+    float *hs, *cs;      /* (T+1,N,H) */
+    float *tc, *hn;      /* (T,N,H) */
+    float *dH, *dh0;     /* backward: (T,N,H), (N,H) */
+    gopt__rnn_step step;
+} gopt__rnn_seq;
+int gopt__rnn_seq_available(void);
+size_t gopt__rnn_seq_packed_floats(int G, int H);
+void gopt__rnn_seq_forward(const gopt__rnn_seq *q);
+void gopt__rnn_seq_backward(const gopt__rnn_seq *q);
 
 /* dst (B,A,F) = src (A,B,F) with rows of F floats swapped between the two leading axes. */
 void gopt__swap_axes(float *dst, const float *src, int A, int B, int F);

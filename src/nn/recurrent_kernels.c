@@ -24,13 +24,13 @@ GOPT_ACT_NO_TRAPPING
 /* Cells per step below which a pass stays on the calling thread. */
 #define RK_OMP_MIN_CELLS 65536
 
-typedef void (*row_fn)(const gopt__rnn_step *s, int n0, int n1);
+typedef void (*row_fn)(const gopt__rnn_step *s, int n0, int n1, int j0, int j1);
 
 static void run_rows(row_fn fn, const gopt__rnn_step *s) {
     int64_t cells = (int64_t)s->N * s->H;
     int threads = gopt_get_threads();
     if (cells < RK_OMP_MIN_CELLS || threads < 2 || s->N < 2) {
-        fn(s, 0, s->N);
+        fn(s, 0, s->N, 0, s->H);
         return;
     }
     if (threads > s->N) threads = s->N;
@@ -42,13 +42,13 @@ static void run_rows(row_fn fn, const gopt__rnn_step *s) {
         int id = 0, nt = 1;
 #endif
         int n0 = (int)((int64_t)s->N * id / nt), n1 = (int)((int64_t)s->N * (id + 1) / nt);
-        if (n1 > n0) fn(s, n0, n1);
+        if (n1 > n0) fn(s, n0, n1, 0, s->H);
     }
 }
 
 /* ---- rnn ---------------------------------------------------------------------------------- */
 
-RK_CLONES static void rnn_fwd_rows(const gopt__rnn_step *s, int n0, int n1) {
+RK_CLONES static void rnn_fwd_rows(const gopt__rnn_step *s, int n0, int n1, int j0, int j1) {
     const int H = s->H;
     const float *b = s->bias;
     for (int n = n0; n < n1; n++) {
@@ -56,29 +56,29 @@ RK_CLONES static void rnn_fwd_rows(const gopt__rnn_step *s, int n0, int n1) {
         float *h = s->h + (int64_t)n * H;
         if (s->relu) {
 #pragma omp simd
-            for (int j = 0; j < H; j++) {
+            for (int j = j0; j < j1; j++) {
                 float v = g[j] + b[j];
                 h[j] = v > 0.0f ? v : 0.0f;
             }
         } else {
 #pragma omp simd
-            for (int j = 0; j < H; j++) h[j] = gopt__tanhf(g[j] + b[j]);
+            for (int j = j0; j < j1; j++) h[j] = gopt__tanhf(g[j] + b[j]);
         }
-        if (s->out) memcpy(s->out + (int64_t)n * s->out_ld, h, sizeof(float) * (size_t)H);
+        if (s->out) memcpy(s->out + (int64_t)n * s->out_ld + j0, h + j0, sizeof(float) * (size_t)(j1 - j0));
     }
 }
 
-RK_CLONES static void rnn_bwd_rows(const gopt__rnn_step *s, int n0, int n1) {
+RK_CLONES static void rnn_bwd_rows(const gopt__rnn_step *s, int n0, int n1, int j0, int j1) {
     const int H = s->H;
     for (int n = n0; n < n1; n++) {
         float *g = s->gates + (int64_t)n * H;
         const float *h = s->h + (int64_t)n * H, *dh = s->dh + (int64_t)n * H;
         if (s->relu) {
 #pragma omp simd
-            for (int j = 0; j < H; j++) g[j] = h[j] > 0.0f ? dh[j] : 0.0f;
+            for (int j = j0; j < j1; j++) g[j] = h[j] > 0.0f ? dh[j] : 0.0f;
         } else {
 #pragma omp simd
-            for (int j = 0; j < H; j++) g[j] = dh[j] * (1.0f - h[j] * h[j]);
+            for (int j = j0; j < j1; j++) g[j] = dh[j] * (1.0f - h[j] * h[j]);
         }
     }
 }
@@ -88,7 +88,7 @@ void gopt__rnn_step_backward(const gopt__rnn_step *s) { run_rows(rnn_bwd_rows, s
 
 /* ---- lstm --------------------------------------------------------------------------------- */
 
-RK_CLONES static void lstm_fwd_rows(const gopt__rnn_step *s, int n0, int n1) {
+RK_CLONES static void lstm_fwd_rows(const gopt__rnn_step *s, int n0, int n1, int j0, int j1) {
     const int H = s->H;
     const float *b = s->bias;
     for (int n = n0; n < n1; n++) {
@@ -97,7 +97,7 @@ RK_CLONES static void lstm_fwd_rows(const gopt__rnn_step *s, int n0, int n1) {
         float *c = s->c + (int64_t)n * H, *tc = s->tc + (int64_t)n * H, *h = s->h + (int64_t)n * H;
         const float *bi = b, *bf = b + H, *bg = b + 2 * H, *bo = b + 3 * H;
 #pragma omp simd
-        for (int j = 0; j < H; j++) {
+        for (int j = j0; j < j1; j++) {
             float i = gopt__sigmoidf(gi[j] + bi[j]);
             float f = gopt__sigmoidf(gf[j] + bf[j]);
             float g = gopt__tanhf(gg[j] + bg[j]);
@@ -112,11 +112,11 @@ RK_CLONES static void lstm_fwd_rows(const gopt__rnn_step *s, int n0, int n1) {
             tc[j] = t;
             h[j] = o * t;
         }
-        if (s->out) memcpy(s->out + (int64_t)n * s->out_ld, h, sizeof(float) * (size_t)H);
+        if (s->out) memcpy(s->out + (int64_t)n * s->out_ld + j0, h + j0, sizeof(float) * (size_t)(j1 - j0));
     }
 }
 
-RK_CLONES static void lstm_bwd_rows(const gopt__rnn_step *s, int n0, int n1) {
+RK_CLONES static void lstm_bwd_rows(const gopt__rnn_step *s, int n0, int n1, int j0, int j1) {
     const int H = s->H;
     for (int n = n0; n < n1; n++) {
         float *gi = s->gates + (int64_t)n * 4 * H, *gf = gi + H, *gg = gi + 2 * H, *go = gi + 3 * H;
@@ -124,7 +124,7 @@ RK_CLONES static void lstm_bwd_rows(const gopt__rnn_step *s, int n0, int n1) {
         const float *dh = s->dh + (int64_t)n * H;
         float *dc = s->dc + (int64_t)n * H;
 #pragma omp simd
-        for (int j = 0; j < H; j++) {
+        for (int j = j0; j < j1; j++) {
             float i = gi[j], f = gf[j], g = gg[j], o = go[j], t = tc[j], d = dh[j];
             float dct = dc[j] + d * o * (1.0f - t * t);
             gi[j] = dct * g * (i * (1.0f - i));
@@ -141,7 +141,7 @@ void gopt__lstm_step_backward(const gopt__rnn_step *s) { run_rows(lstm_bwd_rows,
 
 /* ---- gru ---------------------------------------------------------------------------------- */
 
-RK_CLONES static void gru_fwd_rows(const gopt__rnn_step *s, int n0, int n1) {
+RK_CLONES static void gru_fwd_rows(const gopt__rnn_step *s, int n0, int n1, int j0, int j1) {
     const int H = s->H;
     const float *bx = s->bias, *bh = s->bias_h;
     for (int n = n0; n < n1; n++) {
@@ -150,7 +150,7 @@ RK_CLONES static void gru_fwd_rows(const gopt__rnn_step *s, int n0, int n1) {
         const float *hp = s->h_prev + (int64_t)n * H;
         float *hn = s->hn + (int64_t)n * H, *h = s->h + (int64_t)n * H;
 #pragma omp simd
-        for (int j = 0; j < H; j++) {
+        for (int j = j0; j < j1; j++) {
             float r = gopt__sigmoidf((xr[j] + bx[j]) + (hr[j] + bh[j]));
             float z = gopt__sigmoidf((xz[j] + bx[H + j]) + (hz[j] + bh[H + j]));
             float hv = hhn[j] + bh[2 * H + j];
@@ -161,11 +161,11 @@ RK_CLONES static void gru_fwd_rows(const gopt__rnn_step *s, int n0, int n1) {
             hn[j] = hv;
             h[j] = (hp[j] - nv) * z + nv;
         }
-        if (s->out) memcpy(s->out + (int64_t)n * s->out_ld, h, sizeof(float) * (size_t)H);
+        if (s->out) memcpy(s->out + (int64_t)n * s->out_ld + j0, h + j0, sizeof(float) * (size_t)(j1 - j0));
     }
 }
 
-RK_CLONES static void gru_bwd_rows(const gopt__rnn_step *s, int n0, int n1) {
+RK_CLONES static void gru_bwd_rows(const gopt__rnn_step *s, int n0, int n1, int j0, int j1) {
     const int H = s->H;
     for (int n = n0; n < n1; n++) {
         float *gr = s->gates + (int64_t)n * 3 * H, *gz = gr + H, *gn = gr + 2 * H;
@@ -174,7 +174,7 @@ RK_CLONES static void gru_bwd_rows(const gopt__rnn_step *s, int n0, int n1) {
         const float *dh = s->dh + (int64_t)n * H;
         float *dhp = s->dh_prev + (int64_t)n * H;
 #pragma omp simd
-        for (int j = 0; j < H; j++) {
+        for (int j = j0; j < j1; j++) {
             float r = gr[j], z = gz[j], nv = gn[j], d = dh[j];
             float dnp = d * (1.0f - z) * (1.0f - nv * nv);
             float dzp = d * (hp[j] - nv) * (z * (1.0f - z));
@@ -192,6 +192,12 @@ RK_CLONES static void gru_bwd_rows(const gopt__rnn_step *s, int n0, int n1) {
 
 void gopt__gru_step_forward(const gopt__rnn_step *s) { run_rows(gru_fwd_rows, s); }
 void gopt__gru_step_backward(const gopt__rnn_step *s) { run_rows(gru_bwd_rows, s); }
+
+void gopt__rnn_cell_range(int G, int backward, const gopt__rnn_step *s, int j0, int j1) {
+    static const row_fn fns[2][3] = {{rnn_fwd_rows, gru_fwd_rows, lstm_fwd_rows},
+                                     {rnn_bwd_rows, gru_bwd_rows, lstm_bwd_rows}};
+    fns[backward ? 1 : 0][G == 1 ? 0 : G == 3 ? 1 : 2](s, 0, s->N, j0, j1);
+}
 
 /* ---- layout and dropout helpers ------------------------------------------------------------ */
 

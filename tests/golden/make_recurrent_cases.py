@@ -4,7 +4,10 @@ and sequence layers") computed with PyTorch 1.13's torch.nn.RNN / LSTM / GRU (ba
 for sizes, depths, sequence lengths and options that ../shared does not cover. Not used by
 the build; the committed tests/golden/cases/r_*.golden came from the fixed list:
     /usr/bin/python3 tests/golden/make_recurrent_cases.py OUT_DIR            # the fixed list
-    /usr/bin/python3 tests/golden/make_recurrent_cases.py OUT_DIR --random 40 --seed 7
+    /usr/bin/python3 tests/golden/make_recurrent_cases.py OUT_DIR --random 40 --seed 7 [--max-hidden 100]
+Hidden sizes of 64 and more split the fused recurrent loop over two threads (with
+OMP_NUM_THREADS=2) and sizes that are not multiples of 16 use its
+partial panels.
 """
 import os
 import random
@@ -78,13 +81,13 @@ def make(name, layer, I, H, L, bias, nonlinearity, N, T, seed):
     return "gradopt-golden 1\n" + "\n".join(o) + "\n"
 
 
-def random_cases(count, seed):
+def random_cases(count, seed, max_hidden):
     rng = random.Random(seed)
     cases = []
     for k in range(count):
         layer = rng.choice(["rnn", "lstm", "gru"])
         nl = rng.choice(["tanh", "relu"]) if layer == "rnn" else None
-        cases.append(("rand_%d_%s" % (k, layer), layer, rng.randint(1, 24), rng.randint(1, 40), rng.randint(1, 4),
+        cases.append(("rand_%d_%s" % (k, layer), layer, rng.randint(1, 24), rng.randint(1, max_hidden), rng.randint(1, 4),
                       rng.random() < 0.7, nl, rng.randint(1, 6), rng.randint(1, 40)))
     return cases
 
@@ -97,7 +100,8 @@ def main():
     cases, base = FIXED, 5000
     if "--random" in args:
         seed = int(args[args.index("--seed") + 1]) if "--seed" in args else 1
-        cases, base = random_cases(int(args[args.index("--random") + 1]), seed), 9000 + 1000 * seed
+        max_hidden = int(args[args.index("--max-hidden") + 1]) if "--max-hidden" in args else 40
+        cases, base = random_cases(int(args[args.index("--random") + 1]), seed, max_hidden), 9000 + 1000 * seed
     os.makedirs(out_dir, exist_ok=True)
     for k, c in enumerate(cases):
         with open(os.path.join(out_dir, c[0] + ".golden"), "w") as f:
