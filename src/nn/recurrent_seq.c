@@ -105,10 +105,18 @@ static void kernel4(int R, int K, const float *A, int lda, const float *Bp, floa
 /* All N rows of one panel: C (N x w, ldc) (+)= A (N x K, lda) Bp. */
 static void panel_product(int N, int K, const float *A, int lda, const float *Bp, float *C, int ldc, int w,
                           int accumulate) {
-    int n = 0;
-    for (; N - n >= MR || N - n == 5; n += MR)
-        kernel6(N - n < MR ? N - n : MR, K, A + (size_t)n * lda, lda, Bp, C + (size_t)n * ldc, ldc, w, accumulate);
-    if (n < N) kernel4(N - n, K, A + (size_t)n * lda, lda, Bp, C + (size_t)n * ldc, ldc, w, accumulate);
+    /* blocks of 6 rows; a remainder of 5 is one block of 6 (one row twice), of 1..4 one block
+     * of 4; a remainder of 2 after a 6 becomes 4 + 4, so N = 32 computes no row twice */
+    int n = 0, full = N / MR, rem = N % MR;
+    if (rem == 2 && full > 0) full--;
+    for (int b = 0; b < full; b++, n += MR)
+        kernel6(MR, K, A + (size_t)n * lda, lda, Bp, C + (size_t)n * ldc, ldc, w, accumulate);
+    while (n < N) {
+        int left = N - n, R = left == 5 ? 5 : left >= 4 ? 4 : left;
+        if (R == 5) kernel6(5, K, A + (size_t)n * lda, lda, Bp, C + (size_t)n * ldc, ldc, w, accumulate);
+        else kernel4(R, K, A + (size_t)n * lda, lda, Bp, C + (size_t)n * ldc, ldc, w, accumulate);
+        n += R;
+    }
 }
 
 /* This thread's unit-panel range [pb0, pb1) of the NPB = ceil(H/16) panels per gate. */
