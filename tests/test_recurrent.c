@@ -12,11 +12,25 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 
 #define FD_H 1e-2f
 #define FD_ATOL 2e-3
 #define FD_RTOL 1e-2
+
+/* free(3) of n pointers. */
+static void free_n(int n, ...) {
+    va_list ap;
+    va_start(ap, n);
+    for (int i = 0; i < n; i++) free(va_arg(ap, void *));
+    va_end(ap);
+}
+
+static void drop(gopt_layer *layer, gopt_params *params) {
+    gopt_layer_destroy(layer);
+    gopt_params_destroy(params);
+}
 
 /* ---- a recurrent case evaluated on a fresh layer each time (so a dropout mask, drawn from
  * the layer's seeded stream on its first forward, is the same at every evaluation) ---- */
@@ -38,10 +52,7 @@ typedef struct rec_grads {
 
 static rec_grads grads_alloc(const struct rec_case *rc);
 static void grads_free(rec_grads *g) {
-    free(g->dx);
-    free(g->dh0);
-    free(g->dc0);
-    free(g->dtheta);
+    free_n(4, g->dx, g->dh0, g->dc0, g->dtheta);
 }
 
 static float *randn(gopt_rng *rng, int64_t n, float scale) {
@@ -51,11 +62,25 @@ static float *randn(gopt_rng *rng, int64_t n, float scale) {
     return p;
 }
 
-static void make_layer(const rec_case *rc, int max_batch, int T, gopt_params **params, gopt_layer **layer) {
-    int64_t in[2] = {T, rc->I};
+/* kind 0 lstm, 1 gru, 2 rnn (relu: nonlinearity), with biases and no dropout. */
+static gopt_layer_config kind_cfg(int kind, int I, int H, int L, int relu) {
+    return kind == 0   ? gopt_layer_lstm(I, H, L, 1, 0.0f, 0)
+           : kind == 1 ? gopt_layer_gru(I, H, L, 1, 0.0f, 0)
+                       : gopt_layer_rnn(I, H, L, relu ? GOPT_RNN_RELU : GOPT_RNN_TANH, 1, 0.0f, 0);
+}
+
+/* A layer over (T, cfg.in_features) in its own finalized arena. */
+static gopt_layer *new_layer(const gopt_layer_config *cfg, int T, int max_batch, gopt_params **params) {
+    gopt_layer *layer;
+    int64_t in[2] = {T, cfg->in_features};
     assert_ok(gopt_params_create(params));
-    assert_ok(gopt_layer_create(&rc->cfg, 2, in, max_batch, *params, "rnn", layer));
+    assert_ok(gopt_layer_create(cfg, 2, in, max_batch, *params, "rnn", &layer));
     assert_ok(gopt_params_finalize(*params));
+    return layer;
+}
+
+static void make_layer(const rec_case *rc, int max_batch, int T, gopt_params **params, gopt_layer **layer) {
+    *layer = new_layer(&rc->cfg, T, max_batch, params);
 }
 
 static void set_theta(gopt_params *params, const float *theta) {
@@ -114,8 +139,7 @@ static double rec_loss(const rec_case *rc, rec_grads *g) {
         }
         free(dybuf);
     }
-    gopt_layer_destroy(layer);
-    gopt_params_destroy(params);
+    drop(layer, params);
     return loss;
 }
 
@@ -179,8 +203,7 @@ static void rec_case_init(rec_case *rc, gopt_layer_config cfg, int N, int T, int
         memcpy(rc->theta + off, info.value.data, sizeof(float) * (size_t)info.value.numel);
         off += info.value.numel;
     }
-    gopt_layer_destroy(layer);
-    gopt_params_destroy(params);
+    drop(layer, params);
     int64_t xn = (int64_t)N * T * rc->I, sn = (int64_t)rc->L * N * rc->H, yn = (int64_t)N * T * rc->H;
     rc->x = randn(&rng, xn, 1.0f);
     if (with_state) {
@@ -193,13 +216,7 @@ static void rec_case_init(rec_case *rc, gopt_layer_config cfg, int N, int T, int
 }
 
 static void rec_case_free(rec_case *rc) {
-    free(rc->x);
-    free(rc->h0);
-    free(rc->c0);
-    free(rc->theta);
-    free(rc->r_out);
-    free(rc->r_h);
-    free(rc->r_c);
+    free_n(7, rc->x, rc->h0, rc->c0, rc->theta, rc->r_out, rc->r_h, rc->r_c);
 }
 
 /* Gradient check of every input: x, h0, c0 and each parameter tensor. */
@@ -223,8 +240,7 @@ static void fd_check_case(rec_case *rc, int count) {
         fd_compare(rc, rc->theta + off, g.dtheta + off, info.value.numel, count, info.name);
         off += info.value.numel;
     }
-    gopt_layer_destroy(layer);
-    gopt_params_destroy(params);
+    drop(layer, params);
     grads_free(&g);
 }
 
@@ -345,12 +361,8 @@ static void test_fd_sigmoid_tanh(void **state) {
         assert_true(isnan(ty.data[2]));
         assert_true(k ? ty.data[3] == 0.0f : ty.data[3] == 0.5f);
         if (k) assert_true(ty.data[4] == -1e-20f);
-        free(x);
-        free(r);
-        free(dy);
-        free(dx);
-        gopt_layer_destroy(layer);
-        gopt_params_destroy(params);
+        free_n(4, x, r, dy, dx);
+        drop(layer, params);
     }
 }
 
@@ -370,24 +382,13 @@ static void test_truncated_bptt(void **state) {
     (void)state;
     for (int kind = 0; kind < 3; kind++) {
         const int N = 3, T = 5, I = 3, H = 4, L = 2;
-        gopt_layer_config cfg = kind == 0   ? gopt_layer_lstm(I, H, L, 1, 0.0f, 0)
-                                : kind == 1 ? gopt_layer_gru(I, H, L, 1, 0.0f, 0)
-                                            : gopt_layer_rnn(I, H, L, GOPT_RNN_TANH, 1, 0.0f, 0);
+        gopt_layer_config cfg = kind_cfg(kind, I, H, L, 0);
         gopt_layer_config carry = cfg;
         carry.carry_state = 1;
         const int lstm = kind == 0;
         gopt_params *pa, *pb, *pc;
-        gopt_layer *a, *b, *c;
-        int64_t in5[2] = {T, I}, in10[2] = {2 * T, I};
-        assert_ok(gopt_params_create(&pa));
-        assert_ok(gopt_params_create(&pb));
-        assert_ok(gopt_params_create(&pc));
-        assert_ok(gopt_layer_create(&carry, 2, in5, N, pa, "a", &a));
-        assert_ok(gopt_layer_create(&cfg, 2, in10, N, pb, "b", &b));
-        assert_ok(gopt_layer_create(&cfg, 2, in5, N, pc, "c", &c));
-        assert_ok(gopt_params_finalize(pa));
-        assert_ok(gopt_params_finalize(pb));
-        assert_ok(gopt_params_finalize(pc));
+        gopt_layer *a = new_layer(&carry, T, N, &pa), *b = new_layer(&cfg, 2 * T, N, &pb),
+                   *c = new_layer(&cfg, T, N, &pc);
         gopt_rng rng;
         gopt_rng_seed(&rng, 100 + kind);
         assert_ok(gopt_layer_init_params(a, GOPT_INIT_TORCH_DEFAULT, &rng));
@@ -464,14 +465,10 @@ static void test_truncated_bptt(void **state) {
         assert_ok(gopt_layer_rnn_reset_state(a));
         assert_ok(gopt_layer_forward(a, &one, &y));
         assert_memory_equal(ya, y.data, sizeof(float) * T * H);
-        float *bufs[] = {ya, h1, c1, dyb, dyc, x1, x2, xcat};
-        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
-        gopt_layer *layers[] = {a, b, c};
-        gopt_params *arenas[] = {pa, pb, pc};
-        for (int i = 0; i < 3; i++) {
-            gopt_layer_destroy(layers[i]);
-            gopt_params_destroy(arenas[i]);
-        }
+        free_n(8, ya, h1, c1, dyb, dyc, x1, x2, xcat);
+        drop(a, pa);
+        drop(b, pb);
+        drop(c, pc);
     }
 }
 
@@ -480,11 +477,8 @@ static void test_truncated_bptt(void **state) {
 static void run_once(const gopt_layer_config *cfg, const float *theta, const float *x, int N, int T, int training,
                      float *out, float *dx, float *dtheta) {
     gopt_params *params;
-    gopt_layer *layer;
-    int64_t in[2] = {T, cfg->in_features}, xs[3] = {N, T, cfg->in_features}, ys[3] = {N, T, cfg->out_features};
-    assert_ok(gopt_params_create(&params));
-    assert_ok(gopt_layer_create(cfg, 2, in, N, params, "rnn", &layer));
-    assert_ok(gopt_params_finalize(params));
+    gopt_layer *layer = new_layer(cfg, T, N, &params);
+    int64_t xs[3] = {N, T, cfg->in_features}, ys[3] = {N, T, cfg->out_features};
     set_theta(params, theta);
     gopt_layer_set_training(layer, training);
     gopt_tensor tx, ty, tdy, tdx;
@@ -501,8 +495,7 @@ static void run_once(const gopt_layer_config *cfg, const float *theta, const flo
         memcpy(dtheta, gopt_params_grads(params), sizeof(float) * (size_t)gopt_params_numel(params));
         free(dy);
     }
-    gopt_layer_destroy(layer);
-    gopt_params_destroy(params);
+    drop(layer, params);
 }
 
 static void test_dropout_train_eval(void **state) {
@@ -542,11 +535,8 @@ static void test_dropout_train_eval(void **state) {
     /* a second forward of one layer draws a new mask */
     {
         gopt_params *params;
-        gopt_layer *layer;
-        int64_t in[2] = {T, I}, xs[3] = {N, T, I};
-        assert_ok(gopt_params_create(&params));
-        assert_ok(gopt_layer_create(&rc.cfg, 2, in, N, params, "rnn", &layer));
-        assert_ok(gopt_params_finalize(params));
+        gopt_layer *layer = new_layer(&rc.cfg, T, N, &params);
+        int64_t xs[3] = {N, T, I};
         set_theta(params, rc.theta);
         gopt_tensor tx, ty;
         assert_ok(gopt_tensor_view(rc.x, 3, xs, &tx));
@@ -556,11 +546,9 @@ static void test_dropout_train_eval(void **state) {
         differs = 0;
         for (int64_t i = 0; i < yn; i++) differs |= ya[i] != ty.data[i];
         assert_true(differs);
-        gopt_layer_destroy(layer);
-        gopt_params_destroy(params);
+        drop(layer, params);
     }
-    float *bufs[] = {ya, yb, yc, dx, dth};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free_n(5, ya, yb, yc, dx, dth);
     rec_case_free(&rc);
 }
 
@@ -619,8 +607,7 @@ static void test_params_names_init(void **state) {
             assert_int_equal(gopt_layer_out_shape(layer, out), 2);
             assert_int_equal(out[0], 4);
             assert_int_equal(out[1], 8);
-            gopt_layer_destroy(layer);
-            gopt_params_destroy(params);
+            drop(layer, params);
         }
     }
     gopt_layer_config d = gopt_layer_config_default(GOPT_LAYER_LSTM);
@@ -637,11 +624,7 @@ static void test_states_and_small_batch(void **state) {
     const int N = 3, T = 4, I = 2, H = 3, L = 2;
     gopt_layer_config cfg = gopt_layer_lstm(I, H, L, 1, 0.0f, 0);
     gopt_params *params;
-    gopt_layer *layer;
-    int64_t in[2] = {T, I};
-    assert_ok(gopt_params_create(&params));
-    assert_ok(gopt_layer_create(&cfg, 2, in, N, params, "lstm", &layer));
-    assert_ok(gopt_params_finalize(params));
+    gopt_layer *layer = new_layer(&cfg, T, N, &params);
     gopt_rng rng;
     gopt_rng_seed(&rng, 9);
     assert_ok(gopt_layer_init_params(layer, GOPT_INIT_TORCH_DEFAULT, &rng));
@@ -690,10 +673,8 @@ static void test_states_and_small_batch(void **state) {
     assert_ok(gopt_layer_rnn_reset_state(layer));
     assert_ok(gopt_layer_forward(layer, &tx1, &ty));
     for (int k = 0; k < T * H; k++) assert_float_equal(ty.data[k], yz[k], 1e-6);
-    float *bufs[] = {x, h0, c0, yz, ys, zeros};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
-    gopt_layer_destroy(layer);
-    gopt_params_destroy(params);
+    free_n(6, x, h0, c0, yz, ys, zeros);
+    drop(layer, params);
 }
 
 /* ---- errors ------------------------------------------------------------------------------- */
@@ -705,8 +686,7 @@ static gopt_status try_create(gopt_layer_config cfg, int ndim, int64_t d0, int64
     assert_ok(gopt_params_create(&params));
     gopt_status s = gopt_layer_create(&cfg, ndim, in, 2, params, "r", &layer);
     if (s != GOPT_OK) assert_null(layer);
-    gopt_layer_destroy(layer);
-    gopt_params_destroy(params);
+    drop(layer, params);
     return s;
 }
 
@@ -717,28 +697,21 @@ static void test_errors(void **state) {
     assert_status(try_create(ok, 2, 5, 4), GOPT_ESHAPE, "(T,3)");
     assert_status(try_create(ok, 1, 5, 3), GOPT_ESHAPE, "(T,3)");
     assert_status(try_create(ok, 3, 5, 3), GOPT_ESHAPE, NULL);
-    gopt_layer_config bad = ok;
-    bad.num_layers = 0;
-    assert_status(try_create(bad, 2, 5, 3), GOPT_EINVAL, "num_layers");
-    bad = ok;
-    bad.out_features = 0;
-    assert_status(try_create(bad, 2, 5, 3), GOPT_EINVAL, "hidden_size");
-    bad = ok;
-    bad.in_features = -1;
-    assert_status(try_create(bad, 2, 5, 3), GOPT_EINVAL, "input_size");
-    bad = ok;
-    bad.p = 1.5f;
-    assert_status(try_create(bad, 2, 5, 3), GOPT_EINVAL, "dropout");
-    bad.p = NAN;
-    assert_status(try_create(bad, 2, 5, 3), GOPT_EINVAL, "dropout");
-    bad = ok;
-    bad.carry_state = 2;
-    assert_status(try_create(bad, 2, 5, 3), GOPT_EINVAL, "carry_state");
-    bad = ok;
-    bad.bias = 3;
-    assert_status(try_create(bad, 2, 5, 3), GOPT_EINVAL, "bias");
-    bad = gopt_layer_rnn(3, 4, 1, 2, 1, 0.0f, 0);
-    assert_status(try_create(bad, 2, 5, 3), GOPT_EINVAL, "nonlinearity");
+    /* each field out of range in turn */
+    gopt_layer_config bad[8];
+    for (int i = 0; i < 8; i++) bad[i] = ok;
+    bad[0].num_layers = 0;
+    bad[1].out_features = 0;
+    bad[2].in_features = -1;
+    bad[3].p = 1.5f;
+    bad[4].p = NAN;
+    bad[5].carry_state = 2;
+    bad[6].bias = 3;
+    bad[7].num_layers = 65;
+    const char *field[8] = {"num_layers", "hidden_size", "input_size", "dropout", "dropout", "carry_state", "bias",
+                            "num_layers"};
+    for (int i = 0; i < 8; i++) assert_status(try_create(bad[i], 2, 5, 3), GOPT_EINVAL, field[i]);
+    assert_status(try_create(gopt_layer_rnn(3, 4, 1, 2, 1, 0.0f, 0), 2, 5, 3), GOPT_EINVAL, "nonlinearity");
 
     /* state calls: wrong shapes, wrong types, a non-recurrent layer */
     gopt_params *params;
@@ -801,8 +774,7 @@ static void test_errors(void **state) {
     assert_status(gopt_layer_backward(lstm, &tx, &bad_dy, NULL), GOPT_ESHAPE, "dy");
     gopt_layer_destroy(lstm);
     gopt_layer_destroy(gru);
-    gopt_layer_destroy(lin);
-    gopt_params_destroy(params);
+    drop(lin, params);
 }
 
 /* Every allocation of a recurrent layer's creation can fail cleanly. */
@@ -818,8 +790,7 @@ static void test_create_out_of_memory(void **state) {
         testutil_fail_after(budget);
         gopt_status s = gopt_layer_create(&cfg, 2, in, 2, params, "lstm", &layer);
         testutil_alloc_reset();
-        gopt_layer_destroy(layer);
-        gopt_params_destroy(params);
+        drop(layer, params);
         if (s == GOPT_OK) break;
         assert_int_equal(s, GOPT_ENOMEM);
         failed_somewhere = 1;
@@ -838,9 +809,7 @@ static void test_fused_matches_generic(void **state) {
     char *saved = env ? strdup(env) : NULL;
     unsetenv("GOPT_RNN_GENERIC");
     for (int kind = 0; kind < 3; kind++) {
-        gopt_layer_config cfg = kind == 0   ? gopt_layer_lstm(I, H, 2, 1, 0.0f, 0)
-                                : kind == 1 ? gopt_layer_gru(I, H, 2, 1, 0.0f, 0)
-                                            : gopt_layer_rnn(I, H, 2, GOPT_RNN_RELU, 1, 0.0f, 0);
+        gopt_layer_config cfg = kind_cfg(kind, I, H, 2, 1);
         rec_case rc;
         rec_case_init(&rc, cfg, N, T, 1, 31 + kind);
         int64_t yn = (int64_t)N * T * H, xn = (int64_t)N * T * I;
@@ -862,9 +831,7 @@ static void test_fused_matches_generic(void **state) {
         for (int64_t i = 0; i < rc.ntheta; i++)
             assert_true(fabsf(dth[0][i] - dth[2][i]) <= 1e-5f + 1e-4f * fabsf(dth[2][i]));
         for (int v = 0; v < 3; v++) {
-            free(y[v]);
-            free(dx[v]);
-            free(dth[v]);
+            free_n(3, y[v], dx[v], dth[v]);
         }
         rec_case_free(&rc);
     }
