@@ -712,6 +712,7 @@ static void test_errors(void **state) {
                             "num_layers"};
     for (int i = 0; i < 8; i++) assert_status(try_create(bad[i], 2, 5, 3), GOPT_EINVAL, field[i]);
     assert_status(try_create(gopt_layer_rnn(3, 4, 1, 2, 1, 0.0f, 0), 2, 5, 3), GOPT_EINVAL, "nonlinearity");
+    assert_status(try_create(gopt_layer_lstm(3, 64, 1, 1, 0.0f, 0), 2, 1 << 24, 3), GOPT_EOVERFLOW, "2^31");
 
     /* state calls: wrong shapes, wrong types, a non-recurrent layer */
     gopt_params *params;

@@ -157,8 +157,9 @@ gopt_status gopt__rnn_setup(gopt_layer *l, const char *prefix) {
     l->out_shape[0] = r->T;
     l->out_shape[1] = r->H;
     const int64_t L = r->L, H = r->H, GH = (int64_t)r->G * H, TN = (int64_t)r->T * r->max_n, N = r->max_n;
-    if ((double)TN * (double)(GH > r->I ? GH : r->I) > 4e9)
-        return GOPT_FAIL(GOPT_EOVERFLOW, "%s: T*max_batch*%lld floats per buffer is too large", name, (long long)GH);
+    if ((double)TN * (double)(GH > r->I ? GH : r->I) > (double)INT32_MAX) /* BLAS sizes are int */
+        return GOPT_FAIL(GOPT_EOVERFLOW, "%s: T*max_batch*max(%lld,%d) floats per buffer exceed 2^31", name,
+                         (long long)GH, r->I);
     r->layers = gopt__calloc((size_t)L, sizeof *r->layers);
     if (!r->layers) return GOPT_FAIL(GOPT_ENOMEM, "%s layers", name);
     for (int k = 0; k < r->L; k++) {
