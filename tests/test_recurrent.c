@@ -75,7 +75,7 @@ static gopt_layer *new_layer(const gopt_layer_config *cfg, int T, int max_batch,
     int64_t in[2] = {T, cfg->in_features};
     assert_ok(gopt_params_create(params));
     assert_ok(gopt_layer_create(cfg, 2, in, max_batch, *params, "rnn", &layer));
-    assert_ok(gopt_params_finalize(*params));
+    if (gopt_params_count(*params)) assert_ok(gopt_params_finalize(*params));
     return layer;
 }
 
@@ -840,6 +840,68 @@ static void test_fused_matches_generic(void **state) {
     free(saved);
 }
 
+/* In a net (gradients in place: dy is the layer's own output buffer, dx overwrites x), a
+ * stack lstm -> tanh -> gru gives what the standalone layers give. */
+static void test_in_net(void **state) {
+    (void)state;
+    const int N = 3, T = 5, I = 4, H = 6;
+    gopt_net_config nc = gopt_net_config_default();
+    nc.max_batch = N;
+    nc.in_ndim = 2;
+    nc.in_shape[0] = T;
+    nc.in_shape[1] = I;
+    gopt_net *net;
+    assert_ok(gopt_net_create(&nc, &net));
+    gopt_layer_config cfg[3] = {gopt_layer_lstm(I, H, 2, 1, 0.0f, 0), gopt_layer_config_default(GOPT_LAYER_TANH),
+                                gopt_layer_gru(H, H, 1, 1, 0.0f, 0)};
+    cfg[1].in_features = H; /* unused by tanh; new_layer's input width */
+    for (int i = 0; i < 3; i++) assert_ok(gopt_net_add(net, &cfg[i], NULL));
+    assert_ok(gopt_net_build(net));
+    gopt_rng rng;
+    gopt_rng_seed(&rng, 4);
+    int64_t xn = (int64_t)N * T * I, yn = (int64_t)N * T * H, xs[3] = {N, T, I}, ys[3] = {N, T, H};
+    float *x = randn(&rng, xn, 1.0f), *r = randn(&rng, yn, 1.0f), *y = malloc(sizeof(float) * yn),
+          *dy = malloc(sizeof(float) * yn);
+    gopt_tensor tx, ty, tdy;
+    assert_ok(gopt_tensor_view(x, 3, xs, &tx));
+    assert_ok(gopt_net_forward(net, &tx, &ty));
+    memcpy(y, ty.data, sizeof(float) * yn);
+    assert_ok(gopt_tensor_view(r, 3, ys, &tdy));
+    gopt_params *np = gopt_net_params(net);
+    gopt_params_zero_grad(np);
+    assert_ok(gopt_net_backward(net, &tdy));
+    /* the same by hand on standalone layers with the net's parameters */
+    gopt_params *p[3];
+    gopt_layer *l[3];
+    int64_t off = 0;
+    const float *v = gopt_params_values(np), *g = gopt_params_grads(np);
+    gopt_tensor in = tx, out[3];
+    for (int i = 0; i < 3; i++) {
+        l[i] = new_layer(&cfg[i], T, N, &p[i]);
+        if (gopt_params_count(p[i])) set_theta(p[i], v + off), gopt_params_zero_grad(p[i]);
+        off += gopt_params_numel(p[i]);
+        assert_ok(gopt_layer_forward(l[i], &in, &out[i]));
+        in = out[i];
+    }
+    assert_memory_equal(y, out[2].data, sizeof(float) * yn);
+    memcpy(dy, r, sizeof(float) * yn);
+    assert_ok(gopt_tensor_view(dy, 3, ys, &tdy));
+    for (int i = 2; i >= 0; i--) { /* dx into the previous layer's output, as the net does */
+        gopt_tensor *dx = i > 0 ? &out[i - 1] : NULL;
+        assert_ok(gopt_layer_backward(l[i], i > 0 ? &out[i - 1] : &tx, &tdy, dx));
+        if (i > 0) tdy = out[i - 1];
+    }
+    off = 0;
+    for (int i = 0; i < 3; i++) {
+        if (gopt_params_count(p[i]))
+            assert_memory_equal(g + off, gopt_params_grads(p[i]), sizeof(float) * (size_t)gopt_params_numel(p[i]));
+        off += gopt_params_numel(p[i]);
+        drop(l[i], p[i]);
+    }
+    free_n(4, x, r, y, dy);
+    gopt_net_destroy(net);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fd_rnn),
@@ -855,6 +917,7 @@ int main(void) {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_create_out_of_memory),
         cmocka_unit_test(test_fused_matches_generic),
+        cmocka_unit_test(test_in_net),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
