@@ -82,3 +82,27 @@ void gopt__tanh_forward(gopt_layer *l, const float *x, int n) {
 void gopt__tanh_backward(gopt_layer *l, const float *x, float *dy, float *dx, int n) {
     if (dx) run_bwd(tanh_bwd, dx, x, dy, (int64_t)n * l->in_numel);
 }
+
+static gopt_status same_shape_setup(gopt_layer *l, const char *prefix) {
+    (void)prefix;
+    l->out_ndim = l->in_ndim;
+    memcpy(l->out_shape, l->in_shape, sizeof l->out_shape);
+    return GOPT_OK;
+}
+
+static const gopt__layer_vt sigmoid_vt = {
+    .type = GOPT_LAYER_SIGMOID,
+    .setup = same_shape_setup,
+    .forward = gopt__sigmoid_forward,
+    .backward = gopt__sigmoid_backward,
+    .recompute = gopt__sigmoid_forward,
+};
+static const gopt__layer_vt tanh_vt = {
+    .type = GOPT_LAYER_TANH,
+    .setup = same_shape_setup,
+    .forward = gopt__tanh_forward,
+    .backward = gopt__tanh_backward,
+    .recompute = gopt__tanh_forward,
+};
+const gopt__layer_vt *gopt__sigmoid_vtable(void) { return &sigmoid_vt; }
+const gopt__layer_vt *gopt__tanh_vtable(void) { return &tanh_vt; }

@@ -139,10 +139,9 @@ gopt_status gopt__rnn_setup(gopt_layer *l, const char *prefix) {
         return GOPT_FAIL(GOPT_ESHAPE, "%s: per-sample input needs shape (T,%d) (batch first: (N,T,%d)), got ndim %d "
                          "(%lld,%lld,%lld)", name, cfg->in_features, cfg->in_features, l->in_ndim,
                          (long long)l->in_shape[0], (long long)l->in_shape[1], (long long)l->in_shape[2]);
-    gopt__rnn *r = gopt__calloc(1, sizeof *r);
-    if (!r) return GOPT_FAIL(GOPT_ENOMEM, "%s state", name);
-    l->rnn = r;
-    r->L = cfg->num_layers;
+    GOPT_TRY(gopt__layer_state(l, sizeof(gopt__rnn)));
+    gopt__rnn *r = l->st;
+        r->L = cfg->num_layers;
     r->I = cfg->in_features;
     r->H = cfg->out_features;
     r->G = cfg->type == GOPT_LAYER_LSTM ? 4 : cfg->type == GOPT_LAYER_GRU ? 3 : 1;
@@ -219,7 +218,7 @@ gopt_status gopt__rnn_setup(gopt_layer *l, const char *prefix) {
 }
 
 void gopt__rnn_free(gopt_layer *l) {
-    gopt__rnn *r = l ? l->rnn : NULL;
+    gopt__rnn *r = l ? l->st : NULL;
     if (!r) return;
     for (int k = 0; r->layers && k < r->L; k++) {
         gopt__rnn_layer *ly = &r->layers[k];
@@ -237,12 +236,11 @@ void gopt__rnn_free(gopt_layer *l) {
     float *bufs[] = {r->xt, r->gh,  r->dbuf[0], r->dbuf[1], r->dc,  r->colsum, r->ones, r->h0,
                      r->c0, r->hN,  r->cN,      r->dhN,     r->dcN, r->dh0,    r->dc0,  r->packed};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) gopt__aligned_free(bufs[i]);
-    gopt__free(r);
-    l->rnn = NULL;
 }
 
-gopt_status gopt__rnn_init_params(gopt_layer *l, gopt_rng *rng) {
-    gopt__rnn *r = l->rnn;
+gopt_status gopt__rnn_init_params(gopt_layer *l, gopt_init weight_init, gopt_rng *rng) {
+    (void)weight_init; /* PyTorch initialises every recurrent parameter U(-1/sqrt(H), 1/sqrt(H)) */
+    gopt__rnn *r = l->st;
     float bound = 1.0f / sqrtf((float)r->H);
     for (int k = 0; k < r->L; k++) {
         const int idx[4] = {r->layers[k].w_ih, r->layers[k].w_hh, r->layers[k].b_ih, r->layers[k].b_hh};
@@ -257,14 +255,15 @@ gopt_status gopt__rnn_init_params(gopt_layer *l, gopt_rng *rng) {
 }
 
 double gopt__rnn_flops(const gopt_layer *l) {
-    const gopt__rnn *r = l->rnn;
+    const gopt__rnn *r = l->st;
     double f = 0.0, GH = (double)r->G * r->H;
     for (int k = 0; k < r->L; k++) f += 2.0 * r->T * GH * (r->layers[k].in + r->H);
     return f;
 }
 
-gopt_status gopt__rnn_check_forward(const gopt_layer *l, int n) {
-    const gopt__rnn *r = l->rnn;
+gopt_status gopt__rnn_check_forward(const gopt_layer *l, const float *x, int n) {
+    (void)x;
+    const gopt__rnn *r = l->st;
     if (r->state_n && !r->state_carried && r->state_n != n)
         return GOPT_FAIL(GOPT_ESHAPE, "%s: the initial state set is (%d,%d,%d) but the input batch is %d",
                          kind_name(l), r->L, r->state_n, r->H, n);
@@ -274,7 +273,7 @@ gopt_status gopt__rnn_check_forward(const gopt_layer *l, int n) {
 /* ---- forward ------------------------------------------------------------------------------ */
 
 static void prepare_bias(const gopt_layer *l, gopt__rnn_layer *ly) {
-    const gopt__rnn *r = l->rnn;
+    const gopt__rnn *r = l->st;
     const int GH = r->G * r->H;
     if (!r->has_bias) {
         memset(ly->bias, 0, sizeof(float) * (size_t)GH);
@@ -360,7 +359,7 @@ static void step_backward(gopt__rnn *r, gopt__rnn_layer *ly, const float *w_hh, 
 }
 
 void gopt__rnn_forward(gopt_layer *l, const float *x, int n) {
-    gopt__rnn *r = l->rnn;
+    gopt__rnn *r = l->st;
     const int T = r->T, H = r->H, G = r->G, GH = G * H, TN = T * n;
     const int64_t NH = (int64_t)n * H;
     /* initial states: set or carried ones of this batch, else zeros */
@@ -426,7 +425,7 @@ void gopt__rnn_forward(gopt_layer *l, const float *x, int n) {
 
 void gopt__rnn_backward(gopt_layer *l, const float *x, float *dy, float *dx, int n) {
     (void)x; /* the input was copied (time-major) in forward; dx may alias x */
-    gopt__rnn *r = l->rnn;
+    gopt__rnn *r = l->st;
     const int T = r->T, H = r->H, G = r->G, GH = G * H, TN = T * n;
     const int64_t NH = (int64_t)n * H;
     float *dH = r->dbuf[0], *dX = r->dbuf[1];
@@ -492,14 +491,14 @@ void gopt__rnn_backward(gopt_layer *l, const float *x, float *dy, float *dx, int
 
 static gopt_status need_recurrent(const gopt_layer *l) {
     if (!l) return GOPT_FAIL(GOPT_EINVAL, "argument 'l' is NULL");
-    if (!gopt__is_recurrent(l->cfg.type) || !l->rnn)
+    if (!gopt__is_recurrent(l->cfg.type) || !l->st)
         return GOPT_FAIL(GOPT_EINVAL, "layer is %s, not rnn, lstm or gru", kind_name(l));
     return GOPT_OK;
 }
 
 /* A state tensor must be (L,N,H) with 1 <= N <= max_batch (want_n > 0: N == want_n). */
 static gopt_status check_state(const gopt_layer *l, const gopt_tensor *t, const char *what, int want_n) {
-    const gopt__rnn *r = l->rnn;
+    const gopt__rnn *r = l->st;
     if (!t->data) return GOPT_FAIL(GOPT_EINVAL, "%s: %s has no data", kind_name(l), what);
     int ok = t->ndim == 3 && t->shape[0] == r->L && t->shape[2] == r->H && t->shape[1] >= 1 &&
              t->shape[1] <= r->max_n && (want_n <= 0 || t->shape[1] == want_n);
@@ -517,7 +516,7 @@ static gopt_status check_state(const gopt_layer *l, const gopt_tensor *t, const 
 
 gopt_status gopt_layer_rnn_set_state(gopt_layer *l, const gopt_tensor *h0, const gopt_tensor *c0) {
     GOPT_TRY(need_recurrent(l));
-    gopt__rnn *r = l->rnn;
+    gopt__rnn *r = l->st;
     if (c0 && r->G != 4) return GOPT_FAIL(GOPT_EINVAL, "%s: has no cell state; c0 must be NULL", kind_name(l));
     if (h0) GOPT_TRY(check_state(l, h0, "h0", 0));
     if (c0) GOPT_TRY(check_state(l, c0, "c0", h0 ? (int)h0->shape[1] : 0));
@@ -537,14 +536,14 @@ gopt_status gopt_layer_rnn_set_state(gopt_layer *l, const gopt_tensor *h0, const
 
 gopt_status gopt_layer_rnn_reset_state(gopt_layer *l) {
     GOPT_TRY(need_recurrent(l));
-    l->rnn->state_n = 0;
-    l->rnn->state_carried = 0;
+    ((gopt__rnn *)l->st)->state_n = 0;
+    ((gopt__rnn *)l->st)->state_carried = 0;
     return GOPT_OK;
 }
 
 gopt_status gopt_layer_rnn_get_state(gopt_layer *l, gopt_tensor *hn, gopt_tensor *cn) {
     GOPT_TRY(need_recurrent(l));
-    gopt__rnn *r = l->rnn;
+    gopt__rnn *r = l->st;
     if (cn && r->G != 4) return GOPT_FAIL(GOPT_EINVAL, "%s: has no cell state; cn must be NULL", kind_name(l));
     if (r->fwd_n == 0) return GOPT_FAIL(GOPT_ESTATE, "%s: no forward yet", kind_name(l));
     int64_t shape[3] = {r->L, r->fwd_n, r->H};
@@ -555,7 +554,7 @@ gopt_status gopt_layer_rnn_get_state(gopt_layer *l, gopt_tensor *hn, gopt_tensor
 
 gopt_status gopt_layer_rnn_set_state_grad(gopt_layer *l, const gopt_tensor *dhn, const gopt_tensor *dcn) {
     GOPT_TRY(need_recurrent(l));
-    gopt__rnn *r = l->rnn;
+    gopt__rnn *r = l->st;
     if (dcn && r->G != 4) return GOPT_FAIL(GOPT_EINVAL, "%s: has no cell state; dcn must be NULL", kind_name(l));
     if (r->fwd_n == 0) return GOPT_FAIL(GOPT_ESTATE, "%s: no forward to take state gradients for", kind_name(l));
     if (dhn) GOPT_TRY(check_state(l, dhn, "dh_n", r->fwd_n));
@@ -577,7 +576,7 @@ gopt_status gopt_layer_rnn_set_state_grad(gopt_layer *l, const gopt_tensor *dhn,
 
 gopt_status gopt_layer_rnn_get_state_grad(gopt_layer *l, gopt_tensor *dh0, gopt_tensor *dc0) {
     GOPT_TRY(need_recurrent(l));
-    gopt__rnn *r = l->rnn;
+    gopt__rnn *r = l->st;
     if (dc0 && r->G != 4) return GOPT_FAIL(GOPT_EINVAL, "%s: has no cell state; dc0 must be NULL", kind_name(l));
     if (r->bwd_n == 0) return GOPT_FAIL(GOPT_ESTATE, "%s: no backward since the last forward", kind_name(l));
     int64_t shape[3] = {r->L, r->bwd_n, r->H};
@@ -585,3 +584,21 @@ gopt_status gopt_layer_rnn_get_state_grad(gopt_layer *l, gopt_tensor *dh0, gopt_
     if (dc0) GOPT_TRY(gopt_tensor_view(r->dc0, 3, shape, dc0));
     return GOPT_OK;
 }
+
+/* ---- vtables ------------------------------------------------------------------------------ */
+
+#define RNN_VT(name, kind)                                                                           \
+    static const gopt__layer_vt name##_vt = {                                                        \
+        .type = kind,                                                                                \
+        .setup = gopt__rnn_setup,                                                                    \
+        .free = gopt__rnn_free,                                                                      \
+        .init_params = gopt__rnn_init_params,                                                        \
+        .check_input = gopt__rnn_check_forward,                                                      \
+        .forward = gopt__rnn_forward,                                                                \
+        .backward = gopt__rnn_backward,                                                              \
+        .flops = gopt__rnn_flops,                                                                    \
+    };                                                                                               \
+    const gopt__layer_vt *gopt__##name##_vtable(void) { return &name##_vt; }
+RNN_VT(rnn, GOPT_LAYER_RNN)
+RNN_VT(lstm, GOPT_LAYER_LSTM)
+RNN_VT(gru, GOPT_LAYER_GRU)

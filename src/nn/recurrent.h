@@ -14,6 +14,8 @@
 
 #include "nn/layer.h"
 
+typedef struct gopt__rnn gopt__rnn; /* a recurrent layer's state (l->st), recurrent.c */
+
 /* ---- one time step of a cell, rows 0..N-1 (time-major slices) -----------------------------
  * Forward (pre-activations come from the GEMMs without biases; the kernels add them):
  *   rnn:  h = act(gates + bias)                                         (gates unchanged)
@@ -98,9 +100,9 @@ void gopt__tanh_backward(gopt_layer *l, const float *x, float *dy, float *dx, in
  * the batch n of this forward. */
 gopt_status gopt__rnn_setup(gopt_layer *l, const char *prefix);
 void gopt__rnn_free(gopt_layer *l);
-gopt_status gopt__rnn_init_params(gopt_layer *l, gopt_rng *rng);
+gopt_status gopt__rnn_init_params(gopt_layer *l, gopt_init weight_init, gopt_rng *rng);
 double gopt__rnn_flops(const gopt_layer *l);
-gopt_status gopt__rnn_check_forward(const gopt_layer *l, int n);
+gopt_status gopt__rnn_check_forward(const gopt_layer *l, const float *x, int n);
 void gopt__rnn_forward(gopt_layer *l, const float *x, int n);
 void gopt__rnn_backward(gopt_layer *l, const float *x, float *dy, float *dx, int n);
 
