@@ -53,6 +53,13 @@
  *                   layer but the last are dropped with probability p and scaled by 1/(1-p) before
  *                   the next layer, masks drawn from the layer's gopt_rng seeded by cfg.seed
  *                   (so the masks, not their statistics, differ from PyTorch's); eval: none.
+ *                   Speed: the input projections of all steps are one SGEMM per layer, and so
+ *                   are dW_ih, dW_hh and dx in backward; the recurrence runs in one OpenMP
+ *                   region per layer pass where each thread owns a range of hidden units, keeps
+ *                   its W_hh panels packed and per step multiplies (FMA kernel, x86-64 with AVX2
+ *                   and FMA, checked at run time) and applies the fused gate pass. Other CPUs,
+ *                   or GOPT_RNN_GENERIC=1 in the environment when the layer is created, use one
+ *                   SGEMM per step instead (results differ by rounding only).
  *                   Backward is backpropagation through time over the whole sequence; initial
  *                   and final states: see "recurrent state" below. Errors at create: GOPT_EINVAL
  *                   (I or H outside 1..2^20, num_layers outside 1..64, bias or carry_state not 0/1,
