@@ -604,6 +604,22 @@ static void test_in_net(void **state) {
         off += gopt_params_numel(p[i]);
         drop(l[i], p[i]);
     }
+    /* carry_state in a net: the second forward continues from the first's final states;
+     * gopt_net_reset_state starts from zeros again */
+    gopt_net *cnet;
+    cfg[0].carry_state = 1;
+    assert_ok(gopt_net_create(&nc, &cnet));
+    for (int i = 0; i < 3; i++) assert_ok(gopt_net_add(cnet, &cfg[i], NULL));
+    assert_ok(gopt_net_build(cnet));
+    memcpy(gopt_params_values(gopt_net_params(cnet)), v, sizeof(float) * (size_t)gopt_params_numel(np));
+    assert_ok(gopt_net_forward(cnet, &tx, &ty));
+    assert_memory_equal(y, ty.data, sizeof(float) * yn);
+    assert_ok(gopt_net_forward(cnet, &tx, &ty));
+    assert_true(memcmp(y, ty.data, sizeof(float) * yn) != 0);
+    gopt_net_reset_state(cnet);
+    assert_ok(gopt_net_forward(cnet, &tx, &ty));
+    assert_memory_equal(y, ty.data, sizeof(float) * yn);
+    gopt_net_destroy(cnet);
     free_n(4, x, r, y, dy);
     gopt_net_destroy(net);
 }

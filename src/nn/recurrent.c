@@ -597,6 +597,7 @@ gopt_status gopt_layer_rnn_get_state_grad(gopt_layer *l, gopt_tensor *dh0, gopt_
         .forward = gopt__rnn_forward,                                                                \
         .backward = gopt__rnn_backward,                                                              \
         .flops = gopt__rnn_flops,                                                                    \
+        .reset_state = gopt_layer_rnn_reset_state,                                                   \
     };                                                                                               \
     const gopt__layer_vt *gopt__##name##_vtable(void) { return &name##_vt; }
 RNN_VT(rnn, GOPT_LAYER_RNN)
