@@ -70,6 +70,11 @@ const gopt__layer_vt *gopt__global_avgpool_vtable(void);
 const gopt__layer_vt *gopt__dropout_vtable(void);
 const gopt__layer_vt *gopt__flatten_vtable(void);
 const gopt__layer_vt *gopt__basic_block_vtable(void);
+const gopt__layer_vt *gopt__sigmoid_vtable(void); /* activation_st.c */
+const gopt__layer_vt *gopt__tanh_vtable(void);
+const gopt__layer_vt *gopt__rnn_vtable(void); /* recurrent.c */
+const gopt__layer_vt *gopt__lstm_vtable(void);
+const gopt__layer_vt *gopt__gru_vtable(void);
 const gopt__layer_vt *gopt__embedding_vtable(void);
 
 /* ---- the layer -------------------------------------------------------------------------- */
