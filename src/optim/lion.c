@@ -1,5 +1,5 @@
 /* Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms", Alg. 2).
- * Not in torch.optim; the reference is the paper's pseudocode (and lucidrains/lion-pytorch).
+ * Not in torch.optim; the reference is the paper's pseudocode.
  *
  *   c = b1*m + (1-b1)*g;  p -= lr*(sign(c) + wd*p) (decoupled);  m = b2*m + (1-b2)*g.
  *

@@ -29,14 +29,15 @@ static const gopt__optim_algo *const algos[GOPT_ALGO_COUNT] = {
     [GOPT_ALGO_LAMB] = &gopt__optim_lamb,
 };
 
-const gopt__optim_algo *gopt__optim_algo_of(gopt_algo algo) {
+/* The entry of algo; NULL when algo is not a gopt_algo. */
+static const gopt__optim_algo *algo_of(gopt_algo algo) {
     return ((int)algo >= 0 && algo < GOPT_ALGO_COUNT) ? algos[algo] : NULL;
 }
 
 /* ---- names and defaults ------------------------------------------------------------- */
 
 const char *gopt_algo_name(gopt_algo algo) {
-    const gopt__optim_algo *a = gopt__optim_algo_of(algo);
+    const gopt__optim_algo *a = algo_of(algo);
     return a ? a->name : NULL;
 }
 
@@ -64,7 +65,7 @@ gopt_optim_config gopt_optim_config_default(gopt_algo algo) {
     c.momentum_decay = 4e-3f;
     c.lookahead_k = 0;
     c.lookahead_alpha = 0.5f;
-    const gopt__optim_algo *a = gopt__optim_algo_of(algo);
+    const gopt__optim_algo *a = algo_of(algo);
     if (a && a->defaults) a->defaults(&c);
     return c;
 }
@@ -74,7 +75,7 @@ gopt_optim_config gopt_optim_config_default(gopt_algo algo) {
 /* The checks every algorithm shares, then the algorithm's own. `where` is "" or
  * " (group N)". */
 static gopt_status validate(const gopt_optim_config *c, const char *where) {
-    const gopt__optim_algo *a = gopt__optim_algo_of(c->algo);
+    const gopt__optim_algo *a = algo_of(c->algo);
     if (!a) return GOPT_FAIL(GOPT_EINVAL, "algo %d is not a gopt_algo%s", (int)c->algo, where);
     const char *an = a->name;
     GOPT__REFUSE(!isfinite(c->lr) || c->lr < 0, an, "lr", "must be finite and >= 0", c->lr, where);

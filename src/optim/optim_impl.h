@@ -1,12 +1,13 @@
 /* Private to the optimizers: the table of algorithms and the optimizer's layout.
  *
  * optim.c holds what every algorithm shares (create/destroy, groups, set_lr/momentum,
- * state save/load framing, threading over the arena, Lookahead in lookahead.c); each
+ * state save/load framing, threading over the arena; Lookahead, which wraps any
+ * algorithm, is in lookahead.c); each
  * algorithm family has one file (sgd.c, adagrad.c, rmsprop.c, adam.c for Adam/AdamW/
  * AMSGrad, adadelta.c, nadam.c, radam.c, adamax.c, lion.c, lamb.c) holding its formula,
  * its config checks, its per-step scalars and its fused kernel side by side, and exporting
  * one gopt__optim_algo entry per algorithm. optim.c finds the entry by the gopt_algo value
- * (gopt__optim_algo_of), so adding an algorithm is a new file, a new enum value and a new
+ * (its table `algos`), so adding an algorithm is a new file, a new enum value and a new
  * line in the table; no switch statement elsewhere names the algorithms. */
 #ifndef GRADOPT_OPTIM_IMPL_H
 #define GRADOPT_OPTIM_IMPL_H
@@ -116,9 +117,6 @@ typedef struct gopt__optim_algo {
 extern const gopt__optim_algo gopt__optim_sgd, gopt__optim_adagrad, gopt__optim_rmsprop, gopt__optim_adam,
     gopt__optim_adamw, gopt__optim_adadelta, gopt__optim_nadam, gopt__optim_radam, gopt__optim_adamax,
     gopt__optim_lion, gopt__optim_lamb;
-
-/* The entry of algo; NULL when algo is not a gopt_algo. */
-const gopt__optim_algo *gopt__optim_algo_of(gopt_algo algo);
 
 /* Refuse a config field: return GOPT_EINVAL "<algo>: <field> = <val> <why><where>". */
 #define GOPT__REFUSE(cond, algo_name, field, why, val, where)                                          \
