@@ -190,15 +190,15 @@ int main(int argc, char **argv) {
     }
     vocab = gopt_text_vocab(train);
     o.model.vocab = vocab->size;
+    /* schedule length: steps per epoch from the loader, known once the trainer exists */
+    r->tc.total_steps = 1;
+    if (text_trainer_create(&r->tc, &o.model, train, &t, err, sizeof err)) goto fail;
     if (gopt_text_length(held) < r->tc.batch + 1) {
         snprintf(err, sizeof err, "the %s text '%s' has %lld characters, fewer than the batch of %d streams + 1",
                  r->test ? "test" : "validation", gopt_text_name(held), (long long)gopt_text_length(held),
                  r->tc.batch);
         goto fail;
     }
-    /* schedule length: steps per epoch from the loader, known once the trainer exists */
-    r->tc.total_steps = 1;
-    if (text_trainer_create(&r->tc, &o.model, train, &t, err, sizeof err)) goto fail;
     int64_t spe = trainer_steps_per_epoch(t);
     trainer_destroy(t);
     t = NULL;

@@ -228,11 +228,14 @@ static int text_state_read(text_task *c, gopt_net *net, const void *buf, size_t 
         return fail(err, errlen, "checkpoint section 'data': loader state of %u bytes", u);
     const unsigned char *loader_state = p;
     p += u;
+    /* the recurrent state's size follows the model: checked on load, after the parameters
+     * (whose mismatch names the tensor) */
     size_t bytes = (size_t)c->state_numel * sizeof(float);
     size_t want = 4 + bytes * (c->model.arch == GOPT_LAYER_LSTM ? 2 : 1);
-    if ((size_t)(end - p) != want)
+    if (apply && (size_t)(end - p) != want)
         return fail(err, errlen, "checkpoint section 'data': a recurrent state of %zu bytes, this model has %zu",
                     (size_t)(end - p), want);
+    if (end - p < 4) return fail(err, errlen, "checkpoint section 'data' is truncated");
     uint32_t carry;
     memcpy(&carry, p, 4), p += 4;
     if (carry > 1 || (carry && !c->model.streams))
