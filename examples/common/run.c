@@ -178,7 +178,7 @@ int run_loop(const run_options *o, const run_spec *s, trainer *t, run_result *r,
             fprintf(log, "step,epoch,loss,acc,lr,grad_norm,update_ratio,applied,%s_loss,%s_acc,train_seconds\n",
                     s->eval_name, s->eval_name);
     }
-    const int64_t spe = trainer_steps_per_epoch(t);
+    const int64_t spe = trainer_steps_per_epoch(t) > 0 ? trainer_steps_per_epoch(t) : 1;
     int64_t total = trainer_get_config(t)->total_steps;
     if (o->max_steps && o->max_steps < total) total = o->max_steps;
     const int tty = isatty(STDOUT_FILENO);
