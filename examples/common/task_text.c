@@ -238,8 +238,6 @@ static int text_state_read(text_task *c, gopt_net *net, const void *buf, size_t 
     if (end - p < 4) return fail(err, errlen, "checkpoint section 'data' is truncated");
     uint32_t carry;
     memcpy(&carry, p, 4), p += 4;
-    if (carry > 1 || (carry && !c->model.streams))
-        return fail(err, errlen, "checkpoint section 'data': carried state flag %u does not fit this run", carry);
     if (!apply) { /* the loader's own checks, on a scratch loader of the same config */
         gopt_text_loader *probe;
         s = gopt_text_loader_create(&c->loader_cfg, c->train, &probe);
@@ -247,6 +245,8 @@ static int text_state_read(text_task *c, gopt_net *net, const void *buf, size_t 
         gopt_text_loader_destroy(probe);
         if (s != GOPT_OK)
             return fail(err, errlen, "checkpoint section 'data' does not fit this run: %s", gopt_last_error());
+        if (carry > 1 || (carry && !c->model.streams))
+            return fail(err, errlen, "checkpoint section 'data': carried state flag %u does not fit this run", carry);
         return 0;
     }
     s = gopt_text_loader_state_load(c->loader, loader_state, u);

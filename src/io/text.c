@@ -136,27 +136,30 @@ void gopt_text_destroy(gopt_text *t) {
     gopt__free(t);
 }
 
-/* Take ownership of bytes[0..n) (freed on failure too) and make a text of them. */
-static gopt_status text_make(uint8_t *bytes, size_t n, const char *name, const gopt_vocab *vocab, gopt_text **out) {
+/* Take ownership of bytes[0..n) (freed on failure too) and make a text of them; errors are
+ * reported as coming from `func`, the public entry point. */
+#define TEXT_FAIL(status, ...) gopt__fail((status), func, __VA_ARGS__)
+static gopt_status text_make(const char *func, uint8_t *bytes, size_t n, const char *name, const gopt_vocab *vocab,
+                             gopt_text **out) {
     if (n == 0) {
         gopt__free(bytes);
-        return GOPT_FAIL(GOPT_EFORMAT, "'%s' is empty", name);
+        return TEXT_FAIL(GOPT_EFORMAT, "'%s' is empty", name);
     }
     const uint8_t *nul = memchr(bytes, 0, n);
     if (nul) {
         size_t at = (size_t)(nul - bytes);
         gopt__free(bytes);
-        return GOPT_FAIL(GOPT_EFORMAT, "'%s' is not text: a NUL byte at offset %zu", name, at);
+        return TEXT_FAIL(GOPT_EFORMAT, "'%s' is not text: a NUL byte at offset %zu", name, at);
     }
     size_t id_bytes;
     if (n > (size_t)INT64_MAX || !gopt__mul_size(n, sizeof(int32_t), &id_bytes)) {
         gopt__free(bytes);
-        return GOPT_FAIL(GOPT_EOVERFLOW, "'%s': %zu bytes is too long", name, n);
+        return TEXT_FAIL(GOPT_EOVERFLOW, "'%s': %zu bytes is too long", name, n);
     }
     gopt_text *t = gopt__calloc(1, sizeof *t);
     if (!t) {
         gopt__free(bytes);
-        return GOPT_FAIL(GOPT_ENOMEM, "text header");
+        return TEXT_FAIL(GOPT_ENOMEM, "text header");
     }
     t->bytes = bytes;
     t->n = (int64_t)n;
@@ -164,18 +167,18 @@ static gopt_status text_make(uint8_t *bytes, size_t n, const char *name, const g
     t->ids = gopt__malloc(id_bytes);
     if (!t->ids) {
         gopt_text_destroy(t);
-        return GOPT_FAIL(GOPT_ENOMEM, "ids of '%s' (%zu bytes)", name, id_bytes);
+        return TEXT_FAIL(GOPT_ENOMEM, "ids of '%s' (%zu bytes)", name, id_bytes);
     }
     if (vocab) {
         if (vocab->size < 1 || vocab->size > GOPT_VOCAB_MAX) {
             gopt_text_destroy(t);
-            return GOPT_FAIL(GOPT_EINVAL, "vocabulary size %d is outside 1..%d", vocab->size, GOPT_VOCAB_MAX);
+            return TEXT_FAIL(GOPT_EINVAL, "vocabulary size %d is outside 1..%d", vocab->size, GOPT_VOCAB_MAX);
         }
         t->vocab = *vocab;
         for (size_t i = 0; i < n; i++)
             if (t->vocab.id[bytes[i]] < 0) {
                 char b[16];
-                gopt_status s = GOPT_FAIL(GOPT_EFORMAT, "'%s': byte %s at offset %zu is not in the vocabulary (%d symbols)",
+                gopt_status s = TEXT_FAIL(GOPT_EFORMAT, "'%s': byte %s at offset %zu is not in the vocabulary (%d symbols)",
                                           name, byte_str(bytes[i], b), i, vocab->size);
                 gopt_text_destroy(t);
                 return s;
@@ -196,7 +199,7 @@ gopt_status gopt_text_from_memory(const void *data, size_t n, const char *name, 
     uint8_t *copy = gopt__malloc(n ? n : 1);
     if (!copy) return GOPT_FAIL(GOPT_ENOMEM, "copy of %zu bytes", n);
     if (n) memcpy(copy, data, n);
-    return text_make(copy, n, name ? name : "text", vocab, out);
+    return text_make("gopt_text_from_memory", copy, n, name ? name : "text", vocab, out);
 }
 
 gopt_status gopt_text_load(const char *path, const gopt_vocab *vocab, gopt_text **out) {
@@ -236,7 +239,7 @@ gopt_status gopt_text_load(const char *path, const gopt_vocab *vocab, gopt_text 
         gopt__free(buf);
         return GOPT_FAIL(GOPT_EIO, "reading '%s': %s", path, strerror(err));
     }
-    return text_make(buf, n, path, vocab, out);
+    return text_make("gopt_text_load", buf, n, path, vocab, out);
 }
 
 gopt_status gopt_text_split(const gopt_text *t, double train_fraction, gopt_text **train, gopt_text **val) {
