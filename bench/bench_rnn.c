@@ -179,13 +179,13 @@ int main(int argc, char **argv) {
         FILE *f = bench_torch_open(python, "torch_rnn.py", args);
         char line[512];
         while (f && fgets(line, sizeof line, f)) {
-            char *q = strstr(line, "ms=");
+            char *q = strstr(line, " ms=");
             if (!strncmp(line, "TORCH", 5) && q) {
-                theirs_ms[torch_runs++] = atof(q + 3);
-                if ((q = strstr(line, "rss_mb="))) torch_rss = fmax(torch_rss, atof(q + 7));
-                if ((q = strstr(line, "loss="))) torch_loss = atof(q + 5);
-                if ((q = strstr(line, "params="))) torch_params = atoll(q + 7);
-                if ((q = strstr(line, "torch="))) sscanf(q + 6, "%63s", torch_version);
+                theirs_ms[torch_runs++] = atof(q + 4);
+                if ((q = strstr(line, " rss_mb="))) torch_rss = fmax(torch_rss, atof(q + 8));
+                if ((q = strstr(line, " loss="))) torch_loss = atof(q + 6);
+                if ((q = strstr(line, " params="))) torch_params = atoll(q + 8);
+                if ((q = strstr(line, " torch="))) sscanf(q + 7, "%63s", torch_version);
             }
         }
         if (f) pclose(f);
