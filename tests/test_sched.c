@@ -43,6 +43,7 @@ MUT(m_end_factor, c->end_factor = 1.5)
 MUT(m_total_iters, c->total_iters = 0)
 MUT(m_factor_const, c->factor = 0)
 MUT(m_power, c->power = INFINITY)
+MUT(m_power_neg, c->power = -1.0)
 MUT(m_lambda, c->lr_lambda = NULL)
 MUT(m_mode, c->mode = (gopt_plateau_mode)3)
 MUT(m_threshold_mode, c->threshold_mode = (gopt_threshold_mode)3)
@@ -88,6 +89,7 @@ static void test_config_errors(void **state) {
         {GOPT_SCHED_CONSTANT, "total_iters", m_total_iters},
         {GOPT_SCHED_POLYNOMIAL, "total_iters", m_total_iters},
         {GOPT_SCHED_POLYNOMIAL, "power", m_power},
+        {GOPT_SCHED_POLYNOMIAL, "power = -1 must be finite and >= 0", m_power_neg},
         {GOPT_SCHED_LAMBDA, "lr_lambda", m_lambda},
         {GOPT_SCHED_PLATEAU, "mode", m_mode},
         {GOPT_SCHED_PLATEAU, "threshold_mode", m_threshold_mode},
@@ -406,6 +408,133 @@ static void test_bound_to_optimizer(void **state) {
     gopt_params_destroy(p);
 }
 
+/* The last step of a schedule sized as PyTorch users size it never fails (sched.h, "End of
+ * a schedule"). Reference values from PyTorch 1.13; the trajectory cases replay the same
+ * runs with optimizer steps in between (tests/trajectory). */
+static void test_end_of_schedule(void **state) {
+    (void)state;
+    gopt_params *p = make_params();
+    gopt_optim_config oc = gopt_optim_config_default(GOPT_ALGO_SGD);
+    oc.lr = 0.1f;
+    oc.momentum = 0.9f;
+    gopt_optim *opt = NULL;
+    assert_ok(gopt_optim_create(&oc, p, &opt));
+
+    /* issue 20: OneCycle linear, max_lr 0.01, total_steps 20, pct_start 0.25; PyTorch's LR
+     * after step 20 is -0.000666624 (refused by the optimizer) and its momentum 0.956667 */
+    gopt_sched_config c = gopt_sched_config_default(GOPT_SCHED_ONECYCLE);
+    c.max_lr = 0.01;
+    c.total_steps = 20;
+    c.pct_start = 0.25;
+    c.anneal_strategy = GOPT_ANNEAL_LINEAR;
+    gopt_sched *s = NULL;
+    assert_ok(gopt_sched_create(&c, opt, &s));
+    for (int t = 1; t <= 20; t++) {
+        assert_ok(gopt_optim_step(opt));
+        assert_ok(gopt_sched_step(s));
+        if (t == 19) assert_true(fabs(gopt_sched_get_lr(s, 0) - 0.01 / 25 / 1e4) < 1e-15);
+    }
+    assert_true(gopt_sched_get_lr(s, 0) == 0.01 / 25 / 1e4);     /* the final value, min_lr */
+    assert_true(gopt_optim_get_lr(opt, 0) == (float)(0.01 / 25 / 1e4));
+    assert_true(gopt_sched_get_lr(s, 1) == 0.01 / 25 / 1e4);
+    assert_true(fabs(gopt_sched_get_momentum(s, 0) - (0.85 + 0.1 * 16 / 15)) < 1e-12); /* PyTorch's */
+    assert_status(gopt_sched_step(s), GOPT_ESTATE, "past total_steps = 20");
+    gopt_sched_destroy(s);
+
+    /* momentum extrapolated to >= 1 becomes max_momentum; cos annealing keeps PyTorch's
+     * extrapolation (between min_lr and max_lr) */
+    c.total_steps = 4;
+    c.pct_start = 0.5;
+    c.base_momentum = 0.5;
+    c.max_momentum = 0.99; /* last phase epochs 1..3: 0.99 + 0.49/2 = 1.235 at step 4 */
+    assert_ok(gopt_sched_create(&c, opt, &s));
+    for (int t = 1; t <= 4; t++) assert_ok(gopt_sched_step(s));
+    assert_true(gopt_sched_get_momentum(s, 0) == 0.99);
+    assert_true(gopt_optim_get_momentum(opt, 0) == 0.99f);
+    gopt_sched_destroy(s);
+    c.anneal_strategy = GOPT_ANNEAL_COS;
+    c.three_phase = 1;
+    c.total_steps = 10; /* phases end at 4, 8, 9: step 10 is pct 2 of the last phase */
+    assert_ok(gopt_sched_create(&c, opt, &s));
+    for (int t = 1; t <= 10; t++) assert_ok(gopt_sched_step(s));
+    double min_lr = 0.01 / 25 / 1e4, initial = 0.01 / 25;
+    double want = min_lr + (initial - min_lr) / 2 * (cos(3.14159265358979323846 * 2.0) + 1); /* PyTorch: initial */
+    assert_true(fabs(gopt_sched_get_lr(s, 0) - want) < 1e-15);
+    gopt_sched_destroy(s);
+    /* three-phase linear: the last phase (initial -> min) extrapolates below 0 */
+    c.anneal_strategy = GOPT_ANNEAL_LINEAR;
+    assert_ok(gopt_sched_create(&c, opt, &s));
+    for (int t = 1; t <= 10; t++) assert_ok(gopt_sched_step(s));
+    assert_true(gopt_sched_get_lr(s, 0) == min_lr);
+    assert_true(gopt_sched_get_momentum(s, 0) == 0.99);
+    gopt_sched_destroy(s);
+
+    /* LinearLR to 0: PyTorch ends at -4.87e-18 for start_factor 0.37, total_iters 199 */
+    c = gopt_sched_config_default(GOPT_SCHED_LINEAR);
+    c.start_factor = 0.37;
+    c.end_factor = 0.0;
+    c.total_iters = 199;
+    assert_ok(gopt_sched_create(&c, opt, &s));
+    for (int t = 1; t <= 199; t++) assert_ok(gopt_sched_step(s));
+    assert_true(gopt_sched_get_lr(s, 0) == 0.0);
+    assert_true(gopt_optim_get_lr(opt, 0) == 0.0f);
+    assert_ok(gopt_sched_step(s)); /* past the end it stays */
+    assert_true(gopt_sched_get_lr(s, 0) == 0.0);
+    gopt_sched_destroy(s);
+
+    /* PolynomialLR ends at exactly 0 */
+    c = gopt_sched_config_default(GOPT_SCHED_POLYNOMIAL);
+    c.total_iters = 7;
+    c.power = 0.5;
+    assert_ok(gopt_sched_create(&c, opt, &s));
+    for (int t = 1; t <= 9; t++) assert_ok(gopt_sched_step(s));
+    assert_true(gopt_sched_get_lr(s, 0) == 0.0);
+    gopt_sched_destroy(s);
+
+    /* mid-run: a cosine chained after a step decay that took the LR below eta_min overshoots
+     * below 0 past T_max (PyTorch -4.64e-6 after step 15, then more negative): eta_min */
+    gopt_sched_config pair[2] = {gopt_sched_config_default(GOPT_SCHED_STEP), gopt_sched_config_default(GOPT_SCHED_COSINE)};
+    pair[0].step_size = 1;
+    pair[0].gamma = 0.6461;
+    pair[1].T_max = 13;
+    pair[1].eta_min = 1e-4;
+    c = gopt_sched_config_default(GOPT_SCHED_CHAINED);
+    c.children = pair;
+    c.n_children = 2;
+    double lr_start = 0.003478;
+    assert_ok(gopt_sched_create_detached(&c, 1, &lr_start, &s));
+    for (int t = 1; t <= 30; t++) {
+        assert_ok(gopt_sched_step(s));
+        assert_true(gopt_sched_get_lr(s, 0) >= 0);
+        if (t == 14) assert_true(fabs(gopt_sched_get_lr(s, 0) - 0.00011368927036739816) < 1e-15); /* PyTorch's */
+        if (t == 15) assert_true(gopt_sched_get_lr(s, 0) == 1e-4);
+    }
+    gopt_sched_destroy(s);
+
+    /* the same rule detached: a OneCycle child of a sequential, ending with the run */
+    gopt_sched_config kids[2] = {gopt_sched_config_default(GOPT_SCHED_CONSTANT),
+                                 gopt_sched_config_default(GOPT_SCHED_ONECYCLE)};
+    kids[0].total_iters = 2;
+    kids[1].max_lr = 0.01;
+    kids[1].total_steps = 8;
+    kids[1].anneal_strategy = GOPT_ANNEAL_LINEAR;
+    kids[1].cycle_momentum = 0;
+    c = gopt_sched_config_default(GOPT_SCHED_SEQUENTIAL);
+    c.children = kids;
+    c.n_children = 2;
+    c.n_milestones = 1;
+    c.milestones[0] = 3; /* the child starts at epoch 3 with step(0): 8 more steps reach 8 */
+    double lr0 = 0.1;
+    assert_ok(gopt_sched_create_detached(&c, 1, &lr0, &s));
+    for (int t = 1; t <= 11; t++) assert_ok(gopt_sched_step(s));
+    assert_true(gopt_sched_get_lr(s, 0) == 0.01 / 25 / 1e4);
+    assert_status(gopt_sched_step(s), GOPT_ESTATE, "total_steps");
+    gopt_sched_destroy(s);
+
+    gopt_optim_destroy(opt);
+    gopt_params_destroy(p);
+}
+
 static void test_out_of_memory(void **state) {
     (void)state;
     gopt_sched_config kids[2] = {gopt_sched_config_default(GOPT_SCHED_ONECYCLE), gopt_sched_config_default(GOPT_SCHED_PLATEAU)};
@@ -441,6 +570,7 @@ int main(void) {
         cmocka_unit_test(test_warmup_then_plateau),
         cmocka_unit_test(test_resume),
         cmocka_unit_test(test_bound_to_optimizer),
+        cmocka_unit_test(test_end_of_schedule),
         cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,8 +5,21 @@
  *     gopt_monitor_report rep;
  *     gopt_monitor_before_step(mon, loss, &rep);  // after backward, before clip/step
  *     if (rep.apply) { gopt_clip_grad_norm(...); gopt_optim_step(opt);
- *                      gopt_monitor_after_step(mon); gopt_sched_step(s); }
+ *                      gopt_monitor_after_step(mon); }
+ *     gopt_sched_step(s);                         // skipped or not: see below
  *     gopt_optim_zero_grad(opt);
+ *
+ * "Do I step the scheduler on a skipped step?" Yes: step it on every iteration, as a PyTorch
+ * loop with GradScaler does (scaler.step(optimizer) skips optimizer.step() when it finds an
+ * Inf/NaN; scheduler.step() runs regardless). A schedule counts iterations (OneCycle's
+ * total_steps = epochs * batches), so stepping it on skips makes it end where it was sized
+ * to end and keeps every LR where PyTorch's run has it; not stepping would leave it behind
+ * by the number of skips. The optimizer's own step count (Adam's bias corrections,
+ * Lookahead's k) does not advance on a skip, as in PyTorch. With nonfinite_lr_backoff < 1
+ * the back-off multiplies the current LR; chainable schedulers continue from the lowered LR,
+ * closed-form ones (ONECYCLE, COSINE_WARM_RESTARTS, LAMBDA) overwrite it at their next step,
+ * as PyTorch's would. ReduceLROnPlateau is stepped with its metric (e.g. per epoch), as
+ * before. tests/trajectory checks this loop against PyTorch's (monitor_skip_* cases).
  *
  * before_step reads the gradients once: per-tensor L2 norms and the global L2 norm
  * (sqrt of the sum of the per-tensor sums of squares), non-finite gradients (NaN/Inf in

@@ -33,12 +33,16 @@
  *                [0, pct*T-1] initial->max, then max->min ending at T-1 (three_phase: max->
  *                initial ending at 2*pct*T-2, then initial->min). Annealing cos or linear.
  *                Stepping more than total_steps times returns GOPT_ESTATE (PyTorch raises).
+ *                After step total_steps (the last one of the usual loop; no optimizer step
+ *                uses its value) see "End of a schedule" below.
  *                cycle_momentum (default 1, as PyTorch) also cycles momentum (or beta1)
  *                max_momentum -> base_momentum -> max_momentum through
  *                gopt_optim_set_momentum; it requires an algorithm that has one.
  *  - LINEAR      factor from start_factor to end_factor over total_iters (recursive form).
  *  - CONSTANT    lr * factor until total_iters, then lr / factor.
  *  - POLYNOMIAL  lr_e = lr_{e-1} * ((1 - e/T)/(1 - (e-1)/T))^power for 0 < e <= T.
+ *                power >= 0 (PyTorch accepts power < 0 and raises ZeroDivisionError at
+ *                e = T, where the LR would be infinite; we refuse it at create).
  *  - LAMBDA      lr = initial_lr * lambda(user, group, e): the user's callback.
  *  - SEQUENTIAL  children[i] runs from milestones[i-1]; at a milestone the new child is
  *                stepped with PyTorch's step(0), i.e. its closed form at epoch 0 (= its
@@ -55,6 +59,43 @@
  *                ignored. When num_bad_epochs > patience (strictly): new = max(lr*factor,
  *                min_lr[g]) is applied only if lr - new > eps, then cooldown restarts.
  *                A NaN metric counts as a bad epoch (as in PyTorch).
+ *
+ * End of a schedule. A schedule is sized as PyTorch users size it: total_steps (OneCycle)
+ * or total_iters is the number of optimizer steps, and the loop steps the scheduler after
+ * each of them, so the last scheduler step computes an LR that no optimizer step uses.
+ * Where that value lies outside what the optimizer accepts (LR finite and >= 0, momentum
+ * in [0, 1)) PyTorch stores it anyway; gopt_sched_step must not fail there. The rule,
+ * for every value of every group and at every step: the LR (and momentum) is PyTorch's
+ * value when the optimizer accepts it, otherwise the final value of the schedule that
+ * computed it. In PyTorch such values come from extrapolating past the end, and in one
+ * composition mid-run (COSINE below), never from a schedule used as documented.
+ *  - ONECYCLE, anneal linear: step total_steps extrapolates the last phase one step past
+ *    its end (epoch total_steps - 1). PyTorch's LR there is min_lr - (lr_start - min_lr) /
+ *    (phase length), negative for the usual factors (max_lr 0.01, total_steps 20, pct_start 0.25:
+ *    PyTorch -0.000666624); it becomes min_lr = max_lr / div_factor / final_div_factor
+ *    (4e-8 there). The momentum extrapolates past max_momentum (0.85 + 0.1 * 16/15 =
+ *    0.95667 there): kept while < 1, else max_momentum. Cos annealing stays between its
+ *    phase's end values, so PyTorch's value is always kept.
+ *  - LINEAR with end_factor 0: the last factor is 1 - x/x' where x' equals x only up to
+ *    rounding; PyTorch ends about a third of such schedules at about -1e-18 (start_factor
+ *    0.37, total_iters 199: -4.9e-18). Such a value becomes base_lr * end_factor (0).
+ *  - POLYNOMIAL ends at 0 for power > 0 (and stays at the LR for power 0).
+ *  - COSINE alone stays between eta_min and the base LR, its recursion past T_max included
+ *    (it rises again: the cyclic case). In a CHAINED after a scheduler that took the LR
+ *    below eta_min (e.g. STEP, then COSINE with eta_min 1e-4), the rising half multiplies
+ *    (lr - eta_min) < 0 by a ratio > 1 and overshoots below 0: PyTorch then steps with a
+ *    negative LR (gradient ascent). Such a value becomes eta_min.
+ *  - The others cannot leave the range: STEP, MULTISTEP, EXPONENTIAL and CONSTANT scale
+ *    by factors >= 0; COSINE_WARM_RESTARTS is a closed form between eta_min and the base
+ *    LR; PLATEAU only lowers, to min_lr at most. A LAMBDA LR is the user's: a negative or non-finite
+ *    value is the optimizer's error (GOPT_EINVAL from gopt_optim_set_lr).
+ * Past the end: ONECYCLE returns GOPT_ESTATE (as PyTorch raises); LINEAR, CONSTANT and
+ * POLYNOMIAL keep their final LR; the others continue their formula, as PyTorch's.
+ *
+ * Skipped steps (gradopt/monitor.h): step the scheduler on every iteration, skipped or
+ * not, as a PyTorch loop with GradScaler does (scaler.step(optimizer) skips the update,
+ * scheduler.step() still runs): the schedule counts iterations, so it ends where it was
+ * sized to end and its LRs line up with PyTorch's run.
  *
  * Errors: create validates the config (and every child's) and returns GOPT_EINVAL naming
  * the field, e.g. "gopt_sched_create: children[1].T_max = 0 must be >= 1". */

@@ -192,7 +192,8 @@ static gopt_status validate(const gopt_sched_config *c, const char *path, int de
         break;
     case GOPT_SCHED_POLYNOMIAL:
         if (c->total_iters < 1) return BAD(path, "total_iters = %lld must be >= 1", (long long)c->total_iters);
-        if (!isfinite(c->power)) return BAD(path, "power = %g must be finite", c->power);
+        if (!nonneg(c->power)) /* PyTorch raises ZeroDivisionError (0^power) at total_iters */
+            return BAD(path, "power = %g must be finite and >= 0 (< 0: the LR at total_iters is infinite)", c->power);
         break;
     case GOPT_SCHED_LAMBDA:
         if (!c->lr_lambda) return BAD(path, "lr_lambda is NULL");
@@ -255,17 +256,28 @@ static double anneal(const sched_node *n, double start, double end, double pct) 
     return (end - start) * pct + start;
 }
 
+/* What the optimizer accepts. A value outside becomes the schedule's final value (sched.h,
+ * "End of a schedule"): here step total_steps, whose linear extrapolation of the last phase
+ * goes below 0 (LR) or up to 1 (momentum). */
+static int lr_valid(double lr) { return isfinite(lr) && lr >= 0; }
+static int momentum_valid(double m) { return m >= 0 && m < 1; }
+
 static void onecycle_lr(gopt_sched *s, sched_node *n) {
     double e = (double)n->last_epoch;
+    int last = n->nphase - 1;
     for (int g = 0; g < s->ngroups; g++) {
         const double *v = n->oc + (size_t)g * OC_COUNT;
         double start = 0;
         for (int i = 0; i < n->nphase; i++) {
             double end = n->phase_end[i];
-            if (e <= end || i == n->nphase - 1) {
+            if (e <= end || i == last) {
                 double pct = (e - start) / (end - start);
-                s->lr[g] = anneal(n, v[n->phase_start_lr[i]], v[n->phase_end_lr[i]], pct);
-                if (n->cfg.cycle_momentum) s->mom[g] = anneal(n, v[n->phase_start_mom[i]], v[n->phase_end_mom[i]], pct);
+                double lr = anneal(n, v[n->phase_start_lr[i]], v[n->phase_end_lr[i]], pct);
+                s->lr[g] = lr_valid(lr) ? lr : v[n->phase_end_lr[last]];
+                if (n->cfg.cycle_momentum) {
+                    double m = anneal(n, v[n->phase_start_mom[i]], v[n->phase_end_mom[i]], pct);
+                    s->mom[g] = momentum_valid(m) ? m : v[n->phase_end_mom[last]];
+                }
                 break;
             }
             start = end;
@@ -313,14 +325,18 @@ static double chainable(const sched_node *n, int g, double lr, double base) {
         double T = (double)c->T_max;
         if (e == 0) return lr;
         if (n->step_count == 1 && e > 0) return closed_form(n, base);
-        if (py_mod(e - 1 - c->T_max, 2 * c->T_max) == 0) return lr + (base - c->eta_min) * (1 - cos(M_PI / T)) / 2;
-        return (1 + cos(M_PI * (double)e / T)) / (1 + cos(M_PI * (double)(e - 1) / T)) * (lr - c->eta_min) + c->eta_min;
+        double next;
+        if (py_mod(e - 1 - c->T_max, 2 * c->T_max) == 0) next = lr + (base - c->eta_min) * (1 - cos(M_PI / T)) / 2;
+        else next = (1 + cos(M_PI * (double)e / T)) / (1 + cos(M_PI * (double)(e - 1) / T)) * (lr - c->eta_min) + c->eta_min;
+        return lr_valid(next) ? next : c->eta_min; /* < 0: chained below eta_min (sched.h) */
     }
-    case GOPT_SCHED_LINEAR:
+    case GOPT_SCHED_LINEAR: {
         if (e == 0) return lr * c->start_factor;
         if (e > c->total_iters) return lr;
-        return lr * (1. + (c->end_factor - c->start_factor) /
-                              ((double)c->total_iters * c->start_factor + (double)(e - 1) * (c->end_factor - c->start_factor)));
+        double d = c->end_factor - c->start_factor;
+        double next = lr * (1. + d / ((double)c->total_iters * c->start_factor + (double)(e - 1) * d));
+        return lr_valid(next) ? next : base * c->end_factor; /* end_factor 0: -1e-18 by rounding */
+    }
     case GOPT_SCHED_CONSTANT:
         if (e == 0) return lr * c->factor;
         if (e != c->total_iters) return lr;
@@ -385,8 +401,8 @@ static gopt_status precheck(const sched_node *n, int explicit0) {
     case GOPT_SCHED_ONECYCLE: {
         int64_t e = explicit0 ? 0 : n->last_epoch + 1;
         if (e > n->cfg.total_steps)
-            return GOPT_FAIL(GOPT_ESTATE, "onecycle stepped %lld times but total_steps = %lld", (long long)(e + 1),
-                             (long long)n->cfg.total_steps);
+            return GOPT_FAIL(GOPT_ESTATE, "onecycle: step %lld is past total_steps = %lld (the schedule has ended)",
+                             (long long)e, (long long)n->cfg.total_steps);
         return GOPT_OK;
     }
     case GOPT_SCHED_SEQUENTIAL: {

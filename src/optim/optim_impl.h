@@ -1,0 +1,153 @@
+/* Private to the optimizers: the table of algorithms and the optimizer's layout.
+ *
+ * optim.c holds what every algorithm shares (create/destroy, groups, set_lr/momentum,
+ * state save/load framing, threading over the arena, Lookahead in lookahead.c); each
+ * algorithm family has one file (sgd.c, adagrad.c, rmsprop.c, adam.c for Adam/AdamW/
+ * AMSGrad, adadelta.c, nadam.c, radam.c, adamax.c, lion.c, lamb.c) holding its formula,
+ * its config checks, its per-step scalars and its fused kernel side by side, and exporting
+ * one gopt__optim_algo entry per algorithm. optim.c finds the entry by the gopt_algo value
+ * (gopt__optim_algo_of), so adding an algorithm is a new file, a new enum value and a new
+ * line in the table; no switch statement elsewhere names the algorithms. */
+#ifndef GRADOPT_OPTIM_IMPL_H
+#define GRADOPT_OPTIM_IMPL_H
+
+#include "gradopt/optim.h"
+#include "core/common.h"
+
+/* The loops that call sqrtf vectorise only with -fno-math-errno, which CMakeLists.txt sets
+ * for every file of the library (GCC ignores it in pragmas and attributes). */
+#if defined(__GNUC__) || defined(__clang__)
+#  define GOPT_INLINE static inline __attribute__((always_inline))
+#else
+#  define GOPT_INLINE static inline
+#endif
+
+/* x86-64: the kernel drivers are compiled for AVX-512, AVX2 and the baseline, picked at
+ * load time (GCC function multiversioning); the baseline build stays portable. Element-wise
+ * results are the same in every clone (no FMA contraction in ISO C mode); LAMB's norm
+ * partial sums may differ in the last bits between clones, never between thread counts. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#  define GOPT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#  define GOPT_CLONES
+#endif
+
+#define GOPT__OPTIM_PARALLEL_MIN 65536 /* elements: below this a step runs on one thread */
+#define GOPT__OPTIM_NSTATE 3           /* state buffers an algorithm may use */
+
+/* What gopt_optim_{get,set}_momentum reach (OneCycleLR's cycle_momentum). */
+typedef enum gopt__momentum_field {
+    GOPT__MOMENTUM_NONE = 0,
+    GOPT__MOMENTUM_MOMENTUM, /* cfg.momentum (SGD, RMSprop) */
+    GOPT__MOMENTUM_BETA1     /* cfg.beta1 (Adam family, Lion, LAMB) */
+} gopt__momentum_field;
+
+typedef struct gopt__optim_group {
+    gopt_optim_config cfg; /* resolved; cfg.lr is the current LR */
+    float initial_lr;
+    /* Per-group values an algorithm carries from step to step. The state format has one
+     * slot for each (see gopt_optim_state_save), whatever the algorithm. */
+    float mu_product;   /* NAdam (nadam.c): product of mu_1..mu_t; 1 before the first step */
+    int momentum_ready; /* SGD (sgd.c): the momentum buffer has been initialised */
+} gopt__optim_group;
+
+struct gopt_optim {
+    gopt_algo algo;
+    const struct gopt__optim_algo *impl; /* table entry of algo */
+    gopt_params *params;
+    int64_t numel;
+    int ngroups;
+    gopt__optim_group *groups;
+    /* One block of impl->scalars_size bytes per group, `scalars_stride` apart: the step's
+     * scalars in the algorithm's own struct, written by impl->step_scalars. */
+    unsigned char *scalars;
+    size_t scalars_stride;
+    int64_t step;
+    float *state[GOPT__OPTIM_NSTATE]; /* state[i] allocated iff bit i of buf_mask */
+    unsigned buf_mask;
+    void *algo_data;                  /* owned by the algorithm (impl->create/destroy) */
+    /* Lookahead (lookahead.c) */
+    int lookahead_k;
+    float lookahead_alpha;
+    float *slow;
+    int slow_ready;
+};
+
+/* One algorithm. Required: name, validate (may be NULL: nothing beyond the shared checks),
+ * state_slots, scalars_size, step_scalars, and either run or pass. */
+typedef struct gopt__optim_algo {
+    const char *name;                              /* gopt_algo_name */
+    int has_eps, has_betas;                        /* checked by the shared validation */
+    gopt__momentum_field momentum_field;
+    const char *state_names[GOPT__OPTIM_NSTATE];   /* PyTorch's state keys of state[i] */
+    /* PyTorch's defaults where they differ from gopt_optim_config_default's common ones
+     * (lr 1e-3, eps 1e-8, alpha 0.99, betas (0.9, 0.999), rho 0.9, momentum_decay 4e-3,
+     * weight_decay 0). NULL: none differ. */
+    void (*defaults)(gopt_optim_config *c);
+    /* The algorithm's own fields, after the shared checks of lr, weight_decay, eps and
+     * betas. Returns GOPT_EINVAL naming the field; `where` is "" or " (group N)". */
+    gopt_status (*validate)(const gopt_optim_config *c, const char *where);
+    /* Bit i set: state[i] is needed by a group with this config. */
+    unsigned (*state_slots)(const gopt_optim_config *c);
+    /* Optional: build the algorithm's own tables in opt->algo_data (create, after the state
+     * buffers), and free them (destroy, also after a failed create). */
+    gopt_status (*create)(gopt_optim *opt);
+    void (*destroy)(gopt_optim *opt);
+    /* Optional: give the state buffers their initial values (zero otherwise); called at
+     * create, and when a group's config is replaced before the first step. */
+    void (*init_state)(gopt_optim *opt);
+    /* Per-step scalars of one group for step t (1-based), computed once per step in double
+     * and rounded to float into the algorithm's scalars struct (scalars_size bytes). It
+     * also advances the group's carried values (mu_product, momentum_ready): every step
+     * that computes scalars completes. */
+    size_t scalars_size;
+    void (*step_scalars)(gopt__optim_group *g, int64_t t, void *scalars);
+    /* The fused kernel over one run of a group: p, g and state[] already offset to the
+     * run's first element (state[i] NULL when not allocated), n elements. Called from
+     * inside the OpenMP region of the element-wise pass, on disjoint ranges. */
+    void (*run)(const void *scalars, const gopt_optim_config *cfg, float *p, const float *g,
+                float *const state[GOPT__OPTIM_NSTATE], int64_t n);
+    /* Optional: the whole update, for an algorithm that is not element-wise (LAMB); when
+     * set, run is not used. */
+    void (*pass)(gopt_optim *opt);
+} gopt__optim_algo;
+
+/* The table entries, one per family file. */
+extern const gopt__optim_algo gopt__optim_sgd, gopt__optim_adagrad, gopt__optim_rmsprop, gopt__optim_adam,
+    gopt__optim_adamw, gopt__optim_adadelta, gopt__optim_nadam, gopt__optim_radam, gopt__optim_adamax,
+    gopt__optim_lion, gopt__optim_lamb;
+
+/* The entry of algo; NULL when algo is not a gopt_algo. */
+const gopt__optim_algo *gopt__optim_algo_of(gopt_algo algo);
+
+/* Refuse a config field: return GOPT_EINVAL "<algo>: <field> = <val> <why><where>". */
+#define GOPT__REFUSE(cond, algo_name, field, why, val, where)                                          \
+    do {                                                                                               \
+        if (cond)                                                                                      \
+            return GOPT_FAIL(GOPT_EINVAL, "%s: " field " = %g " why "%s", (algo_name), (double)(val), \
+                             (where));                                                                 \
+    } while (0)
+
+/* The step's scalars of group gi. */
+static inline const void *gopt__optim_scalars(const gopt_optim *opt, int gi) {
+    return opt->scalars + (size_t)gi * opt->scalars_stride;
+}
+
+/* Threads for a pass over the arena: one below GOPT__OPTIM_PARALLEL_MIN elements. */
+static inline int gopt__optim_threads(const gopt_optim *opt) {
+    return opt->numel > GOPT__OPTIM_PARALLEL_MIN ? gopt_get_threads() : 1;
+}
+
+/* Thread t of nt's slice of [0, numel), on 16-element aligned boundaries. */
+static inline void gopt__optim_thread_slice(int64_t numel, int t, int nt, int64_t *lo, int64_t *hi) {
+    int64_t chunks = (numel + 15) / 16;
+    int64_t a = chunks * t / nt * 16, b = chunks * (t + 1) / nt * 16;
+    *lo = a < numel ? a : numel;
+    *hi = b < numel ? b : numel;
+}
+
+/* Lookahead (lookahead.c): init copies the weights into the slow weights; otherwise
+ * slow += alpha*(p - slow) and p = slow. */
+void gopt__lookahead_sync(gopt_optim *opt, int init);
+
+#endif /* GRADOPT_OPTIM_IMPL_H */
