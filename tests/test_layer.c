@@ -125,6 +125,139 @@ static void test_fd_linear(void **state) {
     fd_check(&c, 1, in, 1, 1, 1e-2f, 1e-3, 1e-2);
 }
 
+/* time-distributed: (N,T,F) -> (N,T,out), the N*T rows through one weight */
+static void test_fd_linear_time_distributed(void **state) {
+    (void)state;
+    int64_t in[2] = {4, 7};
+    gopt_layer_config c = gopt_layer_linear(7, 5, 1);
+    fd_check(&c, 2, in, 3, 1, 1e-2f, 1e-3, 1e-2);
+    c = gopt_layer_linear(7, 2, 0);
+    fd_check(&c, 2, in, 1, 1, 1e-2f, 1e-3, 1e-2);
+    /* each time step is the plain linear of its row */
+    gopt_params *p;
+    gopt_layer *td, *flat;
+    assert_ok(gopt_params_create(&p));
+    c = gopt_layer_linear(7, 5, 1);
+    int64_t one[1] = {7};
+    assert_ok(gopt_layer_create(&c, 2, in, 2, p, "td", &td));
+    assert_ok(gopt_layer_create(&c, 1, one, 8, p, "flat", &flat));
+    assert_ok(gopt_params_finalize(p));
+    gopt_rng rng;
+    gopt_rng_seed(&rng, 3);
+    assert_ok(gopt_layer_init_params(td, GOPT_INIT_TORCH_DEFAULT, &rng));
+    gopt_param_info a, b;
+    for (int i = 0; i < 2; i++) { /* same weights in both */
+        assert_ok(gopt_params_info(p, i, &a));
+        assert_ok(gopt_params_info(p, i + 2, &b));
+        memcpy(b.value.data, a.value.data, sizeof(float) * (size_t)a.value.numel);
+    }
+    float x[2 * 4 * 7];
+    for (int i = 0; i < 56; i++) x[i] = gopt_rng_normal(&rng);
+    int64_t s3[3] = {2, 4, 7}, s2[2] = {8, 7};
+    gopt_tensor t3, t2, y3, y2;
+    assert_ok(gopt_tensor_view(x, 3, s3, &t3));
+    assert_ok(gopt_tensor_view(x, 2, s2, &t2));
+    assert_ok(gopt_layer_forward(td, &t3, &y3));
+    assert_ok(gopt_layer_forward(flat, &t2, &y2));
+    assert_int_equal(y3.ndim, 3);
+    assert_int_equal(y3.shape[1], 4);
+    assert_int_equal(y3.shape[2], 5);
+    assert_memory_equal(y3.data, y2.data, sizeof(float) * 40);
+    gopt_layer_destroy(td);
+    gopt_layer_destroy(flat);
+    gopt_params_destroy(p);
+}
+
+/* embedding: finite differences of sum(y * r) in every weight (repeated ids accumulate,
+ * unused rows get 0), dx left untouched, ids refused before anything runs. */
+static void test_embedding(void **state) {
+    (void)state;
+    gopt_params *p;
+    gopt_layer *l = NULL;
+    assert_ok(gopt_params_create(&p));
+    enum { V = 6, E = 3, T = 5, N = 3 };
+    int64_t in[1] = {T};
+    gopt_layer_config c = gopt_layer_embedding(V, E);
+    assert_ok(gopt_layer_create(&c, 1, in, N, p, "emb", &l));
+    int64_t out[3];
+    assert_int_equal(gopt_layer_out_shape(l, out), 2);
+    assert_int_equal(out[0], T);
+    assert_int_equal(out[1], E);
+    assert_ok(gopt_params_finalize(p));
+    gopt_rng rng;
+    gopt_rng_seed(&rng, 8);
+    assert_ok(gopt_layer_init_params(l, GOPT_INIT_HE_NORMAL, &rng)); /* N(0,1) regardless */
+    float ids[N * T] = {2, 2, 2, 0, 5, 1, 2, 0, 0, 5, 3, 3, 2, 1, 0}; /* id 4 unused */
+    float r[N * T * E], dx[N * T];
+    for (int i = 0; i < N * T * E; i++) r[i] = gopt_rng_normal(&rng);
+    for (int i = 0; i < N * T; i++) dx[i] = 7.0f;
+    int64_t xs[2] = {N, T}, ys[3] = {N, T, E};
+    gopt_tensor tx, tdx, y, tdy;
+    assert_ok(gopt_tensor_view(ids, 2, xs, &tx));
+    assert_ok(gopt_tensor_view(dx, 2, xs, &tdx));
+    assert_ok(gopt_layer_forward(l, &tx, &y));
+    float *w = gopt_params_values(p);
+    for (int i = 0; i < N * T; i++)
+        for (int e = 0; e < E; e++) assert_true(y.data[i * E + e] == w[(int)ids[i] * E + e]);
+    float dy[N * T * E];
+    memcpy(dy, r, sizeof dy);
+    assert_ok(gopt_tensor_view(dy, 3, ys, &tdy));
+    gopt_params_zero_grad(p);
+    assert_ok(gopt_layer_backward(l, &tx, &tdy, &tdx));
+    for (int i = 0; i < N * T; i++) assert_true(dx[i] == 7.0f); /* ids have no gradient */
+    const float *g = gopt_params_grads(p);
+    for (int k = 0; k < V * E; k++) {
+        const float h = 1e-2f, keep = w[k];
+        double obj[2];
+        for (int sgn = 0; sgn < 2; sgn++) {
+            w[k] = keep + (sgn ? -h : h);
+            assert_ok(gopt_layer_forward(l, &tx, &y));
+            double acc = 0.0;
+            for (int i = 0; i < N * T * E; i++) acc += (double)y.data[i] * r[i];
+            obj[sgn] = acc;
+        }
+        w[k] = keep;
+        double num = (obj[0] - obj[1]) / (2.0 * h);
+        if (fabs(num - g[k]) > 1e-3 + 1e-3 * fabs(num)) fail_msg("dweight[%d]: fd %.6g, analytic %.6g", k, num, g[k]);
+        if (k / E == 4) assert_true(g[k] == 0.0f);
+    }
+    /* id 2 appears 5 times: its row is the sum of those five dy rows */
+    for (int e = 0; e < E; e++) {
+        double want = 0.0;
+        for (int i = 0; i < N * T; i++)
+            if (ids[i] == 2.0f) want += r[i * E + e];
+        assert_float_equal(g[2 * E + e], want, 1e-5);
+    }
+    /* bad ids: out of range, negative, not integers, NaN; each names the id and its position */
+    const float bad[5] = {6.0f, -1.0f, 2.5f, NAN, INFINITY};
+    const char *why[5] = {"outside", "outside", "not an integer", "not an integer", "outside"};
+    for (int k = 0; k < 5; k++) {
+        float x2[N * T];
+        memcpy(x2, ids, sizeof x2);
+        x2[7] = bad[k];
+        gopt_tensor t2;
+        assert_ok(gopt_tensor_view(x2, 2, xs, &t2));
+        assert_status(gopt_layer_forward(l, &t2, &y), GOPT_EINVAL, why[k]);
+        testutil_check_detail("sample 1, step 2");
+    }
+    gopt_layer_destroy(l);
+    /* shapes and config */
+    int64_t in2[2] = {T, 2};
+    assert_status(gopt_layer_create(&c, 2, in2, N, p, "e2", &l), GOPT_ESTATE, "finalized");
+    gopt_params_destroy(p);
+    assert_ok(gopt_params_create(&p));
+    assert_status(gopt_layer_create(&c, 2, in2, N, p, "e2", &l), GOPT_ESHAPE, "token ids");
+    c = gopt_layer_embedding(0, 3);
+    assert_status(gopt_layer_create(&c, 1, in, N, p, "e3", &l), GOPT_EINVAL, "num_embeddings=0");
+    c = gopt_layer_embedding(4, 0);
+    assert_status(gopt_layer_create(&c, 1, in, N, p, "e4", &l), GOPT_EINVAL, "embedding_dim=0");
+    c = gopt_layer_linear(3, 2, 1);
+    assert_status(gopt_layer_create(&c, 2, in2, N, p, "td", &l), GOPT_ESHAPE, "(N,T,3)");
+    int64_t in3[3] = {2, 3, 3};
+    assert_status(gopt_layer_create(&c, 3, in3, N, p, "td", &l), GOPT_ESHAPE, "(N,2,3,3)");
+    gopt_params_destroy(p);
+}
+
 static void test_fd_conv(void **state) {
     (void)state;
     int64_t in[3] = {3, 7, 6};
@@ -318,6 +451,47 @@ static void test_errors(void **state) {
     gopt_params_destroy(p);
 }
 
+/* Every declared type: created with its default config on a few input shapes, it is
+ * made, or refused with a status and a detail (a type not implemented yet: GOPT_EINVAL
+ * "layer type X is not implemented"), never a crash; a type out of range is GOPT_EINVAL. */
+static void test_every_type_created_or_refused(void **state) {
+    (void)state;
+    const int64_t shapes[3][3] = {{6, 1, 1}, {4, 6, 1}, {2, 4, 4}};
+    int made = 0, refused = 0;
+    for (int t = 0; t < GOPT_LAYER_TYPE_COUNT; t++)
+        for (int k = 0; k < 3; k++) {
+            gopt_params *p;
+            assert_ok(gopt_params_create(&p));
+            gopt_layer *l = NULL;
+            gopt_layer_config c = gopt_layer_config_default((gopt_layer_type)t);
+            gopt_clear_error();
+            gopt_status s = gopt_layer_create(&c, k + 1, shapes[k], 2, p, "l", &l);
+            if (s == GOPT_OK) {
+                assert_non_null(l);
+                assert_int_equal(gopt_layer_get_type(l), t);
+                made++;
+            } else {
+                assert_null(l);
+                assert_true(s == GOPT_EINVAL || s == GOPT_ESHAPE);
+                assert_true(strlen(gopt_last_error()) > 0);
+                if (strstr(gopt_last_error(), "not implemented"))
+                    testutil_check_detail(gopt_layer_type_name((gopt_layer_type)t));
+                refused++;
+            }
+            gopt_layer_destroy(l);
+            gopt_params_destroy(p);
+        }
+    assert_true(made > 0 && refused > 0);
+    gopt_params *p;
+    assert_ok(gopt_params_create(&p));
+    gopt_layer *l = NULL;
+    gopt_layer_config c = gopt_layer_config_default(GOPT_LAYER_TYPE_COUNT);
+    assert_status(gopt_layer_create(&c, 3, shapes[2], 2, p, "l", &l), GOPT_EINVAL, "out of range");
+    c.type = (gopt_layer_type)-1;
+    assert_status(gopt_layer_create(&c, 3, shapes[2], 2, p, "l", &l), GOPT_EINVAL, "out of range");
+    gopt_params_destroy(p);
+}
+
 static void test_out_of_memory(void **state) {
     (void)state;
     int64_t in[3] = {3, 8, 8};
@@ -344,6 +518,8 @@ static void test_out_of_memory(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fd_linear),
+        cmocka_unit_test(test_fd_linear_time_distributed),
+        cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_fd_conv),
         cmocka_unit_test(test_fd_batchnorm),
         cmocka_unit_test(test_fd_activations_pools),
@@ -351,6 +527,7 @@ int main(void) {
         cmocka_unit_test(test_dropout_train),
         cmocka_unit_test(test_param_tags_and_names),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_every_type_created_or_refused),
         cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -278,6 +278,241 @@ static void test_state_and_timing(void **state) {
     gopt_net_destroy(b);
 }
 
+/* conv R, bn+relu, conv, bn R, gelu, dropout R, maxpool, flatten, linear R, relu, linear
+ * on (1,8,8); R: recomputed when `recompute`. */
+static gopt_net *checkpoint_net(int recompute) {
+    gopt_net_config c = gopt_net_config_default();
+    c.max_batch = 3;
+    c.in_shape[0] = 1;
+    c.in_shape[1] = 8;
+    c.in_shape[2] = 8;
+    c.seed = 17;
+    gopt_net *net;
+    assert_ok(gopt_net_create(&c, &net));
+    gopt_layer_config lc[11] = {
+        gopt_layer_conv2d(1, 4, 3, 1, 1, 1), gopt_layer_batchnorm2d(4, 1), gopt_layer_conv2d(4, 6, 3, 1, 1, 0),
+        gopt_layer_batchnorm2d(6, 0), gopt_layer_config_default(GOPT_LAYER_GELU), gopt_layer_dropout(0.3f, 5),
+        gopt_layer_maxpool2d(2, 2, 0), gopt_layer_config_default(GOPT_LAYER_FLATTEN), gopt_layer_linear(96, 8, 1),
+        gopt_layer_config_default(GOPT_LAYER_RELU), gopt_layer_linear(8, 3, 1)};
+    for (int i = 0; i < 11; i++) assert_ok(gopt_net_add(net, &lc[i], NULL));
+    const int marked[4] = {0, 3, 5, 8};
+    for (int k = 0; recompute && k < 4; k++) assert_ok(gopt_net_set_recompute(net, marked[k], 1));
+    assert_ok(gopt_net_build(net));
+    return net;
+}
+
+/* A recomputed layer (activation checkpointing) changes no bit: logits, gradients, batchnorm
+ * running statistics and dropout masks over three training steps, then an eval forward. */
+static void test_recompute_bit_identical(void **state) {
+    (void)state;
+    gopt_net *a = checkpoint_net(0), *b = checkpoint_net(1);
+    float x[3 * 64], d[9], la[9], lb[9];
+    int32_t y[3] = {2, 0, 1};
+    for (int i = 0; i < 3 * 64; i++) x[i] = sinf(0.37f * (float)i) + 0.1f * (float)(i % 5);
+    int64_t xs[4] = {3, 1, 8, 8}, ds[2] = {3, 3};
+    gopt_tensor tx, td, l;
+    assert_ok(gopt_tensor_view(x, 4, xs, &tx));
+    assert_ok(gopt_tensor_view(d, 2, ds, &td));
+    gopt_params *pa = gopt_net_params(a), *pb = gopt_net_params(b);
+    const int64_t np = gopt_params_numel(pa);
+    for (int step = 0; step < 3; step++) {
+        gopt_net *nets[2] = {a, b};
+        float *out[2] = {la, lb};
+        for (int k = 0; k < 2; k++) {
+            float loss;
+            gopt_params_zero_grad(gopt_net_params(nets[k]));
+            assert_ok(gopt_net_forward(nets[k], &tx, &l));
+            memcpy(out[k], l.data, sizeof la);
+            assert_ok(gopt_loss_cross_entropy(&l, y, 0.0f, &loss, &td));
+            assert_ok(gopt_net_backward(nets[k], &td));
+            for (int i = 0; i < 9; i++) assert_true(l.data[i] == out[k][i]); /* logits intact */
+        }
+        assert_memory_equal(la, lb, sizeof la);
+        assert_memory_equal(gopt_params_grads(pa), gopt_params_grads(pb), sizeof(float) * (size_t)np);
+        float *ga = gopt_params_grads(pa), *va = gopt_params_values(pa), *vb = gopt_params_values(pb);
+        double gnorm = 0.0;
+        for (int64_t i = 0; i < np; i++) {
+            gnorm += (double)ga[i] * ga[i];
+            va[i] -= 0.05f * ga[i];
+            vb[i] -= 0.05f * ga[i];
+        }
+        assert_true(gnorm > 1e-6); /* every layer got a gradient signal to compare */
+    }
+    size_t size = gopt_net_state_size(a);
+    assert_int_equal(size, gopt_net_state_size(b));
+    unsigned char *sa = malloc(size), *sb = malloc(size);
+    assert_ok(gopt_net_state_save(a, sa, size));
+    assert_ok(gopt_net_state_save(b, sb, size));
+    assert_memory_equal(sa, sb, size); /* running statistics updated once per forward */
+    gopt_net_set_training(a, 0);
+    gopt_net_set_training(b, 0);
+    assert_ok(gopt_net_forward(a, &tx, &l));
+    memcpy(la, l.data, sizeof la);
+    assert_ok(gopt_net_forward(b, &tx, &l));
+    assert_memory_equal(la, l.data, sizeof la);
+    free(sa);
+    free(sb);
+    gopt_net_destroy(a);
+    gopt_net_destroy(b);
+}
+
+static void test_recompute_errors(void **state) {
+    (void)state;
+    gopt_net_config c = gopt_net_config_default();
+    c.max_batch = 2;
+    c.in_shape[0] = 2;
+    c.in_shape[1] = 4;
+    c.in_shape[2] = 4;
+    gopt_layer_config lc[5] = {gopt_layer_conv2d(2, 2, 3, 1, 1, 0), gopt_layer_basic_block(2, 2, 1),
+                               gopt_layer_config_default(GOPT_LAYER_RELU),
+                               gopt_layer_config_default(GOPT_LAYER_FLATTEN), gopt_layer_linear(32, 2, 1)};
+    gopt_net *net;
+    assert_ok(gopt_net_create(&c, &net));
+    for (int i = 0; i < 5; i++) assert_ok(gopt_net_add(net, &lc[i], NULL));
+    assert_status(gopt_net_set_recompute(NULL, 0, 1), GOPT_EINVAL, NULL);
+    assert_status(gopt_net_set_recompute(net, 5, 1), GOPT_EINVAL, "out of range");
+    assert_status(gopt_net_set_recompute(net, -1, 1), GOPT_EINVAL, "out of range");
+    assert_status(gopt_net_set_recompute(net, 1, 1), GOPT_EINVAL, "basic_block");
+    assert_status(gopt_net_set_recompute(net, 3, 1), GOPT_EINVAL, "flatten");
+    assert_ok(gopt_net_set_recompute(net, 3, 0)); /* off is always fine */
+    gopt_net_destroy(net);
+    /* at build: a recomputed layer is not the last, feeds no flatten, has no recomputed neighbour */
+    /* the build-time checks, each on its own net */
+    for (int k = 0; k < 3; k++) {
+        assert_ok(gopt_net_create(&c, &net));
+        gopt_layer_config chain[6] = {gopt_layer_conv2d(2, 2, 3, 1, 1, 0), gopt_layer_config_default(GOPT_LAYER_RELU),
+                                      gopt_layer_config_default(GOPT_LAYER_RELU),
+                                      gopt_layer_config_default(GOPT_LAYER_FLATTEN), gopt_layer_linear(32, 2, 1),
+                                      gopt_layer_linear(2, 2, 1)};
+        for (int i = 0; i < 6; i++) assert_ok(gopt_net_add(net, &chain[i], NULL));
+        if (k == 0) {
+            assert_ok(gopt_net_set_recompute(net, 5, 1));
+            assert_status(gopt_net_build(net), GOPT_EINVAL, "last");
+        } else if (k == 1) {
+            assert_ok(gopt_net_set_recompute(net, 2, 1));
+            assert_status(gopt_net_build(net), GOPT_EINVAL, "passes its input on");
+        } else {
+            assert_ok(gopt_net_set_recompute(net, 0, 1));
+            assert_ok(gopt_net_set_recompute(net, 1, 1));
+            assert_status(gopt_net_build(net), GOPT_EINVAL, "adjacent");
+            assert_ok(gopt_net_set_recompute(net, 1, 0));
+            assert_ok(gopt_net_set_recompute(net, 4, 1));
+            assert_ok(gopt_net_build(net));
+            assert_status(gopt_net_set_recompute(net, 2, 1), GOPT_ESTATE, "before");
+        }
+        gopt_net_destroy(net);
+    }
+}
+
+/* embedding -> time-distributed linear -> relu -> linear over token ids; T = 6, V = 9 */
+static gopt_net *token_net(int max_batch) {
+    gopt_net_config c = gopt_net_config_default();
+    c.max_batch = max_batch;
+    c.in_ndim = 1;
+    c.in_shape[0] = 6;
+    c.seed = 4;
+    gopt_net *net;
+    assert_ok(gopt_net_create(&c, &net));
+    gopt_layer_config lc[4] = {gopt_layer_embedding(9, 5), gopt_layer_linear(5, 7, 1),
+                               gopt_layer_config_default(GOPT_LAYER_GELU), gopt_layer_linear(7, 9, 0)};
+    const char *names[4] = {"emb", "fc1", "act", "fc2"};
+    for (int i = 0; i < 4; i++) assert_ok(gopt_net_add(net, &lc[i], names[i]));
+    assert_ok(gopt_net_build(net));
+    return net;
+}
+
+static double token_loss(gopt_net *net, const int32_t *tok, const int32_t *y, int n) {
+    gopt_tensor l;
+    float loss;
+    assert_ok(gopt_net_forward_tokens(net, tok, n, &l));
+    assert_ok(gopt_loss_cross_entropy_seq(&l, y, 0.0f, -100, &loss, NULL));
+    return loss;
+}
+
+/* Token ids in, (N,T,V) logits out: forward_tokens equals forward on float ids, the
+ * whole-net gradient matches finite differences (ignored targets included), and bad ids are
+ * refused before anything runs. */
+static void test_token_net(void **state) {
+    (void)state;
+    gopt_net *net = token_net(3);
+    int64_t out[3];
+    assert_int_equal(gopt_net_out_shape(net, out), 2);
+    assert_int_equal(out[0], 6);
+    assert_int_equal(out[1], 9);
+    int idx;
+    assert_ok(gopt_params_find(gopt_net_params(net), "emb.weight", &idx));
+    const int32_t tok[18] = {1, 4, 4, 0, 8, 2, 3, 3, 3, 3, 7, 1, 0, 5, 6, 2, 8, 8};
+    int32_t y[18];
+    for (int i = 0; i < 18; i++) y[i] = i % 5 == 2 ? -100 : (tok[i] + 1) % 9; /* some ignored */
+    float ftok[18];
+    for (int i = 0; i < 18; i++) ftok[i] = (float)tok[i];
+    int64_t xs[2] = {3, 6};
+    gopt_tensor tx, l;
+    assert_ok(gopt_tensor_view(ftok, 2, xs, &tx));
+    assert_ok(gopt_net_forward(net, &tx, &l));
+    float la[3 * 6 * 9];
+    memcpy(la, l.data, sizeof la);
+    assert_ok(gopt_net_forward_tokens(net, tok, 3, &l));
+    assert_int_equal(l.ndim, 3);
+    assert_memory_equal(la, l.data, sizeof la);
+    float d[3 * 6 * 9], loss;
+    gopt_tensor td;
+    assert_ok(gopt_tensor_view(d, 3, l.shape, &td));
+    assert_ok(gopt_loss_cross_entropy_seq(&l, y, 0.0f, -100, &loss, &td));
+    gopt_params *p = gopt_net_params(net);
+    gopt_params_zero_grad(p);
+    assert_ok(gopt_net_backward(net, &td));
+    float *v = gopt_params_values(p);
+    const float *g = gopt_params_grads(p);
+    const int64_t np = gopt_params_numel(p);
+    for (int64_t i = 0; i < np; i += 3) {
+        float keep = v[i], h = 1e-2f;
+        v[i] = keep + h;
+        double lp = token_loss(net, tok, y, 3);
+        v[i] = keep - h;
+        double lm = token_loss(net, tok, y, 3);
+        v[i] = keep;
+        double num = (lp - lm) / (2.0 * h);
+        if (fabs(num - g[i]) > 1e-3 + 2e-2 * fabs(num))
+            fail_msg("param %lld: fd %.6g, analytic %.6g", (long long)i, num, g[i]);
+    }
+    /* errors: ids out of range anywhere, in both entry points, before anything runs */
+    assert_ok(gopt_net_forward_tokens(net, tok, 3, &l));
+    assert_ok(gopt_net_backward(net, &td));
+    int32_t bad[18];
+    memcpy(bad, tok, sizeof bad);
+    bad[13] = 9;
+    assert_status(gopt_net_forward_tokens(net, bad, 3, &l), GOPT_EINVAL, "token id 9 at (sample 2, step 1)");
+    bad[13] = -1;
+    assert_status(gopt_net_forward_tokens(net, bad, 3, &l), GOPT_EINVAL, "outside [0, 9)");
+    ftok[13] = 2.5f;
+    assert_status(gopt_net_forward(net, &tx, &l), GOPT_EINVAL, "not an integer");
+    ftok[13] = NAN;
+    assert_status(gopt_net_forward(net, &tx, &l), GOPT_EINVAL, "sample 2, step 1");
+    assert_status(gopt_net_backward(net, &td), GOPT_ESTATE, "already"); /* the refused forwards ran nothing */
+    assert_status(gopt_net_forward_tokens(net, tok, 4, &l), GOPT_ESHAPE, "1..3");
+    assert_status(gopt_net_forward_tokens(net, tok, 0, &l), GOPT_ESHAPE, "1..3");
+    assert_status(gopt_net_forward_tokens(net, NULL, 1, &l), GOPT_EINVAL, NULL);
+    gopt_net_reset_state(net); /* no recurrent layer: nothing to do */
+    gopt_net_reset_state(NULL);
+    gopt_net_destroy(net);
+    /* token input needs an embedding first; an embedding anywhere else is refused */
+    gopt_net_config c = gopt_net_config_default();
+    c.in_ndim = 1;
+    c.in_shape[0] = 9;
+    assert_ok(gopt_net_create(&c, &net));
+    gopt_layer_config lin = gopt_layer_linear(9, 9, 1), emb = gopt_layer_embedding(9, 2);
+    assert_ok(gopt_net_add(net, &lin, "fc"));
+    assert_status(gopt_net_add(net, &emb, "emb"), GOPT_EINVAL, "first layer");
+    assert_ok(gopt_net_build(net));
+    assert_status(gopt_net_forward_tokens(net, tok, 1, &l), GOPT_EINVAL, "embedding");
+    gopt_net_destroy(net);
+    assert_ok(gopt_net_create(&c, &net));
+    assert_ok(gopt_net_add(net, &emb, "emb"));
+    assert_status(gopt_net_forward_tokens(net, tok, 1, &l), GOPT_ESTATE, "not built");
+    gopt_net_destroy(net);
+}
+
 static void test_errors_and_manual_net(void **state) {
     (void)state;
     gopt_net_config c = gopt_net_config_default();
@@ -345,6 +580,9 @@ int main(void) {
         cmocka_unit_test(test_kernels_agree),
         cmocka_unit_test(test_state_and_timing),
         cmocka_unit_test(test_errors_and_manual_net),
+        cmocka_unit_test(test_recompute_bit_identical),
+        cmocka_unit_test(test_recompute_errors),
+        cmocka_unit_test(test_token_net),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

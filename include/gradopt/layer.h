@@ -2,6 +2,16 @@
  *
  * Shapes are per sample; a batch adds a leading N (1 <= N <= max_batch given at create):
  *   linear          (N,in)        -> (N,out)          y = x W^T + b, W (out,in), b (out)
+ *                   (N,T,in)      -> (N,T,out)        time-distributed: the same on each of
+ *                   the N*T rows (one SGEMM), as torch.nn.Linear on a 3-D input
+ *   embedding       (N,T)         -> (N,T,E)          y[n,t] = W[x[n,t]], W (V,E)
+ *                   (torch.nn.Embedding; gopt_layer_embedding(V, E) sets in_features = V,
+ *                   out_features = E). x holds token ids as floats that are exact integers in
+ *                   [0, V); forward refuses another value (GOPT_EINVAL naming it and its
+ *                   position) before reading anything. W is initialised N(0,1) whatever
+ *                   weight_init says (PyTorch's init). Backward: dW[x[n,t]] += dy[n,t], repeated
+ *                   ids accumulating; ids have no gradient: dx is not needed and not written.
+ *                   In a net it must be the first layer (gopt_net_forward_tokens)
  *   conv2d          (N,C,H,W)     -> (N,K,H',W')      H' = (H + 2p - k)/s + 1, W (K,C,k,k), b (K)
  *                   cross-correlation as torch.nn.Conv2d; AVX-512 kernels over images (run-time
  *                   check), else im2col over chunks of images + SGEMM. The environment

@@ -9,7 +9,8 @@
  * Memory: each layer keeps only what its backward needs: a basic block keeps conv1's output,
  * conv2's output (or, in the blocks of the largest activation size when there are several,
  * recomputes it in backward from one shared scratch), the shortcut conv's output and its own
- * output; bn1+relu is applied on the fly. Gradients are computed in place: a layer's output
+ * output; bn1+relu is applied on the fly; layers marked with gopt_net_set_recompute keep no
+ * output at all. Gradients are computed in place: a layer's output
  * gradient lives in its output buffer and its input gradient overwrites the previous
  * layer's output, so backward consumes the activations of the forward it follows. One
  * workspace (per-thread convolution scratch) is shared by all layers.
@@ -48,7 +49,22 @@ GOPT_API void gopt_net_destroy(gopt_net *net);
 /* Append a layer; name (NULL: "layer<i>") prefixes its parameter names.
  * Errors: as gopt_layer_create, GOPT_ESTATE after build. */
 GOPT_API gopt_status gopt_net_add(gopt_net *net, const gopt_layer_config *cfg, const char *name);
-/* Errors: GOPT_ESTATE (twice, or no layers), GOPT_ENOMEM. */
+/* Recompute (activation checkpointing, as torch.utils.checkpoint): on = 1 makes layer i keep
+ * no output of its own. Forward writes it into the net's shared workspace, where layer i+1
+ * reads it; backward, just before layer i+1's backward, rewrites it from layer i's stored
+ * input, bit for bit as forward wrote it and changing no state (a batchnorm reuses the batch
+ * statistics of the forward without updating its running ones again; a dropout reuses its
+ * mask), then runs layers i+1 and i as usual. It trades one more forward of layer i per step
+ * for its output buffer (max_batch x its per-sample output floats); the workspace grows
+ * only where that output plus the scratch of layers i and i+1 exceeds it. After a forward
+ * the layer's output (gopt_net_layer(net, i)) is not readable. The CIFAR ResNet builder
+ * recomputes its stem convolution this way. Call between gopt_net_add and gopt_net_build.
+ * Errors: GOPT_EINVAL (i out of range; a type that cannot be recomputed: flatten, whose
+ * output is its input, and basic_block, whose forward updates three batchnorms),
+ * GOPT_ESTATE (built). gopt_net_build then fails with GOPT_EINVAL if a recomputed layer is
+ * the last one, is next to another recomputed layer, or feeds a flatten. */
+GOPT_API gopt_status gopt_net_set_recompute(gopt_net *net, int i, int on);
+/* Errors: GOPT_ESTATE (twice, or no layers), GOPT_EINVAL (recompute, above), GOPT_ENOMEM. */
 GOPT_API gopt_status gopt_net_build(gopt_net *net);
 
 /* The arena (owned by the net; valid until gopt_net_destroy). */
@@ -71,8 +87,10 @@ GOPT_API gopt_status gopt_net_forward(gopt_net *net, const gopt_tensor *x, gopt_
 GOPT_API gopt_status gopt_net_backward(gopt_net *net, const gopt_tensor *dlogits);
 
 /* ---- sequences: a net whose first layer is an embedding takes token ids (per-sample
- * input shape (T), cfg.in_ndim 1). gopt_net_forward accepts them as floats holding exact
- * integers; this takes them as integers: tokens[n*T], each in [0, num_embeddings).
+ * input shape (T): cfg.in_ndim 1, cfg.in_shape[0] = T; an embedding anywhere else is
+ * refused by gopt_net_add). gopt_net_forward accepts them as floats holding exact
+ * integers; this takes them as integers: tokens[n*T] (sample-major), each in
+ * [0, num_embeddings), 1 <= n <= max_batch; backward as after gopt_net_forward.
  * Errors: GOPT_EINVAL (an id out of range or not an integer, naming it and its position;
  * the first layer not an embedding), GOPT_ESHAPE, GOPT_ESTATE as gopt_net_forward. */
 GOPT_API gopt_status gopt_net_forward_tokens(gopt_net *net, const int32_t *tokens, int n, gopt_tensor *logits);

@@ -1,5 +1,5 @@
 /* Convolution and batchnorm kernels, shared by the conv2d, batchnorm2d and basic-block
- * layers (see nn/layer.h). Convolutions run on the AVX-512 kernels of conv_avx512.c
+ * layers (see nn/kernels.h). Convolutions run on the AVX-512 kernels of conv_avx512.c
  * where the CPU has them (c->fast), else here: im2col over chunks of images + SGEMM
  * (GOPT_CONV_GENERIC=1 in the environment at creation forces this path, for tests). OpenMP
  * loops run with gopt_get_threads() threads and static schedules; SGEMM is only called
@@ -14,7 +14,7 @@ static int omp_get_num_procs(void) { return 1; }
 
 #include "core/blas.h"
 #include "core/common.h"
-#include "nn/layer.h"
+#include "nn/kernels.h"
 
 /* SGEMM columns we aim for per call: enough images per chunk that small late-stage feature
  * maps still give OpenBLAS a wide N. */

@@ -1,4 +1,4 @@
-/* AVX-512 convolution kernels (see nn/layer.h, gopt__conv_fast_*): no BLAS, no im2col
+/* AVX-512 convolution kernels (see nn/kernels.h, gopt__conv_fast_*): no BLAS, no im2col
  * over the batch. Each thread takes a contiguous range of images; per image:
  *  - forward and dX of stride-1 "same" convolutions (3x3 pad 1, 1x1 pad 0): implicit GEMM.
  *    A 64-pixel output panel of tap (ky,kx) is a contiguous window of each input plane, so
@@ -18,7 +18,7 @@
  * per channel on the fly (a batchnorm + relu that is then never stored), and dx may alias
  * dy (per-image scratch). */
 #include "core/common.h"
-#include "nn/layer.h"
+#include "nn/kernels.h"
 
 #ifdef _OPENMP
 #  include <omp.h>

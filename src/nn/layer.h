@@ -1,97 +1,75 @@
-/* Private layer machinery: the layer struct, its vtable, and the convolution / batchnorm
- * kernels shared by the conv2d, batchnorm2d and basic-block layers. */
+/* Private layer machinery: the layer struct, the per-type vtable, and the helpers the type
+ * files share (layer_util.c).
+ *
+ * Dependencies point one way: each layer type is one file (linear.c, conv_layer.c,
+ * batchnorm.c, pointwise.c, pool.c, dropout.c, flatten.c, block.c, ...) that fills a
+ * gopt__layer_vt from the kernels (nn/kernels.h) and the helpers below; layer.c holds the
+ * generic public API and finds a type's vtable in a table indexed by gopt_layer_type; net.c
+ * drives layers only through this header. No type file calls into layer.c or net.c. */
 #ifndef GRADOPT_INTERNAL_LAYER_H
 #define GRADOPT_INTERNAL_LAYER_H
 
 #include <stdint.h>
 
 #include "gradopt/layer.h"
+#include "nn/kernels.h"
 
-/* ---- convolution: NCHW, weight (K, C*R*R), im2col over chunks of `chunk` images ------- */
-typedef struct gopt__conv {
-    int C, K, H, W, R, stride, pad, OH, OW;
-    int has_bias;
-    int w_index, b_index; /* in the arena; b_index -1 without bias */
-    int chunk;            /* images per SGEMM (generic path) */
-    int fast;             /* 1: the AVX-512 kernels of conv_avx512.c, parallel over images */
-    int slots;            /* per-thread workspace slots of the fast path (threads it can use) */
-} gopt__conv;
+/* ---- the vtable: everything one layer type does ------------------------------------------ */
 
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-#  define GOPT__CONV_HAVE_AVX512 1
-#else
-#  define GOPT__CONV_HAVE_AVX512 0
-#endif
-/* The AVX-512 path (src/conv_avx512.c): 1 if this CPU runs it. */
-int gopt__conv_cpu_fast(void);
-size_t gopt__conv_fast_ws_floats(const gopt__conv *c);
-/* The fast path with two extras: in_scale/in_shift (NULL, or C each) feed the convolution
- * relu(x scale[ci] + shift[ci]) instead of x (a batchnorm + relu applied on the fly, so its
- * output need not be stored); dw may be NULL (dX only); dx may alias dy (needs C*H*W ==
- * K*OH*OW). Only when c->fast. */
-void gopt__conv_fast_forward(const gopt__conv *c, const float *w, const float *b, const float *x, float *y, int n,
-                             float *ws, const float *in_scale, const float *in_shift);
-void gopt__conv_fast_backward(const gopt__conv *c, const float *w, float *dw, float *db, const float *x,
-                              const float *dy, float *dx, int dx_accumulate, int n, float *ws, const float *in_scale,
-                              const float *in_shift);
-gopt_status gopt__conv_setup(gopt__conv *c, int C, int K, int H, int W, int R, int stride, int pad, int has_bias,
-                             int max_batch);
-size_t gopt__conv_ws_floats(const gopt__conv *c);
-/* y (n,K,OH,OW) = conv(x (n,C,H,W)) (+ b). ws: gopt__conv_ws_floats floats. */
-void gopt__conv_forward(const gopt__conv *c, const float *w, const float *b, const float *x, float *y, int n,
-                        float *ws);
-/* dw (may be NULL) += dy * x, db += sum dy; dx (may be NULL) = or += (dx_accumulate) W^T dy.
- * dx may alias x (each image / chunk of x is read before that part of dx is written). */
-void gopt__conv_backward(const gopt__conv *c, const float *w, float *dw, float *db, const float *x, const float *dy,
-                         float *dx, int dx_accumulate, int n, float *ws);
+enum {
+    GOPT__VT_OUT_ALIASES_IN = 1, /* forward points l->out at its input (flatten): no output buffer */
+    GOPT__VT_SELF_TIMED = 2,     /* the type charges its own parts to the net's timer (the block) */
+    GOPT__VT_LEAN = 4            /* alloc(l, 1) trades a recomputation for memory (the block) */
+};
 
-/* ---- batchnorm2d ---------------------------------------------------------------------- */
-typedef struct gopt__bn {
-    int C, HW;
-    float eps, momentum;
-    int g_index, b_index;
-    float *running_mean, *running_var; /* owned, C each */
-    float *save_mean, *save_invstd;    /* batch statistics of the last training forward */
-    float *scale, *shift;              /* scratch for gopt__bn_coeffs (C each) */
-} gopt__bn;
-
-gopt_status gopt__bn_setup(gopt__bn *bn, int C, int HW, float eps, float momentum);
-void gopt__bn_free(gopt__bn *bn);
-void gopt__bn_reset_running(gopt__bn *bn);
-/* y = [relu](gamma xhat + beta [+ res]); training: batch stats (saved) and running update.
- * y may alias res or x; y NULL: statistics only. */
-void gopt__bn_forward(gopt__bn *bn, const float *gamma, const float *beta, const float *x, float *y,
-                      const float *res, int relu, int n, int training);
-/* Recompute y = [relu](gamma xhat + beta) with the statistics of the last forward. */
-void gopt__bn_apply(const gopt__bn *bn, const float *gamma, const float *beta, const float *x, float *y, int relu,
-                    int n, int training);
-/* The relu fused after a batchnorm, described so backward can recompute its mask from what
- * is stored: v = x scale + shift (this bn's coefficients with beta) [+ res | + res rscale +
- * rshift (res_bn's coefficients with res_gamma/res_beta)], the same expressions as forward. */
-typedef struct gopt__bn_relu {
-    const float *beta;
-    const float *res;
-    const gopt__bn *res_bn;
-    const float *res_gamma, *res_beta;
-} gopt__bn_relu;
-/* From g = dL/d(bn output [+ res], before the relu if any): with relu, g is first masked in
- * place (kept where v > 0); then dgamma += sum g xhat, dbeta += sum g, dx = d(bn)/dx^T g.
- * dx may alias x or g. */
-void gopt__bn_backward(const gopt__bn *bn, const float *gamma, const gopt__bn_relu *relu, float *dgamma,
-                       float *dbeta, const float *x, float *g, float *dx, int n, int training);
-/* scale[c] = gamma invstd, shift[c] = beta - mean scale: the affine of the last forward. */
-void gopt__bn_coeffs(const gopt__bn *bn, const float *gamma, const float *beta, int training, float *scale,
-                     float *shift);
-
-/* ---- the layer -------------------------------------------------------------------------- */
 typedef struct gopt__layer_vt {
     gopt_layer_type type;
+    unsigned flags; /* GOPT__VT_* */
+    /* Shape checks against l->in_shape / l->cfg, parameter registration (gopt__add_param),
+     * per-type state (l->st, zeroed, freed by layer.c after `free`); sets l->out_ndim,
+     * l->out_shape and l->ws_floats (shared scratch the type needs). Required. */
+    gopt_status (*setup)(gopt_layer *l, const char *prefix);
+    /* Per-type buffers sized for l->max_batch (the output itself is generic), or NULL.
+     * lean (only with GOPT__VT_LEAN): keep less and recompute in backward; may grow
+     * l->ws_floats. A standalone layer calls it with 0, a net at build. */
+    gopt_status (*alloc)(gopt_layer *l, int lean);
+    /* Release what setup and alloc allocated inside l->st (NULL: nothing). */
+    void (*free)(gopt_layer *l);
+    /* Initialise the parameters (arena finalized) and reset state (NULL: none). */
+    gopt_status (*init_params)(gopt_layer *l, gopt_init weight_init, gopt_rng *rng);
+    /* Check an input batch before anything runs (token ids in range, ...); NULL: no check. */
+    gopt_status (*check_input)(const gopt_layer *l, const float *x, int n);
     /* writes l->out (or points it at x) for n samples */
     void (*forward)(gopt_layer *l, const float *x, int n);
-    /* dy may be clobbered; dx may be NULL; dx is overwritten */
+    /* dy may be clobbered; dx may be NULL; dx is overwritten; dx may alias x */
     void (*backward)(gopt_layer *l, const float *x, float *dy, float *dx, int n);
+    /* Rewrite l->out from the same x exactly as the last forward wrote it, changing no state
+     * (no running statistics, no random stream): what a recomputed layer (gopt_net_set_recompute)
+     * runs before the next layer's backward. NULL: the type cannot be recomputed. */
+    void (*recompute)(gopt_layer *l, const float *x, int n);
+    /* Multiply-adds x 2 of one forward per sample (NULL: 0). */
+    double (*flops)(const gopt_layer *l);
+    /* The batchnorms whose running statistics are this layer's state (up to 3; NULL: none). */
+    int (*bns)(gopt_layer *l, gopt__bn **out3);
+    /* Recurrent types: zero the carried initial states (gopt_net_reset_state); NULL: none. */
+    gopt_status (*reset_state)(gopt_layer *l);
 } gopt__layer_vt;
 
+/* The vtables, one function per type (functions, not exported objects: sanitizers add
+ * unprefixed companion symbols to exported globals). */
+const gopt__layer_vt *gopt__linear_vtable(void);
+const gopt__layer_vt *gopt__conv2d_vtable(void);
+const gopt__layer_vt *gopt__batchnorm2d_vtable(void);
+const gopt__layer_vt *gopt__relu_vtable(void);
+const gopt__layer_vt *gopt__gelu_vtable(void);
+const gopt__layer_vt *gopt__maxpool2d_vtable(void);
+const gopt__layer_vt *gopt__global_avgpool_vtable(void);
+const gopt__layer_vt *gopt__dropout_vtable(void);
+const gopt__layer_vt *gopt__flatten_vtable(void);
+const gopt__layer_vt *gopt__basic_block_vtable(void);
+const gopt__layer_vt *gopt__embedding_vtable(void);
+
+/* ---- the layer -------------------------------------------------------------------------- */
 struct gopt_layer {
     const gopt__layer_vt *vt;
     gopt_layer_config cfg;
@@ -102,53 +80,58 @@ struct gopt_layer {
     int training;
     int last_n;                  /* batch of the last forward, 0 before */
     gopt_params *params;
-    float *out;                  /* owned output (NULL for flatten: aliases its input) */
+    float *out;                  /* the output: owned, or the net's (workspace when recompute), or x */
     int owns_out;
     float *ws;                   /* shared workspace (net) or owned (standalone) */
     size_t ws_floats;
     int owns_ws;
+    int recompute;               /* a net's layer whose output is not kept (gopt_net_set_recompute) */
     double *timer;               /* NULL, or [2][GOPT_LAYER_TYPE_COUNT] seconds (fwd, bwd) */
-    /* per type */
-    gopt__conv conv, conv2, conv_s;
-    gopt__bn bn, bn2, bn_s;
-    int nbn;                     /* batchnorms this layer owns (state) */
-    int w_index, b_index;        /* linear */
-    float *t1, *t3, *ts;         /* block: conv1 out, conv2 out, shortcut conv out */
-    int projection;
-    int recompute_t3;            /* block: conv2's output lives in the workspace, recomputed in backward */
-    int32_t *argmax;             /* maxpool */
-    uint8_t *mask;               /* dropout */
-    gopt_rng rng;                /* dropout */
+    void *st;                    /* per-type state (the type file's struct) */
 };
 
-/* Param views (arena finalized). */
+/* ---- helpers for the type files (layer_util.c) ------------------------------------------- */
+/* Param views (arena finalized); NULL for index -1. */
 float *gopt__pv(const gopt_layer *l, int index);
 float *gopt__pg(const gopt_layer *l, int index);
-/* The layer's batchnorms (up to 3), for the net's state. */
-int gopt__layer_bns(gopt_layer *l, gopt__bn **out3);
 double gopt__now(void);
-/* Forward/backward on raw buffers with no checks (the net checked the shapes). */
+/* Register "<prefix>.<suffix>" in l->params. */
+gopt_status gopt__add_param(gopt_layer *l, const char *prefix, const char *suffix, int ndim, const int64_t *shape,
+                            gopt_param_tag tag, int *index);
+/* A convolution's weight (K,C,R,R) and optional bias (K) / a batchnorm's weight and bias
+ * (C, GOPT_TAG_NORM) under prefix. */
+gopt_status gopt__add_conv_params(gopt_layer *l, gopt__conv *c, const char *prefix);
+gopt_status gopt__add_bn_params(gopt_layer *l, gopt__bn *bn, const char *prefix);
+/* weight with `kind`, bias U(+-1/sqrt(C R R)) / gamma 1, beta 0, running stats reset. */
+gopt_status gopt__init_conv(gopt_layer *l, const gopt__conv *c, gopt_init kind, gopt_rng *rng);
+void gopt__init_bn(gopt_layer *l, gopt__bn *bn);
+double gopt__conv_flops(const gopt__conv *c);
+/* "(N,3,32,32)"-style shape text, lead "N" or "". */
+void gopt__shape_fmt(char *buf, size_t size, const char *lead, int ndim, const int64_t *shape);
+/* GOPT_ESHAPE unless the layer's input is (N,C,H,W). */
+gopt_status gopt__need_chw(const gopt_layer *l);
+/* Allocate the zeroed per-type state l->st of `size` bytes. */
+gopt_status gopt__layer_state(gopt_layer *l, size_t size);
+
+/* ---- what net.c uses (layer.c) ----------------------------------------------------------- */
+/* Forward/backward on raw buffers with no checks (the net checked the shapes and ran
+ * check_input). */
 void gopt__layer_forward_raw(gopt_layer *l, const float *x, int n);
 void gopt__layer_backward_raw(gopt_layer *l, const float *x, float *dy, float *dx, int n);
-/* gopt_layer_create; own_ws = 0 leaves the workspace to the caller (gopt__layer_set_ws),
- * so a net does not hold one workspace per layer even while it is being built. */
+/* vt->recompute, timed as backward. */
+void gopt__layer_recompute_raw(gopt_layer *l, const float *x, int n);
+/* gopt_layer_create; own_ws = 0 leaves the output, the per-type buffers and the workspace
+ * to the caller (gopt__layer_alloc_buffers, gopt__layer_set_ws), so a net does not hold one
+ * workspace per layer even while it is being built. */
 gopt_status gopt__layer_create(const gopt_layer_config *cfg, int in_ndim, const int64_t in_shape[], int max_batch,
                                gopt_params *params, const char *prefix, int own_ws, gopt_layer **out);
-/* Output (and maxpool / dropout state) buffers: at create for a standalone layer, at build
- * for a net's (which may leave a layer's output to alias another buffer). */
-gopt_status gopt__layer_alloc_buffers(gopt_layer *l);
+/* The output buffer (unless the type aliases its input or the layer is recomputed: then
+ * the net points l->out into its workspace) and the per-type buffers (vt->alloc(l, lean)). */
+gopt_status gopt__layer_alloc_buffers(gopt_layer *l, int lean);
 /* Use an external workspace (the net's) instead of an owned one. */
 void gopt__layer_set_ws(gopt_layer *l, float *ws);
-/* Per-type (conv/linear) multiply-adds x 2 per sample. */
+/* vt->flops, vt->bns (0 without). */
 double gopt__layer_flops(const gopt_layer *l);
-
-/* The basic block's vtable (a function, not an exported object: sanitizers add
- * unprefixed companion symbols to exported globals). */
-const gopt__layer_vt *gopt__block_vtable(void);
-gopt_status gopt__block_setup(gopt_layer *l, const char *prefix);
-/* Second half of a block's creation: allocate t3, or (recompute_t3, fast path only) keep
- * conv2's output in the workspace and recompute it in backward (one more conv2 forward for
- * max_batch * out_numel floats less). A net decides this at build; a standalone block stores. */
-gopt_status gopt__block_finish(gopt_layer *l, int recompute_t3);
+int gopt__layer_bns(gopt_layer *l, gopt__bn **out3);
 
 #endif

@@ -61,6 +61,62 @@ gopt_status gopt_loss_cross_entropy(const gopt_tensor *logits, const int32_t *la
     return GOPT_OK;
 }
 
+gopt_status gopt_loss_cross_entropy_seq(const gopt_tensor *logits, const int32_t *labels, float label_smoothing,
+                                        int32_t ignore_index, float *loss, gopt_tensor *dlogits) {
+    GOPT_CHECK_NULL(logits);
+    GOPT_CHECK_NULL(labels);
+    GOPT_CHECK_NULL(loss);
+    if (!logits->data) return GOPT_FAIL(GOPT_EINVAL, "logits has no data");
+    if (logits->ndim < 2) {
+        char s[96];
+        gopt_shape_str(logits, s, sizeof s);
+        return GOPT_FAIL(GOPT_ESHAPE, "logits %s must have at least 2 dimensions (..., C)", s);
+    }
+    if (!(label_smoothing >= 0.0f && label_smoothing <= 1.0f))
+        return GOPT_FAIL(GOPT_EINVAL, "label_smoothing = %g must be in [0, 1]", label_smoothing);
+    if (dlogits) GOPT_TRY(same_shape(logits, dlogits, "logits", "dlogits"));
+    const int64_t C = logits->shape[logits->ndim - 1], R = logits->numel / C;
+    int64_t M = 0; /* rows that count */
+    for (int64_t i = 0; i < R; i++) {
+        if (labels[i] == ignore_index) continue;
+        if (labels[i] < 0 || labels[i] >= C)
+            return GOPT_FAIL(GOPT_ERANGE, "labels[%lld] = %d is outside [0, %lld) and is not ignore_index %d",
+                             (long long)i, (int)labels[i], (long long)C, (int)ignore_index);
+        M++;
+    }
+    const double eps = label_smoothing, inv_m = M > 0 ? 1.0 / (double)M : 0.0;
+    double total = 0.0;
+    for (int64_t i = 0; i < R; i++) {
+        const float *z = logits->data + i * C;
+        float *d = dlogits ? dlogits->data + i * C : NULL;
+        if (labels[i] == ignore_index) {
+            if (d) memset(d, 0, sizeof(float) * (size_t)C);
+            continue;
+        }
+        double m = z[0];
+        for (int64_t c = 1; c < C; c++)
+            if (z[c] > m) m = z[c];
+        double se = 0.0, sum_z = 0.0;
+        for (int64_t c = 0; c < C; c++) {
+            double e = exp((double)z[c] - m);
+            se += e;
+            sum_z += (double)z[c];
+            if (d) d[c] = (float)e; /* one exp per logit: kept for the gradient */
+        }
+        double lse = m + log(se);
+        total += (1.0 - eps) * (lse - (double)z[labels[i]]) + eps * (lse - sum_z / (double)C);
+        if (d) {
+            const double inv_se = 1.0 / se, base = eps / (double)C;
+            for (int64_t c = 0; c < C; c++) {
+                double t = base + (c == labels[i] ? 1.0 - eps : 0.0);
+                d[c] = (float)(((double)d[c] * inv_se - t) * inv_m);
+            }
+        }
+    }
+    *loss = (float)(total * inv_m);
+    return GOPT_OK;
+}
+
 gopt_status gopt_loss_mse(const gopt_tensor *pred, const gopt_tensor *target, float *loss, gopt_tensor *dpred) {
     GOPT_CHECK_NULL(pred);
     GOPT_CHECK_NULL(target);

@@ -18,7 +18,6 @@ struct gopt_net {
     float *dlast;    /* the last layer's output gradient (the logits stay readable) */
     int last_n;
     int backward_done; /* the activations of the last forward were consumed by a backward */
-    int stem_recompute; /* layer 0 (conv) writes into layer 1's (batchnorm) output, recomputed in backward */
     int timing_on;
     double timer[2 * GOPT_LAYER_TYPE_COUNT];
     int64_t calls[GOPT_LAYER_TYPE_COUNT];
@@ -102,6 +101,9 @@ gopt_status gopt_net_add(gopt_net *net, const gopt_layer_config *cfg, const char
         snprintf(auto_name, sizeof auto_name, "layer%d", net->nlayers);
         name = auto_name;
     }
+    if (cfg->type == GOPT_LAYER_EMBEDDING && net->nlayers > 0)
+        return GOPT_FAIL(GOPT_EINVAL, "layer %d: an embedding takes token ids, so it must be the net's first layer",
+                         net->nlayers);
     int64_t shape[3];
     int ndim = cur_shape(net, shape);
     gopt_layer *l;
@@ -110,23 +112,52 @@ gopt_status gopt_net_add(gopt_net *net, const gopt_layer_config *cfg, const char
     return GOPT_OK;
 }
 
-/* floats of the stem conv's output for max_batch, 64-byte aligned */
-static size_t stem_act(const gopt_net *net) {
-    return ((size_t)net->cfg.max_batch * (size_t)net->layers[0]->out_numel + 15) / 16 * 16;
+gopt_status gopt_net_set_recompute(gopt_net *net, int i, int on) {
+    GOPT_CHECK_NULL(net);
+    if (net->built) return GOPT_FAIL(GOPT_ESTATE, "set recompute before gopt_net_build");
+    if (i < 0 || i >= net->nlayers)
+        return GOPT_FAIL(GOPT_EINVAL, "layer %d out of range (the net has %d layers)", i, net->nlayers);
+    gopt_layer *l = net->layers[i];
+    if (on && !l->vt->recompute)
+        return GOPT_FAIL(GOPT_EINVAL, "layer %d (%s) cannot be recomputed", i, gopt_layer_type_name(l->cfg.type));
+    l->recompute = on ? 1 : 0;
+    return GOPT_OK;
+}
+
+/* floats of a recomputed layer's output in the workspace, 64-byte aligned */
+static size_t recompute_floats(const gopt_layer *l) {
+    return ((size_t)l->max_batch * (size_t)l->out_numel + 15) / 16 * 16;
+}
+
+static gopt_status check_recompute(const gopt_net *net) {
+    for (int i = 0; i < net->nlayers; i++) {
+        if (!net->layers[i]->recompute) continue;
+        if (i == net->nlayers - 1)
+            return GOPT_FAIL(GOPT_EINVAL, "layer %d: the last layer cannot be recomputed (its output is the logits)",
+                             i);
+        const gopt_layer *next = net->layers[i + 1];
+        if (next->recompute)
+            return GOPT_FAIL(GOPT_EINVAL, "layers %d and %d: two adjacent layers cannot both be recomputed", i, i + 1);
+        if (next->vt->flags & GOPT__VT_OUT_ALIASES_IN)
+            return GOPT_FAIL(GOPT_EINVAL, "layer %d cannot be recomputed: layer %d (%s) passes its input on", i, i + 1,
+                             gopt_layer_type_name(next->cfg.type));
+    }
+    return GOPT_OK;
 }
 
 gopt_status gopt_net_build(gopt_net *net) {
     GOPT_CHECK_NULL(net);
     if (net->built) return GOPT_FAIL(GOPT_ESTATE, "the net is already built");
     if (net->nlayers == 0) return GOPT_FAIL(GOPT_ESTATE, "the net has no layers");
-    /* Blocks with the largest activations keep conv2's output in the shared workspace and
-     * recompute it in backward: one workspace-sized scratch instead of one buffer each (for
-     * ResNet-20 at batch 128: 24 MB less for ~4% more time). */
+    GOPT_TRY(check_recompute(net));
+    /* Lean layers (blocks) with the largest activations keep conv2's output in the shared
+     * workspace and recompute it in backward: one workspace-sized scratch instead of one
+     * buffer each (for ResNet-20 at batch 128: 24 MB less for ~4% more time). */
     int64_t max_act = 0;
-    int n_max = 0; /* blocks of that size: with one, the scratch would save nothing */
+    int n_max = 0; /* lean layers of that size: with one, the scratch would save nothing */
     for (int i = 0; i < net->nlayers; i++) {
         const gopt_layer *l = net->layers[i];
-        if (l->cfg.type != GOPT_LAYER_BASIC_BLOCK) continue;
+        if (!(l->vt->flags & GOPT__VT_LEAN)) continue;
         if (l->out_numel > max_act) {
             max_act = l->out_numel;
             n_max = 0;
@@ -135,24 +166,22 @@ gopt_status gopt_net_build(gopt_net *net) {
     }
     for (int i = 0; i < net->nlayers; i++) {
         gopt_layer *l = net->layers[i];
-        if (l->cfg.type == GOPT_LAYER_BASIC_BLOCK && !l->t3 && !l->recompute_t3)
-            GOPT_TRY(gopt__block_finish(l, n_max > 1 && l->out_numel == max_act));
+        int lean = (l->vt->flags & GOPT__VT_LEAN) && n_max > 1 && l->out_numel == max_act;
+        GOPT_TRY(gopt__layer_alloc_buffers(l, lean));
     }
-    /* A first conv (fast path) followed by a batchnorm: the conv's output is not kept; the
-     * batchnorm runs in place on it, and backward recomputes it (from the stored input, into
-     * the workspace) for the batchnorm's backward. Saves one activation buffer per net. */
-    gopt_layer *l0 = net->layers[0];
-    net->stem_recompute = net->nlayers > 2 && l0->cfg.type == GOPT_LAYER_CONV2D && l0->conv.fast &&
-                          net->layers[1]->cfg.type == GOPT_LAYER_BATCHNORM2D;
-    for (int i = 0; i < net->nlayers; i++)
-        if (!(i == 0 && net->stem_recompute)) GOPT_TRY(gopt__layer_alloc_buffers(net->layers[i]));
-    if (net->stem_recompute) l0->out = net->layers[1]->out; /* not owned */
+    /* The workspace: the largest layer's scratch, and for a recomputed layer i its output
+     * at the start with layer i's and layer i+1's scratch after it (i+1 reads that output
+     * in forward and in backward). */
     size_t ws = 0, g = (size_t)net->layers[net->nlayers - 1]->out_numel;
     for (int i = 0; i < net->nlayers; i++) {
         gopt_layer *l = net->layers[i];
         if (l->ws_floats > ws) ws = l->ws_floats;
+        if (l->recompute) {
+            const size_t next_ws = net->layers[i + 1]->ws_floats;
+            size_t inner = l->ws_floats > next_ws ? l->ws_floats : next_ws;
+            if (recompute_floats(l) + inner > ws) ws = recompute_floats(l) + inner;
+        }
     }
-    if (net->stem_recompute && stem_act(net) + l0->ws_floats > ws) ws = stem_act(net) + l0->ws_floats;
     size_t mb = (size_t)net->cfg.max_batch;
     if (gopt_params_count(net->params) > 0) GOPT_TRY(gopt_params_finalize(net->params));
     if (ws) {
@@ -162,11 +191,18 @@ gopt_status gopt_net_build(gopt_net *net) {
     net->input = gopt__aligned_alloc(mb * (size_t)net->in_numel * sizeof(float));
     net->dlast = gopt__aligned_alloc(mb * g * sizeof(float));
     if (!net->input || !net->dlast) return GOPT_FAIL(GOPT_ENOMEM, "net buffers of %zu floats", mb * g);
+    for (int i = 0; i < net->nlayers; i++) gopt__layer_set_ws(net->layers[i], net->ws);
+    for (int i = 0; i < net->nlayers; i++) {
+        gopt_layer *l = net->layers[i];
+        if (!l->recompute) continue;
+        l->out = net->ws; /* not owned */
+        gopt__layer_set_ws(l, net->ws + recompute_floats(l));
+        gopt__layer_set_ws(net->layers[i + 1], net->ws + recompute_floats(l));
+    }
     gopt_rng rng;
     gopt_rng_seed(&rng, net->cfg.seed);
     for (int i = 0; i < net->nlayers; i++) {
         gopt_layer *l = net->layers[i];
-        gopt__layer_set_ws(l, net->ws);
         gopt_init kind = GOPT_INIT_TORCH_DEFAULT;
         if (net->cfg.init == GOPT_NET_INIT_HE && l->cfg.type != GOPT_LAYER_LINEAR) kind = GOPT_INIT_HE_NORMAL;
         GOPT_TRY(gopt_layer_init_params(l, kind, &rng));
@@ -206,14 +242,8 @@ static gopt_status check_shape(const gopt_net *net, const gopt_tensor *t, const 
                      net->cfg.max_batch, t->data ? "" : " or has no data");
 }
 
-gopt_status gopt_net_forward(gopt_net *net, const gopt_tensor *x, gopt_tensor *logits) {
-    GOPT_CHECK_NULL(net);
-    GOPT_CHECK_NULL(x);
-    GOPT_CHECK_NULL(logits);
-    if (!net->built) return GOPT_FAIL(GOPT_ESTATE, "the net is not built (gopt_net_build)");
-    GOPT_TRY(check_shape(net, x, "input", net->cfg.in_ndim, net->cfg.in_shape, 0));
-    int n = (int)x->shape[0];
-    memcpy(net->input, x->data, sizeof(float) * (size_t)(n * net->in_numel));
+/* Forward of n samples already in net->input (checked). */
+static gopt_status run_forward(gopt_net *net, int n, gopt_tensor *logits) {
     const float *cur = net->input;
     for (int i = 0; i < net->nlayers; i++) {
         gopt_layer *l = net->layers[i];
@@ -229,21 +259,44 @@ gopt_status gopt_net_forward(gopt_net *net, const gopt_tensor *x, gopt_tensor *l
     return gopt_tensor_view(last->out, last->out_ndim + 1, shape, logits);
 }
 
-/* Backward of layers 1 (batchnorm, gradient in its output buffer) and 0 (conv) when the
- * conv's output was not kept: recompute it into the workspace, bit for bit as in forward. */
-static void stem_backward(gopt_net *net, int n) {
-    gopt_layer *c = net->layers[0], *bn = net->layers[1];
-    float *t = net->ws, *cws = net->ws + stem_act(net);
-    const float *w = gopt__pv(c, c->conv.w_index), *b = c->conv.has_bias ? gopt__pv(c, c->conv.b_index) : NULL;
-    double t0 = net->timing_on ? gopt__now() : 0.0;
-    gopt__conv_fast_forward(&c->conv, w, b, net->input, t, n, cws, NULL, NULL);
-    if (net->timing_on) net->timer[GOPT_LAYER_TYPE_COUNT + GOPT_LAYER_CONV2D] += gopt__now() - t0;
-    gopt__layer_backward_raw(bn, t, bn->out, t, n); /* t <- d(conv output) */
-    t0 = net->timing_on ? gopt__now() : 0.0;
-    gopt__conv_fast_backward(&c->conv, w, gopt__pg(c, c->conv.w_index),
-                             c->conv.has_bias ? gopt__pg(c, c->conv.b_index) : NULL, net->input, t, NULL, 0, n, cws,
-                             NULL, NULL);
-    if (net->timing_on) net->timer[GOPT_LAYER_TYPE_COUNT + GOPT_LAYER_CONV2D] += gopt__now() - t0;
+gopt_status gopt_net_forward(gopt_net *net, const gopt_tensor *x, gopt_tensor *logits) {
+    GOPT_CHECK_NULL(net);
+    GOPT_CHECK_NULL(x);
+    GOPT_CHECK_NULL(logits);
+    if (!net->built) return GOPT_FAIL(GOPT_ESTATE, "the net is not built (gopt_net_build)");
+    GOPT_TRY(check_shape(net, x, "input", net->cfg.in_ndim, net->cfg.in_shape, 0));
+    int n = (int)x->shape[0];
+    const gopt_layer *first = net->layers[0];
+    if (first->vt->check_input) GOPT_TRY(first->vt->check_input(first, x->data, n));
+    memcpy(net->input, x->data, sizeof(float) * (size_t)(n * net->in_numel));
+    return run_forward(net, n, logits);
+}
+
+gopt_status gopt_net_forward_tokens(gopt_net *net, const int32_t *tokens, int n, gopt_tensor *logits) {
+    GOPT_CHECK_NULL(net);
+    GOPT_CHECK_NULL(tokens);
+    GOPT_CHECK_NULL(logits);
+    if (!net->built) return GOPT_FAIL(GOPT_ESTATE, "the net is not built (gopt_net_build)");
+    const gopt_layer *first = net->layers[0];
+    if (first->cfg.type != GOPT_LAYER_EMBEDDING)
+        return GOPT_FAIL(GOPT_EINVAL, "token input needs an embedding as the first layer, not %s",
+                         gopt_layer_type_name(first->cfg.type));
+    if (n < 1 || n > net->cfg.max_batch)
+        return GOPT_FAIL(GOPT_ESHAPE, "batch of %d sequences, the net takes 1..%d", n, net->cfg.max_batch);
+    const int64_t T = net->in_numel, V = first->cfg.in_features;
+    for (int64_t i = 0; i < (int64_t)n * T; i++) /* all of them before anything runs */
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return GOPT_FAIL(GOPT_EINVAL, "token id %d at (sample %lld, step %lld) is outside [0, %lld)",
+                             (int)tokens[i], (long long)(i / T), (long long)(i % T), (long long)V);
+    for (int64_t i = 0; i < (int64_t)n * T; i++) net->input[i] = (float)tokens[i]; /* exact: V <= 2^24 */
+    return run_forward(net, n, logits);
+}
+
+void gopt_net_reset_state(gopt_net *net) {
+    for (int i = 0; net && i < net->nlayers; i++) {
+        gopt_layer *l = net->layers[i];
+        if (l->vt->reset_state) (void)l->vt->reset_state(l); /* recurrent layers; cannot fail on a valid layer */
+    }
 }
 
 gopt_status gopt_net_backward(gopt_net *net, const gopt_tensor *dlogits) {
@@ -260,18 +313,21 @@ gopt_status gopt_net_backward(gopt_net *net, const gopt_tensor *dlogits) {
     memcpy(net->dlast, dlogits->data, sizeof(float) * (size_t)(n * last->out_numel));
     /* Gradients in place: layer i's output gradient lives in its own output buffer (dead once
      * layer i+1's backward has run) and its input gradient overwrites its input, the previous
-     * layer's output; every layer reads what it needs of x before writing dx. */
+     * layer's output; every layer reads what it needs of x before writing dx. A recomputed
+     * layer's output (in the workspace, overwritten since its forward) is rewritten from
+     * its input just before the next layer's backward needs it. */
     net->backward_done = 1;
     for (int i = net->nlayers - 1; i >= 0; i--) {
         gopt_layer *l = net->layers[i];
-        const float *xin = i > 0 ? net->layers[i - 1]->out : net->input;
-        float *dy = i == net->nlayers - 1 ? net->dlast : l->out;
-        float *dx = i > 0 ? net->layers[i - 1]->out : NULL;
+        gopt_layer *prev = i > 0 ? net->layers[i - 1] : NULL;
         l->timer = net->timing_on ? net->timer : NULL;
-        if (net->stem_recompute && i <= 1) {
-            stem_backward(net, n);
-            break;
+        if (prev && prev->recompute) {
+            prev->timer = l->timer;
+            gopt__layer_recompute_raw(prev, i > 1 ? net->layers[i - 2]->out : net->input, n);
         }
+        const float *xin = prev ? prev->out : net->input;
+        float *dy = i == net->nlayers - 1 ? net->dlast : l->out;
+        float *dx = prev ? prev->out : NULL;
         gopt__layer_backward_raw(l, xin, dy, dx, n);
     }
     return GOPT_OK;

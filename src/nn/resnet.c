@@ -46,6 +46,8 @@ gopt_status gopt_resnet_cifar(const gopt_resnet_config *cfg, gopt_net **out) {
     if (s == GOPT_OK) s = gopt_net_add(net, &lc, "conv1");
     lc = gopt_layer_batchnorm2d(widths[0], 1);
     if (s == GOPT_OK) s = gopt_net_add(net, &lc, "bn1");
+    /* the stem conv's output is not kept: recomputed (3 input channels: cheap) in backward */
+    if (s == GOPT_OK) s = gopt_net_set_recompute(net, 0, 1);
     int in = widths[0];
     for (int stage = 0; stage < 3 && s == GOPT_OK; stage++) {
         for (int b = 0; b < n && s == GOPT_OK; b++) {

@@ -1,5 +1,6 @@
 /* golden_run_layer and golden_run_loss: the PyTorch reference cases of kinds layer and loss
- * (tests/golden/FORMAT.md) run through gopt_layer_* and gopt_loss_*. */
+ * (tests/golden/FORMAT.md) run through gopt_layer_* and gopt_loss_*. An embedding's
+ * `input 0` (N,T) holds its integer ids as numbers; it has no input gradient. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,9 @@ static int parse_layer_config(const golden_case *c, golden_result *r, gopt_layer
         *lc = gopt_layer_config_default(GOPT_LAYER_GLOBAL_AVGPOOL);
     } else if (!strcmp(name, "flatten")) {
         *lc = gopt_layer_config_default(GOPT_LAYER_FLATTEN);
+    } else if (!strcmp(name, "embedding")) {
+        *lc = gopt_layer_embedding((int)golden_cfg_num(c, "num_embeddings", 0),
+                                   (int)golden_cfg_num(c, "embedding_dim", 0));
     } else if (!strcmp(name, "dropout")) {
         *lc = gopt_layer_dropout((float)golden_cfg_num(c, "p", 0.5), 0);
     } else {
@@ -188,19 +192,25 @@ int golden_run_loss(const golden_case *c, golden_result *r) {
     view_record(in, grad, &d);
     float loss = NAN;
     gopt_status s;
-    if (!strcmp(name, "cross_entropy")) {
+    if (!strcmp(name, "cross_entropy") || !strcmp(name, "cross_entropy_seq")) {
+        /* cross_entropy_seq: logits (...,C), one label per row of logits.reshape(-1, C) */
+        const int seq = !strcmp(name, "cross_entropy_seq");
+        const int64_t rows = seq ? in->numel / in->shape[in->ndim - 1] : in->shape[0];
         labels = malloc(sizeof(int32_t) * (size_t)tg->numel);
         if (!labels) {
             free(grad);
             return golden_fail(r, "out of memory");
         }
         for (int64_t i = 0; i < tg->numel; i++) labels[i] = (int32_t)lround(tg->values[i]);
-        if (tg->numel != in->shape[0]) {
+        if (tg->numel != rows) {
             free(grad);
             free(labels);
-            return golden_fail(r, "%lld labels for %lld rows", (long long)tg->numel, (long long)in->shape[0]);
+            return golden_fail(r, "%lld labels for %lld rows", (long long)tg->numel, (long long)rows);
         }
-        s = gopt_loss_cross_entropy(&x, labels, (float)golden_cfg_num(c, "label_smoothing", 0), &loss, &d);
+        const float eps = (float)golden_cfg_num(c, "label_smoothing", 0);
+        s = seq ? gopt_loss_cross_entropy_seq(&x, labels, eps, (int32_t)golden_cfg_num(c, "ignore_index", -100), &loss,
+                                              &d)
+                : gopt_loss_cross_entropy(&x, labels, eps, &loss, &d);
     } else if (!strcmp(name, "mse") || !strcmp(name, "bce_with_logits")) {
         view_record(tg, tg->fvalues, &t);
         s = !strcmp(name, "mse") ? gopt_loss_mse(&x, &t, &loss, &d) : gopt_loss_bce_with_logits(&x, &t, &loss, &d);

@@ -1,0 +1,87 @@
+/* Private convolution and batchnorm kernels (conv.c, conv_avx512.c), shared by the conv2d,
+ * batchnorm2d and basic-block layers and by nothing above them: no layer types here. */
+#ifndef GRADOPT_INTERNAL_KERNELS_H
+#define GRADOPT_INTERNAL_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gradopt/status.h"
+
+/* ---- convolution: NCHW, weight (K, C*R*R), im2col over chunks of `chunk` images ------- */
+typedef struct gopt__conv {
+    int C, K, H, W, R, stride, pad, OH, OW;
+    int has_bias;
+    int w_index, b_index; /* in the arena; b_index -1 without bias */
+    int chunk;            /* images per SGEMM (generic path) */
+    int fast;             /* 1: the AVX-512 kernels of conv_avx512.c, parallel over images */
+    int slots;            /* per-thread workspace slots of the fast path (threads it can use) */
+} gopt__conv;
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#  define GOPT__CONV_HAVE_AVX512 1
+#else
+#  define GOPT__CONV_HAVE_AVX512 0
+#endif
+/* The AVX-512 path (nn/conv_avx512.c): 1 if this CPU runs it. */
+int gopt__conv_cpu_fast(void);
+size_t gopt__conv_fast_ws_floats(const gopt__conv *c);
+/* The fast path with two extras: in_scale/in_shift (NULL, or C each) feed the convolution
+ * relu(x scale[ci] + shift[ci]) instead of x (a batchnorm + relu applied on the fly, so its
+ * output need not be stored); dw may be NULL (dX only); dx may alias dy (needs C*H*W ==
+ * K*OH*OW). Only when c->fast. */
+void gopt__conv_fast_forward(const gopt__conv *c, const float *w, const float *b, const float *x, float *y, int n,
+                             float *ws, const float *in_scale, const float *in_shift);
+void gopt__conv_fast_backward(const gopt__conv *c, const float *w, float *dw, float *db, const float *x,
+                              const float *dy, float *dx, int dx_accumulate, int n, float *ws, const float *in_scale,
+                              const float *in_shift);
+gopt_status gopt__conv_setup(gopt__conv *c, int C, int K, int H, int W, int R, int stride, int pad, int has_bias,
+                             int max_batch);
+size_t gopt__conv_ws_floats(const gopt__conv *c);
+/* y (n,K,OH,OW) = conv(x (n,C,H,W)) (+ b). ws: gopt__conv_ws_floats floats. */
+void gopt__conv_forward(const gopt__conv *c, const float *w, const float *b, const float *x, float *y, int n,
+                        float *ws);
+/* dw (may be NULL) += dy * x, db += sum dy; dx (may be NULL) = or += (dx_accumulate) W^T dy.
+ * dx may alias x (each image / chunk of x is read before that part of dx is written). */
+void gopt__conv_backward(const gopt__conv *c, const float *w, float *dw, float *db, const float *x, const float *dy,
+                         float *dx, int dx_accumulate, int n, float *ws);
+
+/* ---- batchnorm2d ---------------------------------------------------------------------- */
+typedef struct gopt__bn {
+    int C, HW;
+    float eps, momentum;
+    int g_index, b_index;
+    float *running_mean, *running_var; /* owned, C each */
+    float *save_mean, *save_invstd;    /* batch statistics of the last training forward */
+    float *scale, *shift;              /* scratch for gopt__bn_coeffs (C each) */
+} gopt__bn;
+
+gopt_status gopt__bn_setup(gopt__bn *bn, int C, int HW, float eps, float momentum);
+void gopt__bn_free(gopt__bn *bn);
+void gopt__bn_reset_running(gopt__bn *bn);
+/* y = [relu](gamma xhat + beta [+ res]); training: batch stats (saved) and running update.
+ * y may alias res or x; y NULL: statistics only. */
+void gopt__bn_forward(gopt__bn *bn, const float *gamma, const float *beta, const float *x, float *y,
+                      const float *res, int relu, int n, int training);
+/* Recompute y = [relu](gamma xhat + beta) with the statistics of the last forward. */
+void gopt__bn_apply(const gopt__bn *bn, const float *gamma, const float *beta, const float *x, float *y, int relu,
+                    int n, int training);
+/* The relu fused after a batchnorm, described so backward can recompute its mask from what
+ * is stored: v = x scale + shift (this bn's coefficients with beta) [+ res | + res rscale +
+ * rshift (res_bn's coefficients with res_gamma/res_beta)], the same expressions as forward. */
+typedef struct gopt__bn_relu {
+    const float *beta;
+    const float *res;
+    const gopt__bn *res_bn;
+    const float *res_gamma, *res_beta;
+} gopt__bn_relu;
+/* From g = dL/d(bn output [+ res], before the relu if any): with relu, g is first masked in
+ * place (kept where v > 0); then dgamma += sum g xhat, dbeta += sum g, dx = d(bn)/dx^T g.
+ * dx may alias x or g. */
+void gopt__bn_backward(const gopt__bn *bn, const float *gamma, const gopt__bn_relu *relu, float *dgamma,
+                       float *dbeta, const float *x, float *g, float *dx, int n, int training);
+/* scale[c] = gamma invstd, shift[c] = beta - mean scale: the affine of the last forward. */
+void gopt__bn_coeffs(const gopt__bn *bn, const float *gamma, const float *beta, int training, float *scale,
+                     float *shift);
+
+#endif

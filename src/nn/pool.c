@@ -1,0 +1,138 @@
+/* Pooling: maxpool2d (torch.nn.MaxPool2d: (N,C,H,W) -> (N,C,H',W'), padding counts as -inf,
+ * floor mode, the first maximum in scan order receives the gradient) and global_avgpool
+ * ((N,C,H,W) -> (N,C), torch.nn.AdaptiveAvgPool2d(1) + flatten). */
+#include "core/common.h"
+#include "nn/layer.h"
+
+#define OMP_MIN 16384
+
+typedef struct maxpool_state {
+    int32_t *argmax; /* max_batch * out_numel: the input index of each output's maximum, -1 none */
+} maxpool_state;
+
+static gopt_status maxpool_setup(gopt_layer *l, const char *prefix) {
+    const gopt_layer_config *cfg = &l->cfg;
+    const int64_t *in = l->in_shape;
+    GOPT_TRY(gopt__need_chw(l));
+    int k = cfg->kernel, s = cfg->stride ? cfg->stride : cfg->kernel, p = cfg->padding;
+    if (k < 1 || s < 1 || p < 0 || p > k / 2)
+        return GOPT_FAIL(GOPT_EINVAL, "maxpool2d: kernel=%d stride=%d padding=%d (need padding <= kernel/2)", k, s, p);
+    l->cfg.stride = s;
+    if (in[1] + 2 * p < k || in[2] + 2 * p < k) {
+        char sh[96];
+        gopt__shape_fmt(sh, sizeof sh, "N", 3, in);
+        return GOPT_FAIL(GOPT_ESHAPE, "maxpool2d: kernel %d larger than the padded input %s", k, sh);
+    }
+    GOPT_TRY(gopt__layer_state(l, sizeof(maxpool_state)));
+    l->out_ndim = 3;
+    l->out_shape[0] = in[0];
+    l->out_shape[1] = (in[1] + 2 * p - k) / s + 1;
+    l->out_shape[2] = (in[2] + 2 * p - k) / s + 1;
+    return GOPT_OK;
+}
+
+static gopt_status maxpool_alloc(gopt_layer *l, int lean) {
+    maxpool_state *st = l->st;
+    size_t n = (size_t)l->max_batch * (size_t)l->out_numel;
+    st->argmax = gopt__aligned_alloc(n * sizeof(int32_t));
+    return st->argmax ? GOPT_OK : GOPT_FAIL(GOPT_ENOMEM, "maxpool2d indices of %zu", n);
+}
+
+static void maxpool_free(gopt_layer *l) { gopt__aligned_free(((maxpool_state *)l->st)->argmax); }
+
+static void maxpool_forward(gopt_layer *l, const float *x, int n) {
+    int32_t *argmax = ((maxpool_state *)l->st)->argmax;
+    const int C = (int)l->in_shape[0], H = (int)l->in_shape[1], W = (int)l->in_shape[2];
+    const int OH = (int)l->out_shape[1], OW = (int)l->out_shape[2];
+    const int k = l->cfg.kernel, s = l->cfg.stride, pad = l->cfg.padding;
+    const int64_t planes = (int64_t)n * C;
+#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) if (planes * H * W > OMP_MIN)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const float *xp = x + pl * H * W;
+        float *yp = l->out + pl * OH * OW;
+        int32_t *ap = argmax + pl * OH * OW;
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++) {
+                float best = -INFINITY;
+                int32_t bi = -1;
+                for (int ky = 0; ky < k; ky++) {
+                    int iy = oy * s - pad + ky;
+                    if (iy < 0 || iy >= H) continue;
+                    for (int kx = 0; kx < k; kx++) {
+                        int ix = ox * s - pad + kx;
+                        if (ix < 0 || ix >= W) continue;
+                        float v = xp[iy * W + ix];
+                        if (bi < 0 || v > best || (isnan(v) && !isnan(best))) {
+                            best = v;
+                            bi = iy * W + ix;
+                        }
+                    }
+                }
+                yp[oy * OW + ox] = best;
+                ap[oy * OW + ox] = bi;
+            }
+    }
+}
+
+static void maxpool_backward(gopt_layer *l, const float *x, float *dy, float *dx, int n) {
+    if (!dx) return;
+    const int32_t *argmax = ((maxpool_state *)l->st)->argmax;
+    const int C = (int)l->in_shape[0], H = (int)l->in_shape[1], W = (int)l->in_shape[2];
+    const int64_t P = l->out_shape[1] * l->out_shape[2];
+    const int64_t planes = (int64_t)n * C;
+#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) if (planes * H * W > OMP_MIN)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        float *dp = dx + pl * H * W;
+        memset(dp, 0, sizeof(float) * (size_t)H * W);
+        for (int64_t p = 0; p < P; p++) {
+            int32_t a = argmax[pl * P + p];
+            if (a >= 0) dp[a] += dy[pl * P + p];
+        }
+    }
+}
+
+static gopt_status avgpool_setup(gopt_layer *l, const char *prefix) {
+    GOPT_TRY(gopt__need_chw(l));
+    l->out_ndim = 1;
+    l->out_shape[0] = l->in_shape[0];
+    return GOPT_OK;
+}
+
+static void avgpool_forward(gopt_layer *l, const float *x, int n) {
+    const int64_t planes = (int64_t)n * l->in_shape[0], HW = l->in_shape[1] * l->in_shape[2];
+    for (int64_t pl = 0; pl < planes; pl++) {
+        float acc = 0.0f;
+        for (int64_t p = 0; p < HW; p++) acc += x[pl * HW + p];
+        l->out[pl] = acc / (float)HW;
+    }
+}
+
+static void avgpool_backward(gopt_layer *l, const float *x, float *dy, float *dx, int n) {
+    if (!dx) return;
+    const int64_t planes = (int64_t)n * l->in_shape[0], HW = l->in_shape[1] * l->in_shape[2];
+    for (int64_t pl = 0; pl < planes; pl++) {
+        float g = dy[pl] / (float)HW;
+        for (int64_t p = 0; p < HW; p++) dx[pl * HW + p] = g;
+    }
+}
+
+static const gopt__layer_vt maxpool_vt = {
+    .type = GOPT_LAYER_MAXPOOL2D,
+    .setup = maxpool_setup,
+    .alloc = maxpool_alloc,
+    .free = maxpool_free,
+    .forward = maxpool_forward,
+    .backward = maxpool_backward,
+    .recompute = maxpool_forward, /* rewrites the same indices */
+};
+
+static const gopt__layer_vt avgpool_vt = {
+    .type = GOPT_LAYER_GLOBAL_AVGPOOL,
+    .setup = avgpool_setup,
+    .forward = avgpool_forward,
+    .backward = avgpool_backward,
+    .recompute = avgpool_forward,
+};
+
+const gopt__layer_vt *gopt__maxpool2d_vtable(void) { return &maxpool_vt; }
+const gopt__layer_vt *gopt__global_avgpool_vtable(void) { return &avgpool_vt; }
