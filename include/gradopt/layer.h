@@ -32,6 +32,41 @@
  *   flatten         (N,...)       -> (N,prod)
  *   basic_block     (N,C,H,W)     -> (N,K,H/s,W/s)    relu(bn2(conv3x3(relu(bn1(conv3x3_s(x))))) + sc(x)),
  *                   sc = identity, or bn(conv1x1 stride s) when s != 1 or C != K (He et al. 2016)
+ *   sigmoid, tanh   any shape     -> same             1/(1 + exp(-x)), tanh(x) (torch.sigmoid,
+ *                   torch.tanh), polynomial kernels accurate to ~2.5 ulp (sigmoid below
+ *                   x = -87 returns ~1e-38 instead of a denormal)
+ *   rnn, lstm, gru  (N,T,I)       -> (N,T,H)          torch.nn.RNN / LSTM / GRU with batch_first=True
+ *                   (https://pytorch.org/docs/1.13/generated/torch.nn.LSTM.html): in_features = I
+ *                   (input_size), out_features = H (hidden_size), num_layers L (layer l > 0 reads
+ *                   layer l-1's outputs, I = H), per-sample input (T,I) fixed at create. Per step t:
+ *       rnn:  h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act = tanh or relu (cfg.nonlinearity)
+ *       lstm: [i f g o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh;  i, f, o sigmoid, g tanh;
+ *             c_t = f c_{t-1} + i g,  h_t = o tanh(c_t)
+ *       gru:  [r z] = sigmoid(W_i[rz] x_t + b_i[rz] + W_h[rz] h_{t-1} + b_h[rz]),
+ *             n = tanh(W_in x_t + b_in + r (W_hn h_{t-1} + b_hn)),  h_t = (1 - z) n + z h_{t-1}
+ *                   The output is the last layer's h_t for every t. Parameters per layer l, in
+ *                   PyTorch's order and layout: "<prefix>.weight_ih_l<l>" (G*H, I or H),
+ *                   "weight_hh_l<l>" (G*H, H) (tag weight), with cfg.bias "bias_ih_l<l>",
+ *                   "bias_hh_l<l>" (G*H) (tag bias); G = 1, 4, 3, rows gate-major (i f g o; r z n).
+ *                   All initialised U(-1/sqrt(H), 1/sqrt(H)) (weight_init is ignored), as PyTorch.
+ *                   cfg.p (PyTorch's `dropout`, default 0): in training mode the outputs of every
+ *                   layer but the last are dropped with probability p and scaled by 1/(1-p) before
+ *                   the next layer, masks drawn from the layer's gopt_rng seeded by cfg.seed
+ *                   (so the masks, not their statistics, differ from PyTorch's); eval: none.
+ *                   Speed: the input projections of all steps are one SGEMM per layer, and so
+ *                   are dW_ih, dW_hh and dx in backward; the recurrence runs in one OpenMP
+ *                   region per layer pass where each thread owns a range of hidden units, keeps
+ *                   its W_hh panels packed and per step multiplies (FMA kernel, x86-64 with AVX2
+ *                   and FMA, checked at run time) and applies the fused gate pass. Other CPUs,
+ *                   or GOPT_RNN_GENERIC=1 in the environment when the layer is created, use one
+ *                   SGEMM per step instead (results differ by rounding only).
+ *                   Backward is backpropagation through time over the whole sequence; initial
+ *                   and final states: see "recurrent state" below. Errors at create: GOPT_EINVAL
+ *                   (I or H outside 1..2^20, num_layers outside 1..64, bias or carry_state not 0/1,
+ *                   p outside [0,1], rnn nonlinearity not GOPT_RNN_TANH/RELU), GOPT_ESHAPE (input
+ *                   not (T,I)). Buffers for every step (gates, states, tanh(c), dropout masks)
+ *                   are allocated at create for max_batch x T: about (G + 3) T max_batch H floats
+ *                   per layer for lstm.
  *
  * Parameters are registered in a gopt_params arena at create (names "<prefix>.weight",
  * "<prefix>.bias", BN "<prefix>.weight"/"<prefix>.bias" with tag GOPT_TAG_NORM; a block's
@@ -151,24 +186,38 @@ GOPT_API gopt_status gopt_layer_backward(gopt_layer *l, const gopt_tensor *x, go
  * by the layer. Errors: GOPT_EINVAL (another type). */
 GOPT_API gopt_status gopt_layer_bn_running(gopt_layer *l, float **running_mean, float **running_var);
 
-/* ---- recurrent state (rnn, lstm, gru; GOPT_EINVAL for another type) -------------------
- * States are (L,N,H): L = num_layers, N = the batch, H = hidden_size; c only for lstm.
- * A forward starts from the initial states h0 (c0): zeros, until set. With
- * cfg.carry_state (truncated backpropagation through time), each forward's final states
- * become the next forward's initial states as values: no gradient flows back into them;
- * a forward whose batch N differs from the carried states' starts from zeros. */
-/* Set the initial states for the next forward (copied); NULL sets zeros. h0 and c0 must
- * be (L,N,H) with N the batch of the next forward (checked there: GOPT_ESHAPE). */
+/* ---- recurrent state (rnn, lstm, gru; GOPT_EINVAL for another type or a NULL layer) ---
+ * States are (L,N,H): L = num_layers, N = the batch, H = hidden_size; c only for lstm
+ * (passing c0/cn/dcn/dc0 for rnn or gru is GOPT_EINVAL).
+ * Initial states h0 (c0): zeros until set. A state set with gopt_layer_rnn_set_state is
+ * used by every following forward until it is set again or reset (a forward whose batch
+ * differs from it fails with GOPT_ESHAPE).
+ * cfg.carry_state = 1 (truncated backpropagation through time): after each forward, its
+ * final states h_n (c_n) are copied into the initial states of the next forward, as values:
+ * the next backward stops at them (no gradient flows into the previous batch, whose
+ * activations are gone), and reports dL/dh0 at them through get_state_grad. A forward whose
+ * batch N differs from the carried states' starts from zeros; reset_state (the start of a
+ * new stream or epoch) and set_state replace the carried states.
+ * Final-state gradients dL/dh_n (dL/dc_n) enter the backward as if h_n (c_n) were also used
+ * by the loss: zero unless set by gopt_layer_rnn_set_state_grad between the forward and
+ * its backward. */
+/* Set the initial states (copied); NULL, NULL sets zeros; for lstm one of them NULL means
+ * zeros for that one. h0 and c0 must be (L,N,H), 1 <= N <= max_batch (GOPT_ESHAPE), and N
+ * must be the batch of the forwards that use them (checked there: GOPT_ESHAPE). */
 GOPT_API gopt_status gopt_layer_rnn_set_state(gopt_layer *l, const gopt_tensor *h0, const gopt_tensor *c0);
-/* Zero the initial states (a new stream, the start of an epoch). */
+/* Zero the initial states (a new stream, the start of an epoch); drops carried states. */
 GOPT_API gopt_status gopt_layer_rnn_reset_state(gopt_layer *l);
-/* Views (L,N,H) of the final states h_n, c_n of the last forward (cn may be NULL; for rnn
- * and gru it must be). Valid until the next forward. GOPT_ESTATE before a forward. */
+/* Views (L,N,H) of the final states h_n, c_n of the last forward (hn or cn may be NULL; for
+ * rnn and gru cn must be). Valid until the next forward. GOPT_ESTATE before a forward. */
 GOPT_API gopt_status gopt_layer_rnn_get_state(gopt_layer *l, gopt_tensor *hn, gopt_tensor *cn);
-/* Upstream gradients of the final states for the next backward (copied; NULL: zeros, the
- * default, reset after each backward): loss terms that depend on h_n, c_n directly. */
+/* Upstream gradients of the final states for the backward of the last forward (copied;
+ * NULL: zeros, the default; cleared by every forward and backward): loss terms that depend
+ * on h_n, c_n directly. Shapes (L,N,H) with N the last forward's batch (GOPT_ESHAPE);
+ * GOPT_ESTATE before a forward. */
 GOPT_API gopt_status gopt_layer_rnn_set_state_grad(gopt_layer *l, const gopt_tensor *dhn, const gopt_tensor *dcn);
-/* Views (L,N,H) of the gradients w.r.t. h0 (and c0) computed by the last backward. */
+/* Views (L,N,H) of the gradients w.r.t. h0 (and c0) computed by the last backward (either
+ * may be NULL); valid until the next backward. GOPT_ESTATE if no backward followed the
+ * last forward. */
 GOPT_API gopt_status gopt_layer_rnn_get_state_grad(gopt_layer *l, gopt_tensor *dh0, gopt_tensor *dc0);
 
 GOPT_EXTERN_C_END

@@ -26,7 +26,9 @@ static gopt_status bn_setup(gopt_layer *l, const char *prefix) {
     return gopt__add_bn_params(l, bn_of(l), prefix);
 }
 
-static void bn_free(gopt_layer *l) { gopt__bn_free(bn_of(l)); }
+static void bn_free(gopt_layer *l) {
+    if (l->st) gopt__bn_free(bn_of(l));
+}
 
 static gopt_status bn_init(gopt_layer *l, gopt_init weight_init, gopt_rng *rng) {
     gopt__init_bn(l, bn_of(l));

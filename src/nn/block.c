@@ -216,6 +216,7 @@ static void block_backward(gopt_layer *l, const float *x, float *dy, float *dx, 
 
 static void block_free(gopt_layer *l) {
     block_state *b = l->st;
+    if (!b) return;
     gopt__aligned_free(b->t1);
     gopt__aligned_free(b->t3);
     gopt__aligned_free(b->ts);

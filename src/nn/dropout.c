@@ -26,7 +26,9 @@ static gopt_status dropout_alloc(gopt_layer *l, int lean) {
     return st->mask ? GOPT_OK : GOPT_FAIL(GOPT_ENOMEM, "dropout mask of %zu bytes", n);
 }
 
-static void dropout_free(gopt_layer *l) { gopt__aligned_free(((dropout_state *)l->st)->mask); }
+static void dropout_free(gopt_layer *l) {
+    if (l->st) gopt__aligned_free(((dropout_state *)l->st)->mask);
+}
 
 static float keep_scale(const gopt_layer *l) {
     const float p = l->cfg.p;

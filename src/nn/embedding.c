@@ -43,6 +43,7 @@ static gopt_status embedding_init(gopt_layer *l, gopt_init weight_init, gopt_rng
 static int valid_id(float v, int V) { return v >= 0.0f && v < (float)V && v == floorf(v); }
 
 static gopt_status embedding_check(const gopt_layer *l, const float *x, int n) {
+    if (!x) return GOPT_OK; /* only a net's first layer sees ids */
     const int64_t T = l->in_shape[0];
     const int V = l->cfg.in_features;
     for (int64_t i = 0; i < (int64_t)n * T; i++)

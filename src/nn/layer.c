@@ -24,6 +24,11 @@ static const gopt__layer_vt *(*const vtables[GOPT_LAYER_TYPE_COUNT])(void) = {
     [GOPT_LAYER_DROPOUT] = gopt__dropout_vtable,
     [GOPT_LAYER_FLATTEN] = gopt__flatten_vtable,
     [GOPT_LAYER_BASIC_BLOCK] = gopt__basic_block_vtable,
+    [GOPT_LAYER_SIGMOID] = gopt__sigmoid_vtable,
+    [GOPT_LAYER_TANH] = gopt__tanh_vtable,
+    [GOPT_LAYER_RNN] = gopt__rnn_vtable,
+    [GOPT_LAYER_LSTM] = gopt__lstm_vtable,
+    [GOPT_LAYER_GRU] = gopt__gru_vtable,
     [GOPT_LAYER_EMBEDDING] = gopt__embedding_vtable,
 };
 
@@ -37,6 +42,11 @@ gopt_layer_config gopt_layer_config_default(gopt_layer_type type) {
     c.eps = 1e-5f;
     c.momentum = 0.1f;
     c.p = 0.5f;
+    if (type == GOPT_LAYER_RNN || type == GOPT_LAYER_LSTM || type == GOPT_LAYER_GRU) {
+        c.num_layers = 1; /* PyTorch's defaults: one layer, biases, no dropout */
+        c.bias = 1;
+        c.p = 0.0f;
+    }
     return c;
 }
 gopt_layer_config gopt_layer_linear(int in, int out, int bias) {
@@ -107,7 +117,7 @@ void gopt_layer_destroy(gopt_layer *l) {
     if (!l) return;
     if (l->owns_out) gopt__aligned_free(l->out);
     if (l->owns_ws) gopt__aligned_free(l->ws);
-    if (l->st && l->vt->free) l->vt->free(l);
+    if (l->vt->free) l->vt->free(l); /* also after a failed setup */
     gopt__free(l->st);
     gopt__free(l);
 }

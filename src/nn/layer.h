@@ -33,11 +33,14 @@ typedef struct gopt__layer_vt {
      * lean (only with GOPT__VT_LEAN): keep less and recompute in backward; may grow
      * l->ws_floats. A standalone layer calls it with 0, a net at build. */
     gopt_status (*alloc)(gopt_layer *l, int lean);
-    /* Release what setup and alloc allocated inside l->st (NULL: nothing). */
+    /* Release what setup and alloc allocated (NULL: nothing); also called after a setup that
+     * failed part way, so l->st may still be NULL. */
     void (*free)(gopt_layer *l);
     /* Initialise the parameters (arena finalized) and reset state (NULL: none). */
     gopt_status (*init_params)(gopt_layer *l, gopt_init weight_init, gopt_rng *rng);
-    /* Check an input batch before anything runs (token ids in range, ...); NULL: no check. */
+    /* Check a batch of n before anything runs (token ids in range, a set recurrent state of
+     * batch n, ...); NULL: no check. x is the layer's input, or NULL when a net checks its
+     * later layers before their inputs exist: then check only what does not depend on it. */
     gopt_status (*check_input)(const gopt_layer *l, const float *x, int n);
     /* writes l->out (or points it at x) for n samples */
     void (*forward)(gopt_layer *l, const float *x, int n);
@@ -67,6 +70,11 @@ const gopt__layer_vt *gopt__global_avgpool_vtable(void);
 const gopt__layer_vt *gopt__dropout_vtable(void);
 const gopt__layer_vt *gopt__flatten_vtable(void);
 const gopt__layer_vt *gopt__basic_block_vtable(void);
+const gopt__layer_vt *gopt__sigmoid_vtable(void); /* activation_st.c */
+const gopt__layer_vt *gopt__tanh_vtable(void);
+const gopt__layer_vt *gopt__rnn_vtable(void); /* recurrent.c */
+const gopt__layer_vt *gopt__lstm_vtable(void);
+const gopt__layer_vt *gopt__gru_vtable(void);
 const gopt__layer_vt *gopt__embedding_vtable(void);
 
 /* ---- the layer -------------------------------------------------------------------------- */

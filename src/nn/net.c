@@ -242,6 +242,16 @@ static gopt_status check_shape(const gopt_net *net, const gopt_tensor *t, const 
                      net->cfg.max_batch, t->data ? "" : " or has no data");
 }
 
+/* Every layer's check of a batch of n before anything runs; x (the net's input) goes to the
+ * first layer, the others' inputs do not exist yet. */
+static gopt_status check_layers(const gopt_net *net, const float *x, int n) {
+    for (int i = 0; i < net->nlayers; i++) {
+        const gopt_layer *l = net->layers[i];
+        if (l->vt->check_input) GOPT_TRY(l->vt->check_input(l, i == 0 ? x : NULL, n));
+    }
+    return GOPT_OK;
+}
+
 /* Forward of n samples already in net->input (checked). */
 static gopt_status run_forward(gopt_net *net, int n, gopt_tensor *logits) {
     const float *cur = net->input;
@@ -266,8 +276,7 @@ gopt_status gopt_net_forward(gopt_net *net, const gopt_tensor *x, gopt_tensor *l
     if (!net->built) return GOPT_FAIL(GOPT_ESTATE, "the net is not built (gopt_net_build)");
     GOPT_TRY(check_shape(net, x, "input", net->cfg.in_ndim, net->cfg.in_shape, 0));
     int n = (int)x->shape[0];
-    const gopt_layer *first = net->layers[0];
-    if (first->vt->check_input) GOPT_TRY(first->vt->check_input(first, x->data, n));
+    GOPT_TRY(check_layers(net, x->data, n));
     memcpy(net->input, x->data, sizeof(float) * (size_t)(n * net->in_numel));
     return run_forward(net, n, logits);
 }
@@ -288,6 +297,7 @@ gopt_status gopt_net_forward_tokens(gopt_net *net, const int32_t *tokens, int n,
         if (tokens[i] < 0 || tokens[i] >= V)
             return GOPT_FAIL(GOPT_EINVAL, "token id %d at (sample %lld, step %lld) is outside [0, %lld)",
                              (int)tokens[i], (long long)(i / T), (long long)(i % T), (long long)V);
+    GOPT_TRY(check_layers(net, NULL, n));
     for (int64_t i = 0; i < (int64_t)n * T; i++) net->input[i] = (float)tokens[i]; /* exact: V <= 2^24 */
     return run_forward(net, n, logits);
 }

@@ -38,7 +38,9 @@ static gopt_status maxpool_alloc(gopt_layer *l, int lean) {
     return st->argmax ? GOPT_OK : GOPT_FAIL(GOPT_ENOMEM, "maxpool2d indices of %zu", n);
 }
 
-static void maxpool_free(gopt_layer *l) { gopt__aligned_free(((maxpool_state *)l->st)->argmax); }
+static void maxpool_free(gopt_layer *l) {
+    if (l->st) gopt__aligned_free(((maxpool_state *)l->st)->argmax);
+}
 
 static void maxpool_forward(gopt_layer *l, const float *x, int n) {
     int32_t *argmax = ((maxpool_state *)l->st)->argmax;

@@ -64,6 +64,7 @@ static int view_record(const golden_record *rec, float *data, gopt_tensor *t) {
 }
 
 int golden_run_layer(const golden_case *c, golden_result *r) {
+    if (golden_recurrent_handles(c)) return golden_run_recurrent(c, r);
     gopt_layer_config lc;
     if (parse_layer_config(c, r, &lc)) return -1;
     const golden_record *in = golden_find(c, "input", NULL, 0, -1);
