@@ -166,6 +166,9 @@ def main():
     ap.add_argument("--order", default="random", choices=["random", "streams"])
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--clip-norm", type=float, default=1.0)
+    ap.add_argument("--cosine-epochs", type=int, default=0,
+                    help="CosineAnnealingLR to 0 over N epochs, stepped per batch (train_text's default recipe: "
+                         "--lr 6e-3 --cosine-epochs 12); 0: constant LR (the issue's peer: --lr 2e-3)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--max-seconds", type=float, default=180)
@@ -186,6 +189,8 @@ def main():
     model = CharModel(a.arch, V, a.embed, a.hidden, a.layers, a.dropout)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     loader = Loader(train, a.batch, a.seq_len, a.order, a.seed)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=a.cosine_epochs * loader.batches)
+             if a.cosine_epochs > 0 else None)
     print("torch_text: %d characters, vocabulary %d, train %d, val %d, %d params, %d batches/epoch, torch %s, "
           "%d threads" % (len(ids), V, len(train), len(val), sum(p.numel() for p in model.parameters()),
                           loader.batches, torch.__version__, a.threads), flush=True)
@@ -207,6 +212,8 @@ def main():
         if a.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip_norm)
         opt.step()
+        if sched is not None and step + 1 < a.cosine_epochs * loader.batches:
+            sched.step()
         state = detach(new_state)
         train_s += time.perf_counter() - t0
         step += 1
