@@ -13,6 +13,7 @@
 #include "gradopt/monitor.h"
 #include "gradopt/data.h"
 #include "gradopt/checkpoint.h"
+#include "gradopt/text.h"
 #include "gradopt/layer.h"
 #include "gradopt/net.h"
 #include "gradopt/loss.h"

@@ -32,31 +32,40 @@ int cli_int(const char *opt, const char *s, long lo, long hi, long *out) {
     return 0;
 }
 
+static const struct optim_opt {
+    const char *name;
+    size_t offset;
+    int is_int;
+} optim_opts[] = {
+    {"--lr", offsetof(gopt_optim_config, lr), 0},
+    {"--momentum", offsetof(gopt_optim_config, momentum), 0},
+    {"--wd", offsetof(gopt_optim_config, weight_decay), 0},
+    {"--weight-decay", offsetof(gopt_optim_config, weight_decay), 0},
+    {"--dampening", offsetof(gopt_optim_config, dampening), 0},
+    {"--nesterov", offsetof(gopt_optim_config, nesterov), 1},
+    {"--beta1", offsetof(gopt_optim_config, beta1), 0},
+    {"--beta2", offsetof(gopt_optim_config, beta2), 0},
+    {"--eps", offsetof(gopt_optim_config, eps), 0},
+    {"--alpha", offsetof(gopt_optim_config, alpha), 0},
+    {"--rho", offsetof(gopt_optim_config, rho), 0},
+    {"--amsgrad", offsetof(gopt_optim_config, amsgrad), 1},
+    {"--centered", offsetof(gopt_optim_config, centered), 1},
+    {"--lr-decay", offsetof(gopt_optim_config, lr_decay), 0},
+    {"--momentum-decay", offsetof(gopt_optim_config, momentum_decay), 0},
+    {"--lookahead-k", offsetof(gopt_optim_config, lookahead_k), 1},
+    {"--lookahead-alpha", offsetof(gopt_optim_config, lookahead_alpha), 0},
+};
+
+int cli_is_optim_option(const char *name) {
+    for (size_t i = 0; i < sizeof optim_opts / sizeof optim_opts[0]; i++)
+        if (strcmp(name, optim_opts[i].name) == 0) return 1;
+    return 0;
+}
+
 int cli_optim_option(const char *name, const char *value, gopt_optim_config *cfg) {
-    static const struct {
-        const char *name;
-        size_t offset;
-        int is_int;
-    } opts[] = {
-        {"--lr", offsetof(gopt_optim_config, lr), 0},
-        {"--momentum", offsetof(gopt_optim_config, momentum), 0},
-        {"--wd", offsetof(gopt_optim_config, weight_decay), 0},
-        {"--weight-decay", offsetof(gopt_optim_config, weight_decay), 0},
-        {"--dampening", offsetof(gopt_optim_config, dampening), 0},
-        {"--nesterov", offsetof(gopt_optim_config, nesterov), 1},
-        {"--beta1", offsetof(gopt_optim_config, beta1), 0},
-        {"--beta2", offsetof(gopt_optim_config, beta2), 0},
-        {"--eps", offsetof(gopt_optim_config, eps), 0},
-        {"--alpha", offsetof(gopt_optim_config, alpha), 0},
-        {"--rho", offsetof(gopt_optim_config, rho), 0},
-        {"--amsgrad", offsetof(gopt_optim_config, amsgrad), 1},
-        {"--centered", offsetof(gopt_optim_config, centered), 1},
-        {"--lr-decay", offsetof(gopt_optim_config, lr_decay), 0},
-        {"--momentum-decay", offsetof(gopt_optim_config, momentum_decay), 0},
-        {"--lookahead-k", offsetof(gopt_optim_config, lookahead_k), 1},
-        {"--lookahead-alpha", offsetof(gopt_optim_config, lookahead_alpha), 0},
-    };
-    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+    const struct optim_opt *opts = optim_opts;
+    const size_t count = sizeof optim_opts / sizeof optim_opts[0];
+    for (size_t i = 0; i < count; i++) {
         if (strcmp(name, opts[i].name) != 0) continue;
         char *field = (char *)cfg + opts[i].offset;
         if (opts[i].is_int) {
@@ -166,7 +175,7 @@ static void format_duration(char *buf, size_t n, double s) {
 }
 
 void cli_progress(FILE *f, int is_tty, const char *label, int64_t done, int64_t total, double loss, double acc,
-                  double lr, double img_per_s, double eta_s, int final) {
+                  double lr, double rate, const char *unit, double eta_s, int final) {
     char eta[32];
     format_duration(eta, sizeof eta, eta_s);
     if (is_tty) {
@@ -175,13 +184,13 @@ void cli_progress(FILE *f, int is_tty, const char *label, int64_t done, int64_t 
         char bar[32];
         for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
         bar[width] = '\0';
-        fprintf(f, "\r%s [%s] %lld/%lld loss %.4f acc %5.1f%% lr %.3g %6.0f img/s ETA %s\033[K", label, bar,
-                (long long)done, (long long)total, loss, 100 * acc, lr, img_per_s, eta);
+        fprintf(f, "\r%s [%s] %lld/%lld loss %.4f acc %5.1f%% lr %.3g %6.0f %s/s ETA %s\033[K", label, bar,
+                (long long)done, (long long)total, loss, 100 * acc, lr, rate, unit, eta);
         if (final) fputc('\n', f);
         fflush(f);
     } else {
-        fprintf(f, "%s %lld/%lld loss %.4f acc %.1f%% lr %.3g %.0f img/s ETA %s\n", label, (long long)done,
-                (long long)total, loss, 100 * acc, lr, img_per_s, eta);
+        fprintf(f, "%s %lld/%lld loss %.4f acc %.1f%% lr %.3g %.0f %s/s ETA %s\n", label, (long long)done,
+                (long long)total, loss, 100 * acc, lr, rate, unit, eta);
         fflush(f);
     }
 }

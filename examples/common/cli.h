@@ -19,6 +19,8 @@ int cli_int(const char *opt, const char *s, long lo, long hi, long *out);
  * VALUE was valid: 0 for consumed, -1 for a bad value), 0 if NAME is not an optimizer
  * option. */
 int cli_optim_option(const char *name, const char *value, gopt_optim_config *cfg);
+/* 1 if NAME is one of the optimizer options above. */
+int cli_is_optim_option(const char *name);
 
 /* Sensible default LR per algorithm for ResNets on CIFAR-10 at batch 128. */
 float cli_default_lr(gopt_algo algo);
@@ -40,9 +42,9 @@ void cli_data_free(cli_data *d);
 /* Seconds since an arbitrary start (monotonic). */
 double cli_now(void);
 
-/* One progress line: on a terminal redrawn in place (\r), otherwise printed every
- * `every` calls and on the final one. */
+/* One progress line (rate in `unit`/s: "img", "tok"): on a terminal redrawn in place (\r),
+ * otherwise one line per call. */
 void cli_progress(FILE *f, int is_tty, const char *label, int64_t done, int64_t total, double loss, double acc,
-                  double lr, double img_per_s, double eta_s, int final);
+                  double lr, double rate, const char *unit, double eta_s, int final);
 
 #endif

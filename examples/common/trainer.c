@@ -9,7 +9,7 @@
 
 struct trainer {
     trainer_config cfg;
-    const gopt_dataset *train, *val;
+    trainer_task task;
     gopt_net *net;
     gopt_params *params;
     gopt_optim *opt;
@@ -17,9 +17,6 @@ struct trainer {
     int sched_per_epoch;    /* plateau: stepped in trainer_end_epoch */
     gopt_monitor *mon;
     gopt_accum *accum;
-    gopt_loader *loader, *eval_loader;
-    const gopt_dataset *eval_ds; /* what eval_loader reads */
-    gopt_tensor *dlogits;
     int64_t epoch, steps, sched_steps, batch_in_epoch;
     double first_loss;
     double recent_loss[5]; /* the last losses, for the divergence test */
@@ -63,7 +60,7 @@ trainer_config trainer_config_default(void) {
     return c;
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
+int trainer_fail(char *err, size_t errlen, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
@@ -71,12 +68,8 @@ static int fail(char *err, size_t errlen, const char *fmt, ...) {
     return -1;
 }
 
-/* Library failure: what we were doing plus the library's own detail. */
-#define LIB(call, what)                                                                               \
-    do {                                                                                              \
-        gopt_status s_ = (call);                                                                      \
-        if (s_ != GOPT_OK) return fail(err, errlen, "%s: %s (%s)", what, gopt_status_str(s_), gopt_last_error()); \
-    } while (0)
+#define fail trainer_fail
+#define LIB TRAINER_LIB
 
 static gopt_sched_config warmup_part(int64_t warmup) {
     gopt_sched_config w = gopt_sched_config_default(GOPT_SCHED_LINEAR);
@@ -165,27 +158,27 @@ static int build_schedule(trainer *t, char *err, size_t errlen) {
     }
 }
 
-int trainer_create(const trainer_config *cfg, const gopt_dataset *train, const gopt_dataset *val, trainer **out,
-                   char *err, size_t errlen) {
+int trainer_create_custom(const trainer_config *cfg, gopt_net *net, const trainer_task *task, trainer **out,
+                          char *err, size_t errlen) {
     *out = NULL;
-    if (!cfg || !train) return fail(err, errlen, "trainer: config and training data are required");
-    if (cfg->accum < 1) return fail(err, errlen, "accum = %d must be >= 1", cfg->accum);
-    if (cfg->batch < 1) return fail(err, errlen, "batch = %d must be >= 1", cfg->batch);
+    if (!cfg || !net || !task) {
+        gopt_net_destroy(net);
+        if (task && task->destroy) task->destroy(task->ctx);
+        return fail(err, errlen, "trainer: config, net and task are required");
+    }
     trainer *t = calloc(1, sizeof *t);
-    if (!t) return fail(err, errlen, "out of memory");
+    if (!t) {
+        gopt_net_destroy(net);
+        if (task->destroy) task->destroy(task->ctx);
+        return fail(err, errlen, "out of memory");
+    }
     t->cfg = *cfg;
-    t->train = train;
-    t->val = val;
+    t->net = net;
+    t->task = *task;
     t->first_loss = NAN;
     *out = t; /* destroyed by the caller on failure too */
-
-    gopt_resnet_config rc = gopt_resnet_config_default();
-    rc.depth = cfg->depth;
-    rc.width = cfg->width;
-    rc.num_classes = gopt_dataset_classes(train);
-    rc.max_batch = cfg->batch;
-    rc.seed = cfg->seed;
-    LIB(gopt_resnet_cifar(&rc, &t->net), "network");
+    if (cfg->accum < 1) return fail(err, errlen, "accum = %d must be >= 1", cfg->accum);
+    if (cfg->batch < 1) return fail(err, errlen, "batch = %d must be >= 1", cfg->batch);
     t->params = gopt_net_params(t->net);
     if (!cfg->decay_norm_bias) {
         gopt_group_config nd = gopt_group_config_default();
@@ -200,42 +193,32 @@ int trainer_create(const trainer_config *cfg, const gopt_dataset *train, const g
     mc.skip_spikes = cfg->skip_spikes;
     LIB(gopt_monitor_create(&mc, t->params, t->opt, &t->mon), "monitor");
     LIB(gopt_accum_create(cfg->accum, &t->accum), "accumulation");
-
-    gopt_loader_config lc = gopt_loader_config_default();
-    lc.batch_size = cfg->batch;
-    lc.seed = cfg->seed;
-    lc.augment = cfg->augment;
-    lc.prefetch = cfg->prefetch;
-    lc.drop_last = gopt_dataset_count(train) >= cfg->batch; /* equal-size steps when possible */
-    LIB(gopt_loader_create(&lc, train, &t->loader), "training loader");
-    LIB(gopt_loader_start_epoch(t->loader, 0), "training loader");
-    const int64_t shape[2] = {cfg->batch, rc.num_classes};
-    LIB(gopt_tensor_create(2, shape, &t->dlogits), "gradient buffer");
-    return 0;
+    if (t->task.batches_per_epoch(t->task.ctx) < 1) return fail(err, errlen, "the training data has no full batch");
+    return t->task.seek(t->task.ctx, 0, 0, err, errlen);
 }
 
 void trainer_destroy(trainer *t) {
     if (!t) return;
-    gopt_loader_destroy(t->eval_loader);
-    gopt_loader_destroy(t->loader);
+    if (t->task.destroy) t->task.destroy(t->task.ctx);
     gopt_accum_destroy(t->accum);
     gopt_monitor_destroy(t->mon);
     gopt_sched_destroy(t->sched);
     gopt_optim_destroy(t->opt);
     gopt_net_destroy(t->net);
-    gopt_tensor_destroy(t->dlogits);
     free(t);
 }
 
 int64_t trainer_epoch(const trainer *t) { return t->epoch; }
 int64_t trainer_steps(const trainer *t) { return t->steps; }
 int64_t trainer_steps_per_epoch(const trainer *t) {
-    return gopt_loader_batches_per_epoch(t->loader) / t->cfg.accum;
+    return t->task.batches_per_epoch(t->task.ctx) / t->cfg.accum;
 }
 gopt_net *trainer_net(trainer *t) { return t->net; }
 gopt_optim *trainer_optim(trainer *t) { return t->opt; }
 gopt_monitor *trainer_monitor(trainer *t) { return t->mon; }
 int trainer_diverged(const trainer *t) { return t->diverged; }
+void *trainer_task_ctx(trainer *t) { return t->task.ctx; }
+const trainer_config *trainer_get_config(const trainer *t) { return &t->cfg; }
 
 /* ||update|| / ||params|| over the whole arena, from the monitor's per-tensor norms. */
 static double update_ratio(const trainer *t) {
@@ -255,45 +238,33 @@ int trainer_step_once(trainer *t, trainer_step *out, int *epoch_done, char *err,
     *epoch_done = 0;
     gopt_optim_zero_grad(t->opt);
     double loss_sum = 0;
-    int64_t correct = 0;
-    int images = 0;
+    int64_t correct = 0, count = 0;
+    const int64_t bpe = t->task.batches_per_epoch(t->task.ctx);
     for (int micro = 0; micro < t->cfg.accum; micro++) {
-        gopt_batch b;
-        LIB(gopt_loader_next(t->loader, &b), "next batch");
-        if (b.n == 0) { /* the epoch ended inside an accumulation window: start the next one */
+        if (t->batch_in_epoch >= bpe) { /* the epoch ended inside an accumulation window: start the next one */
             t->epoch++;
             t->batch_in_epoch = 0;
-            LIB(gopt_loader_start_epoch(t->loader, t->epoch), "next epoch");
-            LIB(gopt_loader_next(t->loader, &b), "next batch");
-            if (b.n == 0) return fail(err, errlen, "the training set has no full batch");
+            if (t->task.seek(t->task.ctx, t->epoch, 0, err, errlen)) return -1;
         }
+        trainer_batch b;
+        if (t->task.train_batch(t->task.ctx, t->net, t->cfg.label_smoothing, &b, err, errlen)) return -1;
         t->batch_in_epoch++;
-        gopt_tensor x, logits, dl;
-        LIB(gopt_tensor_view((float *)b.images, 4, (const int64_t[]){b.n, 3, 32, 32}, &x), "batch view");
-        LIB(gopt_net_forward(t->net, &x, &logits), "forward");
-        LIB(gopt_tensor_view(t->dlogits->data, 2, (const int64_t[]){b.n, logits.shape[1]}, &dl), "gradient view");
-        float loss;
-        LIB(gopt_loss_cross_entropy(&logits, b.labels, t->cfg.label_smoothing, &loss, &dl), "loss");
-        int64_t c;
-        LIB(gopt_accuracy_count(&logits, b.labels, &c), "accuracy");
-        correct += c;
-        images += b.n;
-        loss_sum += loss;
-        LIB(gopt_net_backward(t->net, &dl), "backward");
+        correct += b.correct;
+        count += b.count;
+        loss_sum += b.loss;
         int step_now = 0;
         LIB(gopt_accum_add(t->accum, t->params, &step_now), "accumulate");
     }
-    if (t->batch_in_epoch >= gopt_loader_batches_per_epoch(t->loader) ||
-        t->batch_in_epoch + t->cfg.accum > gopt_loader_batches_per_epoch(t->loader)) {
+    if (t->batch_in_epoch >= bpe || t->batch_in_epoch + t->cfg.accum > bpe) {
         /* the next step would not fit in this epoch: the epoch ends here */
         *epoch_done = 1;
     }
     t->steps++;
     out->step = t->steps;
     out->epoch = t->epoch;
-    out->images = images;
+    out->count = count;
     out->loss = loss_sum / t->cfg.accum;
-    out->acc = images ? (double)correct / images : 0;
+    out->acc = count ? (double)correct / (double)count : 0;
     out->lr = gopt_optim_get_lr(t->opt, 0);
 
     gopt_monitor_report rep;
@@ -332,7 +303,7 @@ int trainer_step_once(trainer *t, trainer_step *out, int *epoch_done, char *err,
     if (*epoch_done) {
         t->epoch++;
         t->batch_in_epoch = 0;
-        LIB(gopt_loader_start_epoch(t->loader, t->epoch), "next epoch");
+        if (t->task.seek(t->task.ctx, t->epoch, 0, err, errlen)) return -1;
     }
     return 0;
 }
@@ -340,43 +311,6 @@ int trainer_step_once(trainer *t, trainer_step *out, int *epoch_done, char *err,
 int trainer_end_epoch(trainer *t, double val_loss, char *err, size_t errlen) {
     if (t->sched && t->sched_per_epoch && isfinite(val_loss))
         LIB(gopt_sched_step_metric(t->sched, val_loss), "plateau scheduler");
-    return 0;
-}
-
-int trainer_evaluate(trainer *t, const gopt_dataset *ds, double *loss, double *acc, char *err, size_t errlen) {
-    if (!ds) return fail(err, errlen, "no evaluation data");
-    if (t->eval_ds != ds) {
-        gopt_loader_destroy(t->eval_loader);
-        t->eval_loader = NULL;
-        gopt_loader_config lc = gopt_loader_config_default();
-        lc.batch_size = t->cfg.batch;
-        lc.shuffle = 0;
-        lc.augment = 0;
-        LIB(gopt_loader_create(&lc, ds, &t->eval_loader), "evaluation loader");
-        t->eval_ds = ds;
-    }
-    LIB(gopt_loader_start_epoch(t->eval_loader, 0), "evaluation loader");
-    gopt_net_set_training(t->net, 0);
-    double loss_sum = 0;
-    int64_t correct = 0, count = 0;
-    for (;;) {
-        gopt_batch b;
-        LIB(gopt_loader_next(t->eval_loader, &b), "evaluation batch");
-        if (b.n == 0) break;
-        gopt_tensor x, logits;
-        LIB(gopt_tensor_view((float *)b.images, 4, (const int64_t[]){b.n, 3, 32, 32}, &x), "batch view");
-        LIB(gopt_net_forward(t->net, &x, &logits), "forward");
-        float l;
-        LIB(gopt_loss_cross_entropy(&logits, b.labels, 0.0f, &l, NULL), "loss");
-        int64_t c;
-        LIB(gopt_accuracy_count(&logits, b.labels, &c), "accuracy");
-        loss_sum += (double)l * b.n;
-        correct += c;
-        count += b.n;
-    }
-    gopt_net_set_training(t->net, 1);
-    *loss = count ? loss_sum / (double)count : NAN;
-    *acc = count ? (double)correct / (double)count : NAN;
     return 0;
 }
 
@@ -407,7 +341,16 @@ int trainer_save(const trainer *t, const char *path, const char *config_text, ch
                             (uint64_t)t->batch_in_epoch};
     int rc = ADD(w, "params", t->params, params) || ADD(w, "net", t->net, net) || ADD(w, "optim", t->opt, optim) ||
              ADD(w, "monitor", t->mon, monitor) || ADD(w, "accum", t->accum, accum) ||
-             ADD(w, "loader", t->loader, loader) || (t->sched && ADD(w, "sched", t->sched, sched));
+             (t->sched && ADD(w, "sched", t->sched, sched));
+    if (!rc) {
+        size_t n = t->task.state_size(t->task.ctx, t->net);
+        void *buf = malloc(n ? n : 1);
+        if (!buf) rc = fail(err, errlen, "out of memory saving 'data'");
+        else if (t->task.state_save(t->task.ctx, t->net, buf, n, err, errlen)) rc = -1;
+        else if (gopt_ckpt_writer_add(w, "data", buf, n) != GOPT_OK)
+            rc = fail(err, errlen, "saving 'data': %s", gopt_last_error());
+        free(buf);
+    }
     if (!rc && gopt_ckpt_writer_add(w, "counters", counters, sizeof counters) != GOPT_OK)
         rc = fail(err, errlen, "saving counters: %s", gopt_last_error());
     double watch[7] = {t->first_loss, (double)t->recent_count};
@@ -449,12 +392,18 @@ int trainer_load(trainer *t, const char *path, char *err, size_t errlen) {
         rc = fail(err, errlen, "checkpoint '%s' has no valid 'counters' section", path);
     if (!rc && (t->sched != NULL) != (gopt_ckpt_has(c, "sched") != 0))
         rc = fail(err, errlen, "checkpoint '%s' was made with %s schedule", path, t->sched ? "no" : "a");
-    /* Validate everything before changing anything: each load checks its own blob and
-     * leaves the object unchanged on failure, so load the strictest (params) first. */
+    /* Validate everything before changing anything: the task's data first (a checkpoint of
+     * other data, e.g. another vocabulary, is refused by name), then each load checks its
+     * own blob and leaves the object unchanged on failure, the strictest (params) first. */
+    const void *task_data = NULL;
+    size_t task_size = 0;
+    if (!rc && gopt_ckpt_find(c, "data", &task_data, &task_size) != GOPT_OK)
+        rc = fail(err, errlen, "checkpoint '%s' has no 'data' section (made by another program?)", path);
+    if (!rc && t->task.state_check(t->task.ctx, t->net, task_data, task_size, err, errlen)) rc = -1;
     if (!rc) rc = LOAD(c, "params", t->params, params) || LOAD(c, "net", t->net, net) ||
                   LOAD(c, "optim", t->opt, optim) || LOAD(c, "monitor", t->mon, monitor) ||
-                  LOAD(c, "accum", t->accum, accum) || LOAD(c, "loader", t->loader, loader) ||
-                  (t->sched && LOAD(c, "sched", t->sched, sched));
+                  LOAD(c, "accum", t->accum, accum) || (t->sched && LOAD(c, "sched", t->sched, sched));
+    if (!rc && t->task.state_load(t->task.ctx, t->net, task_data, task_size, err, errlen)) rc = -1;
     if (!rc) {
         memcpy(counters, data, sizeof counters);
         t->epoch = (int64_t)counters[0];

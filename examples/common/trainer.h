@@ -1,6 +1,8 @@
 /* A complete training run built from libgradopt's pieces, shared by the example programs:
- * a CIFAR ResNet, an optimizer (any algorithm), an LR schedule, optional clipping and
- * accumulation, the stability monitor, the data loader, evaluation and checkpoints.
+ * an optimizer (any algorithm), an LR schedule, optional clipping and accumulation, the
+ * stability monitor, divergence detection and checkpoints with bit-exact resume, over any
+ * net and any data: a `trainer_task` supplies the batches (CIFAR-10 images in
+ * task_cifar.c, text in task_text.c).
  * It is example code (not part of the library): it prints nothing, and returns -1 with a
  * message in `err` on failure. */
 #ifndef GOPT_EXAMPLES_TRAINER_H
@@ -18,7 +20,7 @@ typedef enum trainer_schedule {
     SCHED_STEP,         /* StepLR: x0.1 every third of the run */
     SCHED_MULTISTEP,    /* MultiStepLR: x0.1 at 50% and 75% of the run */
     SCHED_EXPONENTIAL,  /* ExponentialLR reaching 1% of the LR at the end */
-    SCHED_PLATEAU,      /* ReduceLROnPlateau on the validation loss, once per epoch */
+    SCHED_PLATEAU,      /* ReduceLROnPlateau on the validation loss, once per evaluation */
     SCHED_COUNT
 } trainer_schedule;
 
@@ -26,20 +28,20 @@ const char *trainer_schedule_name(trainer_schedule s);
 int trainer_schedule_from_name(const char *name, trainer_schedule *out);
 
 typedef struct trainer_config {
-    /* model: CIFAR ResNet of depth 6n+2 and width multiplier */
+    /* model (CIFAR ResNet of depth 6n+2 and width multiplier: task_cifar.c only) */
     int depth;
     float width;
     int batch;
     uint64_t seed;          /* weights, data order and augmentation */
-    int augment;            /* random crop (4 px) + horizontal flip */
-    int prefetch;           /* build the next batch on a second thread */
+    int augment;            /* CIFAR: random crop (4 px) + horizontal flip */
+    int prefetch;           /* CIFAR: build the next batch on a second thread */
     /* optimizer */
     gopt_optim_config optim;
     int decay_norm_bias;    /* 0: biases and BatchNorm parameters get no weight decay */
     /* schedule; steps count optimizer steps (not micro-batches) */
     trainer_schedule schedule;
     int64_t total_steps;    /* length of the run in optimizer steps (the schedules need it) */
-    int64_t warmup_steps;   /* linear warmup from 1% of the LR (plateau: in epochs) */
+    int64_t warmup_steps;   /* linear warmup from 1% of the LR (plateau: in evaluations) */
     /* stability */
     double clip_norm;       /* > 0: clip the global L2 gradient norm */
     double agc;             /* > 0: adaptive gradient clipping factor */
@@ -52,6 +54,32 @@ typedef struct trainer_config {
 
 trainer_config trainer_config_default(void);
 
+/* What one micro-batch gave: mean loss over its `count` targets, `correct` top-1 hits. */
+typedef struct trainer_batch {
+    double loss;
+    int64_t correct, count;
+} trainer_batch;
+
+/* The data side of a run. Every function returns 0, or -1 with a message in err. */
+typedef struct trainer_task {
+    void *ctx;
+    int64_t (*batches_per_epoch)(void *ctx);
+    /* Position the training data at batch `index` of `epoch` (index 0: the epoch starts). */
+    int (*seek)(void *ctx, int64_t epoch, int64_t index, char *err, size_t errlen);
+    /* The next training micro-batch: forward, loss (label smoothing), backward (which
+     * accumulates into the arena's gradients). */
+    int (*train_batch)(void *ctx, gopt_net *net, float label_smoothing, trainer_batch *out, char *err, size_t errlen);
+    /* The data position (and whatever else the task carries between batches) for
+     * checkpoints, in the section "data". check validates a saved state without changing
+     * anything (run before any other section is loaded: a checkpoint of other data is
+     * refused by name); load applies it. */
+    size_t (*state_size)(void *ctx, gopt_net *net);
+    int (*state_save)(void *ctx, gopt_net *net, void *buf, size_t size, char *err, size_t errlen);
+    int (*state_check)(void *ctx, gopt_net *net, const void *buf, size_t size, char *err, size_t errlen);
+    int (*state_load)(void *ctx, gopt_net *net, const void *buf, size_t size, char *err, size_t errlen);
+    void (*destroy)(void *ctx); /* may be NULL */
+} trainer_task;
+
 /* What one optimizer step did. */
 typedef struct trainer_step {
     int64_t step;           /* optimizer steps attempted so far, 1-based */
@@ -63,24 +91,22 @@ typedef struct trainer_step {
     int applied;            /* 0: skipped by the monitor */
     int nonfinite, spike;
     int diverged;           /* set once: non-finite loss or loss > diverge_factor * first loss */
-    int images;
+    int64_t count;          /* targets trained on (images, characters) */
 } trainer_step;
 
 typedef struct trainer trainer;
 
-/* train and val are borrowed and must outlive the trainer; val may be NULL. */
-int trainer_create(const trainer_config *cfg, const gopt_dataset *train, const gopt_dataset *val, trainer **out,
-                   char *err, size_t errlen);
+/* A run over `net` (built; owned by the trainer from now on, also on failure) and `task`
+ * (owned too: its destroy is called by trainer_destroy). */
+int trainer_create_custom(const trainer_config *cfg, gopt_net *net, const trainer_task *task, trainer **out,
+                          char *err, size_t errlen);
 void trainer_destroy(trainer *t);
 
 /* One optimizer step (accum micro-batches). Moves to the next epoch when the current one
  * ends; *epoch_done is set when this step consumed the last batch of an epoch. */
 int trainer_step_once(trainer *t, trainer_step *out, int *epoch_done, char *err, size_t errlen);
 
-/* Mean loss and accuracy over a dataset in eval mode (then back to training mode). */
-int trainer_evaluate(trainer *t, const gopt_dataset *ds, double *loss, double *acc, char *err, size_t errlen);
-
-/* End-of-epoch bookkeeping: ReduceLROnPlateau steps on `val_loss`. */
+/* After an evaluation: ReduceLROnPlateau steps on `val_loss`. */
 int trainer_end_epoch(trainer *t, double val_loss, char *err, size_t errlen);
 
 int64_t trainer_epoch(const trainer *t);      /* current epoch, 0-based */
@@ -89,12 +115,39 @@ int64_t trainer_steps_per_epoch(const trainer *t);
 gopt_net *trainer_net(trainer *t);
 gopt_optim *trainer_optim(trainer *t);
 gopt_monitor *trainer_monitor(trainer *t);
+void *trainer_task_ctx(trainer *t);
+const trainer_config *trainer_get_config(const trainer *t);
 int trainer_diverged(const trainer *t);
 
-/* Checkpoint every piece of state (params, BN statistics, optimizer, scheduler, monitor,
- * loader position, counters, and `config_text`) atomically to path; load it back into a
- * trainer created with the same config. */
+/* Checkpoint every piece of state (params, net state, optimizer, scheduler, monitor,
+ * accumulation, the task's data position, counters, `config_text`, and `extra` sections
+ * when given) atomically to path; load it back into a trainer created with the same
+ * config. Load validates the task's section first, then every other, and changes nothing
+ * when one does not fit. */
 int trainer_save(const trainer *t, const char *path, const char *config_text, char *err, size_t errlen);
 int trainer_load(trainer *t, const char *path, char *err, size_t errlen);
+
+/* ---- CIFAR-10 (task_cifar.c) -------------------------------------------------------------
+ * A CIFAR ResNet of cfg->depth and cfg->width over `train` (borrowed, must outlive the
+ * trainer); val may be NULL. */
+int trainer_create(const trainer_config *cfg, const gopt_dataset *train, const gopt_dataset *val, trainer **out,
+                   char *err, size_t errlen);
+/* Mean loss and accuracy over a dataset in eval mode (then back to training mode). */
+int trainer_evaluate(trainer *t, const gopt_dataset *ds, double *loss, double *acc, char *err, size_t errlen);
+
+/* Shared by the tasks: format into err and return -1. */
+int trainer_fail(char *err, size_t errlen, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* A library failure: what was being done plus the library's own detail. */
+#define TRAINER_LIB(call, what)                                                                             \
+    do {                                                                                                    \
+        gopt_status s_ = (call);                                                                            \
+        if (s_ != GOPT_OK)                                                                                  \
+            return trainer_fail(err, errlen, "%s: %s (%s)", what, gopt_status_str(s_), gopt_last_error()); \
+    } while (0)
 
 #endif

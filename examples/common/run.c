@@ -1,0 +1,265 @@
+/* See run.h. */
+#define _POSIX_C_SOURCE 200809L
+#include "run.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+const char run_options_help[] =
+    "  --epochs N            length of the run (the schedules span it); default per recipe\n"
+    "  --batch B             batch size; default per recipe\n"
+    "  --max-steps N         stop after N optimizer steps (for tests and timing)\n"
+    "  --max-seconds S       stop after S seconds of training (evaluation not counted)\n"
+    "  --eval-every N        also evaluate every N optimizer steps\n"
+    "  --eval-seconds S      also evaluate every S seconds of training\n"
+    "  --optimizer NAME      sgd adagrad rmsprop adam adamw adadelta nadam radam adamax lion lamb\n"
+    "  --lr X --momentum X --nesterov 0|1 --wd X --dampening X --beta1 X --beta2 X --eps X\n"
+    "  --alpha X --rho X --amsgrad 0|1 --centered 0|1 --lr-decay X --momentum-decay X\n"
+    "  --lookahead-k K --lookahead-alpha X     hyperparameters, torch.optim names\n"
+    "  --decay-norm-bias     apply weight decay to biases and norm parameters too (default: exempt)\n"
+    "  --schedule S          onecycle | cosine | step | multistep | exponential | plateau | constant\n"
+    "  --warmup E            linear warmup over E epochs (fractions allowed)\n"
+    "  --clip-norm X         clip the global L2 gradient norm to X (0: off)\n"
+    "  --agc X               adaptive gradient clipping with factor X (0: off)\n"
+    "  --label-smoothing X   default per recipe\n"
+    "  --accum K             accumulate K micro-batches per optimizer step\n"
+    "  --skip-spikes         monitor: skip the steps whose loss spikes\n"
+    "  --no-skip-nonfinite   monitor: apply steps with NaN/Inf gradients (default: skip them)\n"
+    "  --diverge-factor X    stop when the loss exceeds X times the first loss (0: only NaN/Inf)\n"
+    "  --threads T           busy cores (default: all)\n"
+    "  --seed S              weights, data order, dropout (default 1)\n"
+    "  --checkpoint PATH     save a checkpoint after every evaluation (atomic)\n"
+    "  --resume PATH         continue a run from its checkpoint, bit-exactly\n"
+    "  --log FILE            per-step log, CSV (.csv) or JSON lines (.jsonl)\n"
+    "  --test FILE           evaluate on a held-out FILE (reported as test figures) instead of a split\n";
+
+int run_options_init(run_options *o, const trainer_config *tc, int argc, char **argv) {
+    memset(o, 0, sizeof *o);
+    o->tc = *tc;
+    o->algo = tc->optim.algo;
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--optimizer")) {
+            gopt_algo algo;
+            if (gopt_algo_from_name(argv[i + 1], &algo) != GOPT_OK) {
+                fprintf(stderr, "error: --optimizer: unknown algorithm '%s'\n", argv[i + 1]);
+                return -1;
+            }
+            if (algo != o->algo) o->tc.optim = gopt_optim_config_default(algo);
+            o->algo = algo;
+        }
+    return 0;
+}
+
+int run_option(run_options *o, const char *a, const char *v) {
+    long n;
+    double d;
+    /* flags */
+    if (!strcmp(a, "--decay-norm-bias")) { o->tc.decay_norm_bias = 1; return 1; }
+    if (!strcmp(a, "--skip-spikes")) { o->tc.skip_spikes = 1; return 1; }
+    if (!strcmp(a, "--no-skip-nonfinite")) { o->tc.skip_nonfinite = 0; return 1; }
+    static const char *const valued[] = {
+        "--optimizer", "--checkpoint", "--resume", "--log", "--test", "--epochs", "--batch", "--schedule",
+        "--warmup", "--clip-norm", "--agc", "--label-smoothing", "--accum", "--threads", "--seed", "--max-steps",
+        "--max-seconds", "--eval-every", "--eval-seconds", "--diverge-factor"};
+    int known = 0;
+    for (size_t i = 0; i < sizeof valued / sizeof valued[0]; i++) known |= !strcmp(a, valued[i]);
+    int is_optim = cli_is_optim_option(a);
+    if (!known && !is_optim) return 0;
+    if (!v) {
+        fprintf(stderr, "error: %s needs a value (see --help)\n", a);
+        return -1;
+    }
+    if (is_optim) {
+        if (cli_optim_option(a, v, &o->tc.optim) < 0) return -1;
+        if (!strcmp(a, "--lr")) o->have_lr = 1;
+        return 2;
+    }
+    if (!strcmp(a, "--optimizer")) return 2; /* applied by run_options_init */
+    if (!strcmp(a, "--checkpoint")) o->checkpoint = v;
+    else if (!strcmp(a, "--resume")) o->resume = v;
+    else if (!strcmp(a, "--log")) o->log = v;
+    else if (!strcmp(a, "--test")) o->test = v;
+    else if (!strcmp(a, "--epochs")) {
+        if (cli_int(a, v, 1, 1000000, &n)) return -1;
+        o->epochs = (int)n;
+        o->have_epochs = 1;
+    } else if (!strcmp(a, "--batch")) {
+        if (cli_int(a, v, 1, 65536, &n)) return -1;
+        o->tc.batch = (int)n;
+        o->have_batch = 1;
+    } else if (!strcmp(a, "--schedule")) {
+        if (trainer_schedule_from_name(v, &o->tc.schedule)) {
+            fprintf(stderr, "error: --schedule: unknown schedule '%s' (see --help)\n", v);
+            return -1;
+        }
+        o->have_sched = 1;
+    } else if (!strcmp(a, "--warmup")) {
+        if (cli_double(a, v, 0, 1000, &o->warmup_epochs)) return -1;
+    } else if (!strcmp(a, "--clip-norm")) {
+        if (cli_double(a, v, 0, 1e30, &o->tc.clip_norm)) return -1;
+        o->have_clip = 1;
+    } else if (!strcmp(a, "--agc")) {
+        if (cli_double(a, v, 0, 1e30, &o->tc.agc)) return -1;
+    } else if (!strcmp(a, "--label-smoothing")) {
+        if (cli_double(a, v, 0, 1, &d)) return -1;
+        o->tc.label_smoothing = (float)d;
+        o->have_ls = 1;
+    } else if (!strcmp(a, "--accum")) {
+        if (cli_int(a, v, 1, 1024, &n)) return -1;
+        o->tc.accum = (int)n;
+    } else if (!strcmp(a, "--threads")) {
+        if (cli_int(a, v, 1, 1024, &n)) return -1;
+        o->threads = (int)n;
+    } else if (!strcmp(a, "--seed")) {
+        if (cli_int(a, v, 0, 2147483647L, &n)) return -1;
+        o->tc.seed = (uint64_t)n;
+    } else if (!strcmp(a, "--max-steps")) {
+        if (cli_int(a, v, 1, 1000000000L, &n)) return -1;
+        o->max_steps = n;
+    } else if (!strcmp(a, "--max-seconds")) {
+        if (cli_double(a, v, 0.001, 1e9, &o->max_seconds)) return -1;
+    } else if (!strcmp(a, "--eval-every")) {
+        if (cli_int(a, v, 0, 1000000000L, &n)) return -1;
+        o->eval_every = n;
+    } else if (!strcmp(a, "--eval-seconds")) {
+        if (cli_double(a, v, 0, 1e9, &o->eval_seconds)) return -1;
+    } else if (!strcmp(a, "--diverge-factor")) {
+        if (cli_double(a, v, 0, 1e30, &o->tc.diverge_factor)) return -1;
+    }
+    return 2;
+}
+
+void run_options_describe(const run_options *o, char *buf, size_t n) {
+    const gopt_optim_config *c = &o->tc.optim;
+    snprintf(buf, n,
+             "epochs=%d batch=%d optimizer=%s lr=%g momentum=%g nesterov=%d wd=%g beta1=%g beta2=%g eps=%g "
+             "schedule=%s warmup=%g clip_norm=%g agc=%g label_smoothing=%g accum=%d skip_spikes=%d seed=%llu",
+             o->epochs, o->tc.batch, gopt_algo_name(c->algo), c->lr, c->momentum, c->nesterov, c->weight_decay,
+             c->beta1, c->beta2, c->eps, trainer_schedule_name(o->tc.schedule), o->warmup_epochs, o->tc.clip_norm,
+             o->tc.agc, o->tc.label_smoothing, o->tc.accum, o->tc.skip_spikes, (unsigned long long)o->tc.seed);
+}
+
+int64_t run_warmup_steps(const run_options *o, int64_t spe) {
+    return o->tc.schedule == SCHED_PLATEAU ? (int64_t)ceil(o->warmup_epochs)
+                                           : (int64_t)llround(o->warmup_epochs * (double)spe);
+}
+
+static void log_row(FILE *log, int jsonl, const trainer_step *st, double seconds, const char *ev, double vl,
+                    double va) {
+    if (jsonl)
+        fprintf(log,
+                "{\"step\":%lld,\"epoch\":%lld,\"loss\":%.6g,\"acc\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,"
+                "\"update_ratio\":%.6g,\"applied\":%d,\"%s_loss\":%.6g,\"%s_acc\":%.6g,\"train_seconds\":%.3f}\n",
+                (long long)st->step, (long long)st->epoch, st->loss, st->acc, st->lr, st->grad_norm,
+                isfinite(st->update_ratio) ? st->update_ratio : -1, st->applied, ev, isfinite(vl) ? vl : -1, ev,
+                isfinite(va) ? va : -1, seconds);
+    else
+        fprintf(log, "%lld,%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%d,%.6g,%.6g,%.3f\n", (long long)st->step,
+                (long long)st->epoch, st->loss, st->acc, st->lr, st->grad_norm, st->update_ratio, st->applied, vl, va,
+                seconds);
+}
+
+int run_loop(const run_options *o, const run_spec *s, trainer *t, run_result *r, char *err, size_t errlen) {
+    memset(r, 0, sizeof *r);
+    r->eval_loss = r->eval_acc = r->best_eval_loss = NAN;
+    r->best_eval_acc = 0;
+    FILE *log = NULL;
+    int jsonl = 0;
+    if (o->log) {
+        size_t len = strlen(o->log);
+        jsonl = len > 6 && !strcmp(o->log + len - 6, ".jsonl");
+        log = fopen(o->log, o->resume ? "a" : "w");
+        if (!log) return trainer_fail(err, errlen, "cannot open log '%s'", o->log);
+        if (!jsonl && !o->resume)
+            fprintf(log, "step,epoch,loss,acc,lr,grad_norm,update_ratio,applied,%s_loss,%s_acc,train_seconds\n",
+                    s->eval_name, s->eval_name);
+    }
+    const int64_t spe = trainer_steps_per_epoch(t) > 0 ? trainer_steps_per_epoch(t) : 1;
+    int64_t total = trainer_get_config(t)->total_steps;
+    if (o->max_steps && o->max_steps < total) total = o->max_steps;
+    const int tty = isatty(STDOUT_FILENO);
+    const double wall0 = cli_now();
+    double next_eval_time = o->eval_seconds > 0 ? o->eval_seconds : INFINITY;
+    int64_t units = 0, steps_here = 0;
+    double loss_ema = NAN, acc_ema = NAN;
+    int rc = 0;
+    while (trainer_steps(t) < total && !trainer_diverged(t) &&
+           !(o->max_seconds > 0 && r->train_seconds >= o->max_seconds)) {
+        trainer_step st;
+        int epoch_done;
+        double t0 = cli_now();
+        if (trainer_step_once(t, &st, &epoch_done, err, errlen)) {
+            rc = -1;
+            break;
+        }
+        r->train_seconds += cli_now() - t0;
+        steps_here++;
+        units += st.count;
+        loss_ema = isnan(loss_ema) ? st.loss : 0.95 * loss_ema + 0.05 * st.loss;
+        acc_ema = isnan(acc_ema) ? st.acc : 0.95 * acc_ema + 0.05 * st.acc;
+        double rate = units / r->train_seconds;
+        double eta = (double)(total - trainer_steps(t)) * r->train_seconds / (double)steps_here;
+        if (o->max_seconds > 0 && o->max_seconds - r->train_seconds < eta) eta = o->max_seconds - r->train_seconds;
+        char label[48];
+        snprintf(label, sizeof label, "epoch %lld/%d", (long long)st.epoch + 1, o->epochs);
+        int64_t in_epoch = (st.step - 1) % spe + 1;
+        if (tty || epoch_done || in_epoch % 50 == 0)
+            cli_progress(stdout, tty, label, in_epoch, spe, loss_ema, acc_ema, st.lr, rate, s->unit, eta, 0);
+        int out_of_time = o->max_seconds > 0 && r->train_seconds >= o->max_seconds;
+        int last = trainer_steps(t) >= total || trainer_diverged(t) || out_of_time;
+        int timed = r->train_seconds >= next_eval_time;
+        while (next_eval_time <= r->train_seconds) next_eval_time += o->eval_seconds;
+        int stepped = o->eval_every > 0 && st.step % o->eval_every == 0;
+        double vl = NAN, va = NAN;
+        if (epoch_done || last || timed || stepped) {
+            if (s->evaluate(s->eval_ctx, t, &vl, &va, err, errlen)) {
+                rc = -1;
+                break;
+            }
+            if (trainer_end_epoch(t, vl, err, errlen)) {
+                rc = -1;
+                break;
+            }
+            r->evaluations++;
+            r->eval_loss = vl;
+            r->eval_acc = va;
+            if (va > r->best_eval_acc) r->best_eval_acc = va;
+            if (!(vl >= r->best_eval_loss)) r->best_eval_loss = vl;
+            if (tty) fputc('\n', stdout);
+            if (epoch_done && !timed && !stepped && o->eval_every == 0 && o->eval_seconds == 0)
+                printf("epoch %lld: ", (long long)st.epoch + 1);
+            else
+                printf("step %lld (epoch %lld, %.1f s): ", (long long)st.step, (long long)st.epoch + 1,
+                       r->train_seconds);
+            printf("train loss %.4f acc %.2f%% | %s loss %.4f acc %.2f%% | lr %.4g | %.0f %s/s%s%s\n", loss_ema,
+                   100 * acc_ema, s->eval_name, vl, 100 * va, st.lr, rate, s->unit, s->data_label ? " | " : "",
+                   s->data_label ? s->data_label : "");
+            fflush(stdout);
+            if (o->checkpoint && trainer_save(t, o->checkpoint, s->config_text, err, errlen)) {
+                rc = -1;
+                break;
+            }
+        }
+        if (log) log_row(log, jsonl, &st, r->train_seconds, s->eval_name, vl, va);
+        r->out_of_time = out_of_time;
+    }
+    r->units = units;
+    r->wall_seconds = cli_now() - wall0;
+    if (log && fclose(log) != 0 && rc == 0) rc = trainer_fail(err, errlen, "writing log '%s' failed", o->log);
+    return rc;
+}
+
+void run_print_steps(FILE *f, trainer *t, const run_result *r, const char *unit) {
+    gopt_monitor_counts mc;
+    gopt_monitor_counts_get(trainer_monitor(t), &mc);
+    fprintf(f,
+            "  %lld optimizer steps (%lld applied, %lld skipped non-finite, %lld skipped spikes) in %.1f s of "
+            "training (%.1f s wall), %.0f %s/s\n",
+            (long long)trainer_steps(t), (long long)mc.applied, (long long)mc.skipped_nonfinite,
+            (long long)mc.skipped_spike, r->train_seconds, r->wall_seconds,
+            r->train_seconds > 0 ? r->units / r->train_seconds : 0.0, unit);
+}

@@ -1,0 +1,75 @@
+/* What the training programs (train_cifar10, train_text) share above the trainer: the
+ * command-line options of the optimizer, schedule, clipping, monitor, checkpoints, logs and
+ * run length; and the training loop with its progress bar, periodic evaluation,
+ * checkpoints and CSV/JSONL log. */
+#ifndef GOPT_EXAMPLES_RUN_H
+#define GOPT_EXAMPLES_RUN_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "trainer.h"
+
+typedef struct run_options {
+    trainer_config tc;
+    gopt_algo algo;
+    const char *checkpoint, *resume, *log, *test;
+    int epochs, threads;
+    double warmup_epochs;
+    int64_t max_steps;
+    double max_seconds;   /* training time (evaluation excluded); 0: no limit */
+    int64_t eval_every;   /* also evaluate every N steps (0: epoch ends and the end only) */
+    double eval_seconds;  /* also evaluate every S seconds of training time */
+    int have_lr, have_epochs, have_ls, have_sched, have_batch, have_clip;
+} run_options;
+
+/* Start from the program's defaults (`tc`, whose optim config is the default algorithm's)
+ * and apply --optimizer from argv first, so its defaults come before the hyperparameters.
+ * Prints the error and returns -1 for an unknown algorithm. */
+int run_options_init(run_options *o, const trainer_config *tc, int argc, char **argv);
+
+/* Apply one option: `name` with `value` (NULL when argv has no more). Returns 2 when it
+ * consumed the value too, 1 for a flag that takes none, 0 when `name` is not a shared
+ * option, -1 after printing the error (a bad or missing value). */
+int run_option(run_options *o, const char *name, const char *value);
+
+/* The help text of the shared options. */
+extern const char run_options_help[];
+
+/* The shared part of the configuration line (optimizer, schedule, stability, seed). */
+void run_options_describe(const run_options *o, char *buf, size_t n);
+
+/* Linear warmup in steps from --warmup (epochs) and the steps per epoch. */
+int64_t run_warmup_steps(const run_options *o, int64_t steps_per_epoch);
+
+typedef struct run_spec {
+    const char *unit;        /* rate unit: "img", "tok" */
+    const char *eval_name;   /* "val", or "test" for a held-out file given with --test */
+    const char *data_label;  /* the tail of each evaluation line (NULL: none) */
+    const char *config_text; /* stored in the checkpoints */
+    /* loss and accuracy on the held-out data (NAN when not measured) */
+    int (*evaluate)(void *ctx, trainer *t, double *loss, double *acc, char *err, size_t errlen);
+    void *eval_ctx;
+} run_spec;
+
+typedef struct run_result {
+    double eval_loss, eval_acc;     /* the last evaluation (NAN: none) */
+    double best_eval_acc, best_eval_loss;
+    double train_seconds;           /* inside trainer steps */
+    double wall_seconds;            /* the whole loop */
+    int64_t units;                  /* images or tokens trained on */
+    int evaluations;
+    int out_of_time;                /* stopped by --max-seconds */
+} run_result;
+
+/* Train until epochs x steps per epoch (or --max-steps) optimizer steps, --max-seconds of
+ * training time, or divergence. Evaluates at every epoch end, every --eval-every steps and
+ * --eval-seconds seconds and at the end; after each evaluation steps a plateau schedule,
+ * prints a line and writes the checkpoint. Logs every step (--log, CSV or .jsonl; appended
+ * on --resume). Returns 0, or -1 with the message in err. */
+int run_loop(const run_options *o, const run_spec *s, trainer *t, run_result *r, char *err, size_t errlen);
+
+/* "N optimizer steps (A applied, ...) in X s, R unit/s". */
+void run_print_steps(FILE *f, trainer *t, const run_result *r, const char *unit);
+
+#endif
