@@ -63,16 +63,19 @@ GOPT_CLONES static void run(const void *scalars, const gopt_optim_config *cfg, f
     else k_adadelta(c, p, g, state[0], state[1], n, 0);
 }
 
-const gopt__optim_algo gopt__optim_adadelta = {
-    .name = "adadelta",
-    .has_eps = 1,
-    .has_betas = 0,
-    .momentum_field = GOPT__MOMENTUM_NONE,
-    .state_names = {"square_avg", "acc_delta"},
-    .defaults = defaults,
-    .validate = validate,
-    .state_slots = state_slots,
-    .scalars_size = sizeof(adadelta_scalars),
-    .step_scalars = step_scalars,
-    .run = run,
-};
+const gopt__optim_algo *gopt__optim_adadelta(void) {
+    static const gopt__optim_algo algo = {
+        .name = "adadelta",
+        .has_eps = 1,
+        .has_betas = 0,
+        .momentum_field = GOPT__MOMENTUM_NONE,
+        .state_names = {"square_avg", "acc_delta"},
+        .defaults = defaults,
+        .validate = validate,
+        .state_slots = state_slots,
+        .scalars_size = sizeof(adadelta_scalars),
+        .step_scalars = step_scalars,
+        .run = run,
+    };
+    return &algo;
+}

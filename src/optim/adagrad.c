@@ -71,17 +71,20 @@ GOPT_CLONES static void run(const void *scalars, const gopt_optim_config *cfg, f
     else k_adagrad(c, p, g, state[0], n, 0);
 }
 
-const gopt__optim_algo gopt__optim_adagrad = {
-    .name = "adagrad",
-    .has_eps = 1,
-    .has_betas = 0,
-    .momentum_field = GOPT__MOMENTUM_NONE,
-    .state_names = {"sum"},
-    .defaults = defaults,
-    .validate = validate,
-    .state_slots = state_slots,
-    .init_state = init_state,
-    .scalars_size = sizeof(adagrad_scalars),
-    .step_scalars = step_scalars,
-    .run = run,
-};
+const gopt__optim_algo *gopt__optim_adagrad(void) {
+    static const gopt__optim_algo algo = {
+        .name = "adagrad",
+        .has_eps = 1,
+        .has_betas = 0,
+        .momentum_field = GOPT__MOMENTUM_NONE,
+        .state_names = {"sum"},
+        .defaults = defaults,
+        .validate = validate,
+        .state_slots = state_slots,
+        .init_state = init_state,
+        .scalars_size = sizeof(adagrad_scalars),
+        .step_scalars = step_scalars,
+        .run = run,
+    };
+    return &algo;
+}

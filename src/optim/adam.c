@@ -94,27 +94,33 @@ GOPT_CLONES static void run_adamw(const void *scalars, const gopt_optim_config *
     else k_adam(c, p, g, m, v, vmax, n, 0, 1, 0);
 }
 
-const gopt__optim_algo gopt__optim_adam = {
-    .name = "adam",
-    .has_eps = 1,
-    .has_betas = 1,
-    .momentum_field = GOPT__MOMENTUM_BETA1,
-    .state_names = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
-    .state_slots = state_slots,
-    .scalars_size = sizeof(adam_scalars),
-    .step_scalars = step_scalars,
-    .run = run_adam,
-};
+const gopt__optim_algo *gopt__optim_adam(void) {
+    static const gopt__optim_algo algo = {
+        .name = "adam",
+        .has_eps = 1,
+        .has_betas = 1,
+        .momentum_field = GOPT__MOMENTUM_BETA1,
+        .state_names = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
+        .state_slots = state_slots,
+        .scalars_size = sizeof(adam_scalars),
+        .step_scalars = step_scalars,
+        .run = run_adam,
+    };
+    return &algo;
+}
 
-const gopt__optim_algo gopt__optim_adamw = {
-    .name = "adamw",
-    .has_eps = 1,
-    .has_betas = 1,
-    .momentum_field = GOPT__MOMENTUM_BETA1,
-    .state_names = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
-    .defaults = adamw_defaults,
-    .state_slots = state_slots,
-    .scalars_size = sizeof(adam_scalars),
-    .step_scalars = step_scalars,
-    .run = run_adamw,
-};
+const gopt__optim_algo *gopt__optim_adamw(void) {
+    static const gopt__optim_algo algo = {
+        .name = "adamw",
+        .has_eps = 1,
+        .has_betas = 1,
+        .momentum_field = GOPT__MOMENTUM_BETA1,
+        .state_names = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
+        .defaults = adamw_defaults,
+        .state_slots = state_slots,
+        .scalars_size = sizeof(adam_scalars),
+        .step_scalars = step_scalars,
+        .run = run_adamw,
+    };
+    return &algo;
+}

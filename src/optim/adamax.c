@@ -58,15 +58,18 @@ GOPT_CLONES static void run(const void *scalars, const gopt_optim_config *cfg, f
     else k_adamax(c, p, g, state[0], state[1], n, 0);
 }
 
-const gopt__optim_algo gopt__optim_adamax = {
-    .name = "adamax",
-    .has_eps = 1,
-    .has_betas = 1,
-    .momentum_field = GOPT__MOMENTUM_BETA1,
-    .state_names = {"exp_avg", "exp_inf"},
-    .defaults = defaults,
-    .state_slots = state_slots,
-    .scalars_size = sizeof(adamax_scalars),
-    .step_scalars = step_scalars,
-    .run = run,
-};
+const gopt__optim_algo *gopt__optim_adamax(void) {
+    static const gopt__optim_algo algo = {
+        .name = "adamax",
+        .has_eps = 1,
+        .has_betas = 1,
+        .momentum_field = GOPT__MOMENTUM_BETA1,
+        .state_names = {"exp_avg", "exp_inf"},
+        .defaults = defaults,
+        .state_slots = state_slots,
+        .scalars_size = sizeof(adamax_scalars),
+        .step_scalars = step_scalars,
+        .run = run,
+    };
+    return &algo;
+}

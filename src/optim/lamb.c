@@ -193,17 +193,20 @@ static void pass(gopt_optim *opt) {
     }
 }
 
-const gopt__optim_algo gopt__optim_lamb = {
-    .name = "lamb",
-    .has_eps = 1,
-    .has_betas = 1,
-    .momentum_field = GOPT__MOMENTUM_BETA1,
-    .state_names = {"exp_avg", "exp_avg_sq"},
-    .defaults = defaults,
-    .state_slots = state_slots,
-    .create = build_lamb_blocks,
-    .destroy = destroy,
-    .scalars_size = sizeof(lamb_scalars),
-    .step_scalars = step_scalars,
-    .pass = pass,
-};
+const gopt__optim_algo *gopt__optim_lamb(void) {
+    static const gopt__optim_algo algo = {
+        .name = "lamb",
+        .has_eps = 1,
+        .has_betas = 1,
+        .momentum_field = GOPT__MOMENTUM_BETA1,
+        .state_names = {"exp_avg", "exp_avg_sq"},
+        .defaults = defaults,
+        .state_slots = state_slots,
+        .create = build_lamb_blocks,
+        .destroy = destroy,
+        .scalars_size = sizeof(lamb_scalars),
+        .step_scalars = step_scalars,
+        .pass = pass,
+    };
+    return &algo;
+}

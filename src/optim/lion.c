@@ -58,15 +58,18 @@ GOPT_CLONES static void run(const void *scalars, const gopt_optim_config *cfg, f
     else k_lion(c, p, g, state[0], n, 0);
 }
 
-const gopt__optim_algo gopt__optim_lion = {
-    .name = "lion",
-    .has_eps = 0,
-    .has_betas = 1,
-    .momentum_field = GOPT__MOMENTUM_BETA1,
-    .state_names = {"exp_avg"},
-    .defaults = defaults,
-    .state_slots = state_slots,
-    .scalars_size = sizeof(lion_scalars),
-    .step_scalars = step_scalars,
-    .run = run,
-};
+const gopt__optim_algo *gopt__optim_lion(void) {
+    static const gopt__optim_algo algo = {
+        .name = "lion",
+        .has_eps = 0,
+        .has_betas = 1,
+        .momentum_field = GOPT__MOMENTUM_BETA1,
+        .state_names = {"exp_avg"},
+        .defaults = defaults,
+        .state_slots = state_slots,
+        .scalars_size = sizeof(lion_scalars),
+        .step_scalars = step_scalars,
+        .run = run,
+    };
+    return &algo;
+}

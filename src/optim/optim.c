@@ -20,18 +20,18 @@
 
 /* ---- the table of algorithms ------------------------------------------------------------ */
 
-static const gopt__optim_algo *const algos[GOPT_ALGO_COUNT] = {
-    [GOPT_ALGO_SGD] = &gopt__optim_sgd,           [GOPT_ALGO_ADAGRAD] = &gopt__optim_adagrad,
-    [GOPT_ALGO_RMSPROP] = &gopt__optim_rmsprop,   [GOPT_ALGO_ADAM] = &gopt__optim_adam,
-    [GOPT_ALGO_ADAMW] = &gopt__optim_adamw,       [GOPT_ALGO_ADADELTA] = &gopt__optim_adadelta,
-    [GOPT_ALGO_NADAM] = &gopt__optim_nadam,       [GOPT_ALGO_RADAM] = &gopt__optim_radam,
-    [GOPT_ALGO_ADAMAX] = &gopt__optim_adamax,     [GOPT_ALGO_LION] = &gopt__optim_lion,
-    [GOPT_ALGO_LAMB] = &gopt__optim_lamb,
+static const gopt__optim_algo_fn algos[GOPT_ALGO_COUNT] = {
+    [GOPT_ALGO_SGD] = gopt__optim_sgd,           [GOPT_ALGO_ADAGRAD] = gopt__optim_adagrad,
+    [GOPT_ALGO_RMSPROP] = gopt__optim_rmsprop,   [GOPT_ALGO_ADAM] = gopt__optim_adam,
+    [GOPT_ALGO_ADAMW] = gopt__optim_adamw,       [GOPT_ALGO_ADADELTA] = gopt__optim_adadelta,
+    [GOPT_ALGO_NADAM] = gopt__optim_nadam,       [GOPT_ALGO_RADAM] = gopt__optim_radam,
+    [GOPT_ALGO_ADAMAX] = gopt__optim_adamax,     [GOPT_ALGO_LION] = gopt__optim_lion,
+    [GOPT_ALGO_LAMB] = gopt__optim_lamb,
 };
 
 /* The entry of algo; NULL when algo is not a gopt_algo. */
 static const gopt__optim_algo *algo_of(gopt_algo algo) {
-    return ((int)algo >= 0 && algo < GOPT_ALGO_COUNT) ? algos[algo] : NULL;
+    return ((int)algo >= 0 && algo < GOPT_ALGO_COUNT) ? algos[algo]() : NULL;
 }
 
 /* ---- names and defaults ------------------------------------------------------------- */
@@ -45,7 +45,7 @@ gopt_status gopt_algo_from_name(const char *name, gopt_algo *out) {
     GOPT_CHECK_NULL(name);
     GOPT_CHECK_NULL(out);
     for (int i = 0; i < GOPT_ALGO_COUNT; i++)
-        if (strcmp(name, algos[i]->name) == 0) {
+        if (strcmp(name, algos[i]()->name) == 0) {
             *out = (gopt_algo)i;
             return GOPT_OK;
         }
@@ -103,7 +103,7 @@ static void apply_overrides(gopt_optim_config *c, const gopt_group_config *g) {
 }
 
 /* Which state buffers a group's config needs (valid config). */
-static unsigned needed_buffers(const gopt_optim_config *c) { return algos[c->algo]->state_slots(c); }
+static unsigned needed_buffers(const gopt_optim_config *c) { return algos[c->algo]()->state_slots(c); }
 
 /* ---- lifetime ------------------------------------------------------------------------ */
 
@@ -125,7 +125,7 @@ gopt_status gopt_optim_create(const gopt_optim_config *cfg, gopt_params *params,
     GOPT_TRY(validate(cfg, ""));
     if (!gopt_params_finalized(params))
         return GOPT_FAIL(GOPT_ESTATE, "the params arena is not finalized (call gopt_params_finalize first)");
-    const gopt__optim_algo *impl = algos[cfg->algo];
+    const gopt__optim_algo *impl = algos[cfg->algo]();
     int ng = gopt_params_group_count(params);
     /* Resolve and check every group before allocating anything. */
     unsigned mask = 0;
@@ -402,7 +402,7 @@ gopt_status gopt_optim_state_load(gopt_optim *opt, const void *buf, size_t size)
     uint32_t algo = gopt__get_u32(&r);
     if (algo != (uint32_t)opt->algo)
         return GOPT_FAIL(GOPT_EFORMAT, "optimizer state is for algo %s, this optimizer is %s",
-                         algo < GOPT_ALGO_COUNT ? algos[algo]->name : "?", opt->impl->name);
+                         algo < GOPT_ALGO_COUNT ? algos[algo]()->name : "?", opt->impl->name);
     int64_t numel = gopt__get_i64(&r);
     if (numel != opt->numel)
         return GOPT_FAIL(GOPT_EFORMAT, "optimizer state holds %lld parameters, the arena has %lld", (long long)numel,

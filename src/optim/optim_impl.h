@@ -113,10 +113,21 @@ typedef struct gopt__optim_algo {
     void (*pass)(gopt_optim *opt);
 } gopt__optim_algo;
 
-/* The table entries, one per family file. */
-extern const gopt__optim_algo gopt__optim_sgd, gopt__optim_adagrad, gopt__optim_rmsprop, gopt__optim_adam,
-    gopt__optim_adamw, gopt__optim_adadelta, gopt__optim_nadam, gopt__optim_radam, gopt__optim_adamax,
-    gopt__optim_lion, gopt__optim_lamb;
+/* The table entries, one per family file. Functions returning a static entry rather than
+ * global objects: the library exports no data symbols (under ASan a global would also
+ * export an unprefixed __odr_asan.<name>, which symbols_prefixed refuses). */
+typedef const gopt__optim_algo *(*gopt__optim_algo_fn)(void);
+const gopt__optim_algo *gopt__optim_sgd(void);
+const gopt__optim_algo *gopt__optim_adagrad(void);
+const gopt__optim_algo *gopt__optim_rmsprop(void);
+const gopt__optim_algo *gopt__optim_adam(void);
+const gopt__optim_algo *gopt__optim_adamw(void);
+const gopt__optim_algo *gopt__optim_adadelta(void);
+const gopt__optim_algo *gopt__optim_nadam(void);
+const gopt__optim_algo *gopt__optim_radam(void);
+const gopt__optim_algo *gopt__optim_adamax(void);
+const gopt__optim_algo *gopt__optim_lion(void);
+const gopt__optim_algo *gopt__optim_lamb(void);
 
 /* Refuse a config field: return GOPT_EINVAL "<algo>: <field> = <val> <why><where>". */
 #define GOPT__REFUSE(cond, algo_name, field, why, val, where)                                          \

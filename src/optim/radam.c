@@ -82,14 +82,17 @@ GOPT_CLONES static void run(const void *scalars, const gopt_optim_config *cfg, f
     }
 }
 
-const gopt__optim_algo gopt__optim_radam = {
-    .name = "radam",
-    .has_eps = 1,
-    .has_betas = 1,
-    .momentum_field = GOPT__MOMENTUM_BETA1,
-    .state_names = {"exp_avg", "exp_avg_sq"},
-    .state_slots = state_slots,
-    .scalars_size = sizeof(radam_scalars),
-    .step_scalars = step_scalars,
-    .run = run,
-};
+const gopt__optim_algo *gopt__optim_radam(void) {
+    static const gopt__optim_algo algo = {
+        .name = "radam",
+        .has_eps = 1,
+        .has_betas = 1,
+        .momentum_field = GOPT__MOMENTUM_BETA1,
+        .state_names = {"exp_avg", "exp_avg_sq"},
+        .state_slots = state_slots,
+        .scalars_size = sizeof(radam_scalars),
+        .step_scalars = step_scalars,
+        .run = run,
+    };
+    return &algo;
+}

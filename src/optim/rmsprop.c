@@ -88,16 +88,19 @@ GOPT_CLONES static void run(const void *scalars, const gopt_optim_config *cfg, f
     }
 }
 
-const gopt__optim_algo gopt__optim_rmsprop = {
-    .name = "rmsprop",
-    .has_eps = 1,
-    .has_betas = 0,
-    .momentum_field = GOPT__MOMENTUM_MOMENTUM,
-    .state_names = {"square_avg", "momentum_buffer", "grad_avg"},
-    .defaults = defaults,
-    .validate = validate,
-    .state_slots = state_slots,
-    .scalars_size = sizeof(rmsprop_scalars),
-    .step_scalars = step_scalars,
-    .run = run,
-};
+const gopt__optim_algo *gopt__optim_rmsprop(void) {
+    static const gopt__optim_algo algo = {
+        .name = "rmsprop",
+        .has_eps = 1,
+        .has_betas = 0,
+        .momentum_field = GOPT__MOMENTUM_MOMENTUM,
+        .state_names = {"square_avg", "momentum_buffer", "grad_avg"},
+        .defaults = defaults,
+        .validate = validate,
+        .state_slots = state_slots,
+        .scalars_size = sizeof(rmsprop_scalars),
+        .step_scalars = step_scalars,
+        .run = run,
+    };
+    return &algo;
+}

@@ -81,16 +81,19 @@ GOPT_CLONES static void run(const void *scalars, const gopt_optim_config *cfg, f
     }
 }
 
-const gopt__optim_algo gopt__optim_sgd = {
-    .name = "sgd",
-    .has_eps = 0,
-    .has_betas = 0,
-    .momentum_field = GOPT__MOMENTUM_MOMENTUM,
-    .state_names = {"momentum_buffer"},
-    .defaults = defaults,
-    .validate = validate,
-    .state_slots = state_slots,
-    .scalars_size = sizeof(sgd_scalars),
-    .step_scalars = step_scalars,
-    .run = run,
-};
+const gopt__optim_algo *gopt__optim_sgd(void) {
+    static const gopt__optim_algo algo = {
+        .name = "sgd",
+        .has_eps = 0,
+        .has_betas = 0,
+        .momentum_field = GOPT__MOMENTUM_MOMENTUM,
+        .state_names = {"momentum_buffer"},
+        .defaults = defaults,
+        .validate = validate,
+        .state_slots = state_slots,
+        .scalars_size = sizeof(sgd_scalars),
+        .step_scalars = step_scalars,
+        .run = run,
+    };
+    return &algo;
+}
