@@ -301,6 +301,72 @@ static gopt_net *checkpoint_net(int recompute) {
     return net;
 }
 
+/* The dropout streams (a dropout layer's, and between stacked LSTM layers) are net state:
+ * saved after step k and loaded back, the next training forward draws the same masks. */
+static void test_dropout_stream_in_state(void **state) {
+    (void)state;
+    gopt_net *a = checkpoint_net(0);
+    float x[3 * 64];
+    for (int i = 0; i < 3 * 64; i++) x[i] = (float)((i * 29) % 13) - 6.0f;
+    int64_t s[4] = {3, 1, 8, 8};
+    gopt_tensor tx, l;
+    assert_ok(gopt_tensor_view(x, 4, s, &tx));
+    assert_ok(gopt_net_forward(a, &tx, &l));
+    size_t size = gopt_net_state_size(a);
+    unsigned char *buf = malloc(size);
+    assert_non_null(buf);
+    assert_ok(gopt_net_state_save(a, buf, size));
+    float first[9], second[9];
+    assert_ok(gopt_net_forward(a, &tx, &l));
+    memcpy(first, l.data, sizeof first);
+    assert_ok(gopt_net_forward(a, &tx, &l)); /* a new mask: other logits */
+    memcpy(second, l.data, sizeof second);
+    assert_true(memcmp(first, second, sizeof first) != 0);
+    assert_ok(gopt_net_state_load(a, buf, size));
+    assert_ok(gopt_net_forward(a, &tx, &l));
+    assert_memory_equal(first, l.data, sizeof first);
+    free(buf);
+    gopt_net_destroy(a);
+
+    /* embedding -> 2-layer LSTM with dropout 0.5 -> linear, on token ids */
+    gopt_net_config c = gopt_net_config_default();
+    c.max_batch = 2;
+    c.in_ndim = 1;
+    c.in_shape[0] = 5;
+    c.seed = 4;
+    gopt_net *r, *plain;
+    assert_ok(gopt_net_create(&c, &r));
+    gopt_layer_config e = gopt_layer_embedding(7, 4), m = gopt_layer_lstm(4, 6, 2, 1, 0.5f, 9), o = gopt_layer_linear(6, 7, 1);
+    assert_ok(gopt_net_add(r, &e, "emb"));
+    assert_ok(gopt_net_add(r, &m, "lstm"));
+    assert_ok(gopt_net_add(r, &o, "out"));
+    assert_ok(gopt_net_build(r));
+    const int32_t tok[10] = {1, 2, 3, 4, 5, 6, 0, 1, 2, 3};
+    assert_ok(gopt_net_forward_tokens(r, tok, 2, &l));
+    size = gopt_net_state_size(r);
+    buf = malloc(size);
+    assert_non_null(buf);
+    assert_ok(gopt_net_state_save(r, buf, size));
+    float lf[70];
+    assert_ok(gopt_net_forward_tokens(r, tok, 2, &l));
+    memcpy(lf, l.data, sizeof lf);
+    assert_ok(gopt_net_forward_tokens(r, tok, 2, &l));
+    assert_true(memcmp(lf, l.data, sizeof lf) != 0);
+    assert_ok(gopt_net_state_load(r, buf, size));
+    assert_ok(gopt_net_forward_tokens(r, tok, 2, &l));
+    assert_memory_equal(lf, l.data, sizeof lf);
+    /* a net without a random stream refuses the blob, naming the streams */
+    assert_ok(gopt_net_create(&c, &plain));
+    gopt_layer_config o4 = gopt_layer_linear(4, 7, 1);
+    assert_ok(gopt_net_add(plain, &e, "emb"));
+    assert_ok(gopt_net_add(plain, &o4, "out"));
+    assert_ok(gopt_net_build(plain));
+    assert_status(gopt_net_state_load(plain, buf, size), GOPT_EFORMAT, "random stream");
+    free(buf);
+    gopt_net_destroy(plain);
+    gopt_net_destroy(r);
+}
+
 /* A recomputed layer (activation checkpointing) changes no bit: logits, gradients, batchnorm
  * running statistics and dropout masks over three training steps, then an eval forward. */
 static void test_recompute_bit_identical(void **state) {
@@ -632,6 +698,7 @@ int main(void) {
         cmocka_unit_test(test_recompute_bit_identical),
         cmocka_unit_test(test_recompute_errors),
         cmocka_unit_test(test_token_net),
+        cmocka_unit_test(test_dropout_stream_in_state),
         cmocka_unit_test(test_lstm_learns_previous_token),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -283,10 +283,13 @@ int trainer_step_once(trainer *t, trainer_step *out, int *epoch_done, char *err,
         LIB(gopt_optim_step(t->opt), "optimizer step");
         LIB(gopt_monitor_after_step(t->mon), "monitor");
         out->update_ratio = update_ratio(t);
-        if (t->sched && !t->sched_per_epoch && t->sched_steps + 1 < t->cfg.total_steps) {
-            LIB(gopt_sched_step(t->sched), "scheduler step");
-            t->sched_steps++;
-        }
+    }
+    /* The schedule counts batches, applied or skipped (monitor.h, as PyTorch's GradScaler
+     * loops): it ends where total_steps says. Its last step is valid (sched.h, "End of a
+     * schedule"); the guard only stops a resumed run that goes past the planned length. */
+    if (t->sched && !t->sched_per_epoch && t->sched_steps < t->cfg.total_steps) {
+        LIB(gopt_sched_step(t->sched), "scheduler step");
+        t->sched_steps++;
     }
     /* Diverged: a non-finite loss, or the mean of the last 5 losses above diverge_factor
      * times the first loss (a mean, so that one spike the run recovers from does not count). */

@@ -111,8 +111,11 @@ GOPT_API void gopt_net_timing_reset(gopt_net *net);
 /* Multiply-adds x 2 of one forward pass per sample (conv and linear only). */
 GOPT_API double gopt_net_forward_flops(const gopt_net *net);
 
-/* ---- state: BatchNorm running statistics (non-parameter state), params.h convention.
- * Load requires the same BN layers (count, channels) and names the first mismatch. */
+/* ---- state: BatchNorm running statistics and the random streams of dropout layers and of
+ * dropout between recurrent layers (non-parameter state), params.h convention: a resumed
+ * run draws the masks the uninterrupted one would. Load requires the same BN layers
+ * (count, channels) and the same number of dropout streams, and names the first mismatch;
+ * a blob saved before the streams were kept ("GNS1") loads and leaves them as they are. */
 GOPT_API size_t gopt_net_state_size(const gopt_net *net);
 GOPT_API gopt_status gopt_net_state_save(const gopt_net *net, void *buf, size_t size);
 GOPT_API gopt_status gopt_net_state_load(gopt_net *net, const void *buf, size_t size);

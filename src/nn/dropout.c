@@ -68,6 +68,8 @@ static void dropout_backward(gopt_layer *l, const float *x, float *dy, float *dx
     for (int64_t i = 0; i < total; i++) dx[i] = mask[i] ? dy[i] * scale : 0.0f;
 }
 
+static gopt_rng *dropout_rng(gopt_layer *l) { return &((dropout_state *)l->st)->rng; }
+
 static const gopt__layer_vt dropout_vt = {
     .type = GOPT_LAYER_DROPOUT,
     .setup = dropout_setup,
@@ -76,6 +78,7 @@ static const gopt__layer_vt dropout_vt = {
     .forward = dropout_forward,
     .backward = dropout_backward,
     .recompute = dropout_recompute,
+    .rng = dropout_rng,
 };
 
 const gopt__layer_vt *gopt__dropout_vtable(void) { return &dropout_vt; }

@@ -56,6 +56,9 @@ typedef struct gopt__layer_vt {
     int (*bns)(gopt_layer *l, gopt__bn **out3);
     /* Recurrent types: zero the carried initial states (gopt_net_reset_state); NULL: none. */
     gopt_status (*reset_state)(gopt_layer *l);
+    /* The layer's own random stream (dropout masks), saved in the net's state so a resumed
+     * run draws the masks the uninterrupted run would have; NULL: none. */
+    gopt_rng *(*rng)(gopt_layer *l);
 } gopt__layer_vt;
 
 /* The vtables, one function per type (functions, not exported objects: sanitizers add

@@ -365,8 +365,13 @@ double gopt_net_forward_flops(const gopt_net *net) {
     return f;
 }
 
-/* ---- state: BN running statistics ---------------------------------------------------------- */
-#define NET_MAGIC GOPT__MAGIC('G', 'N', 'S', '1')
+/* ---- state: BN running statistics and the layers' random streams ---------------------------
+ * "GNS2": magic, batchnorm count, per batchnorm {C, running_mean[C], running_var[C]}, then
+ * the count of layers with a random stream (dropout, dropout between recurrent layers) and
+ * each stream's four words, so a resumed run draws the same masks. "GNS1" blobs (before the
+ * streams were saved) still load and leave the streams as they are. */
+#define NET_MAGIC_V1 GOPT__MAGIC('G', 'N', 'S', '1')
+#define NET_MAGIC GOPT__MAGIC('G', 'N', 'S', '2')
 
 static int collect_bns(const gopt_net *net, gopt__bn **bns, int max) {
     int n = 0;
@@ -381,6 +386,14 @@ static int collect_bns(const gopt_net *net, gopt__bn **bns, int max) {
     return n;
 }
 
+static gopt_rng *layer_rng(gopt_layer *l) { return l->vt->rng ? l->vt->rng(l) : NULL; }
+
+static int count_rngs(const gopt_net *net) {
+    int n = 0;
+    for (int i = 0; i < net->nlayers; i++) n += layer_rng(net->layers[i]) != NULL;
+    return n;
+}
+
 size_t gopt_net_state_size(const gopt_net *net) {
     if (!net) return 0;
     size_t size = 8;
@@ -389,7 +402,7 @@ size_t gopt_net_state_size(const gopt_net *net) {
         int k = gopt__layer_bns(net->layers[i], b3);
         for (int j = 0; j < k; j++) size += 4 + 8 * (size_t)b3[j]->C;
     }
-    return size;
+    return size + 4 + sizeof(gopt_rng) * (size_t)count_rngs(net);
 }
 
 gopt_status gopt_net_state_save(const gopt_net *net, void *buf, size_t size) {
@@ -410,6 +423,11 @@ gopt_status gopt_net_state_save(const gopt_net *net, void *buf, size_t size) {
             gopt__put(&w, b3[j]->running_var, sizeof(float) * (size_t)b3[j]->C);
         }
     }
+    gopt__put_u32(&w, (uint32_t)count_rngs(net));
+    for (int i = 0; i < net->nlayers; i++) {
+        const gopt_rng *rng = layer_rng(net->layers[i]);
+        for (int j = 0; rng && j < 4; j++) gopt__put_u64(&w, rng->s[j]);
+    }
     return w.ok ? GOPT_OK : GOPT_FAIL(GOPT_EINVAL, "buffer too small");
 }
 
@@ -418,7 +436,9 @@ gopt_status gopt_net_state_load(gopt_net *net, const void *buf, size_t size) {
     GOPT_CHECK_NULL(buf);
     gopt__rcur r = gopt__rcur_make(buf, size);
     uint32_t magic = gopt__get_u32(&r), count = gopt__get_u32(&r);
-    if (!r.ok || magic != NET_MAGIC) return GOPT_FAIL(GOPT_EFORMAT, "net state: bad magic or truncated header");
+    if (!r.ok || (magic != NET_MAGIC && magic != NET_MAGIC_V1))
+        return GOPT_FAIL(GOPT_EFORMAT, "net state: bad magic or truncated header");
+    const int with_rngs = magic == NET_MAGIC;
     int nbn = collect_bns(net, NULL, 0);
     if ((int)count != nbn || count > 100000)
         return GOPT_FAIL(GOPT_EFORMAT, "net state: %u batchnorm layers, the net has %d", count, nbn);
@@ -439,6 +459,19 @@ gopt_status gopt_net_state_load(gopt_net *net, const void *buf, size_t size) {
             v.p += 8 * (size_t)c;
         }
     }
+    if (with_rngs) {
+        uint32_t nrng = gopt__get_u32(&v);
+        if (!v.ok)
+            return GOPT_FAIL(GOPT_EFORMAT, "net state: truncated before the random streams (%zu bytes, expected %zu)",
+                             size, gopt_net_state_size(net));
+        if (nrng != (uint32_t)count_rngs(net))
+            return GOPT_FAIL(GOPT_EFORMAT, "net state: %u layers with a random stream (dropout), the net has %d", nrng,
+                             count_rngs(net));
+        if ((size_t)(v.end - v.p) < sizeof(gopt_rng) * (size_t)nrng)
+            return GOPT_FAIL(GOPT_EFORMAT, "net state: truncated in the random streams (%zu bytes, expected %zu)", size,
+                             gopt_net_state_size(net));
+        v.p += sizeof(gopt_rng) * (size_t)nrng;
+    }
     if (v.p != v.end)
         return GOPT_FAIL(GOPT_EFORMAT, "net state: %zu bytes, expected %zu", size, gopt_net_state_size(net));
     for (int i = 0; i < net->nlayers; i++) {
@@ -448,6 +481,13 @@ gopt_status gopt_net_state_load(gopt_net *net, const void *buf, size_t size) {
             (void)gopt__get_u32(&r);
             gopt__get(&r, b3[j]->running_mean, sizeof(float) * (size_t)b3[j]->C);
             gopt__get(&r, b3[j]->running_var, sizeof(float) * (size_t)b3[j]->C);
+        }
+    }
+    if (with_rngs) {
+        (void)gopt__get_u32(&r);
+        for (int i = 0; i < net->nlayers; i++) {
+            gopt_rng *rng = layer_rng(net->layers[i]);
+            for (int j = 0; rng && j < 4; j++) rng->s[j] = gopt__get_u64(&r);
         }
     }
     return GOPT_OK;

@@ -587,6 +587,8 @@ gopt_status gopt_layer_rnn_get_state_grad(gopt_layer *l, gopt_tensor *dh0, gopt_
 
 /* ---- vtables ------------------------------------------------------------------------------ */
 
+static gopt_rng *rnn_rng(gopt_layer *l) { return &((gopt__rnn *)l->st)->rng; }
+
 #define RNN_VT(name, kind)                                                                           \
     static const gopt__layer_vt name##_vt = {                                                        \
         .type = kind,                                                                                \
@@ -598,6 +600,7 @@ gopt_status gopt_layer_rnn_get_state_grad(gopt_layer *l, gopt_tensor *dh0, gopt_
         .backward = gopt__rnn_backward,                                                              \
         .flops = gopt__rnn_flops,                                                                    \
         .reset_state = gopt_layer_rnn_reset_state,                                                   \
+        .rng = rnn_rng,                                                                              \
     };                                                                                               \
     const gopt__layer_vt *gopt__##name##_vtable(void) { return &name##_vt; }
 RNN_VT(rnn, GOPT_LAYER_RNN)
