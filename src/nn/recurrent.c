@@ -541,15 +541,21 @@ gopt_status gopt_layer_rnn_reset_state(gopt_layer *l) {
     return GOPT_OK;
 }
 
+/* Views (L,n,H) of the state buffers h and (lstm) c. */
+static gopt_status state_views(const gopt_layer *l, float *h, float *c, int n, gopt_tensor *hv, gopt_tensor *cv) {
+    const gopt__rnn *r = l->st;
+    int64_t shape[3] = {r->L, n, r->H};
+    if (hv) GOPT_TRY(gopt_tensor_view(h, 3, shape, hv));
+    if (cv) GOPT_TRY(gopt_tensor_view(c, 3, shape, cv));
+    return GOPT_OK;
+}
+
 gopt_status gopt_layer_rnn_get_state(gopt_layer *l, gopt_tensor *hn, gopt_tensor *cn) {
     GOPT_TRY(need_recurrent(l));
     gopt__rnn *r = l->st;
     if (cn && r->G != 4) return GOPT_FAIL(GOPT_EINVAL, "%s: has no cell state; cn must be NULL", kind_name(l));
     if (r->fwd_n == 0) return GOPT_FAIL(GOPT_ESTATE, "%s: no forward yet", kind_name(l));
-    int64_t shape[3] = {r->L, r->fwd_n, r->H};
-    if (hn) GOPT_TRY(gopt_tensor_view(r->hN, 3, shape, hn));
-    if (cn) GOPT_TRY(gopt_tensor_view(r->cN, 3, shape, cn));
-    return GOPT_OK;
+    return state_views(l, r->hN, r->cN, r->fwd_n, hn, cn);
 }
 
 gopt_status gopt_layer_rnn_set_state_grad(gopt_layer *l, const gopt_tensor *dhn, const gopt_tensor *dcn) {
@@ -579,10 +585,7 @@ gopt_status gopt_layer_rnn_get_state_grad(gopt_layer *l, gopt_tensor *dh0, gopt_
     gopt__rnn *r = l->st;
     if (dc0 && r->G != 4) return GOPT_FAIL(GOPT_EINVAL, "%s: has no cell state; dc0 must be NULL", kind_name(l));
     if (r->bwd_n == 0) return GOPT_FAIL(GOPT_ESTATE, "%s: no backward since the last forward", kind_name(l));
-    int64_t shape[3] = {r->L, r->bwd_n, r->H};
-    if (dh0) GOPT_TRY(gopt_tensor_view(r->dh0, 3, shape, dh0));
-    if (dc0) GOPT_TRY(gopt_tensor_view(r->dc0, 3, shape, dc0));
-    return GOPT_OK;
+    return state_views(l, r->dh0, r->dc0, r->bwd_n, dh0, dc0);
 }
 
 /* ---- vtables ------------------------------------------------------------------------------ */
