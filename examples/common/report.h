@@ -10,10 +10,57 @@ typedef struct report_series {
     const char *name;
     const double *x, *y; /* n points; non-finite y values break the line */
     int n;
+    /* optional (0/NULL: off) */
+    const int *marks;    /* indices i of points to mark with a red ring (e.g. the monitor's
+                            spikes or explosions), nmarks of them */
+    int nmarks;
+    int color;           /* 1-based palette index to pin a colour across charts (0: by position) */
+    int dashed;          /* draw dashed */
 } report_series;
 
+/* Options of a chart (report_chart_default() gives the defaults in brackets). */
+typedef struct report_chart {
+    const char *title, *xlabel, *ylabel;
+    int log_x, log_y;       /* log10 axes (non-positive values skipped) [0, 0] */
+    double smooth;          /* in (0, 1): also draw each series smoothed by a bias-corrected
+                               EMA with this beta (as TensorBoard's smoothing), bold, with the
+                               raw series as a faint line of the same colour [0: raw only] */
+    double xmin, xmax;      /* fixed x range when xmin < xmax [auto] */
+    double ymin, ymax;      /* fixed y range when ymin < ymax (data units, not log) [auto] */
+    const double *hlines;   /* horizontal dashed reference lines at these y values ... */
+    const char *const *hline_labels; /* ... labelled (may be NULL) */
+    int nhlines;
+    int width, height;      /* px [720 x 360; small multiples 340 x 220] */
+    int legend;             /* 1: legend at the right [1; small multiples 0, the title names
+                               the panel] */
+} report_chart;
+
+report_chart report_chart_default(void);
+
+/* A chart of ns series with the given options. */
+void report_chart_draw(FILE *f, const report_chart *c, const report_series *s, int ns);
+
+/* One panel of a small-multiples grid. */
+typedef struct report_panel {
+    const char *title;        /* the panel's heading (e.g. "Adam + clip") */
+    const report_series *s;
+    int ns;
+    const double *hlines;     /* per-panel reference lines (e.g. the clip threshold) */
+    const char *const *hline_labels;
+    int nhlines;
+    const char *note;         /* a line of text under the panel, e.g. "clipped 34% of steps" */
+} report_panel;
+
+/* A grid of np panels, `cols` per row, sharing one x and one y range (computed over all
+ * panels unless `common` fixes them) so that panels compare at a glance; one legend for
+ * the grid under it when the panels' series share names. common's title heads the grid. */
+void report_small_multiples(FILE *f, const report_chart *common, const report_panel *p, int np, int cols);
+
+/* A table row helper: writes "<tr>" + cells + "</tr>"; each cell is HTML (not escaped). */
+void report_row(FILE *f, int header, int ncells, const char *const *cells);
+
 /* A line chart of ns series with axes, ticks, a legend and a title. log_y plots log10(y)
- * (non-positive values are skipped). */
+ * (non-positive values are skipped). Shorthand for report_chart_draw with the defaults. */
 void report_line_chart(FILE *f, const char *title, const char *xlabel, const char *ylabel,
                        const report_series *s, int ns, int log_y);
 

@@ -64,6 +64,9 @@ typedef struct gopt_monitor_config {
     double explosion_factor;     /* > 1 (10.0) */
     double vanishing_floor;      /* >= 0 (1e-8) */
     int track_updates;           /* 1: update/parameter ratios (one arena-sized buffer) (1) */
+    double layer_vanishing_ratio; /* >= 0: a layer whose gradient norm is below this times the
+                                     largest layer's is flagged vanishing (1e-4; 0: off) */
+    int layer_history;           /* per-layer grad-norm history length, >= 0 (0: none) */
 } gopt_monitor_config;
 
 GOPT_API gopt_monitor_config gopt_monitor_config_default(void);
@@ -80,6 +83,7 @@ typedef struct gopt_monitor_report {
     double loss;
     double zscore;       /* NAN until loss_min_samples losses were seen */
     double grad_norm;    /* global L2 norm (Inf/NaN when nonfinite_grad) */
+    int vanishing_layers; /* layers flagged vanishing this step (see gopt_monitor_layer) */
 } gopt_monitor_report;
 
 /* Per tensor, from the last before_step (grad) and after_step (param, update). */
@@ -122,6 +126,27 @@ GOPT_API gopt_status gopt_monitor_tensor_stats(const gopt_monitor *m, int index,
 /* Global grad-norm history, oldest first: copies min(max, available) values into out and
  * sets *n. */
 GOPT_API gopt_status gopt_monitor_grad_norm_history(const gopt_monitor *m, double *out, int max, int *n);
+
+/* Per-layer view. The net names its parameters "<layer>.<param>" (net.h); the monitor
+ * groups consecutive arena tensors whose names share the part before the last '.' into one
+ * layer, in arena order (a name without '.' is a layer of its own). Layer 0 is the one
+ * nearest the input in a net built front to back, so a plot of grad_norm against the layer
+ * index shows gradients vanishing (falling towards layer 0) or exploding. */
+typedef struct gopt_monitor_layer {
+    const char *name;          /* the shared prefix; valid while the monitor lives */
+    int first_tensor, ntensors;
+    double grad_norm;          /* L2 over the layer's gradients at the last before_step */
+    double param_norm, update_norm, update_ratio; /* after the last after_step (NAN if not measured) */
+    int vanishing;             /* grad_norm < layer_vanishing_ratio x the largest layer's at the last before_step */
+} gopt_monitor_layer;
+
+GOPT_API int gopt_monitor_layer_count(const gopt_monitor *m);
+/* Errors: GOPT_ERANGE (layer), GOPT_EINVAL (NULL). */
+GOPT_API gopt_status gopt_monitor_layer_stats(const gopt_monitor *m, int layer, gopt_monitor_layer *out);
+/* The layer's grad norms of the last min(layer_history, steps) before_step calls, oldest
+ * first: copies up to `max` of the newest into out and sets *n. Errors: GOPT_ERANGE,
+ * GOPT_ESTATE (layer_history is 0). */
+GOPT_API gopt_status gopt_monitor_layer_history(const gopt_monitor *m, int layer, double *out, int max, int *n);
 
 /* Export the last step as one row: columns step, applied, loss, zscore, grad_norm, lr
  * (group 0; empty without an optimizer), the five flags, then per tensor

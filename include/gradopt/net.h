@@ -68,6 +68,21 @@ GOPT_API gopt_status gopt_net_set_recompute(gopt_net *net, int i, int on);
 GOPT_API gopt_status gopt_net_build(gopt_net *net);
 
 /* The arena (owned by the net; valid until gopt_net_destroy). */
+/* Re-initialise the parameters of layer `layer` (-1: every layer) after build, from `seed`
+ * (the same seed, scheme and net give the same values), as a PyTorch user does with
+ * torch.nn.init over model.modules() (or Keras' kernel_initializer / recurrent_initializer):
+ *  - linear, conv2d, basic blocks' convolutions: weights by `weights` (gopt_tensor_init);
+ *    biases U(+-1/sqrt(fan_in)) under GOPT_INIT_TORCH_DEFAULT, else 0.
+ *  - rnn, lstm, gru: each gate's block of weight_ih by `weights` and of weight_hh by
+ *    `recurrent` (e.g. XAVIER_UNIFORM and ORTHOGONAL, Keras' LSTM default); both
+ *    TORCH_DEFAULT restores PyTorch's U(+-1/sqrt(H)) for every parameter, biases included;
+ *    otherwise biases are 0.
+ *  - embedding: N(0,1) under TORCH_DEFAULT, else by `weights`.
+ *  - batchnorm: gamma 1, beta 0, running statistics reset; other layers have no parameters.
+ * Errors: GOPT_ESTATE (not built), GOPT_ERANGE (layer), GOPT_EINVAL (a scheme out of range). */
+GOPT_API gopt_status gopt_net_init_weights(gopt_net *net, int layer, gopt_init weights, gopt_init recurrent,
+                                           uint64_t seed);
+
 GOPT_API gopt_params *gopt_net_params(gopt_net *net);
 GOPT_API int gopt_net_layer_count(const gopt_net *net);
 GOPT_API gopt_layer *gopt_net_layer(gopt_net *net, int i); /* NULL out of range */

@@ -88,8 +88,19 @@ typedef enum gopt_init {
     GOPT_INIT_HE_UNIFORM,
     GOPT_INIT_XAVIER_NORMAL,
     GOPT_INIT_XAVIER_UNIFORM,
-    GOPT_INIT_TORCH_DEFAULT
+    GOPT_INIT_TORCH_DEFAULT,
+    GOPT_INIT_ORTHOGONAL
 } gopt_init;
+/*   ORTHOGONAL     torch.nn.init.orthogonal_ (gain 1): the tensor as a (shape[0], rest)
+ *                  matrix whose rows (shape[0] <= rest) or columns are orthonormal, from the
+ *                  QR decomposition of an N(0,1) matrix with Q's columns signed by R's
+ *                  diagonal (Saxe et al. 2014); for recurrent weights (see net.h).
+ * Names (gopt_init_name / gopt_init_from_name): "he_normal", "he_uniform", "xavier_normal",
+ * "xavier_uniform", "default" (TORCH_DEFAULT), "orthogonal"; from_name also takes
+ * "kaiming_normal", "kaiming_uniform", "glorot_normal", "glorot_uniform" and "torch". */
+GOPT_API const char *gopt_init_name(gopt_init kind); /* "?" when out of range */
+/* Errors: GOPT_EINVAL naming the unknown name and listing the known ones. */
+GOPT_API gopt_status gopt_init_from_name(const char *name, gopt_init *out);
 
 GOPT_API gopt_status gopt_tensor_init(gopt_tensor *t, gopt_init kind, gopt_rng *rng);
 
