@@ -90,6 +90,13 @@ static void text_el(FILE *f, double x, double y, double fs, const char *attrs, c
     fputs("</text>\n", f);
 }
 
+/* The estimated width of s in px at font size fs. */
+static double text_width(const char *s, double fs) {
+    int chars = 0;
+    for (const char *p = s; p && *p; p++) chars += ((unsigned char)*p & 0xC0) != 0x80;
+    return chars * FONT_W * fs;
+}
+
 /* The full text as a tooltip when write_fitted would cut it. */
 static int needs_cut(const char *s, double width_px, double fs) {
     if (!s) return 0;
@@ -324,29 +331,79 @@ static void draw_hlines(FILE *f, const frame *fr, const double *hlines, const ch
     }
 }
 
-/* The polylines of one series (values v, axis units computed here); a non-finite or
- * non-positive-on-log value ends a polyline. A lone point is drawn as a zero-length line
- * (a dot with the round caps of the series' group). */
-static void draw_line(FILE *f, const frame *fr, const report_series *s, const double *v) {
-    int count = 0;
-    double last_x = 0, last_y = 0;
-    for (int i = 0; i <= s->n; i++) {
-        double ax = NAN, ay = NAN;
-        if (i < s->n) {
-            ax = axis_value(point_x(s, i), fr->log_x);
-            ay = axis_value(v[i], fr->log_y);
+/* Points of a polyline, thinned per pixel column: of the points falling into one column
+ * it keeps the first, the lowest, the highest and the last (in their order), so that a
+ * long series keeps its envelope and its spikes with a few points a pixel. */
+typedef struct kept {
+    double x, y;
+    int i; /* index in the series: the order of arrival */
+} kept;
+
+typedef struct thinner {
+    FILE *f;
+    int count;   /* points written in the open polyline */
+    int n;       /* points collected in the current column */
+    long column; /* the pixel column being collected */
+    kept first, lo, hi, last;
+    double last_x, last_y; /* the last point written */
+} thinner;
+
+static void emit_point(thinner *t, kept p) {
+    fprintf(t->f, "%s%.1f,%.1f", t->count ? " " : "<polyline points=\"", p.x, p.y);
+    t->count++;
+    t->last_x = p.x;
+    t->last_y = p.y;
+}
+
+static void flush_column(thinner *t) {
+    if (!t->n) return;
+    kept k[4] = {t->first, t->lo, t->hi, t->last};
+    for (int a = 1; a < 4; a++) /* by arrival */
+        for (int b = a; b > 0 && k[b].i < k[b - 1].i; b--) {
+            kept tmp = k[b];
+            k[b] = k[b - 1];
+            k[b - 1] = tmp;
         }
-        if (isnan(ax) || isnan(ay)) {
-            if (count == 1) fprintf(f, " %.1f,%.1f", last_x, last_y);
-            if (count) fputs("\"/>\n", f);
-            count = 0;
-            continue;
-        }
-        last_x = px_x(fr, ax);
-        last_y = px_y(fr, ay);
-        fprintf(f, "%s%.1f,%.1f", count ? " " : "<polyline points=\"", last_x, last_y);
-        count++;
+    for (int a = 0; a < 4; a++)
+        if (a == 0 || k[a].i != k[a - 1].i) emit_point(t, k[a]);
+    t->n = 0;
+}
+
+static void end_polyline(thinner *t) {
+    flush_column(t);
+    if (t->count == 1) fprintf(t->f, " %.1f,%.1f", t->last_x, t->last_y); /* a lone point: a dot */
+    if (t->count) fputs("\"/>\n", t->f);
+    t->count = 0;
+}
+
+static void add_point(thinner *t, double x, double y, int i) {
+    long column = (long)floor(x);
+    if (t->n && column != t->column) flush_column(t);
+    kept p = {x, y, i};
+    if (!t->n) {
+        t->first = t->lo = t->hi = t->last = p;
+        t->column = column;
+        t->n = 1;
+        return;
     }
+    if (y < t->lo.y) t->lo = p;
+    if (y > t->hi.y) t->hi = p;
+    t->last = p;
+    t->n++;
+}
+
+/* The polylines of one series (values v); a non-finite or non-positive-on-log value ends a
+ * polyline. A lone point is drawn as a zero-length line (a dot, with round caps). */
+static void draw_line(FILE *f, const frame *fr, const report_series *s, const double *v) {
+    thinner t = {.f = f};
+    for (int i = 0; i < s->n; i++) {
+        double ax = axis_value(point_x(s, i), fr->log_x), ay = axis_value(v[i], fr->log_y);
+        if (isnan(ax) || isnan(ay))
+            end_polyline(&t);
+        else
+            add_point(&t, px_x(fr, ax), px_y(fr, ay), i);
+    }
+    end_polyline(&t);
 }
 
 static unsigned clip_counter;
@@ -430,7 +487,10 @@ void report_chart_draw(FILE *f, const report_chart *c, const report_series *s, i
     report_chart d = c ? *c : report_chart_default();
     if (ns < 0 || !s) ns = 0;
     double W = d.width > 0 ? d.width : 720, H = d.height > 0 ? d.height : 360;
-    double L = 66, T = 34, B = 44, R = d.legend ? 180 : 18;
+    /* the legend column as wide as its longest name needs, within 90 .. 260 px */
+    double longest = 0;
+    for (int k = 0; k < ns; k++) longest = fmax(longest, text_width(s[k].name, 11));
+    double L = 66, T = 34, B = 44, R = d.legend && ns > 0 ? fmin(fmax(12 + 25 + longest + 8, 90), 260) : 18;
     if (d.legend && T + 10 + 16.0 * ns > H - 10) H = T + 20 + 16.0 * ns; /* room for every entry */
     range xr = {INFINITY, -INFINITY}, yr = {INFINITY, -INFINITY};
     extent(s, ns, d.hlines, d.nhlines, d.log_x, d.log_y, &xr, &yr);
@@ -490,7 +550,9 @@ void report_small_multiples(FILE *f, const report_chart *common, const report_pa
     if (cols <= 0) cols = np < 3 ? (np > 0 ? np : 1) : 3;
     if (cols > np && np > 0) cols = np;
     int rows = np > 0 ? (np + cols - 1) / cols : 0;
-    double PW = d.width > 0 ? d.width : 340, PH = d.height > 0 ? d.height : 220;
+    double gl = d.ylabel && *d.ylabel ? 20 : 0;
+    /* by default 340 px a panel, narrower (down to 240) when the row would pass 1060 px */
+    double PW = d.width > 0 ? d.width : fmax(240, fmin(340, (1060 - gl) / cols)), PH = d.height > 0 ? d.height : 220;
     int any_note = 0, multi = 0;
     for (int a = 0; a < np; a++) {
         any_note |= p[a].note && *p[a].note;
@@ -498,7 +560,7 @@ void report_small_multiples(FILE *f, const report_chart *common, const report_pa
     }
     /* margins inside a panel, and around the grid */
     double pl = 50, pr = 12, pt = 24, pb = 24 + (any_note ? 16 : 0);
-    double gl = d.ylabel && *d.ylabel ? 20 : 0, gt = d.title && *d.title ? 30 : 4;
+    double gt = d.title && *d.title ? 30 : 4;
     double gx = d.xlabel && *d.xlabel ? 22 : 0;
     int legend_idx[64][2], repeat = 0;
     int ndistinct = distinct_names(p, np, legend_idx, 64, &repeat);
@@ -508,7 +570,7 @@ void report_small_multiples(FILE *f, const report_chart *common, const report_pa
     double lx = gl + pl, ly = 0, legend_rows = nleg ? 1 : 0;
     for (int e = 0; e < nleg; e++) {
         const char *name = p[legend_idx[e][0]].s[legend_idx[e][1]].name;
-        double ew = 25 + fmin(FONT_W * 11 * (double)(name ? strlen(name) : 0), 220) + 18;
+        double ew = 25 + fmin(text_width(name, 11), 220) + 18;
         if (lx + ew > W - 8 && lx > gl + pl) {
             lx = gl + pl;
             legend_rows++;
@@ -537,6 +599,10 @@ void report_small_multiples(FILE *f, const report_chart *common, const report_pa
         text_el(f, fr.x0, oy + 16, 12, "font-weight=\"bold\"", p[a].title, fr.w);
         draw_axes(f, &fr);
         draw_hlines(f, &fr, p[a].hlines, p[a].hline_labels, p[a].nhlines);
+        range px_r = {INFINITY, -INFINITY}, py_r = {INFINITY, -INFINITY};
+        extent(p[a].s, p[a].s ? p[a].ns : 0, NULL, 0, d.log_x, d.log_y, &px_r, &py_r);
+        if (!(px_r.lo <= px_r.hi))
+            text_el(f, fr.x0 + fr.w / 2, fr.y0 + fr.h / 2 + 4, 12, "text-anchor=\"middle\" fill=\"#999\"", "no data", 0);
         int colour_of[64];
         for (int k = 0; k < p[a].ns && k < 64; k++) colour_of[k] = colour_index(p, legend_idx, ndistinct, &p[a].s[k], k);
         draw_series(f, &d, &fr, p[a].s, p[a].s ? (p[a].ns < 64 ? p[a].ns : 64) : 0, colour_of);
@@ -553,7 +619,7 @@ void report_small_multiples(FILE *f, const report_chart *common, const report_pa
     if (nleg) fputs("<g class=\"legend\">\n", f);
     for (int e = 0; e < nleg; e++) {
         const report_series *s = &p[legend_idx[e][0]].s[legend_idx[e][1]];
-        double nw = fmin(FONT_W * 11 * (double)(s->name ? strlen(s->name) : 0), 220);
+        double nw = fmin(text_width(s->name, 11), 220);
         double ew = 25 + nw + 18;
         if (lx + ew > W - 8 && lx > gl + pl) {
             lx = gl + pl;

@@ -244,6 +244,47 @@ static void test_breaks_marks_hlines(void **state) {
     free(html);
 }
 
+/* 20000 points on a 636 px wide plot: a few points a pixel column, the spike kept. */
+static void test_long_series_thinned(void **state) {
+    (void)state;
+    enum { N = 20000 };
+    double *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y);
+    assert_non_null(x);
+    assert_non_null(y);
+    for (int i = 0; i < N; i++) {
+        x[i] = i;
+        y[i] = 1 + 0.5 * sin(i * 0.37);
+    }
+    y[12345] = 10; /* one spike */
+    report_series s = {.name = "long", .x = x, .y = y, .n = N};
+    report_chart c = report_chart_default();
+    c.legend = 0;
+    c.ymin = 0, c.ymax = 10;
+    out o;
+    report_chart_draw(out_open(&o), &c, &s, 1);
+    char *html = out_close(&o);
+    double *px = malloc(N * sizeof *px), *py = malloc(N * sizeof *py);
+    int nlines, n = group_points(html, "line", px, py, N, &nlines);
+    assert_int_equal(nlines, 1);
+    assert_true(n > 636 && n <= 4 * 637);
+    int spike = 0;
+    double lowest = 0, highest = 1000;
+    for (int i = 0; i < n; i++) {
+        spike |= fabs(py[i] - 34) < 0.06; /* y = 10: the top */
+        if (i) assert_true(px[i] >= px[i - 1]);
+        if (py[i] > lowest) lowest = py[i];
+        if (py[i] < highest && fabs(py[i] - 34) > 1) highest = py[i];
+    }
+    assert_true(spike);
+    /* the envelope 0.5 .. 1.5 survives */
+    assert_true(fabs(lowest - (34 + 0.95 * 282)) < 0.2 && fabs(highest - (34 + 0.85 * 282)) < 0.2);
+    free(px);
+    free(py);
+    free(html);
+    free(x);
+    free(y);
+}
+
 static void test_escaping_and_long_titles(void **state) {
     (void)state;
     const double x[] = {0, 1}, y[] = {1, 2};
@@ -458,6 +499,7 @@ int main(void) {
         cmocka_unit_test(test_ema_by_hand),
         cmocka_unit_test(test_smoothed_line_coordinates),
         cmocka_unit_test(test_breaks_marks_hlines),
+        cmocka_unit_test(test_long_series_thinned),
         cmocka_unit_test(test_escaping_and_long_titles),
         cmocka_unit_test(test_log_axes),
         cmocka_unit_test(test_linear_ticks),
