@@ -142,7 +142,7 @@ static range final_range(range data, double fixed_lo, double fixed_hi, int log_a
         }
     }
     if (!(data.lo <= data.hi)) return (range){0, 1};
-    if (data.hi == data.lo) {
+    if (data.hi - data.lo <= 1e-9 * fmax(fabs(data.lo), fabs(data.hi))) { /* one value (to rounding) */
         double d = log_axis ? 0.5 : fabs(data.lo) > 0 ? 0.1 * fabs(data.lo) : 0.5;
         return (range){data.lo - d, data.hi + d};
     }
@@ -274,7 +274,7 @@ static void tick_label(FILE *f, const ticks *t, int i) {
 /* Grid lines, tick labels and the frame of a plot. */
 static void draw_axes(FILE *f, const frame *fr) {
     ticks xt, yt;
-    make_ticks(&yt, fr->yr.lo, fr->yr.hi, fr->log_y, fr->h < 180 ? 4 : 6);
+    make_ticks(&yt, fr->yr.lo, fr->yr.hi, fr->log_y, fr->h < 180 ? 4 : 5);
     /* x labels need room side by side: fewer ticks while the widest would touch */
     for (int target = fr->w < 400 ? 4 : 7; target >= 2; target--) {
         make_ticks(&xt, fr->xr.lo, fr->xr.hi, fr->log_x, target);

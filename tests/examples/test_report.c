@@ -357,6 +357,32 @@ static void test_log_axes(void **state) {
     free(html);
 }
 
+/* A constant series, a near-constant one, NULL options, no series: sane charts. */
+static void test_degenerate_charts(void **state) {
+    (void)state;
+    const double x[] = {0, 1, 2}, flat[] = {2, 2, 2}, near[] = {1, 1 + 1e-15, 1};
+    report_series s[2] = {{.name = "flat", .x = x, .y = flat, .n = 3}, {.name = "near", .x = x, .y = near, .n = 3}};
+    char buf[512];
+    const char *after;
+    out o;
+    report_chart_draw(out_open(&o), NULL, s, 1);
+    char *html = out_close(&o);
+    check_nesting(html);
+    group_text(html, "yticks", buf, sizeof buf, &after);
+    assert_string_equal(buf, "1.8|1.9|2.0|2.1|2.2|"); /* 2 +- 10% */
+    free(html);
+    report_chart_draw(out_open(&o), NULL, s + 1, 1);
+    html = out_close(&o);
+    group_text(html, "yticks", buf, sizeof buf, &after);
+    assert_string_equal(buf, "0.90|0.95|1.00|1.05|1.10|"); /* not a tick per 1e-16 */
+    free(html);
+    report_chart_draw(out_open(&o), NULL, NULL, 0);
+    html = out_close(&o);
+    assert_true(check_nesting(html) > 3);
+    assert_null(strstr(html, "<polyline"));
+    free(html);
+}
+
 static void test_linear_ticks(void **state) {
     (void)state;
     const double x[] = {0, 1e7}, y[] = {0.001, 0.0042};
@@ -434,6 +460,17 @@ static void test_small_multiples_share_axes(void **state) {
     assert_null(strstr(html, "class=\"legend\""));
     free(html);
 
+    /* a panel without a finite point says so */
+    const double nan2[] = {NAN, NAN};
+    report_series none = {.name = "x", .x = x1, .y = nan2, .n = 2};
+    report_panel blank[2] = {{.title = "has data", .s = a, .ns = 1}, {.title = "diverged at once", .s = &none, .ns = 1}};
+    report_small_multiples(out_open(&o), &c, blank, 2, 2);
+    html = out_close(&o);
+    check_nesting(html);
+    assert_int_equal(count(html, ">no data</text>"), 1);
+    assert_non_null(strstr(html, ">no data</text>") > strstr(html, "diverged at once") ? html : NULL);
+    free(html);
+
     /* no panels, NULL options: still a well-formed (empty) figure */
     report_small_multiples(out_open(&o), NULL, NULL, 0, 0);
     html = out_close(&o);
@@ -503,6 +540,7 @@ int main(void) {
         cmocka_unit_test(test_escaping_and_long_titles),
         cmocka_unit_test(test_log_axes),
         cmocka_unit_test(test_linear_ticks),
+        cmocka_unit_test(test_degenerate_charts),
         cmocka_unit_test(test_small_multiples_share_axes),
         cmocka_unit_test(test_fixed_shared_range),
         cmocka_unit_test(test_line_chart_row_page),
