@@ -41,12 +41,6 @@ gopt_status gopt_init_from_name(const char *name, gopt_init *out) {
 
 /* ---- orthogonal ----------------------------------------------------------------------------- */
 
-/* q := the Q (m,n) of the thin QR a = Q R of a (m,n), m >= n, with Q's column j multiplied
- * by sign(R[j][j]): R's diagonal becomes non-negative, which makes the QR unique, so the
- * result does not depend on the reflector convention (torch.nn.init.orthogonal_ does the
- * same after LAPACK's geqrf). Both matrices column-major (column j at a + j*m), so every
- * inner loop is contiguous. Householder reflections H_j = I - 2 v_j v_j^T, the unit v_j
- * stored over a's column j from row j down; a is destroyed; sign has n entries. */
 /* Columns k0..k1-1 of the column-major x (column length m) := H x: col -= 2 v (v . col) over
  * rows j..m-1. (No threads: one parallel region per reflection costs more than it saves
  * at these sizes, and far more on a busy machine.) */
@@ -61,6 +55,12 @@ static void reflect(double *x, const double *v, int64_t j, int64_t k0, int64_t k
     }
 }
 
+/* q := the Q (m,n) of the thin QR a = Q R of a (m,n), m >= n, with Q's column j multiplied
+ * by sign(R[j][j]): R's diagonal becomes non-negative, which makes the QR unique, so the
+ * result does not depend on the reflector convention (torch.nn.init.orthogonal_ does the
+ * same after LAPACK's geqrf). Both matrices column-major (column j at a + j*m), so every
+ * inner loop is contiguous. Householder reflections H_j = I - 2 v_j v_j^T, the unit v_j
+ * stored over a's column j from row j down; a is destroyed; sign has n entries. */
 static void householder_q(double *a, double *q, double *sign, int64_t m, int64_t n) {
     for (int64_t j = 0; j < n; j++) {
         double *v = a + j * m;
@@ -73,16 +73,14 @@ static void householder_q(double *a, double *q, double *sign, int64_t m, int64_t
         for (int64_t i = j; i < m; i++) vnorm += v[i] * v[i];
         vnorm = sqrt(vnorm);
         for (int64_t i = j; i < m; i++) v[i] = vnorm > 0 ? v[i] / vnorm : 0.0;
-        reflect(a, v, j, j + 1, n, m);       /* the columns right of j */
+        reflect(a, v, j, j + 1, n, m); /* the columns right of j */
         sign[j] = alpha > 0 ? 1.0 : (alpha < 0 ? -1.0 : 0.0);
     }
     /* Q = H_0 H_1 ... H_{n-1} [I_n; 0]: apply H_{n-1} first to the identity's columns; before
      * H_j is applied, columns k < j are still e_k, which H_j leaves alone */
     memset(q, 0, (size_t)(m * n) * sizeof(double));
     for (int64_t j = 0; j < n; j++) q[j * m + j] = 1.0;
-    for (int64_t j = n - 1; j >= 0; j--) {
-        reflect(q, a + j * m, j, j, n, m);
-    }
+    for (int64_t j = n - 1; j >= 0; j--) reflect(q, a + j * m, j, j, n, m);
     for (int64_t k = 0; k < n; k++)
         for (int64_t i = 0; i < m; i++) q[k * m + i] *= sign[k];
 }
