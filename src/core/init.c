@@ -41,45 +41,48 @@ gopt_status gopt_init_from_name(const char *name, gopt_init *out) {
 
 /* ---- orthogonal ----------------------------------------------------------------------------- */
 
-/* q (m,n) := the Q of the thin QR a = Q R of a (m,n), m >= n, row-major, with Q's column j
- * multiplied by sign(R[j][j]): R's diagonal becomes non-negative, which makes the QR unique,
- * so the result does not depend on the reflector convention (torch.nn.init.orthogonal_ does
- * the same after LAPACK's geqrf). Householder reflections H_j = I - 2 v_j v_j^T, the unit
- * v_j stored over a's column j from row j down; a is destroyed; sign has n entries. */
+/* Columns k0..k1-1 of the column-major x (column length m) := H x: col -= 2 v (v . col) over
+ * rows j..m-1. (No threads: one parallel region per reflection costs more than it saves
+ * at these sizes, and far more on a busy machine.) */
+static void reflect(double *x, const double *v, int64_t j, int64_t k0, int64_t k1, int64_t m) {
+    for (int64_t k = k0; k < k1; k++) {
+        double *col = x + k * m, dot = 0;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t i = j; i < m; i++) dot += v[i] * col[i];
+        dot *= 2;
+#pragma omp simd
+        for (int64_t i = j; i < m; i++) col[i] -= dot * v[i];
+    }
+}
+
+/* q := the Q (m,n) of the thin QR a = Q R of a (m,n), m >= n, with Q's column j multiplied
+ * by sign(R[j][j]): R's diagonal becomes non-negative, which makes the QR unique, so the
+ * result does not depend on the reflector convention (torch.nn.init.orthogonal_ does the
+ * same after LAPACK's geqrf). Both matrices column-major (column j at a + j*m), so every
+ * inner loop is contiguous. Householder reflections H_j = I - 2 v_j v_j^T, the unit v_j
+ * stored over a's column j from row j down; a is destroyed; sign has n entries. */
 static void householder_q(double *a, double *q, double *sign, int64_t m, int64_t n) {
     for (int64_t j = 0; j < n; j++) {
+        double *v = a + j * m;
         double norm = 0;
-        for (int64_t i = j; i < m; i++) norm += a[i * n + j] * a[i * n + j];
+        for (int64_t i = j; i < m; i++) norm += v[i] * v[i];
         norm = sqrt(norm);
-        const double x0 = a[j * n + j];
-        const double alpha = x0 >= 0 ? -norm : norm; /* R[j][j]; the sign opposite x0 avoids cancellation */
-        a[j * n + j] = x0 - alpha;                   /* v = x - alpha e_1, then normalised */
+        const double alpha = v[j] >= 0 ? -norm : norm; /* R[j][j]; the sign opposite v[j] avoids cancellation */
+        v[j] -= alpha;                                 /* v = x - alpha e_1, then normalised */
         double vnorm = 0;
-        for (int64_t i = j; i < m; i++) vnorm += a[i * n + j] * a[i * n + j];
+        for (int64_t i = j; i < m; i++) vnorm += v[i] * v[i];
         vnorm = sqrt(vnorm);
-        for (int64_t i = j; i < m; i++) a[i * n + j] = vnorm > 0 ? a[i * n + j] / vnorm : 0.0;
-        for (int64_t k = j + 1; k < n; k++) { /* columns right of j: col -= 2 v (v . col) */
-            double dot = 0;
-            for (int64_t i = j; i < m; i++) dot += a[i * n + j] * a[i * n + k];
-            dot *= 2;
-            for (int64_t i = j; i < m; i++) a[i * n + k] -= dot * a[i * n + j];
-        }
+        for (int64_t i = j; i < m; i++) v[i] = vnorm > 0 ? v[i] / vnorm : 0.0;
+        reflect(a, v, j, j + 1, n, m); /* the columns right of j */
         sign[j] = alpha > 0 ? 1.0 : (alpha < 0 ? -1.0 : 0.0);
     }
-    /* Q = H_0 H_1 ... H_{n-1} [I_n; 0]: apply H_{n-1} first to the identity's columns */
+    /* Q = H_0 H_1 ... H_{n-1} [I_n; 0]: apply H_{n-1} first to the identity's columns; before
+     * H_j is applied, columns k < j are still e_k, which H_j leaves alone */
     memset(q, 0, (size_t)(m * n) * sizeof(double));
-    for (int64_t j = 0; j < n; j++) q[j * n + j] = 1.0;
-    for (int64_t j = n - 1; j >= 0; j--) {
-        for (int64_t k = 0; k < n; k++) {
-            double dot = 0;
-            for (int64_t i = j; i < m; i++) dot += a[i * n + j] * q[i * n + k];
-            if (dot == 0) continue;
-            dot *= 2;
-            for (int64_t i = j; i < m; i++) q[i * n + k] -= dot * a[i * n + j];
-        }
-    }
-    for (int64_t i = 0; i < m; i++)
-        for (int64_t k = 0; k < n; k++) q[i * n + k] *= sign[k];
+    for (int64_t j = 0; j < n; j++) q[j * m + j] = 1.0;
+    for (int64_t j = n - 1; j >= 0; j--) reflect(q, a + j * m, j, j, n, m);
+    for (int64_t k = 0; k < n; k++)
+        for (int64_t i = 0; i < m; i++) q[k * m + i] *= sign[k];
 }
 
 /* torch.nn.init.orthogonal_(t, gain=1): W (rows, cols) = t flattened from dim 1; draw
@@ -97,15 +100,12 @@ static gopt_status init_orthogonal(gopt_tensor *t, gopt_rng *rng) {
     if (!a) return GOPT_FAIL(GOPT_ENOMEM, "orthogonal init scratch for a (%lld,%lld) matrix", (long long)rows,
                              (long long)cols);
     double *q = a + mn, *sign = q + mn;
+    /* wide: the matrix factored is the draw transposed, whose column r is the draw's row r */
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++) {
-            double z = gopt_rng_normal(rng);
-            if (wide) a[c * n + r] = z; /* a = the draw transposed, (cols, rows) */
-            else a[r * n + c] = z;
-        }
+        for (int64_t c = 0; c < cols; c++) a[wide ? r * m + c : c * m + r] = gopt_rng_normal(rng);
     householder_q(a, q, sign, m, n);
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++) t->data[r * cols + c] = (float)(wide ? q[c * n + r] : q[r * n + c]);
+        for (int64_t c = 0; c < cols; c++) t->data[r * cols + c] = (float)q[wide ? r * m + c : c * m + r];
     gopt__free(a);
     return GOPT_OK;
 }
