@@ -469,17 +469,17 @@ static void svg_open(FILE *f, double w, double h, const char *cls, const char *t
     fputs("</title>\n", f);
 }
 
-static void axis_labels(FILE *f, const report_chart *c, double cx, double by, double lx, double cy) {
+/* The axis titles, each fitted into the length of its axis (xw, yh px). */
+static void axis_labels(FILE *f, const report_chart *c, double cx, double by, double xw, double lx, double cy, double yh) {
+    char buf[320], attrs[160];
     if (c->xlabel && *c->xlabel) {
-        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\" fill=\"#222\">", cx, by);
-        report_escape(f, c->xlabel);
-        fputs(c->log_x ? " (log scale)</text>\n" : "</text>\n", f);
+        snprintf(buf, sizeof buf, "%s%s", c->xlabel, c->log_x ? " (log scale)" : "");
+        text_el(f, cx, by, 12, "text-anchor=\"middle\" fill=\"#222\"", buf, xw);
     }
     if (c->ylabel && *c->ylabel) {
-        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\" fill=\"#222\" transform=\"rotate(-90 %.1f %.1f)\">",
-                lx, cy, lx, cy);
-        report_escape(f, c->ylabel);
-        fputs(c->log_y ? " (log scale)</text>\n" : "</text>\n", f);
+        snprintf(buf, sizeof buf, "%s%s", c->ylabel, c->log_y ? " (log scale)" : "");
+        snprintf(attrs, sizeof attrs, "text-anchor=\"middle\" fill=\"#222\" transform=\"rotate(-90 %.1f %.1f)\"", lx, cy);
+        text_el(f, lx, cy, 12, attrs, buf, yh);
     }
 }
 
@@ -503,7 +503,7 @@ void report_chart_draw(FILE *f, const report_chart *c, const report_series *s, i
     draw_axes(f, &fr);
     draw_hlines(f, &fr, d.hlines, d.hline_labels, d.nhlines);
     draw_series(f, &d, &fr, s, ns, NULL);
-    axis_labels(f, &d, L + fr.w / 2, H - 8, 14, T + fr.h / 2);
+    axis_labels(f, &d, L + fr.w / 2, H - 8, fr.w + L, 14, T + fr.h / 2, fr.h + B);
     if (d.legend)
         for (int k = 0; k < ns; k++) legend_entry(f, L + fr.w + 12, T + 8 + 16.0 * k, &s[k], k, R - 12 - 25 - 4);
     fputs("</svg>\n", f);
@@ -611,8 +611,8 @@ void report_small_multiples(FILE *f, const report_chart *common, const report_pa
     }
     if (np > 0) {
         /* the axis labels once: x under the grid, y at its left */
-        report_chart labels = d;
-        axis_labels(f, &labels, gl + pl + (cols * PW - pl - pr) / 2, grid_bottom + 14, 12, gt + rows * PH / 2);
+        axis_labels(f, &d, gl + pl + (cols * PW - pl - pr) / 2, grid_bottom + 14, cols * PW - pl - pr, 12,
+                    gt + rows * PH / 2, rows * PH);
     }
     lx = gl + pl;
     ly = grid_bottom + gx + 12;
