@@ -245,7 +245,7 @@ static void make_ticks(ticks *t, double lo, double hi, int log_axis, int target)
                 double v = p + log10(m[j]);
                 if (v < lo - 1e-9 || v > hi + 1e-9) continue;
                 t->v[t->n] = v;
-                snprintf(t->label[t->n], sizeof t->label[0], "%g", m[j] * pow(10, p));
+                format_number(t->label[t->n], sizeof t->label[0], m[j] * pow(10, p), pow(10, p));
                 t->power[t->n++] = 0;
             }
         if (t->n >= 3) return;
@@ -412,10 +412,14 @@ static unsigned clip_counter;
  * then the marks as red rings (at the frame's edge when the value is off the plot). */
 static void draw_series(FILE *f, const report_chart *c, const frame *fr, const report_series *s, int ns,
                         const int *colour_of) {
-    unsigned id = ++clip_counter;
-    fprintf(f, "<defs><clipPath id=\"rclip%u\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/></clipPath></defs>\n",
+    /* the id names the rectangle too: should pages written by two processes be joined,
+     * ids that collide stand for the same clip */
+    char id[96];
+    snprintf(id, sizeof id, "rclip%u_%ld_%ld_%ld_%ld", ++clip_counter, lround(fr->x0 * 10), lround(fr->y0 * 10),
+             lround(fr->w * 10), lround(fr->h * 10));
+    fprintf(f, "<defs><clipPath id=\"%s\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/></clipPath></defs>\n",
             id, fr->x0, fr->y0, fr->w, fr->h);
-    fprintf(f, "<g clip-path=\"url(#rclip%u)\" fill=\"none\" stroke-linejoin=\"round\" stroke-linecap=\"round\">\n", id);
+    fprintf(f, "<g clip-path=\"url(#%s)\" fill=\"none\" stroke-linejoin=\"round\" stroke-linecap=\"round\">\n", id);
     int smooth = c->smooth > 0 && c->smooth < 1;
     for (int pass = 0; pass < 1 + smooth; pass++)
         for (int k = 0; k < ns; k++) {
