@@ -215,10 +215,14 @@ static void make_ticks(ticks *t, double lo, double hi, int log_axis, int target)
     int p0 = (int)ceil(lo - 1e-9), p1 = (int)floor(hi + 1e-9), count = p1 - p0 + 1;
     if (count >= 2) {
         int stride = 1;
-        while ((count + stride - 1) / stride > target + 1) stride = stride == 1 ? 2 : stride == 2 ? 3 : stride == 3 ? 5 : stride * 2;
+        while ((count + stride - 1) / stride > target + 2) /* label every 1, 2, 3, 5, 10, 20 ... powers */
+            stride = stride == 1 ? 2 : stride == 2 ? 3 : stride == 3 ? 5 : stride * 2;
         int plain = p0 >= -3 && p1 <= 4; /* 0.001 .. 10000 read better as numbers */
         for (int p = p0; p <= p1 && t->n < MAXTICKS; p++) {
-            if (p % stride) continue;
+            if (p % stride) { /* an unlabelled power: a grid line only */
+                if (t->nminor < MAXTICKS) t->minor[t->nminor++] = p;
+                continue;
+            }
             t->v[t->n] = p;
             if (plain)
                 snprintf(t->label[t->n], sizeof t->label[0], "%g", pow(10, p));
@@ -434,7 +438,8 @@ static void draw_series(FILE *f, const report_chart *c, const frame *fr, const r
             }
             const char *cls = smooth ? (pass ? "smooth" : "raw") : "line";
             double width = smooth ? (pass ? 2 : 1) : 1.5;
-            fprintf(f, "<g class=\"%s\" stroke=\"%s\" stroke-width=\"%g\"%s%s>\n", cls, series_colour(&s[k], colour_of ? colour_of[k] : k), width,
+            const char *colour = series_colour(&s[k], colour_of ? colour_of[k] : k);
+            fprintf(f, "<g class=\"%s\" stroke=\"%s\" stroke-width=\"%g\"%s%s>\n", cls, colour, width,
                     smooth && !pass ? " stroke-opacity=\"0.25\"" : "", s[k].dashed ? " stroke-dasharray=\"6 3\"" : "");
             draw_line(f, fr, &s[k], v);
             fputs("</g>\n", f);
@@ -487,6 +492,14 @@ static void axis_labels(FILE *f, const report_chart *c, double cx, double by, do
     }
 }
 
+/* Under the plot, right-aligned: how to read the bold and the faint lines. */
+static void smoothing_key(FILE *f, const report_chart *c, double right, double y) {
+    if (!(c->smooth > 0 && c->smooth < 1)) return;
+    char buf[96];
+    snprintf(buf, sizeof buf, "bold: EMA-smoothed (%.3g), faint: raw", c->smooth);
+    text_el(f, right, y, 10, "class=\"smoothing-key\" text-anchor=\"end\" fill=\"#777\"", buf, 0);
+}
+
 void report_chart_draw(FILE *f, const report_chart *c, const report_series *s, int ns) {
     report_chart d = c ? *c : report_chart_default();
     if (ns < 0 || !s) ns = 0;
@@ -507,7 +520,8 @@ void report_chart_draw(FILE *f, const report_chart *c, const report_series *s, i
     draw_axes(f, &fr);
     draw_hlines(f, &fr, d.hlines, d.hline_labels, d.nhlines);
     draw_series(f, &d, &fr, s, ns, NULL);
-    axis_labels(f, &d, L + fr.w / 2, H - 8, fr.w + L, 14, T + fr.h / 2, fr.h + B);
+    axis_labels(f, &d, L + fr.w / 2, H - 8, fr.w * 0.5, 14, T + fr.h / 2, fr.h + B);
+    smoothing_key(f, &d, W - 6, H - 8);
     if (d.legend)
         for (int k = 0; k < ns; k++) legend_entry(f, L + fr.w + 12, T + 8 + 16.0 * k, &s[k], k, R - 12 - 25 - 4);
     fputs("</svg>\n", f);
@@ -610,13 +624,15 @@ void report_small_multiples(FILE *f, const report_chart *common, const report_pa
         int colour_of[64];
         for (int k = 0; k < p[a].ns && k < 64; k++) colour_of[k] = colour_index(p, legend_idx, ndistinct, &p[a].s[k], k);
         draw_series(f, &d, &fr, p[a].s, p[a].s ? (p[a].ns < 64 ? p[a].ns : 64) : 0, colour_of);
-        if (p[a].note && *p[a].note) text_el(f, fr.x0, fr.y0 + fr.h + 34, 11, "fill=\"#555\" font-style=\"italic\"", p[a].note, fr.w);
+        if (p[a].note && *p[a].note)
+            text_el(f, fr.x0, fr.y0 + fr.h + 34, 11, "fill=\"#555\" font-style=\"italic\"", p[a].note, fr.w);
         fputs("</g>\n", f);
     }
     if (np > 0) {
         /* the axis labels once: x under the grid, y at its left */
-        axis_labels(f, &d, gl + pl + (cols * PW - pl - pr) / 2, grid_bottom + 14, cols * PW - pl - pr, 12,
+        axis_labels(f, &d, gl + pl + (cols * PW - pl - pr) / 2, grid_bottom + 14, (cols * PW - pl - pr) * 0.5, 12,
                     gt + rows * PH / 2, rows * PH);
+        smoothing_key(f, &d, W - pr, grid_bottom + 14);
     }
     lx = gl + pl;
     ly = grid_bottom + gx + 12;
