@@ -215,10 +215,14 @@ static void make_ticks(ticks *t, double lo, double hi, int log_axis, int target)
     int p0 = (int)ceil(lo - 1e-9), p1 = (int)floor(hi + 1e-9), count = p1 - p0 + 1;
     if (count >= 2) {
         int stride = 1;
-        while ((count + stride - 1) / stride > target + 1) stride = stride == 1 ? 2 : stride == 2 ? 3 : stride == 3 ? 5 : stride * 2;
+        while ((count + stride - 1) / stride > target + 2) /* label every 1, 2, 3, 5, 10, 20 ... powers */
+            stride = stride == 1 ? 2 : stride == 2 ? 3 : stride == 3 ? 5 : stride * 2;
         int plain = p0 >= -3 && p1 <= 4; /* 0.001 .. 10000 read better as numbers */
         for (int p = p0; p <= p1 && t->n < MAXTICKS; p++) {
-            if (p % stride) continue;
+            if (p % stride) { /* an unlabelled power: a grid line only */
+                if (t->nminor < MAXTICKS) t->minor[t->nminor++] = p;
+                continue;
+            }
             t->v[t->n] = p;
             if (plain)
                 snprintf(t->label[t->n], sizeof t->label[0], "%g", pow(10, p));
@@ -245,7 +249,7 @@ static void make_ticks(ticks *t, double lo, double hi, int log_axis, int target)
                 double v = p + log10(m[j]);
                 if (v < lo - 1e-9 || v > hi + 1e-9) continue;
                 t->v[t->n] = v;
-                snprintf(t->label[t->n], sizeof t->label[0], "%g", m[j] * pow(10, p));
+                format_number(t->label[t->n], sizeof t->label[0], m[j] * pow(10, p), pow(10, p));
                 t->power[t->n++] = 0;
             }
         if (t->n >= 3) return;
@@ -412,10 +416,14 @@ static unsigned clip_counter;
  * then the marks as red rings (at the frame's edge when the value is off the plot). */
 static void draw_series(FILE *f, const report_chart *c, const frame *fr, const report_series *s, int ns,
                         const int *colour_of) {
-    unsigned id = ++clip_counter;
-    fprintf(f, "<defs><clipPath id=\"rclip%u\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/></clipPath></defs>\n",
+    /* the id names the rectangle too: should pages written by two processes be joined,
+     * ids that collide stand for the same clip */
+    char id[96];
+    snprintf(id, sizeof id, "rclip%u_%ld_%ld_%ld_%ld", ++clip_counter, lround(fr->x0 * 10), lround(fr->y0 * 10),
+             lround(fr->w * 10), lround(fr->h * 10));
+    fprintf(f, "<defs><clipPath id=\"%s\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/></clipPath></defs>\n",
             id, fr->x0, fr->y0, fr->w, fr->h);
-    fprintf(f, "<g clip-path=\"url(#rclip%u)\" fill=\"none\" stroke-linejoin=\"round\" stroke-linecap=\"round\">\n", id);
+    fprintf(f, "<g clip-path=\"url(#%s)\" fill=\"none\" stroke-linejoin=\"round\" stroke-linecap=\"round\">\n", id);
     int smooth = c->smooth > 0 && c->smooth < 1;
     for (int pass = 0; pass < 1 + smooth; pass++)
         for (int k = 0; k < ns; k++) {
@@ -430,7 +438,8 @@ static void draw_series(FILE *f, const report_chart *c, const frame *fr, const r
             }
             const char *cls = smooth ? (pass ? "smooth" : "raw") : "line";
             double width = smooth ? (pass ? 2 : 1) : 1.5;
-            fprintf(f, "<g class=\"%s\" stroke=\"%s\" stroke-width=\"%g\"%s%s>\n", cls, series_colour(&s[k], colour_of ? colour_of[k] : k), width,
+            const char *colour = series_colour(&s[k], colour_of ? colour_of[k] : k);
+            fprintf(f, "<g class=\"%s\" stroke=\"%s\" stroke-width=\"%g\"%s%s>\n", cls, colour, width,
                     smooth && !pass ? " stroke-opacity=\"0.25\"" : "", s[k].dashed ? " stroke-dasharray=\"6 3\"" : "");
             draw_line(f, fr, &s[k], v);
             fputs("</g>\n", f);
@@ -469,18 +478,26 @@ static void svg_open(FILE *f, double w, double h, const char *cls, const char *t
     fputs("</title>\n", f);
 }
 
-static void axis_labels(FILE *f, const report_chart *c, double cx, double by, double lx, double cy) {
+/* The axis titles, each fitted into the length of its axis (xw, yh px). */
+static void axis_labels(FILE *f, const report_chart *c, double cx, double by, double xw, double lx, double cy, double yh) {
+    char buf[320], attrs[160];
     if (c->xlabel && *c->xlabel) {
-        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\" fill=\"#222\">", cx, by);
-        report_escape(f, c->xlabel);
-        fputs(c->log_x ? " (log scale)</text>\n" : "</text>\n", f);
+        snprintf(buf, sizeof buf, "%s%s", c->xlabel, c->log_x ? " (log scale)" : "");
+        text_el(f, cx, by, 12, "text-anchor=\"middle\" fill=\"#222\"", buf, xw);
     }
     if (c->ylabel && *c->ylabel) {
-        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\" fill=\"#222\" transform=\"rotate(-90 %.1f %.1f)\">",
-                lx, cy, lx, cy);
-        report_escape(f, c->ylabel);
-        fputs(c->log_y ? " (log scale)</text>\n" : "</text>\n", f);
+        snprintf(buf, sizeof buf, "%s%s", c->ylabel, c->log_y ? " (log scale)" : "");
+        snprintf(attrs, sizeof attrs, "text-anchor=\"middle\" fill=\"#222\" transform=\"rotate(-90 %.1f %.1f)\"", lx, cy);
+        text_el(f, lx, cy, 12, attrs, buf, yh);
     }
+}
+
+/* Under the plot, right-aligned: how to read the bold and the faint lines. */
+static void smoothing_key(FILE *f, const report_chart *c, double right, double y) {
+    if (!(c->smooth > 0 && c->smooth < 1)) return;
+    char buf[96];
+    snprintf(buf, sizeof buf, "bold: EMA-smoothed (%.3g), faint: raw", c->smooth);
+    text_el(f, right, y, 10, "class=\"smoothing-key\" text-anchor=\"end\" fill=\"#777\"", buf, 0);
 }
 
 void report_chart_draw(FILE *f, const report_chart *c, const report_series *s, int ns) {
@@ -503,7 +520,8 @@ void report_chart_draw(FILE *f, const report_chart *c, const report_series *s, i
     draw_axes(f, &fr);
     draw_hlines(f, &fr, d.hlines, d.hline_labels, d.nhlines);
     draw_series(f, &d, &fr, s, ns, NULL);
-    axis_labels(f, &d, L + fr.w / 2, H - 8, 14, T + fr.h / 2);
+    axis_labels(f, &d, L + fr.w / 2, H - 8, fr.w * 0.5, 14, T + fr.h / 2, fr.h + B);
+    smoothing_key(f, &d, W - 6, H - 8);
     if (d.legend)
         for (int k = 0; k < ns; k++) legend_entry(f, L + fr.w + 12, T + 8 + 16.0 * k, &s[k], k, R - 12 - 25 - 4);
     fputs("</svg>\n", f);
@@ -606,13 +624,15 @@ void report_small_multiples(FILE *f, const report_chart *common, const report_pa
         int colour_of[64];
         for (int k = 0; k < p[a].ns && k < 64; k++) colour_of[k] = colour_index(p, legend_idx, ndistinct, &p[a].s[k], k);
         draw_series(f, &d, &fr, p[a].s, p[a].s ? (p[a].ns < 64 ? p[a].ns : 64) : 0, colour_of);
-        if (p[a].note && *p[a].note) text_el(f, fr.x0, fr.y0 + fr.h + 34, 11, "fill=\"#555\" font-style=\"italic\"", p[a].note, fr.w);
+        if (p[a].note && *p[a].note)
+            text_el(f, fr.x0, fr.y0 + fr.h + 34, 11, "fill=\"#555\" font-style=\"italic\"", p[a].note, fr.w);
         fputs("</g>\n", f);
     }
     if (np > 0) {
         /* the axis labels once: x under the grid, y at its left */
-        report_chart labels = d;
-        axis_labels(f, &labels, gl + pl + (cols * PW - pl - pr) / 2, grid_bottom + 14, 12, gt + rows * PH / 2);
+        axis_labels(f, &d, gl + pl + (cols * PW - pl - pr) / 2, grid_bottom + 14, (cols * PW - pl - pr) * 0.5, 12,
+                    gt + rows * PH / 2, rows * PH);
+        smoothing_key(f, &d, W - pr, grid_bottom + 14);
     }
     lx = gl + pl;
     ly = grid_bottom + gx + 12;

@@ -355,6 +355,13 @@ static void test_log_axes(void **state) {
     group_text(html, "yticks", buf, sizeof buf, &after);
     assert_string_equal(buf, "2|3|4|5|6|7|"); /* 2 and 5 alone would be too few */
     free(html);
+    const double y3[] = {2.5e-5, 7e-5, 4e-5};
+    s.y = y3;
+    report_chart_draw(out_open(&o), &c, &s, 1);
+    html = out_close(&o);
+    group_text(html, "yticks", buf, sizeof buf, &after);
+    assert_string_equal(buf, "3e-5|4e-5|5e-5|6e-5|7e-5|");
+    free(html);
 }
 
 /* A constant series, a near-constant one, NULL options, no series: sane charts. */
@@ -495,6 +502,7 @@ static void test_fixed_shared_range(void **state) {
     group_text(at, "yticks", buf, sizeof buf, &at);
     assert_string_equal(buf, "0|1|2|3|4|");
     assert_int_equal(count(html, "clip-path=\"url(#rclip"), 2); /* the spike to 50 is clipped */
+    assert_int_equal(count(html, "<clipPath id=\"rclip"), 2);
     free(html);
 }
 
