@@ -719,7 +719,7 @@ int lab_resnet(const lab_options *o, lab_section *out) {
     memset(&S, 0, sizeof S);
     S.st = settings_for(o->quick);
     const rn_settings *st = &S.st;
-    const int64_t sched_subset = o->quick ? 2000 : 10000;
+    const int64_t sched_subset = o->quick ? 2000 : 20000;
     double t_all = cli_now();
     /* data: the synthetic set is small by design */
     int64_t synth = st->train_subset / 4 + st->val_subset;

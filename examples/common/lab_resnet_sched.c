@@ -173,14 +173,21 @@ int rn_schedules(const lab_options *o, const gopt_dataset *train, const gopt_dat
         for (int s = 1; s < NSTRAT; s++)
             if (runs[k][s].val_acc > runs[k][best[k]].val_acc) best[k] = s;
     }
+    char bs[NSOPT][160];
+    for (int k = 0; k < NSOPT; k++) {
+        if (best[k] == STRAT_CONSTANT)
+            snprintf(bs[k], sizeof bs[k], "the constant LR stayed best for %s (%.1f%%)", sopt_names[k],
+                     100 * runs[k][STRAT_CONSTANT].val_acc);
+        else
+            snprintf(bs[k], sizeof bs[k], "%s was best for %s (%.1f%% against %.1f%% at a constant LR)",
+                     strat_names[best[k]], sopt_names[k], 100 * runs[k][best[k]].val_acc,
+                     100 * runs[k][STRAT_CONSTANT].val_acc);
+    }
     snprintf(res->finding, sizeof res->finding,
-             "Over %d epochs of ResNet-8 (width %g) on %lld images, the best LR strategy by final validation accuracy "
-             "was %s for SGD-Nesterov (%.1f%% against %.1f%% at a constant LR) and %s for Adam (%.1f%% against "
-             "%.1f%%); linear warmup then ReduceLROnPlateau reached %.1f%% and %.1f%% (rank %d and %d of %d) against "
-             "%.1f%% and %.1f%% for ReduceLROnPlateau alone.",
-             c.epochs, c.width, (long long)n, strat_names[best[0]], 100 * runs[0][best[0]].val_acc,
-             100 * runs[0][STRAT_CONSTANT].val_acc, strat_names[best[1]], 100 * runs[1][best[1]].val_acc,
-             100 * runs[1][STRAT_CONSTANT].val_acc, 100 * runs[0][STRAT_WARMUP_PLATEAU].val_acc,
+             "Over %d epochs of ResNet-8 (width %g) on %lld images, by final validation accuracy %s and %s; linear "
+             "warmup then ReduceLROnPlateau reached %.1f%% and %.1f%% (rank %d and %d of %d) against %.1f%% and "
+             "%.1f%% for ReduceLROnPlateau alone.",
+             c.epochs, c.width, (long long)n, bs[0], bs[1], 100 * runs[0][STRAT_WARMUP_PLATEAU].val_acc,
              100 * runs[1][STRAT_WARMUP_PLATEAU].val_acc, rank_of(runs[0], STRAT_WARMUP_PLATEAU),
              rank_of(runs[1], STRAT_WARMUP_PLATEAU), NSTRAT, 100 * runs[0][STRAT_PLATEAU].val_acc,
              100 * runs[1][STRAT_PLATEAU].val_acc);
