@@ -344,7 +344,7 @@ static void compare_panels(FILE *f, rn_run *const cmp[NOPT][VAR_COUNT], const do
         panels[o].ns = ns;
         if (q == Q_GRAD) {
             hl[o][0] = cmp[o][VAR_CLIP]->clip_norm;
-            labels[o][0] = "clip max norm";
+            labels[o][0] = "clip";
             panels[o].hlines = hl[o];
             panels[o].hline_labels = labels[o];
             panels[o].nhlines = 1;
@@ -390,8 +390,8 @@ static void compare_html(FILE *f, const rn_settings *st, rn_run *const cmp[NOPT]
     compare_panels(f, cmp, xs, Q_LOSS, all3, 3, NULL);
     char notes[NOPT][96];
     for (int o = 0; o < NOPT; o++)
-        snprintf(notes[o], sizeof notes[o], "max norm %.3g: clipped %.0f%% of steps", cmp[o][VAR_CLIP]->clip_norm,
-                 100 * clipped_frac(cmp[o][VAR_CLIP]));
+        snprintf(notes[o], sizeof notes[o], "clipped %.0f%% of steps at %.3g", 100 * clipped_frac(cmp[o][VAR_CLIP]),
+                 cmp[o][VAR_CLIP]->clip_norm);
     compare_panels(f, cmp, xs, Q_GRAD, two, 2, notes);
 
     fputs("<table><tr><th>optimizer</th><th>LR</th><th>clip max norm</th><th>steps clipped</th>"
@@ -453,13 +453,13 @@ static void compare_html(FILE *f, const rn_settings *st, rn_run *const cmp[NOPT]
     const char *const hll[1] = {"clip max norm"};
     fputs("<figure>\n", f);
     report_chart cl = c;
-    cl.title = "Exploding setting: training loss (log scale)";
+    cl.title = "Training loss (log scale)";
     cl.ylabel = "loss";
     cl.width = 480;
     cl.height = 280;
     report_chart_draw(f, &cl, sl, 2);
     report_chart cg = cl;
-    cg.title = "Exploding setting: gradient norm before clipping (log scale)";
+    cg.title = "Gradient norm before clipping (log)";
     cg.ylabel = "L2 norm";
     cg.hlines = hl;
     cg.hline_labels = hll;
