@@ -1,5 +1,6 @@
 /* Private to the lab's resnet scenario (lab_resnet.c: the comparison, the LR sweep and the
- * driver; lab_resnet_sched.c: the LR strategies): one training run and what it recorded. */
+ * driver; lab_resnet_sched.c: the LR strategies; lab_resnet_run.c: one training run and
+ * what it recorded). */
 #ifndef GOPT_EXAMPLES_LAB_RESNET_INTERNAL_H
 #define GOPT_EXAMPLES_LAB_RESNET_INTERNAL_H
 
