@@ -123,7 +123,7 @@ static double clipped_frac(const rn_run *r) { return r->steps ? (double)r->clipp
 
 typedef struct sweep_row {
     int opt_index, variant;
-    double clip_norm;
+    double clip_norm, clipped;   /* clipped: the mean fraction of steps clipped over the grid */
     double lrs[GRID], final[GRID], initial[GRID];
     int diverged[GRID];
     double stable_lo, stable_hi; /* NAN if every LR diverged */
@@ -363,19 +363,20 @@ static void sweep_html(FILE *f, const rn_settings *st, const sweep_row *rows, in
         report_heatmap(f, title, row_names, nr, cols, GRID, values, marked, "diverged");
         fputs("</figure>\n", f);
     }
-    fputs("<table><tr><th>optimizer</th><th>variant</th><th>clip max norm</th><th>stable LR range</th>"
+    fputs("<table><tr><th>optimizer</th><th>variant</th><th>clip max norm</th><th>steps clipped</th><th>stable LR range</th>"
           "<th>diverged from</th><th>best LR</th><th>best final loss</th><th>LR sensitivity</th></tr>\n",
           f);
     for (int i = 0; i < nrows; i++) {
         const sweep_row *r = &rows[i];
-        char range[80], from[48], clip[32] = "-";
+        char range[80], from[48], clip[64];
         if (isfinite(r->stable_lo)) snprintf(range, sizeof range, "%.3g &ndash; %.3g", r->stable_lo, r->stable_hi);
         else snprintf(range, sizeof range, "<span class=\"bad\">none</span>");
         if (r->first_diverged >= 0)
             snprintf(from, sizeof from, "%.3g (&times;10^%+.1f)", r->lrs[r->first_diverged],
                      grid_exponent(r->first_diverged));
         else snprintf(from, sizeof from, "never");
-        if (r->clip_norm > 0) snprintf(clip, sizeof clip, "%.3g", r->clip_norm);
+        if (r->clip_norm > 0) snprintf(clip, sizeof clip, "%.3g</td><td>%.0f%%", r->clip_norm, 100 * r->clipped);
+        else snprintf(clip, sizeof clip, "-</td><td>-");
         fprintf(f, "<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>", optimizers[r->opt_index].label,
                 variant_names[r->variant], clip, range, from);
         if (isfinite(r->best_lr)) fprintf(f, "<td>%.3g</td><td>%.4f</td>", r->best_lr, r->best_loss);
@@ -386,8 +387,8 @@ static void sweep_html(FILE *f, const rn_settings *st, const sweep_row *rows, in
 }
 
 static void write_sweep_csv(FILE *f, const sweep_row *rows, int nrows) {
-    fputs("optimizer,variant,clip_norm,stable_lr_min,stable_lr_max,first_diverged_lr,first_diverged_multiple,best_lr,"
-          "best_final_loss,lr_sensitivity,diverged_points\n",
+    fputs("optimizer,variant,clip_norm,clipped_fraction,stable_lr_min,stable_lr_max,first_diverged_lr,"
+          "first_diverged_multiple,best_lr,best_final_loss,lr_sensitivity,diverged_points\n",
           f);
     for (int i = 0; i < nrows; i++) {
         const sweep_row *r = &rows[i];
@@ -395,8 +396,8 @@ static void write_sweep_csv(FILE *f, const sweep_row *rows, int nrows) {
         for (int g = 0; g < GRID; g++) nd += r->diverged[g];
         double fl = r->first_diverged >= 0 ? r->lrs[r->first_diverged] : NAN;
         double fm = r->first_diverged >= 0 ? pow(10.0, grid_exponent(r->first_diverged)) : NAN;
-        fprintf(f, "%s,%s,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%d\n", optimizers[r->opt_index].label,
-                variant_names[r->variant], r->clip_norm, r->stable_lo, r->stable_hi, fl, fm, r->best_lr, r->best_loss,
+        fprintf(f, "%s,%s,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%d\n", optimizers[r->opt_index].label,
+                variant_names[r->variant], r->clip_norm, r->clipped, r->stable_lo, r->stable_hi, fl, fm, r->best_lr, r->best_loss,
                 r->sensitivity, nd);
     }
 }
@@ -490,7 +491,7 @@ static int run_sweep(const lab_options *o, rn_state *S, int *run_no, int total) 
     printf("\n== resnet: LR sweep: %d optimizers x %d LRs x {%s}, %d steps each, ResNet-%d width %g, batch %d\n",
            NOPT, GRID, st->sweep_variants == VAR_COUNT ? "base, clip, warmup" : "base, clip", st->sweep_steps,
            st->depth, st->sweep_width, st->sweep_batch);
-    double clip_at[NOPT];
+    double clip_at[NOPT] = {0};
     for (int v = 0; v < st->sweep_variants; v++)
         for (int k = 0; k < NOPT; k++) {
             sweep_row *row = &S->rows[S->nrows++];
@@ -514,6 +515,7 @@ static int run_sweep(const lab_options *o, rn_state *S, int *run_no, int total) 
                 row->final[g] = r->final_loss;
                 row->initial[g] = r->initial_loss;
                 row->diverged[g] = r->diverged;
+                row->clipped += clipped_frac(r) / GRID;
                 if (v == VAR_BASE && g == GRID_DEFAULT) clip_at[k] = clip_threshold(r, st->clip_window, st->clip_fraction);
             }
             analyse_sweep(row);
