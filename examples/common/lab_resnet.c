@@ -74,7 +74,7 @@ static rn_settings settings_for(int quick) {
     s.compare_steps = quick ? 30 : 150;
     s.sweep_width = 0.25f;
     s.sweep_batch = quick ? 32 : 64;
-    s.sweep_steps = quick ? 16 : 80;
+    s.sweep_steps = quick ? 16 : 60;
     s.sweep_variants = quick ? 2 : VAR_COUNT; /* quick: base and clip */
     s.train_subset = quick ? 4000 : 40000;
     s.val_subset = quick ? 500 : 2000;
@@ -574,7 +574,7 @@ int lab_resnet(const lab_options *o, lab_section *out) {
     memset(&S, 0, sizeof S);
     S.st = settings_for(o->quick);
     const rn_settings *st = &S.st;
-    const int64_t sched_subset = o->quick ? 2000 : 20000;
+    const int64_t sched_subset = o->quick ? 2000 : 12800;
     double t_all = cli_now();
     /* data: the synthetic set is small by design */
     int64_t synth = st->train_subset / 4 + st->val_subset;
