@@ -74,8 +74,8 @@ static rn_settings settings_for(int quick) {
     s.compare_steps = quick ? 30 : 150;
     s.sweep_width = 0.25f;
     s.sweep_batch = quick ? 32 : 64;
-    s.sweep_steps = quick ? 16 : 60;
-    s.sweep_variants = quick ? 2 : VAR_COUNT; /* quick: base and clip */
+    s.sweep_steps = quick ? 12 : 60;
+    s.sweep_variants = quick ? 1 : VAR_COUNT; /* quick: base only */
     s.train_subset = quick ? 4000 : 40000;
     s.val_subset = quick ? 500 : 2000;
     s.diverge_factor = 3.0;
@@ -332,7 +332,9 @@ static void sweep_html(FILE *f, const rn_settings *st, const sweep_row *rows, in
                "loss), minus the smallest of those capped losses (lower is better). <span class=\"time\">(%.0f "
                "s)</span></p>\n",
             GRID, grid_exponent(0), grid_exponent(GRID - 1),
-            st->sweep_variants == VAR_COUNT ? ", <b>clip</b> and <b>warmup</b>" : " and <b>clip</b>",
+            st->sweep_variants == VAR_COUNT ? ", <b>clip</b> and <b>warmup</b>"
+            : st->sweep_variants == 2     ? " and <b>clip</b>"
+                                          : " only (--quick)",
             st->clip_fraction, st->clip_window, seconds);
     const char *cols[GRID];
     char colbuf[GRID][24];
@@ -489,7 +491,8 @@ static int run_compare(const lab_options *o, rn_state *S, rn_run *cmp[NOPT][VAR_
 static int run_sweep(const lab_options *o, rn_state *S, int *run_no, int total) {
     const rn_settings *st = &S->st;
     printf("\n== resnet: LR sweep: %d optimizers x %d LRs x {%s}, %d steps each, ResNet-%d width %g, batch %d\n",
-           NOPT, GRID, st->sweep_variants == VAR_COUNT ? "base, clip, warmup" : "base, clip", st->sweep_steps,
+           NOPT, GRID, st->sweep_variants == VAR_COUNT ? "base, clip, warmup" : st->sweep_variants == 2 ? "base, clip" : "base",
+           st->sweep_steps,
            st->depth, st->sweep_width, st->sweep_batch);
     double clip_at[NOPT] = {0};
     for (int v = 0; v < st->sweep_variants; v++)
