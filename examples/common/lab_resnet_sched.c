@@ -207,17 +207,19 @@ int rn_schedules(const lab_options *o, const gopt_dataset *train, const gopt_dat
             c.epochs, c.width, c.batch, c.epochs, (long long)n, steps, eval_every, (double)sopt_config(0).lr,
             (double)sopt_config(1).lr, (long long)warm, 100 * c.warmup_frac, res->seconds);
     fputs("<table><tr><th>optimizer</th><th>strategy</th><th>final val acc</th><th>best val acc</th>"
-          "<th>final val loss</th><th>final LR</th><th>LR cuts</th><th>diverged</th></tr>\n",
+          "<th>final val loss</th><th>final LR</th><th>plateau cuts</th><th>diverged</th></tr>\n",
           html);
     for (int k = 0; k < NSOPT; k++)
         for (int s = 0; s < NSTRAT; s++) {
             const rn_run *r = &runs[k][s];
             int is_best = s == best[k];
+            char cuts[16] = "-"; /* the LR cuts ReduceLROnPlateau made */
+            if (strat_sched[s] == SCHED_PLATEAU) snprintf(cuts, sizeof cuts, "%d", lr_cuts(r));
             fprintf(html, "<tr><td>%s</td><td>%s%s%s</td><td>%s%.1f%%%s</td><td>%.1f%%</td><td>%.4f</td><td>%.3g</td>"
-                          "<td>%d</td><td>%s</td></tr>\n",
+                          "<td>%s</td><td>%s</td></tr>\n",
                     sopt_names[k], is_best ? "<b>" : "", strat_names[s], is_best ? "</b>" : "", is_best ? "<b>" : "",
                     100 * r->val_acc, is_best ? "</b>" : "", 100 * r->best_val_acc, r->val_loss,
-                    r->lr_now[r->steps - 1], lr_cuts(r), r->diverged ? "<span class=\"bad\">yes</span>" : "no");
+                    r->lr_now[r->steps - 1], cuts, r->diverged ? "<span class=\"bad\">yes</span>" : "no");
         }
     fputs("</table>\n", html);
     double spe_d = (double)spe;
