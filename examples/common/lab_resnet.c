@@ -325,8 +325,7 @@ static void sweep_html(FILE *f, const rn_settings *st, const sweep_row *rows, in
     fprintf(f, "<h3>Learning-rate sweep (ResNet-%d width %g, batch %d, %d steps per run)</h3>\n", st->depth,
             st->sweep_width, st->sweep_batch, st->sweep_steps);
     fprintf(f, "<p>Each optimizer runs at %d learning rates spaced half a decade apart, from its default "
-               "&times;10^%g to &times;10^%g, as <b>base</b>%s. The clip threshold is %g&times; the median norm "
-               "of the base run at the default LR over its first %d steps. <b>Stable range</b>: the widest run of "
+               "&times;10^%g to &times;10^%g, as <b>base</b>%s. <b>Stable range</b>: the widest run of "
                "consecutive grid LRs that did not diverge. <b>LR sensitivity</b> (Wortsman et al. 2023): the mean "
                "over the grid of the final loss capped at the initial loss (divergent runs count as the initial "
                "loss), minus the smallest of those capped losses (lower is better). <span class=\"time\">(%.0f "
@@ -335,7 +334,11 @@ static void sweep_html(FILE *f, const rn_settings *st, const sweep_row *rows, in
             st->sweep_variants == VAR_COUNT ? ", <b>clip</b> and <b>warmup</b>"
             : st->sweep_variants == 2     ? " and <b>clip</b>"
                                           : " only (--quick)",
-            st->clip_fraction, st->clip_window, seconds);
+            seconds);
+    if (st->sweep_variants > VAR_CLIP)
+        fprintf(f, "<p>The sweep's clip threshold is %g&times; the median norm of the base run at the default LR "
+                   "over its first %d steps.</p>\n",
+                st->clip_fraction, st->clip_window);
     const char *cols[GRID];
     char colbuf[GRID][24];
     for (int g = 0; g < GRID; g++) {
