@@ -22,7 +22,8 @@ const char run_options_help[] =
     "  --lookahead-k K --lookahead-alpha X     hyperparameters, torch.optim names\n"
     "  --decay-norm-bias     apply weight decay to biases and norm parameters too (default: exempt)\n"
     "  --schedule S          onecycle | cosine | step | multistep | exponential | plateau | constant\n"
-    "  --warmup E            linear warmup over E epochs (fractions allowed)\n"
+    "  --warmup E            linear warmup over E epochs (fractions allowed), in optimizer steps;\n"
+    "                        with plateau the evaluations during the warmup do not step it\n"
     "  --clip-norm X         clip the global L2 gradient norm to X (0: off)\n"
     "  --agc X               adaptive gradient clipping with factor X (0: off)\n"
     "  --label-smoothing X   default per recipe\n"
@@ -144,8 +145,7 @@ void run_options_describe(const run_options *o, char *buf, size_t n) {
 }
 
 int64_t run_warmup_steps(const run_options *o, int64_t spe) {
-    return o->tc.schedule == SCHED_PLATEAU ? (int64_t)ceil(o->warmup_epochs)
-                                           : (int64_t)llround(o->warmup_epochs * (double)spe);
+    return (int64_t)llround(o->warmup_epochs * (double)spe); /* every schedule, plateau too */
 }
 
 static void log_row(FILE *log, int jsonl, const trainer_step *st, double seconds, const char *ev, double vl,

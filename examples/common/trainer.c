@@ -15,6 +15,8 @@ struct trainer {
     gopt_optim *opt;
     gopt_sched *sched;      /* NULL: constant LR */
     int sched_per_epoch;    /* plateau: stepped in trainer_end_epoch */
+    gopt_sched *warmup;     /* plateau with warmup: the linear warmup, stepped per step */
+    int64_t warmup_steps;   /* its length in optimizer steps */
     gopt_monitor *mon;
     gopt_accum *accum;
     int64_t epoch, steps, sched_steps, batch_in_epoch;
@@ -152,7 +154,13 @@ static int build_schedule(trainer *t, char *err, size_t errlen) {
         s.patience = 1;
         s.threshold = 1e-3;
         t->sched_per_epoch = 1;
-        return make_sched(t, &s, warm, err, errlen); /* warmup counted in epochs here */
+        LIB(gopt_sched_create(&s, t->opt, &t->sched), "plateau scheduler");
+        if (warm > 0) { /* a second scheduler, created last so that its 1% LR is the first one */
+            gopt_sched_config w = warmup_part(warm);
+            LIB(gopt_sched_create(&w, t->opt, &t->warmup), "warmup scheduler");
+            t->warmup_steps = warm;
+        }
+        return 0;
     default:
         return fail(err, errlen, "unknown schedule %d", (int)c->schedule);
     }
@@ -202,6 +210,7 @@ void trainer_destroy(trainer *t) {
     if (t->task.destroy) t->task.destroy(t->task.ctx);
     gopt_accum_destroy(t->accum);
     gopt_monitor_destroy(t->mon);
+    gopt_sched_destroy(t->warmup);
     gopt_sched_destroy(t->sched);
     gopt_optim_destroy(t->opt);
     gopt_net_destroy(t->net);
@@ -291,6 +300,10 @@ int trainer_step_once(trainer *t, trainer_step *out, int *epoch_done, char *err,
         LIB(gopt_sched_step(t->sched), "scheduler step");
         t->sched_steps++;
     }
+    if (t->warmup && t->sched_steps < t->warmup_steps) { /* plateau's warmup, in steps */
+        LIB(gopt_sched_step(t->warmup), "warmup step");
+        t->sched_steps++;
+    }
     /* Diverged: a non-finite loss, or the mean of the last 5 losses above diverge_factor
      * times the first loss (a mean, so that one spike the run recovers from does not count). */
     if (isnan(t->first_loss) && isfinite(out->loss)) t->first_loss = out->loss;
@@ -312,7 +325,8 @@ int trainer_step_once(trainer *t, trainer_step *out, int *epoch_done, char *err,
 }
 
 int trainer_end_epoch(trainer *t, double val_loss, char *err, size_t errlen) {
-    if (t->sched && t->sched_per_epoch && isfinite(val_loss))
+    /* plateau: not during its warmup (the evaluations then see a rising LR) */
+    if (t->sched && t->sched_per_epoch && isfinite(val_loss) && t->sched_steps >= t->warmup_steps)
         LIB(gopt_sched_step_metric(t->sched, val_loss), "plateau scheduler");
     return 0;
 }
@@ -344,7 +358,7 @@ int trainer_save(const trainer *t, const char *path, const char *config_text, ch
                             (uint64_t)t->batch_in_epoch};
     int rc = ADD(w, "params", t->params, params) || ADD(w, "net", t->net, net) || ADD(w, "optim", t->opt, optim) ||
              ADD(w, "monitor", t->mon, monitor) || ADD(w, "accum", t->accum, accum) ||
-             (t->sched && ADD(w, "sched", t->sched, sched));
+             (t->sched && ADD(w, "sched", t->sched, sched)) || (t->warmup && ADD(w, "warmup", t->warmup, sched));
     if (!rc) {
         size_t n = t->task.state_size(t->task.ctx, t->net);
         void *buf = malloc(n ? n : 1);
@@ -395,6 +409,9 @@ int trainer_load(trainer *t, const char *path, char *err, size_t errlen) {
         rc = fail(err, errlen, "checkpoint '%s' has no valid 'counters' section", path);
     if (!rc && (t->sched != NULL) != (gopt_ckpt_has(c, "sched") != 0))
         rc = fail(err, errlen, "checkpoint '%s' was made with %s schedule", path, t->sched ? "no" : "a");
+    if (!rc && (t->warmup != NULL) != (gopt_ckpt_has(c, "warmup") != 0))
+        rc = fail(err, errlen, "checkpoint '%s' was made with %s warmup before its plateau schedule", path,
+                  t->warmup ? "no" : "a");
     /* Validate everything before changing anything: the task's data first (a checkpoint of
      * other data, e.g. another vocabulary, is refused by name), then each load checks its
      * own blob and leaves the object unchanged on failure, the strictest (params) first. */
@@ -406,6 +423,11 @@ int trainer_load(trainer *t, const char *path, char *err, size_t errlen) {
     if (!rc) rc = LOAD(c, "params", t->params, params) || LOAD(c, "net", t->net, net) ||
                   LOAD(c, "optim", t->opt, optim) || LOAD(c, "monitor", t->mon, monitor) ||
                   LOAD(c, "accum", t->accum, accum) || (t->sched && LOAD(c, "sched", t->sched, sched));
+    /* Each scheduler load writes its LR to the optimizer: the one that set the LR last goes
+     * last (the warmup, until the plateau has stepped). */
+    if (!rc && t->warmup)
+        rc = LOAD(c, "warmup", t->warmup, sched) ||
+             (gopt_sched_last_epoch(t->sched) > 0 && LOAD(c, "sched", t->sched, sched));
     if (!rc && t->task.state_load(t->task.ctx, t->net, task_data, task_size, err, errlen)) rc = -1;
     if (!rc) {
         memcpy(counters, data, sizeof counters);

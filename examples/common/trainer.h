@@ -20,7 +20,8 @@ typedef enum trainer_schedule {
     SCHED_STEP,         /* StepLR: x0.1 every third of the run */
     SCHED_MULTISTEP,    /* MultiStepLR: x0.1 at 50% and 75% of the run */
     SCHED_EXPONENTIAL,  /* ExponentialLR reaching 1% of the LR at the end */
-    SCHED_PLATEAU,      /* ReduceLROnPlateau on the validation loss, once per evaluation */
+    SCHED_PLATEAU,      /* ReduceLROnPlateau on the validation loss, once per evaluation
+                           (trainer_end_epoch) after the warmup */
     SCHED_COUNT
 } trainer_schedule;
 
@@ -41,7 +42,9 @@ typedef struct trainer_config {
     /* schedule; steps count optimizer steps (not micro-batches) */
     trainer_schedule schedule;
     int64_t total_steps;    /* length of the run in optimizer steps (the schedules need it) */
-    int64_t warmup_steps;   /* linear warmup from 1% of the LR (plateau: in evaluations) */
+    int64_t warmup_steps;   /* linear warmup from 1% of the LR over this many optimizer steps;
+                               for SCHED_PLATEAU too (a second scheduler: the evaluations
+                               during the warmup do not step the plateau) */
     /* stability */
     double clip_norm;       /* > 0: clip the global L2 gradient norm */
     double agc;             /* > 0: adaptive gradient clipping factor */
@@ -106,7 +109,7 @@ void trainer_destroy(trainer *t);
  * ends; *epoch_done is set when this step consumed the last batch of an epoch. */
 int trainer_step_once(trainer *t, trainer_step *out, int *epoch_done, char *err, size_t errlen);
 
-/* After an evaluation: ReduceLROnPlateau steps on `val_loss`. */
+/* After an evaluation: ReduceLROnPlateau steps on `val_loss` (once the warmup is over). */
 int trainer_end_epoch(trainer *t, double val_loss, char *err, size_t errlen);
 
 int64_t trainer_epoch(const trainer *t);      /* current epoch, 0-based */

@@ -20,6 +20,21 @@ grep -q "resumed from" "$work/resumed.log" || fail "no resume message"
 cmp "$work/straight.ckpt" "$work/resumed.ckpt" || fail "resumed run differs from the straight run"
 echo "ok: 2 epochs straight == 7 steps + resume in a new process (byte-identical checkpoints)"
 
+# Warmup then ReduceLROnPlateau (two schedulers): the warmup counts steps (8), the plateau
+# steps on the evaluations after it (every 3 steps; it cuts the LR at step 15 here).
+# Resume inside the warmup (6) and after the cut (18).
+plat=(--synthetic-size 1200 --arch resnet8 --width 0.25 --batch 64 --epochs 2 --max-steps 24 --threads 2 --seed 7
+      --optimizer adam --lr 0.03 --schedule plateau --warmup 0.5 --eval-every 3)
+"$bin" "${plat[@]}" --checkpoint "$work/plat.ckpt" > "$work/plat.log" 2>&1 || fail "plateau straight run"
+grep -q "step 18 .*lr 0.006 " "$work/plat.log" || fail "plateau: no LR cut by step 18: $(grep '^step' "$work/plat.log")"
+for half in 6 18; do
+  "$bin" "${plat[@]}" --max-steps $half --checkpoint "$work/plat$half.ckpt" > /dev/null 2>&1 || fail "plateau to $half"
+  "$bin" "${plat[@]}" --resume "$work/plat$half.ckpt" --checkpoint "$work/plat$half.ckpt" > "$work/plat$half.log" 2>&1 \
+    || { cat "$work/plat$half.log"; fail "plateau resumed from $half"; }
+  cmp "$work/plat.ckpt" "$work/plat$half.ckpt" || fail "warmup+plateau resumed at step $half differs from the straight run"
+done
+echo "ok: warmup (steps) + plateau: straight == resumed inside the warmup and after the LR cut"
+
 # a truncated checkpoint
 head -c 1000 "$work/half.ckpt" > "$work/truncated.ckpt"
 out=$("$bin" "${common[@]}" --resume "$work/truncated.ckpt" 2>&1); rc=$?
