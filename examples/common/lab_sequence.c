@@ -300,12 +300,18 @@ static const char *fmt_g(char *buf, size_t n, double v) {
     return buf;
 }
 
+static const char *mse_str(char *buf, size_t n, double v) {
+    if (isinf(v)) snprintf(buf, n, "diverged");
+    else snprintf(buf, n, "%.3g", v);
+    return buf;
+}
+
 /* The summary table. */
 static void add_table(FILE *h, const add_group *plan, int ng, const add_run *runs, int nruns) {
     fputs("<table>\n", h);
-    const char *head[] = {"model", "T", "optimizer", "lr", "variant", "threshold", "success", "steps to success",
+    const char *head[] = {"model", "optimizer, lr", "variant", "threshold", "solved", "steps to MSE 0.01",
                           "final test MSE", "max grad norm", "clipped", "skipped", "spikes", "diverged"};
-    report_row(h, 1, 14, head);
+    report_row(h, 1, 12, head);
     for (int gi = 0; gi < ng; gi++) {
         const add_group *g = &plan[gi];
         for (int v = 0; v < SEQ_NVARIANTS; v++) {
@@ -313,9 +319,9 @@ static void add_table(FILE *h, const add_group *plan, int ng, const add_run *run
             add_cell c;
             add_cell_of(runs, nruns, gi, v, &c);
             if (!c.runs) continue;
-            char T[16], lr[32], thr[64], succ[32], sts[32], fin[32], mx[32], clp[16], skp[32], spk[32], div[32];
-            snprintf(T, sizeof T, "%d", g->T);
-            snprintf(lr, sizeof lr, "%g", g->lr);
+            char T[48], lr[64], thr[64], succ[32], sts[32], fin[32], mx[32], clp[16], skp[32], spk[32], div[32];
+            snprintf(T, sizeof T, "%s T=%d", arch_label(g->arch), g->T);
+            snprintf(lr, sizeof lr, "%s %g", seq_optim_names[g->optim], g->lr);
             if (v == SEQ_CLIP_NORM) snprintf(thr, sizeof thr, "norm %.3g", c.clip_norm);
             else if (v == SEQ_CLIP_VALUE) snprintf(thr, sizeof thr, "|g| %.3g", c.clip_value);
             else if (v == SEQ_WARMUP) snprintf(thr, sizeof thr, "%lld steps", (long long)(g->steps * ADD_WARMUP_FRACTION));
@@ -330,9 +336,8 @@ static void add_table(FILE *h, const add_group *plan, int ng, const add_run *run
             snprintf(spk, sizeof spk, "%d", c.spikes);
             snprintf(div, sizeof div, "%s%d/%d%s", c.diverged ? "<span class=\"bad\">" : "", c.diverged, c.runs,
                      c.diverged ? "</span>" : "");
-            const char *row[14] = {arch_label(g->arch), T, seq_optim_names[g->optim], lr, seq_variant_names[v], thr,
-                                   succ, sts, fin, mx, clp, skp, spk, div};
-            report_row(h, 0, 14, row);
+            const char *row[12] = {T, lr, seq_variant_names[v], thr, succ, sts, fin, mx, clp, skp, spk, div};
+            report_row(h, 0, 12, row);
         }
     }
     fputs("</table>\n", h);
@@ -386,8 +391,8 @@ static void add_grid(FILE *h, const add_group *plan, int ng, const add_run *runs
             if (what == 0 && (v == SEQ_CLIP_NORM || v == SEQ_CLIP_VALUE)) {
                 char pc[16];
                 size_t len = strlen(note);
-                snprintf(note + len, sizeof notes[np] - len, "%s%s clipped %s of steps", len ? "; " : "",
-                         seq_variant_names[v], seq_pct(pc, sizeof pc, r->tr.clipped, r->tr.n));
+                snprintf(note + len, sizeof notes[np] - len, "%s%s %s", len ? ", " : "clipped: ",
+                         v == SEQ_CLIP_NORM ? "norm" : "value", seq_pct(pc, sizeof pc, r->tr.clipped, r->tr.n));
             }
             if (what == 0 && v == SEQ_CLIP_NORM) {
                 hl[np][pn->nhlines] = r->clip_norm;
@@ -413,14 +418,19 @@ static void add_grid(FILE *h, const add_group *plan, int ng, const add_run *runs
     c.xlabel = "step";
     c.log_y = what != 2;
     if (what == 0) {
-        c.title = "Gradient norm before clipping (first seed; red rings: the monitor's loss spikes; dashed: the "
-                  "clip-by-norm threshold)";
+        c.title = "Gradient norm before clipping";
+        fputs("<p>Gradient norm per step (first seed), red rings at the monitor's loss spikes, dashed: the clip-by-"
+              "norm threshold; under each panel the share of steps each clip changed.</p>\n",
+              h);
         c.ylabel = "global L2 norm";
     } else if (what == 1) {
-        c.title = "Test MSE (first seed; a run stops at success, MSE < 0.01, or when it diverges)";
+        c.title = "Test MSE";
+        fputs("<p>Test MSE every 50 steps (first seed); a run stops when it succeeds (MSE &lt; 0.01) or "
+              "diverges.</p>\n",
+              h);
         c.ylabel = "test MSE";
     } else {
-        c.title = "Training loss (MSE of the last step; EMA 0.9, raw faint)";
+        c.title = "Training loss (EMA 0.9, raw faint)";
         c.ylabel = "loss";
         c.smooth = 0.9;
         c.ymin = 0;
@@ -471,7 +481,7 @@ static void add_sweep_chart(FILE *h, const add_group *plan, int ng, const add_ru
     }
     if (!ns) return;
     report_chart c = report_chart_default();
-    c.title = "LR sweep, T=100: final test MSE (median over seeds; a gap: diverged)";
+    c.title = "LR sweep at T=100: final test MSE (median; gap: diverged)";
     c.xlabel = "learning rate";
     c.ylabel = "final test MSE";
     c.log_x = 1;
@@ -574,15 +584,17 @@ static int lab_adding(const lab_options *o, FILE *h, char *find, size_t nfind) {
             if (!have[p]) continue;
             const add_group *g = &plan[have[p] - 1];
             add_cell *b = &c[p][SEQ_BASE], *cn = &c[p][SEQ_CLIP_NORM];
+            char bf[32], cf[32], pc[16];
             len += (size_t)snprintf(find + len, nfind - len,
                                     "Adding problem, tanh RNN T=%d %s lr %g: without clipping the gradient norm "
-                                    "reached %.3g (%d loss spikes; diverged in %d/%d seeds; median final test MSE "
-                                    "%.3g); clipped at norm %.3g (%s of steps) it reached %.3g before clipping, "
-                                    "diverged in %d/%d, final MSE %.3g, and solved %d/%d (predicting 1 scores 0.167). ",
+                                    "reached %.3g (%d loss spikes), the run diverged in %d/%d seeds and its median "
+                                    "final test MSE is %s; clipped at norm %.3g (%s of steps clipped) it diverged in "
+                                    "%d/%d with median final MSE %s, but solved %d/%d: it stays near the 0.167 of "
+                                    "predicting 1. ",
                                     g->T, seq_optim_names[g->optim], g->lr, b->max_norm, b->spikes, b->diverged,
-                                    b->runs, b->med_final, cn->clip_norm,
-                                    seq_pct((char[16]){0}, 16, cn->clipped, cn->steps), cn->max_norm, cn->diverged,
-                                    cn->runs, cn->med_final, cn->successes, cn->runs);
+                                    b->runs, mse_str(bf, sizeof bf, b->med_final), cn->clip_norm,
+                                    seq_pct(pc, sizeof pc, cn->clipped, cn->steps), cn->diverged, cn->runs,
+                                    mse_str(cf, sizeof cf, cn->med_final), cn->successes, cn->runs);
             if (len >= nfind) break;
         }
         for (int p = 2; p < 4 && len < nfind; p++) {
@@ -600,8 +612,9 @@ static int lab_adding(const lab_options *o, FILE *h, char *find, size_t nfind) {
                     add_cell_of(runs, k, gi, SEQ_BASE, &r);
                     if (r.runs)
                         len += (size_t)snprintf(find + len, nfind - len,
-                                                " where the tanh RNN with %s solved %d/%d (final MSE %.3g)",
-                                                seq_optim_names[g->optim], r.successes, r.runs, r.med_final);
+                                                " where the tanh RNN with %s solved %d/%d (median final MSE %s)",
+                                                seq_optim_names[g->optim], r.successes, r.runs,
+                                                mse_str((char[32]){0}, 32, r.med_final));
                     break;
                 }
             if (len < nfind) len += (size_t)snprintf(find + len, nfind - len, ". ");

@@ -141,8 +141,8 @@ static void txt_grid(FILE *h, const txt_run *runs, int nruns, int what) {
             if (what == 0 && (r->variant == SEQ_CLIP_NORM || r->variant == SEQ_CLIP_VALUE)) {
                 char pc[16];
                 size_t len = strlen(notes[np]);
-                snprintf(notes[np] + len, sizeof notes[np] - len, "%s%s clipped %s", len ? "; " : "",
-                         seq_variant_names[r->variant], seq_pct(pc, sizeof pc, r->tr.clipped, r->tr.n));
+                snprintf(notes[np] + len, sizeof notes[np] - len, "%s%s %s", len ? ", " : "clipped: ",
+                         r->variant == SEQ_CLIP_NORM ? "norm" : "value", seq_pct(pc, sizeof pc, r->tr.clipped, r->tr.n));
             }
         }
         if (!ns) continue;
@@ -157,11 +157,11 @@ static void txt_grid(FILE *h, const txt_run *runs, int nruns, int what) {
     report_chart c = report_chart_default();
     c.xlabel = "step";
     if (what == 0) {
-        c.title = "Character LM: gradient norm before clipping (red rings: the monitor's loss spikes)";
+        c.title = "Character LM: gradient norm before clipping";
         c.ylabel = "global L2 norm";
         c.log_y = 1;
     } else {
-        c.title = "Character LM: training loss (nats/char; EMA 0.9, raw faint)";
+        c.title = "Character LM: training loss (EMA 0.9)";
         c.ylabel = "loss";
         c.smooth = 0.9;
     }
@@ -341,7 +341,7 @@ int lab_sequence_text(const lab_options *o, FILE *h, char *findings, size_t nfin
             ss[op].n = n;
         }
         report_chart c = report_chart_default();
-        c.title = "Character LM, LR sweep of Adam (base): final validation loss (a gap: diverged)";
+        c.title = "Character LM: Adam LR sweep, final val loss";
         c.xlabel = "learning rate";
         c.ylabel = "val loss (nats/char)";
         c.log_x = 1;
