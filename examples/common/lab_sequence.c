@@ -301,7 +301,7 @@ static const char *fmt_g(char *buf, size_t n, double v) {
 }
 
 static const char *mse_str(char *buf, size_t n, double v) {
-    if (isinf(v)) snprintf(buf, n, "diverged");
+    if (isinf(v)) snprintf(buf, n, "inf (diverged)");
     else snprintf(buf, n, "%.3g", v);
     return buf;
 }
@@ -569,7 +569,7 @@ static int lab_adding(const lab_options *o, FILE *h, char *find, size_t nfind) {
     if (rc) goto done;
     lab_timing(o, "sequence", "adding problem", now_seconds() - t_all);
 
-    /* findings: the headline panels */
+    /* findings: the headline panels, in three sentences (RNN + SGD, LSTM vs RNN) */
     {
         add_cell c[4][SEQ_NVARIANTS];
         int have[4] = {0};
@@ -580,45 +580,56 @@ static int lab_adding(const lab_options *o, FILE *h, char *find, size_t nfind) {
             }
         size_t len = 0;
         find[0] = 0;
-        for (int p = 0; p < 2; p++) { /* RNN panels */
+#define FIND(...) \
+    (len += len < nfind ? (size_t)snprintf(find + len, nfind - len, __VA_ARGS__) : 0)
+        char a[32], b2[32], pc[16];
+        int first = 1;
+        for (int p = 0; p < 2; p++) { /* the RNN panels: base vs clip by norm, then clip by value */
             if (!have[p]) continue;
             const add_group *g = &plan[have[p] - 1];
-            add_cell *b = &c[p][SEQ_BASE], *cn = &c[p][SEQ_CLIP_NORM];
-            char bf[32], cf[32], pc[16];
-            len += (size_t)snprintf(find + len, nfind - len,
-                                    "Adding problem, tanh RNN T=%d %s lr %g: without clipping the gradient norm "
-                                    "reached %.3g (%d loss spikes), the run diverged in %d/%d seeds and its median "
-                                    "final test MSE is %s; clipped at norm %.3g (%s of steps clipped) it diverged in "
-                                    "%d/%d with median final MSE %s, but solved %d/%d: it stays near the 0.167 of "
-                                    "predicting 1. ",
-                                    g->T, seq_optim_names[g->optim], g->lr, b->max_norm, b->spikes, b->diverged,
-                                    b->runs, mse_str(bf, sizeof bf, b->med_final), cn->clip_norm,
-                                    seq_pct(pc, sizeof pc, cn->clipped, cn->steps), cn->diverged, cn->runs,
-                                    mse_str(cf, sizeof cf, cn->med_final), cn->successes, cn->runs);
-            if (len >= nfind) break;
+            add_cell *b = &c[p][SEQ_BASE], *cn = &c[p][SEQ_CLIP_NORM], *cv = &c[p][SEQ_CLIP_VALUE];
+            if (first) FIND("Adding problem, tanh RNN with %s lr %g: ", seq_optim_names[g->optim], g->lr);
+            else FIND(" At ");
+            FIND("%sT=%d without clipping the gradient norm reached %.3g, %d/%d runs diverged (median final test "
+                 "MSE %s)",
+                 first ? "at " : "", g->T, b->max_norm, b->diverged, b->runs, mse_str(a, sizeof a, b->med_final));
+            if (cn->runs)
+                FIND("; clipped by norm at %.3g (%s of steps) %d/%d diverged and %d/%d solved it (median final MSE "
+                     "%s vs 0.167 for predicting 1%s)",
+                     cn->clip_norm, seq_pct(pc, sizeof pc, cn->clipped, cn->steps), cn->diverged, cn->runs,
+                     cn->successes, cn->runs, mse_str(b2, sizeof b2, cn->med_final),
+                     !cn->diverged && !cn->successes ? ": no explosion, but no learning either" : "");
+            if (cv->runs)
+                FIND("; clip by value at %.3g (%s of steps) let the norm reach %.3g (MSE %s)", cv->clip_value,
+                     seq_pct(pc, sizeof pc, cv->clipped, cv->steps), cv->max_norm, mse_str(a, sizeof a, cv->med_final));
+            FIND(".");
+            first = 0;
         }
-        for (int p = 2; p < 4 && len < nfind; p++) {
+        first = 1;
+        for (int p = 2; p < 4; p++) { /* the LSTM panels against the RNN with the same optimizer */
             if (!have[p]) continue;
             const add_group *g = &plan[have[p] - 1];
             add_cell *b = &c[p][SEQ_BASE];
-            len += (size_t)snprintf(find + len, nfind - len, "LSTM T=%d %s lr %g solved %d/%d seeds", g->T,
-                                    seq_optim_names[g->optim], g->lr, b->successes, b->runs);
-            if (b->successes && len < nfind)
-                len += (size_t)snprintf(find + len, nfind - len, " (median %.0f steps)", b->med_success_steps);
-            /* the tanh RNN with the same optimizer at the same T */
-            for (int gi = 0; gi < ng && len < nfind; gi++)
+            if (first)
+                FIND(" The LSTM with %s lr %g solved, at T=%d, %d/%d seeds", seq_optim_names[g->optim], g->lr, g->T,
+                     b->successes, b->runs);
+            else
+                FIND("; at T=%d, %d/%d", g->T, b->successes, b->runs);
+            if (b->successes) FIND(" (median %.0f steps)", b->med_success_steps);
+            for (int gi = 0; gi < ng; gi++)
                 if (plan[gi].arch == GOPT_LAYER_RNN && plan[gi].T == g->T && plan[gi].optim == g->optim) {
                     add_cell r;
                     add_cell_of(runs, k, gi, SEQ_BASE, &r);
                     if (r.runs)
-                        len += (size_t)snprintf(find + len, nfind - len,
-                                                " where the tanh RNN with %s solved %d/%d (median final MSE %s)",
-                                                seq_optim_names[g->optim], r.successes, r.runs,
-                                                mse_str((char[32]){0}, 32, r.med_final));
+                        FIND(" where the tanh RNN with %s solved %d/%d (MSE %s)", seq_optim_names[g->optim],
+                             r.successes, r.runs, mse_str(a, sizeof a, r.med_final));
                     break;
                 }
-            if (len < nfind) len += (size_t)snprintf(find + len, nfind - len, ". ");
+            first = 0;
         }
+        if (!first) FIND(". ");
+        else FIND(" ");
+#undef FIND
     }
 
     fputs("<h3>The adding problem</h3>\n<p>Input (T, 2): a value channel uniform in [0, 1) and a marker channel with "

@@ -349,10 +349,12 @@ int lab_sequence_text(const lab_options *o, FILE *h, char *findings, size_t nfin
     }
 
     { /* the finding: per optimizer, the val loss of each variant that ran */
-        size_t len = (size_t)snprintf(findings, nfind, "Character LM (%s, %d steps), val loss in nats/char",
-                                      *builtin ? "built-in text" : "given text", steps);
+        const char *name = *builtin ? "built-in text" : strrchr(o->text_path, '/') ? strrchr(o->text_path, '/') + 1
+                                                                                    : o->text_path;
+        size_t len = (size_t)snprintf(findings, nfind, "Character LM (%s, %d steps), val loss (nats/char) by variant:", name,
+                                      steps);
         for (int op = 0; op < SEQ_NOPTIM && len < nfind; op++) {
-            len += (size_t)snprintf(findings + len, nfind - len, "%s %s lr %g:", op ? ";" : "", seq_optim_names[op],
+            len += (size_t)snprintf(findings + len, nfind - len, "%s %s lr %g", op ? ";" : "", seq_optim_names[op],
                                     txt_lr[op]);
             for (int i = 0; i < k && len < nfind; i++) {
                 const txt_run *r = &runs[i];
