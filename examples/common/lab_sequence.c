@@ -309,9 +309,9 @@ static const char *mse_str(char *buf, size_t n, double v) {
 /* The summary table. */
 static void add_table(FILE *h, const add_group *plan, int ng, const add_run *runs, int nruns) {
     fputs("<table>\n", h);
-    const char *head[] = {"model", "optimizer, lr", "variant", "threshold", "solved", "steps to MSE 0.01",
-                          "final test MSE", "max grad norm", "clipped", "skipped", "spikes", "diverged"};
-    report_row(h, 1, 12, head);
+    const char *head[] = {"model", "optimizer", "variant", "threshold", "solved", "steps to 0.01", "final MSE",
+                          "max norm", "clipped / skipped", "spikes", "diverged"};
+    report_row(h, 1, 11, head);
     for (int gi = 0; gi < ng; gi++) {
         const add_group *g = &plan[gi];
         for (int v = 0; v < SEQ_NVARIANTS; v++) {
@@ -319,25 +319,27 @@ static void add_table(FILE *h, const add_group *plan, int ng, const add_run *run
             add_cell c;
             add_cell_of(runs, nruns, gi, v, &c);
             if (!c.runs) continue;
-            char T[48], lr[64], thr[64], succ[32], sts[32], fin[32], mx[32], clp[16], skp[32], spk[32], div[32];
-            snprintf(T, sizeof T, "%s T=%d", arch_label(g->arch), g->T);
-            snprintf(lr, sizeof lr, "%s %g", seq_optim_names[g->optim], g->lr);
+            char T[48], lr[64], thr[64], succ[32], sts[32], fin[32], mx[32], clp[48], skp[32], spk[32], div[32];
+            snprintf(T, sizeof T, "%s T=%d", g->arch == GOPT_LAYER_LSTM ? "LSTM" : "RNN", g->T);
+            snprintf(lr, sizeof lr, "%s %g", g->optim == SEQ_SGD ? "SGD-m" : seq_optim_names[g->optim], g->lr);
             if (v == SEQ_CLIP_NORM) snprintf(thr, sizeof thr, "norm %.3g", c.clip_norm);
             else if (v == SEQ_CLIP_VALUE) snprintf(thr, sizeof thr, "|g| %.3g", c.clip_value);
             else if (v == SEQ_WARMUP) snprintf(thr, sizeof thr, "%lld steps", (long long)(g->steps * ADD_WARMUP_FRACTION));
             else snprintf(thr, sizeof thr, "&ndash;");
             snprintf(succ, sizeof succ, "%d/%d", c.successes, c.runs);
-            fmt_g(sts, sizeof sts, c.med_success_steps);
+            if (isnan(c.med_success_steps)) snprintf(sts, sizeof sts, "&ndash;");
+            else snprintf(sts, sizeof sts, "%.0f", c.med_success_steps);
             fmt_g(fin, sizeof fin, c.med_final);
-            if (c.diverged == c.runs) snprintf(fin, sizeof fin, "diverged");
+            if (isinf(c.med_final)) snprintf(fin, sizeof fin, "diverged");
             fmt_g(mx, sizeof mx, c.max_norm);
-            seq_pct(clp, sizeof clp, c.clipped, c.steps);
-            snprintf(skp, sizeof skp, "%d", c.skipped);
+            char pc[16];
+            snprintf(clp, sizeof clp, "%s / %d", seq_pct(pc, sizeof pc, c.clipped, c.steps), c.skipped);
+            (void)skp;
             snprintf(spk, sizeof spk, "%d", c.spikes);
             snprintf(div, sizeof div, "%s%d/%d%s", c.diverged ? "<span class=\"bad\">" : "", c.diverged, c.runs,
                      c.diverged ? "</span>" : "");
-            const char *row[12] = {T, lr, seq_variant_names[v], thr, succ, sts, fin, mx, clp, skp, spk, div};
-            report_row(h, 0, 12, row);
+            const char *row[11] = {T, lr, seq_variant_names[v], thr, succ, sts, fin, mx, clp, spk, div};
+            report_row(h, 0, 11, row);
         }
     }
     fputs("</table>\n", h);
@@ -486,6 +488,9 @@ static void add_sweep_chart(FILE *h, const add_group *plan, int ng, const add_ru
     c.ylabel = "final test MSE";
     c.log_x = 1;
     c.log_y = 1;
+    c.xmin = INFINITY, c.xmax = 0; /* the whole grid, diverged LRs included */
+    for (int l = 0; l < ns; l++)
+        for (int i = 0; i < s[l].n; i++) c.xmin = fmin(c.xmin, s[l].x[i] / 1.3), c.xmax = fmax(c.xmax, s[l].x[i] * 1.3);
     double hl[2] = {ADD_SUCCESS, ADD_BASELINE};
     const char *hll[2] = {"success", "predict 1"};
     c.hlines = hl;
@@ -639,7 +644,9 @@ static int lab_adding(const lab_options *o, FILE *h, char *find, size_t nfind) {
           "N(0, 1/H) (spectral radius about 1), the LSTM has PyTorch's init. Clip thresholds are half the median of "
           "the first 20 steps of the base run (the global norm for clip by norm, max |g| for clip by value); warmup "
           "is linear over the first 10% of the steps. Seeds run from the lab's seed up. The scenario runs on one "
-          "thread (these small recurrent nets gain nothing from two).</p>\n",
+          "thread (these small recurrent nets gain nothing from two). In the table RNN is the tanh RNN, SGD-m is SGD "
+          "with momentum 0.9; medians over seeds; clipped: the share of steps a clip changed, skipped: steps the "
+          "monitor skipped; spikes: the monitor's loss spikes.</p>\n",
           h);
     add_table(h, plan, ng, runs, k);
     add_grid(h, plan, ng, runs, k, 0);
