@@ -35,14 +35,13 @@ typedef struct seq_trace {
 
 int seq_trace_init(seq_trace *t, int cap, int ecap);
 void seq_trace_free(seq_trace *t);
-/* Record a step (and its max |g| into *maxabs when maxabs is not NULL, read from the
- * arena after the step: the gradient as the optimizer used it). */
+/* Record a step. */
 void seq_trace_step(seq_trace *t, const trainer_step *s);
 void seq_trace_eval(seq_trace *t, double step, double value);
 
 /* Median of the first n finite values of v (NAN when none). */
 double seq_median_first(const double *v, int count, int n);
-/* max |g| of the arena's gradients now. */
+/* max |g| of the arena's gradients now (after a step: the gradient the optimizer used). */
 double seq_grad_maxabs(trainer *t);
 
 /* "12.3%" of a over b. */
