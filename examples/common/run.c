@@ -25,6 +25,7 @@ const char run_options_help[] =
     "  --warmup E            linear warmup over E epochs (fractions allowed), in optimizer steps;\n"
     "                        with plateau the evaluations during the warmup do not step it\n"
     "  --clip-norm X         clip the global L2 gradient norm to X (0: off)\n"
+    "  --clip-value X        then clamp every gradient element to [-X, X] (0: off)\n"
     "  --agc X               adaptive gradient clipping with factor X (0: off)\n"
     "  --label-smoothing X   default per recipe\n"
     "  --accum K             accumulate K micro-batches per optimizer step\n"
@@ -64,7 +65,7 @@ int run_option(run_options *o, const char *a, const char *v) {
     if (!strcmp(a, "--no-skip-nonfinite")) { o->tc.skip_nonfinite = 0; return 1; }
     static const char *const valued[] = {
         "--optimizer", "--checkpoint", "--resume", "--log", "--test", "--epochs", "--batch", "--schedule",
-        "--warmup", "--clip-norm", "--agc", "--label-smoothing", "--accum", "--threads", "--seed", "--max-steps",
+        "--warmup", "--clip-norm", "--clip-value", "--agc", "--label-smoothing", "--accum", "--threads", "--seed", "--max-steps",
         "--max-seconds", "--eval-every", "--eval-seconds", "--diverge-factor"};
     int known = 0;
     for (size_t i = 0; i < sizeof valued / sizeof valued[0]; i++) known |= !strcmp(a, valued[i]);
@@ -103,6 +104,8 @@ int run_option(run_options *o, const char *a, const char *v) {
     } else if (!strcmp(a, "--clip-norm")) {
         if (cli_double(a, v, 0, 1e30, &o->tc.clip_norm)) return -1;
         o->have_clip = 1;
+    } else if (!strcmp(a, "--clip-value")) {
+        if (cli_double(a, v, 0, 1e30, &o->tc.clip_value)) return -1;
     } else if (!strcmp(a, "--agc")) {
         if (cli_double(a, v, 0, 1e30, &o->tc.agc)) return -1;
     } else if (!strcmp(a, "--label-smoothing")) {
@@ -138,10 +141,10 @@ void run_options_describe(const run_options *o, char *buf, size_t n) {
     const gopt_optim_config *c = &o->tc.optim;
     snprintf(buf, n,
              "epochs=%d batch=%d optimizer=%s lr=%g momentum=%g nesterov=%d wd=%g beta1=%g beta2=%g eps=%g "
-             "schedule=%s warmup=%g clip_norm=%g agc=%g label_smoothing=%g accum=%d skip_spikes=%d seed=%llu",
+             "schedule=%s warmup=%g clip_norm=%g clip_value=%g agc=%g label_smoothing=%g accum=%d skip_spikes=%d seed=%llu",
              o->epochs, o->tc.batch, gopt_algo_name(c->algo), c->lr, c->momentum, c->nesterov, c->weight_decay,
              c->beta1, c->beta2, c->eps, trainer_schedule_name(o->tc.schedule), o->warmup_epochs, o->tc.clip_norm,
-             o->tc.agc, o->tc.label_smoothing, o->tc.accum, o->tc.skip_spikes, (unsigned long long)o->tc.seed);
+             o->tc.clip_value, o->tc.agc, o->tc.label_smoothing, o->tc.accum, o->tc.skip_spikes, (unsigned long long)o->tc.seed);
 }
 
 int64_t run_warmup_steps(const run_options *o, int64_t spe) {

@@ -288,6 +288,15 @@ int trainer_step_once(trainer *t, trainer_step *out, int *epoch_done, char *err,
         if (t->cfg.clip_norm > 0) {
             float total;
             LIB(gopt_clip_grad_norm(t->params, t->cfg.clip_norm, 2.0, 0, &total), "clip");
+            out->clipped = (float)t->cfg.clip_norm / (total + 1e-6f) < 1.0f; /* clip_grad_norm_'s coef */
+        }
+        if (t->cfg.clip_value > 0) {
+            float maxabs;
+            LIB(gopt_norm(gopt_params_grads(t->params), gopt_params_numel(t->params), INFINITY, &maxabs), "max |g|");
+            if (maxabs > (float)t->cfg.clip_value) {
+                out->clipped = 1;
+                LIB(gopt_clip_grad_value(t->params, t->cfg.clip_value), "clip by value");
+            }
         }
         LIB(gopt_optim_step(t->opt), "optimizer step");
         LIB(gopt_monitor_after_step(t->mon), "monitor");

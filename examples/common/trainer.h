@@ -47,6 +47,7 @@ typedef struct trainer_config {
                                during the warmup do not step the plateau) */
     /* stability */
     double clip_norm;       /* > 0: clip the global L2 gradient norm */
+    double clip_value;      /* > 0: then clamp every gradient element to [-clip_value, clip_value] */
     double agc;             /* > 0: adaptive gradient clipping factor */
     float label_smoothing;
     int accum;              /* micro-batches per optimizer step (>= 1) */
@@ -92,6 +93,7 @@ typedef struct trainer_step {
     double grad_norm;       /* global L2 norm before clipping */
     double update_ratio;    /* ||update|| / ||params|| over the whole arena */
     int applied;            /* 0: skipped by the monitor */
+    int clipped;            /* 1: the norm clip scaled the gradients, or an element exceeded clip_value */
     int nonfinite, spike;
     int diverged;           /* set once: non-finite loss or loss > diverge_factor * first loss */
     int64_t count;          /* targets trained on (images, characters) */
