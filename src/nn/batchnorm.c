@@ -1,6 +1,8 @@
 /* batchnorm2d (torch.nn.BatchNorm2d): (N,C,H,W) -> same, y = gamma (x - mean)/sqrt(var + eps)
  * + beta, batch statistics in training (running statistics updated), running ones in eval;
- * optional fused ReLU (cfg.relu). The kernels are in nn/conv.c. */
+ * optional fused ReLU (cfg.relu). batchnorm1d (torch.nn.BatchNorm1d): the same over (N,C) or
+ * (N,C,L), a plane of L (or 1) values per sample and channel, so the statistics run over N
+ * (N*L) and M = N (N*L) in the unbiased running variance. The kernels are in nn/conv.c. */
 #include "core/common.h"
 #include "nn/layer.h"
 
@@ -22,6 +24,24 @@ static gopt_status bn_setup(gopt_layer *l, const char *prefix) {
     GOPT_TRY(gopt__layer_state(l, sizeof(bn_state)));
     GOPT_TRY(gopt__bn_setup(bn_of(l), cfg->channels, (int)(in[1] * in[2]), cfg->eps, cfg->momentum));
     l->out_ndim = 3;
+    memcpy(l->out_shape, in, sizeof l->out_shape);
+    return gopt__add_bn_params(l, bn_of(l), prefix);
+}
+
+/* (C) or (C,L) per sample: planes of L (or 1) values */
+static gopt_status bn1d_setup(gopt_layer *l, const char *prefix) {
+    const gopt_layer_config *cfg = &l->cfg;
+    const int64_t *in = l->in_shape;
+    if (cfg->channels < 1) return GOPT_FAIL(GOPT_EINVAL, "batchnorm1d: features = %d must be >= 1", cfg->channels);
+    if (l->in_ndim > 2 || in[0] != cfg->channels) {
+        char s[96];
+        gopt__shape_fmt(s, sizeof s, "N", l->in_ndim, in);
+        return GOPT_FAIL(GOPT_ESHAPE, "batchnorm1d: input %s does not match (N,%d) or (N,%d,L)", s, cfg->channels,
+                         cfg->channels);
+    }
+    GOPT_TRY(gopt__layer_state(l, sizeof(bn_state)));
+    GOPT_TRY(gopt__bn_setup(bn_of(l), cfg->channels, l->in_ndim == 2 ? (int)in[1] : 1, cfg->eps, cfg->momentum));
+    l->out_ndim = l->in_ndim;
     memcpy(l->out_shape, in, sizeof l->out_shape);
     return gopt__add_bn_params(l, bn_of(l), prefix);
 }
@@ -71,4 +91,16 @@ static const gopt__layer_vt bn_vt = {
     .bns = bn_bns,
 };
 
+static const gopt__layer_vt bn1d_vt = {
+    .type = GOPT_LAYER_BATCHNORM1D,
+    .setup = bn1d_setup,
+    .free = bn_free,
+    .init_params = bn_init,
+    .forward = bn_forward,
+    .backward = bn_backward,
+    .recompute = bn_recompute,
+    .bns = bn_bns,
+};
+
 const gopt__layer_vt *gopt__batchnorm2d_vtable(void) { return &bn_vt; }
+const gopt__layer_vt *gopt__batchnorm1d_vtable(void) { return &bn1d_vt; }

@@ -79,6 +79,8 @@ const gopt__layer_vt *gopt__rnn_vtable(void); /* recurrent.c */
 const gopt__layer_vt *gopt__lstm_vtable(void);
 const gopt__layer_vt *gopt__gru_vtable(void);
 const gopt__layer_vt *gopt__embedding_vtable(void);
+const gopt__layer_vt *gopt__batchnorm1d_vtable(void); /* batchnorm.c */
+const gopt__layer_vt *gopt__residual_dense_vtable(void);
 
 /* ---- the layer -------------------------------------------------------------------------- */
 struct gopt_layer {
