@@ -4,11 +4,6 @@
 #include <math.h>
 #include <string.h>
 
-static const char *const palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
-                                      "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939",
-                                      "#8c6d31", "#843c39", "#7b4173", "#3182bd"};
-#define NPALETTE (int)(sizeof palette / sizeof palette[0])
-
 void report_escape(FILE *f, const char *s) {
     for (; s && *s; s++) {
         switch (*s) {
@@ -31,98 +26,34 @@ void report_begin(FILE *f, const char *title) {
           ".note{background:#fff6d5;border:1px solid #e6c84c;padding:.6em 1em}\n"
           "figure{margin:1.5em 0}svg{background:#fff;border:1px solid #ddd}\n"
           ".bad{color:#b00;font-weight:bold}\n"
+          "svg.multiples,svg.chart{max-width:100%;height:auto}\n"
+          ".multiples-grid{display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start}\n"
+          ".time{color:#888;font-size:.9em;font-variant-numeric:tabular-nums}\n"
+          ".findings{background:#eef5fc;border-left:4px solid #3182bd;padding:.6em 1em;margin:1em 0}\n"
+          "nav{background:#f8f8f8;border:1px solid #ddd;padding:.4em 1.2em;margin:1em 0;display:inline-block}\n"
+          "nav ul{margin:.3em 0;padding-left:1.2em}nav li{margin:.15em 0}nav a{text-decoration:none;color:#1f5f9f}\n"
+          "nav a:hover{text-decoration:underline}figcaption{color:#555;font-size:.9em;margin-top:.3em}\n"
           "</style>\n</head>\n<body>\n",
           f);
 }
 
 void report_end(FILE *f) { fputs("</body>\n</html>\n", f); }
 
-/* "Nice" tick step for a range (1, 2 or 5 times a power of ten). */
-static double nice_step(double range, int target) {
-    if (!(range > 0)) return 1;
-    double raw = range / target, mag = pow(10, floor(log10(raw))), r = raw / mag;
-    return (r < 1.5 ? 1 : r < 3.5 ? 2 : r < 7.5 ? 5 : 10) * mag;
-}
-
 void report_line_chart(FILE *f, const char *title, const char *xlabel, const char *ylabel, const report_series *s,
                        int ns, int log_y) {
-    const double W = 720, H = 360, L = 70, R = 170, T = 34, B = 46;
-    double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
-    for (int k = 0; k < ns; k++)
-        for (int i = 0; i < s[k].n; i++) {
-            double y = s[k].y[i];
-            if (!isfinite(y) || (log_y && y <= 0)) continue;
-            if (log_y) y = log10(y);
-            xmin = fmin(xmin, s[k].x[i]);
-            xmax = fmax(xmax, s[k].x[i]);
-            ymin = fmin(ymin, y);
-            ymax = fmax(ymax, y);
-        }
-    if (!isfinite(xmin)) xmin = 0, xmax = 1, ymin = 0, ymax = 1;
-    if (xmax <= xmin) xmax = xmin + 1;
-    if (ymax <= ymin) ymax = ymin + 1;
-    double pad = 0.04 * (ymax - ymin);
-    ymin -= pad;
-    ymax += pad;
-    double pw = W - L - R, ph = H - T - B;
-#define PX(x) (L + ((x) - xmin) / (xmax - xmin) * pw)
-#define PY(y) (T + (1 - ((y) - ymin) / (ymax - ymin)) * ph)
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" viewBox=\"0 0 %g %g\" role=\"img\">\n", W, H, W, H);
-    fputs("<title>", f);
-    report_escape(f, title);
-    fputs("</title>\n", f);
-    fprintf(f, "<text x=\"%g\" y=\"20\" font-size=\"14\" font-weight=\"bold\">", L);
-    report_escape(f, title);
-    fputs("</text>\n", f);
-    fprintf(f, "<rect x=\"%g\" y=\"%g\" width=\"%g\" height=\"%g\" fill=\"none\" stroke=\"#999\"/>\n", L, T, pw, ph);
-    /* y ticks: in log mode at integer powers of ten (and halves when the range is small) */
-    double ystep = log_y ? fmax(1.0, nice_step(ymax - ymin, 5)) : nice_step(ymax - ymin, 5);
-    if (log_y && ymax - ymin < 2) ystep = nice_step(ymax - ymin, 4);
-    for (double y = ceil(ymin / ystep) * ystep; y <= ymax + 1e-12; y += ystep) {
-        fprintf(f, "<line x1=\"%g\" x2=\"%g\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>", L, L + pw, PY(y), PY(y));
-        if (log_y)
-            fprintf(f, "<text x=\"%g\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%.3g</text>\n", L - 4, PY(y) + 4,
-                    pow(10, y));
-        else
-            fprintf(f, "<text x=\"%g\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%.4g</text>\n", L - 4, PY(y) + 4,
-                    fabs(y) < 1e-12 ? 0.0 : y);
-    }
-    double xstep = nice_step(xmax - xmin, 6);
-    for (double x = ceil(xmin / xstep) * xstep; x <= xmax + 1e-12; x += xstep)
-        fprintf(f, "<text x=\"%.1f\" y=\"%g\" font-size=\"11\" text-anchor=\"middle\">%g</text>\n", PX(x), T + ph + 16, x);
-    fprintf(f, "<text x=\"%g\" y=\"%g\" font-size=\"12\" text-anchor=\"middle\">", L + pw / 2, H - 8);
-    report_escape(f, xlabel);
-    fprintf(f, "</text>\n<text x=\"14\" y=\"%g\" font-size=\"12\" text-anchor=\"middle\" transform=\"rotate(-90 14 %g)\">", T + ph / 2,
-            T + ph / 2);
-    report_escape(f, ylabel);
-    fputs(log_y ? " (log scale)</text>\n" : "</text>\n", f);
-    for (int k = 0; k < ns; k++) {
-        const char *colour = palette[k % NPALETTE];
-        int open = 0;
-        for (int i = 0; i < s[k].n; i++) {
-            double y = s[k].y[i];
-            int ok = isfinite(y) && !(log_y && y <= 0);
-            if (!ok) {
-                if (open) fputs("\"/>\n", f);
-                open = 0;
-                continue;
-            }
-            if (log_y) y = log10(y);
-            if (!open) fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", colour);
-            fprintf(f, "%.1f,%.1f ", PX(s[k].x[i]), PY(y));
-            open = 1;
-        }
-        if (open) fputs("\"/>\n", f);
-        double ly = T + 8 + 15 * k;
-        fprintf(f, "<line x1=\"%g\" x2=\"%g\" y1=\"%g\" y2=\"%g\" stroke=\"%s\" stroke-width=\"3\"/>", L + pw + 10,
-                L + pw + 28, ly, ly, colour);
-        fprintf(f, "<text x=\"%g\" y=\"%g\" font-size=\"11\">", L + pw + 32, ly + 4);
-        report_escape(f, s[k].name);
-        fputs("</text>\n", f);
-    }
-    fputs("</svg>\n", f);
-#undef PX
-#undef PY
+    report_chart c = report_chart_default();
+    c.title = title;
+    c.xlabel = xlabel;
+    c.ylabel = ylabel;
+    c.log_y = log_y;
+    report_chart_draw(f, &c, s, ns);
+}
+
+void report_row(FILE *f, int header, int ncells, const char *const *cells) {
+    const char *tag = header ? "th" : "td";
+    fputs("<tr>", f);
+    for (int i = 0; i < ncells; i++) fprintf(f, "<%s>%s</%s>", tag, cells && cells[i] ? cells[i] : "", tag);
+    fputs("</tr>\n", f);
 }
 
 void report_heatmap(FILE *f, const char *title, const char *const *row_names, int nrows, const char *const *col_names,

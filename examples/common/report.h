@@ -30,12 +30,18 @@ typedef struct report_chart {
     const double *hlines;   /* horizontal dashed reference lines at these y values ... */
     const char *const *hline_labels; /* ... labelled (may be NULL) */
     int nhlines;
-    int width, height;      /* px [720 x 360; small multiples 340 x 220] */
+    int width, height;      /* px [720 x 360; small multiples 340 x 220] (0: the default) */
     int legend;             /* 1: legend at the right [1; small multiples 0, the title names
                                the panel] */
 } report_chart;
 
 report_chart report_chart_default(void);
+
+/* The bias-corrected EMA of report_chart.smooth (TensorBoard's smoothing) over y[0..n):
+ * s_t = beta s_{t-1} + (1 - beta) y_t with s_0 = 0, out = s_t / (1 - beta^t), where t counts
+ * the finite values so far; a non-finite y[i] leaves the state as it is and gives out[i] = NAN.
+ * out may be NULL. Returns the last smoothed value (NAN when no y is finite). */
+double report_ema(const double *y, int n, double beta, double *out);
 
 /* A chart of ns series with the given options. */
 void report_chart_draw(FILE *f, const report_chart *c, const report_series *s, int ns);

@@ -21,8 +21,9 @@
  * as PyTorch's would. ReduceLROnPlateau is stepped with its metric (e.g. per epoch), as
  * before. tests/trajectory checks this loop against PyTorch's (monitor_skip_* cases).
  *
- * before_step reads the gradients once: per-tensor L2 norms and the global L2 norm
- * (sqrt of the sum of the per-tensor sums of squares), non-finite gradients (NaN/Inf in
+ * before_step reads the gradients once: per-tensor L2 norms, per-layer ones (below) and the
+ * global L2 norm (sqrt of the sum of the per-tensor sums of squares, in arena order
+ * whatever the grouping), non-finite gradients (NaN/Inf in
  * any element) and a non-finite loss. It then decides whether the step should be applied
  * and says so in the report (PyTorch users cannot tell whether a step was skipped, e.g.
  * by GradScaler: pytorch#44511):
@@ -34,6 +35,9 @@
  *  - explosion: grad_norm > explosion_factor * the mean of the previous explosion_window
  *    finite global norms (at least 2 of them). Flag only.
  *  - vanishing: grad_norm < vanishing_floor. Flag only.
+ *  - vanishing layers: a layer's grad norm < layer_vanishing_ratio x the largest layer's
+ *    (judged only when every layer's norm is finite). Flag only; report.vanishing_layers
+ *    counts them, gopt_monitor_layer_stats says which.
  * When the step is applied and track_updates is set, the parameters are copied into a
  * buffer allocated at create; after_step then computes per tensor ||w_new - w_old||
  * (the update, = ||lr * direction|| of the step), ||w_new|| and their ratio (update /
@@ -157,8 +161,10 @@ GOPT_API gopt_status gopt_monitor_write_row(const gopt_monitor *m, FILE *f, gopt
  * Errors: GOPT_EIO naming the path. */
 GOPT_API gopt_status gopt_monitor_append_row(const gopt_monitor *m, const char *path, gopt_monitor_format fmt);
 
-/* State (params.h convention): counters, loss window, norm history, explosion window. Load
- * requires the same config sizes and tensor count. */
+/* State (params.h convention): counters, loss window, norm history, explosion window and
+ * the per-layer grad-norm history (layer_history > 0). Load requires the same config sizes,
+ * tensor count and layer count; a blob saved before the layer history was kept ("MON1")
+ * still loads and leaves the layer history empty. */
 GOPT_API size_t gopt_monitor_state_size(const gopt_monitor *m);
 GOPT_API gopt_status gopt_monitor_state_save(const gopt_monitor *m, void *buf, size_t size);
 GOPT_API gopt_status gopt_monitor_state_load(gopt_monitor *m, const void *buf, size_t size);

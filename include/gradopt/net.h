@@ -79,6 +79,9 @@ GOPT_API gopt_status gopt_net_build(gopt_net *net);
  *    otherwise biases are 0.
  *  - embedding: N(0,1) under TORCH_DEFAULT, else by `weights`.
  *  - batchnorm: gamma 1, beta 0, running statistics reset; other layers have no parameters.
+ * One stream from `seed` runs through the layers in order, drawing as gopt_net_build does:
+ * layer -1 with TORCH_DEFAULT twice and seed = cfg.seed gives back the values build gave a
+ * GOPT_NET_INIT_TORCH net (a single layer draws from the start of the stream).
  * Errors: GOPT_ESTATE (not built), GOPT_ERANGE (layer), GOPT_EINVAL (a scheme out of range). */
 GOPT_API gopt_status gopt_net_init_weights(gopt_net *net, int layer, gopt_init weights, gopt_init recurrent,
                                            uint64_t seed);

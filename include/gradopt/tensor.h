@@ -102,6 +102,8 @@ GOPT_API const char *gopt_init_name(gopt_init kind); /* "?" when out of range */
 /* Errors: GOPT_EINVAL naming the unknown name and listing the known ones. */
 GOPT_API gopt_status gopt_init_from_name(const char *name, gopt_init *out);
 
+/* Errors: GOPT_EINVAL (NULL, kind out of range), GOPT_ESHAPE (1-D), GOPT_ENOMEM (ORTHOGONAL's
+ * double-precision scratch, 2 x numel + min(rows, cols) doubles, freed before returning). */
 GOPT_API gopt_status gopt_tensor_init(gopt_tensor *t, gopt_init kind, gopt_rng *rng);
 
 GOPT_EXTERN_C_END

@@ -177,31 +177,4 @@ gopt_status gopt_tensor_fill_normal(gopt_tensor *t, float mean, float std, gopt_
     return GOPT_OK;
 }
 
-gopt_status gopt_tensor_init(gopt_tensor *t, gopt_init kind, gopt_rng *rng) {
-    GOPT_TRY(check_tensor(t, __func__));
-    GOPT_CHECK_NULL(rng);
-    if (t->ndim < 2)
-        return GOPT_FAIL(GOPT_ESHAPE, "fan-in/fan-out need a tensor of 2 or more dims, got %d-D", t->ndim);
-    double receptive = 1;
-    for (int i = 2; i < t->ndim; i++) receptive *= (double)t->shape[i];
-    double fan_in = (double)t->shape[1] * receptive, fan_out = (double)t->shape[0] * receptive;
-    double bound;
-    switch (kind) {
-    case GOPT_INIT_HE_NORMAL:
-        return gopt_tensor_fill_normal(t, 0.0f, (float)(sqrt(2.0) / sqrt(fan_in)), rng);
-    case GOPT_INIT_HE_UNIFORM:
-        bound = sqrt(2.0) * sqrt(3.0 / fan_in);
-        break;
-    case GOPT_INIT_XAVIER_NORMAL:
-        return gopt_tensor_fill_normal(t, 0.0f, (float)sqrt(2.0 / (fan_in + fan_out)), rng);
-    case GOPT_INIT_XAVIER_UNIFORM:
-        bound = sqrt(6.0 / (fan_in + fan_out));
-        break;
-    case GOPT_INIT_TORCH_DEFAULT:
-        bound = 1.0 / sqrt(fan_in);
-        break;
-    default:
-        return GOPT_FAIL(GOPT_EINVAL, "unknown init kind %d", (int)kind);
-    }
-    return gopt_tensor_fill_uniform(t, (float)-bound, (float)bound, rng);
-}
+/* gopt_tensor_init, gopt_init_name and the orthogonal initialisation: core/init.c. */

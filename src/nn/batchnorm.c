@@ -50,7 +50,7 @@ static void bn_free(gopt_layer *l) {
     if (l->st) gopt__bn_free(bn_of(l));
 }
 
-static gopt_status bn_init(gopt_layer *l, gopt_init weight_init, gopt_rng *rng) {
+static gopt_status bn_init(gopt_layer *l, const gopt__init_spec *spec, gopt_rng *rng) {
     gopt__init_bn(l, bn_of(l));
     return GOPT_OK;
 }

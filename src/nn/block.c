@@ -225,14 +225,14 @@ static void block_free(gopt_layer *l) {
     gopt__bn_free(&b->bn_s);
 }
 
-static gopt_status block_init(gopt_layer *l, gopt_init weight_init, gopt_rng *rng) {
+static gopt_status block_init(gopt_layer *l, const gopt__init_spec *spec, gopt_rng *rng) {
     block_state *b = l->st;
-    GOPT_TRY(gopt__init_conv(l, &b->conv, weight_init, rng));
+    GOPT_TRY(gopt__init_conv(l, &b->conv, spec, rng));
     gopt__init_bn(l, &b->bn);
-    GOPT_TRY(gopt__init_conv(l, &b->conv2, weight_init, rng));
+    GOPT_TRY(gopt__init_conv(l, &b->conv2, spec, rng));
     gopt__init_bn(l, &b->bn2);
     if (b->projection) {
-        GOPT_TRY(gopt__init_conv(l, &b->conv_s, weight_init, rng));
+        GOPT_TRY(gopt__init_conv(l, &b->conv_s, spec, rng));
         gopt__init_bn(l, &b->bn_s);
     }
     return GOPT_OK;

@@ -28,8 +28,8 @@ static gopt_status conv_setup(gopt_layer *l, const char *prefix) {
     return gopt__add_conv_params(l, c, prefix);
 }
 
-static gopt_status conv_init(gopt_layer *l, gopt_init weight_init, gopt_rng *rng) {
-    return gopt__init_conv(l, &((conv_state *)l->st)->conv, weight_init, rng);
+static gopt_status conv_init(gopt_layer *l, const gopt__init_spec *spec, gopt_rng *rng) {
+    return gopt__init_conv(l, &((conv_state *)l->st)->conv, spec, rng);
 }
 
 static void conv_forward(gopt_layer *l, const float *x, int n) {

@@ -34,10 +34,11 @@ static gopt_status embedding_setup(gopt_layer *l, const char *prefix) {
     return gopt__add_param(l, prefix, "weight", 2, ws, GOPT_TAG_WEIGHT, &st->w_index);
 }
 
-static gopt_status embedding_init(gopt_layer *l, gopt_init weight_init, gopt_rng *rng) {
+static gopt_status embedding_init(gopt_layer *l, const gopt__init_spec *spec, gopt_rng *rng) {
     gopt_param_info info;
     GOPT_TRY(gopt_params_info(l->params, ((embedding_state *)l->st)->w_index, &info));
-    return gopt_tensor_fill_normal(&info.value, 0.0f, 1.0f, rng); /* PyTorch's init whatever the net asks */
+    if (!spec->build && spec->weights != GOPT_INIT_TORCH_DEFAULT) return gopt_tensor_init(&info.value, spec->weights, rng);
+    return gopt_tensor_fill_normal(&info.value, 0.0f, 1.0f, rng); /* PyTorch's init (the layer's build default) */
 }
 
 static int valid_id(float v, int V) { return v >= 0.0f && v < (float)V && v == floorf(v); }

@@ -219,13 +219,23 @@ int gopt__layer_bns(gopt_layer *l, gopt__bn **out3) { return l->vt->bns ? l->vt-
 
 double gopt__layer_flops(const gopt_layer *l) { return l->vt->flops ? l->vt->flops(l) : 0.0; }
 
-gopt_status gopt_layer_init_params(gopt_layer *l, gopt_init weight_init, gopt_rng *rng) {
+static int init_in_range(gopt_init k) { return k >= GOPT_INIT_HE_NORMAL && k <= GOPT_INIT_ORTHOGONAL; }
+
+gopt_status gopt__layer_init(gopt_layer *l, const gopt__init_spec *spec, gopt_rng *rng) {
     GOPT_CHECK_NULL(l);
+    GOPT_CHECK_NULL(spec);
     GOPT_CHECK_NULL(rng);
     if (!gopt_params_finalized(l->params)) return GOPT_FAIL(GOPT_ESTATE, "the params arena is not finalized");
-    if (weight_init < GOPT_INIT_HE_NORMAL || weight_init > GOPT_INIT_TORCH_DEFAULT)
-        return GOPT_FAIL(GOPT_EINVAL, "weight_init = %d is not a gopt_init", (int)weight_init);
-    return l->vt->init_params ? l->vt->init_params(l, weight_init, rng) : GOPT_OK;
+    if (!init_in_range(spec->weights))
+        return GOPT_FAIL(GOPT_EINVAL, "weight init = %d is not a gopt_init", (int)spec->weights);
+    if (!init_in_range(spec->recurrent))
+        return GOPT_FAIL(GOPT_EINVAL, "recurrent init = %d is not a gopt_init", (int)spec->recurrent);
+    return l->vt->init_params ? l->vt->init_params(l, spec, rng) : GOPT_OK;
+}
+
+gopt_status gopt_layer_init_params(gopt_layer *l, gopt_init weight_init, gopt_rng *rng) {
+    gopt__init_spec spec = {weight_init, GOPT_INIT_TORCH_DEFAULT, 1};
+    return gopt__layer_init(l, &spec, rng);
 }
 
 void gopt_layer_set_training(gopt_layer *l, int training) {

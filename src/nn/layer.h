@@ -22,6 +22,22 @@ enum {
     GOPT__VT_LEAN = 4            /* alloc(l, 1) trades a recomputation for memory (the block) */
 };
 
+/* What init_params applies (a type reads only what concerns it).
+ *   build = 1: the layer's own defaults (gopt_layer_init_params, gopt_net_build): weights by
+ *     `weights`, biases U(+-1/sqrt(fan_in)), an embedding N(0,1) and every recurrent
+ *     parameter U(+-1/sqrt(H)) whatever `weights` says, as PyTorch's constructors.
+ *   build = 0: the rules of gopt_net_init_weights (net.h): biases U(+-1/sqrt(fan_in)) only
+ *     under TORCH_DEFAULT, else 0; an embedding by `weights` unless TORCH_DEFAULT; recurrent
+ *     weight_ih gate blocks by `weights`, weight_hh ones by `recurrent`. */
+typedef struct gopt__init_spec {
+    gopt_init weights, recurrent;
+    int build;
+} gopt__init_spec;
+/* 1 when biases get PyTorch's U(+-1/sqrt(fan_in)), 0 when they are zeroed. */
+static inline int gopt__init_torch_bias(const gopt__init_spec *s) {
+    return s->build || s->weights == GOPT_INIT_TORCH_DEFAULT;
+}
+
 typedef struct gopt__layer_vt {
     gopt_layer_type type;
     unsigned flags; /* GOPT__VT_* */
@@ -36,8 +52,9 @@ typedef struct gopt__layer_vt {
     /* Release what setup and alloc allocated (NULL: nothing); also called after a setup that
      * failed part way, so l->st may still be NULL. */
     void (*free)(gopt_layer *l);
-    /* Initialise the parameters (arena finalized) and reset state (NULL: none). */
-    gopt_status (*init_params)(gopt_layer *l, gopt_init weight_init, gopt_rng *rng);
+    /* Initialise the parameters (arena finalized) as `spec` says and reset state (NULL:
+     * none), drawing from rng in parameter order (the same spec and stream, the same values). */
+    gopt_status (*init_params)(gopt_layer *l, const gopt__init_spec *spec, gopt_rng *rng);
     /* Check a batch of n before anything runs (token ids in range, a set recurrent state of
      * batch n, ...); NULL: no check. x is the layer's input, or NULL when a net checks its
      * later layers before their inputs exist: then check only what does not depend on it. */
@@ -115,8 +132,9 @@ gopt_status gopt__add_param(gopt_layer *l, const char *prefix, const char *suffi
  * (C, GOPT_TAG_NORM) under prefix. */
 gopt_status gopt__add_conv_params(gopt_layer *l, gopt__conv *c, const char *prefix);
 gopt_status gopt__add_bn_params(gopt_layer *l, gopt__bn *bn, const char *prefix);
-/* weight with `kind`, bias U(+-1/sqrt(C R R)) / gamma 1, beta 0, running stats reset. */
-gopt_status gopt__init_conv(gopt_layer *l, const gopt__conv *c, gopt_init kind, gopt_rng *rng);
+/* weight by spec->weights, bias U(+-1/sqrt(C R R)) (or 0, gopt__init_torch_bias) / gamma 1,
+ * beta 0, running stats reset. */
+gopt_status gopt__init_conv(gopt_layer *l, const gopt__conv *c, const gopt__init_spec *spec, gopt_rng *rng);
 void gopt__init_bn(gopt_layer *l, gopt__bn *bn);
 double gopt__conv_flops(const gopt__conv *c);
 /* "(N,3,32,32)"-style shape text, lead "N" or "". */
@@ -143,6 +161,8 @@ gopt_status gopt__layer_create(const gopt_layer_config *cfg, int in_ndim, const 
 gopt_status gopt__layer_alloc_buffers(gopt_layer *l, int lean);
 /* Use an external workspace (the net's) instead of an owned one. */
 void gopt__layer_set_ws(gopt_layer *l, float *ws);
+/* vt->init_params after the arena and scheme checks of gopt_layer_init_params. */
+gopt_status gopt__layer_init(gopt_layer *l, const gopt__init_spec *spec, gopt_rng *rng);
 /* vt->flops, vt->bns (0 without). */
 double gopt__layer_flops(const gopt_layer *l);
 int gopt__layer_bns(gopt_layer *l, gopt__bn **out3);

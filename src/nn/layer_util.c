@@ -52,12 +52,13 @@ gopt_status gopt__add_bn_params(gopt_layer *l, gopt__bn *bn, const char *prefix)
     return gopt__add_param(l, prefix, "bias", 1, s, GOPT_TAG_NORM, &bn->b_index);
 }
 
-gopt_status gopt__init_conv(gopt_layer *l, const gopt__conv *c, gopt_init kind, gopt_rng *rng) {
+gopt_status gopt__init_conv(gopt_layer *l, const gopt__conv *c, const gopt__init_spec *spec, gopt_rng *rng) {
     gopt_param_info info;
     GOPT_TRY(gopt_params_info(l->params, c->w_index, &info));
-    GOPT_TRY(gopt_tensor_init(&info.value, kind, rng));
+    GOPT_TRY(gopt_tensor_init(&info.value, spec->weights, rng));
     if (c->b_index >= 0) {
         GOPT_TRY(gopt_params_info(l->params, c->b_index, &info));
+        if (!gopt__init_torch_bias(spec)) return gopt_tensor_fill(&info.value, 0.0f);
         float bound = 1.0f / sqrtf((float)(c->C * c->R * c->R));
         GOPT_TRY(gopt_tensor_fill_uniform(&info.value, -bound, bound, rng));
     }

@@ -38,13 +38,14 @@ static gopt_status linear_setup(gopt_layer *l, const char *prefix) {
     return GOPT_OK;
 }
 
-static gopt_status linear_init(gopt_layer *l, gopt_init weight_init, gopt_rng *rng) {
+static gopt_status linear_init(gopt_layer *l, const gopt__init_spec *spec, gopt_rng *rng) {
     const linear_state *st = l->st;
     gopt_param_info info;
     GOPT_TRY(gopt_params_info(l->params, st->w_index, &info));
-    GOPT_TRY(gopt_tensor_init(&info.value, weight_init, rng));
+    GOPT_TRY(gopt_tensor_init(&info.value, spec->weights, rng));
     if (st->b_index >= 0) {
         GOPT_TRY(gopt_params_info(l->params, st->b_index, &info));
+        if (!gopt__init_torch_bias(spec)) return gopt_tensor_fill(&info.value, 0.0f);
         float bound = 1.0f / sqrtf((float)l->cfg.in_features);
         GOPT_TRY(gopt_tensor_fill_uniform(&info.value, -bound, bound, rng));
     }

@@ -211,6 +211,25 @@ gopt_status gopt_net_build(gopt_net *net) {
     return GOPT_OK;
 }
 
+/* One stream from `seed` through the chosen layers in order, as build draws: with layer -1,
+ * TORCH_DEFAULT twice and seed = cfg.seed this gives what build gave a GOPT_NET_INIT_TORCH net. */
+gopt_status gopt_net_init_weights(gopt_net *net, int layer, gopt_init weights, gopt_init recurrent, uint64_t seed) {
+    GOPT_CHECK_NULL(net);
+    if (!net->built) return GOPT_FAIL(GOPT_ESTATE, "the net is not built (call gopt_net_build first)");
+    if (layer < -1 || layer >= net->nlayers)
+        return GOPT_FAIL(GOPT_ERANGE, "layer = %d is outside [-1, %d)", layer, net->nlayers);
+    if (weights < GOPT_INIT_HE_NORMAL || weights > GOPT_INIT_ORTHOGONAL)
+        return GOPT_FAIL(GOPT_EINVAL, "weights = %d is not a gopt_init", (int)weights);
+    if (recurrent < GOPT_INIT_HE_NORMAL || recurrent > GOPT_INIT_ORTHOGONAL)
+        return GOPT_FAIL(GOPT_EINVAL, "recurrent = %d is not a gopt_init", (int)recurrent);
+    const gopt__init_spec spec = {weights, recurrent, 0};
+    gopt_rng rng;
+    gopt_rng_seed(&rng, seed);
+    const int first = layer < 0 ? 0 : layer, last = layer < 0 ? net->nlayers - 1 : layer;
+    for (int i = first; i <= last; i++) GOPT_TRY(gopt__layer_init(net->layers[i], &spec, &rng));
+    return GOPT_OK;
+}
+
 gopt_params *gopt_net_params(gopt_net *net) { return net ? net->params : NULL; }
 int gopt_net_layer_count(const gopt_net *net) { return net ? net->nlayers : 0; }
 gopt_layer *gopt_net_layer(gopt_net *net, int i) {

@@ -238,9 +238,39 @@ void gopt__rnn_free(gopt_layer *l) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) gopt__aligned_free(bufs[i]);
 }
 
-gopt_status gopt__rnn_init_params(gopt_layer *l, gopt_init weight_init, gopt_rng *rng) {
-    (void)weight_init; /* PyTorch initialises every recurrent parameter U(-1/sqrt(H), 1/sqrt(H)) */
+/* Each gate's block of a (G*H, cols) weight, rows [g*H, (g+1)*H), as its own (H, cols)
+ * matrix: a gate's fan-in and orthogonality are the block's, as Keras' recurrent_initializer
+ * and the usual torch.nn.init loops over weight_hh.chunk(G) do. */
+static gopt_status init_gate_blocks(gopt_layer *l, int index, int G, int64_t H, gopt_init kind, gopt_rng *rng) {
+    gopt_param_info info;
+    GOPT_TRY(gopt_params_info(l->params, index, &info));
+    const int64_t cols = info.value.shape[1], shape[2] = {H, cols};
+    for (int g = 0; g < G; g++) {
+        gopt_tensor block;
+        GOPT_TRY(gopt_tensor_view(info.value.data + (int64_t)g * H * cols, 2, shape, &block));
+        GOPT_TRY(gopt_tensor_init(&block, kind, rng));
+    }
+    return GOPT_OK;
+}
+
+gopt_status gopt__rnn_init_params(gopt_layer *l, const gopt__init_spec *spec, gopt_rng *rng) {
     gopt__rnn *r = l->st;
+    if (!spec->build && !(spec->weights == GOPT_INIT_TORCH_DEFAULT && spec->recurrent == GOPT_INIT_TORCH_DEFAULT)) {
+        for (int k = 0; k < r->L; k++) {
+            const gopt__rnn_layer *ly = &r->layers[k];
+            GOPT_TRY(init_gate_blocks(l, ly->w_ih, r->G, r->H, spec->weights, rng));
+            GOPT_TRY(init_gate_blocks(l, ly->w_hh, r->G, r->H, spec->recurrent, rng));
+            const int bias[2] = {ly->b_ih, ly->b_hh};
+            for (int j = 0; j < 2; j++) {
+                if (bias[j] < 0) continue;
+                gopt_param_info info;
+                GOPT_TRY(gopt_params_info(l->params, bias[j], &info));
+                GOPT_TRY(gopt_tensor_fill(&info.value, 0.0f));
+            }
+        }
+        return GOPT_OK;
+    }
+    /* PyTorch initialises every recurrent parameter U(-1/sqrt(H), 1/sqrt(H)) */
     float bound = 1.0f / sqrtf((float)r->H);
     for (int k = 0; k < r->L; k++) {
         const int idx[4] = {r->layers[k].w_ih, r->layers[k].w_hh, r->layers[k].b_ih, r->layers[k].b_hh};

@@ -95,12 +95,15 @@ void gopt__tanh_backward(gopt_layer *l, const float *x, float *dy, float *dx, in
 /* ---- recurrent layers (rnn, lstm, gru) ----
  * setup: check the config and the input shape (T,I), set out_shape (T,H), register the
  * parameters, allocate every per-step buffer for max_batch x T. free: release them (NULL
- * state ok). init_params: U(-1/sqrt(H), 1/sqrt(H)) for all, in PyTorch's order.
+ * state ok). init_params: U(-1/sqrt(H), 1/sqrt(H)) for all, in PyTorch's order (a build, or
+ * gopt_net_init_weights with TORCH_DEFAULT twice); otherwise per layer each gate's (H,in)
+ * block of weight_ih by spec->weights, each (H,H) block of weight_hh by spec->recurrent,
+ * biases 0.
  * check_forward: GOPT_ESHAPE when a state set by gopt_layer_rnn_set_state does not have
  * the batch n of this forward. */
 gopt_status gopt__rnn_setup(gopt_layer *l, const char *prefix);
 void gopt__rnn_free(gopt_layer *l);
-gopt_status gopt__rnn_init_params(gopt_layer *l, gopt_init weight_init, gopt_rng *rng);
+gopt_status gopt__rnn_init_params(gopt_layer *l, const gopt__init_spec *spec, gopt_rng *rng);
 double gopt__rnn_flops(const gopt_layer *l);
 gopt_status gopt__rnn_check_forward(const gopt_layer *l, const float *x, int n);
 void gopt__rnn_forward(gopt_layer *l, const float *x, int n);

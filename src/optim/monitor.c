@@ -6,7 +6,9 @@
 #include "core/common.h"
 #include "optim/norm.h"
 
-#define MONITOR_MAGIC GOPT__MAGIC('M', 'O', 'N', '1')
+/* MON2 appends the per-layer grad-norm history to MON1's fields; MON1 blobs still load. */
+#define MONITOR_MAGIC_V1 GOPT__MAGIC('M', 'O', 'N', '1')
+#define MONITOR_MAGIC GOPT__MAGIC('M', 'O', 'N', '2')
 
 typedef struct ring {
     double *v;
@@ -32,6 +34,12 @@ struct gopt_monitor {
     gopt_monitor_counts counts;
     gopt_monitor_report last;
     int has_report, awaiting_after;
+    /* per-layer view: runs of tensors sharing a name prefix (gopt_monitor_layer) */
+    int nlayers;
+    gopt_monitor_layer *layers;
+    char *layer_names;  /* the prefixes, NUL-separated; layers[i].name points in here */
+    double *layer_hist; /* layer_history rows of nlayers grad norms, a ring of rows */
+    int hist_count, hist_head;
 };
 
 gopt_monitor_config gopt_monitor_config_default(void) {
@@ -48,6 +56,8 @@ gopt_monitor_config gopt_monitor_config_default(void) {
     c.explosion_factor = 10.0;
     c.vanishing_floor = 1e-8;
     c.track_updates = 1;
+    c.layer_vanishing_ratio = 1e-4;
+    c.layer_history = 0;
     return c;
 }
 
@@ -68,6 +78,65 @@ static gopt_status validate(const gopt_monitor_config *c, const gopt_optim *opt)
         return GOPT_FAIL(GOPT_EINVAL, "explosion_factor = %g must be finite and > 1", c->explosion_factor);
     if (!(isfinite(c->vanishing_floor) && c->vanishing_floor >= 0))
         return GOPT_FAIL(GOPT_EINVAL, "vanishing_floor = %g must be finite and >= 0", c->vanishing_floor);
+    if (!(isfinite(c->layer_vanishing_ratio) && c->layer_vanishing_ratio >= 0))
+        return GOPT_FAIL(GOPT_EINVAL, "layer_vanishing_ratio = %g must be finite and >= 0", c->layer_vanishing_ratio);
+    if (c->layer_history < 0) return GOPT_FAIL(GOPT_EINVAL, "layer_history = %d must be >= 0", c->layer_history);
+    return GOPT_OK;
+}
+
+/* Length of the layer prefix of a tensor name: up to the last '.', or -1 without one. */
+static int prefix_len(const char *name) {
+    const char *dot = strrchr(name, '.');
+    return dot ? (int)(dot - name) : -1;
+}
+
+/* Group the arena's tensors into layers (runs of equal prefixes; a name without '.' alone)
+ * and allocate the history; everything the per-layer view needs, once. */
+static gopt_status make_layers(gopt_monitor *m) {
+    size_t name_bytes = 0;
+    int n = 0, prev_len = -1;
+    const char *prev = NULL;
+    for (int i = 0; i < m->ntensors; i++) {
+        gopt_param_info info;
+        GOPT_TRY(gopt_params_info(m->params, i, &info));
+        int len = prefix_len(info.name);
+        if (!prev || len < 0 || prev_len < 0 || len != prev_len || strncmp(prev, info.name, (size_t)len) != 0) {
+            n++;
+            name_bytes += (len < 0 ? strlen(info.name) : (size_t)len) + 1;
+        }
+        prev = info.name;
+        prev_len = len;
+    }
+    m->nlayers = n;
+    m->layers = gopt__calloc(n ? (size_t)n : 1, sizeof *m->layers);
+    m->layer_names = gopt__malloc(name_bytes ? name_bytes : 1);
+    size_t hist;
+    if (!gopt__mul_size((size_t)m->cfg.layer_history, (size_t)(n ? n : 1), &hist) || hist > SIZE_MAX / sizeof(double))
+        return GOPT_FAIL(GOPT_EOVERFLOW, "layer_history = %d x %d layers", m->cfg.layer_history, n);
+    if (hist) m->layer_hist = gopt__calloc(hist, sizeof(double));
+    if (!m->layers || !m->layer_names || (hist && !m->layer_hist)) return GOPT_FAIL(GOPT_ENOMEM, "monitor layer buffers");
+    char *w = m->layer_names;
+    int layer = -1;
+    prev = NULL;
+    prev_len = -1;
+    for (int i = 0; i < m->ntensors; i++) {
+        gopt_param_info info;
+        GOPT_TRY(gopt_params_info(m->params, i, &info));
+        int len = prefix_len(info.name);
+        if (!prev || len < 0 || prev_len < 0 || len != prev_len || strncmp(prev, info.name, (size_t)len) != 0) {
+            size_t k = len < 0 ? strlen(info.name) : (size_t)len;
+            memcpy(w, info.name, k);
+            w[k] = '\0';
+            gopt_monitor_layer *ly = &m->layers[++layer];
+            ly->name = w;
+            ly->first_tensor = i;
+            ly->grad_norm = ly->param_norm = ly->update_norm = ly->update_ratio = NAN;
+            w += k + 1;
+        }
+        m->layers[layer].ntensors++;
+        prev = info.name;
+        prev_len = len;
+    }
     return GOPT_OK;
 }
 
@@ -101,6 +170,11 @@ gopt_status gopt_monitor_create(const gopt_monitor_config *cfg, gopt_params *par
     m->recent.cap = cfg->explosion_window;
     for (int i = 0; i < m->ntensors; i++)
         m->tensors[i] = (gopt_monitor_tensor){NAN, NAN, NAN, NAN};
+    gopt_status st = make_layers(m);
+    if (st != GOPT_OK) {
+        gopt_monitor_destroy(m);
+        return st;
+    }
     *out = m;
     return GOPT_OK;
 }
@@ -112,6 +186,9 @@ void gopt_monitor_destroy(gopt_monitor *m) {
     gopt__free(m->norms.v);
     gopt__free(m->recent.v);
     gopt__aligned_free(m->snapshot);
+    gopt__free(m->layers);
+    gopt__free(m->layer_names);
+    gopt__free(m->layer_hist);
     gopt__free(m);
 }
 
@@ -119,6 +196,31 @@ static int has_nonfinite(const float *x, int64_t n) {
     int bad = 0;
     for (int64_t i = 0; i < n; i++) bad |= !isfinite(x[i]);
     return bad;
+}
+
+/* Per-layer vanishing flags against the largest layer norm (all finite only) and the
+ * history row of this step. */
+static void flag_layers(gopt_monitor *m, gopt_monitor_report *r) {
+    double largest = 0;
+    int finite = 1;
+    for (int k = 0; k < m->nlayers; k++) {
+        double g = m->layers[k].grad_norm;
+        if (!isfinite(g)) finite = 0;
+        else if (g > largest) largest = g;
+    }
+    const double threshold = m->cfg.layer_vanishing_ratio * largest;
+    for (int k = 0; k < m->nlayers; k++) {
+        gopt_monitor_layer *ly = &m->layers[k];
+        ly->vanishing = finite && ly->grad_norm < threshold;
+        r->vanishing_layers += ly->vanishing;
+        ly->param_norm = ly->update_norm = ly->update_ratio = NAN;
+    }
+    if (m->layer_hist) {
+        double *row = m->layer_hist + (size_t)m->hist_head * (size_t)m->nlayers;
+        for (int k = 0; k < m->nlayers; k++) row[k] = m->layers[k].grad_norm;
+        m->hist_head = (m->hist_head + 1) % m->cfg.layer_history;
+        if (m->hist_count < m->cfg.layer_history) m->hist_count++;
+    }
 }
 
 gopt_status gopt_monitor_before_step(gopt_monitor *m, double loss, gopt_monitor_report *report) {
@@ -131,19 +233,27 @@ gopt_status gopt_monitor_before_step(gopt_monitor *m, double loss, gopt_monitor_
     r.loss = loss;
     r.zscore = NAN;
 
-    /* one read pass over the gradients: per-tensor sums of squares */
+    /* one read pass over the gradients: per-tensor sums of squares, added up per layer and
+     * in all (in arena order, so the global norm does not depend on the grouping) */
     double total = 0;
     int nonfinite = 0;
-    for (int i = 0; i < m->ntensors; i++) {
-        gopt_param_info info;
-        GOPT_TRY(gopt_params_info(m->params, i, &info));
-        double ss = gopt__pow_sum(info.grad.data, info.grad.numel, 2.0, 1);
-        /* float lanes overflow for |g| > ~1e19: confirm with an exact check (rare path) */
-        if (!isfinite(ss) && has_nonfinite(info.grad.data, info.grad.numel)) nonfinite = 1;
-        m->tensors[i].grad_norm = sqrt(ss);
-        total += ss;
+    for (int k = 0; k < m->nlayers; k++) {
+        gopt_monitor_layer *ly = &m->layers[k];
+        double layer_ss = 0;
+        for (int i = ly->first_tensor; i < ly->first_tensor + ly->ntensors; i++) {
+            gopt_param_info info;
+            GOPT_TRY(gopt_params_info(m->params, i, &info));
+            double ss = gopt__pow_sum(info.grad.data, info.grad.numel, 2.0, 1);
+            /* float lanes overflow for |g| > ~1e19: confirm with an exact check (rare path) */
+            if (!isfinite(ss) && has_nonfinite(info.grad.data, info.grad.numel)) nonfinite = 1;
+            m->tensors[i].grad_norm = sqrt(ss);
+            total += ss;
+            layer_ss += ss;
+        }
+        ly->grad_norm = sqrt(layer_ss);
     }
     r.grad_norm = sqrt(total);
+    flag_layers(m, &r);
     r.nonfinite_grad = nonfinite;
     r.nonfinite_loss = !isfinite(loss);
 
@@ -213,6 +323,10 @@ gopt_status gopt_monitor_before_step(gopt_monitor *m, double loss, gopt_monitor_
     return st;
 }
 
+static double update_ratio(double update, double param) {
+    return param > 0 ? update / param : (update > 0 ? INFINITY : 0.0);
+}
+
 gopt_status gopt_monitor_after_step(gopt_monitor *m) {
     GOPT_CHECK_NULL(m);
     if (!m->awaiting_after)
@@ -233,8 +347,19 @@ gopt_status gopt_monitor_after_step(gopt_monitor *m) {
             }
             un = sqrt(un);
             m->tensors[i].update_norm = un;
-            m->tensors[i].update_ratio = pn > 0 ? un / pn : (un > 0 ? INFINITY : 0.0);
+            m->tensors[i].update_ratio = update_ratio(un, pn);
         }
+    }
+    for (int k = 0; k < m->nlayers; k++) {
+        gopt_monitor_layer *ly = &m->layers[k];
+        double pss = 0, uss = 0;
+        for (int i = ly->first_tensor; i < ly->first_tensor + ly->ntensors; i++) {
+            pss += m->tensors[i].param_norm * m->tensors[i].param_norm;
+            uss += m->tensors[i].update_norm * m->tensors[i].update_norm; /* NAN without track_updates */
+        }
+        ly->param_norm = sqrt(pss);
+        ly->update_norm = sqrt(uss);
+        ly->update_ratio = m->snapshot ? update_ratio(ly->update_norm, ly->param_norm) : NAN;
     }
     return GOPT_OK;
 }
@@ -267,6 +392,37 @@ gopt_status gopt_monitor_grad_norm_history(const gopt_monitor *m, double *out, i
     int count = m->norms.count < max ? m->norms.count : max;
     int skip = m->norms.count - count; /* keep the newest */
     for (int i = 0; i < count; i++) out[i] = ring_at(&m->norms, skip + i);
+    *n = count;
+    return GOPT_OK;
+}
+
+int gopt_monitor_layer_count(const gopt_monitor *m) { return m ? m->nlayers : 0; }
+
+gopt_status gopt_monitor_layer_stats(const gopt_monitor *m, int layer, gopt_monitor_layer *out) {
+    GOPT_CHECK_NULL(m);
+    GOPT_CHECK_NULL(out);
+    if (layer < 0 || layer >= m->nlayers)
+        return GOPT_FAIL(GOPT_ERANGE, "layer = %d is outside [0, %d)", layer, m->nlayers);
+    *out = m->layers[layer];
+    return GOPT_OK;
+}
+
+gopt_status gopt_monitor_layer_history(const gopt_monitor *m, int layer, double *out, int max, int *n) {
+    GOPT_CHECK_NULL(m);
+    GOPT_CHECK_NULL(n);
+    if (layer < 0 || layer >= m->nlayers)
+        return GOPT_FAIL(GOPT_ERANGE, "layer = %d is outside [0, %d)", layer, m->nlayers);
+    if (m->cfg.layer_history == 0)
+        return GOPT_FAIL(GOPT_ESTATE, "the monitor keeps no layer history (config layer_history is 0)");
+    if (max < 0) return GOPT_FAIL(GOPT_EINVAL, "max = %d must be >= 0", max);
+    if (max > 0) GOPT_CHECK_NULL(out);
+    const int cap = m->cfg.layer_history;
+    int count = m->hist_count < max ? m->hist_count : max;
+    int skip = m->hist_count - count; /* keep the newest */
+    for (int i = 0; i < count; i++) {
+        int row = (m->hist_head - m->hist_count + skip + i + cap) % cap;
+        out[i] = m->layer_hist[(size_t)row * (size_t)m->nlayers + (size_t)layer];
+    }
     *n = count;
     return GOPT_OK;
 }
@@ -366,10 +522,21 @@ gopt_status gopt_monitor_append_row(const gopt_monitor *m, const char *path, gop
 
 static size_t ring_bytes(const ring *r) { return 2 * sizeof(uint32_t) + (size_t)r->cap * sizeof(double); }
 
-size_t gopt_monitor_state_size(const gopt_monitor *m) {
-    if (!m) return 0;
+/* MON1: 5 header words (magic, tensors, loss_window, history, explosion_window), the
+ * counts and the three rings. */
+static size_t state_size_v1(const gopt_monitor *m) {
     return 5 * sizeof(uint32_t) + NCOUNTS * sizeof(int64_t) + ring_bytes(&m->losses) + ring_bytes(&m->norms) +
            ring_bytes(&m->recent);
+}
+
+/* MON2 = MON1's fields, then nlayers, layer_history, count, head and the history rows. */
+static size_t layer_section_bytes(const gopt_monitor *m) {
+    return 4 * sizeof(uint32_t) + (size_t)m->cfg.layer_history * (size_t)m->nlayers * sizeof(double);
+}
+
+size_t gopt_monitor_state_size(const gopt_monitor *m) {
+    if (!m) return 0;
+    return state_size_v1(m) + layer_section_bytes(m);
 }
 
 static void ring_save(gopt__wcur *w, const ring *r) {
@@ -393,6 +560,11 @@ gopt_status gopt_monitor_state_save(const gopt_monitor *m, void *buf, size_t siz
     ring_save(&w, &m->losses);
     ring_save(&w, &m->norms);
     ring_save(&w, &m->recent);
+    gopt__put_u32(&w, (uint32_t)m->nlayers);
+    gopt__put_u32(&w, (uint32_t)m->cfg.layer_history);
+    gopt__put_u32(&w, (uint32_t)m->hist_count);
+    gopt__put_u32(&w, (uint32_t)m->hist_head);
+    gopt__put(&w, m->layer_hist, (size_t)m->cfg.layer_history * (size_t)m->nlayers * sizeof(double));
     return w.ok ? GOPT_OK : GOPT_FAIL(GOPT_EINVAL, "state buffer too small");
 }
 
@@ -413,12 +585,16 @@ static gopt_status ring_check(gopt__rcur *r, const ring *ring_, const char *name
 gopt_status gopt_monitor_state_load(gopt_monitor *m, const void *buf, size_t size) {
     GOPT_CHECK_NULL(m);
     GOPT_CHECK_NULL(buf);
-    if (size != gopt_monitor_state_size(m))
-        return GOPT_FAIL(GOPT_EFORMAT, "monitor state: %zu bytes, expected %zu", size, gopt_monitor_state_size(m));
     gopt__rcur r = gopt__rcur_make(buf, size);
     uint32_t hdr[5];
     for (int i = 0; i < 5; i++) hdr[i] = gopt__get_u32(&r);
-    if (hdr[0] != MONITOR_MAGIC) return GOPT_FAIL(GOPT_EFORMAT, "monitor state: bad magic 0x%08x", hdr[0]);
+    if (!r.ok) return GOPT_FAIL(GOPT_EFORMAT, "monitor state: %zu bytes, too short for its header", size);
+    if (hdr[0] != MONITOR_MAGIC && hdr[0] != MONITOR_MAGIC_V1)
+        return GOPT_FAIL(GOPT_EFORMAT, "monitor state: bad magic 0x%08x", hdr[0]);
+    const int v1 = hdr[0] == MONITOR_MAGIC_V1; /* saved before the layer history was kept */
+    const size_t want = v1 ? state_size_v1(m) : gopt_monitor_state_size(m);
+    if (size != want)
+        return GOPT_FAIL(GOPT_EFORMAT, "monitor state (%s): %zu bytes, expected %zu", v1 ? "MON1" : "MON2", size, want);
     if (hdr[1] != (uint32_t)m->ntensors) return GOPT_FAIL(GOPT_EFORMAT, "monitor state: %u tensors, this monitor has %d", hdr[1], m->ntensors);
     if (hdr[2] != (uint32_t)m->losses.cap) return GOPT_FAIL(GOPT_EFORMAT, "monitor state: loss_window %u, this monitor has %d", hdr[2], m->losses.cap);
     if (hdr[3] != (uint32_t)m->norms.cap) return GOPT_FAIL(GOPT_EFORMAT, "monitor state: history %u, this monitor has %d", hdr[3], m->norms.cap);
@@ -431,6 +607,23 @@ gopt_status gopt_monitor_state_load(gopt_monitor *m, const void *buf, size_t siz
     GOPT_TRY(ring_check(&r, &m->losses, "loss window", &cnt[0], &head[0], &vals[0]));
     GOPT_TRY(ring_check(&r, &m->norms, "norm history", &cnt[1], &head[1], &vals[1]));
     GOPT_TRY(ring_check(&r, &m->recent, "explosion window", &cnt[2], &head[2], &vals[2]));
+    uint32_t lhdr[4] = {(uint32_t)m->nlayers, (uint32_t)m->cfg.layer_history, 0, 0};
+    if (!v1) {
+        for (int i = 0; i < 4; i++) lhdr[i] = gopt__get_u32(&r);
+        if (!r.ok) return GOPT_FAIL(GOPT_EFORMAT, "monitor state truncated in the layer history");
+        if (lhdr[0] != (uint32_t)m->nlayers)
+            return GOPT_FAIL(GOPT_EFORMAT, "monitor state: %u layers, this monitor has %d", lhdr[0], m->nlayers);
+        if (lhdr[1] != (uint32_t)m->cfg.layer_history)
+            return GOPT_FAIL(GOPT_EFORMAT, "monitor state: layer_history %u, this monitor has %d", lhdr[1],
+                             m->cfg.layer_history);
+        if (lhdr[2] > lhdr[1] || (lhdr[1] > 0 && lhdr[3] >= lhdr[1]) || (lhdr[1] == 0 && lhdr[3] != 0))
+            return GOPT_FAIL(GOPT_EFORMAT, "monitor state: layer history count %u / head %u do not fit %u", lhdr[2],
+                             lhdr[3], lhdr[1]);
+    }
+    /* everything checked: commit */
+    if (!v1 && m->layer_hist) memcpy(m->layer_hist, r.p, (size_t)lhdr[1] * (size_t)m->nlayers * sizeof(double));
+    m->hist_count = (int)lhdr[2]; /* a MON1 blob leaves the layer history empty */
+    m->hist_head = (int)lhdr[3];
     ring *rings[3] = {&m->losses, &m->norms, &m->recent};
     for (int i = 0; i < 3; i++) {
         rings[i]->count = (int)cnt[i];
