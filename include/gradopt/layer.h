@@ -43,9 +43,10 @@
  *                   (gopt_monitor_layer_stats groups by the name before the last '.') sees one
  *                   layer per linear and per BN ("block3.fc1", "block3.bn2", ...), so a
  *                   per-layer gradient profile counts the block's two linears as two layers
- *                   like a plain MLP's. Init: W1, W2 by weight_init, biases U(+-1/sqrt(F)) (as
- *                   linear), BN gamma 1, beta 0. Keeps act(BN1(x)), BN2's input and act(BN2(.))
- *                   (3 max_batch F floats; 2 without BN); backward recomputes nothing
+ *                   like a plain MLP's. Init as linear's: W1, W2 by the weight scheme, biases
+ *                   U(+-1/sqrt(F)) (gopt_net_init_weights: 0 unless TORCH_DEFAULT); BN gamma 1,
+ *                   beta 0. Keeps act(BN1(x)), BN2's input and act(BN2(.)) (3 max_batch F
+ *                   floats; 2 without BN); backward recomputes nothing
  *   relu, gelu      any shape     -> same             gelu exact: x/2 (1 + erf(x/sqrt 2)),
  *                   tanh form:    x/2 (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3)))
  *   maxpool2d       (N,C,H,W)     -> (N,C,H',W')      padding counts as -inf, floor mode, first

@@ -105,23 +105,25 @@ static void rd_free(gopt_layer *l) {
     }
 }
 
-static gopt_status init_linear(gopt_layer *l, int w, int b, gopt_init weight_init, gopt_rng *rng) {
+/* as linear: the weight by the scheme, the bias U(+-1/sqrt(F)) or 0 (gopt__init_torch_bias) */
+static gopt_status init_linear(gopt_layer *l, int w, int b, const gopt__init_spec *spec, gopt_rng *rng) {
     gopt_param_info info;
     GOPT_TRY(gopt_params_info(l->params, w, &info));
-    GOPT_TRY(gopt_tensor_init(&info.value, weight_init, rng));
+    GOPT_TRY(gopt_tensor_init(&info.value, spec->weights, rng));
     GOPT_TRY(gopt_params_info(l->params, b, &info));
+    if (!gopt__init_torch_bias(spec)) return gopt_tensor_fill(&info.value, 0.0f);
     float bound = 1.0f / sqrtf((float)l->cfg.in_features);
     return gopt_tensor_fill_uniform(&info.value, -bound, bound, rng);
 }
 
-static gopt_status rd_init(gopt_layer *l, gopt_init weight_init, gopt_rng *rng) {
+static gopt_status rd_init(gopt_layer *l, const gopt__init_spec *spec, gopt_rng *rng) {
     rd_state *st = l->st;
     if (st->use_bn) {
         gopt__init_bn(l, &st->bn1);
         gopt__init_bn(l, &st->bn2);
     }
-    GOPT_TRY(init_linear(l, st->w1, st->b1, weight_init, rng));
-    return init_linear(l, st->w2, st->b2, weight_init, rng);
+    GOPT_TRY(init_linear(l, st->w1, st->b1, spec, rng));
+    return init_linear(l, st->w2, st->b2, spec, rng);
 }
 
 /* ---- elementwise kernels (each element alone: results do not depend on the threads) ---- */
@@ -165,7 +167,7 @@ static void rd_run(gopt_layer *l, const float *x, int n, int stats) {
     if (st->use_bn) {
         const float *g = gopt__pv(l, st->bn1.g_index), *b = gopt__pv(l, st->bn1.b_index);
         if (stats)
-            gopt__bn_forward(&st->bn1, g, b, x, st->a0, NULL, 0, n, tr);
+            gopt__bn_rows_forward(&st->bn1, g, b, x, st->a0, 0, n, tr);
         else
             gopt__bn_apply(&st->bn1, g, b, x, st->a0, 0, n, tr);
         act_fwd(st->act, st->a0, st->a0, total);
@@ -179,7 +181,7 @@ static void rd_run(gopt_layer *l, const float *x, int n, int stats) {
     if (st->use_bn) {
         const float *g = gopt__pv(l, st->bn2.g_index), *b = gopt__pv(l, st->bn2.b_index);
         if (stats)
-            gopt__bn_forward(&st->bn2, g, b, st->h1, st->a1, NULL, 0, n, tr);
+            gopt__bn_rows_forward(&st->bn2, g, b, st->h1, st->a1, 0, n, tr);
         else
             gopt__bn_apply(&st->bn2, g, b, st->h1, st->a1, 0, n, tr);
     }
@@ -204,7 +206,7 @@ static void rd_backward(gopt_layer *l, const float *x, float *dy, float *dx, int
     gopt__sgemm(0, 0, n, F, F, 1.0f, dy, F, gopt__pv(l, st->w2), F, 0.0f, d1, F);
     act_bwd(st->act, d1, st->a1, total);
     if (st->use_bn)
-        gopt__bn_backward(&st->bn2, gopt__pv(l, st->bn2.g_index), NULL, gopt__pg(l, st->bn2.g_index),
+        gopt__bn_rows_backward(&st->bn2, gopt__pv(l, st->bn2.g_index), NULL, gopt__pg(l, st->bn2.g_index),
                           gopt__pg(l, st->bn2.b_index), st->h1, d1, d1, n, tr);
     bias_grad(gopt__pg(l, st->b1), d1, n, F);
     gopt__sgemm(1, 0, F, F, n, 1.0f, d1, F, st->a0, F, 1.0f, gopt__pg(l, st->w1), F);
@@ -214,7 +216,7 @@ static void rd_backward(gopt_layer *l, const float *x, float *dy, float *dx, int
     gopt__sgemm(0, 0, n, F, F, 1.0f, d1, F, gopt__pv(l, st->w1), F, 0.0f, d0, F);
     act_bwd(st->act, d0, st->a0, total);
     if (st->use_bn)
-        gopt__bn_backward(&st->bn1, gopt__pv(l, st->bn1.g_index), NULL, gopt__pg(l, st->bn1.g_index),
+        gopt__bn_rows_backward(&st->bn1, gopt__pv(l, st->bn1.g_index), NULL, gopt__pg(l, st->bn1.g_index),
                           gopt__pg(l, st->bn1.b_index), x, d0, d0, n, tr);
     if (!dx) return;
 #pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) if (total > RD_OMP_MIN)
