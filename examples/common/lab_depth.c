@@ -17,6 +17,11 @@
  * score chance in eval mode while its training loss has halved.
  * Files: depth_runs.csv (one row per run), depth_layers.csv (run, sampled step, linear
  * layer: gradient norm, vanishing flag).
+ * Norms at init: the monitor sums squares in float32 lanes, so a layer whose gradient
+ * elements are below ~4e-23 reads exactly 0 there (their squares underflow) although they
+ * are not 0; the init profile and the first/last ratios at init are therefore summed in
+ * double from the same gradients (the arena, right after the first step's before_step),
+ * and depth_layers.csv carries both values.
  * Threads: the runs use one thread whatever o->threads says (restored at the end). Their
  * layers are 128 wide, so each step is some 150 small matrix products and elementwise
  * passes; splitting each over two OpenMP threads gains little on an idle machine and, on a
@@ -60,7 +65,8 @@ typedef struct depth_plan {
 typedef struct depth_run {
     int depth, act, var;
     int nlin;                        /* linear layers found by the monitor (= depth) */
-    double init_norm[MAX_DEPTH];     /* per linear layer at the first before_step */
+    double init_norm[MAX_DEPTH];     /* per linear layer at the first before_step, summed in double */
+    double init_monitor[MAX_DEPTH];  /* the same from the monitor (reads 0 below ~1e-22, see below) */
     int init_vanishing[MAX_DEPTH];   /* the monitor's per-layer flag there */
     int vanishing_at_init;           /* report.vanishing_layers at the first step */
     double *ratio, *loss;            /* per step: first / last linear layer's norm, loss */
@@ -210,6 +216,17 @@ static int evaluate(gopt_net *net, gopt_loader *val, int batch, double *loss, do
     return 0;
 }
 
+/* L2 norm of tensors [first, first + count) of the arena's gradients, summed in double */
+static double exact_norm(gopt_params *params, int first, int count) {
+    double sq = 0;
+    for (int t = first; t < first + count; t++) {
+        gopt_param_info info;
+        if (gopt_params_info(params, t, &info) != GOPT_OK) return NAN;
+        for (int64_t k = 0; k < info.grad.numel; k++) sq += (double)info.grad.data[k] * info.grad.data[k];
+    }
+    return sqrt(sq);
+}
+
 /* The monitor layers that are linear layers (first tensor tagged weight), in arena order. */
 static int linear_layers(gopt_monitor *mon, gopt_params *params, int *idx, int max) {
     int n = 0, count = gopt_monitor_layer_count(mon);
@@ -290,13 +307,18 @@ static int run_one(const depth_plan *p, const lab_options *o, const cli_data *da
                 break;
             }
             norm[i] = ls.grad_norm;
+            /* the gradients are still in the arena: the optimizer step does not clear them */
+            double exact = step == 1 || step % every == 0 || step == p->steps
+                               ? exact_norm(params, ls.first_tensor, ls.ntensors)
+                               : NAN;
             if (step == 1) {
-                r->init_norm[i] = ls.grad_norm;
+                r->init_norm[i] = exact;
+                r->init_monitor[i] = ls.grad_norm;
                 r->init_vanishing[i] = ls.vanishing;
             }
-            if (layers_csv && (step == 1 || step % every == 0 || step == p->steps))
-                fprintf(layers_csv, "%d,%s,%s,%d,%d,%s,%.6g,%d\n", r->depth, act_keys[r->act], var_keys[r->var],
-                        step, i + 1, ls.name, ls.grad_norm, ls.vanishing);
+            if (layers_csv && isfinite(exact))
+                fprintf(layers_csv, "%d,%s,%s,%d,%d,%s,%.6g,%.6g,%d\n", r->depth, act_keys[r->act],
+                        var_keys[r->var], step, i + 1, ls.name, ls.grad_norm, exact, ls.vanishing);
         }
         if (rc) break;
         r->ratio[step - 1] = norm[r->nlin - 1] > 0 ? norm[0] / norm[r->nlin - 1] : NAN;
@@ -336,9 +358,9 @@ static void fmt_sci(char *buf, size_t n, double v) {
     if (!isfinite(v))
         snprintf(buf, n, "n/a");
     else if (v == 0)
-        snprintf(buf, n, "0 (underflow)");
+        snprintf(buf, n, "0");
     else
-        snprintf(buf, n, "1e%+.1f", log10(v));
+        snprintf(buf, n, "%.2g", v);
 }
 
 /* min and max of the positive finite values */
@@ -354,9 +376,11 @@ static void write_profiles(FILE *f, const depth_plan *p, const depth_run *runs, 
     double lo = INFINITY, hi = 0;
     for (int i = 0; i < nruns; i++) range_pos(runs[i].init_norm, runs[i].nlin, &lo, &hi);
     fprintf(f, "<h3>Gradient norm per layer at initialisation</h3>\n<p>The L2 norm of each linear layer's "
-               "gradient (weight and bias) at the first step, from the monitor's per-layer view; layer 1 "
-               "takes the input, the last one gives the logits. A line falling to the left is a gradient "
-               "vanishing on its way back to the input. One y axis for every panel.</p>\n");
+               "gradient (weight and bias) at the first step, layer by layer as the monitor's per-layer view "
+               "groups them; layer 1 takes the input, the last one gives the logits. A line falling to the "
+               "left is a gradient vanishing on its way back to the input. Summed in double: the monitor's "
+               "float32 sums of squares read 0 for gradients below about 1e-22 (both are in "
+               "depth_layers.csv). One y axis for every panel.</p>\n");
     for (int d = 0; d < p->ndepth; d++) {
         report_panel panels[NACT];
         report_series series[NACT][NVAR];
@@ -420,8 +444,7 @@ static void write_ratio_charts(FILE *f, const depth_plan *p, const depth_run *ru
 static void write_tables(FILE *f, const depth_plan *p, const depth_run *runs, int nruns) {
     fprintf(f, "<h3>Which runs learn</h3>\n<p>A run learns when its training loss (mean of the last 10 of "
                "%d steps) ends below %.2f, %.0f%% of ln 10 (the loss of a uniform guess), and it did not "
-               "diverge. Each cell: the first/last gradient ratio at init (0: the first layer's gradient "
-               "underflows float32), the final training loss and the validation accuracy (eval mode; chance "
+               "diverge. Each cell: the first/last gradient ratio at init, the final training loss and the validation accuracy (eval mode; chance "
                "10%%), and the monitor's flags over the run (vanishing: steps with a layer below %g of the "
                "largest layer's norm; explosions: steps whose global norm exceeded 10x the recent mean).</p>\n"
                "<table>\n",
@@ -537,7 +560,7 @@ int lab_depth(const lab_options *o, lab_section *out) {
     }
     out->builtin_data = data.synthetic;
     if (data.synthetic)
-        snprintf(out->data, sizeof out->data, "the BUILT-IN SYNTHETIC images, flattened (no CIFAR-10 found): %.400s",
+        snprintf(out->data, sizeof out->data, "the BUILT-IN SYNTHETIC images, flattened: %.440s",
                  data.source);
     else
         snprintf(out->data, sizeof out->data, "CIFAR-10, flattened to 3072 inputs: %.440s", data.source);
@@ -571,7 +594,7 @@ int lab_depth(const lab_options *o, lab_section *out) {
     fprintf(runs_csv, "depth,activation,variant,init,steps,first_last_ratio_init,first_last_ratio_final,"
                       "vanishing_layers_init,steps_with_vanishing_layers,explosions,nonfinite,diverged,first_loss,"
                       "final_loss,val_loss,val_acc,learns\n");
-    fprintf(layers_csv, "depth,activation,variant,step,layer,name,grad_norm,vanishing\n");
+    fprintf(layers_csv, "depth,activation,variant,step,layer,name,grad_norm,grad_norm_double,vanishing\n");
     for (int i = 0; i < (p.steps > MAX_DEPTH ? p.steps : MAX_DEPTH); i++) xs[i] = i + 1;
     int k = 0;
     for (int d = 0; d < p.ndepth; d++)
