@@ -527,6 +527,18 @@ static void write_findings(lab_section *out, const depth_plan *p, const depth_ru
     for (int i = 0; i < 4; i++)
         fmt_sci(rd[i], sizeof rd[i],
                 rr[i] && rr[i]->nlin ? rr[i]->init_norm[0] / rr[i]->init_norm[rr[i]->nlin - 1] : NAN);
+    char rbn[32], rlo[32], rhi[32];
+    const depth_run *rb = find_run(runs, nruns, deep, 2, V_BN);
+    fmt_sci(rbn, sizeof rbn, rb && rb->nlin ? rb->init_norm[0] / rb->init_norm[rb->nlin - 1] : NAN);
+    double lo = INFINITY, hi = 0;
+    for (int i = 0; i < nruns; i++)
+        if (runs[i].var == V_RES && runs[i].nlin) {
+            double q = runs[i].init_norm[0] / runs[i].init_norm[runs[i].nlin - 1];
+            if (q < lo) lo = q;
+            if (q > hi) hi = q;
+        }
+    fmt_sci(rlo, sizeof rlo, lo);
+    fmt_sci(rhi, sizeof rhi, hi);
     int tp, tb, tr;
     int lp = learn_count(runs, nruns, deep, V_DEFAULT, V_HE, &tp), lb = learn_count(runs, nruns, deep, V_BN, V_BN, &tb),
         lr = learn_count(runs, nruns, deep, V_RES, V_RES, &tr);
@@ -542,9 +554,13 @@ static void write_findings(lab_section *out, const depth_plan *p, const depth_ru
              "vanishing), against %s with BatchNorm and %s with residual blocks. "
              "%d of %d plain %d-layer runs (3 activations x default, Xavier, He) learn (training loss below "
              "%.0f%% of ln 10 after %d SGD-momentum steps), against %d of %d with BatchNorm and %d of %d with "
-             "residual blocks; of the plain sigmoid nets of %d and %d layers, %d of %d learn.",
+             "residual blocks; of the plain sigmoid nets of %d and %d layers, %d of %d learn. BatchNorm does "
+             "not make a deep plain net's gradient flat: in the %d-layer ReLU net with BatchNorm the first "
+             "layer's gradient is %s times the last one's at init (it grows towards the input, as the mean-field "
+             "analysis of Yang et al. 2019 predicts), while residual blocks keep every ratio within %s..%s.",
              deep, rd[0], mid, rd[1], sd ? sd->vanishing_at_init : -1, deep, rd[2], rd[3], lp, tp, deep,
-             100 * LEARN_LOSS, p->steps, lb, tb, lr, tr, mid, deep, sig_plain, sig_plain_total);
+             100 * LEARN_LOSS, p->steps, lb, tb, lr, tr, mid, deep, sig_plain, sig_plain_total, deep, rbn, rlo,
+             rhi);
 }
 
 int lab_depth(const lab_options *o, lab_section *out) {
