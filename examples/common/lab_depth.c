@@ -21,7 +21,7 @@
  * elements are below ~4e-23 reads exactly 0 there (their squares underflow) although they
  * are not 0; the init profile and the first/last ratios at init are therefore summed in
  * double from the same gradients (the arena, right after the first step's before_step),
- * and depth_layers.csv carries both values.
+ * and so is the first/last ratio at every step; depth_layers.csv carries both values.
  * Threads: the runs use one thread whatever o->threads says (restored at the end). Their
  * layers are 128 wide, so each step is some 150 small matrix products and elementwise
  * passes; splitting each over two OpenMP threads gains little on an idle machine and, on a
@@ -299,14 +299,12 @@ static int run_one(const depth_plan *p, const lab_options *o, const cli_data *da
             r->vanishing_at_init = rep->vanishing_layers;
             r->first_loss = ts.loss;
         }
-        double norm[MAX_DEPTH];
         for (int i = 0; i < r->nlin; i++) {
             gopt_monitor_layer ls;
             if (gopt_monitor_layer_stats(mon, lin[i], &ls) != GOPT_OK) {
                 rc = trainer_fail(err, errlen, "monitor layer %d: %s", lin[i], gopt_last_error());
                 break;
             }
-            norm[i] = ls.grad_norm;
             /* the gradients are still in the arena: the optimizer step does not clear them */
             double exact = step == 1 || step % every == 0 || step == p->steps
                                ? exact_norm(params, ls.first_tensor, ls.ntensors)
@@ -321,7 +319,17 @@ static int run_one(const depth_plan *p, const lab_options *o, const cli_data *da
                         var_keys[r->var], step, i + 1, ls.name, ls.grad_norm, exact, ls.vanishing);
         }
         if (rc) break;
-        r->ratio[step - 1] = norm[r->nlin - 1] > 0 ? norm[0] / norm[r->nlin - 1] : NAN;
+        /* first / last in double (see "Norms at init"): the monitor's float sums read 0 for the
+         * first layers of the deep sigmoid nets at every step */
+        gopt_monitor_layer first, last;
+        if (gopt_monitor_layer_stats(mon, lin[0], &first) != GOPT_OK ||
+            gopt_monitor_layer_stats(mon, lin[r->nlin - 1], &last) != GOPT_OK) {
+            rc = trainer_fail(err, errlen, "monitor layers: %s", gopt_last_error());
+            break;
+        }
+        double nf = exact_norm(params, first.first_tensor, first.ntensors),
+               nl = exact_norm(params, last.first_tensor, last.ntensors);
+        r->ratio[step - 1] = nl > 0 ? nf / nl : NAN;
         r->loss[step - 1] = ts.loss;
         r->steps_done = step;
         r->steps_vanishing += rep->vanishing_layers > 0;
@@ -414,7 +422,7 @@ static void write_profiles(FILE *f, const depth_plan *p, const depth_run *runs, 
 
 static void write_ratio_charts(FILE *f, const depth_plan *p, const depth_run *runs, int nruns, double *xs) {
     fprintf(f, "<h3>First layer / last layer over training</h3>\n<p>The first linear layer's gradient norm "
-               "divided by the last one's at every step (log scale): 1 means the gradient reaches the input "
+               "divided by the last one's at every step (log scale; summed in double as above): 1 means the gradient reaches the input "
                "as strong as it leaves the loss; 1e-10 means the first layer does not train.</p>\n");
     report_panel panels[3 * NACT];
     report_series series[3 * NACT][NVAR];
@@ -549,7 +557,7 @@ static void write_findings(lab_section *out, const depth_plan *p, const depth_ru
             sig_plain += runs[i].learns;
         }
     snprintf(out->findings, sizeof out->findings,
-             "At initialisation the first layer's gradient norm of the %d-layer sigmoid MLP is %s of the last "
+             "At initialisation the first layer's gradient norm of the %d-layer sigmoid MLP is %s times the last "
              "layer's under PyTorch's default init (%d layers: %s; the monitor flags %d of its %d layers as "
              "vanishing), against %s with BatchNorm and %s with residual blocks. "
              "%d of %d plain %d-layer runs (3 activations x default, Xavier, He) learn (training loss below "
