@@ -422,7 +422,8 @@ static void write_profiles(FILE *f, const depth_plan *p, const depth_run *runs, 
 
 static void write_ratio_charts(FILE *f, const depth_plan *p, const depth_run *runs, int nruns, double *xs) {
     fprintf(f, "<h3>First layer / last layer over training</h3>\n<p>The first linear layer's gradient norm "
-               "divided by the last one's at every step (log scale; summed in double as above): 1 means the gradient reaches the input "
+               "divided by the last one's at every step (log scale; summed in double as above): 1 means the "
+               "gradient reaches the input "
                "as strong as it leaves the loss; 1e-10 means the first layer does not train.</p>\n");
     report_panel panels[3 * NACT];
     report_series series[3 * NACT][NVAR];
@@ -452,7 +453,8 @@ static void write_ratio_charts(FILE *f, const depth_plan *p, const depth_run *ru
 static void write_tables(FILE *f, const depth_plan *p, const depth_run *runs, int nruns) {
     fprintf(f, "<h3>Which runs learn</h3>\n<p>A run learns when its training loss (mean of the last 10 of "
                "%d steps) ends below %.2f, %.0f%% of ln 10 (the loss of a uniform guess), and it did not "
-               "diverge. Each cell: the first/last gradient ratio at init, the final training loss and the validation accuracy (eval mode; chance "
+               "diverge. Each cell: the first/last gradient ratio at init, the final training loss and the "
+               "validation accuracy (eval mode; chance "
                "10%%), and the monitor's flags over the run (vanishing: steps with a layer below %g of the "
                "largest layer's norm; explosions: steps whose global norm exceeded 10x the recent mean).</p>\n"
                "<table>\n",

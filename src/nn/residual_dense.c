@@ -133,7 +133,9 @@ static void act_fwd(int act, float *y, const float *x, int64_t total) {
 #pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) if (total > RD_OMP_MIN)
     for (int64_t i = 0; i < total; i++) {
         float v = x[i];
-        y[i] = act == GOPT_LAYER_RELU ? (v > 0.0f ? v : 0.0f) : act == GOPT_LAYER_TANH ? gopt__tanhf(v) : gopt__sigmoidf(v);
+        y[i] = act == GOPT_LAYER_RELU   ? (v > 0.0f ? v : 0.0f)
+               : act == GOPT_LAYER_TANH ? gopt__tanhf(v)
+                                        : gopt__sigmoidf(v);
     }
 }
 
