@@ -22,6 +22,31 @@
  *                   running_mean = (1-m) running_mean + m mean,
  *                   running_var  = (1-m) running_var  + m var * M/(M-1)   (unbiased, M = N*H*W),
  *                   eval: running statistics. Optional fused ReLU after the affine (cfg.relu).
+ *   batchnorm1d     (N,C)         -> (N,C)            torch.nn.BatchNorm1d: as batchnorm2d with the
+ *                   (N,C,L)       -> (N,C,L)          statistics over N (and L): M = N (N*L) in the
+ *                   unbiased running variance; gopt_layer_batchnorm1d(C) sets cfg.channels = C
+ *                   (https://pytorch.org/docs/1.13/generated/torch.nn.BatchNorm1d.html). A
+ *                   separate type rather than batchnorm2d on a 1-D shape, so that a net reads
+ *                   as its PyTorch twin; same parameters, running statistics and fused ReLU
+ *   residual_dense  (N,F)         -> (N,F)            the MLP residual block in full pre-activation
+ *                   form (He et al. 2016, "Identity Mappings in Deep Residual Networks", fig. 4e):
+ *                     y = x + W2 act(BN2(W1 act(BN1(x)) + b1)) + b2
+ *                   W1, W2 (F,F), b1, b2 (F), act = cfg.nonlinearity: GOPT_LAYER_RELU (default),
+ *                   GOPT_LAYER_TANH or GOPT_LAYER_SIGMOID; BN1, BN2 are BatchNorm1d (training:
+ *                   batch statistics, as batchnorm1d) with cfg.batchnorm = 1, the identity with 0
+ *                   (then y = x + W2 act(W1 act(x) + b1) + b2). The shortcut is the identity, so
+ *                   dL/dx = dL/dy + (branch): gradients reach the first block undiminished. A net
+ *                   of such blocks ends, as pre-activation ResNets do, with [BN +] act before
+ *                   its classifier. Parameters, in forward order: "<prefix>.bn1.weight/.bias"
+ *                   (with batchnorm), "<prefix>.fc1.weight/.bias", "<prefix>.bn2.*",
+ *                   "<prefix>.fc2.weight/.bias": the monitor's per-layer view
+ *                   (gopt_monitor_layer_stats groups by the name before the last '.') sees one
+ *                   layer per linear and per BN ("block3.fc1", "block3.bn2", ...), so a
+ *                   per-layer gradient profile counts the block's two linears as two layers
+ *                   like a plain MLP's. Init as linear's: W1, W2 by the weight scheme, biases
+ *                   U(+-1/sqrt(F)) (gopt_net_init_weights: 0 unless TORCH_DEFAULT); BN gamma 1,
+ *                   beta 0. Keeps act(BN1(x)), BN2's input and act(BN2(.)) (3 max_batch F
+ *                   floats; 2 without BN); backward recomputes nothing
  *   relu, gelu      any shape     -> same             gelu exact: x/2 (1 + erf(x/sqrt 2)),
  *                   tanh form:    x/2 (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3)))
  *   maxpool2d       (N,C,H,W)     -> (N,C,H',W')      padding counts as -inf, floor mode, first
@@ -102,6 +127,8 @@ typedef enum gopt_layer_type {
     GOPT_LAYER_RNN,
     GOPT_LAYER_LSTM,
     GOPT_LAYER_GRU,
+    GOPT_LAYER_BATCHNORM1D,
+    GOPT_LAYER_RESIDUAL_DENSE,
     GOPT_LAYER_TYPE_COUNT
 } gopt_layer_type;
 
@@ -114,15 +141,17 @@ typedef struct gopt_layer_config {
     int in_features, out_features; /* linear; conv2d / basic_block: in and out channels */
     int kernel, stride, padding;   /* conv2d, maxpool2d (stride 0 = kernel); block: stride */
     int bias;                      /* linear, conv2d: 1 = with bias */
-    int channels;                  /* batchnorm2d */
-    float eps, momentum;           /* batchnorm2d (and the BNs of a block): 1e-5, 0.1 */
-    int relu;                      /* batchnorm2d: fuse a ReLU after the affine */
+    int channels;                  /* batchnorm2d, batchnorm1d */
+    float eps, momentum;           /* batchnorm2d/1d (and the BNs of a block): 1e-5, 0.1 */
+    int relu;                      /* batchnorm2d/1d: fuse a ReLU after the affine */
     int gelu_tanh;                 /* gelu: 1 = approximate='tanh' */
     float p;                       /* dropout probability in [0, 1] */
     uint64_t seed;                 /* dropout mask stream (dropout; rnn/lstm/gru between layers) */
     int num_layers;                /* rnn, lstm, gru: stacked layers (default 1) */
-    int nonlinearity;              /* rnn: GOPT_RNN_TANH (default) or GOPT_RNN_RELU */
+    int nonlinearity;              /* rnn: GOPT_RNN_TANH (default) or GOPT_RNN_RELU;
+                                      residual_dense: GOPT_LAYER_RELU (default), _TANH, _SIGMOID */
     int carry_state;               /* rnn, lstm, gru: 1 = truncated BPTT (see below) */
+    int batchnorm;                 /* residual_dense: 1 = BatchNorm1d before each activation */
 } gopt_layer_config;
 
 enum { GOPT_RNN_TANH = 0, GOPT_RNN_RELU = 1 };
@@ -132,6 +161,11 @@ GOPT_API gopt_layer_config gopt_layer_config_default(gopt_layer_type type);
 GOPT_API gopt_layer_config gopt_layer_linear(int in, int out, int bias);
 GOPT_API gopt_layer_config gopt_layer_conv2d(int in, int out, int kernel, int stride, int padding, int bias);
 GOPT_API gopt_layer_config gopt_layer_batchnorm2d(int channels, int fused_relu);
+GOPT_API gopt_layer_config gopt_layer_batchnorm1d(int features);
+/* features F (in_features = out_features = F), activation GOPT_LAYER_RELU / TANH / SIGMOID,
+ * batchnorm 0 or 1. Errors at create: GOPT_EINVAL (F < 1, another activation, batchnorm
+ * not 0/1), GOPT_ESHAPE (input not (F)). */
+GOPT_API gopt_layer_config gopt_layer_residual_dense(int features, gopt_layer_type activation, int batchnorm);
 GOPT_API gopt_layer_config gopt_layer_maxpool2d(int kernel, int stride, int padding);
 GOPT_API gopt_layer_config gopt_layer_dropout(float p, uint64_t seed);
 GOPT_API gopt_layer_config gopt_layer_basic_block(int in, int out, int stride);
@@ -182,8 +216,9 @@ GOPT_API gopt_status gopt_layer_forward(gopt_layer *l, const gopt_tensor *x, gop
  * Errors: GOPT_ESHAPE naming both shapes, GOPT_ESTATE (no forward with this batch). */
 GOPT_API gopt_status gopt_layer_backward(gopt_layer *l, const gopt_tensor *x, gopt_tensor *dy, gopt_tensor *dx);
 
-/* BatchNorm running statistics (batchnorm2d layers only): views of C floats each, owned
- * by the layer. Errors: GOPT_EINVAL (another type). */
+/* BatchNorm running statistics (batchnorm2d and batchnorm1d layers only): views of C floats
+ * each, owned by the layer. Errors: GOPT_EINVAL (another type). A residual_dense block's BNs
+ * are net state (gopt_net_state_save), not reachable here. */
 GOPT_API gopt_status gopt_layer_bn_running(gopt_layer *l, float **running_mean, float **running_var);
 
 /* ---- recurrent state (rnn, lstm, gru; GOPT_EINVAL for another type or a NULL layer) ---

@@ -6,7 +6,7 @@
 
 static const char *const type_names[GOPT_LAYER_TYPE_COUNT] = {
     "linear", "conv2d", "batchnorm2d", "relu", "gelu", "maxpool2d", "global_avgpool", "dropout", "flatten",
-    "basic_block", "sigmoid", "tanh", "embedding", "rnn", "lstm", "gru"};
+    "basic_block", "sigmoid", "tanh", "embedding", "rnn", "lstm", "gru", "batchnorm1d", "residual_dense"};
 
 const char *gopt_layer_type_name(gopt_layer_type t) {
     return (t >= 0 && t < GOPT_LAYER_TYPE_COUNT) ? type_names[t] : "unknown";
@@ -30,6 +30,8 @@ static const gopt__layer_vt *(*const vtables[GOPT_LAYER_TYPE_COUNT])(void) = {
     [GOPT_LAYER_LSTM] = gopt__lstm_vtable,
     [GOPT_LAYER_GRU] = gopt__gru_vtable,
     [GOPT_LAYER_EMBEDDING] = gopt__embedding_vtable,
+    [GOPT_LAYER_BATCHNORM1D] = gopt__batchnorm1d_vtable,
+    [GOPT_LAYER_RESIDUAL_DENSE] = gopt__residual_dense_vtable,
 };
 
 /* ---- config helpers ------------------------------------------------------------------------ */
@@ -47,6 +49,7 @@ gopt_layer_config gopt_layer_config_default(gopt_layer_type type) {
         c.bias = 1;
         c.p = 0.0f;
     }
+    if (type == GOPT_LAYER_RESIDUAL_DENSE) c.nonlinearity = GOPT_LAYER_RELU;
     return c;
 }
 gopt_layer_config gopt_layer_linear(int in, int out, int bias) {
@@ -70,6 +73,19 @@ gopt_layer_config gopt_layer_batchnorm2d(int channels, int fused_relu) {
     gopt_layer_config c = gopt_layer_config_default(GOPT_LAYER_BATCHNORM2D);
     c.channels = channels;
     c.relu = fused_relu;
+    return c;
+}
+gopt_layer_config gopt_layer_batchnorm1d(int features) {
+    gopt_layer_config c = gopt_layer_config_default(GOPT_LAYER_BATCHNORM1D);
+    c.channels = features;
+    return c;
+}
+gopt_layer_config gopt_layer_residual_dense(int features, gopt_layer_type activation, int batchnorm) {
+    gopt_layer_config c = gopt_layer_config_default(GOPT_LAYER_RESIDUAL_DENSE);
+    c.in_features = features;
+    c.out_features = features;
+    c.nonlinearity = (int)activation;
+    c.batchnorm = batchnorm;
     return c;
 }
 gopt_layer_config gopt_layer_maxpool2d(int kernel, int stride, int padding) {
@@ -229,8 +245,9 @@ void gopt_layer_set_training(gopt_layer *l, int training) {
 gopt_status gopt_layer_bn_running(gopt_layer *l, float **running_mean, float **running_var) {
     GOPT_CHECK_NULL(l);
     gopt__bn *bn[3];
-    if (l->cfg.type != GOPT_LAYER_BATCHNORM2D || gopt__layer_bns(l, bn) != 1)
-        return GOPT_FAIL(GOPT_EINVAL, "layer is %s, not batchnorm2d", gopt_layer_type_name(l->cfg.type));
+    if ((l->cfg.type != GOPT_LAYER_BATCHNORM2D && l->cfg.type != GOPT_LAYER_BATCHNORM1D) ||
+        gopt__layer_bns(l, bn) != 1)
+        return GOPT_FAIL(GOPT_EINVAL, "layer is %s, not batchnorm2d or batchnorm1d", gopt_layer_type_name(l->cfg.type));
     if (running_mean) *running_mean = bn[0]->running_mean;
     if (running_var) *running_var = bn[0]->running_var;
     return GOPT_OK;

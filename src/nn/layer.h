@@ -96,6 +96,15 @@ const gopt__layer_vt *gopt__rnn_vtable(void); /* recurrent.c */
 const gopt__layer_vt *gopt__lstm_vtable(void);
 const gopt__layer_vt *gopt__gru_vtable(void);
 const gopt__layer_vt *gopt__embedding_vtable(void);
+const gopt__layer_vt *gopt__batchnorm1d_vtable(void); /* batchnorm.c */
+const gopt__layer_vt *gopt__residual_dense_vtable(void);
+/* batchnorm.c: gopt__bn_forward / gopt__bn_backward for HW = 1, (n,C) row-major rows walked
+ * in channel stripes (batchnorm1d over (N,C), residual_dense). relu_beta: NULL, or beta to
+ * recompute a fused relu's mask. dx may alias x or g. */
+void gopt__bn_rows_forward(gopt__bn *bn, const float *gamma, const float *beta, const float *x, float *y, int relu,
+                           int n, int training);
+void gopt__bn_rows_backward(const gopt__bn *bn, const float *gamma, const float *relu_beta, float *dgamma,
+                            float *dbeta, const float *x, float *g, float *dx, int n, int training);
 
 /* ---- the layer -------------------------------------------------------------------------- */
 struct gopt_layer {
