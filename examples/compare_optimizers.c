@@ -39,11 +39,11 @@ static const struct scenario {
     int (*run)(const lab_options *, lab_section *);
 } scenarios[SC_COUNT] = {
     {"resnet", "CIFAR-10 ResNet: optimizers, clipping and learning-rate strategies",
-     "a small BatchNorm ResNet on images, where gradients are well behaved: which optimizer and which LR "
+     "A small BatchNorm ResNet on images, where gradients are well behaved: which optimizer and which LR "
      "strategy trains best, and how far each optimizer's LR can be pushed",
      lab_resnet},
     {"sequence", "Sequences: exploding and vanishing gradients through time",
-     "the adding problem with a tanh RNN and an LSTM, and a character language model: clipping by norm and "
+     "The adding problem with a tanh RNN and an LSTM, and a character language model: clipping by norm and "
      "by value and warmup against exploding gradients, and the LSTM against vanishing ones",
      lab_sequence},
     {"depth", "Depth: vanishing gradients in deep plain nets",

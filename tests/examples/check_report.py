@@ -116,3 +116,36 @@ for args, needle in ((["--scenario", "lstm"], "unknown scenario 'lstm'"),
     assert needle in r.stderr, f"{args}: error {r.stderr!r} does not name {needle!r}"
 assert open(os.path.join(out, "report.html"), encoding="utf-8").read() == before, "a refused run changed the report"
 print("ok: bad options refused with clear errors; the report was kept")
+
+# what each scenario must show (on the built-in data, --quick)
+def rows(name):
+    with open(os.path.join(out, name), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+sched = rows("resnet_schedules.csv")
+want = {"constant", "step", "cosine", "one-cycle", "plateau", "warmup+plateau"}
+for opt in ("SGD-Nesterov", "Adam"):
+    have = {r["strategy"] for r in sched if r["optimizer"] == opt}
+    assert have == want, f"resnet_schedules.csv: {opt} has strategies {sorted(have)}"
+summary = {r["run"]: r for r in rows("resnet_summary.csv")}
+boom = [r for k, r in summary.items() if k.startswith("explode") and r["variant"] == "base"]
+held = [r for k, r in summary.items() if k.startswith("explode") and r["variant"] == "clip"]
+assert boom and boom[0]["diverged"] == "1", "the exploding SGD run is not marked diverged"
+assert held and held[0]["diverged"] == "0", "the clipped twin of the exploding SGD run diverged"
+clipped = [float(r["clipped_fraction"]) for r in summary.values() if r["phase"] == "compare" and r["variant"] == "clip"]
+assert clipped and all(0 < c <= 1 for c in clipped), f"clip thresholds that never bite: {clipped}"
+
+adding = rows("sequence_adding.csv")
+base = [r for r in adding if r["model"] == "rnn" and r["variant"] == "base" and r["T"] == "100"]
+clip = [r for r in adding if r["model"] == "rnn" and r["variant"] == "clip norm" and r["T"] == "100"]
+assert base and clip, "no tanh RNN base / clip-norm runs at T=100"
+assert float(base[0]["max_grad_norm"]) > 10 * float(clip[0]["clip_norm"]) > 0, "no explosion beyond the clip threshold"
+assert int(clip[0]["clipped_steps"]) > 0 and clip[0]["diverged"] == "0", "clipping did not bite or did not hold"
+
+depth = {(r["depth"], r["activation"], r["variant"]): r for r in rows("depth_runs.csv")}
+plain = float(depth[("50", "sigmoid", "default")]["first_last_ratio_init"])
+for v in ("batchnorm", "residual"):
+    other = float(depth[("50", "sigmoid", v)]["first_last_ratio_init"])
+    assert plain < 1e-6 and other > 1e-2, f"50-layer sigmoid first/last ratio: default {plain}, {v} {other}"
+print("ok: LR strategies, the exploding pair, clipping that bites, the RNN's explosion, vanishing in depth")
