@@ -69,12 +69,12 @@ static rn_settings settings_for(int quick) {
     rn_settings s;
     memset(&s, 0, sizeof s);
     s.depth = 8;
-    s.compare_width = quick ? 0.25f : 0.5f;
-    s.compare_batch = quick ? 64 : 128;
+    s.compare_width = 0.25f;
+    s.compare_batch = 64;
     s.compare_steps = quick ? 30 : 150;
     s.sweep_width = 0.25f;
-    s.sweep_batch = quick ? 32 : 64;
-    s.sweep_steps = quick ? 12 : 60;
+    s.sweep_batch = 32;
+    s.sweep_steps = quick ? 12 : 30;
     s.sweep_variants = quick ? 1 : VAR_COUNT; /* quick: base only */
     s.train_subset = quick ? 4000 : 40000;
     s.val_subset = quick ? 500 : 2000;
@@ -580,7 +580,7 @@ int lab_resnet(const lab_options *o, lab_section *out) {
     memset(&S, 0, sizeof S);
     S.st = settings_for(o->quick);
     const rn_settings *st = &S.st;
-    const int64_t sched_subset = o->quick ? 2000 : 12800;
+    const int64_t sched_subset = o->quick ? 2000 : 8000;
     double t_all = cli_now();
     /* data: the synthetic set is small by design */
     int64_t synth = st->train_subset / 4 + st->val_subset;

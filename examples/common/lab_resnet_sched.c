@@ -130,7 +130,7 @@ static int rank_of(rn_run *runs, int s) {
 int rn_schedules(const lab_options *o, const gopt_dataset *train, const gopt_dataset *val, FILE *runs_csv,
                  FILE *summary_csv, FILE *html, int run_no0, int run_total, rn_sched_result *res) {
     memset(res, 0, sizeof *res);
-    sched_cfg c = {.epochs = o->quick ? 4 : 8, .batch = o->quick ? 64 : 128, .width = o->quick ? 0.25f : 0.5f,
+    sched_cfg c = {.epochs = o->quick ? 4 : 6, .batch = 64, .width = 0.25f,
                    .warmup_frac = 0.1};
     int64_t n = gopt_dataset_count(train);
     int spe = (int)(n / c.batch);
