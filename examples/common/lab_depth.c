@@ -78,70 +78,6 @@ typedef struct depth_run {
     int learns;
 } depth_run;
 
-/* ---- the task: flattened images ------------------------------------------------------------ */
-
-typedef struct flat_task {
-    gopt_loader *loader;
-    gopt_tensor *dlogits;
-} flat_task;
-
-static int64_t flat_batches(void *ctx) { return gopt_loader_batches_per_epoch(((flat_task *)ctx)->loader); }
-
-static int flat_seek(void *ctx, int64_t epoch, int64_t index, char *err, size_t errlen) {
-    TRAINER_LIB(gopt_loader_seek(((flat_task *)ctx)->loader, epoch, index), "training loader");
-    return 0;
-}
-
-static int flat_train_batch(void *ctx, gopt_net *net, float label_smoothing, trainer_batch *out, char *err,
-                            size_t errlen) {
-    flat_task *c = ctx;
-    gopt_batch b;
-    TRAINER_LIB(gopt_loader_next(c->loader, &b), "next batch");
-    if (b.n == 0) return trainer_fail(err, errlen, "the training loader ran past the end of its epoch");
-    gopt_tensor x, logits, dl;
-    TRAINER_LIB(gopt_tensor_view((float *)b.images, 2, (const int64_t[]){b.n, IMG}, &x), "batch view");
-    TRAINER_LIB(gopt_net_forward(net, &x, &logits), "forward");
-    TRAINER_LIB(gopt_tensor_view(c->dlogits->data, 2, (const int64_t[]){b.n, logits.shape[1]}, &dl), "gradient view");
-    float loss;
-    TRAINER_LIB(gopt_loss_cross_entropy(&logits, b.labels, label_smoothing, &loss, &dl), "loss");
-    int64_t correct;
-    TRAINER_LIB(gopt_accuracy_count(&logits, b.labels, &correct), "accuracy");
-    TRAINER_LIB(gopt_net_backward(net, &dl), "backward");
-    out->loss = loss;
-    out->correct = correct;
-    out->count = b.n;
-    return 0;
-}
-
-static size_t flat_state_size(void *ctx, gopt_net *net) {
-    (void)net;
-    return gopt_loader_state_size(((flat_task *)ctx)->loader);
-}
-static int flat_state_save(void *ctx, gopt_net *net, void *buf, size_t size, char *err, size_t errlen) {
-    (void)net;
-    TRAINER_LIB(gopt_loader_state_save(((flat_task *)ctx)->loader, buf, size), "saving the loader position");
-    return 0;
-}
-static int flat_state_check(void *ctx, gopt_net *net, const void *buf, size_t size, char *err, size_t errlen) {
-    (void)net;
-    (void)buf;
-    if (size != gopt_loader_state_size(((flat_task *)ctx)->loader))
-        return trainer_fail(err, errlen, "checkpoint section 'data' is not a loader position (%zu bytes)", size);
-    return 0;
-}
-static int flat_state_load(void *ctx, gopt_net *net, const void *buf, size_t size, char *err, size_t errlen) {
-    (void)net;
-    TRAINER_LIB(gopt_loader_state_load(((flat_task *)ctx)->loader, buf, size), "loading the loader position");
-    return 0;
-}
-static void flat_destroy(void *ctx) {
-    flat_task *c = ctx;
-    if (!c) return;
-    gopt_loader_destroy(c->loader);
-    gopt_tensor_destroy(c->dlogits);
-    free(c);
-}
-
 /* ---- nets ------------------------------------------------------------------------------------ */
 
 static gopt_status add_layer(gopt_net *net, gopt_layer_config c, const char *fmt, int i) {
@@ -189,33 +125,6 @@ static gopt_status build_net(const depth_plan *p, int depth, int act, int var, u
 
 /* ---- one run ---------------------------------------------------------------------------------- */
 
-static int evaluate(gopt_net *net, gopt_loader *val, int batch, double *loss, double *acc, char *err, size_t errlen) {
-    TRAINER_LIB(gopt_loader_start_epoch(val, 0), "validation loader");
-    gopt_net_set_training(net, 0);
-    double loss_sum = 0;
-    int64_t correct = 0, count = 0;
-    for (;;) {
-        gopt_batch b;
-        TRAINER_LIB(gopt_loader_next(val, &b), "validation batch");
-        if (b.n == 0) break;
-        gopt_tensor x, logits;
-        TRAINER_LIB(gopt_tensor_view((float *)b.images, 2, (const int64_t[]){b.n, IMG}, &x), "batch view");
-        TRAINER_LIB(gopt_net_forward(net, &x, &logits), "validation forward");
-        float l;
-        TRAINER_LIB(gopt_loss_cross_entropy(&logits, b.labels, 0.0f, &l, NULL), "validation loss");
-        int64_t k;
-        TRAINER_LIB(gopt_accuracy_count(&logits, b.labels, &k), "accuracy");
-        loss_sum += (double)l * b.n;
-        correct += k;
-        count += b.n;
-    }
-    (void)batch;
-    gopt_net_set_training(net, 1);
-    *loss = count ? loss_sum / (double)count : NAN;
-    *acc = count ? (double)correct / (double)count : NAN;
-    return 0;
-}
-
 /* L2 norm of tensors [first, first + count) of the arena's gradients, summed in double */
 static double exact_norm(gopt_params *params, int first, int count) {
     double sq = 0;
@@ -241,30 +150,14 @@ static int linear_layers(gopt_monitor *mon, gopt_params *params, int *idx, int m
     return n;
 }
 
-static int run_one(const depth_plan *p, const lab_options *o, const cli_data *data, gopt_loader *val, depth_run *r,
+static int run_one(const depth_plan *p, const lab_options *o, const cli_data *data, depth_run *r,
                    FILE *layers_csv, char *err, size_t errlen) {
     const uint64_t seed = o->seed * 1000003u + (uint64_t)(r->depth * 100 + r->act * 10 + r->var);
     gopt_net *net = NULL;
     TRAINER_LIB(build_net(p, r->depth, r->act, r->var, seed, &net), "building the MLP");
-    flat_task *c = calloc(1, sizeof *c);
-    if (!c) {
-        gopt_net_destroy(net);
-        return trainer_fail(err, errlen, "out of memory");
-    }
-    gopt_loader_config lc = gopt_loader_config_default();
-    lc.batch_size = p->batch;
-    lc.seed = o->seed; /* every run sees the same batches */
-    lc.drop_last = 1;
-    gopt_status s = gopt_loader_create(&lc, data->train, &c->loader);
-    if (s == GOPT_OK) s = gopt_tensor_create(2, (const int64_t[]){p->batch, 10}, &c->dlogits);
-    if (s != GOPT_OK) {
-        gopt_net_destroy(net);
-        flat_destroy(c);
-        return trainer_fail(err, errlen, "training loader: %s (%s)", gopt_status_str(s), gopt_last_error());
-    }
     trainer_config tc = trainer_config_default();
     tc.batch = p->batch;
-    tc.seed = seed;
+    tc.seed = o->seed; /* the batch order: every run sees the same batches (the net has its own seed) */
     tc.augment = 0;
     tc.optim = gopt_optim_config_default(GOPT_ALGO_SGD);
     tc.optim.lr = p->lr;
@@ -272,10 +165,8 @@ static int run_one(const depth_plan *p, const lab_options *o, const cli_data *da
     tc.schedule = SCHED_CONSTANT;
     tc.total_steps = p->steps;
     tc.diverge_factor = 5.0;
-    trainer_task task = {c, flat_batches, flat_seek, flat_train_batch, flat_state_size, flat_state_save,
-                         flat_state_check, flat_state_load, flat_destroy};
     trainer *t = NULL;
-    if (trainer_create_custom(&tc, net, &task, &t, err, errlen)) {
+    if (trainer_create_images(&tc, net, 1, (const int64_t[]){IMG}, data->train, &t, err, errlen)) {
         trainer_destroy(t);
         return -1;
     }
@@ -345,7 +236,7 @@ static int run_one(const depth_plan *p, const lab_options *o, const cli_data *da
         double sum = 0;
         for (int i = r->steps_done - k; i < r->steps_done; i++) sum += r->loss[i];
         r->final_loss = k ? sum / k : NAN;
-        rc = evaluate(trainer_net(t), val, p->batch, &r->val_loss, &r->val_acc, err, errlen);
+        rc = trainer_evaluate(t, data->val, &r->val_loss, &r->val_acc, err, errlen);
         r->learns = !rc && !r->diverged && r->final_loss < LEARN_LOSS * log(10.0);
     }
     trainer_destroy(t);
@@ -594,19 +485,11 @@ int lab_depth(const lab_options *o, lab_section *out) {
     depth_run *runs = calloc((size_t)nruns, sizeof *runs);
     double *buf = malloc(sizeof(double) * (size_t)nruns * 2 * p.steps);
     double *xs = malloc(sizeof(double) * (size_t)(p.steps > MAX_DEPTH ? p.steps : MAX_DEPTH));
-    gopt_loader *val = NULL;
     FILE *runs_csv = NULL, *layers_csv = NULL;
     char path[4096], err[512] = "";
     int rc = -1;
     if (!runs || !buf || !xs) {
         fprintf(stderr, "error: depth: out of memory\n");
-        goto done;
-    }
-    gopt_loader_config vc = gopt_loader_config_default();
-    vc.batch_size = p.batch;
-    vc.shuffle = 0;
-    if (gopt_loader_create(&vc, data.val, &val) != GOPT_OK) {
-        fprintf(stderr, "error: depth: validation loader: %s\n", gopt_last_error());
         goto done;
     }
     snprintf(path, sizeof path, "%s/depth_runs.csv", o->out_dir);
@@ -633,7 +516,7 @@ int lab_depth(const lab_options *o, lab_section *out) {
                 r->ratio = buf + (size_t)k * 2 * p.steps;
                 r->loss = r->ratio + p.steps;
                 double t0 = cli_now();
-                if (run_one(&p, o, &data, val, r, layers_csv, err, sizeof err)) {
+                if (run_one(&p, o, &data, r, layers_csv, err, sizeof err)) {
                     fprintf(stderr, "error: depth: %d layers %s %s: %s\n", r->depth, act_keys[a], var_keys[v], err);
                     goto done;
                 }
@@ -678,7 +561,6 @@ done:
         rc = -1;
     }
     gopt_set_threads(threads);
-    gopt_loader_destroy(val);
     cli_data_free(&data);
     free(runs);
     free(buf);

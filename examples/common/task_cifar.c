@@ -12,7 +12,16 @@ typedef struct cifar_task {
     const gopt_dataset *eval_ds; /* what eval_loader reads */
     gopt_tensor *dlogits;
     int batch;
+    int in_ndim;          /* the net's per-sample input: the images viewed as in_shape */
+    int64_t in_shape[3];
 } cifar_task;
+
+/* The batch of images as the net's input (N, in_shape...). */
+static gopt_status images_view(const cifar_task *c, const gopt_batch *b, gopt_tensor *x) {
+    int64_t shape[4] = {b->n};
+    for (int i = 0; i < c->in_ndim; i++) shape[i + 1] = c->in_shape[i];
+    return gopt_tensor_view((float *)b->images, c->in_ndim + 1, shape, x);
+}
 
 static int64_t cifar_batches(void *ctx) { return gopt_loader_batches_per_epoch(((cifar_task *)ctx)->loader); }
 
@@ -29,7 +38,7 @@ static int cifar_train_batch(void *ctx, gopt_net *net, float label_smoothing, tr
     TRAINER_LIB(gopt_loader_next(c->loader, &b), "next batch");
     if (b.n == 0) return trainer_fail(err, errlen, "the training loader ran past the end of its epoch");
     gopt_tensor x, logits, dl;
-    TRAINER_LIB(gopt_tensor_view((float *)b.images, 4, (const int64_t[]){b.n, 3, 32, 32}, &x), "batch view");
+    TRAINER_LIB(images_view(c, &b, &x), "batch view");
     TRAINER_LIB(gopt_net_forward(net, &x, &logits), "forward");
     TRAINER_LIB(gopt_tensor_view(c->dlogits->data, 2, (const int64_t[]){b.n, logits.shape[1]}, &dl), "gradient view");
     float loss;
@@ -79,35 +88,27 @@ static void cifar_destroy(void *ctx) {
     free(c);
 }
 
-int trainer_create(const trainer_config *cfg, const gopt_dataset *train, const gopt_dataset *val, trainer **out,
-                   char *err, size_t errlen) {
-    (void)val;
+/* The task over `train` for `net` (owned from here on, also on failure). */
+static int create_images(const trainer_config *cfg, gopt_net *net, int in_ndim, const int64_t in_shape[],
+                         const gopt_dataset *train, trainer **out, char *err, size_t errlen) {
     *out = NULL;
-    if (!cfg || !train) return trainer_fail(err, errlen, "trainer: config and training data are required");
-    if (cfg->batch < 1) return trainer_fail(err, errlen, "batch = %d must be >= 1", cfg->batch);
     cifar_task *c = calloc(1, sizeof *c);
-    if (!c) return trainer_fail(err, errlen, "out of memory");
+    if (!c) {
+        gopt_net_destroy(net);
+        return trainer_fail(err, errlen, "out of memory");
+    }
     c->batch = cfg->batch;
-    gopt_net *net = NULL;
-    gopt_resnet_config rc = gopt_resnet_config_default();
-    rc.depth = cfg->depth;
-    rc.width = cfg->width;
-    rc.num_classes = gopt_dataset_classes(train);
-    rc.max_batch = cfg->batch;
-    rc.seed = cfg->seed;
+    c->in_ndim = in_ndim;
+    memcpy(c->in_shape, in_shape, (size_t)in_ndim * sizeof in_shape[0]);
     gopt_loader_config lc = gopt_loader_config_default();
     lc.batch_size = cfg->batch;
     lc.seed = cfg->seed;
     lc.augment = cfg->augment;
     lc.prefetch = cfg->prefetch;
     lc.drop_last = gopt_dataset_count(train) >= cfg->batch; /* equal-size steps when possible */
-    const int64_t shape[2] = {cfg->batch, rc.num_classes};
-    const char *what = "network";
-    gopt_status s = gopt_resnet_cifar(&rc, &net);
-    if (s == GOPT_OK) {
-        what = "training loader";
-        s = gopt_loader_create(&lc, train, &c->loader);
-    }
+    const int64_t shape[2] = {cfg->batch, gopt_dataset_classes(train)};
+    const char *what = "training loader";
+    gopt_status s = gopt_loader_create(&lc, train, &c->loader);
     if (s == GOPT_OK) {
         what = "gradient buffer";
         s = gopt_tensor_create(2, shape, &c->dlogits);
@@ -121,6 +122,41 @@ int trainer_create(const trainer_config *cfg, const gopt_dataset *train, const g
     trainer_task task = {c,          cifar_batches,     cifar_seek,        cifar_train_batch, cifar_state_size,
                          cifar_state_save, cifar_state_check, cifar_state_load, cifar_destroy};
     return trainer_create_custom(cfg, net, &task, out, err, errlen);
+}
+
+int trainer_create(const trainer_config *cfg, const gopt_dataset *train, const gopt_dataset *val, trainer **out,
+                   char *err, size_t errlen) {
+    (void)val;
+    *out = NULL;
+    if (!cfg || !train) return trainer_fail(err, errlen, "trainer: config and training data are required");
+    if (cfg->batch < 1) return trainer_fail(err, errlen, "batch = %d must be >= 1", cfg->batch);
+    gopt_net *net = NULL;
+    gopt_resnet_config rc = gopt_resnet_config_default();
+    rc.depth = cfg->depth;
+    rc.width = cfg->width;
+    rc.num_classes = gopt_dataset_classes(train);
+    rc.max_batch = cfg->batch;
+    rc.seed = cfg->seed;
+    gopt_status s = gopt_resnet_cifar(&rc, &net);
+    if (s != GOPT_OK) return trainer_fail(err, errlen, "network: %s (%s)", gopt_status_str(s), gopt_last_error());
+    return create_images(cfg, net, 3, (const int64_t[]){3, 32, 32}, train, out, err, errlen);
+}
+
+int trainer_create_images(const trainer_config *cfg, gopt_net *net, int in_ndim, const int64_t in_shape[],
+                          const gopt_dataset *train, trainer **out, char *err, size_t errlen) {
+    *out = NULL;
+    int64_t numel = 1;
+    for (int i = 0; in_shape && i < in_ndim && i < 3; i++) numel *= in_shape[i];
+    if (!cfg || !net || !train || in_ndim < 1 || in_ndim > 3 || numel != 3 * 32 * 32) {
+        gopt_net_destroy(net);
+        return trainer_fail(err, errlen, "trainer: config, net, training data and an input shape of 3072 "
+                                         "values per image (rank 1 to 3) are required");
+    }
+    if (cfg->batch < 1) {
+        gopt_net_destroy(net);
+        return trainer_fail(err, errlen, "batch = %d must be >= 1", cfg->batch);
+    }
+    return create_images(cfg, net, in_ndim, in_shape, train, out, err, errlen);
 }
 
 int trainer_evaluate(trainer *t, const gopt_dataset *ds, double *loss, double *acc, char *err, size_t errlen) {
@@ -146,7 +182,7 @@ int trainer_evaluate(trainer *t, const gopt_dataset *ds, double *loss, double *a
         TRAINER_LIB(gopt_loader_next(c->eval_loader, &b), "evaluation batch");
         if (b.n == 0) break;
         gopt_tensor x, logits;
-        TRAINER_LIB(gopt_tensor_view((float *)b.images, 4, (const int64_t[]){b.n, 3, 32, 32}, &x), "batch view");
+        TRAINER_LIB(images_view(c, &b, &x), "batch view");
         TRAINER_LIB(gopt_net_forward(net, &x, &logits), "forward");
         float l;
         TRAINER_LIB(gopt_loss_cross_entropy(&logits, b.labels, 0.0f, &l, NULL), "loss");

@@ -137,6 +137,11 @@ int trainer_load(trainer *t, const char *path, char *err, size_t errlen);
  * trainer); val may be NULL. */
 int trainer_create(const trainer_config *cfg, const gopt_dataset *train, const gopt_dataset *val, trainer **out,
                    char *err, size_t errlen);
+/* The same over any classifier `net` of the images (built; owned by the trainer from now on,
+ * also on failure) whose per-sample input is the image viewed as in_shape[0..in_ndim-1]
+ * (3072 values: e.g. {3072} for an MLP over flattened images). trainer_evaluate works on it. */
+int trainer_create_images(const trainer_config *cfg, gopt_net *net, int in_ndim, const int64_t in_shape[],
+                          const gopt_dataset *train, trainer **out, char *err, size_t errlen);
 /* Mean loss and accuracy over a dataset in eval mode (then back to training mode). */
 int trainer_evaluate(trainer *t, const gopt_dataset *ds, double *loss, double *acc, char *err, size_t errlen);
 
