@@ -58,6 +58,10 @@ int lab_depth(const lab_options *o, lab_section *out);
 /* Append "scenario,item,seconds" to o->timing (when open). */
 void lab_timing(const lab_options *o, const char *scenario, const char *item, double seconds);
 
+/* The median of the finite values among the first min(count, n) of v (at most 256 of
+ * them; NAN when there are none): the scenarios set clip thresholds from it. */
+double lab_median_first(const double *v, int count, int n);
+
 /* A growing string for the section's HTML (open_memstream underneath). */
 typedef struct lab_html {
     FILE *f;

@@ -101,20 +101,8 @@ static gopt_optim_config optim_for(int opt_index, double lr) {
 
 /* `fraction` x the median gradient norm over the first `window` steps of a base run. */
 static double clip_threshold(const rn_run *base, int window, double fraction) {
-    int n = base->steps < window ? base->steps : window;
-    double v[64];
-    int m = 0;
-    for (int i = 0; i < n && m < 64; i++)
-        if (isfinite(base->grad_norm[i])) v[m++] = base->grad_norm[i];
-    if (!m) return 1.0;
-    for (int i = 1; i < m; i++) /* insertion sort: a handful of values */
-        for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
-            double tmp = v[j];
-            v[j] = v[j - 1];
-            v[j - 1] = tmp;
-        }
-    double med = m % 2 ? v[m / 2] : 0.5 * (v[m / 2 - 1] + v[m / 2]);
-    return fraction * med;
+    double med = lab_median_first(base->grad_norm, base->steps, window);
+    return isfinite(med) ? fraction * med : 1.0;
 }
 
 static double clipped_frac(const rn_run *r) { return r->steps ? (double)r->clipped / r->steps : 0; }

@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "cli.h"
 #include "lab_sequence.h"
 #include "task_adding.h"
 
@@ -82,16 +82,6 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-double seq_median_first(const double *v, int count, int n) {
-    double buf[256];
-    int k = 0;
-    for (int i = 0; i < count && i < n && k < 256; i++)
-        if (isfinite(v[i])) buf[k++] = v[i];
-    if (!k) return NAN;
-    qsort(buf, (size_t)k, sizeof buf[0], cmp_double);
-    return k % 2 ? buf[k / 2] : 0.5 * (buf[k / 2 - 1] + buf[k / 2]);
-}
-
 double seq_grad_maxabs(trainer *t) {
     gopt_params *p = gopt_net_params(trainer_net(t));
     float m = NAN;
@@ -102,12 +92,6 @@ double seq_grad_maxabs(trainer *t) {
 const char *seq_pct(char *buf, size_t n, int a, int b) {
     snprintf(buf, n, "%.0f%%", b > 0 ? 100.0 * a / b : 0.0);
     return buf;
-}
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* ---- the adding problem ------------------------------------------------------------ */
@@ -199,7 +183,7 @@ static int add_run_one(const lab_options *o, const add_group *g, add_run *r, int
     r->final_mse = r->best_mse = NAN;
     if (seq_trace_init(&r->tr, g->steps, g->steps / ADD_EVAL_EVERY + 2)) return -1;
     trainer *t = NULL;
-    double t0 = now_seconds();
+    double t0 = cli_now();
     if (adding_trainer_create(&c, &m, &t, err, sizeof err)) {
         trainer_destroy(t);
         fprintf(stderr, "error: sequence: adding problem: %s\n", err);
@@ -246,7 +230,7 @@ static int add_run_one(const lab_options *o, const add_group *g, add_run *r, int
         if (last) break;
     }
     trainer_destroy(t);
-    r->seconds = now_seconds() - t0;
+    r->seconds = cli_now() - t0;
     return rc;
 }
 
@@ -284,7 +268,7 @@ static void add_cell_of(const add_run *runs, int nruns, int group, int variant, 
         if (nf < 16) fin[nf++] = r->diverged ? INFINITY : r->final_mse;
         if (r->tr.max_norm > c->max_norm || !isfinite(r->tr.max_norm)) c->max_norm = r->tr.max_norm;
     }
-    c->med_success_steps = ns ? seq_median_first(succ, ns, ns) : NAN;
+    c->med_success_steps = ns ? lab_median_first(succ, ns, ns) : NAN;
     if (nf) {
         qsort(fin, (size_t)nf, sizeof fin[0], cmp_double);
         c->med_final = nf % 2 ? fin[nf / 2] : 0.5 * (fin[nf / 2 - 1] + fin[nf / 2]);
@@ -523,7 +507,7 @@ static int lab_adding(const lab_options *o, FILE *h, char *find, size_t nfind) {
           "best_test_mse,max_grad_norm,clipped_steps,skipped_steps,spikes,diverged\n",
           sum);
     int k = 0;
-    double t_all = now_seconds();
+    double t_all = cli_now();
     for (int gi = 0; gi < ng && !rc; gi++) {
         const add_group *g = &plan[gi];
         double clip_norm = 0, clip_value = 0;
@@ -544,8 +528,8 @@ static int lab_adding(const lab_options *o, FILE *h, char *find, size_t nfind) {
                     break;
                 }
                 if (v == SEQ_BASE && sd == 0) { /* the thresholds, from this run's first steps */
-                    clip_norm = ADD_CLIP_FRACTION * seq_median_first(r->tr.norm, r->tr.n, ADD_MED_STEPS);
-                    clip_value = ADD_CLIP_FRACTION * seq_median_first(maxabs, ADD_MED_STEPS, ADD_MED_STEPS);
+                    clip_norm = ADD_CLIP_FRACTION * lab_median_first(r->tr.norm, r->tr.n, ADD_MED_STEPS);
+                    clip_value = ADD_CLIP_FRACTION * lab_median_first(maxabs, ADD_MED_STEPS, ADD_MED_STEPS);
                     if (!(clip_norm > 0)) clip_norm = 1;
                     if (!(clip_value > 0)) clip_value = 0.1;
                 }
@@ -572,7 +556,7 @@ static int lab_adding(const lab_options *o, FILE *h, char *find, size_t nfind) {
         }
     }
     if (rc) goto done;
-    lab_timing(o, "sequence", "adding problem", now_seconds() - t_all);
+    lab_timing(o, "sequence", "adding problem", cli_now() - t_all);
 
     /* findings: the headline panels, in three sentences (RNN + SGD, LSTM vs RNN) */
     {
@@ -666,7 +650,7 @@ int lab_sequence(const lab_options *o, lab_section *out) {
     memset(out, 0, sizeof *out);
     lab_html h;
     if (lab_html_open(&h)) return -1;
-    double t0 = now_seconds();
+    double t0 = cli_now();
     /* One thread: the nets here are small (32-128 units), their per-time-step products
      * gain nothing from a second thread, and on a shared machine a second thread's barrier
      * at every time step made them 10x slower (measured); the numbers do not depend on the
@@ -686,6 +670,6 @@ int lab_sequence(const lab_options *o, lab_section *out) {
     }
     out->html = html;
     snprintf(out->findings, sizeof out->findings, "%s%s", find_add, find_text);
-    lab_timing(o, "sequence", "total", now_seconds() - t0);
+    lab_timing(o, "sequence", "total", cli_now() - t0);
     return 0;
 }

@@ -39,8 +39,6 @@ void seq_trace_free(seq_trace *t);
 void seq_trace_step(seq_trace *t, const trainer_step *s);
 void seq_trace_eval(seq_trace *t, double step, double value);
 
-/* Median of the first n finite values of v (NAN when none). */
-double seq_median_first(const double *v, int count, int n);
 /* max |g| of the arena's gradients now (after a step: the gradient the optimizer used). */
 double seq_grad_maxabs(trainer *t);
 

@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "builtin_text.h"
+#include "cli.h"
 #include "lab_sequence.h"
 #include "task_text.h"
 
@@ -36,12 +36,6 @@ typedef struct txt_run {
     int diverged, steps;
 } txt_run;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int txt_run_one(const lab_options *o, const text_model_config *m, const gopt_text *train, const gopt_text *val,
                        int steps, txt_run *r, int id, FILE *csv, double *maxabs) {
     char err[512];
@@ -58,7 +52,7 @@ static int txt_run_one(const lab_options *o, const text_model_config *m, const g
     r->val_loss = NAN;
     if (seq_trace_init(&r->tr, steps, TXT_NEVAL + 1)) return -1;
     trainer *t = NULL;
-    double t0 = now_s();
+    double t0 = cli_now();
     if (text_trainer_create(&c, m, train, &t, err, sizeof err)) {
         trainer_destroy(t);
         fprintf(stderr, "error: sequence: text model: %s\n", err);
@@ -101,7 +95,7 @@ static int txt_run_one(const lab_options *o, const text_model_config *m, const g
         if (last) break;
     }
     trainer_destroy(t);
-    r->seconds = now_s() - t0;
+    r->seconds = cli_now() - t0;
     return rc;
 }
 
@@ -236,7 +230,7 @@ int lab_sequence_text(const lab_options *o, FILE *h, char *findings, size_t nfin
     snprintf(path, sizeof path, "%s/sequence_text.csv", o->out_dir);
     FILE *sum = fopen(path, "w");
     int rc = 0, k = 0;
-    double t_all = now_s();
+    double t_all = cli_now();
     if (!runs || !csv || !sum) {
         fprintf(stderr, "error: sequence: cannot write %s/sequence_text*.csv (or out of memory)\n", o->out_dir);
         rc = -1;
@@ -263,8 +257,8 @@ int lab_sequence_text(const lab_options *o, FILE *h, char *findings, size_t nfin
                 break;
             }
             if (v == SEQ_BASE) {
-                cn = TXT_CLIP_FRACTION * seq_median_first(r->tr.norm, r->tr.n, TXT_MED_STEPS);
-                cv = TXT_CLIP_FRACTION * seq_median_first(maxabs, r->tr.n < TXT_MED_STEPS ? r->tr.n : TXT_MED_STEPS,
+                cn = TXT_CLIP_FRACTION * lab_median_first(r->tr.norm, r->tr.n, TXT_MED_STEPS);
+                cv = TXT_CLIP_FRACTION * lab_median_first(maxabs, r->tr.n < TXT_MED_STEPS ? r->tr.n : TXT_MED_STEPS,
                                                           TXT_MED_STEPS);
                 if (!(cn > 0)) cn = 1;
                 if (!(cv > 0)) cv = 0.1;
@@ -285,7 +279,7 @@ int lab_sequence_text(const lab_options *o, FILE *h, char *findings, size_t nfin
         }
     }
     if (rc) goto done;
-    lab_timing(o, "sequence", "character LM", now_s() - t_all);
+    lab_timing(o, "sequence", "character LM", cli_now() - t_all);
 
     fprintf(h,
             "<h3>Character language model</h3>\n<p>%s. A 1-layer LSTM of %d units (embedding %d), sequences of %d "
