@@ -132,6 +132,17 @@ typedef struct gopt_loader_config {
     float std[3];     /* default CIFAR-10: 0.2470, 0.2435, 0.2616 (each finite, > 0) */
     int prefetch;     /* 0 (default): build each batch in gopt_loader_next;
                          1: a second thread builds batch k+1 while the caller uses batch k */
+    /* Data-parallel sharding, as torch.utils.data.distributed.DistributedSampler: every
+     * process draws the same permutation of each epoch (same seed) and takes positions
+     * rank, rank + num_replicas, rank + 2 num_replicas, ... of it. When the count does not
+     * divide, drop_last = 0 pads the permutation by repeating its start (each process gets
+     * ceil(count / num_replicas) samples, as the sampler's default), drop_last = 1 drops
+     * the tail (floor) and also drops a last short batch. Batch k of rank r holds positions
+     * (k B + i) num_replicas + r: over the ranks, batch k of B per rank is exactly batch k
+     * of B num_replicas samples of one process (augmentation draws by that global position
+     * too, so an image gets the same crop and flip on any world size). */
+    int num_replicas; /* >= 1 (1) */
+    int rank;         /* 0 .. num_replicas - 1 (0) */
 } gopt_loader_config;
 
 GOPT_API gopt_loader_config gopt_loader_config_default(void);

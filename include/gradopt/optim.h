@@ -157,6 +157,18 @@ GOPT_API gopt_status gopt_algo_from_name(const char *name, gopt_algo *out);
  * Errors: GOPT_EINVAL, GOPT_ESTATE (arena not finalized), GOPT_ENOMEM. */
 GOPT_API gopt_status gopt_optim_create(const gopt_optim_config *cfg, gopt_params *params, gopt_optim **out);
 GOPT_API void gopt_optim_destroy(gopt_optim *opt);
+/* An optimizer that updates only [begin, end) of the arena, with state buffers of
+ * end - begin floats: one rank's slice under ZeRO stage 1 (gradopt/dist.h), the rest of
+ * the arena left as it is. Every group keeps its hyperparameters and LR (schedulers work
+ * unchanged). begin and end must be multiples of 16 (or end == numel), 0 <= begin <= end
+ * <= numel. Its state blob holds the slice; gopt_optim_state_load also takes the state of
+ * a whole-arena optimizer of the same config and loads its slice. Not for LAMB (per-tensor
+ * trust ratios) unless the range is the whole arena. Errors: as create; GOPT_ERANGE
+ * (range), GOPT_EINVAL (LAMB). */
+GOPT_API gopt_status gopt_optim_create_range(const gopt_optim_config *cfg, gopt_params *params, int64_t begin,
+                                             int64_t end, gopt_optim **out);
+/* The range an optimizer updates ([0, numel) unless made by gopt_optim_create_range). */
+GOPT_API void gopt_optim_range(const gopt_optim *opt, int64_t *begin, int64_t *end);
 
 /* One update of every parameter from the arena's gradients. Allocates nothing.
  * Errors: GOPT_EINVAL (NULL). Non-finite gradients are not checked here (that is the

@@ -87,6 +87,11 @@ static inline int64_t gopt__get_i64(gopt__rcur *c) { int64_t v = 0; gopt__get(c,
 static inline float gopt__get_f32(gopt__rcur *c) { float v = 0; gopt__get(c, &v, sizeof v); return v; }
 static inline double gopt__get_f64(gopt__rcur *c) { double v = 0; gopt__get(c, &v, sizeof v); return v; }
 
+/* A sum over the processes of a data-parallel run, in place: v[0..n-1] becomes the sum of
+ * every process's v, the same bits on each (gradopt/dist.h installs one; the layers and the
+ * monitor call it where a statistic must be global). */
+typedef gopt_status (*gopt__sum_fn)(void *ctx, double *v, int n);
+
 /* Four-byte magic tags for state blobs, e.g. GOPT__MAGIC('P','R','M','1'). */
 #define GOPT__MAGIC(a, b, c, d) \
     ((uint32_t)(a) | ((uint32_t)(b) << 8) | ((uint32_t)(c) << 16) | ((uint32_t)(d) << 24))

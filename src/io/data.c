@@ -415,6 +415,8 @@ gopt_loader_config gopt_loader_config_default(void) {
     c.std[1] = 0.2435f;
     c.std[2] = 0.2616f;
     c.prefetch = 0;
+    c.num_replicas = 1;
+    c.rank = 0;
     return c;
 }
 
