@@ -91,9 +91,9 @@ static void print_header(const char *mode, int world) {
     char cpu[512], load[64];
     cpu_name(cpu, sizeof cpu);
     loadavg(load, sizeof load);
-    const char *ct = getenv("OPENBLAS_CORETYPE");
-    printf("bench_dist mode=%s ranks=%d threads/rank=%d cpu=\"%s\" (lscpu model name) OPENBLAS_CORETYPE=%s\n", mode,
-           world, gopt_get_threads(), cpu, ct ? ct : "(unset)");
+    const char *ct = getenv("OPENBLAS_CORETYPE"), *wait = getenv("OMP_WAIT_POLICY");
+    printf("bench_dist mode=%s ranks=%d threads/rank=%d cpu=\"%s\" (lscpu model name) OPENBLAS_CORETYPE=%s "
+           "OMP_WAIT_POLICY=%s\n", mode, world, gopt_get_threads(), cpu, ct ? ct : "(unset)", wait ? wait : "(unset)");
     printf("load average before: %s (2 cores, shared: figures are medians)\n", load);
 }
 

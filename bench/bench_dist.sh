@@ -9,6 +9,10 @@
 # ARGS go to both runs (e.g. --quick, --steps 8, --zero 1: --zero only matters to ranks).
 # Under root mpirun needs --allow-run-as-root, added here when running as root. Open MPI
 # binds each of the 2 ranks to its own core by default (--bind-to core for np <= 2).
+# The environment passes through: on a loaded machine the 2-thread run depends on
+# OMP_WAIT_POLICY (libgomp's spinning threads lose their time slices to other processes:
+# measured under load 13, 29.7 s/step unset against 2.5 s/step with PASSIVE), so run it
+# both ways there, e.g. OMP_WAIT_POLICY=PASSIVE bench/bench_dist.sh.
 set -euo pipefail
 
 repeat=3
