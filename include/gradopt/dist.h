@@ -24,10 +24,12 @@
  *
  * Determinism: every collective whose result decides anything (sums of losses, norms,
  * counts) is an all-gather of each rank's value followed by a sum in rank order, so all
- * ranks hold the same bits. The gradient average is a reduce-scatter (each slice summed
- * once, by its owner) then an all-gather, so all ranks hold the same gradient bits too and
- * their parameters never drift apart. The same seeds, world size and thread count give
- * bit-identical runs, across save and resume.
+ * ranks hold the same bits. The gradient average is one MPI_Allreduce (sum) and a scale by
+ * 1/P, the fastest measured; Open MPI gives every rank the same sum, so the parameters
+ * never drift apart (test_dist checks them bit for bit across ranks). Under ZeRO-1 each
+ * slice is summed once by its owner and the parameters are all-gathered: identical by
+ * construction. The same seeds, world size and thread count give bit-identical runs,
+ * across save and resume.
  *
  * ZeRO stage 1 (cfg.zero = 1): gopt_dist_optim_create gives each rank an optimizer over
  * its slice of the arena (gopt_optim_create_range: P near-equal slices, 16-float aligned),
@@ -124,7 +126,7 @@ GOPT_API void gopt_dist_slice(const gopt_dist *d, int64_t numel, int rank, int64
 
 /* Average the gradients over the ranks as this world's optimizer needs them: the whole
  * arena (DDP), or each rank's own slice (ZeRO-1; opt must come from gopt_dist_optim_create).
- * One reduce-scatter and one all-gather over the whole arena (see Determinism above). */
+ * DDP: one in-place all-reduce of the whole arena; ZeRO-1: one reduce-scatter. */
 GOPT_API gopt_status gopt_dist_reduce_grads(gopt_dist *d, gopt_optim *opt);
 /* Average the whole gradient arena on every rank, whatever the mode (before AGC). */
 GOPT_API gopt_status gopt_dist_allreduce_grads(gopt_dist *d, gopt_params *params);

@@ -6,12 +6,16 @@
  * ZeRO-1 step, clipping on slices, hashes) is the same in both builds, so the serial build
  * runs and tests the same logic.
  *
- * Gradients: a reduce-scatter (MPI_Reduce_scatter, one slice per rank, each slice summed
- * once by its owner) then, for DDP, an in-place all-gather of the slices (MPI_Allgatherv).
- * Every rank then holds the same bits, whatever algorithm the MPI library picks, and the
- * traffic is that of a ring all-reduce. Under ZeRO-1 the all-gather moves the updated
- * parameters instead of the gradients. Decisions (losses, norms, counts) go through
- * gopt_dist_sum: an all-gather of every rank's vector, summed in rank order. */
+ * Gradients: DDP sums the whole arena with one in-place MPI_Allreduce, then scales by 1/P.
+ * A reduce-scatter + all-gather pair (each slice summed once, by its owner) would give every
+ * rank the same bits by construction, but measured 0.71x the speed of MPI_Allreduce on
+ * ResNet-20's 1.09 MB and 0.46x on 100 MB (bench_dist: Open MPI 4.1's MPI_Reduce_scatter
+ * alone takes longer than its MPI_Allreduce); Open MPI's allreduce algorithms hand every
+ * rank the same sum of a commutative operation, which test_dist checks (parameters equal
+ * bit for bit on every rank after 20 steps). ZeRO-1 needs the reduce-scatter (each rank
+ * keeps only its slice) and all-gathers the updated parameters, so there the ranks are
+ * identical by construction. Decisions (losses, norms, counts) go through gopt_dist_sum:
+ * an all-gather of every rank's vector, summed in rank order. */
 #include <limits.h>
 #include <stdio.h>
 
@@ -109,6 +113,19 @@ static gopt_status comm_allgather_u64(gopt_dist *d, const uint64_t *in, int n, u
 #else
     memcpy(out, in, (size_t)n * sizeof *in);
 #endif
+    return GOPT_OK;
+}
+
+/* x[0..n-1] = the sum over ranks, in place. */
+static gopt_status comm_allreduce_f32(gopt_dist *d, float *x, int64_t n) {
+#ifdef GOPT_HAVE_MPI
+    for (int64_t off = 0; off < n;) { /* counts are ints */
+        int64_t chunk = n - off < INT_MAX ? n - off : INT_MAX;
+        MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, x + off, (int)chunk, MPI_FLOAT, MPI_SUM, d->comm), "MPI_Allreduce");
+        off += chunk;
+    }
+#endif
+    (void)d, (void)x, (void)n;
     return GOPT_OK;
 }
 
@@ -433,8 +450,11 @@ gopt_status gopt_dist_allreduce_grads(gopt_dist *d, gopt_params *params) {
     GOPT_CHECK_NULL(params);
     if (!gopt_params_finalized(params)) return GOPT_FAIL(GOPT_ESTATE, "the params arena is not finalized");
     if (d->size == 1) return GOPT_OK;
-    GOPT_TRY(reduce_scatter_grads(d, params));
-    return comm_allgather_slices(d, gopt_params_grads(params));
+    float *g = gopt_params_grads(params);
+    const int64_t n = gopt_params_numel(params);
+    GOPT_TRY(comm_allreduce_f32(d, g, n));
+    gopt__scale(g, n, 1.0f / (float)d->size, 1);
+    return GOPT_OK;
 }
 
 gopt_status gopt_dist_reduce_grads(gopt_dist *d, gopt_optim *opt) {
