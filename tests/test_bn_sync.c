@@ -422,6 +422,52 @@ static void test_world_of_one_matches_local(void **state) {
     }
 }
 
+/* A recomputed batchnorm layer (gopt_net_set_recompute) rewrites its output from the saved
+ * global statistics: no extra sum, the same bits as when its output is kept. */
+static void test_recompute_under_sync(void **state) {
+    (void)state;
+    const int kind = NET_IMAGE, N = 10;
+    float *x = make_input(kind, N), *r = make_r(N);
+    pass_out a, b;
+    pass_alloc(&a, N);
+    pass_alloc(&b, N);
+    gopt_net *na, *nb;
+    assert_ok(make_net(kind, N, &na));
+    gopt_net_config c = gopt_net_config_default();
+    c.max_batch = N;
+    c.seed = 11;
+    c.in_shape[0] = 3;
+    c.in_shape[1] = 8;
+    c.in_shape[2] = 8;
+    assert_ok(gopt_net_create(&c, &nb));
+    for (int i = 0; i < gopt_net_layer_count(na); i++) { /* the same layers, the batchnorm recomputed */
+        gopt_layer_config lc;
+        gopt_layer *l = gopt_net_layer(na, i);
+        lc = l->cfg;
+        assert_ok(gopt_net_add(nb, &lc, NULL));
+    }
+    assert_ok(gopt_net_set_recompute(nb, 1, 1));
+    assert_ok(gopt_net_build(nb));
+    gopt_params *pa = gopt_net_params(na), *pb = gopt_net_params(nb);
+    assert_int_equal(gopt_params_numel(pa), gopt_params_numel(pb));
+    memcpy(gopt_params_values(pb), gopt_params_values(pa), sizeof(float) * (size_t)gopt_params_numel(pa));
+    one_ctx ca = {0, 0}, cb = {0, 0};
+    assert_ok(gopt__net_set_bn_sync(na, one_sum, &ca));
+    assert_ok(gopt__net_set_bn_sync(nb, one_sum, &cb));
+    assert_ok(run_pass(na, kind, x, r, N, 2, &a));
+    assert_ok(run_pass(nb, kind, x, r, N, 2, &b));
+    assert_int_equal(ca.calls, cb.calls);
+    assert_memory_equal(a.logits, b.logits, sizeof(float) * (size_t)N * OUT_F);
+    assert_memory_equal(a.grads, b.grads, sizeof(float) * (size_t)a.nparams);
+    assert_memory_equal(a.running, b.running, sizeof(float) * (size_t)a.nrun);
+    gopt_net_destroy(na);
+    gopt_net_destroy(nb);
+    pass_free(&a);
+    pass_free(&b);
+    free(x);
+    free(r);
+}
+
 /* fn = NULL after sync was on (and a net that was never synchronised): the same bits. */
 static void test_null_fn_bitwise_unchanged(void **state) {
     (void)state;
@@ -607,6 +653,7 @@ int main(void) {
         cmocka_unit_test(test_dense_net_two_ranks),
         cmocka_unit_test(test_unsynced_halves_differ),
         cmocka_unit_test(test_world_of_one_matches_local),
+        cmocka_unit_test(test_recompute_under_sync),
         cmocka_unit_test(test_null_fn_bitwise_unchanged),
         cmocka_unit_test(test_eval_does_not_sync),
         cmocka_unit_test(test_forward_failure_propagates),
