@@ -3,7 +3,7 @@
  *
  *   mpirun --allow-run-as-root -np 2 build/bench/bench_dist [--quick] [--repeat N]
  *       --mode allreduce (the default): the gradient average of gopt_dist_allreduce_grads
- *       (reduce-scatter + all-gather over a gopt_params arena, gradopt/dist.h) against a
+ *       (one in-place all-reduce + 1/P scale over a gopt_params arena, gradopt/dist.h) against a
  *       plain MPI_Allreduce(MPI_IN_PLACE, MPI_SUM) of the same floats followed by the scale
  *       by 1/P, on arenas of 0.1, 1, 10 and 100 MB (10^6 bytes) and on the ResNet-20
  *       gradient (1.09 MB), alternated A/B in one run; plus the latency of a 1-float
@@ -149,7 +149,7 @@ static int run_allreduce(gopt_dist *d, int repeat, int quick, int resnet_numel) 
     if (!t_ours || !t_plain) return 1;
     if (rank == 0) {
         print_header("allreduce", world);
-        printf("ours = gopt_dist_allreduce_grads on a gopt_params arena (reduce-scatter + all-gather, average);\n"
+        printf("ours = gopt_dist_allreduce_grads on a gopt_params arena (in-place MPI_Allreduce, then 1/P);\n"
                "plain = MPI_Allreduce(MPI_IN_PLACE, MPI_SUM) of the same floats + scale by 1/P.\n"
                "Each sample: barrier, k calls, the slowest rank's time / k; %d samples, A/B alternated, medians.\n"
                "algbw = bytes/time, busbw = 2(P-1)/P * bytes/time (P=%d); MB = 1e6 bytes, GB/s = 1e9 bytes/s.\n",
