@@ -14,14 +14,18 @@ static int error_rank = -1; /* >= 0: "rank N: " before each error */
 void cli_set_rank(int rank, int size) { error_rank = size > 1 ? rank : -1; }
 
 void cli_error(const char *fmt, ...) {
+    /* one write per message: the lines of several ranks do not interleave */
+    char line[2048];
+    int n = error_rank >= 0 ? snprintf(line, sizeof line, "rank %d: error: ", error_rank)
+                            : snprintf(line, sizeof line, "error: ");
     va_list ap;
     va_start(ap, fmt);
-    if (error_rank >= 0) fprintf(stderr, "rank %d: ", error_rank);
-    fputs("error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    fflush(stderr);
+    vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
     va_end(ap);
+    size_t len = strlen(line);
+    line[len] = '\n';
+    fwrite(line, 1, len + 1, stderr);
+    fflush(stderr);
 }
 
 int cli_double(const char *opt, const char *s, double lo, double hi, double *out) {

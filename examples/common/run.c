@@ -263,7 +263,9 @@ int run_loop(const run_options *o, const run_spec *s, trainer *t, run_result *r,
     const int64_t spe = trainer_steps_per_epoch(t) > 0 ? trainer_steps_per_epoch(t) : 1;
     int64_t total = trainer_get_config(t)->total_steps;
     if (o->max_steps && o->max_steps < total) total = o->max_steps;
-    const int tty = isatty(STDOUT_FILENO);
+    /* a terminal: the redrawn progress bar. Not under mpirun, which hands every rank a
+     * pseudo-terminal even when its own output goes to a file: plain lines there. */
+    const int tty = isatty(STDOUT_FILENO) && !getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_RANK");
     const double wall0 = cli_now();
     double next_eval_time = o->eval_seconds > 0 ? o->eval_seconds : INFINITY;
     int64_t units = 0, steps_here = 0;

@@ -229,7 +229,12 @@ int trainer_create_custom(const trainer_config *cfg, gopt_net *net, const traine
         LIB(gopt_dist_optim_create(d, &cfg->optim, t->params, &t->opt), "optimizer");
         /* the same net, optimizer and options everywhere, before any collective over the net */
         const char *vt = cfg->verify_text ? cfg->verify_text : "";
-        LIB(gopt_dist_verify(d, t->params, t->opt, vt, strlen(vt)), "checking that every process built the same run");
+        gopt_status vs = gopt_dist_verify(d, t->params, t->opt, vt, strlen(vt));
+        if (vs != GOPT_OK) { /* a mismatch (EINVAL) is reported on every rank: they leave together */
+            fail(err, errlen, "checking that every process built the same run: %s (%s)", gopt_status_str(vs),
+                 gopt_last_error());
+            return vs == GOPT_EINVAL ? TRAINER_FAILED_ALL : -1;
+        }
         LIB(gopt_dist_broadcast_net(d, t->net), "broadcasting rank 0's net");
         if (cfg->sync_bn) LIB(gopt_dist_sync_batchnorm(d, t->net, 1), "SyncBatchNorm");
     } else {

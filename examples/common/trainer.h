@@ -135,7 +135,8 @@ typedef struct trainer_step {
 typedef struct trainer trainer;
 
 /* A run over `net` (built; owned by the trainer from now on, also on failure) and `task`
- * (owned too: its destroy is called by trainer_destroy). */
+ * (owned too: its destroy is called by trainer_destroy). dist: TRAINER_FAILED_ALL when the
+ * ranks did not build the same run (gopt_dist_verify, reported on every rank). */
 int trainer_create_custom(const trainer_config *cfg, gopt_net *net, const trainer_task *task, trainer **out,
                           char *err, size_t errlen);
 void trainer_destroy(trainer *t);
