@@ -176,6 +176,16 @@ int run_world_init(run_world *w, int argc, char **argv) {
     }
     w->rank = gopt_dist_rank(w->dist);
     w->size = gopt_dist_size(w->dist);
+    /* started by mpirun with several processes, each alone: a build without MPI would train
+     * P independent copies writing the same files */
+    const char *launched = getenv("OMPI_COMM_WORLD_SIZE") ? getenv("OMPI_COMM_WORLD_SIZE") : getenv("PMI_SIZE");
+    if (w->size == 1 && launched && atol(launched) > 1) {
+        cli_error("started as one of %ld processes by mpirun, but this process is alone in its world (%s): "
+                  "rebuild with MPI (libopenmpi-dev) or run one process without mpirun",
+                  atol(launched), gopt_dist_has_mpi() ? "MPI did not join the others" : "built without MPI");
+        gopt_dist_destroy(w->dist);
+        return -1;
+    }
     cli_set_rank(w->rank, w->size);
     if (w->rank != 0 && !freopen("/dev/null", "w", stdout)) {
         cli_error("cannot silence the standard output of rank %d", w->rank);
