@@ -3,9 +3,16 @@
 # Does nothing when everything is already present. Needs root or sudo only to install.
 #   scripts/setup.sh          build + test dependencies
 #   scripts/setup.sh --torch  also python3-torch, the peer the benchmarks compare against
+#   scripts/setup.sh --mpi    also Open MPI (libopenmpi-dev, openmpi-bin): gradopt/dist.h and its tests
 set -euo pipefail
 pkgs=(cmake gcc make libopenblas-openmp-dev libcmocka-dev pkg-config xz-utils python3)
-[ "${1:-}" = "--torch" ] && pkgs+=(python3-torch python3-numpy)
+for arg in "$@"; do
+  case "$arg" in
+    --torch) pkgs+=(python3-torch python3-numpy) ;;           # the benchmarks' peer
+    --mpi) pkgs+=(libopenmpi-dev openmpi-bin) ;;              # data-parallel training and its tests
+    *) echo "setup: unknown option '$arg' (expected --torch, --mpi)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${pkgs[@]}"; do

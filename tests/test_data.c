@@ -1,6 +1,6 @@
 /* data.h: CIFAR-10 reader/writer and its error paths, datasets, split, loader (order,
  * normalisation, crop/flip geometry, determinism with and without the prefetch thread,
- * resume), synthetic data. */
+ * resume, data-parallel shards as DistributedSampler), synthetic data. */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <math.h>
@@ -617,11 +617,34 @@ static void test_loader_config_errors(void **state) {
     BAD(cfg.std[0] = NAN, "std[0]");
     BAD(cfg.mean[2] = INFINITY, "mean[2]");
     BAD((cfg.drop_last = 1, cfg.batch_size = 11), "drop_last");
+    BAD(cfg.num_replicas = 0, "num_replicas = 0 must be >= 1");
+    BAD((cfg.num_replicas = -2, cfg.rank = -3), "num_replicas = -2");
+    BAD((cfg.num_replicas = 2, cfg.rank = 2), "rank = 2 is outside 0..1 (num_replicas = 2)");
+    BAD(cfg.rank = -1, "rank = -1 is outside 0..0");
+    BAD(cfg.rank = 1, "rank = 1 is outside 0..0");
+    /* 10 images over 3 ranks: 3 each once the tail is dropped, fewer than a batch of 4. */
+    BAD((cfg.num_replicas = 3, cfg.rank = 2, cfg.drop_last = 1, cfg.batch_size = 4),
+        "drop_last with 10 images over num_replicas = 3 (3 per rank) and batch_size = 4 leaves no batch");
 #undef BAD
     cfg = gopt_loader_config_default();
     assert_status(gopt_loader_create(NULL, ds, &l), GOPT_EINVAL, "cfg");
     assert_status(gopt_loader_create(&cfg, NULL, &l), GOPT_EINVAL, "ds");
     assert_status(gopt_loader_create(&cfg, ds, NULL), GOPT_EINVAL, "out");
+    /* ... while a batch of 3 fits (and 10 images over 11 ranks pad to one each). */
+    cfg.num_replicas = 3;
+    cfg.rank = 2;
+    cfg.drop_last = 1;
+    cfg.batch_size = 3;
+    assert_ok(gopt_loader_create(&cfg, ds, &l));
+    assert_int_equal(gopt_loader_batches_per_epoch(l), 1);
+    gopt_loader_destroy(l);
+    cfg = gopt_loader_config_default();
+    cfg.num_replicas = 11;
+    cfg.rank = 10;
+    assert_ok(gopt_loader_create(&cfg, ds, &l));
+    assert_int_equal(gopt_loader_batches_per_epoch(l), 1);
+    gopt_loader_destroy(l);
+    cfg = gopt_loader_config_default();
     cfg.batch_size = 3;
     assert_ok(gopt_loader_create(&cfg, ds, &l));
     assert_status(gopt_loader_seek(l, 0, 5), GOPT_ERANGE, "batch index 5");
@@ -631,6 +654,336 @@ static void test_loader_config_errors(void **state) {
     assert_int_equal(gopt_loader_batches_per_epoch(NULL), 0);
     gopt_loader_destroy(l);
     gopt_loader_destroy(NULL);
+    gopt_dataset_destroy(ds);
+}
+
+/* ---- sharding (num_replicas / rank, as DistributedSampler) ------------------------------ */
+
+static gopt_loader_config shard_config(int batch, int replicas, int rank, int drop_last, int augment) {
+    gopt_loader_config cfg = gopt_loader_config_default();
+    cfg.batch_size = batch;
+    cfg.num_replicas = replicas;
+    cfg.rank = rank;
+    cfg.drop_last = drop_last;
+    cfg.augment = augment;
+    cfg.seed = 77;
+    if (!augment) { /* output = byte / 255, so the image id in bytes 0..1 can be read back */
+        cfg.mean[0] = cfg.mean[1] = cfg.mean[2] = 0.0f;
+        cfg.std[0] = cfg.std[1] = cfg.std[2] = 1.0f;
+    }
+    return cfg;
+}
+
+static int float_id(const float *image) {
+    return (int)lroundf(image[0] * 255.0f) | ((int)lroundf(image[1] * 255.0f) << 8);
+}
+
+/* The ids of every image rank `rank` reads in `epoch`, in order; returns how many. */
+static int64_t shard_ids(const gopt_dataset *ds, int batch, int replicas, int rank, int drop_last, int64_t epoch,
+                         int *ids) {
+    gopt_loader_config cfg = shard_config(batch, replicas, rank, drop_last, 0);
+    gopt_loader *l = NULL;
+    assert_ok(gopt_loader_create(&cfg, ds, &l));
+    assert_ok(gopt_loader_start_epoch(l, epoch));
+    int64_t n = 0, batches = 0;
+    gopt_batch b;
+    for (;;) {
+        assert_ok(gopt_loader_next(l, &b));
+        if (b.n == 0) break;
+        batches++;
+        if (drop_last) assert_int_equal(b.n, batch);
+        for (int i = 0; i < b.n; i++) {
+            ids[n + i] = float_id(b.images + (size_t)i * 3072);
+            assert_int_equal(b.labels[i], ids[n + i] % 10);
+        }
+        n += b.n;
+    }
+    assert_int_equal(batches, gopt_loader_batches_per_epoch(l));
+    gopt_loader_destroy(l);
+    return n;
+}
+
+/* Over the ranks, batch k of B per rank is batch k of one process with B * P: every image
+ * at the same global position, augmentation included, bit for bit. */
+static void test_shard_union_is_global_batch(void **state) {
+    (void)state;
+    enum { N = 103, B = 5, EPOCHS = 2 };
+    gopt_dataset *ds = make_ds(N);
+    for (int replicas = 2; replicas <= 3; replicas++) {
+        gopt_loader_config cfg = shard_config(B * replicas, 1, 0, 0, 1);
+        gopt_loader *single = NULL, *rank_loader[3] = {NULL, NULL, NULL};
+        assert_ok(gopt_loader_create(&cfg, ds, &single));
+        for (int r = 0; r < replicas; r++) {
+            cfg = shard_config(B, replicas, r, 0, 1);
+            cfg.prefetch = r == 1; /* the prefetch thread reads the same shard */
+            assert_ok(gopt_loader_create(&cfg, ds, &rank_loader[r]));
+        }
+        /* ceil(103 / 2) = 52 per rank: 11 batches, the last of 2; ceil(103 / 3) = 35: 7 full. */
+        const int64_t per_rank = (N + replicas - 1) / replicas, batches = (per_rank + B - 1) / B;
+        assert_int_equal(gopt_loader_batches_per_epoch(rank_loader[0]), replicas == 2 ? 11 : 7);
+        float *ref = malloc((size_t)B * replicas * 3072 * sizeof(float));
+        int32_t ref_labels[B * 3];
+        int full_batches = 0, checked_positions = 0;
+        for (int64_t e = 0; e < EPOCHS; e++) {
+            for (int r = 0; r < replicas; r++) assert_ok(gopt_loader_start_epoch(rank_loader[r], e));
+            for (int64_t k = 0; k < batches; k++) {
+                int ref_n = 0;
+                assert_ok(gopt_loader_batch_at(single, e, k, ref, ref_labels, &ref_n));
+                int used[B * 3] = {0}, union_n = 0;
+                for (int r = 0; r < replicas; r++) {
+                    gopt_batch b;
+                    assert_ok(gopt_loader_next(rank_loader[r], &b));
+                    assert_int_equal(b.epoch, e);
+                    assert_int_equal(b.index, k);
+                    assert_int_equal(b.n, k < batches - 1 ? B : per_rank - k * B);
+                    union_n += b.n;
+                    for (int i = 0; i < b.n; i++) {
+                        const float *img = b.images + (size_t)i * 3072;
+                        /* Same global position, same crop and flip. */
+                        int m = i * replicas + r;
+                        if ((int64_t)k * B * replicas + m < N) {
+                            assert_true(m < ref_n);
+                            assert_memory_equal(img, ref + (size_t)m * 3072, 3072 * sizeof(float));
+                            assert_int_equal(b.labels[i], ref_labels[m]);
+                            checked_positions++;
+                        }
+                        /* As a multiset: each rank image matches one unused image of the batch. */
+                        if (ref_n == B * replicas) {
+                            int found = -1;
+                            for (int j = 0; j < ref_n && found < 0; j++)
+                                if (!used[j] && ref_labels[j] == b.labels[i] &&
+                                    memcmp(ref + (size_t)j * 3072, img, 3072 * sizeof(float)) == 0)
+                                    found = j;
+                            assert_true(found >= 0);
+                            used[found] = 1;
+                        }
+                    }
+                }
+                if (ref_n == B * replicas) {
+                    assert_int_equal(union_n, ref_n);
+                    full_batches++;
+                }
+            }
+            for (int r = 0; r < replicas; r++) {
+                gopt_batch b;
+                assert_ok(gopt_loader_next(rank_loader[r], &b));
+                assert_int_equal(b.n, 0);
+            }
+        }
+        assert_int_equal(full_batches, EPOCHS * (N / (B * replicas)));
+        assert_int_equal(checked_positions, EPOCHS * N);
+        /* Epochs differ (the test would pass trivially on a constant order otherwise). */
+        float *x0 = malloc((size_t)B * 3072 * sizeof(float)), *x1 = malloc((size_t)B * 3072 * sizeof(float));
+        int32_t y0[B], y1[B];
+        int n0, n1;
+        assert_ok(gopt_loader_batch_at(rank_loader[0], 0, 0, x0, y0, &n0));
+        assert_ok(gopt_loader_batch_at(rank_loader[0], 1, 0, x1, y1, &n1));
+        assert_true(memcmp(x0, x1, (size_t)B * 3072 * sizeof(float)) != 0);
+        /* Ranks read different images. */
+        assert_ok(gopt_loader_batch_at(rank_loader[1], 0, 0, x1, y1, &n1));
+        assert_true(memcmp(x0, x1, (size_t)B * 3072 * sizeof(float)) != 0);
+        free(x0);
+        free(x1);
+        free(ref);
+        gopt_loader_destroy(single);
+        for (int r = 0; r < replicas; r++) gopt_loader_destroy(rank_loader[r]);
+    }
+    gopt_dataset_destroy(ds);
+}
+
+/* Per-rank counts, padding from the permutation's start, dropping the tail, disjointness. */
+static void test_shard_counts_padding_disjoint(void **state) {
+    (void)state;
+    enum { N = 103, B = 5 };
+    gopt_dataset *ds = make_ds(N);
+    int perm[N], ids[3][64], seen[N];
+    for (int64_t e = 0; e < 2; e++) {
+        /* The epoch's permutation, as one process reads it. */
+        assert_int_equal(shard_ids(ds, N, 1, 0, 0, e, perm), N);
+        memset(seen, 0, sizeof seen);
+        for (int i = 0; i < N; i++) seen[perm[i]]++;
+        for (int i = 0; i < N; i++) assert_int_equal(seen[i], 1);
+        for (int replicas = 2; replicas <= 3; replicas++) {
+            /* drop_last = 0: ceil(N / P) each (52, 35); rank r's sample j is position jP + r,
+             * and the positions past N repeat the permutation from its start. */
+            const int64_t ceil_n = (N + replicas - 1) / replicas;
+            memset(seen, 0, sizeof seen);
+            for (int r = 0; r < replicas; r++) {
+                assert_int_equal(shard_ids(ds, B, replicas, r, 0, e, ids[r]), ceil_n);
+                for (int64_t j = 0; j < ceil_n; j++) {
+                    int64_t q = j * replicas + r;
+                    assert_int_equal(ids[r][j], perm[q % N]);
+                    seen[ids[r][j]]++;
+                }
+            }
+            const int pad = (int)(ceil_n * replicas - N); /* 1 for P = 2, 2 for P = 3 */
+            assert_int_equal(pad, replicas - 1);
+            if (replicas == 2) assert_int_equal(ids[1][51], perm[0]); /* position 103 */
+            if (replicas == 3) {
+                assert_int_equal(ids[1][34], perm[0]); /* position 103 */
+                assert_int_equal(ids[2][34], perm[1]); /* position 104 */
+            }
+            for (int i = 0; i < N; i++) assert_int_equal(seen[perm[i]], i < pad ? 2 : 1);
+
+            /* drop_last = 1: floor(N / P) each (51, 34), then whole batches only (50, 30);
+             * the shards are disjoint and cover the permutation's first positions. */
+            const int64_t floor_n = N / replicas, kept = floor_n / B * B;
+            memset(seen, 0, sizeof seen);
+            for (int r = 0; r < replicas; r++) {
+                assert_int_equal(shard_ids(ds, B, replicas, r, 1, e, ids[r]), kept);
+                for (int64_t j = 0; j < kept; j++) {
+                    assert_int_equal(ids[r][j], perm[j * replicas + r]);
+                    seen[ids[r][j]]++;
+                }
+            }
+            for (int i = 0; i < N; i++) assert_int_equal(seen[perm[i]], i < kept * replicas ? 1 : 0);
+        }
+    }
+    gopt_dataset_destroy(ds);
+
+    /* When P divides the count the shards are disjoint and cover every image once, with
+     * drop_last 0 (no padding) as with 1 (batches of 17 divide 102 / 2 and 102 / 3). */
+    enum { M = 102 };
+    ds = make_ds(M);
+    for (int replicas = 2; replicas <= 3; replicas++)
+        for (int drop_last = 0; drop_last <= 1; drop_last++) {
+            memset(seen, 0, sizeof seen);
+            int64_t total = 0;
+            for (int r = 0; r < replicas; r++) {
+                int64_t n = shard_ids(ds, 17, replicas, r, drop_last, 1, ids[r]);
+                assert_int_equal(n, M / replicas);
+                for (int64_t j = 0; j < n; j++) seen[ids[r][j]]++;
+                total += n;
+            }
+            assert_int_equal(total, M);
+            for (int i = 0; i < M; i++) assert_int_equal(seen[i], 1);
+        }
+    gopt_dataset_destroy(ds);
+
+    /* Fewer images than ranks: every rank still gets one, padded cyclically. */
+    ds = make_ds(2);
+    int few[3][4];
+    assert_int_equal(shard_ids(ds, 2, 1, 0, 0, 0, perm), 2);
+    for (int r = 0; r < 3; r++) {
+        assert_int_equal(shard_ids(ds, 4, 3, r, 0, 0, few[r]), 1);
+        assert_int_equal(few[r][0], perm[r % 2]);
+    }
+    gopt_dataset_destroy(ds);
+}
+
+/* seek, batch_at and the state of a sharded loader; world-size mismatches refused. */
+static void test_shard_seek_and_state(void **state) {
+    (void)state;
+    enum { N = 103, B = 5 };
+    gopt_dataset *ds = make_ds(N);
+    gopt_loader_config cfg = shard_config(B, 3, 1, 0, 1);
+    gopt_loader *a = NULL, *b = NULL, *other_rank = NULL, *two = NULL, *one = NULL;
+    assert_ok(gopt_loader_create(&cfg, ds, &a));
+    cfg.prefetch = 1;
+    assert_ok(gopt_loader_create(&cfg, ds, &b));
+    cfg.prefetch = 0;
+    cfg.rank = 2;
+    assert_ok(gopt_loader_create(&cfg, ds, &other_rank));
+    cfg = shard_config(B, 2, 1, 0, 1);
+    assert_ok(gopt_loader_create(&cfg, ds, &two));
+    cfg = shard_config(B, 1, 0, 0, 1);
+    assert_ok(gopt_loader_create(&cfg, ds, &one));
+    float *want = malloc(B * 3072 * sizeof(float));
+    int32_t want_labels[B];
+    int n = 0;
+    gopt_batch bt;
+
+    /* No allocation after create: next, seek, batch_at, state save and load. */
+    unsigned char st[64], st_other[64];
+    assert_true(gopt_loader_state_size(a) <= sizeof st);
+    testutil_fail_after(-1); /* count allocations, never fail */
+    assert_ok(gopt_loader_seek(a, 1, 3));
+    assert_ok(gopt_loader_next(a, &bt));
+    assert_int_equal(bt.epoch, 1);
+    assert_int_equal(bt.index, 3);
+    assert_ok(gopt_loader_batch_at(a, 1, 3, want, want_labels, &n));
+    assert_int_equal(n, B);
+    assert_memory_equal(bt.images, want, B * 3072 * sizeof(float));
+    assert_ok(gopt_loader_state_save(a, st, sizeof st)); /* epoch 1, next batch 4 */
+    assert_ok(gopt_loader_state_load(b, st, gopt_loader_state_size(a)));
+    assert_ok(gopt_loader_next(b, &bt));
+    assert_int_equal(bt.index, 4);
+    assert_ok(gopt_loader_batch_at(a, 1, 4, want, want_labels, &n));
+    assert_memory_equal(bt.images, want, B * 3072 * sizeof(float));
+    assert_memory_equal(bt.labels, want_labels, B * sizeof(int32_t));
+    /* The last, padded batch and the end of the epoch after a seek. */
+    assert_ok(gopt_loader_seek(b, 0, 6));
+    assert_ok(gopt_loader_next(b, &bt));
+    assert_int_equal(bt.n, 5);
+    assert_ok(gopt_loader_batch_at(a, 0, 6, want, want_labels, &n));
+    assert_memory_equal(bt.images, want, B * 3072 * sizeof(float));
+    assert_ok(gopt_loader_next(b, &bt));
+    assert_int_equal(bt.n, 0);
+    assert_int_equal(testutil_alloc_count, 0);
+    testutil_alloc_reset();
+
+    /* Another rank of the same world size loads the state (every rank loads the checkpoint
+     * rank 0 wrote) and continues from the same position with its own shard. */
+    assert_ok(gopt_loader_state_load(other_rank, st, gopt_loader_state_size(a)));
+    assert_ok(gopt_loader_next(other_rank, &bt));
+    assert_int_equal(bt.epoch, 1);
+    assert_int_equal(bt.index, 4);
+    assert_ok(gopt_loader_batch_at(other_rank, 1, 4, want, want_labels, &n));
+    assert_memory_equal(bt.images, want, B * 3072 * sizeof(float));
+    assert_ok(gopt_loader_batch_at(a, 1, 4, want, want_labels, &n));
+    assert_true(memcmp(bt.images, want, B * 3072 * sizeof(float)) != 0);
+    assert_ok(gopt_loader_state_save(other_rank, st_other, sizeof st_other));
+    assert_true(memcmp(st, st_other, gopt_loader_state_size(a)) != 0); /* the rank is recorded */
+
+    /* Another world size is refused, naming both. */
+    assert_status(gopt_loader_state_load(two, st, gopt_loader_state_size(a)), GOPT_EFORMAT,
+                  "saved with num_replicas 3 (by rank 1), this loader has num_replicas 2 (rank 1)");
+    assert_status(gopt_loader_state_load(one, st, gopt_loader_state_size(a)), GOPT_EFORMAT,
+                  "num_replicas 3 (by rank 1), this loader has num_replicas 1 (rank 0)");
+    assert_ok(gopt_loader_state_save(one, st_other, sizeof st_other));
+    assert_status(gopt_loader_state_load(a, st_other, gopt_loader_state_size(a)), GOPT_EFORMAT,
+                  "saved with num_replicas 1 (by rank 0), this loader has num_replicas 3 (rank 1)");
+    /* A corrupt rank field is refused too. */
+    memcpy(st_other, st, sizeof st);
+    uint32_t bad_rank = 3;
+    memcpy(st_other + gopt_loader_state_size(a) - 4, &bad_rank, 4);
+    assert_status(gopt_loader_state_load(a, st_other, gopt_loader_state_size(a)), GOPT_EFORMAT,
+                  "rank 3 is outside 0..2");
+
+    /* A state saved before sharding existed (LDR1: the same fields without num_replicas and
+     * rank, 8 bytes shorter) loads into a loader of one process and is refused by a shard. */
+    unsigned char v1[48], *p = v1;
+    const uint32_t magic = 'L' | ('D' << 8) | ('R' << 16) | ((uint32_t)'1' << 24), bs = B, zero = 0, on = 1;
+    const uint64_t seed = 77;
+    const int64_t count = N, epoch = 2, next = 7;
+    memcpy(p, &magic, 4), p += 4;
+    memcpy(p, &seed, 8), p += 8;
+    memcpy(p, &count, 8), p += 8;
+    memcpy(p, &bs, 4), p += 4;
+    memcpy(p, &zero, 4), p += 4; /* drop_last */
+    memcpy(p, &on, 4), p += 4;   /* shuffle */
+    memcpy(p, &epoch, 8), p += 8;
+    memcpy(p, &next, 8), p += 8;
+    assert_int_equal(p - v1, 48);
+    assert_int_equal(gopt_loader_state_size(one), 56);
+    assert_ok(gopt_loader_state_load(one, v1, sizeof v1));
+    assert_ok(gopt_loader_next(one, &bt));
+    assert_int_equal(bt.epoch, 2);
+    assert_int_equal(bt.index, 7);
+    assert_ok(gopt_loader_batch_at(one, 2, 7, want, want_labels, &n));
+    assert_memory_equal(bt.images, want, B * 3072 * sizeof(float));
+    assert_status(gopt_loader_state_load(a, v1, sizeof v1), GOPT_EFORMAT,
+                  "(LDR1, single process): saved with num_replicas 1 (by rank 0), this loader has num_replicas 3");
+    assert_status(gopt_loader_state_load(one, v1, 40), GOPT_EFORMAT, "(LDR1) is 40 bytes, expected 48");
+    assert_status(gopt_loader_state_load(one, st, 48), GOPT_EFORMAT, "is 48 bytes, expected 56");
+    assert_status(gopt_loader_state_load(one, st, 3), GOPT_EFORMAT, "is 3 bytes, expected 56");
+
+    free(want);
+    gopt_loader_destroy(a);
+    gopt_loader_destroy(b);
+    gopt_loader_destroy(other_rank);
+    gopt_loader_destroy(two);
+    gopt_loader_destroy(one);
     gopt_dataset_destroy(ds);
 }
 
@@ -722,6 +1075,9 @@ int main(void) {
         cmocka_unit_test(test_crop_flip_geometry),
         cmocka_unit_test(test_loader_determinism),
         cmocka_unit_test(test_loader_config_errors),
+        cmocka_unit_test(test_shard_union_is_global_batch),
+        cmocka_unit_test(test_shard_counts_padding_disjoint),
+        cmocka_unit_test(test_shard_seek_and_state),
         cmocka_unit_test(test_synthetic),
     };
     return cmocka_run_group_tests(tests, setup_dir, teardown_dir);

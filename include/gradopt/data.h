@@ -140,7 +140,11 @@ typedef struct gopt_loader_config {
      * the tail (floor) and also drops a last short batch. Batch k of rank r holds positions
      * (k B + i) num_replicas + r: over the ranks, batch k of B per rank is exactly batch k
      * of B num_replicas samples of one process (augmentation draws by that global position
-     * too, so an image gets the same crop and flip on any world size). */
+     * too, so an image gets the same crop and flip on any world size). A padded position
+     * q >= count holds image order[q mod count] (the permutation's start again, and draws
+     * its augmentation by q). Every rank has the same number of batches. The shards are
+     * disjoint when num_replicas divides count or with drop_last; otherwise the padding,
+     * fewer than num_replicas samples, repeats images some other rank also reads. */
     int num_replicas; /* >= 1 (1) */
     int rank;         /* 0 .. num_replicas - 1 (0) */
 } gopt_loader_config;
@@ -161,14 +165,17 @@ typedef struct gopt_batch {
 /* Create a loader over ds (borrowed), positioned at epoch 0, batch 0.
  * Errors: GOPT_EINVAL (NULL; batch_size < 1; crop_padding outside 0..16; flip, augment,
  *         shuffle, drop_last, prefetch not 0/1; mean not finite; std not finite or <= 0;
- *         drop_last with fewer images than one batch), GOPT_ENOMEM, GOPT_ESTATE (the
- *         prefetch thread could not be started). */
+ *         num_replicas < 1; rank outside 0..num_replicas-1; drop_last with fewer images
+ *         per rank, floor(count / num_replicas), than one batch), GOPT_ENOMEM, GOPT_ESTATE
+ *         (the prefetch thread could not be started). */
 GOPT_API gopt_status gopt_loader_create(const gopt_loader_config *cfg, const gopt_dataset *ds,
                                         gopt_loader **out);
 /* Stops the prefetch thread. NULL is a no-op. */
 GOPT_API void gopt_loader_destroy(gopt_loader *l);
 
-/* Batches in one epoch: ceil(count / batch_size), or floor with drop_last. */
+/* Batches in one epoch of this rank: ceil(S / batch_size) with S = ceil(count / num_replicas),
+ * or floor(S / batch_size) with S = floor(count / num_replicas) under drop_last (with one
+ * replica: ceil or floor of count / batch_size). */
 GOPT_API int64_t gopt_loader_batches_per_epoch(const gopt_loader *l);
 
 /* Position the loader at batch `index` (0..batches_per_epoch) of epoch `epoch` (>= 0).
@@ -192,9 +199,13 @@ GOPT_API gopt_status gopt_loader_batch_at(gopt_loader *l, int64_t epoch, int64_t
                                           int32_t *labels, int *n);
 
 /* Position (epoch, next batch index) for checkpoints, with the params.h convention: the state
- * is seed, dataset count, batch size, drop_last, shuffle, epoch, next batch. load checks
- * that seed, count, batch size, drop_last and shuffle match this loader (GOPT_EFORMAT naming
- * the field) and seeks. */
+ * ("LDR2") is seed, dataset count, batch size, drop_last, shuffle, epoch, next batch,
+ * num_replicas, rank. load checks that num_replicas, seed, count, batch size, drop_last and
+ * shuffle match this loader (GOPT_EFORMAT naming the field and both values: a state from
+ * another world size is refused) and seeks. A state saved by another rank of the same world
+ * size loads: all ranks of a data-parallel run stand at the same position, and every rank
+ * loads the checkpoint rank 0 wrote; each then reads its own shard from there. States saved
+ * before sharding existed ("LDR1", 8 bytes shorter) still load, as num_replicas 1, rank 0. */
 GOPT_API size_t gopt_loader_state_size(const gopt_loader *l);
 GOPT_API gopt_status gopt_loader_state_save(const gopt_loader *l, void *buf, size_t size);
 GOPT_API gopt_status gopt_loader_state_load(gopt_loader *l, const void *buf, size_t size);

@@ -379,6 +379,7 @@ gopt_status gopt_dataset_synthetic(int64_t count, int classes, uint64_t seed, go
 struct gopt_loader {
     gopt_loader_config cfg;
     const gopt_dataset *ds;
+    int64_t per_rank; /* samples this rank reads per epoch (DistributedSampler's num_samples) */
     int64_t batches;
     float lut[3][256]; /* normalised value of each byte, per channel */
     int64_t *perm;     /* order of the current epoch (read by the worker) */
@@ -434,16 +435,21 @@ static void make_order(const gopt_loader *l, int64_t epoch, int64_t *order) {
     }
 }
 
-/* Batch `index` of `epoch` given that epoch's order: a pure function of its inputs. */
+/* Batch `index` of `epoch` given that epoch's order: a pure function of its inputs.
+ * This rank's sample j is the epoch's global position pos = j num_replicas + rank; a position
+ * past the end of the order (drop_last = 0 padding) wraps to its start, as
+ * DistributedSampler pads by repeating the permutation. The crop and flip are drawn by pos,
+ * so they do not depend on the world size. */
 static int build_batch(const gopt_loader *l, const int64_t *order, int64_t epoch, int64_t index, float *images,
                        int32_t *labels) {
     const gopt_loader_config *cfg = &l->cfg;
+    const int64_t count = l->ds->count, replicas = cfg->num_replicas;
     int64_t start = index * cfg->batch_size;
-    int64_t n = l->ds->count - start;
+    int64_t n = l->per_rank - start;
     if (n > cfg->batch_size) n = cfg->batch_size;
     const int pad = cfg->augment ? cfg->crop_padding : 0;
     for (int64_t i = 0; i < n; i++) {
-        int64_t pos = start + i, s = order[pos];
+        int64_t pos = (start + i) * replicas + cfg->rank, s = order[pos < count ? pos : pos % count];
         int dy = 0, dx = 0, flip = 0;
         if (cfg->augment) {
             gopt_rng rng;
@@ -519,9 +525,20 @@ static gopt_status check_loader_config(const gopt_loader_config *c, const gopt_d
         if (!gopt__finite(c->std[i]) || !(c->std[i] > 0))
             return GOPT_FAIL(GOPT_EINVAL, "std[%d] = %g must be finite and > 0", i, c->std[i]);
     }
-    if (c->drop_last && ds->count < c->batch_size)
-        return GOPT_FAIL(GOPT_EINVAL, "drop_last with %lld images and batch_size = %d leaves no batch",
-                         (long long)ds->count, c->batch_size);
+    if (c->num_replicas < 1) return GOPT_FAIL(GOPT_EINVAL, "num_replicas = %d must be >= 1", c->num_replicas);
+    if (c->rank < 0 || c->rank >= c->num_replicas)
+        return GOPT_FAIL(GOPT_EINVAL, "rank = %d is outside 0..%d (num_replicas = %d)", c->rank,
+                         c->num_replicas - 1, c->num_replicas);
+    if (c->drop_last && ds->count / c->num_replicas < c->batch_size) {
+        if (c->num_replicas == 1)
+            return GOPT_FAIL(GOPT_EINVAL, "drop_last with %lld images and batch_size = %d leaves no batch",
+                             (long long)ds->count, c->batch_size);
+        return GOPT_FAIL(GOPT_EINVAL,
+                         "drop_last with %lld images over num_replicas = %d (%lld per rank) and batch_size = %d "
+                         "leaves no batch",
+                         (long long)ds->count, c->num_replicas, (long long)(ds->count / c->num_replicas),
+                         c->batch_size);
+    }
     return GOPT_OK;
 }
 
@@ -545,8 +562,12 @@ gopt_status gopt_loader_create(const gopt_loader_config *cfg, const gopt_dataset
     if (!l) return GOPT_FAIL(GOPT_ENOMEM, "loader");
     l->cfg = *cfg;
     l->ds = ds;
-    l->batches = cfg->drop_last ? ds->count / cfg->batch_size
-                                : (ds->count + cfg->batch_size - 1) / cfg->batch_size;
+    /* DistributedSampler: ceil(count / P) per rank, the permutation padded from its start;
+     * with drop_last the tail is dropped instead (floor), and so is a last short batch. */
+    l->per_rank = cfg->drop_last ? ds->count / cfg->num_replicas
+                                 : (ds->count + cfg->num_replicas - 1) / cfg->num_replicas;
+    l->batches = cfg->drop_last ? l->per_rank / cfg->batch_size
+                                : (l->per_rank + cfg->batch_size - 1) / cfg->batch_size;
     for (int c = 0; c < 3; c++)
         for (int v = 0; v < 256; v++) l->lut[c][v] = ((float)v / 255.0f - cfg->mean[c]) / cfg->std[c];
     size_t floats = (size_t)cfg->batch_size * GOPT_IMAGE_BYTES;
@@ -684,8 +705,12 @@ gopt_status gopt_loader_batch_at(gopt_loader *l, int64_t epoch, int64_t index, f
 
 /* ---- loader state ----------------------------------------------------------------------- */
 
-#define LOADER_MAGIC GOPT__MAGIC('L', 'D', 'R', '1')
-#define LOADER_STATE_BYTES (4 + 8 + 8 + 4 + 4 + 4 + 8 + 8)
+/* LDR2 appends num_replicas and rank to LDR1's fields. LDR1 blobs (saved before sharding
+ * existed, always by a single process) still load, as num_replicas 1, rank 0. */
+#define LOADER_MAGIC_V1 GOPT__MAGIC('L', 'D', 'R', '1')
+#define LOADER_MAGIC GOPT__MAGIC('L', 'D', 'R', '2')
+#define LOADER_STATE_BYTES_V1 (4 + 8 + 8 + 4 + 4 + 4 + 8 + 8)
+#define LOADER_STATE_BYTES (LOADER_STATE_BYTES_V1 + 4 + 4)
 
 size_t gopt_loader_state_size(const gopt_loader *l) { return l ? LOADER_STATE_BYTES : 0; }
 
@@ -703,20 +728,42 @@ gopt_status gopt_loader_state_save(const gopt_loader *l, void *buf, size_t size)
     gopt__put_u32(&c, (uint32_t)l->cfg.shuffle);
     gopt__put_i64(&c, l->epoch);
     gopt__put_i64(&c, l->taken);
+    gopt__put_u32(&c, (uint32_t)l->cfg.num_replicas);
+    gopt__put_u32(&c, (uint32_t)l->cfg.rank);
     return c.ok ? GOPT_OK : GOPT_FAIL(GOPT_EINVAL, "buffer too small");
 }
 
 gopt_status gopt_loader_state_load(gopt_loader *l, const void *buf, size_t size) {
     GOPT_CHECK_NULL(l);
     GOPT_CHECK_NULL(buf);
-    if (size != LOADER_STATE_BYTES)
-        return GOPT_FAIL(GOPT_EFORMAT, "loader state is %zu bytes, expected %d", size, LOADER_STATE_BYTES);
     gopt__rcur c = gopt__rcur_make(buf, size);
-    if (gopt__get_u32(&c) != LOADER_MAGIC) return GOPT_FAIL(GOPT_EFORMAT, "loader state: bad magic");
+    uint32_t magic = gopt__get_u32(&c);
+    if (c.ok && magic != LOADER_MAGIC && magic != LOADER_MAGIC_V1)
+        return GOPT_FAIL(GOPT_EFORMAT, "loader state: bad magic 0x%08x", magic);
+    const int v1 = c.ok && magic == LOADER_MAGIC_V1;
+    const size_t want = v1 ? LOADER_STATE_BYTES_V1 : LOADER_STATE_BYTES;
+    if (size != want)
+        return GOPT_FAIL(GOPT_EFORMAT, "loader state%s is %zu bytes, expected %zu", v1 ? " (LDR1)" : "", size,
+                         want);
     uint64_t seed = gopt__get_u64(&c);
     int64_t count = gopt__get_i64(&c);
     uint32_t batch_size = gopt__get_u32(&c), drop_last = gopt__get_u32(&c), shuffle = gopt__get_u32(&c);
     int64_t epoch = gopt__get_i64(&c), next = gopt__get_i64(&c);
+    uint32_t replicas = 1, rank = 0;
+    if (!v1) {
+        replicas = gopt__get_u32(&c);
+        rank = gopt__get_u32(&c);
+    }
+    /* Another world size shards every epoch differently: refused. Another rank of the same
+     * world size is accepted: the ranks of a data-parallel run stand at the same (epoch,
+     * batch), and a checkpoint written by rank 0 is loaded by every rank (gradopt/dist.h). */
+    if (replicas != (uint32_t)l->cfg.num_replicas)
+        return GOPT_FAIL(GOPT_EFORMAT,
+                         "loader state%s: saved with num_replicas %u (by rank %u), this loader has num_replicas %d "
+                         "(rank %d): resume with the same world size",
+                         v1 ? " (LDR1, single process)" : "", replicas, rank, l->cfg.num_replicas, l->cfg.rank);
+    if (rank >= replicas)
+        return GOPT_FAIL(GOPT_EFORMAT, "loader state: rank %u is outside 0..%u", rank, replicas - 1);
     if (seed != l->cfg.seed)
         return GOPT_FAIL(GOPT_EFORMAT, "loader state: seed %llu, this loader has %llu", (unsigned long long)seed,
                          (unsigned long long)l->cfg.seed);

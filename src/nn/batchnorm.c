@@ -15,8 +15,10 @@
 #define ROW_STRIPE 64
 #define ROW_OMP_MIN 65536 /* elements: below this one thread */
 
-void gopt__bn_rows_forward(gopt__bn *bn, const float *gamma, const float *beta, const float *x, float *y, int relu,
-                           int n, int training) {
+/* The per-process forward; update_running = 0 (a failed synchronisation falling back to
+ * it) leaves the running statistics alone. */
+static void rows_forward_local(gopt__bn *bn, const float *gamma, const float *beta, const float *x, float *y,
+                               int relu, int n, int training, int update_running) {
     const int C = bn->C;
     const int stripes = (C + ROW_STRIPE - 1) / ROW_STRIPE;
 #pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) if ((int64_t)n * C > ROW_OMP_MIN)
@@ -44,8 +46,10 @@ void gopt__bn_rows_forward(gopt__bn *bn, const float *gamma, const float *beta, 
                 bn->save_mean[c] = mean[j];
                 bn->save_invstd[c] = (float)(1.0 / sqrt(var + bn->eps));
                 float m = bn->momentum;
-                bn->running_mean[c] = (1.0f - m) * bn->running_mean[c] + m * mean[j];
-                bn->running_var[c] = (1.0f - m) * bn->running_var[c] + m * (float)unbiased;
+                if (update_running) {
+                    bn->running_mean[c] = (1.0f - m) * bn->running_mean[c] + m * mean[j];
+                    bn->running_var[c] = (1.0f - m) * bn->running_var[c] + m * (float)unbiased;
+                }
             }
         }
         for (int j = 0; j < w; j++) {
@@ -66,8 +70,144 @@ void gopt__bn_rows_forward(gopt__bn *bn, const float *gamma, const float *beta, 
     }
 }
 
+/* The synchronised training forward (nn/kernels.h, gopt__bn_sync): per-channel S = sum x and
+ * Q = sum x^2 in double, [S (C), Q (C), n] summed over the processes, then mean = S/M and
+ * var = Q/M - mean^2 with the global M. */
+static void rows_forward_sync(gopt__bn *bn, const float *gamma, const float *beta, const float *x, float *y,
+                              int relu, int n) {
+    const int C = bn->C;
+    const int stripes = (C + ROW_STRIPE - 1) / ROW_STRIPE;
+    double *buf = bn->sync->buf;
+#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) if ((int64_t)n * C > ROW_OMP_MIN)
+    for (int sidx = 0; sidx < stripes; sidx++) {
+        const int c0 = sidx * ROW_STRIPE, w = C - c0 < ROW_STRIPE ? C - c0 : ROW_STRIPE;
+        double sum[ROW_STRIPE] = {0}, sq[ROW_STRIPE] = {0};
+        for (int i = 0; i < n; i++) {
+            const float *xr = x + (int64_t)i * C + c0;
+            for (int j = 0; j < w; j++) {
+                double v = xr[j];
+                sum[j] += v;
+                sq[j] += v * v;
+            }
+        }
+        for (int j = 0; j < w; j++) {
+            buf[c0 + j] = sum[j];
+            buf[C + c0 + j] = sq[j];
+        }
+    }
+    buf[2 * C] = (double)n;
+    if (gopt__bn_sync_sum(bn, 2 * C + 1) != GOPT_OK) {
+        rows_forward_local(bn, gamma, beta, x, y, relu, n, 1, 0);
+        return;
+    }
+    const double M = buf[2 * C];
+    bn->sync->count = M;
+#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) if ((int64_t)n * C > ROW_OMP_MIN)
+    for (int sidx = 0; sidx < stripes; sidx++) {
+        const int c0 = sidx * ROW_STRIPE, w = C - c0 < ROW_STRIPE ? C - c0 : ROW_STRIPE;
+        float scale[ROW_STRIPE], shift[ROW_STRIPE];
+        for (int j = 0; j < w; j++) {
+            const int c = c0 + j;
+            double mean = buf[c] / M, var = buf[C + c] / M - mean * mean;
+            if (var < 0.0) var = 0.0; /* rounding of Q/M - mean^2; a NaN stays NaN */
+            double unbiased = M > 1.0 ? var * M / (M - 1.0) : var;
+            bn->save_mean[c] = (float)mean;
+            bn->save_invstd[c] = (float)(1.0 / sqrt(var + bn->eps));
+            float m = bn->momentum;
+            bn->running_mean[c] = (1.0f - m) * bn->running_mean[c] + m * (float)mean;
+            bn->running_var[c] = (1.0f - m) * bn->running_var[c] + m * (float)unbiased;
+            scale[j] = gamma[c] * bn->save_invstd[c];
+            shift[j] = beta[c] - bn->save_mean[c] * scale[j];
+        }
+        for (int i = 0; i < n; i++) {
+            const float *xr = x + (int64_t)i * C + c0;
+            float *yr = y + (int64_t)i * C + c0;
+            for (int j = 0; j < w; j++) {
+                float v = xr[j] * scale[j] + shift[j];
+                yr[j] = relu && !(v > 0.0f) ? 0.0f : v;
+            }
+        }
+    }
+}
+
+void gopt__bn_rows_forward(gopt__bn *bn, const float *gamma, const float *beta, const float *x, float *y, int relu,
+                           int n, int training) {
+    if (training && bn->sync)
+        rows_forward_sync(bn, gamma, beta, x, y, relu, n);
+    else
+        rows_forward_local(bn, gamma, beta, x, y, relu, n, training, 1);
+}
+
+/* The synchronised training backward: local sums (g masked first with a fused relu),
+ * dgamma/dbeta from them, [sum g (C), sum g xhat (C)] summed over the processes and divided
+ * by the global count for dx. A failed sum falls back to the local sums, kept after the 2C
+ * handed to fn. */
+static void rows_backward_sync(const gopt__bn *bn, const float *gamma, const float *relu_beta, float *dgamma,
+                               float *dbeta, const float *x, float *g, float *dx, int n) {
+    const int C = bn->C;
+    const int stripes = (C + ROW_STRIPE - 1) / ROW_STRIPE;
+    double *buf = bn->sync->buf, *local = buf + 2 * C + 1;
+#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) if ((int64_t)n * C > ROW_OMP_MIN)
+    for (int sidx = 0; sidx < stripes; sidx++) {
+        const int c0 = sidx * ROW_STRIPE, w = C - c0 < ROW_STRIPE ? C - c0 : ROW_STRIPE;
+        double sg[ROW_STRIPE] = {0}, sgx[ROW_STRIPE] = {0};
+        for (int i = 0; i < n; i++) {
+            const float *xr = x + (int64_t)i * C + c0;
+            float *gr = g + (int64_t)i * C + c0;
+            if (relu_beta) /* the fused relu's mask, from the forward's expression */
+                for (int j = 0; j < w; j++) {
+                    const int c = c0 + j;
+                    float sc = gamma[c] * bn->save_invstd[c];
+                    float v = xr[j] * sc + (relu_beta[c] - bn->save_mean[c] * sc);
+                    gr[j] = v > 0.0f ? gr[j] : 0.0f;
+                }
+            for (int j = 0; j < w; j++) {
+                const int c = c0 + j;
+                sg[j] += gr[j];
+                sgx[j] += (double)gr[j] * ((xr[j] - bn->save_mean[c]) * bn->save_invstd[c]);
+            }
+        }
+        for (int j = 0; j < w; j++) {
+            const int c = c0 + j;
+            dgamma[c] += (float)sgx[j];
+            dbeta[c] += (float)sg[j];
+            buf[c] = local[c] = sg[j];
+            buf[C + c] = local[C + c] = sgx[j];
+        }
+    }
+    double M = bn->sync->count > 0.0 ? bn->sync->count : (double)n;
+    const double *sums = buf;
+    if (gopt__bn_sync_sum(bn, 2 * C) != GOPT_OK) {
+        M = (double)n;
+        sums = local;
+    }
+#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) if ((int64_t)n * C > ROW_OMP_MIN)
+    for (int sidx = 0; sidx < stripes; sidx++) {
+        const int c0 = sidx * ROW_STRIPE, w = C - c0 < ROW_STRIPE ? C - c0 : ROW_STRIPE;
+        float mean[ROW_STRIPE], is[ROW_STRIPE], k[ROW_STRIPE], mg[ROW_STRIPE], mgx[ROW_STRIPE];
+        for (int j = 0; j < w; j++) {
+            const int c = c0 + j;
+            mean[j] = bn->save_mean[c];
+            is[j] = bn->save_invstd[c];
+            k[j] = gamma[c] * is[j];
+            mg[j] = (float)(sums[c] / M);
+            mgx[j] = (float)(sums[C + c] / M);
+        }
+        for (int i = 0; i < n; i++) {
+            const float *xr = x + (int64_t)i * C + c0;
+            const float *gr = g + (int64_t)i * C + c0;
+            float *dr = dx + (int64_t)i * C + c0;
+            for (int j = 0; j < w; j++) dr[j] = k[j] * (gr[j] - mg[j] - ((xr[j] - mean[j]) * is[j]) * mgx[j]);
+        }
+    }
+}
+
 void gopt__bn_rows_backward(const gopt__bn *bn, const float *gamma, const float *relu_beta, float *dgamma,
                             float *dbeta, const float *x, float *g, float *dx, int n, int training) {
+    if (training && bn->sync) {
+        rows_backward_sync(bn, gamma, relu_beta, dgamma, dbeta, x, g, dx, n);
+        return;
+    }
     const int C = bn->C;
     const int stripes = (C + ROW_STRIPE - 1) / ROW_STRIPE;
 #pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) if ((int64_t)n * C > ROW_OMP_MIN)

@@ -250,7 +250,44 @@ gopt_status gopt__bn_setup(gopt__bn *bn, int C, int HW, float eps, float momentu
 }
 
 void gopt__bn_free(gopt__bn *bn) {
-    if (bn) gopt__free(bn->running_mean);
+    if (!bn) return;
+    gopt__free(bn->running_mean);
+    gopt__free(bn->sync);
+    bn->sync = NULL;
+}
+
+gopt_status gopt__bn_set_sync(gopt__bn *bn, gopt__sum_fn fn, void *ctx) {
+    if (!fn) {
+        gopt__free(bn->sync);
+        bn->sync = NULL;
+        return GOPT_OK;
+    }
+    if (!bn->sync) { /* the struct and its 4C+1 doubles in one block (the struct's size is a multiple of 8) */
+        size_t bytes = sizeof(gopt__bn_sync) + ((size_t)4 * bn->C + 1) * sizeof(double);
+        gopt__bn_sync *sy = gopt__calloc(1, bytes);
+        if (!sy) return GOPT_FAIL(GOPT_ENOMEM, "batchnorm sync scratch of %zu bytes", bytes);
+        sy->buf = (double *)(sy + 1);
+        bn->sync = sy;
+    }
+    bn->sync->fn = fn;
+    bn->sync->ctx = ctx;
+    bn->sync->count = 0.0;
+    bn->sync->status = GOPT_OK;
+    return GOPT_OK;
+}
+
+gopt_status gopt__bn_sync_take(gopt__bn *bn) {
+    if (!bn->sync) return GOPT_OK;
+    gopt_status s = bn->sync->status;
+    bn->sync->status = GOPT_OK;
+    return s;
+}
+
+gopt_status gopt__bn_sync_sum(const gopt__bn *bn, int n) {
+    gopt__bn_sync *sy = bn->sync;
+    gopt_status s = sy->fn(sy->ctx, sy->buf, n);
+    if (s != GOPT_OK && sy->status == GOPT_OK) sy->status = s;
+    return s;
 }
 
 void gopt__bn_reset_running(gopt__bn *bn) {
@@ -303,6 +340,32 @@ BN_CLONES static float plane_sqdev(const float *x, int64_t n, float m) {
     for (int l = 0; l < BN_LANES; l++) s += acc[l];
     for (; i < n; i++) s += (x[i] - m) * (x[i] - m);
     return s;
+}
+
+/* *s = sum x, *q = sum x^2 in double lanes (the synchronised forward's raw moments: the
+ * variance comes out as Q/M - mean^2, so the squares must not lose bits in float) */
+#define BN_DLANES 16
+BN_CLONES static void plane_moments(const float *x, int64_t n, double *s, double *q) {
+    double as[BN_DLANES] = {0}, aq[BN_DLANES] = {0};
+    int64_t i = 0;
+    for (; i + BN_DLANES <= n; i += BN_DLANES)
+        for (int l = 0; l < BN_DLANES; l++) {
+            double v = x[i + l];
+            as[l] += v;
+            aq[l] += v * v;
+        }
+    double ss = 0.0, sq = 0.0;
+    for (int l = 0; l < BN_DLANES; l++) {
+        ss += as[l];
+        sq += aq[l];
+    }
+    for (; i < n; i++) {
+        double v = x[i];
+        ss += v;
+        sq += v * v;
+    }
+    *s = ss;
+    *q = sq;
 }
 
 /* y = [relu](x scale + shift [+ res]) */
@@ -371,8 +434,10 @@ BN_CLONES static void plane_scale(float *dx, const float *g, int64_t n, float k)
 
 #define BN_PAR_IF(bn, n) if ((int64_t)(n) * (bn)->C * (bn)->HW > GOPT__OMP_MIN)
 
-void gopt__bn_forward(gopt__bn *bn, const float *gamma, const float *beta, const float *x, float *y,
-                      const float *res, int relu, int n, int training) {
+/* The per-process forward; update_running = 0 (a failed synchronisation falling back to
+ * it) leaves the running statistics alone. */
+static void bn_forward_local(gopt__bn *bn, const float *gamma, const float *beta, const float *x, float *y,
+                             const float *res, int relu, int n, int training, int update_running) {
     const int C = bn->C;
     const int64_t HW = bn->HW, M = (int64_t)n * HW;
 #pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) BN_PAR_IF(bn, n)
@@ -387,8 +452,10 @@ void gopt__bn_forward(gopt__bn *bn, const float *gamma, const float *beta, const
             bn->save_invstd[c] = (float)(1.0 / sqrt(var + bn->eps));
             double unbiased = M > 1 ? var * (double)M / (double)(M - 1) : var;
             float m = bn->momentum;
-            bn->running_mean[c] = (1.0f - m) * bn->running_mean[c] + m * (float)mean;
-            bn->running_var[c] = (1.0f - m) * bn->running_var[c] + m * (float)unbiased;
+            if (update_running) {
+                bn->running_mean[c] = (1.0f - m) * bn->running_mean[c] + m * (float)mean;
+                bn->running_var[c] = (1.0f - m) * bn->running_var[c] + m * (float)unbiased;
+            }
         }
         if (!y) continue;
         float mean, invstd, scale, shift;
@@ -398,6 +465,60 @@ void gopt__bn_forward(gopt__bn *bn, const float *gamma, const float *beta, const
             plane_affine(y + off, x + off, res ? res + off : NULL, HW, scale, shift, relu);
         }
     }
+}
+
+/* The synchronised training forward (see gopt__bn_sync): local moments, one sum over the
+ * processes ([S (C), Q (C), M]), then the global statistics. */
+static void bn_forward_sync(gopt__bn *bn, const float *gamma, const float *beta, const float *x, float *y,
+                            const float *res, int relu, int n) {
+    const int C = bn->C;
+    const int64_t HW = bn->HW;
+    double *buf = bn->sync->buf;
+#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) BN_PAR_IF(bn, n)
+    for (int c = 0; c < C; c++) {
+        double sum = 0.0, sq = 0.0;
+        for (int i = 0; i < n; i++) {
+            double ps, pq;
+            plane_moments(x + ((int64_t)i * C + c) * HW, HW, &ps, &pq);
+            sum += ps;
+            sq += pq;
+        }
+        buf[c] = sum;
+        buf[C + c] = sq;
+    }
+    buf[2 * C] = (double)n * (double)HW;
+    if (gopt__bn_sync_sum(bn, 2 * C + 1) != GOPT_OK) {
+        bn_forward_local(bn, gamma, beta, x, y, res, relu, n, 1, 0);
+        return;
+    }
+    const double M = buf[2 * C];
+    bn->sync->count = M;
+#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) BN_PAR_IF(bn, n)
+    for (int c = 0; c < C; c++) {
+        double mean = buf[c] / M, var = buf[C + c] / M - mean * mean;
+        if (var < 0.0) var = 0.0; /* rounding of Q/M - mean^2; a NaN stays NaN */
+        bn->save_mean[c] = (float)mean;
+        bn->save_invstd[c] = (float)(1.0 / sqrt(var + bn->eps));
+        double unbiased = M > 1.0 ? var * M / (M - 1.0) : var;
+        float m = bn->momentum;
+        bn->running_mean[c] = (1.0f - m) * bn->running_mean[c] + m * (float)mean;
+        bn->running_var[c] = (1.0f - m) * bn->running_var[c] + m * (float)unbiased;
+        if (!y) continue;
+        float fm, invstd, scale, shift;
+        bn_coeffs(bn, gamma, beta, c, 1, &fm, &invstd, &scale, &shift);
+        for (int i = 0; i < n; i++) {
+            int64_t off = ((int64_t)i * C + c) * HW;
+            plane_affine(y + off, x + off, res ? res + off : NULL, HW, scale, shift, relu);
+        }
+    }
+}
+
+void gopt__bn_forward(gopt__bn *bn, const float *gamma, const float *beta, const float *x, float *y,
+                      const float *res, int relu, int n, int training) {
+    if (training && bn->sync)
+        bn_forward_sync(bn, gamma, beta, x, y, res, relu, n);
+    else
+        bn_forward_local(bn, gamma, beta, x, y, res, relu, n, training, 1);
 }
 
 void gopt__bn_coeffs(const gopt__bn *bn, const float *gamma, const float *beta, int training, float *scale,
@@ -423,8 +544,61 @@ void gopt__bn_apply(const gopt__bn *bn, const float *gamma, const float *beta, c
     }
 }
 
+/* The synchronised training backward: local sums (g masked in place as in the local
+ * kernel), dgamma/dbeta from the local sums, then [sum g (C), sum g xhat (C)] summed over
+ * the processes and divided by the global count for dx. A failed sum falls back to the
+ * local sums, kept after the 2C handed to fn. */
+static void bn_backward_sync(const gopt__bn *bn, const float *gamma, const gopt__bn_relu *relu, float *dgamma,
+                             float *dbeta, const float *x, float *g, float *dx, int n) {
+    const int C = bn->C;
+    const int64_t HW = bn->HW;
+    const int mode = !relu ? 0 : !relu->res ? 1 : !relu->res_bn ? 2 : 3;
+    double *buf = bn->sync->buf, *local = buf + 2 * C + 1;
+#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) BN_PAR_IF(bn, n)
+    for (int c = 0; c < C; c++) {
+        float mean, invstd, mscale = 0.0f, mshift = 0.0f, rs = 1.0f, rsh = 0.0f;
+        bn_coeffs(bn, gamma, relu ? relu->beta : NULL, c, 1, &mean, &invstd, &mscale, &mshift);
+        if (mode == 3) {
+            float rm, ri;
+            bn_coeffs(relu->res_bn, relu->res_gamma, relu->res_beta, c, 1, &rm, &ri, &rs, &rsh);
+        }
+        double sg = 0.0, sgx = 0.0;
+        for (int i = 0; i < n; i++) {
+            int64_t off = ((int64_t)i * C + c) * HW;
+            float pg, pgx;
+            plane_bwd_sums(g + off, x + off, mode, mscale, mshift, mode >= 2 ? relu->res + off : NULL, rs, rsh, HW,
+                           mean, invstd, &pg, &pgx);
+            sg += pg;
+            sgx += pgx;
+        }
+        dgamma[c] += (float)sgx;
+        dbeta[c] += (float)sg;
+        buf[c] = local[c] = sg;
+        buf[C + c] = local[C + c] = sgx;
+    }
+    double M = bn->sync->count > 0.0 ? bn->sync->count : (double)n * (double)HW;
+    const double *sums = buf;
+    if (gopt__bn_sync_sum(bn, 2 * C) != GOPT_OK) {
+        M = (double)n * (double)HW;
+        sums = local;
+    }
+#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) BN_PAR_IF(bn, n)
+    for (int c = 0; c < C; c++) {
+        const float mean = bn->save_mean[c], invstd = bn->save_invstd[c], k = gamma[c] * invstd;
+        const float mg = (float)(sums[c] / M), mgx = (float)(sums[C + c] / M);
+        for (int i = 0; i < n; i++) {
+            int64_t off = ((int64_t)i * C + c) * HW;
+            plane_bwd_dx(dx + off, g + off, x + off, HW, k, mg, mgx, mean, invstd);
+        }
+    }
+}
+
 void gopt__bn_backward(const gopt__bn *bn, const float *gamma, const gopt__bn_relu *relu, float *dgamma,
                        float *dbeta, const float *x, float *g, float *dx, int n, int training) {
+    if (training && bn->sync) {
+        bn_backward_sync(bn, gamma, relu, dgamma, dbeta, x, g, dx, n);
+        return;
+    }
     const int C = bn->C;
     const int64_t HW = bn->HW, M = (int64_t)n * HW;
     const int mode = !relu ? 0 : !relu->res ? 1 : !relu->res_bn ? 2 : 3;

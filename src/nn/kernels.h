@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "gradopt/status.h"
+#include "core/common.h"
 
 /* ---- convolution: NCHW, weight (K, C*R*R), im2col over chunks of `chunk` images ------- */
 typedef struct gopt__conv {
@@ -47,6 +48,24 @@ void gopt__conv_backward(const gopt__conv *c, const float *w, float *dw, float *
                          float *dx, int dx_accumulate, int n, float *ws);
 
 /* ---- batchnorm2d ---------------------------------------------------------------------- */
+/* Synchronised statistics (torch.nn.SyncBatchNorm, PyTorch 1.13): in a training forward the
+ * per-channel sums S = sum x, Q = sum x^2 (double) and the count M of the local batch are
+ * summed over the processes with fn, then mean = S/M, var = Q/M - mean^2 (biased, >= 0)
+ * normalise, and the running variance takes var M/(M-1) with the GLOBAL M. In a training
+ * backward the sums sum g and sum g xhat are summed with fn and divided by the global M for
+ * dx = gamma invstd (g - mean g - xhat mean(g xhat)); dgamma and dbeta stay local sums (the
+ * data-parallel average divides them later). fn is called from the calling thread, outside
+ * any parallel region. A failing fn: the call falls back to the local statistics (the
+ * running statistics are then left alone), and the first failure is kept in `status` for
+ * the layer's owner (gopt__bn_sync_take) to report. Eval passes do not synchronise. */
+typedef struct gopt__bn_sync {
+    gopt__sum_fn fn;
+    void *ctx;
+    double count;       /* global M of the last synchronised training forward */
+    gopt_status status; /* first failure of fn since the last gopt__bn_sync_take */
+    double *buf;        /* 2C + 1 doubles handed to fn */
+} gopt__bn_sync;
+
 typedef struct gopt__bn {
     int C, HW;
     float eps, momentum;
@@ -54,16 +73,28 @@ typedef struct gopt__bn {
     float *running_mean, *running_var; /* owned, C each */
     float *save_mean, *save_invstd;    /* batch statistics of the last training forward */
     float *scale, *shift;              /* scratch for gopt__bn_coeffs (C each) */
+    gopt__bn_sync *sync;               /* NULL: per-process statistics (the default) */
 } gopt__bn;
 
 gopt_status gopt__bn_setup(gopt__bn *bn, int C, int HW, float eps, float momentum);
 void gopt__bn_free(gopt__bn *bn);
+/* fn != NULL: synchronise through fn (allocates the 2C+1 doubles of scratch here, so
+ * nothing is allocated in a step); fn == NULL: back to per-process statistics (frees it).
+ * GOPT_ENOMEM leaves the bn as it was. */
+gopt_status gopt__bn_set_sync(gopt__bn *bn, gopt__sum_fn fn, void *ctx);
+/* The status fn failed with since the last call (GOPT_OK if none, or not synchronised),
+ * cleared. */
+gopt_status gopt__bn_sync_take(gopt__bn *bn);
+/* Calls fn on the first n doubles of the scratch; on failure records the status (the
+ * first one) and returns it. For the kernels of conv.c and batchnorm.c. */
+gopt_status gopt__bn_sync_sum(const gopt__bn *bn, int n);
 void gopt__bn_reset_running(gopt__bn *bn);
 /* y = [relu](gamma xhat + beta [+ res]); training: batch stats (saved) and running update.
  * y may alias res or x; y NULL: statistics only. */
 void gopt__bn_forward(gopt__bn *bn, const float *gamma, const float *beta, const float *x, float *y,
                       const float *res, int relu, int n, int training);
-/* Recompute y = [relu](gamma xhat + beta) with the statistics of the last forward. */
+/* Recompute y = [relu](gamma xhat + beta) with the statistics of the last forward (never
+ * synchronises). */
 void gopt__bn_apply(const gopt__bn *bn, const float *gamma, const float *beta, const float *x, float *y, int relu,
                     int n, int training);
 /* The relu fused after a batchnorm, described so backward can recompute its mask from what

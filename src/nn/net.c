@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "core/common.h"
+#include "nn/bn_sync.h"
 #include "nn/layer.h"
 #include "gradopt/net.h"
 
@@ -19,6 +20,7 @@ struct gopt_net {
     int last_n;
     int backward_done; /* the activations of the last forward were consumed by a backward */
     int timing_on;
+    int bn_sync;     /* gopt__net_set_bn_sync: batchnorm statistics summed over the processes */
     double timer[2 * GOPT_LAYER_TYPE_COUNT];
     int64_t calls[GOPT_LAYER_TYPE_COUNT];
 };
@@ -271,6 +273,42 @@ static gopt_status check_layers(const gopt_net *net, const float *x, int n) {
     return GOPT_OK;
 }
 
+/* ---- synchronised batchnorm (nn/bn_sync.h) --------------------------------------------------
+ * Every batchnorm of the net, through the layers' bns hook (a block's three included), sums
+ * its statistics over the processes with fn (nn/kernels.h, gopt__bn_sync). The layers'
+ * forward and backward return nothing, so a failing fn is kept in the bn and taken here
+ * after each layer: the net stops there and returns it. */
+gopt_status gopt__net_set_bn_sync(gopt_net *net, gopt__sum_fn fn, void *ctx) {
+    GOPT_CHECK_NULL(net);
+    if (!net->built) return GOPT_FAIL(GOPT_ESTATE, "batchnorm sync: the net is not built (gopt_net_build)");
+    for (int i = 0; i < net->nlayers; i++) {
+        gopt__bn *b3[3];
+        int k = gopt__layer_bns(net->layers[i], b3);
+        for (int j = 0; j < k; j++) {
+            gopt_status s = gopt__bn_set_sync(b3[j], fn, ctx);
+            if (s == GOPT_OK) continue;
+            /* out of memory: every batchnorm back to per-process statistics */
+            (void)gopt__net_set_bn_sync(net, NULL, NULL);
+            return s;
+        }
+    }
+    net->bn_sync = fn != NULL;
+    return GOPT_OK;
+}
+
+/* The first failure of a synchronised sum in layer l's last forward or backward (all of
+ * its batchnorms cleared). */
+static gopt_status take_bn_status(gopt_layer *l) {
+    gopt__bn *b3[3];
+    gopt_status first = GOPT_OK;
+    int k = gopt__layer_bns(l, b3);
+    for (int j = 0; j < k; j++) {
+        gopt_status s = gopt__bn_sync_take(b3[j]);
+        if (first == GOPT_OK) first = s;
+    }
+    return first;
+}
+
 /* Forward of n samples already in net->input (checked). */
 static gopt_status run_forward(gopt_net *net, int n, gopt_tensor *logits) {
     const float *cur = net->input;
@@ -280,6 +318,13 @@ static gopt_status run_forward(gopt_net *net, int n, gopt_tensor *logits) {
         gopt__layer_forward_raw(l, cur, n);
         if (net->timing_on) net->calls[l->cfg.type]++;
         cur = l->out;
+        if (net->bn_sync) {
+            gopt_status s = take_bn_status(l);
+            if (s != GOPT_OK) { /* the activations are incomplete: no backward for this forward */
+                net->last_n = 0;
+                return s;
+            }
+        }
     }
     net->last_n = n;
     net->backward_done = 0;
@@ -358,6 +403,7 @@ gopt_status gopt_net_backward(gopt_net *net, const gopt_tensor *dlogits) {
         float *dy = i == net->nlayers - 1 ? net->dlast : l->out;
         float *dx = prev ? prev->out : NULL;
         gopt__layer_backward_raw(l, xin, dy, dx, n);
+        if (net->bn_sync) GOPT_TRY(take_bn_status(l));
     }
     return GOPT_OK;
 }

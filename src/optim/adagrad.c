@@ -34,9 +34,11 @@ static void init_state(gopt_optim *opt) {
     const gopt_param_run *runs = gopt_params_runs(opt->params);
     int nr = gopt_params_run_count(opt->params);
     float *sum = opt->state[0];
+    const int64_t lo = opt->begin, hi = opt->begin + opt->numel; /* sum[i - lo]: arena element i */
     for (int r = 0; r < nr; r++) {
         const float v = opt->groups[runs[r].group].cfg.initial_accumulator_value;
-        for (int64_t i = runs[r].begin; i < runs[r].end; i++) sum[i] = v;
+        const int64_t b = runs[r].begin > lo ? runs[r].begin : lo, e = runs[r].end < hi ? runs[r].end : hi;
+        for (int64_t i = b; i < e; i++) sum[i - lo] = v;
     }
 }
 

@@ -11,7 +11,7 @@
 #include "optim/optim_impl.h"
 
 void gopt__lookahead_sync(gopt_optim *opt, int init) {
-    float *restrict p = gopt_params_values(opt->params);
+    float *restrict p = gopt_params_values(opt->params) + opt->begin;
     float *restrict slow = opt->slow;
     const float a = opt->lookahead_alpha;
     const int64_t numel = opt->numel;

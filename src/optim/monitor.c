@@ -4,6 +4,7 @@
 
 #include "gradopt/monitor.h"
 #include "core/common.h"
+#include "optim/dist_hooks.h"
 #include "optim/norm.h"
 
 /* MON2 appends the per-layer grad-norm history to MON1's fields; MON1 blobs still load. */
@@ -40,7 +41,20 @@ struct gopt_monitor {
     char *layer_names;  /* the prefixes, NUL-separated; layers[i].name points in here */
     double *layer_hist; /* layer_history rows of nlayers grad norms, a ring of rows */
     int hist_count, hist_head;
+    /* data-parallel shard (gopt__monitor_set_shard): the gradient pass reads [shard_begin,
+     * shard_end) and sums per-tensor sums of squares and the non-finite count over ranks */
+    double *ss; /* ntensors + 1: per-tensor sums of squares, then the non-finite count */
+    int64_t shard_begin, shard_end;
+    gopt__sum_fn sum;
+    void *sum_ctx;
 };
+
+void gopt__monitor_set_shard(gopt_monitor *m, int64_t begin, int64_t end, gopt__sum_fn fn, void *ctx) {
+    m->shard_begin = begin;
+    m->shard_end = end;
+    m->sum = fn;
+    m->sum_ctx = ctx;
+}
 
 gopt_monitor_config gopt_monitor_config_default(void) {
     gopt_monitor_config c;
@@ -157,11 +171,12 @@ gopt_status gopt_monitor_create(const gopt_monitor_config *cfg, gopt_params *par
     m->opt = opt;
     m->ntensors = gopt_params_count(params);
     m->tensors = gopt__calloc((size_t)m->ntensors, sizeof *m->tensors);
+    m->ss = gopt__calloc((size_t)m->ntensors + 1, sizeof *m->ss);
     m->losses.v = gopt__calloc((size_t)cfg->loss_window, sizeof(double));
     m->norms.v = gopt__calloc((size_t)cfg->history, sizeof(double));
     m->recent.v = gopt__calloc((size_t)cfg->explosion_window, sizeof(double));
     if (cfg->track_updates) m->snapshot = gopt__aligned_alloc((size_t)gopt_params_numel(params) * sizeof(float));
-    if (!m->tensors || !m->losses.v || !m->norms.v || !m->recent.v || (cfg->track_updates && !m->snapshot)) {
+    if (!m->tensors || !m->ss || !m->losses.v || !m->norms.v || !m->recent.v || (cfg->track_updates && !m->snapshot)) {
         gopt_monitor_destroy(m);
         return GOPT_FAIL(GOPT_ENOMEM, "monitor buffers");
     }
@@ -182,6 +197,7 @@ gopt_status gopt_monitor_create(const gopt_monitor_config *cfg, gopt_params *par
 void gopt_monitor_destroy(gopt_monitor *m) {
     if (!m) return;
     gopt__free(m->tensors);
+    gopt__free(m->ss);
     gopt__free(m->losses.v);
     gopt__free(m->norms.v);
     gopt__free(m->recent.v);
@@ -235,26 +251,39 @@ gopt_status gopt_monitor_before_step(gopt_monitor *m, double loss, gopt_monitor_
 
     /* one read pass over the gradients: per-tensor sums of squares, added up per layer and
      * in all (in arena order, so the global norm does not depend on the grouping) */
+    double nonfinite = 0;
+    for (int i = 0; i < m->ntensors; i++) {
+        gopt_param_info info;
+        GOPT_TRY(gopt_params_info(m->params, i, &info));
+        const float *g = info.grad.data;
+        int64_t n = info.grad.numel;
+        if (m->sum) { /* this rank's part of the tensor */
+            int64_t b = info.offset > m->shard_begin ? info.offset : m->shard_begin;
+            int64_t e = info.offset + n < m->shard_end ? info.offset + n : m->shard_end;
+            g += b - info.offset;
+            n = e > b ? e - b : 0;
+        }
+        double ss = n > 0 ? gopt__pow_sum(g, n, 2.0, 1) : 0.0;
+        /* float lanes overflow for |g| > ~1e19: confirm with an exact check (rare path) */
+        if (!isfinite(ss) && has_nonfinite(g, n)) nonfinite = 1;
+        m->ss[i] = ss;
+    }
+    m->ss[m->ntensors] = nonfinite;
+    if (m->sum) GOPT_TRY(m->sum(m->sum_ctx, m->ss, m->ntensors + 1));
     double total = 0;
-    int nonfinite = 0;
     for (int k = 0; k < m->nlayers; k++) {
         gopt_monitor_layer *ly = &m->layers[k];
         double layer_ss = 0;
         for (int i = ly->first_tensor; i < ly->first_tensor + ly->ntensors; i++) {
-            gopt_param_info info;
-            GOPT_TRY(gopt_params_info(m->params, i, &info));
-            double ss = gopt__pow_sum(info.grad.data, info.grad.numel, 2.0, 1);
-            /* float lanes overflow for |g| > ~1e19: confirm with an exact check (rare path) */
-            if (!isfinite(ss) && has_nonfinite(info.grad.data, info.grad.numel)) nonfinite = 1;
-            m->tensors[i].grad_norm = sqrt(ss);
-            total += ss;
-            layer_ss += ss;
+            m->tensors[i].grad_norm = sqrt(m->ss[i]);
+            total += m->ss[i];
+            layer_ss += m->ss[i];
         }
         ly->grad_norm = sqrt(layer_ss);
     }
     r.grad_norm = sqrt(total);
     flag_layers(m, &r);
-    r.nonfinite_grad = nonfinite;
+    r.nonfinite_grad = m->ss[m->ntensors] != 0;
     r.nonfinite_loss = !isfinite(loss);
 
     if (!r.nonfinite_loss && m->losses.count >= c->loss_min_samples) {

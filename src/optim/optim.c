@@ -13,6 +13,7 @@
 #include <omp.h>
 #include <stdio.h>
 
+#include "optim/dist_hooks.h"
 #include "optim/optim_impl.h"
 
 #define OPT_MAGIC GOPT__MAGIC('O', 'P', 'T', '1')
@@ -118,6 +119,11 @@ void gopt_optim_destroy(gopt_optim *opt) {
 }
 
 gopt_status gopt_optim_create(const gopt_optim_config *cfg, gopt_params *params, gopt_optim **out) {
+    return gopt_optim_create_range(cfg, params, 0, params ? gopt_params_numel(params) : 0, out);
+}
+
+gopt_status gopt_optim_create_range(const gopt_optim_config *cfg, gopt_params *params, int64_t begin, int64_t end,
+                                    gopt_optim **out) {
     GOPT_CHECK_NULL(out);
     *out = NULL;
     GOPT_CHECK_NULL(cfg);
@@ -125,7 +131,15 @@ gopt_status gopt_optim_create(const gopt_optim_config *cfg, gopt_params *params,
     GOPT_TRY(validate(cfg, ""));
     if (!gopt_params_finalized(params))
         return GOPT_FAIL(GOPT_ESTATE, "the params arena is not finalized (call gopt_params_finalize first)");
+    const int64_t total = gopt_params_numel(params);
+    if (begin < 0 || begin > end || end > total || begin % 16 != 0 || (end % 16 != 0 && end != total))
+        return GOPT_FAIL(GOPT_ERANGE, "optimizer range [%lld, %lld) of an arena of %lld: need 0 <= begin <= end <= "
+                         "numel, both multiples of 16 (or end == numel)", (long long)begin, (long long)end,
+                         (long long)total);
     const gopt__optim_algo *impl = algos[cfg->algo]();
+    if (impl->pass && (begin != 0 || end != total))
+        return GOPT_FAIL(GOPT_EINVAL, "%s updates whole tensors (a per-tensor trust ratio): it cannot take the "
+                         "range [%lld, %lld) of the arena (ZeRO-1)", impl->name, (long long)begin, (long long)end);
     int ng = gopt_params_group_count(params);
     /* Resolve and check every group before allocating anything. */
     unsigned mask = 0;
@@ -144,7 +158,8 @@ gopt_status gopt_optim_create(const gopt_optim_config *cfg, gopt_params *params,
     opt->algo = cfg->algo;
     opt->impl = impl;
     opt->params = params;
-    opt->numel = gopt_params_numel(params);
+    opt->begin = begin;
+    opt->numel = end - begin;
     opt->ngroups = ng;
     opt->buf_mask = mask;
     opt->lookahead_k = cfg->lookahead_k;
@@ -155,7 +170,7 @@ gopt_status gopt_optim_create(const gopt_optim_config *cfg, gopt_params *params,
     opt->scalars = gopt__calloc((size_t)ng, opt->scalars_stride);
     gopt_status s = GOPT_OK;
     if (!opt->groups || !opt->scalars) s = GOPT_FAIL(GOPT_ENOMEM, "%d groups", ng);
-    size_t bytes = (size_t)opt->numel * sizeof(float);
+    size_t bytes = (size_t)(opt->numel > 0 ? opt->numel : 1) * sizeof(float);
     for (int i = 0; i < NSTATE && s == GOPT_OK; i++)
         if (mask & (1u << i)) {
             opt->state[i] = gopt__aligned_alloc(bytes);
@@ -187,10 +202,10 @@ gopt_status gopt_optim_create(const gopt_optim_config *cfg, gopt_params *params,
 
 /* ---- the step ------------------------------------------------------------------------- */
 
-/* The algorithm's kernel over [b, e) of group gi. */
+/* The algorithm's kernel over [b, e) of the arena, inside group gi and the optimizer's range. */
 static void run_range(const gopt_optim *opt, int gi, int64_t b, int64_t e) {
     float *state[NSTATE];
-    for (int i = 0; i < NSTATE; i++) state[i] = opt->state[i] ? opt->state[i] + b : NULL;
+    for (int i = 0; i < NSTATE; i++) state[i] = opt->state[i] ? opt->state[i] + (b - opt->begin) : NULL;
     opt->impl->run(gopt__optim_scalars(opt, gi), &opt->groups[gi].cfg, gopt_params_values(opt->params) + b,
                    gopt_params_grads(opt->params) + b, state, e - b);
 }
@@ -204,6 +219,8 @@ static void elementwise_pass(gopt_optim *opt) {
     {
         int64_t lo, hi;
         gopt__optim_thread_slice(numel, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+        lo += opt->begin;
+        hi += opt->begin;
         for (int r = 0; r < nr && lo < hi; r++) {
             int64_t b = runs[r].begin > lo ? runs[r].begin : lo;
             int64_t e = runs[r].end < hi ? runs[r].end : hi;
@@ -233,6 +250,12 @@ void gopt_optim_zero_grad(gopt_optim *opt) {
 }
 
 int64_t gopt_optim_step_count(const gopt_optim *opt) { return opt ? opt->step : 0; }
+
+void gopt_optim_range(const gopt_optim *opt, int64_t *begin, int64_t *end) {
+    int64_t b = opt ? opt->begin : 0, e = opt ? opt->begin + opt->numel : 0;
+    if (begin) *begin = b;
+    if (end) *end = e;
+}
 int gopt_optim_group_count(const gopt_optim *opt) { return opt ? opt->ngroups : 0; }
 gopt_params *gopt_optim_params(gopt_optim *opt) { return opt ? opt->params : NULL; }
 
@@ -359,9 +382,62 @@ static int nbuffers(const gopt_optim *opt) {
     return n + (opt->slow != NULL);
 }
 
-size_t gopt_optim_state_size(const gopt_optim *opt) {
-    if (!opt) return 0;
-    return HEADER_BYTES + (size_t)opt->ngroups * GROUP_BYTES + (size_t)nbuffers(opt) * (size_t)opt->numel * sizeof(float);
+static size_t state_bytes(const gopt_optim *opt, int64_t numel) {
+    return HEADER_BYTES + (size_t)opt->ngroups * GROUP_BYTES + (size_t)nbuffers(opt) * (size_t)numel * sizeof(float);
+}
+
+size_t gopt_optim_state_size(const gopt_optim *opt) { return opt ? state_bytes(opt, opt->numel) : 0; }
+
+size_t gopt__optim_state_size_whole(const gopt_optim *opt) {
+    return opt ? state_bytes(opt, gopt_params_numel(opt->params)) : 0;
+}
+
+/* Everything before the buffers, with `numel` as the element count. */
+static void put_header(gopt__wcur *w, const gopt_optim *opt, int64_t numel) {
+    gopt__wcur *wp = w; /* shorter lines below */
+    gopt__put_u32(wp, OPT_MAGIC);
+    gopt__put_u32(wp, (uint32_t)opt->algo);
+    gopt__put_i64(wp, numel);
+    gopt__put_u32(wp, (uint32_t)opt->ngroups);
+    gopt__put_i64(wp, opt->step);
+    gopt__put_u32(wp, opt->buf_mask);
+    gopt__put_u32(wp, (uint32_t)opt->lookahead_k);
+    gopt__put_f32(wp, opt->lookahead_alpha);
+    gopt__put_u32(wp, (uint32_t)opt->slow_ready);
+    for (int g = 0; g < opt->ngroups; g++) {
+        const gopt__optim_group *gs = &opt->groups[g];
+        put_cfg(wp, &gs->cfg);
+        gopt__put_f32(wp, gs->initial_lr);
+        gopt__put_f32(wp, gs->mu_product);
+        gopt__put_u32(wp, (uint32_t)gs->momentum_ready);
+    }
+}
+
+gopt_status gopt__optim_state_save_gathered(const gopt_optim *opt, gopt__gather_fn fn, void *ctx, void *buf,
+                                            size_t size) {
+    GOPT_CHECK_NULL(opt);
+    GOPT_CHECK_NULL(fn);
+    const int64_t whole = gopt_params_numel(opt->params);
+    size_t need = state_bytes(opt, whole);
+    if (buf && size < need) return GOPT_FAIL(GOPT_EINVAL, "buffer of %zu bytes, need %zu", size, need);
+    gopt__wcur w = gopt__wcur_make(buf, size);
+    if (buf) put_header(&w, opt, whole);
+    /* The buffers in the order of gopt_optim_state_save; the gather writes each one's
+     * slices in place (the buffer's offset inside buf is 4-byte aligned, as memcpy needs). */
+    const float *bufs[NSTATE + 1];
+    int nb = 0;
+    for (int i = 0; i < NSTATE; i++)
+        if (opt->buf_mask & (1u << i)) bufs[nb++] = opt->state[i];
+    if (opt->slow) bufs[nb++] = opt->slow;
+    for (int i = 0; i < nb; i++) {
+        float *full = NULL;
+        if (buf) {
+            full = (float *)(void *)w.p;
+            w.p += (size_t)whole * sizeof(float);
+        }
+        GOPT_TRY(fn(ctx, bufs[i], opt->numel, full));
+    }
+    return GOPT_OK;
 }
 
 gopt_status gopt_optim_state_save(const gopt_optim *opt, void *buf, size_t size) {
@@ -370,22 +446,7 @@ gopt_status gopt_optim_state_save(const gopt_optim *opt, void *buf, size_t size)
     size_t need = gopt_optim_state_size(opt);
     if (size < need) return GOPT_FAIL(GOPT_EINVAL, "buffer of %zu bytes, need %zu", size, need);
     gopt__wcur w = gopt__wcur_make(buf, size);
-    gopt__put_u32(&w, OPT_MAGIC);
-    gopt__put_u32(&w, (uint32_t)opt->algo);
-    gopt__put_i64(&w, opt->numel);
-    gopt__put_u32(&w, (uint32_t)opt->ngroups);
-    gopt__put_i64(&w, opt->step);
-    gopt__put_u32(&w, opt->buf_mask);
-    gopt__put_u32(&w, (uint32_t)opt->lookahead_k);
-    gopt__put_f32(&w, opt->lookahead_alpha);
-    gopt__put_u32(&w, (uint32_t)opt->slow_ready);
-    for (int g = 0; g < opt->ngroups; g++) {
-        const gopt__optim_group *gs = &opt->groups[g];
-        put_cfg(&w, &gs->cfg);
-        gopt__put_f32(&w, gs->initial_lr);
-        gopt__put_f32(&w, gs->mu_product);
-        gopt__put_u32(&w, (uint32_t)gs->momentum_ready);
-    }
+    put_header(&w, opt, opt->numel);
     size_t bytes = (size_t)opt->numel * sizeof(float);
     for (int i = 0; i < NSTATE; i++)
         if (opt->buf_mask & (1u << i)) gopt__put(&w, opt->state[i], bytes);
@@ -404,9 +465,12 @@ gopt_status gopt_optim_state_load(gopt_optim *opt, const void *buf, size_t size)
         return GOPT_FAIL(GOPT_EFORMAT, "optimizer state is for algo %s, this optimizer is %s",
                          algo < GOPT_ALGO_COUNT ? algos[algo]()->name : "?", opt->impl->name);
     int64_t numel = gopt__get_i64(&r);
-    if (numel != opt->numel)
-        return GOPT_FAIL(GOPT_EFORMAT, "optimizer state holds %lld parameters, the arena has %lld", (long long)numel,
-                         (long long)opt->numel);
+    const int64_t whole = gopt_params_numel(opt->params);
+    /* This optimizer's own blob, or (for a range optimizer) a whole-arena one whose slice it takes. */
+    if (numel != opt->numel && numel != whole)
+        return GOPT_FAIL(GOPT_EFORMAT, "optimizer state holds %lld parameters, the arena has %lld%s", (long long)numel,
+                         (long long)whole, opt->numel != whole ? " (and this optimizer's slice fewer)" : "");
+    const int64_t skip = numel == opt->numel ? 0 : opt->begin; /* first element of ours in the blob's buffers */
     uint32_t ng = gopt__get_u32(&r);
     if (ng != (uint32_t)opt->ngroups)
         return GOPT_FAIL(GOPT_EFORMAT, "optimizer state holds %u groups, the optimizer has %d", ng, opt->ngroups);
@@ -422,9 +486,9 @@ gopt_status gopt_optim_state_load(gopt_optim *opt, const void *buf, size_t size)
         return GOPT_FAIL(GOPT_EFORMAT, "optimizer state lookahead_k %d / alpha %g differ from this optimizer's %d / %g", k,
                          (double)la, opt->lookahead_k, (double)opt->lookahead_alpha);
     if (step < 0) return GOPT_FAIL(GOPT_EFORMAT, "optimizer state: step %lld < 0", (long long)step);
-    if (size != gopt_optim_state_size(opt))
+    if (size != state_bytes(opt, numel))
         return GOPT_FAIL(GOPT_EFORMAT, "optimizer state is %zu bytes, this optimizer needs %zu", size,
-                         gopt_optim_state_size(opt));
+                         state_bytes(opt, numel));
     /* Check every group before changing anything. */
     gopt__rcur r2 = r;
     for (int g = 0; g < opt->ngroups; g++) {
@@ -449,9 +513,14 @@ gopt_status gopt_optim_state_load(gopt_optim *opt, const void *buf, size_t size)
         gs->momentum_ready = (int)gopt__get_u32(&r);
     }
     size_t bytes = (size_t)opt->numel * sizeof(float);
-    for (int i = 0; i < NSTATE; i++)
-        if (opt->buf_mask & (1u << i)) gopt__get(&r, opt->state[i], bytes);
-    if (opt->slow) gopt__get(&r, opt->slow, bytes);
+    size_t before = (size_t)skip * sizeof(float), after = (size_t)(numel - skip - opt->numel) * sizeof(float);
+    for (int i = 0; i < NSTATE + 1; i++) {
+        float *dst = i < NSTATE ? ((opt->buf_mask & (1u << i)) ? opt->state[i] : NULL) : opt->slow;
+        if (!dst) continue;
+        r.p += before;
+        gopt__get(&r, dst, bytes);
+        r.p += after;
+    }
     opt->step = step;
     opt->slow_ready = slow_ready;
     return GOPT_OK;

@@ -56,6 +56,10 @@ struct gopt_optim {
     gopt_algo algo;
     const struct gopt__optim_algo *impl; /* table entry of algo */
     gopt_params *params;
+    /* The range of the arena this optimizer updates, [begin, begin + numel): the whole
+     * arena, or one rank's slice (gopt_optim_create_range, ZeRO-1). state[i][j] and slow[j]
+     * belong to arena element begin + j. */
+    int64_t begin;
     int64_t numel;
     int ngroups;
     gopt__optim_group *groups;
