@@ -4,7 +4,10 @@
  *   build/examples/train_cifar10 --data DIR [--arch resnet8|20|32|56] [--epochs N] ...
  *   build/examples/train_cifar10 --help
  *
- * Without --data it trains on a small built-in synthetic dataset and says so. */
+ * Without --data it trains on a small built-in synthetic dataset and says so.
+ *
+ * Data parallel with the same options: mpirun -np P build/examples/train_cifar10 ... (each
+ * process trains on its DistributedSampler share, batch / P images per step; see run.h). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -27,10 +30,18 @@ static void usage(FILE *f) {
           "  --width K             width multiplier (widths 16K-32K-64K; default per recipe)\n"
           "  --no-augment          no random crop / flip\n"
           "  --synthetic-size N    images in the built-in dataset (default 6000)\n"
+          "  --sync-bn             under mpirun: SyncBatchNorm, batch statistics over the global batch\n"
+          "                        (default: per process, as DDP)\n"
           "  --help\n"
           "Training options shared with train_text:\n",
           f);
     fputs(run_options_help, f);
+    fputs("  Each process reads every epoch's shuffled order and takes positions r, r + P, ...\n"
+          "  (DistributedSampler); the tail that does not fill a global batch is dropped, as alone\n"
+          "  (with fewer images than one global batch, the share is padded by repeating the start).\n"
+          "  Validation: each process evaluates a contiguous 1/P of the set, with rank 0's BatchNorm\n"
+          "  statistics; the sums are reduced, so the figures are those of the whole set.\n",
+          f);
     fputs(
           "Recipes (used unless overridden):\n"
           "  resnet8:  width 1, 12 epochs, SGD nesterov momentum 0.9, lr 0.4, wd 5e-4, one-cycle,\n"
@@ -49,6 +60,7 @@ typedef struct options {
     int have_width;
 } options;
 
+/* 0: parsed; 1: --help printed; -1: an error printed. */
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
     trainer_config tc = trainer_config_default();
@@ -67,9 +79,10 @@ static int parse_args(int argc, char **argv, options *o) {
         double d;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
-            exit(0);
+            return 1;
         }
         if (!strcmp(a, "--no-augment")) { r->tc.augment = 0; continue; }
+        if (!strcmp(a, "--sync-bn")) { r->tc.sync_bn = 1; continue; }
         int k = run_option(r, a, v);
         if (k < 0) return -1;
         if (k > 0) {
@@ -77,14 +90,14 @@ static int parse_args(int argc, char **argv, options *o) {
             continue;
         }
         if (!v) {
-            fprintf(stderr, "error: %s needs a value, or is not an option (see --help)\n", a);
+            cli_error("%s needs a value, or is not an option (see --help)", a);
             return -1;
         }
         i++;
         if (!strcmp(a, "--data")) o->data = v;
         else if (!strcmp(a, "--arch")) {
             if (strncmp(v, "resnet", 6) || cli_int("--arch", v + 6, 8, 1000, &n) || (n - 2) % 6) {
-                fprintf(stderr, "error: --arch: '%s' is not resnet8, resnet20, resnet32, resnet56 or another 6n+2\n", v);
+                cli_error("--arch: '%s' is not resnet8, resnet20, resnet32, resnet56 or another 6n+2", v);
                 return -1;
             }
             o->depth = (int)n;
@@ -99,7 +112,7 @@ static int parse_args(int argc, char **argv, options *o) {
             if (cli_int(a, v, 200, 10000000, &n)) return -1;
             o->synth = n;
         } else {
-            fprintf(stderr, "error: unknown option '%s' (see --help)\n", a);
+            cli_error("unknown option '%s' (see --help)", a);
             return -1;
         }
     }
@@ -114,9 +127,9 @@ static int parse_args(int argc, char **argv, options *o) {
     return 0;
 }
 
-static void describe(const options *o, char *buf, size_t n) {
+static void describe(const options *o, const run_world *w, char *buf, size_t n) {
     char shared[768];
-    run_options_describe(&o->run, shared, sizeof shared);
+    run_options_describe(&o->run, w, shared, sizeof shared);
     snprintf(buf, n, "arch=resnet%d width=%g augment=%d %s", o->depth, o->run.tc.width, o->run.tc.augment, shared);
 }
 
@@ -125,40 +138,56 @@ static int eval_cifar(void *ctx, trainer *t, double *loss, double *acc, char *er
 }
 
 int main(int argc, char **argv) {
+    run_world w;
+    if (run_world_init(&w, argc, argv)) return 1;
     options o;
-    if (parse_args(argc, argv, &o)) return 2;
+    int parsed = parse_args(argc, argv, &o);
+    if (parsed) return run_world_exit(&w, 0, parsed > 0 ? 0 : 2);
     run_options *r = &o.run;
-    if (r->threads) gopt_set_threads(r->threads);
+    if (run_check_batch(r, &w)) return run_world_exit(&w, 0, 2);
+    run_world_threads(&w, r->threads);
+    r->tc.dist = run_world_dist(&w);
+    char err[1024], desc[1024];
+    trainer *t = NULL;
+    int rc = 0;
     cli_data data;
-    if (cli_load_data(o.data, o.val_split, r->test, o.synth, r->tc.seed, &data)) return 1;
+    /* every rank reads the data (the same path on every host): agree before training */
+    int loaded = cli_load_data(o.data, o.val_split, r->test, o.synth, r->tc.seed, &data);
+    if ((rc = trainer_agree(r->tc.dist, loaded, err, sizeof err)) != 0) {
+        if (!loaded) cli_error("%s", err);
+        cli_data_free(&data);
+        return run_world_exit(&w, rc, 1);
+    }
     printf("data: %s\n", data.source);
     if (data.synthetic) printf("note: running on the built-in synthetic dataset, not CIFAR-10 (give --data DIR)\n");
     const char *ev = r->test ? "test" : "validation";
 
-    char err[1024], desc[1024];
+    describe(&o, &w, desc, sizeof desc);
+    r->tc.verify_text = desc; /* every rank must run the same options */
     /* schedule length: steps per epoch from the loader, known once the trainer exists */
-    trainer *t = NULL;
     r->tc.total_steps = 1;
-    if (trainer_create(&r->tc, data.train, data.val, &t, err, sizeof err)) goto fail;
+    if ((rc = trainer_create(&r->tc, data.train, data.val, &t, err, sizeof err)) != 0) goto fail;
     int64_t spe = trainer_steps_per_epoch(t);
     trainer_destroy(t);
     t = NULL;
     r->tc.total_steps = spe * r->epochs;
     r->tc.warmup_steps = run_warmup_steps(r, spe);
-    if (trainer_create(&r->tc, data.train, data.val, &t, err, sizeof err)) goto fail;
-    describe(&o, desc, sizeof desc);
+    if ((rc = trainer_create(&r->tc, data.train, data.val, &t, err, sizeof err)) != 0) goto fail;
     printf("config: %s threads=%d\n", desc, gopt_get_threads());
     printf("model: %lld parameters, %lld steps per epoch\n", (long long)gopt_params_numel(gopt_net_params(trainer_net(t))),
            (long long)spe);
+    if (w.size > 1)
+        printf("data parallel: %d processes x %d images per step%s%s\n", w.size, r->tc.batch / w.size,
+               r->zero ? ", ZeRO-1 optimizer state" : "", r->tc.sync_bn ? ", SyncBatchNorm" : "");
     if (r->resume) {
-        if (trainer_load(t, r->resume, err, sizeof err)) goto fail;
+        if ((rc = trainer_load(t, r->resume, err, sizeof err)) != 0) goto fail;
         printf("resumed from %s at epoch %lld, step %lld\n", r->resume, (long long)trainer_epoch(t),
                (long long)trainer_steps(t));
     }
     run_spec spec = {"img", r->test ? "test" : "val", data.synthetic ? "synthetic data" : "CIFAR-10", desc, eval_cifar,
                      (void *)data.val};
     run_result res;
-    if (run_loop(r, &spec, t, &res, err, sizeof err)) goto fail;
+    if ((rc = run_loop(r, &spec, t, &res, err, sizeof err)) != 0) goto fail;
     printf("\nsummary: %s\n", desc);
     printf("  data: %s\n", data.source);
     run_print_steps(stdout, t, &res, "img");
@@ -166,10 +195,14 @@ int main(int argc, char **argv) {
     int diverged = trainer_diverged(t);
     trainer_destroy(t);
     cli_data_free(&data);
-    return diverged ? 3 : 0;
+    return run_world_exit(&w, 0, diverged ? 3 : 0);
 fail:
-    fprintf(stderr, "\nerror: %s\n", err);
-    trainer_destroy(t);
-    cli_data_free(&data);
-    return 1;
+    fputc('\n', stderr);
+    cli_error("%s", err);
+    /* a failure of this rank alone leaves at once (the others may wait in a collective) */
+    if (rc == TRAINER_FAILED_ALL || w.size == 1) {
+        trainer_destroy(t);
+        cli_data_free(&data);
+    }
+    return run_world_exit(&w, rc, 1);
 }

@@ -9,7 +9,10 @@
  *
  * Data: the first 90% of the file trains, the last 10% validates (or --test FILE, encoded
  * with the training file's vocabulary, is the held-out set: then the last line is
- * `test loss X`). The vocabulary is the file's distinct bytes. */
+ * `test loss X`). The vocabulary is the file's distinct bytes.
+ *
+ * Data parallel with the same options: mpirun -np P build/examples/train_text ... (rank r
+ * trains on sequences r, r + P, ... of each global batch; see task_text.c). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -39,6 +42,10 @@ static void usage(FILE *f) {
           "Training options shared with train_cifar10:\n",
           f);
     fputs(run_options_help, f);
+    fputs("  Each process trains on sequences r, r + P, r + 2P, ... of every global batch (and with\n"
+          "  --order streams carries those streams' state); validation: each process evaluates\n"
+          "  those streams of the held-out text and the sums are reduced.\n",
+          f);
     fputs("Recipe (used unless overridden): 2-layer LSTM 256, embedding 64, batch 32, sequence 128,\n"
           "  random windows, Adam lr 6e-3 with a cosine decay over 12 epochs, global-norm clipping\n"
           "  at 1. README: validation loss against wall time on tiny-shakespeare, 2 threads.\n",
@@ -53,6 +60,7 @@ typedef struct options {
     double temperature;
 } options;
 
+/* 0: parsed; 1: --help printed; -1: an error printed. */
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
     trainer_config tc = trainer_config_default();
@@ -80,7 +88,7 @@ static int parse_args(int argc, char **argv, options *o) {
         double d;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
-            exit(0);
+            return 1;
         }
         int k = run_option(r, a, v);
         if (k < 0) return -1;
@@ -89,14 +97,14 @@ static int parse_args(int argc, char **argv, options *o) {
             continue;
         }
         if (!v) {
-            fprintf(stderr, "error: %s needs a value, or is not an option (see --help)\n", a);
+            cli_error("%s needs a value, or is not an option (see --help)", a);
             return -1;
         }
         i++;
         if (!strcmp(a, "--data")) o->data = v;
         else if (!strcmp(a, "--arch")) {
             if (text_arch_from_name(v, &m->arch)) {
-                fprintf(stderr, "error: --arch: '%s' is not lstm, gru or rnn\n", v);
+                cli_error("--arch: '%s' is not lstm, gru or rnn", v);
                 return -1;
             }
         } else if (!strcmp(a, "--embed")) {
@@ -118,7 +126,7 @@ static int parse_args(int argc, char **argv, options *o) {
             if (!strcmp(v, "random")) m->streams = 0;
             else if (!strcmp(v, "streams")) m->streams = 1;
             else {
-                fprintf(stderr, "error: --order: '%s' is not random or streams\n", v);
+                cli_error("--order: '%s' is not random or streams", v);
                 return -1;
             }
         } else if (!strcmp(a, "--sample")) {
@@ -127,12 +135,12 @@ static int parse_args(int argc, char **argv, options *o) {
         } else if (!strcmp(a, "--temperature")) {
             if (cli_double(a, v, 0, 100, &o->temperature)) return -1;
         } else {
-            fprintf(stderr, "error: unknown option '%s' (see --help)\n", a);
+            cli_error("unknown option '%s' (see --help)", a);
             return -1;
         }
     }
     if (!o->data) {
-        fprintf(stderr, "error: --data FILE is required (a text file, e.g. ../shared/data/tinyshakespeare/input.txt)\n");
+        cli_error("--data FILE is required (a text file, e.g. ../shared/data/tinyshakespeare/input.txt)");
         return -1;
     }
     /* the recipe, for what was not given */
@@ -141,9 +149,9 @@ static int parse_args(int argc, char **argv, options *o) {
     return 0;
 }
 
-static void describe(const options *o, char *buf, size_t n) {
+static void describe(const options *o, const run_world *w, char *buf, size_t n) {
     char shared[768];
-    run_options_describe(&o->run, shared, sizeof shared);
+    run_options_describe(&o->run, w, shared, sizeof shared);
     const text_model_config *m = &o->model;
     snprintf(buf, n, "arch=%s embed=%d hidden=%d layers=%d dropout=%g seq_len=%d order=%s %s", text_arch_name(m->arch),
              m->embed, m->hidden, m->layers, m->dropout, m->seq_len, m->streams ? "streams" : "random", shared);
@@ -154,26 +162,30 @@ static int eval_text(void *ctx, trainer *t, double *loss, double *acc, char *err
 }
 
 int main(int argc, char **argv) {
+    run_world w;
+    if (run_world_init(&w, argc, argv)) return 1;
     options o;
-    if (parse_args(argc, argv, &o)) return 2;
+    int parsed = parse_args(argc, argv, &o);
+    if (parsed) return run_world_exit(&w, 0, parsed > 0 ? 0 : 2);
     run_options *r = &o.run;
-    if (r->threads) gopt_set_threads(r->threads);
+    if (run_check_batch(r, &w)) return run_world_exit(&w, 0, 2);
+    run_world_threads(&w, r->threads);
+    r->tc.dist = run_world_dist(&w);
     char err[1024], desc[1024];
     trainer *t = NULL;
     gopt_text *all = NULL, *train = NULL, *held = NULL;
     uint8_t *sample = NULL;
+    int rc = 0;
+    /* every rank reads the files (the same paths on every host): agree before training */
     gopt_status s = gopt_text_load(o.data, NULL, &all);
-    if (s != GOPT_OK) {
-        snprintf(err, sizeof err, "--data: %s", gopt_last_error());
-        goto fail;
+    if (s != GOPT_OK) snprintf(err, sizeof err, "--data: %s", gopt_last_error());
+    if (s == GOPT_OK && r->test) {
+        s = gopt_text_load(r->test, gopt_text_vocab(all), &held);
+        if (s != GOPT_OK) snprintf(err, sizeof err, "--test: %s", gopt_last_error());
     }
+    if ((rc = trainer_agree(r->tc.dist, s == GOPT_OK ? 0 : -1, err, sizeof err)) != 0) goto fail;
     const gopt_vocab *vocab = gopt_text_vocab(all);
     if (r->test) {
-        s = gopt_text_load(r->test, vocab, &held);
-        if (s != GOPT_OK) {
-            snprintf(err, sizeof err, "--test: %s", gopt_last_error());
-            goto fail;
-        }
         train = all;
         all = NULL;
         printf("data: %s: %lld characters, vocabulary of %d; test on %s (%lld characters)\n", o.data,
@@ -182,6 +194,7 @@ int main(int argc, char **argv) {
         s = gopt_text_split(all, 0.9, &train, &held);
         if (s != GOPT_OK) {
             snprintf(err, sizeof err, "--data: %s", gopt_last_error());
+            rc = TRAINER_FAILED_ALL; /* the same text on every rank */
             goto fail;
         }
         printf("data: %s: %lld characters, vocabulary of %d; the first %lld train, the last %lld validate\n", o.data,
@@ -190,13 +203,16 @@ int main(int argc, char **argv) {
     }
     vocab = gopt_text_vocab(train);
     o.model.vocab = vocab->size;
+    describe(&o, &w, desc, sizeof desc);
+    r->tc.verify_text = desc; /* every rank must run the same options */
     /* schedule length: steps per epoch from the loader, known once the trainer exists */
     r->tc.total_steps = 1;
-    if (text_trainer_create(&r->tc, &o.model, train, &t, err, sizeof err)) goto fail;
+    if ((rc = text_trainer_create(&r->tc, &o.model, train, &t, err, sizeof err)) != 0) goto fail;
     if (gopt_text_length(held) < r->tc.batch + 1) {
         snprintf(err, sizeof err, "the %s text '%s' has %lld characters, fewer than the batch of %d streams + 1",
                  r->test ? "test" : "validation", gopt_text_name(held), (long long)gopt_text_length(held),
                  r->tc.batch);
+        rc = TRAINER_FAILED_ALL; /* the same text on every rank */
         goto fail;
     }
     int64_t spe = trainer_steps_per_epoch(t);
@@ -204,28 +220,32 @@ int main(int argc, char **argv) {
     t = NULL;
     r->tc.total_steps = spe * r->epochs;
     r->tc.warmup_steps = run_warmup_steps(r, spe);
-    if (text_trainer_create(&r->tc, &o.model, train, &t, err, sizeof err)) goto fail;
-    describe(&o, desc, sizeof desc);
+    if ((rc = text_trainer_create(&r->tc, &o.model, train, &t, err, sizeof err)) != 0) goto fail;
     printf("config: %s threads=%d\n", desc, gopt_get_threads());
     printf("model: %lld parameters, %lld steps per epoch (%lld characters)\n",
            (long long)gopt_params_numel(gopt_net_params(trainer_net(t))), (long long)spe,
            (long long)spe * r->tc.batch * o.model.seq_len * r->tc.accum);
+    if (w.size > 1)
+        printf("data parallel: %d processes x %d sequences per step%s\n", w.size, r->tc.batch / w.size,
+               r->zero ? ", ZeRO-1 optimizer state" : "");
     if (r->resume) {
-        if (trainer_load(t, r->resume, err, sizeof err)) goto fail;
+        if ((rc = trainer_load(t, r->resume, err, sizeof err)) != 0) goto fail;
         printf("resumed from %s at epoch %lld, step %lld\n", r->resume, (long long)trainer_epoch(t),
                (long long)trainer_steps(t));
     }
     const char *ev = r->test ? "test" : "val";
     run_spec spec = {"tok", ev, NULL, desc, eval_text, (void *)held};
     run_result res;
-    if (run_loop(r, &spec, t, &res, err, sizeof err)) goto fail;
-    if (o.sample > 0) {
+    if ((rc = run_loop(r, &spec, t, &res, err, sizeof err)) != 0) goto fail;
+    if (o.sample > 0 && w.rank == 0) { /* the same parameters everywhere: rank 0 samples */
         sample = malloc((size_t)o.sample);
         if (!sample) {
             snprintf(err, sizeof err, "out of memory for the sample");
+            rc = -1;
             goto fail;
         }
-        if (text_sample(t, &o.model, o.sample, o.temperature, r->tc.seed, sample, err, sizeof err)) goto fail;
+        if ((rc = text_sample(t, &o.model, o.sample, o.temperature, r->tc.seed, sample, err, sizeof err)) != 0)
+            goto fail;
         printf("\nsample (%d characters, temperature %g):\n", o.sample, o.temperature);
         fwrite(sample, 1, (size_t)o.sample, stdout);
         printf("\n");
@@ -242,13 +262,17 @@ int main(int argc, char **argv) {
     gopt_text_destroy(train);
     gopt_text_destroy(held);
     free(sample);
-    return diverged ? 3 : 0;
+    return run_world_exit(&w, 0, diverged ? 3 : 0);
 fail:
-    fprintf(stderr, "\nerror: %s\n", err);
-    trainer_destroy(t);
-    gopt_text_destroy(all);
-    gopt_text_destroy(train);
-    gopt_text_destroy(held);
-    free(sample);
-    return 1;
+    fputc('\n', stderr);
+    cli_error("%s", err);
+    /* a failure of this rank alone leaves at once (the others may wait in a collective) */
+    if (rc == TRAINER_FAILED_ALL || w.size == 1) {
+        trainer_destroy(t);
+        gopt_text_destroy(all);
+        gopt_text_destroy(train);
+        gopt_text_destroy(held);
+        free(sample);
+    }
+    return run_world_exit(&w, rc, 1);
 }

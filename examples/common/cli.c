@@ -6,14 +6,34 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdarg.h>
 #include <time.h>
+
+static int error_rank = -1; /* >= 0: "rank N: " before each error */
+
+void cli_set_rank(int rank, int size) { error_rank = size > 1 ? rank : -1; }
+
+void cli_error(const char *fmt, ...) {
+    /* one write per message: the lines of several ranks do not interleave */
+    char line[2048];
+    int n = error_rank >= 0 ? snprintf(line, sizeof line, "rank %d: error: ", error_rank)
+                            : snprintf(line, sizeof line, "error: ");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    size_t len = strlen(line);
+    line[len] = '\n';
+    fwrite(line, 1, len + 1, stderr);
+    fflush(stderr);
+}
 
 int cli_double(const char *opt, const char *s, double lo, double hi, double *out) {
     char *end;
     errno = 0;
     double v = s ? strtod(s, &end) : 0;
     if (!s || errno || end == s || *end || !isfinite(v) || v < lo || v > hi) {
-        fprintf(stderr, "error: %s: '%s' is not a number in [%g, %g]\n", opt, s ? s : "(missing)", lo, hi);
+        cli_error("%s: '%s' is not a number in [%g, %g]", opt, s ? s : "(missing)", lo, hi);
         return -1;
     }
     *out = v;
@@ -25,7 +45,7 @@ int cli_int(const char *opt, const char *s, long lo, long hi, long *out) {
     errno = 0;
     long v = s ? strtol(s, &end, 10) : 0;
     if (!s || errno || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "error: %s: '%s' is not an integer in [%ld, %ld]\n", opt, s ? s : "(missing)", lo, hi);
+        cli_error("%s: '%s' is not an integer in [%ld, %ld]", opt, s ? s : "(missing)", lo, hi);
         return -1;
     }
     *out = v;
@@ -107,13 +127,13 @@ int cli_load_data(const char *dir, int64_t val_split, const char *test_file, int
     if (dir) {
         s = gopt_cifar10_load_dir(dir, GOPT_CIFAR10_TRAIN_ALL, &all);
         if (s != GOPT_OK) {
-            fprintf(stderr, "error: loading CIFAR-10 from '%s': %s\n", dir, gopt_last_error());
+            cli_error("loading CIFAR-10 from '%s': %s", dir, gopt_last_error());
             return -1;
         }
     } else {
         s = gopt_dataset_synthetic(synth_count, 10, seed, &all);
         if (s != GOPT_OK) {
-            fprintf(stderr, "error: building the synthetic dataset: %s\n", gopt_last_error());
+            cli_error("building the synthetic dataset: %s", gopt_last_error());
             return -1;
         }
         out->synthetic = 1;
@@ -122,7 +142,7 @@ int cli_load_data(const char *dir, int64_t val_split, const char *test_file, int
         const char *paths[1] = {test_file};
         s = gopt_cifar10_load_files(paths, 1, &out->val);
         if (s != GOPT_OK) {
-            fprintf(stderr, "error: loading the test file: %s\n", gopt_last_error());
+            cli_error("loading the test file: %s", gopt_last_error());
             gopt_dataset_destroy(all);
             return -1;
         }
@@ -136,7 +156,7 @@ int cli_load_data(const char *dir, int64_t val_split, const char *test_file, int
     int64_t total = gopt_dataset_count(all);
     gopt_dataset_destroy(all);
     if (s != GOPT_OK) {
-        fprintf(stderr, "error: --val-split %lld: %s\n", (long long)val_split, gopt_last_error());
+        cli_error("--val-split %lld: %s", (long long)val_split, gopt_last_error());
         return -1;
     }
     if (dir)

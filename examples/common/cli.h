@@ -8,6 +8,15 @@
 
 #include <gradopt.h>
 
+/* Errors: "error: MESSAGE\n" on stderr, prefixed by "rank N: " in a data-parallel run of
+ * more than one process (after cli_set_rank). */
+void cli_set_rank(int rank, int size);
+void cli_error(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
 /* Parse a whole string as a number within [lo, hi]; print "prog: --opt: ..." and return -1
  * otherwise. */
 int cli_double(const char *opt, const char *s, double lo, double hi, double *out);

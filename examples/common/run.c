@@ -11,7 +11,8 @@
 
 const char run_options_help[] =
     "  --epochs N            length of the run (the schedules span it); default per recipe\n"
-    "  --batch B             batch size; default per recipe\n"
+    "  --batch B             the global batch size; default per recipe. Under mpirun -np P each\n"
+    "                        process trains on B / P of it (P must divide B)\n"
     "  --max-steps N         stop after N optimizer steps (for tests and timing)\n"
     "  --max-seconds S       stop after S seconds of training (evaluation not counted)\n"
     "  --eval-every N        also evaluate every N optimizer steps\n"
@@ -32,12 +33,18 @@ const char run_options_help[] =
     "  --skip-spikes         monitor: skip the steps whose loss spikes\n"
     "  --no-skip-nonfinite   monitor: apply steps with NaN/Inf gradients (default: skip them)\n"
     "  --diverge-factor X    stop when the loss exceeds X times the first loss (0: only NaN/Inf)\n"
-    "  --threads T           busy cores (default: all)\n"
+    "  --threads T           busy cores (default: all; under mpirun, the host's cores / its ranks)\n"
+    "  --zero                under mpirun: ZeRO stage 1, the optimizer state sharded over the\n"
+    "                        processes (1/P of it each; not with lamb)\n"
     "  --seed S              weights, data order, dropout (default 1)\n"
     "  --checkpoint PATH     save a checkpoint after every evaluation (atomic)\n"
     "  --resume PATH         continue a run from its checkpoint, bit-exactly\n"
     "  --log FILE            per-step log, CSV (.csv) or JSON lines (.jsonl)\n"
-    "  --test FILE           evaluate on a held-out FILE (reported as test figures) instead of a split\n";
+    "  --test FILE           evaluate on a held-out FILE (reported as test figures) instead of a split\n"
+    "Data parallel: mpirun -np P PROGRAM OPTIONS runs P processes (MPI; across hosts with\n"
+    "  --hostfile, the same binary and data paths everywhere) that train as one with the global\n"
+    "  batch: the gradients are averaged, every step is decided on global values, rank 0 prints,\n"
+    "  logs and writes the checkpoints; a checkpoint resumes only with the same P.\n";
 
 int run_options_init(run_options *o, const trainer_config *tc, int argc, char **argv) {
     memset(o, 0, sizeof *o);
@@ -47,7 +54,7 @@ int run_options_init(run_options *o, const trainer_config *tc, int argc, char **
         if (!strcmp(argv[i], "--optimizer")) {
             gopt_algo algo;
             if (gopt_algo_from_name(argv[i + 1], &algo) != GOPT_OK) {
-                fprintf(stderr, "error: --optimizer: unknown algorithm '%s'\n", argv[i + 1]);
+                cli_error("--optimizer: unknown algorithm '%s'", argv[i + 1]);
                 return -1;
             }
             if (algo != o->algo) o->tc.optim = gopt_optim_config_default(algo);
@@ -63,6 +70,7 @@ int run_option(run_options *o, const char *a, const char *v) {
     if (!strcmp(a, "--decay-norm-bias")) { o->tc.decay_norm_bias = 1; return 1; }
     if (!strcmp(a, "--skip-spikes")) { o->tc.skip_spikes = 1; return 1; }
     if (!strcmp(a, "--no-skip-nonfinite")) { o->tc.skip_nonfinite = 0; return 1; }
+    if (!strcmp(a, "--zero")) { o->zero = 1; return 1; }
     static const char *const valued[] = {
         "--optimizer", "--checkpoint", "--resume", "--log", "--test", "--epochs", "--batch", "--schedule",
         "--warmup", "--clip-norm", "--clip-value", "--agc", "--label-smoothing", "--accum", "--threads", "--seed", "--max-steps",
@@ -72,7 +80,7 @@ int run_option(run_options *o, const char *a, const char *v) {
     int is_optim = cli_is_optim_option(a);
     if (!known && !is_optim) return 0;
     if (!v) {
-        fprintf(stderr, "error: %s needs a value (see --help)\n", a);
+        cli_error("%s needs a value (see --help)", a);
         return -1;
     }
     if (is_optim) {
@@ -95,7 +103,7 @@ int run_option(run_options *o, const char *a, const char *v) {
         o->have_batch = 1;
     } else if (!strcmp(a, "--schedule")) {
         if (trainer_schedule_from_name(v, &o->tc.schedule)) {
-            fprintf(stderr, "error: --schedule: unknown schedule '%s' (see --help)\n", v);
+            cli_error("--schedule: unknown schedule '%s' (see --help)", v);
             return -1;
         }
         o->have_sched = 1;
@@ -137,14 +145,85 @@ int run_option(run_options *o, const char *a, const char *v) {
     return 2;
 }
 
-void run_options_describe(const run_options *o, char *buf, size_t n) {
+void run_options_describe(const run_options *o, const run_world *w, char *buf, size_t n) {
     const gopt_optim_config *c = &o->tc.optim;
-    snprintf(buf, n,
+    int len = snprintf(buf, n,
              "epochs=%d batch=%d optimizer=%s lr=%g momentum=%g nesterov=%d wd=%g beta1=%g beta2=%g eps=%g "
              "schedule=%s warmup=%g clip_norm=%g clip_value=%g agc=%g label_smoothing=%g accum=%d skip_spikes=%d seed=%llu",
              o->epochs, o->tc.batch, gopt_algo_name(c->algo), c->lr, c->momentum, c->nesterov, c->weight_decay,
              c->beta1, c->beta2, c->eps, trainer_schedule_name(o->tc.schedule), o->warmup_epochs, o->tc.clip_norm,
              o->tc.clip_value, o->tc.agc, o->tc.label_smoothing, o->tc.accum, o->tc.skip_spikes, (unsigned long long)o->tc.seed);
+    if (w && w->size > 1 && len > 0 && (size_t)len < n)
+        snprintf(buf + len, n - (size_t)len, " processes=%d zero=%d sync_bn=%d", w->size, o->zero, o->tc.sync_bn);
+}
+
+int run_check_batch(const run_options *o, const run_world *w) {
+    if (o->tc.batch % w->size == 0) return 0;
+    cli_error("--batch %d does not divide over the %d processes of this run (mpirun -np %d): the batch is "
+              "global and each process trains on an equal share, so give a multiple of %d",
+              o->tc.batch, w->size, w->size, w->size);
+    return -1;
+}
+
+int run_world_init(run_world *w, int argc, char **argv) {
+    memset(w, 0, sizeof *w);
+    gopt_dist_config dc = gopt_dist_config_default();
+    for (int i = 1; i < argc; i++) dc.zero |= !strcmp(argv[i], "--zero");
+    gopt_status s = gopt_dist_create(&dc, &w->dist);
+    if (s != GOPT_OK) {
+        cli_error("joining the MPI world: %s (%s)", gopt_status_str(s), gopt_last_error());
+        return -1;
+    }
+    w->rank = gopt_dist_rank(w->dist);
+    w->size = gopt_dist_size(w->dist);
+    /* started by mpirun with several processes, each alone: a build without MPI would train
+     * P independent copies writing the same files */
+    const char *launched = getenv("OMPI_COMM_WORLD_SIZE") ? getenv("OMPI_COMM_WORLD_SIZE") : getenv("PMI_SIZE");
+    if (w->size == 1 && launched && atol(launched) > 1) {
+        cli_error("started as one of %ld processes by mpirun, but this process is alone in its world (%s): "
+                  "rebuild with MPI (libopenmpi-dev) or run one process without mpirun",
+                  atol(launched), gopt_dist_has_mpi() ? "MPI did not join the others" : "built without MPI");
+        gopt_dist_destroy(w->dist);
+        return -1;
+    }
+    cli_set_rank(w->rank, w->size);
+    if (w->rank != 0 && !freopen("/dev/null", "w", stdout)) {
+        cli_error("cannot silence the standard output of rank %d", w->rank);
+        gopt_dist_destroy(w->dist);
+        return -1;
+    }
+    return 0;
+}
+
+gopt_dist *run_world_dist(const run_world *w) { return w->size > 1 ? w->dist : NULL; }
+
+void run_world_threads(const run_world *w, int threads) {
+    if (threads > 0) {
+        gopt_set_threads(threads);
+        return;
+    }
+    if (w->size < 2) return;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    long local = w->size;
+    const char *names[] = {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"};
+    for (int i = 0; i < 2; i++) {
+        const char *v = getenv(names[i]);
+        if (v && atol(v) > 0) {
+            local = atol(v);
+            break;
+        }
+    }
+    long per = cores > 0 ? cores / local : 1;
+    gopt_set_threads(per > 0 ? (int)per : 1);
+}
+
+int run_world_exit(run_world *w, int rc, int code) {
+    fflush(stdout);
+    fflush(stderr);
+    if (w->size > 1 && rc == -1) _exit(code); /* see run.h: MPI_Finalize would wait for the others */
+    gopt_dist_destroy(w->dist);
+    w->dist = NULL;
+    return code;
 }
 
 int64_t run_warmup_steps(const run_options *o, int64_t spe) {
@@ -172,19 +251,31 @@ int run_loop(const run_options *o, const run_spec *s, trainer *t, run_result *r,
     r->best_eval_acc = 0;
     FILE *log = NULL;
     int jsonl = 0;
-    if (o->log) {
+    gopt_dist *dist = trainer_get_config(t)->dist;
+    if (o->log && trainer_rank(trainer_get_config(t)) == 0) {
         size_t len = strlen(o->log);
         jsonl = len > 6 && !strcmp(o->log + len - 6, ".jsonl");
         log = fopen(o->log, o->resume ? "a" : "w");
-        if (!log) return trainer_fail(err, errlen, "cannot open log '%s'", o->log);
-        if (!jsonl && !o->resume)
+        if (log && !jsonl && !o->resume)
             fprintf(log, "step,epoch,loss,acc,lr,grad_norm,update_ratio,applied,%s_loss,%s_acc,train_seconds\n",
                     s->eval_name, s->eval_name);
     }
+    int opened = trainer_agree(dist, o->log && !log && trainer_rank(trainer_get_config(t)) == 0
+                                         ? trainer_fail(err, errlen, "cannot open log '%s'", o->log)
+                                         : 0,
+                               err, errlen);
+    if (opened) {
+        if (log) fclose(log);
+        return opened;
+    }
+    /* time limits on rank 0's clock, so that every rank evaluates and stops at the same step */
+    const int sync_time = dist && (o->max_seconds > 0 || o->eval_seconds > 0);
     const int64_t spe = trainer_steps_per_epoch(t) > 0 ? trainer_steps_per_epoch(t) : 1;
     int64_t total = trainer_get_config(t)->total_steps;
     if (o->max_steps && o->max_steps < total) total = o->max_steps;
-    const int tty = isatty(STDOUT_FILENO);
+    /* a terminal: the redrawn progress bar. Not under mpirun, which hands every rank a
+     * pseudo-terminal even when its own output goes to a file: plain lines there. */
+    const int tty = isatty(STDOUT_FILENO) && !getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_RANK");
     const double wall0 = cli_now();
     double next_eval_time = o->eval_seconds > 0 ? o->eval_seconds : INFINITY;
     int64_t units = 0, steps_here = 0;
@@ -200,6 +291,13 @@ int run_loop(const run_options *o, const run_spec *s, trainer *t, run_result *r,
             break;
         }
         r->train_seconds += cli_now() - t0;
+        if (sync_time) {
+            gopt_status bs = gopt_dist_broadcast(dist, &r->train_seconds, sizeof r->train_seconds, 0);
+            if (bs != GOPT_OK) {
+                rc = trainer_fail(err, errlen, "sharing rank 0's clock: %s", gopt_last_error());
+                break;
+            }
+        }
         steps_here++;
         units += st.count;
         loss_ema = isnan(loss_ema) ? st.loss : 0.95 * loss_ema + 0.05 * st.loss;
@@ -242,10 +340,7 @@ int run_loop(const run_options *o, const run_spec *s, trainer *t, run_result *r,
                    100 * acc_ema, s->eval_name, vl, 100 * va, st.lr, rate, s->unit, s->data_label ? " | " : "",
                    s->data_label ? s->data_label : "");
             fflush(stdout);
-            if (o->checkpoint && trainer_save(t, o->checkpoint, s->config_text, err, errlen)) {
-                rc = -1;
-                break;
-            }
+            if (o->checkpoint && (rc = trainer_save(t, o->checkpoint, s->config_text, err, errlen)) != 0) break;
         }
         if (log) log_row(log, jsonl, &st, r->train_seconds, s->eval_name, vl, va);
         r->out_of_time = out_of_time;

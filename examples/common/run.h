@@ -10,6 +10,30 @@
 
 #include "trainer.h"
 
+/* The process in its data-parallel world (gradopt/dist.h): the programs run unchanged
+ * under `mpirun -np P` (and alone as a world of one). */
+typedef struct run_world {
+    gopt_dist *dist; /* always created */
+    int rank, size;
+} run_world;
+
+/* Join the world (ZeRO-1 when argv holds --zero), prefix this process's errors with
+ * "rank N: " when there are several, and send the standard output of every rank but 0 to
+ * /dev/null: the progress bar, evaluations and summaries come from rank 0. Prints the
+ * error and returns -1 when the world cannot be joined. */
+int run_world_init(run_world *w, int argc, char **argv);
+/* The trainer's dist: NULL in a world of one (the one-process code path, bit for bit). */
+gopt_dist *run_world_dist(const run_world *w);
+/* Threads per process: `threads` when given (--threads), else under mpirun the cores of
+ * this host shared by the ranks on it (OMPI_COMM_WORLD_LOCAL_SIZE), at least 1; alone,
+ * the library's default (all cores). */
+void run_world_threads(const run_world *w, int threads);
+/* Leave with exit code `code`. rc is how the run ended: 0 or TRAINER_FAILED_ALL (every
+ * rank failed together: MPI is finalised as usual), or -1 (this rank failed alone while
+ * the others may be waiting in a collective: the process ends at once without finalising
+ * MPI, and mpirun then ends the job). Returns code. */
+int run_world_exit(run_world *w, int rc, int code);
+
 typedef struct run_options {
     trainer_config tc;
     gopt_algo algo;
@@ -21,6 +45,7 @@ typedef struct run_options {
     int64_t eval_every;   /* also evaluate every N steps (0: epoch ends and the end only) */
     double eval_seconds;  /* also evaluate every S seconds of training time */
     int have_lr, have_epochs, have_ls, have_sched, have_batch, have_clip;
+    int zero;             /* --zero: ZeRO-1 (the world was joined with it, see run_world_init) */
 } run_options;
 
 /* Start from the program's defaults (`tc`, whose optim config is the default algorithm's)
@@ -36,8 +61,13 @@ int run_option(run_options *o, const char *name, const char *value);
 /* The help text of the shared options. */
 extern const char run_options_help[];
 
-/* The shared part of the configuration line (optimizer, schedule, stability, seed). */
-void run_options_describe(const run_options *o, char *buf, size_t n);
+/* The shared part of the configuration line (optimizer, schedule, stability, seed; and
+ * the world when it has several processes). */
+void run_options_describe(const run_options *o, const run_world *w, char *buf, size_t n);
+
+/* Under a world of P: --batch must divide by P. Prints the error naming both numbers and
+ * returns -1 otherwise (on every rank). */
+int run_check_batch(const run_options *o, const run_world *w);
 
 /* Linear warmup in steps from --warmup (epochs) and the steps per epoch. */
 int64_t run_warmup_steps(const run_options *o, int64_t steps_per_epoch);
@@ -66,7 +96,9 @@ typedef struct run_result {
  * training time, or divergence. Evaluates at every epoch end, every --eval-every steps and
  * --eval-seconds seconds and at the end; after each evaluation steps a plateau schedule,
  * prints a line and writes the checkpoint. Logs every step (--log, CSV or .jsonl; appended
- * on --resume). Returns 0, or -1 with the message in err. */
+ * on --resume; rank 0 only). Data parallel: every rank runs the loop, time limits follow
+ * rank 0's clock so that all ranks evaluate and stop at the same step. Returns 0, or -1 /
+ * TRAINER_FAILED_ALL with the message in err. */
 int run_loop(const run_options *o, const run_spec *s, trainer *t, run_result *r, char *err, size_t errlen);
 
 /* "N optimizer steps (A applied, ...) in X s, R unit/s". */

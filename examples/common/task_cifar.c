@@ -1,5 +1,7 @@
 /* The CIFAR-10 side of the trainer (see trainer.h): a CIFAR ResNet fed by gopt_loader, and
- * evaluation over a dataset. */
+ * evaluation over a dataset. Data parallel: each rank's loader takes its DistributedSampler
+ * share of every epoch (num_replicas = P, rank = r) in batches of batch / P, so batch k of
+ * the P ranks together is batch k of one process at the global batch. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,9 +11,11 @@
 
 typedef struct cifar_task {
     gopt_loader *loader, *eval_loader;
-    const gopt_dataset *eval_ds; /* what eval_loader reads */
+    const gopt_dataset *eval_ds; /* what eval_loader reads (its share of it, under dist) */
+    gopt_dataset *eval_shard;    /* dist: this rank's share of eval_ds (owned) */
     gopt_tensor *dlogits;
-    int batch;
+    int batch;                   /* per rank */
+    gopt_dist *dist;
     int in_ndim;          /* the net's per-sample input: the images viewed as in_shape */
     int64_t in_shape[3];
 } cifar_task;
@@ -84,6 +88,7 @@ static void cifar_destroy(void *ctx) {
     if (!c) return;
     gopt_loader_destroy(c->eval_loader);
     gopt_loader_destroy(c->loader);
+    gopt_dataset_destroy(c->eval_shard);
     gopt_tensor_destroy(c->dlogits);
     free(c);
 }
@@ -92,21 +97,32 @@ static void cifar_destroy(void *ctx) {
 static int create_images(const trainer_config *cfg, gopt_net *net, int in_ndim, const int64_t in_shape[],
                          const gopt_dataset *train, trainer **out, char *err, size_t errlen) {
     *out = NULL;
+    int local_batch;
+    if (trainer_local_batch(cfg, &local_batch, err, errlen)) {
+        gopt_net_destroy(net);
+        return -1;
+    }
     cifar_task *c = calloc(1, sizeof *c);
     if (!c) {
         gopt_net_destroy(net);
         return trainer_fail(err, errlen, "out of memory");
     }
-    c->batch = cfg->batch;
+    c->batch = local_batch;
+    c->dist = cfg->dist;
     c->in_ndim = in_ndim;
     memcpy(c->in_shape, in_shape, (size_t)in_ndim * sizeof in_shape[0]);
     gopt_loader_config lc = gopt_loader_config_default();
-    lc.batch_size = cfg->batch;
+    lc.batch_size = local_batch;
     lc.seed = cfg->seed;
     lc.augment = cfg->augment;
     lc.prefetch = cfg->prefetch;
-    lc.drop_last = gopt_dataset_count(train) >= cfg->batch; /* equal-size steps when possible */
-    const int64_t shape[2] = {cfg->batch, gopt_dataset_classes(train)};
+    /* equal-size steps when possible (the tail of each epoch's permutation is dropped);
+     * with fewer images than one global batch each rank's share is padded by repeating
+     * the start of the permutation (DistributedSampler) */
+    lc.drop_last = gopt_dataset_count(train) >= cfg->batch;
+    lc.num_replicas = trainer_world(cfg);
+    lc.rank = trainer_rank(cfg);
+    const int64_t shape[2] = {local_batch, gopt_dataset_classes(train)};
     const char *what = "training loader";
     gopt_status s = gopt_loader_create(&lc, train, &c->loader);
     if (s == GOPT_OK) {
@@ -129,13 +145,14 @@ int trainer_create(const trainer_config *cfg, const gopt_dataset *train, const g
     (void)val;
     *out = NULL;
     if (!cfg || !train) return trainer_fail(err, errlen, "trainer: config and training data are required");
-    if (cfg->batch < 1) return trainer_fail(err, errlen, "batch = %d must be >= 1", cfg->batch);
+    int local_batch;
+    if (trainer_local_batch(cfg, &local_batch, err, errlen)) return -1;
     gopt_net *net = NULL;
     gopt_resnet_config rc = gopt_resnet_config_default();
     rc.depth = cfg->depth;
     rc.width = cfg->width;
     rc.num_classes = gopt_dataset_classes(train);
-    rc.max_batch = cfg->batch;
+    rc.max_batch = local_batch;
     rc.seed = cfg->seed;
     gopt_status s = gopt_resnet_cifar(&rc, &net);
     if (s != GOPT_OK) return trainer_fail(err, errlen, "network: %s (%s)", gopt_status_str(s), gopt_last_error());
@@ -166,18 +183,39 @@ int trainer_evaluate(trainer *t, const gopt_dataset *ds, double *loss, double *a
     if (c->eval_ds != ds) {
         gopt_loader_destroy(c->eval_loader);
         c->eval_loader = NULL;
-        gopt_loader_config lc = gopt_loader_config_default();
-        lc.batch_size = c->batch;
-        lc.shuffle = 0;
-        lc.augment = 0;
-        TRAINER_LIB(gopt_loader_create(&lc, ds, &c->eval_loader), "evaluation loader");
+        gopt_dataset_destroy(c->eval_shard);
+        c->eval_shard = NULL;
+        c->eval_ds = NULL;
+        const gopt_dataset *mine = ds;
+        if (c->dist) { /* a contiguous share each: no image twice, none left out */
+            const int64_t n = gopt_dataset_count(ds), world = gopt_dist_size(c->dist), r = gopt_dist_rank(c->dist);
+            const int64_t begin = n * r / world, end = n * (r + 1) / world;
+            if (end > begin) {
+                int64_t *idx = malloc((size_t)(end - begin) * sizeof *idx);
+                if (!idx) return trainer_fail(err, errlen, "out of memory for the evaluation share");
+                for (int64_t i = begin; i < end; i++) idx[i - begin] = i;
+                gopt_status s = gopt_dataset_subset(ds, idx, end - begin, &c->eval_shard);
+                free(idx);
+                TRAINER_LIB(s, "evaluation share");
+            }
+            mine = c->eval_shard; /* NULL: more ranks than images, nothing to evaluate here */
+        }
+        if (mine) {
+            gopt_loader_config lc = gopt_loader_config_default();
+            lc.batch_size = c->batch;
+            lc.shuffle = 0;
+            lc.augment = 0;
+            TRAINER_LIB(gopt_loader_create(&lc, mine, &c->eval_loader), "evaluation loader");
+        }
         c->eval_ds = ds;
     }
-    TRAINER_LIB(gopt_loader_start_epoch(c->eval_loader, 0), "evaluation loader");
-    gopt_net_set_training(net, 0);
+    /* rank 0's BatchNorm statistics everywhere (they are per rank without SyncBatchNorm) */
+    if (c->dist) TRAINER_LIB(gopt_dist_broadcast_net(c->dist, net), "broadcasting rank 0's net state");
     double loss_sum = 0;
     int64_t correct = 0, count = 0;
-    for (;;) {
+    if (c->eval_loader) TRAINER_LIB(gopt_loader_start_epoch(c->eval_loader, 0), "evaluation loader");
+    gopt_net_set_training(net, 0);
+    while (c->eval_loader) {
         gopt_batch b;
         TRAINER_LIB(gopt_loader_next(c->eval_loader, &b), "evaluation batch");
         if (b.n == 0) break;
@@ -193,6 +231,13 @@ int trainer_evaluate(trainer *t, const gopt_dataset *ds, double *loss, double *a
         count += b.n;
     }
     gopt_net_set_training(net, 1);
+    if (c->dist) {
+        double v[3] = {loss_sum, (double)correct, (double)count};
+        TRAINER_LIB(gopt_dist_sum(c->dist, v, 3), "evaluation over the ranks");
+        loss_sum = v[0];
+        correct = (int64_t)v[1];
+        count = (int64_t)v[2];
+    }
     *loss = count ? loss_sum / (double)count : NAN;
     *acc = count ? (double)correct / (double)count : NAN;
     return 0;

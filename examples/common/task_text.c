@@ -1,4 +1,8 @@
-/* See task_text.h. */
+/* See task_text.h.
+ * Data parallel: the loader draws the global batch of B sequences on every rank and rank r
+ * keeps sequences r, r + P, r + 2P, ... (B / P of them), so P ranks x B / P train on
+ * exactly the sequences of one process x B; with carried state each rank carries its own
+ * streams, and checkpoints hold the state of all B streams in one-process order. */
 #include "task_text.h"
 
 #include <math.h>
@@ -15,12 +19,15 @@ typedef struct text_task {
     const gopt_text *train;
     gopt_text_loader *loader;
     gopt_text_loader_config loader_cfg;
-    int batch, T, V;
-    int32_t *inputs, *targets; /* (B,T) */
-    gopt_tensor *dlogits;      /* (B,T,V) */
+    int batch, T, V;           /* batch: this rank's B / P sequences */
+    int global_batch;          /* B: the loaders' batch */
+    gopt_dist *dist;           /* NULL: one process */
+    int world, rank;
+    int32_t *inputs, *targets; /* (B,T): the global batch, this rank's rows compacted to the front */
+    gopt_tensor *dlogits;      /* (B/P,T,V) */
     /* the recurrent layer and the state it carries between training batches */
     int rnn_index;
-    int64_t state_numel;       /* L*B*H */
+    int64_t state_numel;       /* L*(B/P)*H: this rank's streams */
     float *carry_h, *carry_c;  /* snapshot of the carried state (c: lstm only) */
     int carry_valid;           /* the next training forward starts from carry_h/c (else zeros) */
     int trained_since_snapshot;/* a training forward ran after the last snapshot */
@@ -126,6 +133,46 @@ static int restore(text_task *c, gopt_net *net, char *err, size_t errlen) {
     return 0;
 }
 
+/* Keep this rank's sequences r, r + P, ... of the global batch in rows 0 .. B/P - 1
+ * (row i <- row i P + r: a forward copy, the source is never behind the destination). */
+static void keep_my_rows(const text_task *c) {
+    if (c->world == 1) return;
+    const size_t row = (size_t)c->T * sizeof(int32_t);
+    for (int i = 0; i < c->batch; i++) {
+        const int64_t from = (int64_t)i * c->world + c->rank;
+        memmove(c->inputs + (int64_t)i * c->T, c->inputs + from * c->T, row);
+        memmove(c->targets + (int64_t)i * c->T, c->targets + from * c->T, row);
+    }
+}
+
+/* Carried state (L, B/P, H) of every rank -> (L, B, H) in the order of the global batch
+ * (stream i of rank r is stream i P + r), on every rank: each rank broadcasts its part in
+ * turn. tmp holds L*(B/P)*H floats. */
+static int gather_streams(text_task *c, const float *mine, float *all, float *tmp, char *err, size_t errlen) {
+    const int64_t L = c->model.layers, Bl = c->batch, B = c->global_batch, H = c->model.hidden;
+    for (int root = 0; root < c->world; root++) {
+        const float *part = mine;
+        if (c->dist) {
+            if (root == c->rank) memcpy(tmp, mine, (size_t)c->state_numel * sizeof(float));
+            LIB(gopt_dist_broadcast(c->dist, tmp, (size_t)c->state_numel * sizeof(float), root),
+                "gathering the carried states");
+            part = tmp;
+        }
+        for (int64_t l = 0; l < L; l++)
+            for (int64_t i = 0; i < Bl; i++)
+                memcpy(all + (l * B + i * c->world + root) * H, part + (l * Bl + i) * H, (size_t)H * sizeof(float));
+    }
+    return 0;
+}
+
+/* The inverse: this rank's streams out of (L, B, H). */
+static void scatter_streams(const text_task *c, const float *all, float *mine) {
+    const int64_t L = c->model.layers, Bl = c->batch, B = c->global_batch, H = c->model.hidden;
+    for (int64_t l = 0; l < L; l++)
+        for (int64_t i = 0; i < Bl; i++)
+            memcpy(mine + (l * Bl + i) * H, all + (l * B + i * c->world + c->rank) * H, (size_t)H * sizeof(float));
+}
+
 /* ---- task callbacks ---------------------------------------------------------------------- */
 
 static int64_t text_batches(void *ctx) { return gopt_text_loader_batches_per_epoch(((text_task *)ctx)->loader); }
@@ -142,6 +189,7 @@ static int text_train_batch(void *ctx, gopt_net *net, float label_smoothing, tra
     int64_t index;
     LIB(gopt_text_loader_next(c->loader, c->inputs, c->targets, &n, &index), "next batch");
     if (n == 0) return fail(err, errlen, "the text loader ran past the end of its epoch");
+    keep_my_rows(c);
     if (c->model.streams && index == 0) { /* a new epoch: new streams, from zeros */
         gopt_net_reset_state(net);
         c->carry_valid = 0;
@@ -173,7 +221,7 @@ static size_t text_state_size(void *ctx, gopt_net *net) {
     (void)net;
     text_task *c = ctx;
     size_t n = 4 + 4 + gopt_vocab_state_size(gopt_text_vocab(c->train)) + 4 + gopt_text_loader_state_size(c->loader) + 4;
-    n += (size_t)c->state_numel * sizeof(float) * (c->model.arch == GOPT_LAYER_LSTM ? 2 : 1);
+    n += (size_t)c->state_numel * (size_t)c->world * sizeof(float) * (c->model.arch == GOPT_LAYER_LSTM ? 2 : 1);
     return n;
 }
 
@@ -193,17 +241,24 @@ static int text_state_save(void *ctx, gopt_net *net, void *buf, size_t size, cha
     memcpy(p, &u, 4), p += 4;
     LIB(gopt_text_loader_state_save(c->loader, p, u), "saving the loader position");
     p += u;
-    u = (uint32_t)c->carry_valid;
+    u = (uint32_t)c->carry_valid; /* the same on every rank */
     memcpy(p, &u, 4), p += 4;
-    size_t bytes = (size_t)c->state_numel * sizeof(float);
-    if (c->carry_valid) memcpy(p, c->carry_h, bytes);
-    else memset(p, 0, bytes);
-    p += bytes;
-    if (c->model.arch == GOPT_LAYER_LSTM) {
-        if (c->carry_valid) memcpy(p, c->carry_c, bytes);
-        else memset(p, 0, bytes);
+    size_t bytes = (size_t)c->state_numel * (size_t)c->world * sizeof(float);
+    /* (the floats of p are not aligned: gathered through an aligned copy) */
+    float *all = malloc(bytes), *tmp = malloc((size_t)c->state_numel * sizeof(float));
+    int rc = all && tmp ? 0 : fail(err, errlen, "out of memory saving the carried state");
+    for (int k = 0; k < (c->model.arch == GOPT_LAYER_LSTM ? 2 : 1) && !rc; k++) {
+        if (c->carry_valid) {
+            rc = gather_streams(c, k ? c->carry_c : c->carry_h, all, tmp, err, errlen);
+            if (!rc) memcpy(p, all, bytes);
+        } else {
+            memset(p, 0, bytes);
+        }
+        p += bytes;
     }
-    return 0;
+    free(all);
+    free(tmp);
+    return rc;
 }
 
 /* Parse and validate a state; apply it when `apply`. */
@@ -230,7 +285,7 @@ static int text_state_read(text_task *c, gopt_net *net, const void *buf, size_t 
     p += u;
     /* the recurrent state's size follows the model: checked on load, after the parameters
      * (whose mismatch names the tensor) */
-    size_t bytes = (size_t)c->state_numel * sizeof(float);
+    size_t bytes = (size_t)c->state_numel * (size_t)c->world * sizeof(float);
     size_t want = 4 + bytes * (c->model.arch == GOPT_LAYER_LSTM ? 2 : 1);
     if (apply && (size_t)(end - p) != want)
         return fail(err, errlen, "checkpoint section 'data': a recurrent state of %zu bytes, this model has %zu",
@@ -254,8 +309,15 @@ static int text_state_read(text_task *c, gopt_net *net, const void *buf, size_t 
     c->carry_valid = (int)carry;
     c->trained_since_snapshot = 0;
     if (carry) {
-        memcpy(c->carry_h, p, bytes);
-        if (c->model.arch == GOPT_LAYER_LSTM) memcpy(c->carry_c, p + bytes, bytes);
+        float *all = malloc(bytes);
+        if (!all) return fail(err, errlen, "out of memory loading the carried state");
+        memcpy(all, p, bytes);
+        scatter_streams(c, all, c->carry_h);
+        if (c->model.arch == GOPT_LAYER_LSTM) {
+            memcpy(all, p + bytes, bytes);
+            scatter_streams(c, all, c->carry_c);
+        }
+        free(all);
     }
     return restore(c, net, err, errlen);
 }
@@ -290,11 +352,18 @@ int text_trainer_create(const trainer_config *cfg, const text_model_config *m, c
     if (!c) return fail(err, errlen, "out of memory");
     c->model = *m;
     c->train = train;
-    c->batch = cfg->batch;
+    if (trainer_local_batch(cfg, &c->batch, err, errlen)) {
+        free(c);
+        return -1;
+    }
+    c->global_batch = cfg->batch;
+    c->dist = cfg->dist;
+    c->world = trainer_world(cfg);
+    c->rank = trainer_rank(cfg);
     c->T = m->seq_len;
     c->V = m->vocab;
     c->rnn_index = 1;
-    c->state_numel = (int64_t)m->layers * cfg->batch * m->hidden;
+    c->state_numel = (int64_t)m->layers * c->batch * m->hidden;
     gopt_net *net = NULL;
     gopt_text_loader_config lc = gopt_text_loader_config_default();
     lc.batch_size = cfg->batch;
@@ -314,13 +383,13 @@ int text_trainer_create(const trainer_config *cfg, const text_model_config *m, c
     c->carry_c = calloc(st, sizeof(float));
     c->eval_h = calloc(st, sizeof(float));
     c->eval_c = calloc(st, sizeof(float));
-    const int64_t shape[3] = {cfg->batch, m->seq_len, m->vocab};
+    const int64_t shape[3] = {c->batch, m->seq_len, m->vocab};
     if (!c->inputs || !c->targets || !c->carry_h || !c->carry_c || !c->eval_h || !c->eval_c ||
         gopt_tensor_create(3, shape, &c->dlogits) != GOPT_OK) {
         text_destroy(c);
         return fail(err, errlen, "out of memory for the batch buffers");
     }
-    if (text_net_build(m, cfg->batch, m->seq_len, m->streams, cfg->seed, &net, err, errlen)) {
+    if (text_net_build(m, c->batch, m->seq_len, m->streams, cfg->seed, &net, err, errlen)) {
         text_destroy(c);
         return -1;
     }
@@ -336,7 +405,7 @@ int text_evaluate(trainer *t, const gopt_text *held_out, double *loss, double *a
         gopt_text_loader_destroy(c->eval_loader);
         c->eval_loader = NULL;
         gopt_text_loader_config lc = gopt_text_loader_config_default();
-        lc.batch_size = c->batch;
+        lc.batch_size = c->global_batch; /* each rank evaluates its streams of it */
         lc.seq_len = c->T;
         lc.order = GOPT_TEXT_STREAMS;
         lc.cover_all = 1;
@@ -355,6 +424,7 @@ int text_evaluate(trainer *t, const gopt_text *held_out, double *loss, double *a
     int rc = 0;
     for (int64_t k = 0; k < windows && !rc; k++) {
         gopt_status s = gopt_text_loader_batch_at(c->eval_loader, 0, k, c->inputs, c->targets);
+        if (s == GOPT_OK) keep_my_rows(c);
         gopt_tensor th, tc, logits, flat;
         if (s == GOPT_OK) {
             if (k == 0) s = gopt_layer_rnn_set_state(l, NULL, NULL);
@@ -385,6 +455,13 @@ int text_evaluate(trainer *t, const gopt_text *held_out, double *loss, double *a
     }
     gopt_net_set_training(net, 1);
     if (!rc) rc = restore(c, net, err, errlen);
+    if (!rc && c->dist) {
+        double v[3] = {loss_sum, (double)correct, (double)count};
+        LIB(gopt_dist_sum(c->dist, v, 3), "evaluation over the ranks");
+        loss_sum = v[0];
+        correct = (int64_t)v[1];
+        count = (int64_t)v[2];
+    }
     *loss = count ? loss_sum / (double)count : NAN;
     *acc = count ? (double)correct / (double)count : NAN;
     return rc;

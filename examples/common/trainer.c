@@ -73,6 +73,36 @@ int trainer_fail(char *err, size_t errlen, const char *fmt, ...) {
 #define fail trainer_fail
 #define LIB TRAINER_LIB
 
+int trainer_rank(const trainer_config *cfg) { return cfg->dist ? gopt_dist_rank(cfg->dist) : 0; }
+int trainer_world(const trainer_config *cfg) { return cfg->dist ? gopt_dist_size(cfg->dist) : 1; }
+
+int trainer_local_batch(const trainer_config *cfg, int *local, char *err, size_t errlen) {
+    int world = trainer_world(cfg);
+    if (cfg->batch < 1) return fail(err, errlen, "batch = %d must be >= 1", cfg->batch);
+    if (cfg->batch % world != 0)
+        return fail(err, errlen,
+                    "the batch of %d does not divide over the %d processes of this run: the batch is global "
+                    "and each process trains on an equal share (give a multiple of %d)",
+                    cfg->batch, world, world);
+    *local = cfg->batch / world;
+    return 0;
+}
+
+int trainer_agree(gopt_dist *d, int rc, char *err, size_t errlen) {
+    if (!d) return rc;
+    double failed[1] = {rc != 0};
+    gopt_status s = gopt_dist_sum(d, failed, 1);
+    if (s != GOPT_OK) {
+        if (rc == 0) fail(err, errlen, "agreeing on a failure: %s (%s)", gopt_status_str(s), gopt_last_error());
+        return -1; /* the world is broken: no clean exit */
+    }
+    if (failed[0] == 0) return 0;
+    if (rc == 0)
+        fail(err, errlen, "stopped: %d of the %d processes failed (their messages say why)", (int)failed[0],
+             gopt_dist_size(d));
+    return TRAINER_FAILED_ALL;
+}
+
 static gopt_sched_config warmup_part(int64_t warmup) {
     gopt_sched_config w = gopt_sched_config_default(GOPT_SCHED_LINEAR);
     w.start_factor = 0.01;
@@ -186,20 +216,37 @@ int trainer_create_custom(const trainer_config *cfg, gopt_net *net, const traine
     t->first_loss = NAN;
     *out = t; /* destroyed by the caller on failure too */
     if (cfg->accum < 1) return fail(err, errlen, "accum = %d must be >= 1", cfg->accum);
-    if (cfg->batch < 1) return fail(err, errlen, "batch = %d must be >= 1", cfg->batch);
+    int local_batch;
+    if (trainer_local_batch(cfg, &local_batch, err, errlen)) return -1;
     t->params = gopt_net_params(t->net);
     if (!cfg->decay_norm_bias) {
         gopt_group_config nd = gopt_group_config_default();
         nd.weight_decay = 0.0f;
         LIB(gopt_params_group_by_tag(t->params, GOPT_TAG_BIAS | GOPT_TAG_NORM, &nd, NULL), "no-decay group");
     }
-    LIB(gopt_optim_create(&cfg->optim, t->params, &t->opt), "optimizer");
+    gopt_dist *d = cfg->dist;
+    if (d) {
+        LIB(gopt_dist_optim_create(d, &cfg->optim, t->params, &t->opt), "optimizer");
+        /* the same net, optimizer and options everywhere, before any collective over the net */
+        const char *vt = cfg->verify_text ? cfg->verify_text : "";
+        gopt_status vs = gopt_dist_verify(d, t->params, t->opt, vt, strlen(vt));
+        if (vs != GOPT_OK) { /* a mismatch (EINVAL) is reported on every rank: they leave together */
+            fail(err, errlen, "checking that every process built the same run: %s (%s)", gopt_status_str(vs),
+                 gopt_last_error());
+            return vs == GOPT_EINVAL ? TRAINER_FAILED_ALL : -1;
+        }
+        LIB(gopt_dist_broadcast_net(d, t->net), "broadcasting rank 0's net");
+        if (cfg->sync_bn) LIB(gopt_dist_sync_batchnorm(d, t->net, 1), "SyncBatchNorm");
+    } else {
+        LIB(gopt_optim_create(&cfg->optim, t->params, &t->opt), "optimizer");
+    }
     if (build_schedule(t, err, errlen)) return -1;
 
     gopt_monitor_config mc = gopt_monitor_config_default();
     mc.skip_nonfinite = cfg->skip_nonfinite;
     mc.skip_spikes = cfg->skip_spikes;
     LIB(gopt_monitor_create(&mc, t->params, t->opt, &t->mon), "monitor");
+    if (d) LIB(gopt_dist_attach_monitor(d, t->mon, t->opt), "monitor over the ranks");
     LIB(gopt_accum_create(cfg->accum, &t->accum), "accumulation");
     if (t->task.batches_per_epoch(t->task.ctx) < 1) return fail(err, errlen, "the training data has no full batch");
     return t->task.seek(t->task.ctx, 0, 0, err, errlen);
@@ -268,11 +315,26 @@ int trainer_step_once(trainer *t, trainer_step *out, int *epoch_done, char *err,
         /* the next step would not fit in this epoch: the epoch ends here */
         *epoch_done = 1;
     }
+    gopt_dist *d = t->cfg.dist;
+    double ranks = 1;
+    if (d) {
+        /* the gradient of the global batch on every rank (AGC needs whole rows: the whole
+         * arena, also under ZeRO-1), then the step's figures summed over the ranks before
+         * anything decides on them */
+        if (t->cfg.agc > 0) LIB(gopt_dist_allreduce_grads(d, t->params), "gradient all-reduce");
+        else LIB(gopt_dist_reduce_grads(d, t->opt), "gradient reduction");
+        double v[3] = {loss_sum, (double)correct, (double)count};
+        LIB(gopt_dist_sum(d, v, 3), "loss over the ranks");
+        loss_sum = v[0];
+        correct = (int64_t)v[1];
+        count = (int64_t)v[2];
+        ranks = gopt_dist_size(d);
+    }
     t->steps++;
     out->step = t->steps;
     out->epoch = t->epoch;
     out->count = count;
-    out->loss = loss_sum / t->cfg.accum;
+    out->loss = loss_sum / (t->cfg.accum * ranks); /* every rank's micro-batch holds as many targets */
     out->acc = count ? (double)correct / (double)count : 0;
     out->lr = gopt_optim_get_lr(t->opt, 0);
 
@@ -287,18 +349,22 @@ int trainer_step_once(trainer *t, trainer_step *out, int *epoch_done, char *err,
         if (t->cfg.agc > 0) LIB(gopt_clip_agc(t->params, t->cfg.agc, 1e-3, GOPT_TAG_WEIGHT, NULL), "adaptive clipping");
         if (t->cfg.clip_norm > 0) {
             float total;
-            LIB(gopt_clip_grad_norm(t->params, t->cfg.clip_norm, 2.0, 0, &total), "clip");
+            if (d) LIB(gopt_dist_clip_grad_norm(d, t->opt, t->cfg.clip_norm, 2.0, 0, &total), "clip");
+            else LIB(gopt_clip_grad_norm(t->params, t->cfg.clip_norm, 2.0, 0, &total), "clip");
             out->clipped = (float)t->cfg.clip_norm / (total + 1e-6f) < 1.0f; /* clip_grad_norm_'s coef */
         }
         if (t->cfg.clip_value > 0) {
             float maxabs;
-            LIB(gopt_norm(gopt_params_grads(t->params), gopt_params_numel(t->params), INFINITY, &maxabs), "max |g|");
+            if (d) LIB(gopt_dist_grad_norm(d, t->opt, INFINITY, &maxabs), "max |g|");
+            else LIB(gopt_norm(gopt_params_grads(t->params), gopt_params_numel(t->params), INFINITY, &maxabs), "max |g|");
             if (maxabs > (float)t->cfg.clip_value) {
                 out->clipped = 1;
+                /* under ZeRO-1 this also clamps the stale rest of the block: never read */
                 LIB(gopt_clip_grad_value(t->params, t->cfg.clip_value), "clip by value");
             }
         }
-        LIB(gopt_optim_step(t->opt), "optimizer step");
+        if (d) LIB(gopt_dist_step(d, t->opt), "optimizer step");
+        else LIB(gopt_optim_step(t->opt), "optimizer step");
         LIB(gopt_monitor_after_step(t->mon), "monitor");
         out->update_ratio = update_ratio(t);
     }
@@ -360,23 +426,26 @@ static int add_blob(gopt_ckpt_writer *w, const char *name, const void *obj, size
 #define ADD(w, name, obj, kind) \
     add_blob(w, name, obj, (size_fn)gopt_##kind##_state_size, (save_fn)gopt_##kind##_state_save, err, errlen)
 
-int trainer_save(const trainer *t, const char *path, const char *config_text, char *err, size_t errlen) {
+/* The section "dist": the world size and the ZeRO flag of the run that wrote it. */
+typedef struct dist_section {
+    uint32_t world, zero;
+} dist_section;
+
+/* The file, on one process (rank 0 under dist), from the optimizer and data blobs made by
+ * the caller (collectively under dist). */
+static int write_file(const trainer *t, const char *path, const char *config_text, const void *optim_blob,
+                      size_t optim_size, const void *data_blob, size_t data_size, char *err, size_t errlen) {
     gopt_ckpt_writer *w;
     LIB(gopt_ckpt_writer_begin(path, &w), "checkpoint");
     uint64_t counters[4] = {(uint64_t)t->epoch, (uint64_t)t->steps, (uint64_t)t->sched_steps,
                             (uint64_t)t->batch_in_epoch};
-    int rc = ADD(w, "params", t->params, params) || ADD(w, "net", t->net, net) || ADD(w, "optim", t->opt, optim) ||
-             ADD(w, "monitor", t->mon, monitor) || ADD(w, "accum", t->accum, accum) ||
-             (t->sched && ADD(w, "sched", t->sched, sched)) || (t->warmup && ADD(w, "warmup", t->warmup, sched));
-    if (!rc) {
-        size_t n = t->task.state_size(t->task.ctx, t->net);
-        void *buf = malloc(n ? n : 1);
-        if (!buf) rc = fail(err, errlen, "out of memory saving 'data'");
-        else if (t->task.state_save(t->task.ctx, t->net, buf, n, err, errlen)) rc = -1;
-        else if (gopt_ckpt_writer_add(w, "data", buf, n) != GOPT_OK)
-            rc = fail(err, errlen, "saving 'data': %s", gopt_last_error());
-        free(buf);
-    }
+    int rc = ADD(w, "params", t->params, params) || ADD(w, "net", t->net, net);
+    if (!rc && gopt_ckpt_writer_add(w, "optim", optim_blob, optim_size) != GOPT_OK)
+        rc = fail(err, errlen, "saving 'optim': %s", gopt_last_error());
+    rc = rc || ADD(w, "monitor", t->mon, monitor) || ADD(w, "accum", t->accum, accum) ||
+         (t->sched && ADD(w, "sched", t->sched, sched)) || (t->warmup && ADD(w, "warmup", t->warmup, sched));
+    if (!rc && gopt_ckpt_writer_add(w, "data", data_blob, data_size) != GOPT_OK)
+        rc = fail(err, errlen, "saving 'data': %s", gopt_last_error());
     if (!rc && gopt_ckpt_writer_add(w, "counters", counters, sizeof counters) != GOPT_OK)
         rc = fail(err, errlen, "saving counters: %s", gopt_last_error());
     double watch[7] = {t->first_loss, (double)t->recent_count};
@@ -385,12 +454,42 @@ int trainer_save(const trainer *t, const char *path, const char *config_text, ch
         rc = fail(err, errlen, "saving the divergence watch: %s", gopt_last_error());
     if (!rc && config_text && gopt_ckpt_writer_add_text(w, "config", config_text) != GOPT_OK)
         rc = fail(err, errlen, "saving config: %s", gopt_last_error());
+    if (!rc && t->cfg.dist) {
+        dist_section ds = {(uint32_t)gopt_dist_size(t->cfg.dist), (uint32_t)gopt_dist_get_config(t->cfg.dist)->zero};
+        if (gopt_ckpt_writer_add(w, "dist", &ds, sizeof ds) != GOPT_OK)
+            rc = fail(err, errlen, "saving 'dist': %s", gopt_last_error());
+    }
     if (rc) {
         gopt_ckpt_writer_abort(w);
         return -1;
     }
     LIB(gopt_ckpt_writer_commit(w), "checkpoint commit");
     return 0;
+}
+
+int trainer_save(const trainer *t, const char *path, const char *config_text, char *err, size_t errlen) {
+    gopt_dist *d = t->cfg.dist;
+    const int writer = !d || gopt_dist_rank(d) == 0;
+    /* the optimizer state (gathered to rank 0 under ZeRO-1) and the task's state (the text
+     * task gathers every rank's carried state): collective, so every rank makes them */
+    size_t optim_size = d ? gopt_dist_optim_state_size(d, t->opt) : gopt_optim_state_size(t->opt);
+    size_t data_size = t->task.state_size(t->task.ctx, t->net);
+    void *optim_blob = writer ? malloc(optim_size ? optim_size : 1) : NULL;
+    void *data_blob = malloc(data_size ? data_size : 1);
+    if ((writer && !optim_blob) || !data_blob) {
+        free(optim_blob);
+        free(data_blob);
+        return fail(err, errlen, "out of memory saving a checkpoint");
+    }
+    gopt_status s = d ? gopt_dist_optim_state_save(d, t->opt, optim_blob, writer ? optim_size : 0)
+                      : gopt_optim_state_save(t->opt, optim_blob, optim_size);
+    int rc = 0;
+    if (s != GOPT_OK) rc = fail(err, errlen, "saving 'optim': %s", gopt_last_error());
+    else if (t->task.state_save(t->task.ctx, t->net, data_blob, data_size, err, errlen)) rc = -1;
+    if (!rc && writer) rc = write_file(t, path, config_text, optim_blob, optim_size, data_blob, data_size, err, errlen);
+    free(optim_blob);
+    free(data_blob);
+    return trainer_agree(d, rc, err, errlen);
 }
 
 typedef gopt_status (*load_fn)(void *, const void *, size_t);
@@ -407,14 +506,33 @@ static int load_blob(const gopt_ckpt *c, const char *name, void *obj, load_fn lo
 
 #define LOAD(c, name, obj, kind) load_blob(c, name, obj, (load_fn)gopt_##kind##_state_load, err, errlen)
 
+static int load_file(trainer *t, const char *path, char *err, size_t errlen);
+
 int trainer_load(trainer *t, const char *path, char *err, size_t errlen) {
+    /* every rank reads the file (the same path on every host) */
+    return trainer_agree(t->cfg.dist, load_file(t, path, err, errlen), err, errlen);
+}
+
+static int load_file(trainer *t, const char *path, char *err, size_t errlen) {
     gopt_ckpt *c;
     LIB(gopt_ckpt_open(path, &c), "checkpoint");
     const void *data;
     size_t size;
     uint64_t counters[4];
     int rc = 0;
-    if (gopt_ckpt_find(c, "counters", &data, &size) != GOPT_OK || size != sizeof counters)
+    /* the world that wrote it: none = one process */
+    dist_section ds = {1, 0};
+    const int world = trainer_world(&t->cfg);
+    if (gopt_ckpt_find(c, "dist", &data, &size) == GOPT_OK) {
+        if (size != sizeof ds) rc = fail(err, errlen, "checkpoint '%s' has an invalid 'dist' section", path);
+        else memcpy(&ds, data, sizeof ds);
+    }
+    if (!rc && ds.world != (uint32_t)world)
+        rc = fail(err, errlen,
+                  "checkpoint '%s' was written by a run of %u process%s and this run has %d: resume with the same "
+                  "world size (mpirun -np %u) for an exact continuation",
+                  path, ds.world, ds.world == 1 ? "" : "es", world, ds.world);
+    if (!rc && (gopt_ckpt_find(c, "counters", &data, &size) != GOPT_OK || size != sizeof counters))
         rc = fail(err, errlen, "checkpoint '%s' has no valid 'counters' section", path);
     if (!rc && (t->sched != NULL) != (gopt_ckpt_has(c, "sched") != 0))
         rc = fail(err, errlen, "checkpoint '%s' was made with %s schedule", path, t->sched ? "no" : "a");

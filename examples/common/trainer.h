@@ -4,7 +4,17 @@
  * net and any data: a `trainer_task` supplies the batches (CIFAR-10 images in
  * task_cifar.c, text in task_text.c).
  * It is example code (not part of the library): it prints nothing, and returns -1 with a
- * message in `err` on failure. */
+ * message in `err` on failure.
+ *
+ * Data parallel (trainer_config.dist, gradopt/dist.h): every process of an MPI world runs
+ * the same trainer on its share of each global batch; the trainer broadcasts rank 0's net,
+ * averages the gradients, decides every step on global values (loss, norms, the monitor)
+ * and takes the same step on every rank. Every function below is then collective (all
+ * ranks call it, in the same order) unless it says otherwise. A failure that only some
+ * ranks see returns -1 on those ranks while the others may wait in a collective (the
+ * process should leave without gopt_dist_destroy: mpirun then ends the others);
+ * TRAINER_FAILED_ALL says that every rank failed at the same point (the ranks agreed on
+ * it, so each can leave cleanly). */
 #ifndef GOPT_EXAMPLES_TRAINER_H
 #define GOPT_EXAMPLES_TRAINER_H
 
@@ -12,6 +22,7 @@
 #include <stdint.h>
 
 #include <gradopt.h>
+#include <gradopt/dist.h>
 
 typedef enum trainer_schedule {
     SCHED_CONSTANT = 0, /* the optimizer's LR throughout (after the warmup, if any) */
@@ -54,9 +65,31 @@ typedef struct trainer_config {
     int skip_nonfinite;     /* monitor: skip steps with NaN/Inf gradients or loss */
     int skip_spikes;        /* monitor: skip loss spikes */
     double diverge_factor;  /* loss above this multiple of the first loss = diverged (0: off) */
+    /* data parallel: NULL = one process (no collective anywhere). Otherwise `batch` stays
+     * the global batch and each of the P ranks trains on batch / P of it (P must divide
+     * it); the optimizer comes from gopt_dist_optim_create (ZeRO-1 when the world's config
+     * says so). Borrowed: it must outlive the trainer. */
+    gopt_dist *dist;
+    int sync_bn;             /* dist: SyncBatchNorm (statistics over the global batch); 0: per rank */
+    const char *verify_text; /* dist: hashed with the arena and optimizer by gopt_dist_verify
+                                at create (the program's options: every rank must agree) */
 } trainer_config;
 
 trainer_config trainer_config_default(void);
+
+/* Returned (instead of -1) when every rank of the world failed at the same point. */
+#define TRAINER_FAILED_ALL (-2)
+
+/* Not collective: this process's rank and the world size (0 and 1 without dist). */
+int trainer_rank(const trainer_config *cfg);
+int trainer_world(const trainer_config *cfg);
+/* Not collective: the batch this rank trains on (cfg->batch / P); -1 with a message naming
+ * both numbers when P does not divide cfg->batch. */
+int trainer_local_batch(const trainer_config *cfg, int *local, char *err, size_t errlen);
+/* Agree on a failure: rc is this rank's result (0 or < 0). Returns 0 when every rank
+ * succeeded, else TRAINER_FAILED_ALL on every rank (the ranks that succeeded get a message
+ * saying how many others failed). Without dist: rc. */
+int trainer_agree(gopt_dist *d, int rc, char *err, size_t errlen);
 
 /* What one micro-batch gave: mean loss over its `count` targets, `correct` top-1 hits. */
 typedef struct trainer_batch {
@@ -88,7 +121,7 @@ typedef struct trainer_task {
 typedef struct trainer_step {
     int64_t step;           /* optimizer steps attempted so far, 1-based */
     int64_t epoch;          /* 0-based */
-    double loss, acc;       /* over the step's micro-batches */
+    double loss, acc;       /* over the step's micro-batches (and ranks) */
     double lr;              /* LR of group 0 used for this step */
     double grad_norm;       /* global L2 norm before clipping */
     double update_ratio;    /* ||update|| / ||params|| over the whole arena */
@@ -96,13 +129,14 @@ typedef struct trainer_step {
     int clipped;            /* 1: the norm clip scaled the gradients, or an element exceeded clip_value */
     int nonfinite, spike;
     int diverged;           /* set once: non-finite loss or loss > diverge_factor * first loss */
-    int64_t count;          /* targets trained on (images, characters) */
+    int64_t count;          /* targets trained on (images, characters), over all ranks */
 } trainer_step;
 
 typedef struct trainer trainer;
 
 /* A run over `net` (built; owned by the trainer from now on, also on failure) and `task`
- * (owned too: its destroy is called by trainer_destroy). */
+ * (owned too: its destroy is called by trainer_destroy). dist: TRAINER_FAILED_ALL when the
+ * ranks did not build the same run (gopt_dist_verify, reported on every rank). */
 int trainer_create_custom(const trainer_config *cfg, gopt_net *net, const trainer_task *task, trainer **out,
                           char *err, size_t errlen);
 void trainer_destroy(trainer *t);
@@ -128,7 +162,12 @@ int trainer_diverged(const trainer *t);
  * accumulation, the task's data position, counters, `config_text`, and `extra` sections
  * when given) atomically to path; load it back into a trainer created with the same
  * config. Load validates the task's section first, then every other, and changes nothing
- * when one does not fit. */
+ * when one does not fit.
+ * dist: every rank calls both. The optimizer state is gathered into the unsharded format
+ * (gopt_dist_optim_state_save) and rank 0 alone writes the file, with a section "dist"
+ * holding the world size and the ZeRO flag; every rank reads it. A checkpoint of another
+ * world size is refused naming both sizes (one without "dist" is from one process).
+ * Both agree on failure (TRAINER_FAILED_ALL). */
 int trainer_save(const trainer *t, const char *path, const char *config_text, char *err, size_t errlen);
 int trainer_load(trainer *t, const char *path, char *err, size_t errlen);
 
@@ -142,7 +181,11 @@ int trainer_create(const trainer_config *cfg, const gopt_dataset *train, const g
  * (3072 values: e.g. {3072} for an MLP over flattened images). trainer_evaluate works on it. */
 int trainer_create_images(const trainer_config *cfg, gopt_net *net, int in_ndim, const int64_t in_shape[],
                           const gopt_dataset *train, trainer **out, char *err, size_t errlen);
-/* Mean loss and accuracy over a dataset in eval mode (then back to training mode). */
+/* Mean loss and accuracy over a dataset in eval mode (then back to training mode).
+ * dist: each rank evaluates its contiguous share of ds (rank r: images [r N / P,
+ * (r+1) N / P)) with rank 0's BatchNorm statistics (broadcast first, so the net state is
+ * rank 0's everywhere, as the checkpoints store it), and the sums are reduced: every rank
+ * gets the same numbers, those of the whole set. */
 int trainer_evaluate(trainer *t, const gopt_dataset *ds, double *loss, double *acc, char *err, size_t errlen);
 
 /* Shared by the tasks: format into err and return -1. */
