@@ -52,9 +52,12 @@
  * Built when CMake finds MPI (GOPT_WITH_MPI, default auto; gopt_dist_has_mpi() says);
  * without it the same functions run a world of one process, so code written against this
  * header runs unchanged. No MPI type appears in this header or any other of the library:
- * the communicator is MPI_COMM_WORLD (duplicated). MPI is initialised by gopt_dist_create
- * when the caller has not done so (MPI_THREAD_FUNNELED: only the calling thread talks to
- * MPI) and finalised by gopt_dist_destroy when it initialised it. MPI errors come back as
+ * the communicator is MPI_COMM_WORLD (duplicated). When the caller has not initialised MPI,
+ * gopt_dist_create does (MPI_THREAD_FUNNELED: only the calling thread talks to MPI) if a
+ * launcher started the process (mpirun/mpiexec, srun: it finds OMPI_COMM_WORLD_SIZE,
+ * PMI_SIZE, PMI_RANK or PMIX_RANK in the environment; GOPT_DIST_FORCE_MPI forces it), and
+ * gopt_dist_destroy finalises it; a plain start is a world of one without MPI, so programs
+ * that always create a gopt_dist do not pay MPI's start-up when run alone. MPI errors come back as
  * statuses (MPI_ERRORS_RETURN on the library's communicator), never as an abort.
  *
  * Every function here is collective (all ranks call it, in the same order) unless it says

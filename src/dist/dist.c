@@ -18,6 +18,7 @@
  * an all-gather of every rank's vector, summed in rank order. */
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "gradopt/clip.h"
 #include "gradopt/dist.h"
@@ -79,7 +80,7 @@ static gopt_status mpi_fail(int rc, const char *what) {
 
 static gopt_status comm_barrier(gopt_dist *d) {
 #ifdef GOPT_HAVE_MPI
-    MPI_TRY(MPI_Barrier(d->comm), "MPI_Barrier");
+    if (d->have_comm) MPI_TRY(MPI_Barrier(d->comm), "MPI_Barrier");
 #endif
     (void)d;
     return GOPT_OK;
@@ -87,7 +88,7 @@ static gopt_status comm_barrier(gopt_dist *d) {
 
 static gopt_status comm_bcast(gopt_dist *d, void *buf, size_t bytes, int root) {
 #ifdef GOPT_HAVE_MPI
-    for (size_t off = 0; off < bytes;) { /* counts are ints */
+    for (size_t off = 0; d->have_comm && off < bytes;) { /* counts are ints */
         size_t chunk = bytes - off < (size_t)INT_MAX ? bytes - off : (size_t)INT_MAX;
         MPI_TRY(MPI_Bcast((char *)buf + off, (int)chunk, MPI_BYTE, root, d->comm), "MPI_Bcast");
         off += chunk;
@@ -100,26 +101,30 @@ static gopt_status comm_bcast(gopt_dist *d, void *buf, size_t bytes, int root) {
 /* out[r * n .. r * n + n - 1] = rank r's in[0..n-1]. */
 static gopt_status comm_allgather_f64(gopt_dist *d, const double *in, int n, double *out) {
 #ifdef GOPT_HAVE_MPI
-    MPI_TRY(MPI_Allgather(in, n, MPI_DOUBLE, out, n, MPI_DOUBLE, d->comm), "MPI_Allgather");
-#else
-    memcpy(out, in, (size_t)n * sizeof *in);
+    if (d->have_comm) {
+        MPI_TRY(MPI_Allgather(in, n, MPI_DOUBLE, out, n, MPI_DOUBLE, d->comm), "MPI_Allgather");
+        return GOPT_OK;
+    }
 #endif
+    memcpy(out, in, (size_t)n * sizeof *in);
     return GOPT_OK;
 }
 
 static gopt_status comm_allgather_u64(gopt_dist *d, const uint64_t *in, int n, uint64_t *out) {
 #ifdef GOPT_HAVE_MPI
-    MPI_TRY(MPI_Allgather(in, n, MPI_UINT64_T, out, n, MPI_UINT64_T, d->comm), "MPI_Allgather");
-#else
-    memcpy(out, in, (size_t)n * sizeof *in);
+    if (d->have_comm) {
+        MPI_TRY(MPI_Allgather(in, n, MPI_UINT64_T, out, n, MPI_UINT64_T, d->comm), "MPI_Allgather");
+        return GOPT_OK;
+    }
 #endif
+    memcpy(out, in, (size_t)n * sizeof *in);
     return GOPT_OK;
 }
 
 /* x[0..n-1] = the sum over ranks, in place. */
 static gopt_status comm_allreduce_f32(gopt_dist *d, float *x, int64_t n) {
 #ifdef GOPT_HAVE_MPI
-    for (int64_t off = 0; off < n;) { /* counts are ints */
+    for (int64_t off = 0; d->have_comm && off < n;) { /* counts are ints */
         int64_t chunk = n - off < INT_MAX ? n - off : INT_MAX;
         MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, x + off, (int)chunk, MPI_FLOAT, MPI_SUM, d->comm), "MPI_Allreduce");
         off += chunk;
@@ -132,18 +137,21 @@ static gopt_status comm_allreduce_f32(gopt_dist *d, float *x, int64_t n) {
 /* Sum x (the whole arena, every rank's) into d->slice: this rank's slice of the sum. */
 static gopt_status comm_reduce_scatter(gopt_dist *d, const float *x) {
 #ifdef GOPT_HAVE_MPI
-    MPI_TRY(MPI_Reduce_scatter(x, d->slice, d->counts, MPI_FLOAT, MPI_SUM, d->comm), "MPI_Reduce_scatter");
-#else
-    memcpy(d->slice, x + d->displs[0], (size_t)d->counts[0] * sizeof(float));
+    if (d->have_comm) {
+        MPI_TRY(MPI_Reduce_scatter(x, d->slice, d->counts, MPI_FLOAT, MPI_SUM, d->comm), "MPI_Reduce_scatter");
+        return GOPT_OK;
+    }
 #endif
+    memcpy(d->slice, x + d->displs[0], (size_t)d->counts[0] * sizeof(float));
     return GOPT_OK;
 }
 
 /* Every rank's slice of x (already in place on its owner) copied to every rank. */
 static gopt_status comm_allgather_slices(gopt_dist *d, float *x) {
 #ifdef GOPT_HAVE_MPI
-    MPI_TRY(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, x, d->counts, d->displs, MPI_FLOAT, d->comm),
-            "MPI_Allgatherv");
+    if (d->have_comm)
+        MPI_TRY(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, x, d->counts, d->displs, MPI_FLOAT, d->comm),
+                "MPI_Allgatherv");
 #endif
     (void)d, (void)x;
     return GOPT_OK;
@@ -152,14 +160,29 @@ static gopt_status comm_allgather_slices(gopt_dist *d, float *x) {
 /* Rank 0's `full` receives every rank's slice (n floats) at its offset. */
 static gopt_status comm_gather_slices(gopt_dist *d, const float *slice, int64_t n, float *full) {
 #ifdef GOPT_HAVE_MPI
-    MPI_TRY(MPI_Gatherv(slice, (int)n, MPI_FLOAT, full, d->counts, d->displs, MPI_FLOAT, 0, d->comm), "MPI_Gatherv");
-#else
-    if (n) memcpy(full + d->displs[0], slice, (size_t)n * sizeof(float));
+    if (d->have_comm) {
+        MPI_TRY(MPI_Gatherv(slice, (int)n, MPI_FLOAT, full, d->counts, d->displs, MPI_FLOAT, 0, d->comm),
+                "MPI_Gatherv");
+        return GOPT_OK;
+    }
 #endif
+    if (n) memcpy(full + d->displs[0], slice, (size_t)n * sizeof(float));
     return GOPT_OK;
 }
 
 /* ---- lifetime ------------------------------------------------------------------------------ */
+
+#ifdef GOPT_HAVE_MPI
+/* 1 when a launcher started this process as a rank (mpirun/mpiexec of Open MPI, MPICH's
+ * Hydra, Slurm's srun, a PMIx server): only then does gopt_dist_create initialise MPI. A
+ * plain start runs a world of one without it, and so does not pay MPI's start-up. */
+static int launched(void) {
+    static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMI_RANK", "PMIX_RANK", "GOPT_DIST_FORCE_MPI"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i])) return 1;
+    return 0;
+}
+#endif
 
 gopt_status gopt_dist_create(const gopt_dist_config *cfg, gopt_dist **out) {
     GOPT_CHECK_NULL(out);
@@ -176,6 +199,7 @@ gopt_status gopt_dist_create(const gopt_dist_config *cfg, gopt_dist **out) {
     int inited = 0, finalized = 0;
     MPI_Initialized(&inited);
     MPI_Finalized(&finalized);
+    if (!inited && !finalized && !launched()) goto tables; /* a plain start: a world of one, no MPI */
     if (finalized) {
         gopt__free(d);
         return GOPT_FAIL(GOPT_ESTATE, "MPI was already finalized");
@@ -199,6 +223,7 @@ gopt_status gopt_dist_create(const gopt_dist_config *cfg, gopt_dist **out) {
         gopt_dist_destroy(d);
         return s;
     }
+tables:
 #endif
     d->counts = gopt__calloc((size_t)d->size, sizeof *d->counts);
     d->displs = gopt__calloc((size_t)d->size, sizeof *d->displs);

@@ -20,7 +20,8 @@ work=$4
 rm -rf "$work"; mkdir -p "$work"
 fail() { echo "FAIL: $*"; exit 1; }
 # as root Open MPI needs --allow-run-as-root; --oversubscribe: 3 ranks on 2 cores
-mpi=("$mpiexec" --allow-run-as-root --oversubscribe)
+# plug-ins stay loaded so that LeakSanitizer can name what Open MPI keeps until exit
+mpi=("$mpiexec" --allow-run-as-root --oversubscribe --mca mca_base_component_disable_dlclose 1)
 
 common=(--synthetic-size 600 --val-split 100 --arch resnet8 --width 0.25 --batch 32 --epochs 2 --threads 1
         --seed 5 --optimizer adam --lr 0.01 --clip-norm 1 --schedule onecycle)
