@@ -269,21 +269,27 @@ gopt_status gopt_dist_broadcast(gopt_dist *d, void *buf, size_t bytes, int root)
 
 /* ---- sums ------------------------------------------------------------------------------------ */
 
-gopt_status gopt_dist_sum(gopt_dist *d, double *v, int n) {
-    GOPT_CHECK_NULL(d);
-    if (n < 0) return GOPT_FAIL(GOPT_EINVAL, "n = %d must be >= 0", n);
-    if (n == 0) return GOPT_OK;
-    GOPT_CHECK_NULL(v);
-    if (d->size == 1) return GOPT_OK;
-    if ((int64_t)n * d->size > INT_MAX) return GOPT_FAIL(GOPT_EINVAL, "n = %d is too large to sum", n);
-    if (n * d->size > d->gathered_cap) { /* grows once to the largest vector summed */
+/* d->gathered[r * n + i] = rank r's v[i] (n >= 1), in a scratch that grows once to the
+ * largest vector gathered. */
+static gopt_status gather_all(gopt_dist *d, const double *v, int n) {
+    if ((int64_t)n * d->size > INT_MAX) return GOPT_FAIL(GOPT_EINVAL, "n = %d is too large to gather", n);
+    if (n * d->size > d->gathered_cap) {
         double *g = gopt__malloc((size_t)n * (size_t)d->size * sizeof *g);
         if (!g) return GOPT_FAIL(GOPT_ENOMEM, "sum scratch of %d doubles", n * d->size);
         gopt__free(d->gathered);
         d->gathered = g;
         d->gathered_cap = n * d->size;
     }
-    GOPT_TRY(comm_allgather_f64(d, v, n, d->gathered));
+    return comm_allgather_f64(d, v, n, d->gathered);
+}
+
+gopt_status gopt_dist_sum(gopt_dist *d, double *v, int n) {
+    GOPT_CHECK_NULL(d);
+    if (n < 0) return GOPT_FAIL(GOPT_EINVAL, "n = %d must be >= 0", n);
+    if (n == 0) return GOPT_OK;
+    GOPT_CHECK_NULL(v);
+    if (d->size == 1) return GOPT_OK;
+    GOPT_TRY(gather_all(d, v, n));
     for (int i = 0; i < n; i++) {
         double s = 0;
         for (int r = 0; r < d->size; r++) s += d->gathered[(size_t)r * (size_t)n + (size_t)i];
@@ -492,12 +498,11 @@ gopt_status gopt_dist_reduce_grads(gopt_dist *d, gopt_optim *opt) {
 }
 
 /* The averaged gradient this rank holds for norms: its slice under ZeRO-1, else all of it. */
-static void own_grads(gopt_dist *d, gopt_optim *opt, float **g, int64_t *n) {
+static void own_grads(gopt_optim *opt, float **g, int64_t *n) {
     int64_t b = 0, e = gopt_params_numel(gopt_optim_params(opt));
     if (is_sharded(opt)) gopt_optim_range(opt, &b, &e);
     *g = gopt_params_grads(gopt_optim_params(opt)) + b;
     *n = e - b;
-    (void)d;
 }
 
 gopt_status gopt_dist_grad_norm(gopt_dist *d, gopt_optim *opt, double norm_type, float *out) {
@@ -507,17 +512,13 @@ gopt_status gopt_dist_grad_norm(gopt_dist *d, gopt_optim *opt, double norm_type,
     if (!(norm_type > 0)) return GOPT_FAIL(GOPT_EINVAL, "norm_type = %g must be > 0 (or INFINITY)", norm_type);
     float *g;
     int64_t n;
-    own_grads(d, opt, &g, &n);
+    own_grads(opt, &g, &n);
     if (!is_sharded(opt)) return gopt_norm(g, n, norm_type, out);
     double part = n > 0 ? gopt__pow_sum(g, n, norm_type, 1) : 0.0;
     if (isinf(norm_type)) { /* max over ranks: gather and take the largest (NaN wins, as pow_sum) */
-        double *all = gopt__malloc((size_t)d->size * sizeof *all);
-        if (!all) return GOPT_FAIL(GOPT_ENOMEM, "norm scratch");
-        gopt_status s = comm_allgather_f64(d, &part, 1, all);
+        GOPT_TRY(gather_all(d, &part, 1));
         double m = 0;
-        for (int r = 0; r < d->size; r++) m = (isnan(all[r]) || all[r] > m) ? all[r] : m;
-        gopt__free(all);
-        GOPT_TRY(s);
+        for (int r = 0; r < d->size; r++) m = (isnan(d->gathered[r]) || d->gathered[r] > m) ? d->gathered[r] : m;
         *out = (float)m;
         return GOPT_OK;
     }
@@ -532,7 +533,7 @@ gopt_status gopt_dist_clip_grad_norm(gopt_dist *d, gopt_optim *opt, double max_n
     GOPT_CHECK_NULL(opt);
     if (!is_sharded(opt))
         return gopt_clip_grad_norm(gopt_optim_params(opt), max_norm, norm_type, error_if_nonfinite, total_norm);
-    if (!(isfinite(max_norm) && max_norm >= 0)) return GOPT_FAIL(GOPT_EINVAL, "max_norm = %g must be finite and >= 0", max_norm);
+    GOPT_TRY(gopt__clip_check(max_norm, norm_type));
     float total;
     GOPT_TRY(gopt_dist_grad_norm(d, opt, norm_type, &total));
     if (total_norm) *total_norm = total;
@@ -541,9 +542,8 @@ gopt_status gopt_dist_clip_grad_norm(gopt_dist *d, gopt_optim *opt, double max_n
                          (double)total);
     float *g;
     int64_t n;
-    own_grads(d, opt, &g, &n);
-    float coef = (float)max_norm / (total + 1e-6f); /* clip_grad_norm_'s float32 coefficient (clip.c) */
-    if (!(coef >= 1.0f)) gopt__scale(g, n, coef, 1);
+    own_grads(opt, &g, &n);
+    gopt__clip_apply(g, n, total, max_norm, 1);
     return GOPT_OK;
 }
 

@@ -15,6 +15,19 @@
 #define ROW_STRIPE 64
 #define ROW_OMP_MIN 65536 /* elements: below this one thread */
 
+/* y = [relu](x scale + shift) over rows 0..n-1, columns c0..c0+w-1 of (n, C). */
+static inline void rows_affine(const float *x, float *y, int C, int c0, int w, int n, const float *scale,
+                               const float *shift, int relu) {
+    for (int i = 0; i < n; i++) {
+        const float *xr = x + (int64_t)i * C + c0;
+        float *yr = y + (int64_t)i * C + c0;
+        for (int j = 0; j < w; j++) {
+            float v = xr[j] * scale[j] + shift[j];
+            yr[j] = relu && !(v > 0.0f) ? 0.0f : v;
+        }
+    }
+}
+
 /* The per-process forward; update_running = 0 (a failed synchronisation falling back to
  * it) leaves the running statistics alone. */
 static void rows_forward_local(gopt__bn *bn, const float *gamma, const float *beta, const float *x, float *y,
@@ -59,14 +72,7 @@ static void rows_forward_local(gopt__bn *bn, const float *gamma, const float *be
             scale[j] = gamma[c] * is;
             shift[j] = beta[c] - m * scale[j];
         }
-        for (int i = 0; i < n; i++) {
-            const float *xr = x + (int64_t)i * C + c0;
-            float *yr = y + (int64_t)i * C + c0;
-            for (int j = 0; j < w; j++) {
-                float v = xr[j] * scale[j] + shift[j];
-                yr[j] = relu && !(v > 0.0f) ? 0.0f : v;
-            }
-        }
+        rows_affine(x, y, C, c0, w, n, scale, shift, relu);
     }
 }
 
@@ -119,14 +125,7 @@ static void rows_forward_sync(gopt__bn *bn, const float *gamma, const float *bet
             scale[j] = gamma[c] * bn->save_invstd[c];
             shift[j] = beta[c] - bn->save_mean[c] * scale[j];
         }
-        for (int i = 0; i < n; i++) {
-            const float *xr = x + (int64_t)i * C + c0;
-            float *yr = y + (int64_t)i * C + c0;
-            for (int j = 0; j < w; j++) {
-                float v = xr[j] * scale[j] + shift[j];
-                yr[j] = relu && !(v > 0.0f) ? 0.0f : v;
-            }
-        }
+        rows_affine(x, y, C, c0, w, n, scale, shift, relu);
     }
 }
 

@@ -544,6 +544,33 @@ void gopt__bn_apply(const gopt__bn *bn, const float *gamma, const float *beta, c
     }
 }
 
+/* Channel c's backward sums over the batch, g masked in place by the fused relu (mode: 0
+ * none, 1 relu, 2 relu after + res, 3 relu after + res_bn(res)): sg = sum g, sgx = sum g xhat,
+ * and the channel's mean and invstd. Shared by the local and the synchronised backward. */
+static inline void channel_bwd_sums(const gopt__bn *bn, const float *gamma, const gopt__bn_relu *relu, int mode, int c,
+                                    int training, const float *x, float *g, int n, float *mean, float *invstd,
+                                    double *sg, double *sgx) {
+    const int C = bn->C;
+    const int64_t HW = bn->HW;
+    float mscale = 0.0f, mshift = 0.0f, rs = 1.0f, rsh = 0.0f;
+    bn_coeffs(bn, gamma, relu ? relu->beta : NULL, c, training, mean, invstd, &mscale, &mshift);
+    if (mode == 3) {
+        float rm, ri;
+        bn_coeffs(relu->res_bn, relu->res_gamma, relu->res_beta, c, training, &rm, &ri, &rs, &rsh);
+    }
+    double a = 0.0, b = 0.0;
+    for (int i = 0; i < n; i++) {
+        int64_t off = ((int64_t)i * C + c) * HW;
+        float pg, pgx;
+        plane_bwd_sums(g + off, x + off, mode, mscale, mshift, mode >= 2 ? relu->res + off : NULL, rs, rsh, HW, *mean,
+                       *invstd, &pg, &pgx);
+        a += pg;
+        b += pgx;
+    }
+    *sg = a;
+    *sgx = b;
+}
+
 /* The synchronised training backward: local sums (g masked in place as in the local
  * kernel), dgamma/dbeta from the local sums, then [sum g (C), sum g xhat (C)] summed over
  * the processes and divided by the global count for dx. A failed sum falls back to the
@@ -556,21 +583,9 @@ static void bn_backward_sync(const gopt__bn *bn, const float *gamma, const gopt_
     double *buf = bn->sync->buf, *local = buf + 2 * C + 1;
 #pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) BN_PAR_IF(bn, n)
     for (int c = 0; c < C; c++) {
-        float mean, invstd, mscale = 0.0f, mshift = 0.0f, rs = 1.0f, rsh = 0.0f;
-        bn_coeffs(bn, gamma, relu ? relu->beta : NULL, c, 1, &mean, &invstd, &mscale, &mshift);
-        if (mode == 3) {
-            float rm, ri;
-            bn_coeffs(relu->res_bn, relu->res_gamma, relu->res_beta, c, 1, &rm, &ri, &rs, &rsh);
-        }
-        double sg = 0.0, sgx = 0.0;
-        for (int i = 0; i < n; i++) {
-            int64_t off = ((int64_t)i * C + c) * HW;
-            float pg, pgx;
-            plane_bwd_sums(g + off, x + off, mode, mscale, mshift, mode >= 2 ? relu->res + off : NULL, rs, rsh, HW,
-                           mean, invstd, &pg, &pgx);
-            sg += pg;
-            sgx += pgx;
-        }
+        float mean, invstd;
+        double sg, sgx;
+        channel_bwd_sums(bn, gamma, relu, mode, c, 1, x, g, n, &mean, &invstd, &sg, &sgx);
         dgamma[c] += (float)sgx;
         dbeta[c] += (float)sg;
         buf[c] = local[c] = sg;
@@ -604,21 +619,9 @@ void gopt__bn_backward(const gopt__bn *bn, const float *gamma, const gopt__bn_re
     const int mode = !relu ? 0 : !relu->res ? 1 : !relu->res_bn ? 2 : 3;
 #pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) BN_PAR_IF(bn, n)
     for (int c = 0; c < C; c++) {
-        float mean, invstd, mscale = 0.0f, mshift = 0.0f, rs = 1.0f, rsh = 0.0f;
-        bn_coeffs(bn, gamma, relu ? relu->beta : NULL, c, training, &mean, &invstd, &mscale, &mshift);
-        if (mode == 3) {
-            float rm, ri;
-            bn_coeffs(relu->res_bn, relu->res_gamma, relu->res_beta, c, training, &rm, &ri, &rs, &rsh);
-        }
-        double sg = 0.0, sgx = 0.0;
-        for (int i = 0; i < n; i++) {
-            int64_t off = ((int64_t)i * C + c) * HW;
-            float pg, pgx;
-            plane_bwd_sums(g + off, x + off, mode, mscale, mshift, mode >= 2 ? relu->res + off : NULL, rs, rsh, HW,
-                           mean, invstd, &pg, &pgx);
-            sg += pg;
-            sgx += pgx;
-        }
+        float mean, invstd;
+        double sg, sgx;
+        channel_bwd_sums(bn, gamma, relu, mode, c, training, x, g, n, &mean, &invstd, &sg, &sgx);
         dgamma[c] += (float)sgx;
         dbeta[c] += (float)sg;
         float k = gamma[c] * invstd;

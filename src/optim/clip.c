@@ -142,6 +142,11 @@ static gopt_status check_max_norm(double max_norm) {
     return GOPT_OK;
 }
 
+gopt_status gopt__clip_check(double max_norm, double norm_type) {
+    GOPT_TRY(check_max_norm(max_norm));
+    return check_norm_type(norm_type);
+}
+
 static gopt_status arena_grads(gopt_params *p, float **grads, int64_t *n) {
     GOPT_CHECK_NULL(p);
     if (!gopt_params_finalized(p)) return GOPT_FAIL(GOPT_ESTATE, "the parameter arena is not finalized");
@@ -160,7 +165,7 @@ gopt_status gopt_norm(const float *x, int64_t n, double norm_type, float *out) {
 }
 
 /* Clip one buffer whose norm is known: PyTorch's float32 coefficient. */
-static void apply_clip(float *g, int64_t n, float total, double max_norm, int parallel) {
+void gopt__clip_apply(float *g, int64_t n, float total, double max_norm, int parallel) {
     float coef = (float)max_norm / (total + 1e-6f);
     if (!(coef >= 1.0f)) gopt__scale(g, n, coef, parallel); /* NaN coef spreads NaN, as PyTorch */
 }
@@ -169,14 +174,13 @@ gopt_status gopt_clip_grad_norm_buffer(float *grads, int64_t n, double max_norm,
                                        int error_if_nonfinite, float *total_norm) {
     if (n < 0) return GOPT_FAIL(GOPT_EINVAL, "n = %lld must be >= 0", (long long)n);
     if (n > 0) GOPT_CHECK_NULL(grads);
-    GOPT_TRY(check_max_norm(max_norm));
-    GOPT_TRY(check_norm_type(norm_type));
+    GOPT_TRY(gopt__clip_check(max_norm, norm_type));
     float total = (float)gopt__pnorm(grads, n, norm_type, 1);
     if (total_norm) *total_norm = total;
     if (error_if_nonfinite && !isfinite(total))
         return GOPT_FAIL(GOPT_ENONFINITE, "the total %g-norm of the gradients is %g; gradients left untouched", norm_type,
                          (double)total);
-    apply_clip(grads, n, total, max_norm, 1);
+    gopt__clip_apply(grads, n, total, max_norm, 1);
     return GOPT_OK;
 }
 
@@ -202,7 +206,7 @@ gopt_status gopt_clip_grad_norm_per_tensor(gopt_params *p, double max_norm, doub
         int64_t m = info.grad.numel;
         float total = (float)gopt__pnorm(t, m, norm_type, 1);
         if (norms) norms[i] = total;
-        apply_clip(t, m, total, max_norm, 1);
+        gopt__clip_apply(t, m, total, max_norm, 1);
     }
     return GOPT_OK;
 }
