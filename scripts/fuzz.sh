@@ -37,11 +37,12 @@ done
 
 bash scripts/setup.sh --fuzz
 b=build-fuzz
+mkdir -p "$b"
 CC=clang cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGOPT_BUILD_FUZZ=ON \
   -DGOPT_SANITIZE=address,undefined -DGOPT_BUILD_TESTS=OFF -DGOPT_BUILD_EXAMPLES=OFF \
-  -DGOPT_BUILD_BENCH=OFF -DGOPT_WITH_MPI=OFF > "$b.configure.log" 2>&1 || { cat "$b.configure.log"; exit 1; }
-cmake --build "$b" -j"$(nproc)" --target $(printf 'fuzz_%s ' "${targets[@]}") > "$b.build.log" 2>&1 ||
-  { tail -50 "$b.build.log"; exit 1; }
+  -DGOPT_BUILD_BENCH=OFF -DGOPT_WITH_MPI=OFF > "$b/configure.log" 2>&1 || { cat "$b/configure.log"; exit 1; }
+cmake --build "$b" -j"$(nproc)" --target $(printf 'fuzz_%s ' "${targets[@]}") > "$b/build.log" 2>&1 ||
+  { tail -50 "$b/build.log"; exit 1; }
 mkdir -p "$b/artifacts" "$b/logs"
 
 cores=$(nproc)
