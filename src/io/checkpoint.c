@@ -275,15 +275,15 @@ static void writer_discard(gopt_ckpt_writer *w) {
     w->fd = -1;
 }
 
-/* A write failed with errno err while doing `what`: remove the temporary file at once (its
- * space is free again for the retry) and say so. */
-static gopt_status writer_write_failed(gopt_ckpt_writer *w, const char *what, int err) {
+/* A write failed with errno err while doing `what` (in the public function func): remove
+ * the temporary file at once (its space is free again for the retry) and say so. */
+static gopt_status writer_write_failed(gopt_ckpt_writer *w, const char *func, const char *what, int err) {
     w->failed = 1;
     writer_discard(w);
-    return GOPT_FAIL(GOPT_EIO,
-                     "%s: checkpoint not written: %s failed at byte %llu: %s%s; the temporary file was removed and "
-                     "the previous checkpoint is unchanged",
-                     w->path, what, (unsigned long long)w->end, strerror(err), io_hint(err));
+    return gopt__fail(GOPT_EIO, func,
+                      "%s: checkpoint not written: %s failed: %s%s; the temporary file was removed and the previous "
+                      "checkpoint is unchanged",
+                      w->path, what, strerror(err), io_hint(err));
 }
 
 gopt_status gopt_ckpt_writer_begin(const char *path, gopt_ckpt_writer **out) {
@@ -315,7 +315,7 @@ gopt_status gopt_ckpt_writer_begin(const char *path, gopt_ckpt_writer **out) {
     (void)fchmod(w->fd, 0644); /* mkstemp makes 0600; a checkpoint is an ordinary data file */
     unsigned char zero[GOPT_CKPT_HEADER_BYTES] = {0};
     if (write_all(w->fd, zero, sizeof zero) != 0) {
-        gopt_status s = writer_write_failed(w, "writing the header", errno);
+        gopt_status s = writer_write_failed(w, __func__, "writing the header", errno);
         writer_free(w);
         return s;
     }
@@ -324,11 +324,11 @@ gopt_status gopt_ckpt_writer_begin(const char *path, gopt_ckpt_writer **out) {
     return GOPT_OK;
 }
 
-static gopt_status writer_pad(gopt_ckpt_writer *w) {
+static gopt_status writer_pad(gopt_ckpt_writer *w, const char *func) {
     static const unsigned char zero[ALIGN] = {0};
     uint64_t target = align_up(w->end);
     if (target != w->end && write_all(w->fd, zero, (size_t)(target - w->end)) != 0)
-        return writer_write_failed(w, "writing padding", errno);
+        return writer_write_failed(w, func, "writing padding", errno);
     w->end = target;
     return GOPT_OK;
 }
@@ -355,12 +355,13 @@ gopt_status gopt_ckpt_writer_add(gopt_ckpt_writer *w, const char *name, const vo
         w->entries = n;
         w->capacity = cap;
     }
-    GOPT_TRY(writer_pad(w));
+    GOPT_TRY(writer_pad(w, __func__));
     if (size && write_all(w->fd, data, size) != 0) {
         int err = errno;
-        char what[GOPT_CKPT_NAME_MAX + 32];
-        snprintf(what, sizeof what, "writing section '%s'", name);
-        return writer_write_failed(w, what, err);
+        char what[GOPT_CKPT_NAME_MAX + 80];
+        snprintf(what, sizeof what, "writing section '%s' (%zu bytes at byte %llu)", name, size,
+                 (unsigned long long)w->end);
+        return writer_write_failed(w, __func__, what, err);
     }
     ckpt_entry *e = &w->entries[w->count++];
     memset(e, 0, sizeof *e);
@@ -409,7 +410,7 @@ gopt_status gopt_ckpt_writer_commit(gopt_ckpt_writer *w) {
         gopt_ckpt_writer_abort(w);
         return s;
     }
-    gopt_status s = writer_pad(w);
+    gopt_status s = writer_pad(w, __func__);
     if (s != GOPT_OK) {
         gopt_ckpt_writer_abort(w);
         return s;
@@ -428,8 +429,9 @@ gopt_status gopt_ckpt_writer_commit(gopt_ckpt_writer *w) {
     int rc = write_all(w->fd, table, table_bytes);
     int err = errno;
     gopt__free(table);
-    if (rc != 0) s = writer_write_failed(w, "writing the section table", err);
-    else if (write_all_at(w->fd, header, sizeof header, 0) != 0) s = writer_write_failed(w, "writing the header", errno);
+    if (rc != 0) s = writer_write_failed(w, __func__, "writing the section table", err);
+    else if (write_all_at(w->fd, header, sizeof header, 0) != 0)
+        s = writer_write_failed(w, __func__, "writing the header", errno);
     if (s != GOPT_OK) {
         gopt_ckpt_writer_abort(w);
         return s;
