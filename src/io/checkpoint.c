@@ -307,7 +307,7 @@ gopt_status gopt_ckpt_writer_begin(const char *path, gopt_ckpt_writer **out) {
     w->fd = create_locked_temp(w->tmp_path, len);
     if (w->fd < 0) {
         int err = errno;
-        gopt_status s = GOPT_FAIL(GOPT_EIO, "%s: cannot create the temporary file %s: %s%s", path, w->tmp_path,
+        gopt_status s = GOPT_FAIL(GOPT_EIO, "%s: cannot create the temporary file %s" TMP_SUFFIX ": %s%s", path, path,
                                   strerror(err), io_hint(err));
         writer_free(w);
         return s;
