@@ -4,13 +4,15 @@
 #   scripts/setup.sh          build + test dependencies
 #   scripts/setup.sh --torch  also python3-torch, the peer the benchmarks compare against
 #   scripts/setup.sh --mpi    also Open MPI (libopenmpi-dev, openmpi-bin): gradopt/dist.h and its tests
+#   scripts/setup.sh --fuzz   also clang with libFuzzer and its OpenMP (scripts/fuzz.sh), and valgrind
 set -euo pipefail
 pkgs=(cmake gcc make libopenblas-openmp-dev libcmocka-dev pkg-config xz-utils python3)
 for arg in "$@"; do
   case "$arg" in
     --torch) pkgs+=(python3-torch python3-numpy) ;;           # the benchmarks' peer
     --mpi) pkgs+=(libopenmpi-dev openmpi-bin) ;;              # data-parallel training and its tests
-    *) echo "setup: unknown option '$arg' (expected --torch, --mpi)" >&2; exit 2 ;;
+    --fuzz) pkgs+=(clang libclang-rt-dev libomp-dev valgrind) ;; # scripts/fuzz.sh, scripts/valgrind.sh
+    *) echo "setup: unknown option '$arg' (expected --torch, --mpi, --fuzz)" >&2; exit 2 ;;
   esac
 done
 

@@ -3,6 +3,8 @@
  * sequences are checked against PyTorch by the golden cases (tests/golden). */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "testutil.h"
 
@@ -408,6 +410,55 @@ static void test_bound_to_optimizer(void **state) {
     gopt_params_destroy(p);
 }
 
+/* A state the optimizer cannot take is refused and changes nothing: an LR that is not a
+ * finite float (checked before anything is written), or a momentum the optimizer refuses
+ * after some group already took its values (rolled back). Found by tests/fuzz. */
+static void test_load_refused_changes_nothing(void **state) {
+    (void)state;
+    gopt_params *p = make_params();
+    gopt_optim_config oc = gopt_optim_config_default(GOPT_ALGO_SGD);
+    oc.momentum = 0.9f;
+    gopt_optim *opt = NULL;
+    assert_ok(gopt_optim_create(&oc, p, &opt));
+    gopt_sched_config c = gopt_sched_config_default(GOPT_SCHED_ONECYCLE);
+    c.max_lr = 1.0;
+    c.total_steps = 10;
+    gopt_sched *s = NULL;
+    assert_ok(gopt_sched_create(&c, opt, &s));
+    for (int t = 0; t < 3; t++) assert_ok(gopt_sched_step(s));
+    size_t ns = gopt_sched_state_size(s), no = gopt_optim_state_size(opt);
+    unsigned char *good = malloc(ns), *bad = malloc(ns), *now = malloc(ns), *ogood = malloc(no), *onow = malloc(no);
+    assert_non_null(good && bad && now && ogood && onow);
+    assert_ok(gopt_sched_state_save(s, good, ns));
+    assert_ok(gopt_optim_state_save(opt, ogood, no));
+    /* layout: 4 header words, then initial[2], lr[2], momentum[2] as doubles */
+    const double inf = INFINITY, big = 1e300, mom = 1.5;
+    const size_t lr1 = 16 + 3 * sizeof(double), mom1 = 16 + 5 * sizeof(double);
+    const struct {
+        size_t at;
+        const double *v;
+        const char *detail;
+    } cases[] = {{lr1, &inf, "LR inf"}, {lr1, &big, "LR 1e+300"}, {mom1, &mom, "momentum = 1.5"}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        memcpy(bad, good, ns);
+        memcpy(bad + cases[k].at, cases[k].v, sizeof(double));
+        assert_status(gopt_sched_state_load(s, bad, ns), GOPT_EFORMAT, cases[k].detail);
+        assert_ok(gopt_sched_state_save(s, now, ns));
+        assert_memory_equal(now, good, ns);
+        assert_ok(gopt_optim_state_save(opt, onow, no));
+        assert_memory_equal(onow, ogood, no);
+    }
+    assert_ok(gopt_sched_state_load(s, good, ns));
+    free(good);
+    free(bad);
+    free(now);
+    free(ogood);
+    free(onow);
+    gopt_sched_destroy(s);
+    gopt_optim_destroy(opt);
+    gopt_params_destroy(p);
+}
+
 /* The last step of a schedule sized as PyTorch users size it never fails (sched.h, "End of
  * a schedule"). Reference values from PyTorch 1.13; the trajectory cases replay the same
  * runs with optimizer steps in between (tests/trajectory). */
@@ -570,6 +621,7 @@ int main(void) {
         cmocka_unit_test(test_warmup_then_plateau),
         cmocka_unit_test(test_resume),
         cmocka_unit_test(test_bound_to_optimizer),
+        cmocka_unit_test(test_load_refused_changes_nothing),
         cmocka_unit_test(test_end_of_schedule),
         cmocka_unit_test(test_out_of_memory),
     };

@@ -15,7 +15,11 @@
  * gopt__rnn_seq_available() (recurrent.c) says the CPU has both. */
 #if defined(__GNUC__) && defined(__x86_64__)
 #  define SEQ_X86 1
-#  pragma GCC target("avx2,fma")
+#  if defined(__clang__) /* clang ignores GCC's pragma: the same per function */
+#    pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#  else
+#    pragma GCC target("avx2,fma")
+#  endif
 #  include <immintrin.h>
 #else
 #  define SEQ_X86 0
@@ -246,4 +250,8 @@ void gopt__rnn_seq_backward(const gopt__rnn_seq *q) {
 void gopt__rnn_seq_forward(const gopt__rnn_seq *q) { (void)q; }
 void gopt__rnn_seq_backward(const gopt__rnn_seq *q) { (void)q; }
 
+#endif
+
+#if SEQ_X86 && defined(__clang__)
+#  pragma clang attribute pop
 #endif

@@ -780,6 +780,13 @@ static gopt_status load_pass(gopt_sched *s, const void *buf, size_t size, int ap
     if ((size_t)(r.end - r.p) < 3 * bytes) return GOPT_FAIL(GOPT_EFORMAT, "scheduler state truncated at the LRs");
     const unsigned char *lrs = r.p;
     r.p += 3 * bytes;
+    for (uint32_t g = 0; g < ng; g++) {
+        double v[3];
+        for (int k = 0; k < 3; k++) memcpy(&v[k], lrs + k * bytes + g * sizeof(double), sizeof(double));
+        if (!nonneg(v[0]) || !nonneg(v[1]) || !isfinite((float)v[1]) || (has_mom && !isfinite(v[2])))
+            return GOPT_FAIL(GOPT_EFORMAT, "scheduler state: group %u has initial LR %g, LR %g, momentum %g", g, v[0],
+                             v[1], v[2]);
+    }
     GOPT_TRY(node_load(&s->root, s->ngroups, &r, apply, ""));
     if (r.p != r.end)
         return GOPT_FAIL(GOPT_EFORMAT, "scheduler state: %zu bytes, expected %zu", size, gopt_sched_state_size(s));
@@ -795,6 +802,21 @@ gopt_status gopt_sched_state_load(gopt_sched *s, const void *buf, size_t size) {
     GOPT_CHECK_NULL(s);
     GOPT_CHECK_NULL(buf);
     GOPT_TRY(load_pass(s, buf, size, 0));
-    GOPT_TRY(load_pass(s, buf, size, 1));
-    return push(s);
+    /* The optimizer may still refuse a value (a momentum its algorithm cannot take): then
+     * the scheduler and the optimizer go back to where they were. */
+    size_t old_size = gopt_sched_state_size(s);
+    unsigned char *old = gopt__malloc(old_size);
+    if (!old) return GOPT_FAIL(GOPT_ENOMEM, "scheduler state of %zu bytes", old_size);
+    gopt_status st = gopt_sched_state_save(s, old, old_size);
+    if (st == GOPT_OK) st = load_pass(s, buf, size, 1);
+    if (st == GOPT_OK) st = push(s);
+    if (st != GOPT_OK) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", gopt_last_error());
+        (void)load_pass(s, old, old_size, 1);
+        (void)push(s);
+        st = GOPT_FAIL(GOPT_EFORMAT, "scheduler state does not fit the optimizer: %s", why);
+    }
+    gopt__free(old);
+    return st;
 }

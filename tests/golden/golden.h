@@ -4,6 +4,7 @@
 #define GOPT_TESTS_GOLDEN_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #define GOLDEN_MAX_WORDS 4
@@ -52,6 +53,11 @@ typedef struct golden_result {
     long compared;
     char error[512];    /* set when the case could not be run */
 } golden_result;
+
+/* Parse every case of the file at path and, when run is 1, run it, one line per case on
+ * out ("ok ..." / "FAIL ..."); adds to passed and failed (with run 0 a parsed case counts as
+ * passed). Returns -1 if the file cannot be opened or parsed (the line is named on out). */
+int golden_run_file(const char *path, int run, FILE *out, int *passed, int *failed);
 
 /* ---- config access ---- */
 const char *golden_cfg(const golden_case *c, const char *key);            /* NULL if absent */
