@@ -10,6 +10,7 @@
  * process trains on its DistributedSampler share, batch / P images per step; see run.h). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +139,10 @@ static int eval_cifar(void *ctx, trainer *t, double *loss, double *acc, char *er
 }
 
 int main(int argc, char **argv) {
+    /* A checkpoint or log growing past the file size limit (`ulimit -f`) must be an error
+     * the program reports (EFBIG: which file, why) and not the end of the process by
+     * SIGXFSZ (exit status 153). The library never changes signal dispositions; a program may. */
+    signal(SIGXFSZ, SIG_IGN);
     run_world w;
     if (run_world_init(&w, argc, argv)) return 1;
     options o;

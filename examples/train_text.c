@@ -15,6 +15,7 @@
  * trains on sequences r, r + P, ... of each global batch; see task_text.c). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,6 +163,10 @@ static int eval_text(void *ctx, trainer *t, double *loss, double *acc, char *err
 }
 
 int main(int argc, char **argv) {
+    /* A checkpoint or log growing past the file size limit (`ulimit -f`) must be an error
+     * the program reports (EFBIG: which file, why) and not the end of the process by
+     * SIGXFSZ (exit status 153). The library never changes signal dispositions; a program may. */
+    signal(SIGXFSZ, SIG_IGN);
     run_world w;
     if (run_world_init(&w, argc, argv)) return 1;
     options o;

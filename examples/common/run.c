@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "run.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,19 +231,32 @@ int64_t run_warmup_steps(const run_options *o, int64_t spe) {
     return (int64_t)llround(o->warmup_epochs * (double)spe); /* every schedule, plateau too */
 }
 
-static void log_row(FILE *log, int jsonl, const trainer_step *st, double seconds, const char *ev, double vl,
-                    double va) {
+/* One CSV or JSONL row; < 0 with errno when the write failed (or an earlier one did). */
+static int log_row(FILE *log, int jsonl, const trainer_step *st, double seconds, const char *ev, double vl,
+                   double va) {
+    int n;
     if (jsonl)
-        fprintf(log,
-                "{\"step\":%lld,\"epoch\":%lld,\"loss\":%.6g,\"acc\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,"
-                "\"update_ratio\":%.6g,\"applied\":%d,\"%s_loss\":%.6g,\"%s_acc\":%.6g,\"train_seconds\":%.3f}\n",
-                (long long)st->step, (long long)st->epoch, st->loss, st->acc, st->lr, st->grad_norm,
-                isfinite(st->update_ratio) ? st->update_ratio : -1, st->applied, ev, isfinite(vl) ? vl : -1, ev,
-                isfinite(va) ? va : -1, seconds);
+        n = fprintf(log,
+                    "{\"step\":%lld,\"epoch\":%lld,\"loss\":%.6g,\"acc\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,"
+                    "\"update_ratio\":%.6g,\"applied\":%d,\"%s_loss\":%.6g,\"%s_acc\":%.6g,\"train_seconds\":%.3f}\n",
+                    (long long)st->step, (long long)st->epoch, st->loss, st->acc, st->lr, st->grad_norm,
+                    isfinite(st->update_ratio) ? st->update_ratio : -1, st->applied, ev, isfinite(vl) ? vl : -1, ev,
+                    isfinite(va) ? va : -1, seconds);
     else
-        fprintf(log, "%lld,%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%d,%.6g,%.6g,%.3f\n", (long long)st->step,
-                (long long)st->epoch, st->loss, st->acc, st->lr, st->grad_norm, st->update_ratio, st->applied, vl, va,
-                seconds);
+        n = fprintf(log, "%lld,%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%d,%.6g,%.6g,%.3f\n", (long long)st->step,
+                    (long long)st->epoch, st->loss, st->acc, st->lr, st->grad_norm, st->update_ratio, st->applied, vl,
+                    va, seconds);
+    return n < 0 || ferror(log) ? -1 : 0;
+}
+
+/* The log could not be written: errno err (0: unknown, the stream's error flag was set by an
+ * earlier buffered write). */
+static int log_failed(const char *path, const char *what, int err, char *msg, size_t msglen) {
+    const char *hint = err == EFBIG    ? " (the file size limit, `ulimit -f`, was reached)"
+                       : err == ENOSPC ? " (the disk is full)"
+                                       : "";
+    return trainer_fail(msg, msglen, "%s log '%s' failed: %s%s", what, path, err ? strerror(err) : "write error",
+                        hint);
 }
 
 int run_loop(const run_options *o, const run_spec *s, trainer *t, run_result *r, char *err, size_t errlen) {
@@ -250,20 +264,20 @@ int run_loop(const run_options *o, const run_spec *s, trainer *t, run_result *r,
     r->eval_loss = r->eval_acc = r->best_eval_loss = NAN;
     r->best_eval_acc = 0;
     FILE *log = NULL;
-    int jsonl = 0;
+    int jsonl = 0, rc = 0;
     gopt_dist *dist = trainer_get_config(t)->dist;
     if (o->log && trainer_rank(trainer_get_config(t)) == 0) {
         size_t len = strlen(o->log);
         jsonl = len > 6 && !strcmp(o->log + len - 6, ".jsonl");
+        errno = 0;
         log = fopen(o->log, o->resume ? "a" : "w");
-        if (log && !jsonl && !o->resume)
-            fprintf(log, "step,epoch,loss,acc,lr,grad_norm,update_ratio,applied,%s_loss,%s_acc,train_seconds\n",
-                    s->eval_name, s->eval_name);
+        if (!log) rc = trainer_fail(err, errlen, "cannot open log '%s': %s", o->log, strerror(errno));
+        else if (!jsonl && !o->resume &&
+                 fprintf(log, "step,epoch,loss,acc,lr,grad_norm,update_ratio,applied,%s_loss,%s_acc,train_seconds\n",
+                         s->eval_name, s->eval_name) < 0)
+            rc = log_failed(o->log, "writing the header of", errno, err, errlen);
     }
-    int opened = trainer_agree(dist, o->log && !log && trainer_rank(trainer_get_config(t)) == 0
-                                         ? trainer_fail(err, errlen, "cannot open log '%s'", o->log)
-                                         : 0,
-                               err, errlen);
+    int opened = trainer_agree(dist, rc, err, errlen);
     if (opened) {
         if (log) fclose(log);
         return opened;
@@ -280,7 +294,6 @@ int run_loop(const run_options *o, const run_spec *s, trainer *t, run_result *r,
     double next_eval_time = o->eval_seconds > 0 ? o->eval_seconds : INFINITY;
     int64_t units = 0, steps_here = 0;
     double loss_ema = NAN, acc_ema = NAN;
-    int rc = 0;
     while (trainer_steps(t) < total && !trainer_diverged(t) &&
            !(o->max_seconds > 0 && r->train_seconds >= o->max_seconds)) {
         trainer_step st;
@@ -342,12 +355,28 @@ int run_loop(const run_options *o, const run_spec *s, trainer *t, run_result *r,
             fflush(stdout);
             if (o->checkpoint && (rc = trainer_save(t, o->checkpoint, s->config_text, err, errlen)) != 0) break;
         }
-        if (log) log_row(log, jsonl, &st, r->train_seconds, s->eval_name, vl, va);
+        /* A log that cannot be written (a full disk, `ulimit -f`) stops the run at once with
+         * the reason. Rows are buffered: flushed at each evaluation, so that an error shows
+         * no later than there. Rank 0 alone writes it: under mpirun this is a failure of one
+         * rank (-1), and mpirun ends the others. */
+        if (log) {
+            errno = 0;
+            if (log_row(log, jsonl, &st, r->train_seconds, s->eval_name, vl, va) != 0 ||
+                (isfinite(vl) && fflush(log) != 0)) {
+                rc = log_failed(o->log, "writing", errno, err, errlen);
+                break;
+            }
+        }
         r->out_of_time = out_of_time;
     }
     r->units = units;
     r->wall_seconds = cli_now() - wall0;
-    if (log && fclose(log) != 0 && rc == 0) rc = trainer_fail(err, errlen, "writing log '%s' failed", o->log);
+    if (log) {
+        errno = 0;
+        int bad = ferror(log) != 0;
+        int closed = fclose(log);
+        if ((closed != 0 || bad) && rc == 0) rc = log_failed(o->log, "writing", closed != 0 ? errno : 0, err, errlen);
+    }
     return rc;
 }
 

@@ -96,7 +96,8 @@ typedef struct run_result {
  * training time, or divergence. Evaluates at every epoch end, every --eval-every steps and
  * --eval-seconds seconds and at the end; after each evaluation steps a plateau schedule,
  * prints a line and writes the checkpoint. Logs every step (--log, CSV or .jsonl; appended
- * on --resume; rank 0 only). Data parallel: every rank runs the loop, time limits follow
+ * on --resume; rank 0 only; flushed at each evaluation; a write that fails, e.g. on a full
+ * disk or past `ulimit -f`, ends the loop with the log's name and the cause). Data parallel: every rank runs the loop, time limits follow
  * rank 0's clock so that all ranks evaluate and stop at the same step. Returns 0, or -1 /
  * TRAINER_FAILED_ALL with the message in err. */
 int run_loop(const run_options *o, const run_spec *s, trainer *t, run_result *r, char *err, size_t errlen);

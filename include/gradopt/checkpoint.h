@@ -16,9 +16,31 @@
  *
  * Crash safety: begin creates "<path>.tmp.XXXXXX" in the target's directory and add writes
  * each section there as it comes; commit appends the section table, rewrites the header,
- * fsyncs the file, renames it over `path` and fsyncs the directory. Until the rename the
- * previous file at `path` is untouched, so a crash at any moment leaves either the old or
- * the new checkpoint (never a mix); a crash may leave a stale "<path>.tmp.*" file behind.
+ * fsyncs the file, renames it over `path` and fsyncs the directory. The guarantee:
+ *   After a crash at any moment (the process killed, even by SIGKILL, or the machine losing
+ *   power, on a file system that honours fsync), `path` holds the old checkpoint (nothing if
+ *   there was none) or the new one, complete, never a mix; once commit has returned GOPT_OK
+ *   it holds the new one. A writer that dies leaves at most its own temporary file, and the
+ *   next writer of the same path removes what the dead one left.
+ * How: until the rename the previous file at `path` is untouched. Each writer holds
+ * flock(LOCK_EX) on its temporary file from creation to commit or abort (the lock ends with
+ * the process, however it ends), and begin removes every "<basename of path>.tmp.XXXXXX"
+ * (six letters or digits) in that directory that it can lock: those of writers that died.
+ * Names of that form next to a checkpoint are the writer's; do not give other files such
+ * names. Two writers of one path at once (threads or processes) do not disturb each other;
+ * the last commit wins. On a file system without flock nothing is removed.
+ *
+ * Failed writes (a full disk, a quota, the file size limit RLIMIT_FSIZE, a read-only or
+ * unwritable directory, an I/O error) return GOPT_EIO naming `path`, the step and the
+ * cause ("No space left on device", "the file size limit RLIMIT_FSIZE, `ulimit -f`, was
+ * reached", "read-only file system", ...). The temporary file is removed at once, the
+ * previous checkpoint is untouched and nothing the caller passed is changed, so the caller
+ * can save again once the cause is gone. Growing a file past RLIMIT_FSIZE also sends SIGXFSZ,
+ * which by default ends the process: the writer blocks SIGXFSZ in the calling thread
+ * around its write calls and takes back the signal its own write raised, so the process
+ * lives on and its signal mask, pending signals (a SIGXFSZ pending before stays pending) and
+ * dispositions are as they were. (Programs should still ignore SIGXFSZ for their own files:
+ * see examples/train_cifar10.c.)
  *
  * File layout (host byte order; the header records it, and a file from a host of the other
  * endianness is refused):
@@ -50,15 +72,17 @@ GOPT_API uint32_t gopt_crc32(uint32_t crc, const void *data, size_t size);
 /* ---- writer ----------------------------------------------------------------------------- */
 typedef struct gopt_ckpt_writer gopt_ckpt_writer;
 
-/* Start a checkpoint that will replace `path` on commit.
+/* Start a checkpoint that will replace `path` on commit: first remove the temporary files
+ * dead writers of `path` left (see "Crash safety"), then create and lock this one's.
  * Errors: GOPT_EINVAL (NULL or empty path), GOPT_EIO (the temporary file cannot be
- *         created: naming it and strerror), GOPT_ENOMEM. */
+ *         created or its header written: naming it, strerror and the cause), GOPT_ENOMEM. */
 GOPT_API gopt_status gopt_ckpt_writer_begin(const char *path, gopt_ckpt_writer **out);
 
 /* Append a section (data copied to the file now; data may be NULL when size == 0).
  * Errors: GOPT_EINVAL (name NULL, empty, longer than 63 bytes or already added), GOPT_EIO (write
- *         failure, naming the temporary file), GOPT_EOVERFLOW, GOPT_ENOMEM. After an error
- *         the writer can only be aborted (commit returns GOPT_ESTATE). */
+ *         failure, naming the path, the section and the cause; the temporary file is already
+ *         removed), GOPT_EOVERFLOW, GOPT_ENOMEM. After GOPT_EIO the writer can only be
+ *         aborted (commit returns GOPT_ESTATE). */
 GOPT_API gopt_status gopt_ckpt_writer_add(gopt_ckpt_writer *w, const char *name, const void *data, size_t size);
 /* A section holding one u64 (8 bytes, host order): counters such as epoch and step. */
 GOPT_API gopt_status gopt_ckpt_writer_add_u64(gopt_ckpt_writer *w, const char *name, uint64_t value);

@@ -1,11 +1,15 @@
 /* Crash-safe checkpoint files of named, checksummed sections (see gradopt/checkpoint.h). */
 #define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "gradopt/checkpoint.h"
@@ -90,35 +94,80 @@ static void entry_encode(const ckpt_entry *e, unsigned char out[GOPT_CKPT_ENTRY_
     gopt__put_u32(&c, 0);
 }
 
-static int write_all(int fd, const void *data, size_t size) {
-    const unsigned char *p = data;
-    while (size > 0) {
-        ssize_t n = write(fd, p, size);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            if (n == 0) errno = EIO;
-            return -1;
-        }
-        p += n;
-        size -= (size_t)n;
-    }
-    return 0;
+/* ---- writes that survive RLIMIT_FSIZE --------------------------------------------------
+ * A write that would grow a file past RLIMIT_FSIZE (`ulimit -f`) fails with EFBIG and also
+ * sends SIGXFSZ to the writing thread, whose default action ends the process (exit status
+ * 153 in a shell) with the temporary file left behind. The writer therefore blocks SIGXFSZ
+ * in the calling thread around its writes, and after an EFBIG takes the signal its own write
+ * raised (sigtimedwait, no wait) unless one was pending already, so that neither the mask,
+ * nor the pending set, nor the signal dispositions of the caller change. */
+
+typedef struct xfsz_guard {
+    sigset_t old;
+    int blocked, was_pending;
+} xfsz_guard;
+
+static void xfsz_block(xfsz_guard *g) {
+    sigset_t set, pending;
+    sigemptyset(&set);
+    sigaddset(&set, SIGXFSZ);
+    g->blocked = pthread_sigmask(SIG_BLOCK, &set, &g->old) == 0;
+    g->was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGXFSZ) == 1;
 }
 
-static int pwrite_all(int fd, const void *data, size_t size, off_t offset) {
+static void xfsz_restore(xfsz_guard *g, int failed_efbig) {
+    if (!g->blocked) return;
+    if (failed_efbig && !g->was_pending) {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGXFSZ);
+        const struct timespec now = {0, 0};
+        /* the kernel sends it to this thread (thread-directed), which sigtimedwait takes first */
+        while (sigtimedwait(&set, NULL, &now) < 0 && errno == EINTR) {
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+/* Write size bytes at the file position (offset < 0) or at offset; -1 with errno on failure. */
+static int write_all_at(int fd, const void *data, size_t size, off_t offset) {
     const unsigned char *p = data;
+    xfsz_guard g;
+    xfsz_block(&g);
+    int rc = 0;
     while (size > 0) {
-        ssize_t n = pwrite(fd, p, size, offset);
+        ssize_t n = offset < 0 ? write(fd, p, size) : pwrite(fd, p, size, offset);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             if (n == 0) errno = EIO;
-            return -1;
+            rc = -1;
+            break;
         }
         p += n;
         size -= (size_t)n;
-        offset += n;
+        if (offset >= 0) offset += n;
     }
-    return 0;
+    int err = errno;
+    xfsz_restore(&g, rc != 0 && err == EFBIG);
+    errno = err;
+    return rc;
+}
+
+static int write_all(int fd, const void *data, size_t size) { return write_all_at(fd, data, size, -1); }
+
+/* What a user can do about a failed create or write, appended to strerror. */
+static const char *io_hint(int err) {
+    switch (err) {
+    case EFBIG: return " (the file size limit RLIMIT_FSIZE, `ulimit -f`, was reached)";
+    case ENOSPC: return " (no space left on the device)";
+#ifdef EDQUOT
+    case EDQUOT: return " (the disk quota is used up)";
+#endif
+    case EROFS: return " (the directory is on a read-only file system)";
+    case EACCES:
+    case EPERM: return " (no permission to create files in the directory)";
+    default: return "";
+    }
 }
 
 /* The directory holding path ("." if none), for the fsync after rename. */
@@ -134,11 +183,76 @@ static char *parent_dir(const char *path) {
     return dir;
 }
 
+/* ---- temporary files of dead writers ----------------------------------------------------
+ * A live writer holds flock(LOCK_EX) on its temporary file from creation to commit or
+ * abort; the lock goes with the process, however it ends. So a "<base>.tmp.XXXXXX" next to
+ * the target that can be locked belongs to a writer that died, and is removed. */
+
+#define TMP_SUFFIX ".tmp.XXXXXX"
+
+/* name == base + ".tmp." + six letters or digits (what mkstemp puts for XXXXXX) */
+static int is_temp_of(const char *name, const char *base, size_t base_len) {
+    if (strncmp(name, base, base_len) != 0 || strncmp(name + base_len, ".tmp.", 5) != 0) return 0;
+    const char *x = name + base_len + 5;
+    for (int i = 0; i < 6; i++)
+        if (!((x[i] >= 'a' && x[i] <= 'z') || (x[i] >= 'A' && x[i] <= 'Z') || (x[i] >= '0' && x[i] <= '9'))) return 0;
+    return x[6] == '\0';
+}
+
+/* Best effort: a directory that cannot be read or a file that cannot be removed is left as
+ * it is (begin then reports what matters, e.g. that it cannot create its own file). */
+static void remove_dead_temps(const char *dir, const char *path) {
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t base_len = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    int dfd = dirfd(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!is_temp_of(e->d_name, base, base_len)) continue;
+        int fd = openat(dfd, e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0) continue;
+        struct stat held, named;
+        /* unlink only the file that was locked: the name still leads to it */
+        if (fstat(fd, &held) == 0 && S_ISREG(held.st_mode) && flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+            fstatat(dfd, e->d_name, &named, AT_SYMLINK_NOFOLLOW) == 0 && named.st_dev == held.st_dev &&
+            named.st_ino == held.st_ino)
+            unlinkat(dfd, e->d_name, 0);
+        close(fd);
+    }
+    closedir(d);
+}
+
+/* mkstemp + flock. A writer of the same target cleaning up at the same moment may take the
+ * new file for a dead one's between the two calls: then the lock is refused, or the file has
+ * no name any more (st_nlink 0) once locked, and another name is tried. On a file system
+ * without flock the file stays unlocked (and no cleaner can lock it either). Returns the fd,
+ * or -1 with errno. */
+static int create_locked_temp(char *tmp_path, size_t template_at) {
+    for (int attempt = 0; attempt < 100; attempt++) {
+        memcpy(tmp_path + template_at, TMP_SUFFIX, sizeof TMP_SUFFIX);
+        int fd = mkstemp(tmp_path);
+        if (fd < 0) return -1;
+        /* not inherited across exec: a child must not keep the lock alive once we are gone */
+        (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+        int rc;
+        while ((rc = flock(fd, LOCK_EX | LOCK_NB)) != 0 && errno == EINTR) {
+        }
+        struct stat st;
+        if (rc != 0 && errno != EWOULDBLOCK) return fd; /* no locks here */
+        if (rc == 0 && fstat(fd, &st) == 0 && st.st_nlink > 0) return fd;
+        close(fd); /* taken by a cleaner, which removes it */
+    }
+    errno = EEXIST;
+    return -1;
+}
+
 /* ---- writer ----------------------------------------------------------------------------- */
 
 struct gopt_ckpt_writer {
     char *path, *tmp_path, *dir;
-    int fd;
+    int fd;       /* the temporary file, locked; -1 once removed */
     int failed;
     uint64_t end; /* bytes written so far */
     ckpt_entry *entries;
@@ -153,6 +267,25 @@ static void writer_free(gopt_ckpt_writer *w) {
     gopt__free(w);
 }
 
+/* Remove the temporary file (unlinked while still locked, so no cleaner sees it unlocked). */
+static void writer_discard(gopt_ckpt_writer *w) {
+    if (w->fd < 0) return;
+    unlink(w->tmp_path);
+    close(w->fd);
+    w->fd = -1;
+}
+
+/* A write failed with errno err while doing `what` (in the public function func): remove
+ * the temporary file at once (its space is free again for the retry) and say so. */
+static gopt_status writer_write_failed(gopt_ckpt_writer *w, const char *func, const char *what, int err) {
+    w->failed = 1;
+    writer_discard(w);
+    return gopt__fail(GOPT_EIO, func,
+                      "%s: checkpoint not written: %s failed: %s%s; the temporary file was removed and the previous "
+                      "checkpoint is unchanged",
+                      w->path, what, strerror(err), io_hint(err));
+}
+
 gopt_status gopt_ckpt_writer_begin(const char *path, gopt_ckpt_writer **out) {
     GOPT_CHECK_NULL(out);
     *out = NULL;
@@ -163,27 +296,27 @@ gopt_status gopt_ckpt_writer_begin(const char *path, gopt_ckpt_writer **out) {
     w->fd = -1;
     size_t len = strlen(path);
     w->path = gopt__strdup(path);
-    w->tmp_path = gopt__malloc(len + sizeof ".tmp.XXXXXX");
+    w->tmp_path = gopt__malloc(len + sizeof TMP_SUFFIX);
     w->dir = parent_dir(path);
     if (!w->path || !w->tmp_path || !w->dir) {
         writer_free(w);
         return GOPT_FAIL(GOPT_ENOMEM, "checkpoint writer for %s", path);
     }
     memcpy(w->tmp_path, path, len);
-    memcpy(w->tmp_path + len, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-    w->fd = mkstemp(w->tmp_path);
+    remove_dead_temps(w->dir, path); /* first, so that their space is free for this one */
+    w->fd = create_locked_temp(w->tmp_path, len);
     if (w->fd < 0) {
         int err = errno;
-        gopt_status s = GOPT_FAIL(GOPT_EIO, "%s: cannot create the temporary file: %s", w->tmp_path, strerror(err));
+        gopt_status s = GOPT_FAIL(GOPT_EIO, "%s: cannot create the temporary file %s" TMP_SUFFIX ": %s%s", path, path,
+                                  strerror(err), io_hint(err));
         writer_free(w);
         return s;
     }
     (void)fchmod(w->fd, 0644); /* mkstemp makes 0600; a checkpoint is an ordinary data file */
     unsigned char zero[GOPT_CKPT_HEADER_BYTES] = {0};
     if (write_all(w->fd, zero, sizeof zero) != 0) {
-        int err = errno;
-        gopt_status s = GOPT_FAIL(GOPT_EIO, "%s: write failed: %s", w->tmp_path, strerror(err));
-        gopt_ckpt_writer_abort(w);
+        gopt_status s = writer_write_failed(w, __func__, "writing the header", errno);
+        writer_free(w);
         return s;
     }
     w->end = GOPT_CKPT_HEADER_BYTES;
@@ -191,13 +324,11 @@ gopt_status gopt_ckpt_writer_begin(const char *path, gopt_ckpt_writer **out) {
     return GOPT_OK;
 }
 
-static gopt_status writer_pad(gopt_ckpt_writer *w) {
+static gopt_status writer_pad(gopt_ckpt_writer *w, const char *func) {
     static const unsigned char zero[ALIGN] = {0};
     uint64_t target = align_up(w->end);
-    if (target != w->end && write_all(w->fd, zero, (size_t)(target - w->end)) != 0) {
-        w->failed = 1;
-        return GOPT_FAIL(GOPT_EIO, "%s: write failed: %s", w->tmp_path, strerror(errno));
-    }
+    if (target != w->end && write_all(w->fd, zero, (size_t)(target - w->end)) != 0)
+        return writer_write_failed(w, func, "writing padding", errno);
     w->end = target;
     return GOPT_OK;
 }
@@ -206,7 +337,7 @@ gopt_status gopt_ckpt_writer_add(gopt_ckpt_writer *w, const char *name, const vo
     GOPT_CHECK_NULL(w);
     GOPT_CHECK_NULL(name);
     if (!data && size) return GOPT_FAIL(GOPT_EINVAL, "section '%s': data is NULL with size %zu", name, size);
-    if (w->failed) return GOPT_FAIL(GOPT_ESTATE, "%s: an earlier write failed", w->tmp_path);
+    if (w->failed) return GOPT_FAIL(GOPT_ESTATE, "%s: an earlier write failed", w->path);
     size_t len = strlen(name);
     if (len == 0 || len >= GOPT_CKPT_NAME_MAX)
         return GOPT_FAIL(GOPT_EINVAL, "section name '%s' must be 1..%d bytes", name, GOPT_CKPT_NAME_MAX - 1);
@@ -224,10 +355,13 @@ gopt_status gopt_ckpt_writer_add(gopt_ckpt_writer *w, const char *name, const vo
         w->entries = n;
         w->capacity = cap;
     }
-    GOPT_TRY(writer_pad(w));
+    GOPT_TRY(writer_pad(w, __func__));
     if (size && write_all(w->fd, data, size) != 0) {
-        w->failed = 1;
-        return GOPT_FAIL(GOPT_EIO, "%s: writing section '%s' failed: %s", w->tmp_path, name, strerror(errno));
+        int err = errno;
+        char what[GOPT_CKPT_NAME_MAX + 80];
+        snprintf(what, sizeof what, "writing section '%s' (%zu bytes at byte %llu)", name, size,
+                 (unsigned long long)w->end);
+        return writer_write_failed(w, __func__, what, err);
     }
     ckpt_entry *e = &w->entries[w->count++];
     memset(e, 0, sizeof *e);
@@ -250,16 +384,13 @@ gopt_status gopt_ckpt_writer_add_text(gopt_ckpt_writer *w, const char *name, con
 
 void gopt_ckpt_writer_abort(gopt_ckpt_writer *w) {
     if (!w) return;
-    if (w->fd >= 0) {
-        close(w->fd);
-        unlink(w->tmp_path);
-    }
+    writer_discard(w);
     writer_free(w);
 }
 
 /* fsync a directory so a rename inside it is durable. */
 static int fsync_dir(const char *dir, int *err) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
         *err = errno;
         return -1;
@@ -279,13 +410,13 @@ gopt_status gopt_ckpt_writer_commit(gopt_ckpt_writer *w) {
         gopt_ckpt_writer_abort(w);
         return s;
     }
-    gopt_status s = writer_pad(w);
+    gopt_status s = writer_pad(w, __func__);
     if (s != GOPT_OK) {
         gopt_ckpt_writer_abort(w);
         return s;
     }
     size_t table_bytes = (size_t)w->count * GOPT_CKPT_ENTRY_BYTES;
-    unsigned char *table = gopt__malloc(table_bytes);
+    unsigned char *table = gopt__malloc(table_bytes ? table_bytes : 1);
     if (!table) {
         gopt_ckpt_writer_abort(w);
         return GOPT_FAIL(GOPT_ENOMEM, "section table");
@@ -295,33 +426,39 @@ gopt_status gopt_ckpt_writer_commit(gopt_ckpt_writer *w) {
                      w->end + table_bytes, gopt_crc32(0, table, table_bytes), 0};
     unsigned char header[GOPT_CKPT_HEADER_BYTES];
     header_encode(&h, header);
-    const char *step = "write";
     int rc = write_all(w->fd, table, table_bytes);
-    gopt__free(table);
-    if (rc == 0) rc = pwrite_all(w->fd, header, sizeof header, 0);
-    if (rc == 0) {
-        step = "fsync";
-        rc = fsync(w->fd);
-    }
     int err = errno;
-    if (rc == 0) {
-        step = "close";
-        rc = close(w->fd);
-        err = errno;
-        w->fd = -1;
-    }
-    if (rc == 0) {
-        step = "rename";
-        rc = rename(w->tmp_path, w->path);
-        err = errno;
-    }
-    if (rc != 0) {
-        s = GOPT_FAIL(GOPT_EIO, "%s: %s of %s failed: %s", w->path, step, w->tmp_path, strerror(err));
-        if (w->fd < 0) unlink(w->tmp_path);
+    gopt__free(table);
+    if (rc != 0) s = writer_write_failed(w, __func__, "writing the section table", err);
+    else if (write_all_at(w->fd, header, sizeof header, 0) != 0)
+        s = writer_write_failed(w, __func__, "writing the header", errno);
+    if (s != GOPT_OK) {
         gopt_ckpt_writer_abort(w);
         return s;
     }
-    if (fsync_dir(w->dir, &err) != 0)
+    /* fsync, then rename while the lock is still held (no cleaner can take the file), then
+     * close: the previous file at path stays until the complete new one replaces it */
+    const char *step = "fsync";
+    rc = fsync(w->fd);
+    if (rc == 0) {
+        step = "rename";
+        rc = rename(w->tmp_path, w->path);
+    }
+    if (rc != 0) {
+        err = errno;
+        s = GOPT_FAIL(GOPT_EIO,
+                      "%s: checkpoint not written: %s of %s failed: %s%s; the temporary file was removed and the "
+                      "previous checkpoint is unchanged",
+                      w->path, step, w->tmp_path, strerror(err), io_hint(err));
+        gopt_ckpt_writer_abort(w);
+        return s;
+    }
+    rc = close(w->fd);
+    err = errno;
+    w->fd = -1;
+    if (rc != 0)
+        s = GOPT_FAIL(GOPT_EIO, "%s: written and renamed, but closing it failed: %s", w->path, strerror(err));
+    else if (fsync_dir(w->dir, &err) != 0)
         s = GOPT_FAIL(GOPT_EIO, "%s: written, but fsync of its directory failed: %s", w->path, strerror(err));
     writer_free(w);
     return s;
