@@ -744,6 +744,19 @@ static gopt_status node_load(sched_node *n, int ng, gopt__rcur *r, int apply, co
     }
     if (n->cfg.kind == GOPT_SCHED_COSINE_WARM_RESTARTS && v[2] < 1)
         return GOPT_FAIL(GOPT_EFORMAT, "%sT_i = %lld must be >= 1", path, (long long)v[2]);
+    /* Counters as a run can reach them (last_epoch and T_cur start at -1), bounded so that
+     * the step arithmetic cannot overflow; base LRs finite and >= 0. */
+    static const char *const counter[6] = {"last_epoch", "step_count", "T_i", "T_cur", "num_bad", "cooldown_counter"};
+    static const int64_t lowest[6] = {-1, 0, 0, -1, 0, 0}, highest = (int64_t)1 << 50;
+    for (int i = 0; i < 6; i++)
+        if (v[i] < lowest[i] || v[i] > highest)
+            return GOPT_FAIL(GOPT_EFORMAT, "%s%s = %lld is outside [%lld, 2^50]", path, counter[i], (long long)v[i],
+                             (long long)lowest[i]);
+    for (int g = 0; g < ng; g++) {
+        double b;
+        memcpy(&b, base + (size_t)g * sizeof(double), sizeof b);
+        if (!nonneg(b)) return GOPT_FAIL(GOPT_EFORMAT, "%sbase LR of group %d = %g", path, g, b);
+    }
     if (apply) {
         n->last_epoch = v[0];
         n->step_count = v[1];
