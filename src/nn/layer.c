@@ -178,6 +178,7 @@ gopt_status gopt__layer_create(const gopt_layer_config *cfg, int in_ndim, const 
     l->max_batch = max_batch;
     l->training = 1;
     l->params = params;
+    int registered = gopt_params_count(params);
     gopt_status s = l->vt->setup(l, prefix);
     if (s == GOPT_OK) {
         l->out_numel = 1;
@@ -193,6 +194,7 @@ gopt_status gopt__layer_create(const gopt_layer_config *cfg, int in_ndim, const 
     }
     if (s != GOPT_OK) {
         gopt_layer_destroy(l);
+        gopt__params_truncate(params, registered); /* the arena as it was: the caller may retry */
         return s;
     }
     *out = l;
