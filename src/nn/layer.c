@@ -120,7 +120,9 @@ gopt_layer_config gopt_layer_basic_block(int in, int out, int stride) {
 
 gopt_status gopt__layer_alloc_buffers(gopt_layer *l, int lean) {
     size_t n = (size_t)l->max_batch * (size_t)l->out_numel;
-    if (!(l->vt->flags & GOPT__VT_OUT_ALIASES_IN) && !l->recompute) {
+    /* Each buffer is allocated only if it is not there yet: a net whose build ran out of
+     * memory keeps what it had and a second gopt_net_build completes it. */
+    if (!(l->vt->flags & GOPT__VT_OUT_ALIASES_IN) && !l->recompute && !l->out) {
         l->out = gopt__aligned_alloc(n * sizeof(float));
         if (!l->out) return GOPT_FAIL(GOPT_ENOMEM, "%s output of %zu floats", gopt_layer_type_name(l->cfg.type), n);
         l->owns_out = 1;
