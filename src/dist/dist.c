@@ -228,8 +228,9 @@ tables:
     d->counts = gopt__calloc((size_t)d->size, sizeof *d->counts);
     d->displs = gopt__calloc((size_t)d->size, sizeof *d->displs);
     if (!d->counts || !d->displs) {
+        int size = d->size; /* not read from d once it is freed */
         gopt_dist_destroy(d);
-        return GOPT_FAIL(GOPT_ENOMEM, "dist tables for %d ranks", d->size);
+        return GOPT_FAIL(GOPT_ENOMEM, "dist tables for %d ranks", size);
     }
     *out = d;
     return GOPT_OK;
