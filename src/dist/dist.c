@@ -566,6 +566,8 @@ gopt_status gopt_dist_attach_monitor(gopt_dist *d, gopt_monitor *mon, gopt_optim
         int64_t b, e;
         gopt_optim_range(opt, &b, &e);
         gopt__monitor_set_shard(mon, b, e, sum_hook, d);
+    } else {
+        gopt__monitor_set_input_sum(mon, sum_hook, d); /* only the input check's count */
     }
     return GOPT_OK;
 }
