@@ -1327,6 +1327,18 @@ static void test_training_step_allocates_nothing(void **state) {
             assert_ok(gopt_net_state_load(net, blob, sizes[3]));
             assert_ok(gopt_params_state_save(p, blob, gopt_params_state_size(p)));
             assert_ok(gopt_params_state_load(p, blob, gopt_params_state_size(p)));
+            unsigned char small[256];
+            assert_true(gopt_loader_state_size(ld) <= sizeof small);
+            assert_ok(gopt_loader_state_save(ld, small, gopt_loader_state_size(ld)));
+            assert_ok(gopt_loader_state_load(ld, small, gopt_loader_state_size(ld)));
+            assert_true(gopt_text_loader_state_size(tl) <= sizeof small);
+            assert_ok(gopt_text_loader_state_save(tl, small, gopt_text_loader_state_size(tl)));
+            assert_ok(gopt_text_loader_state_load(tl, small, gopt_text_loader_state_size(tl)));
+            assert_ok(gopt_accum_state_save(acc, small, gopt_accum_state_size(acc)));
+            assert_ok(gopt_accum_state_load(acc, small, gopt_accum_state_size(acc)));
+            float nrm;
+            assert_ok(gopt_norm(gopt_params_grads(p), gopt_params_numel(p), INFINITY, &nrm));
+            assert_ok(gopt_monitor_check_input(mon, x, (size_t)n * GOPT_IMAGE_BYTES));
             if (step > 0) after_first += calls_now() - c0;
         }
         if (after_first != 0)
@@ -1365,7 +1377,7 @@ static void test_training_step_allocates_nothing(void **state) {
         if (calls_now() != c0) fail_msg("recurrent forward/backward allocated %ld times", calls_now() - c0);
         gopt_net_destroy(net);
     }
-    printf("training step (every optimizer, monitor, clip, accum, scheduler, loaders, state blobs): "
+    printf("training step (every optimizer, monitor with input check, clip, accum, scheduler, loaders, state blobs): "
            "%ld allocations after the first step\n", total);
     gopt_dist_destroy(dist);
     gopt_text_loader_destroy(tl);
