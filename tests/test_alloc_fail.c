@@ -112,6 +112,7 @@ static long run_case(const acase *c, int arg, const char *label) {
     gopt_status s = c->call(&f);
     long n = atomic_load(&n_calls) - c0;
     if (s != GOPT_OK) fail_msg("%s: the counting run failed: %s (%s)", label, gopt_status_str(s), gopt_last_error());
+    if (n == 0) fail_msg("%s: the call allocated nothing: no site to fail (a case that tests nothing)", label);
     if (c->on_ok) c->on_ok(&f);
     c->teardown ? c->teardown(&f) : teardown_all(&f);
     if (atomic_load(&n_live) != base)
@@ -387,8 +388,10 @@ static void fail_params_finalize(fx *f) {
 
 /* groups: 8 groups exist, the next one grows the table */
 static void setup_params_groups(fx *f) {
+    int groups = f->arg;
     setup_params_unfinalized(f);
-    for (int i = 0; i < f->arg; i++) assert_ok(gopt_params_add_group(f->p, NULL, NULL));
+    for (int i = 0; i < groups; i++) assert_ok(gopt_params_add_group(f->p, NULL, NULL));
+    assert_int_equal(gopt_params_group_count(f->p), groups + 1);
 }
 static gopt_status call_params_add_group(fx *f) {
     gopt_group_config g = gopt_group_config_default();
