@@ -900,12 +900,23 @@ static gopt_status call_cifar_load(fx *f) {
 static void setup_cifar_dir(fx *f) {
     static uint8_t img[NIMG * GOPT_IMAGE_BYTES], lab[NIMG];
     make_images(img, lab);
-    snprintf(f->path, sizeof f->path, "data_batch_2.bin");
+    char dir[64];
+    snprintf(dir, sizeof dir, "alloc_fail_dir_%d", (int)getpid()); /* private: tests run in parallel */
+    if (mkdir(dir, 0755) != 0) fail_msg("mkdir %s", dir);
+    snprintf(f->path, sizeof f->path, "%s/data_batch_2.bin", dir);
     assert_ok(gopt_cifar10_write(f->path, img, lab, NIMG));
+}
+static void teardown_cifar_dir(fx *f) {
+    teardown_all(f);
+    char dir[64];
+    snprintf(dir, sizeof dir, "alloc_fail_dir_%d", (int)getpid());
+    assert_int_equal(rmdir(dir), 0);
 }
 static gopt_status call_cifar_dir(fx *f) {
     gopt_dataset *d = SENTINEL;
-    gopt_status s = gopt_cifar10_load_dir(".", GOPT_CIFAR10_BATCH_2, &d);
+    char dir[64];
+    snprintf(dir, sizeof dir, "alloc_fail_dir_%d", (int)getpid());
+    gopt_status s = gopt_cifar10_load_dir(dir, GOPT_CIFAR10_BATCH_2, &d);
     f->out = d;
     return s;
 }
@@ -999,7 +1010,7 @@ static void test_data(void **state) {
     run_case(&c4, 1, "gopt_dataset_split (random)");
     acase c5 = {"gopt_cifar10_load_files (one file twice)", setup_cifar_file, call_cifar_load, NULL, ok_dataset, NULL};
     run(&c5);
-    acase c6 = {"gopt_cifar10_load_dir", setup_cifar_dir, call_cifar_dir, NULL, ok_dataset, NULL};
+    acase c6 = {"gopt_cifar10_load_dir", setup_cifar_dir, call_cifar_dir, NULL, ok_dataset, teardown_cifar_dir};
     run(&c6);
     acase c7 = {NULL, setup_dataset, call_loader_create, NULL, ok_loader, NULL};
     run_case(&c7, 0, "gopt_loader_create (no prefetch)");
