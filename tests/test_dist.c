@@ -187,8 +187,9 @@ static void dist_close(dist_run *t) {
     free(t->xs);
 }
 
-/* One step; poison: 1 puts a NaN into this rank's gradient, 2 makes its loss NaN.
- * Returns the monitor's apply. */
+/* One step; poison: 1 puts a NaN into this rank's gradient, 2 makes its loss NaN, 3 shows
+ * the input check a NaN pixel the net never saw (as if swallowed: gradients and loss stay
+ * finite). Every rank checks its input. Returns the monitor's apply. */
 static int dist_step(dist_run *t, int s, int poison) {
     make_batch(s, t->x, t->labels);
     int n = shard(t->x, t->labels, t->xs, t->ls);
@@ -196,6 +197,8 @@ static int dist_step(dist_run *t, int s, int poison) {
     double loss = train_batch(t->net, t->xs, t->ls, n, t->rc.batchnorm ? 3 : 1);
     if (poison == 1) gopt_params_grads(gopt_net_params(t->net))[3] = NAN;
     if (poison == 2) loss = NAN;
+    if (poison == 3) t->xs[0] = NAN;
+    OK(gopt_monitor_check_input(t->mon, t->xs, (size_t)n * SAMPLE));
     OK(gopt_dist_reduce_grads(t->d, t->opt));
     double v[1] = {loss};
     OK(gopt_dist_sum(t->d, v, 1));
@@ -275,11 +278,11 @@ static void test_equivalence_sync_batchnorm(void **state) {
     }
 }
 
-/* A NaN gradient or loss on the last rank only: every rank skips the step. */
+/* A NaN gradient, loss or input on the last rank only: every rank skips the step. */
 static void test_nonfinite_on_one_rank_skips_everywhere(void **state) {
     (void)state;
     for (int zero = 0; zero <= 1; zero++)
-        for (int poison = 1; poison <= 2; poison++) {
+        for (int poison = 1; poison <= 3; poison++) {
             run_config rc = {GOPT_ALGO_ADAM, zero, 0, 0};
             dist_run t;
             dist_open(&t, &rc);
@@ -295,6 +298,7 @@ static void test_nonfinite_on_one_rank_skips_everywhere(void **state) {
             gopt_monitor_counts c;
             OK(gopt_monitor_counts_get(t.mon, &c));
             assert_int_equal(c.skipped_nonfinite, 1);
+            assert_int_equal(c.nonfinite_input, poison == 3);
             assert_int_equal(gopt_optim_step_count(t.opt), 1);
             assert_int_equal(dist_step(&t, 2, 0), 1); /* and training goes on */
             free(before);

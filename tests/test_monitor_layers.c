@@ -1,7 +1,7 @@
 #define _POSIX_C_SOURCE 200809L
 /* Tests of the monitor's per-layer view (gradopt/monitor.h): grouping of a net's tensors
  * into layers, layer norms against the global norm, the vanishing-layer flag, the layer
- * history ring, its state (MON2, MON1 still loading), unchanged exports and no allocation
+ * history ring, its state (MON3; MON1 still loading), unchanged exports and no allocation
  * after create. */
 #include <math.h>
 #include <stdio.h>
@@ -318,7 +318,7 @@ static void test_layer_history_state(void **state) {
     unsigned char *buf = malloc(size);
     assert_non_null(buf);
     assert_ok(gopt_monitor_state_save(a, buf, size));
-    assert_int_equal(buf[3], '2'); /* MON2 */
+    assert_int_equal(buf[3], '3'); /* MON3: MON2 and the count of non-finite inputs */
     assert_ok(gopt_monitor_state_load(b, buf, size));
     double ha[8], hb[8];
     int na, nb;
@@ -356,7 +356,8 @@ static void test_layer_history_state(void **state) {
     assert_status(gopt_monitor_state_load(c, big, gopt_monitor_state_size(c)), GOPT_EFORMAT, "layer_history 4");
     free(big);
     gopt_monitor_destroy(c);
-    const size_t hist_bytes = 4 * 3 * sizeof(double), v1_size = size - 4 * sizeof(uint32_t) - hist_bytes;
+    const size_t hist_bytes = 4 * 3 * sizeof(double),
+                 v1_size = size - sizeof(int64_t) - 4 * sizeof(uint32_t) - hist_bytes;
     unsigned char *bad = malloc(size);
     memcpy(bad, buf, size);
     uint32_t head = 9;
@@ -382,9 +383,9 @@ static void test_layer_history_state(void **state) {
     assert_ok(gopt_monitor_layer_history(b, 2, hb, 8, &nb));
     assert_int_equal(nb, 1);
     assert_true(hb[0] == 2.0 * 7 * 3);
-    /* MON1 with MON2's size, or MON2 with MON1's: refused */
+    /* MON1 with another size, or MON3 with MON1's: refused */
     assert_status(gopt_monitor_state_load(b, v1, v1_size - 8), GOPT_EFORMAT, "MON1");
-    assert_status(gopt_monitor_state_load(b, buf, v1_size), GOPT_EFORMAT, "MON2");
+    assert_status(gopt_monitor_state_load(b, buf, v1_size), GOPT_EFORMAT, "MON3");
     assert_status(gopt_monitor_state_load(b, buf, 3), GOPT_EFORMAT, "header");
     free(v1);
     free(bad);
@@ -443,10 +444,10 @@ static void test_exports_unchanged_and_no_alloc(void **state) {
     }
     assert_int_equal(len[0], len[1]);
     assert_string_equal(out[0], out[1]);
-    /* the header is exactly the documented columns: 11 + 3 per tensor */
+    /* the header is exactly the documented columns: 11 + 3 per tensor + nonfinite_input */
     int commas = 0;
     for (const char *c = out[0]; *c && *c != '\n'; c++) commas += *c == ',';
-    assert_int_equal(commas, 10 + 3 * gopt_params_count(p));
+    assert_int_equal(commas, 11 + 3 * gopt_params_count(p));
     free(out[0]);
     free(out[1]);
     free(buf);

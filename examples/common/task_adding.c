@@ -130,6 +130,8 @@ static int adding_train_batch(void *ctx, gopt_net *net, float label_smoothing, t
     out->loss = loss / B;
     out->correct = 0;
     out->count = B;
+    out->input = x.data;
+    out->input_n = x.numel;
     return 0;
 }
 

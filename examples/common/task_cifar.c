@@ -53,6 +53,8 @@ static int cifar_train_batch(void *ctx, gopt_net *net, float label_smoothing, tr
     out->loss = loss;
     out->correct = correct;
     out->count = b.n;
+    out->input = x.data; /* the loader's buffer: valid until the next batch */
+    out->input_n = x.numel;
     return 0;
 }
 

@@ -302,8 +302,10 @@ int trainer_step_once(trainer *t, trainer_step *out, int *epoch_done, char *err,
             t->batch_in_epoch = 0;
             if (t->task.seek(t->task.ctx, t->epoch, 0, err, errlen)) return -1;
         }
-        trainer_batch b;
+        trainer_batch b = {0};
         if (t->task.train_batch(t->task.ctx, t->net, t->cfg.label_smoothing, &b, err, errlen)) return -1;
+        /* NaN/Inf in the data: the monitor skips the step even if the net swallowed them */
+        if (b.input) LIB(gopt_monitor_check_input(t->mon, b.input, (size_t)b.input_n), "input check");
         t->batch_in_epoch++;
         correct += b.correct;
         count += b.count;
@@ -341,7 +343,7 @@ int trainer_step_once(trainer *t, trainer_step *out, int *epoch_done, char *err,
     gopt_monitor_report rep;
     LIB(gopt_monitor_before_step(t->mon, out->loss, &rep), "monitor");
     out->grad_norm = rep.grad_norm;
-    out->nonfinite = rep.nonfinite_grad || rep.nonfinite_loss;
+    out->nonfinite = rep.nonfinite_grad || rep.nonfinite_loss || rep.nonfinite_input;
     out->spike = rep.spike;
     out->applied = rep.apply;
     out->update_ratio = NAN;

@@ -62,7 +62,7 @@ typedef struct trainer_config {
     double agc;             /* > 0: adaptive gradient clipping factor */
     float label_smoothing;
     int accum;              /* micro-batches per optimizer step (>= 1) */
-    int skip_nonfinite;     /* monitor: skip steps with NaN/Inf gradients or loss */
+    int skip_nonfinite;     /* monitor: skip steps with NaN/Inf gradients, loss or input */
     int skip_spikes;        /* monitor: skip loss spikes */
     double diverge_factor;  /* loss above this multiple of the first loss = diverged (0: off) */
     /* data parallel: NULL = one process (no collective anywhere). Otherwise `batch` stays
@@ -91,10 +91,14 @@ int trainer_local_batch(const trainer_config *cfg, int *local, char *err, size_t
  * saying how many others failed). Without dist: rc. */
 int trainer_agree(gopt_dist *d, int rc, char *err, size_t errlen);
 
-/* What one micro-batch gave: mean loss over its `count` targets, `correct` top-1 hits. */
+/* What one micro-batch gave: mean loss over its `count` targets, `correct` top-1 hits, and
+ * the float input it fed the net (input_n floats; NULL for token ids), which the step
+ * checks for NaN/Inf (gopt_monitor_check_input). */
 typedef struct trainer_batch {
     double loss;
     int64_t correct, count;
+    const float *input;
+    int64_t input_n;
 } trainer_batch;
 
 /* The data side of a run. Every function returns 0, or -1 with a message in err. */

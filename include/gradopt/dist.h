@@ -147,7 +147,8 @@ GOPT_API gopt_status gopt_dist_step(gopt_dist *d, gopt_optim *opt);
 
 /* The monitor reads the global gradient: under ZeRO-1 its per-tensor sums of squares and
  * non-finite checks cover this rank's slice and are summed over the ranks before any flag
- * is decided; otherwise (the gradients are already global) nothing changes. Call once,
+ * is decided; otherwise (the gradients are already global) only the count of non-finite
+ * input elements (gopt_monitor_check_input) is summed, when the program checks inputs. Call once,
  * after creating both; the monitor must not outlive d. */
 GOPT_API gopt_status gopt_dist_attach_monitor(gopt_dist *d, gopt_monitor *mon, gopt_optim *opt);
 

@@ -24,10 +24,11 @@
  * before_step reads the gradients once: per-tensor L2 norms, per-layer ones (below) and the
  * global L2 norm (sqrt of the sum of the per-tensor sums of squares, in arena order
  * whatever the grouping), non-finite gradients (NaN/Inf in
- * any element) and a non-finite loss. It then decides whether the step should be applied
+ * any element), a non-finite loss, and the non-finite input elements counted by
+ * gopt_monitor_check_input since the last before_step. It then decides whether the step should be applied
  * and says so in the report (PyTorch users cannot tell whether a step was skipped, e.g.
  * by GradScaler: pytorch#44511):
- *  - non-finite gradient or loss: skipped when skip_nonfinite (default), counted, and when
+ *  - non-finite gradient, loss or input: skipped when skip_nonfinite (default), counted, and when
  *    nonfinite_lr_backoff < 1 every group's LR is multiplied by it (gopt_optim_set_lr).
  *  - loss spike: z = (loss - mean) / std over the last loss_window losses of applied steps
  *    (population std), judged once loss_min_samples are there; z > spike_zscore is a
@@ -62,7 +63,7 @@ typedef struct gopt_monitor_config {
     int loss_min_samples;        /* in [2, loss_window] (20) */
     double spike_zscore;         /* > 0 (6.0) */
     int skip_spikes;             /* 1: skip spiking steps (0: flag only) */
-    int skip_nonfinite;          /* 1: skip steps with a NaN/Inf gradient or loss (1) */
+    int skip_nonfinite;          /* 1: skip steps with a NaN/Inf gradient, loss or input (1) */
     double nonfinite_lr_backoff; /* in (0, 1]: LR factor on each non-finite skip; < 1 needs an optimizer (1.0) */
     int explosion_window;        /* >= 2 (50) */
     double explosion_factor;     /* > 1 (10.0) */
@@ -88,6 +89,8 @@ typedef struct gopt_monitor_report {
     double zscore;       /* NAN until loss_min_samples losses were seen */
     double grad_norm;    /* global L2 norm (Inf/NaN when nonfinite_grad) */
     int vanishing_layers; /* layers flagged vanishing this step (see gopt_monitor_layer) */
+    int64_t nonfinite_input; /* NaN/Inf input elements reported by gopt_monitor_check_input
+                                since the previous before_step (0: none, or not checked) */
 } gopt_monitor_report;
 
 /* Per tensor, from the last before_step (grad) and after_step (param, update). */
@@ -102,6 +105,7 @@ typedef struct gopt_monitor_counts {
     int64_t skipped_spike;
     int64_t nonfinite_grad, nonfinite_loss, spikes, explosions, vanishing;
     int64_t lr_backoffs;
+    int64_t nonfinite_input;   /* steps whose input held a NaN/Inf (gopt_monitor_check_input) */
 } gopt_monitor_counts;
 
 typedef enum gopt_monitor_format { GOPT_MONITOR_CSV = 0, GOPT_MONITOR_JSONL = 1 } gopt_monitor_format;
@@ -119,6 +123,23 @@ GOPT_API void gopt_monitor_destroy(gopt_monitor *m);
 /* Inspect the gradients and the loss of this step; report (not NULL) says whether to step.
  * Errors: GOPT_EINVAL (NULL), errors of gopt_optim_set_lr during a back-off. */
 GOPT_API gopt_status gopt_monitor_before_step(gopt_monitor *m, double loss, gopt_monitor_report *report);
+/* Count the non-finite elements (NaN, +Inf, -Inf) of this step's input: x[0..n), e.g. the
+ * float batch given to gopt_net_forward. Call it after the forward (or before), as often as
+ * the step has float inputs (micro-batches, several tensors: the counts add up), then call
+ * before_step, which reports the total in report.nonfinite_input, counts the step in
+ * counts.nonfinite_input, and treats it as a non-finite gradient: skipped when
+ * skip_nonfinite (counted in skipped_nonfinite, with the LR back-off), and its grad norm
+ * kept out of the history and explosion window. The step is skipped even when the loss
+ * and the gradients came out finite: a NaN can be swallowed (our relu maps it to 0, a
+ * max-pool in floor mode never reads the last rows and columns of an odd-sized input, a
+ * dropout mask zeroes it), and a corrupt batch would otherwise train silently. Each before_step starts a new count. Data-parallel
+ * (gopt_dist_attach_monitor): every rank checks its own batch and the counts are summed
+ * over the ranks before the decision, so the ranks skip together; call check_input on
+ * every rank or on none. One read pass over x, nothing allocated, no effect on the
+ * gradients. Token ids (gopt_net_forward_tokens) are integers and need no check.
+ * Errors: GOPT_EINVAL (m NULL, x NULL with n > 0). */
+GOPT_API gopt_status gopt_monitor_check_input(gopt_monitor *m, const float *x, size_t n);
+
 /* After an applied optimizer step: per-tensor parameter norms and update ratios.
  * Errors: GOPT_ESTATE (the last before_step did not apply, or after_step was already called). */
 GOPT_API gopt_status gopt_monitor_after_step(gopt_monitor *m);
@@ -154,7 +175,8 @@ GOPT_API gopt_status gopt_monitor_layer_history(const gopt_monitor *m, int layer
 
 /* Export the last step as one row: columns step, applied, loss, zscore, grad_norm, lr
  * (group 0; empty without an optimizer), the five flags, then per tensor
- * <name>.grad_norm, <name>.param_norm, <name>.update_ratio. CSV writes the header line
+ * <name>.grad_norm, <name>.param_norm, <name>.update_ratio, then nonfinite_input (the
+ * report's count; JSON Lines: a key after "tensors"). CSV writes the header line
  * first when header is 1. Errors: GOPT_EIO (write failed), GOPT_ESTATE (no step yet). */
 GOPT_API gopt_status gopt_monitor_write_row(const gopt_monitor *m, FILE *f, gopt_monitor_format fmt, int header);
 /* Append the last row to `path` (CSV: with a header line if the file is empty or new).
@@ -164,7 +186,8 @@ GOPT_API gopt_status gopt_monitor_append_row(const gopt_monitor *m, const char *
 /* State (params.h convention): counters, loss window, norm history, explosion window and
  * the per-layer grad-norm history (layer_history > 0). Load requires the same config sizes,
  * tensor count and layer count; a blob saved before the layer history was kept ("MON1")
- * still loads and leaves the layer history empty. */
+ * still loads and leaves the layer history empty, and one saved before non-finite inputs
+ * were counted ("MON1", "MON2") loads with counts.nonfinite_input 0. */
 GOPT_API size_t gopt_monitor_state_size(const gopt_monitor *m);
 GOPT_API gopt_status gopt_monitor_state_save(const gopt_monitor *m, void *buf, size_t size);
 GOPT_API gopt_status gopt_monitor_state_load(gopt_monitor *m, const void *buf, size_t size);

@@ -64,7 +64,8 @@ GOPT_API gopt_status gopt_net_add(gopt_net *net, const gopt_layer_config *cfg, c
  * GOPT_ESTATE (built). gopt_net_build then fails with GOPT_EINVAL if a recomputed layer is
  * the last one, is next to another recomputed layer, or feeds a flatten. */
 GOPT_API gopt_status gopt_net_set_recompute(gopt_net *net, int i, int on);
-/* Errors: GOPT_ESTATE (twice, or no layers), GOPT_EINVAL (recompute, above), GOPT_ENOMEM. */
+/* Errors: GOPT_ESTATE (twice, or no layers), GOPT_EINVAL (recompute, above), GOPT_ENOMEM
+ * (the net stays unbuilt and keeps what it allocated; a later build completes it). */
 GOPT_API gopt_status gopt_net_build(gopt_net *net);
 
 /* The arena (owned by the net; valid until gopt_net_destroy). */

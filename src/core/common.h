@@ -38,6 +38,11 @@ void gopt__aligned_free(void *ptr);
 void gopt__free(void *ptr);
 char *gopt__strdup(const char *s);
 
+/* Unregister the tensors added after the first `count` of an arena not yet finalized: a
+ * layer whose create failed takes its parameters back out (src/core/params.c). */
+struct gopt_params;
+void gopt__params_truncate(struct gopt_params *p, int count);
+
 /* Overflow-checked size arithmetic: return 0 on overflow. */
 static inline int gopt__mul_size(size_t a, size_t b, size_t *out) {
     if (a != 0 && b > SIZE_MAX / a) return 0;

@@ -105,6 +105,12 @@ gopt_status gopt_params_add(gopt_params *p, const char *name, int ndim, const in
     return GOPT_OK;
 }
 
+void gopt__params_truncate(gopt_params *p, int count) {
+    if (!p || p->values || count < 0 || count >= p->count) return;
+    p->count = count;
+    p->numel = count ? p->entries[count - 1].offset + p->entries[count - 1].numel : 0;
+}
+
 static void rebuild_runs(gopt_params *p) {
     p->run_count = 0;
     for (int i = 0; i < p->count; i++) {

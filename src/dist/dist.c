@@ -228,8 +228,9 @@ tables:
     d->counts = gopt__calloc((size_t)d->size, sizeof *d->counts);
     d->displs = gopt__calloc((size_t)d->size, sizeof *d->displs);
     if (!d->counts || !d->displs) {
+        int size = d->size; /* not read from d once it is freed */
         gopt_dist_destroy(d);
-        return GOPT_FAIL(GOPT_ENOMEM, "dist tables for %d ranks", d->size);
+        return GOPT_FAIL(GOPT_ENOMEM, "dist tables for %d ranks", size);
     }
     *out = d;
     return GOPT_OK;
@@ -565,6 +566,8 @@ gopt_status gopt_dist_attach_monitor(gopt_dist *d, gopt_monitor *mon, gopt_optim
         int64_t b, e;
         gopt_optim_range(opt, &b, &e);
         gopt__monitor_set_shard(mon, b, e, sum_hook, d);
+    } else {
+        gopt__monitor_set_input_sum(mon, sum_hook, d); /* only the input check's count */
     }
     return GOPT_OK;
 }

@@ -76,11 +76,11 @@ static gopt_status block_alloc(gopt_layer *l, int recompute_t3) {
     block_state *b = l->st;
     const size_t act = (size_t)l->max_batch * l->out_numel;
     if (recompute_t3 && b->conv.fast) {
+        if (!b->recompute_t3) l->ws_floats += (act + 15) / 16 * 16; /* once, if a build is retried */
         b->recompute_t3 = 1;
-        l->ws_floats += (act + 15) / 16 * 16;
         return GOPT_OK;
     }
-    b->t3 = gopt__aligned_alloc(act * sizeof(float));
+    if (!b->t3) b->t3 = gopt__aligned_alloc(act * sizeof(float)); /* kept by a failed build */
     return b->t3 ? GOPT_OK : GOPT_FAIL(GOPT_ENOMEM, "basic_block activations of %zu floats", act);
 }
 

@@ -22,7 +22,7 @@ static gopt_status dropout_setup(gopt_layer *l, const char *prefix) {
 static gopt_status dropout_alloc(gopt_layer *l, int lean) {
     dropout_state *st = l->st;
     size_t n = (size_t)l->max_batch * (size_t)l->out_numel;
-    st->mask = gopt__aligned_alloc(n);
+    if (!st->mask) st->mask = gopt__aligned_alloc(n); /* kept by a failed build */
     return st->mask ? GOPT_OK : GOPT_FAIL(GOPT_ENOMEM, "dropout mask of %zu bytes", n);
 }
 

@@ -120,7 +120,9 @@ gopt_layer_config gopt_layer_basic_block(int in, int out, int stride) {
 
 gopt_status gopt__layer_alloc_buffers(gopt_layer *l, int lean) {
     size_t n = (size_t)l->max_batch * (size_t)l->out_numel;
-    if (!(l->vt->flags & GOPT__VT_OUT_ALIASES_IN) && !l->recompute) {
+    /* Each buffer is allocated only if it is not there yet: a net whose build ran out of
+     * memory keeps what it had and a second gopt_net_build completes it. */
+    if (!(l->vt->flags & GOPT__VT_OUT_ALIASES_IN) && !l->recompute && !l->out) {
         l->out = gopt__aligned_alloc(n * sizeof(float));
         if (!l->out) return GOPT_FAIL(GOPT_ENOMEM, "%s output of %zu floats", gopt_layer_type_name(l->cfg.type), n);
         l->owns_out = 1;
@@ -178,6 +180,7 @@ gopt_status gopt__layer_create(const gopt_layer_config *cfg, int in_ndim, const 
     l->max_batch = max_batch;
     l->training = 1;
     l->params = params;
+    int registered = gopt_params_count(params);
     gopt_status s = l->vt->setup(l, prefix);
     if (s == GOPT_OK) {
         l->out_numel = 1;
@@ -193,6 +196,7 @@ gopt_status gopt__layer_create(const gopt_layer_config *cfg, int in_ndim, const 
     }
     if (s != GOPT_OK) {
         gopt_layer_destroy(l);
+        gopt__params_truncate(params, registered); /* the arena as it was: the caller may retry */
         return s;
     }
     *out = l;

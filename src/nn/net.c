@@ -185,13 +185,16 @@ gopt_status gopt_net_build(gopt_net *net) {
         }
     }
     size_t mb = (size_t)net->cfg.max_batch;
-    if (gopt_params_count(net->params) > 0) GOPT_TRY(gopt_params_finalize(net->params));
-    if (ws) {
+    /* After an allocation failure the net keeps what this build allocated (freed by
+     * gopt_net_destroy) and a second build allocates only what is missing. */
+    if (gopt_params_count(net->params) > 0 && !gopt_params_finalized(net->params))
+        GOPT_TRY(gopt_params_finalize(net->params));
+    if (ws && !net->ws) {
         net->ws = gopt__aligned_alloc(ws * sizeof(float));
         if (!net->ws) return GOPT_FAIL(GOPT_ENOMEM, "net workspace of %zu floats", ws);
     }
-    net->input = gopt__aligned_alloc(mb * (size_t)net->in_numel * sizeof(float));
-    net->dlast = gopt__aligned_alloc(mb * g * sizeof(float));
+    if (!net->input) net->input = gopt__aligned_alloc(mb * (size_t)net->in_numel * sizeof(float));
+    if (!net->dlast) net->dlast = gopt__aligned_alloc(mb * g * sizeof(float));
     if (!net->input || !net->dlast) return GOPT_FAIL(GOPT_ENOMEM, "net buffers of %zu floats", mb * g);
     for (int i = 0; i < net->nlayers; i++) gopt__layer_set_ws(net->layers[i], net->ws);
     for (int i = 0; i < net->nlayers; i++) {

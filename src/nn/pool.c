@@ -34,7 +34,7 @@ static gopt_status maxpool_setup(gopt_layer *l, const char *prefix) {
 static gopt_status maxpool_alloc(gopt_layer *l, int lean) {
     maxpool_state *st = l->st;
     size_t n = (size_t)l->max_batch * (size_t)l->out_numel;
-    st->argmax = gopt__aligned_alloc(n * sizeof(int32_t));
+    if (!st->argmax) st->argmax = gopt__aligned_alloc(n * sizeof(int32_t)); /* kept by a failed build */
     return st->argmax ? GOPT_OK : GOPT_FAIL(GOPT_ENOMEM, "maxpool2d indices of %zu", n);
 }
 

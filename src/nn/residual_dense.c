@@ -85,9 +85,10 @@ static gopt_status rd_alloc(gopt_layer *l, int lean) {
     (void)lean;
     rd_state *st = l->st;
     size_t n = (size_t)l->max_batch * st->F;
-    st->a0 = gopt__aligned_alloc(n * sizeof(float));
-    st->a1 = gopt__aligned_alloc(n * sizeof(float));
-    if (st->use_bn) st->h1 = gopt__aligned_alloc(n * sizeof(float));
+    /* a failed build keeps what it allocated; the next one completes it */
+    if (!st->a0) st->a0 = gopt__aligned_alloc(n * sizeof(float));
+    if (!st->a1) st->a1 = gopt__aligned_alloc(n * sizeof(float));
+    if (st->use_bn && !st->h1) st->h1 = gopt__aligned_alloc(n * sizeof(float));
     if (!st->a0 || !st->a1 || (st->use_bn && !st->h1))
         return GOPT_FAIL(GOPT_ENOMEM, "residual_dense activations of %zu floats", n);
     return GOPT_OK;

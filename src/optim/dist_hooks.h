@@ -23,5 +23,8 @@ gopt_status gopt__optim_state_save_gathered(const gopt_optim *opt, gopt__gather_
 /* The monitor's gradient pass covers [begin, end) of the arena and its per-tensor sums of
  * squares and non-finite count go through sum (fn) before any flag is decided. */
 void gopt__monitor_set_shard(gopt_monitor *m, int64_t begin, int64_t end, gopt__sum_fn fn, void *ctx);
+/* Without a shard (gradients already global): the non-finite input count of
+ * gopt_monitor_check_input goes through fn, so that every rank skips the same steps. */
+void gopt__monitor_set_input_sum(gopt_monitor *m, gopt__sum_fn fn, void *ctx);
 
 #endif

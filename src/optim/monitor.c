@@ -1,5 +1,6 @@
 /* Stability monitor (see gradopt/monitor.h). */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 
 #include "gradopt/monitor.h"
@@ -7,9 +8,11 @@
 #include "optim/dist_hooks.h"
 #include "optim/norm.h"
 
-/* MON2 appends the per-layer grad-norm history to MON1's fields; MON1 blobs still load. */
+/* MON2 appends the per-layer grad-norm history to MON1's fields, MON3 the count of steps
+ * with a non-finite input to MON2's; MON1 and MON2 blobs still load. */
 #define MONITOR_MAGIC_V1 GOPT__MAGIC('M', 'O', 'N', '1')
-#define MONITOR_MAGIC GOPT__MAGIC('M', 'O', 'N', '2')
+#define MONITOR_MAGIC_V2 GOPT__MAGIC('M', 'O', 'N', '2')
+#define MONITOR_MAGIC GOPT__MAGIC('M', 'O', 'N', '3')
 
 typedef struct ring {
     double *v;
@@ -43,11 +46,23 @@ struct gopt_monitor {
     int hist_count, hist_head;
     /* data-parallel shard (gopt__monitor_set_shard): the gradient pass reads [shard_begin,
      * shard_end) and sums per-tensor sums of squares and the non-finite count over ranks */
-    double *ss; /* ntensors + 1: per-tensor sums of squares, then the non-finite count */
+    double *ss; /* ntensors + 2: per-tensor sums of squares, the non-finite gradient count,
+                   the non-finite input count */
     int64_t shard_begin, shard_end;
     gopt__sum_fn sum;
     void *sum_ctx;
+    /* gopt_monitor_check_input: non-finite input elements since the last before_step; the
+     * data-parallel sum of that count when the gradients are already global (DDP) */
+    int64_t pending_input;
+    int input_checked; /* check_input was called at least once (the same on every rank) */
+    gopt__sum_fn input_sum;
+    void *input_sum_ctx;
 };
+
+void gopt__monitor_set_input_sum(gopt_monitor *m, gopt__sum_fn fn, void *ctx) {
+    m->input_sum = fn;
+    m->input_sum_ctx = ctx;
+}
 
 void gopt__monitor_set_shard(gopt_monitor *m, int64_t begin, int64_t end, gopt__sum_fn fn, void *ctx) {
     m->shard_begin = begin;
@@ -171,7 +186,7 @@ gopt_status gopt_monitor_create(const gopt_monitor_config *cfg, gopt_params *par
     m->opt = opt;
     m->ntensors = gopt_params_count(params);
     m->tensors = gopt__calloc((size_t)m->ntensors, sizeof *m->tensors);
-    m->ss = gopt__calloc((size_t)m->ntensors + 1, sizeof *m->ss);
+    m->ss = gopt__calloc((size_t)m->ntensors + 2, sizeof *m->ss);
     m->losses.v = gopt__calloc((size_t)cfg->loss_window, sizeof(double));
     m->norms.v = gopt__calloc((size_t)cfg->history, sizeof(double));
     m->recent.v = gopt__calloc((size_t)cfg->explosion_window, sizeof(double));
@@ -206,6 +221,25 @@ void gopt_monitor_destroy(gopt_monitor *m) {
     gopt__free(m->layer_names);
     gopt__free(m->layer_hist);
     gopt__free(m);
+}
+
+/* Non-finite elements of x[0..n): exponent bits all ones (NaN, +Inf, -Inf); one pass. */
+static int64_t count_nonfinite(const float *x, size_t n) {
+    int64_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], sizeof u);
+        bad += (u & 0x7f800000u) == 0x7f800000u;
+    }
+    return bad;
+}
+
+gopt_status gopt_monitor_check_input(gopt_monitor *m, const float *x, size_t n) {
+    GOPT_CHECK_NULL(m);
+    if (n > 0) GOPT_CHECK_NULL(x);
+    m->pending_input += count_nonfinite(x, n);
+    m->input_checked = 1;
+    return GOPT_OK;
 }
 
 static int has_nonfinite(const float *x, int64_t n) {
@@ -269,7 +303,10 @@ gopt_status gopt_monitor_before_step(gopt_monitor *m, double loss, gopt_monitor_
         m->ss[i] = ss;
     }
     m->ss[m->ntensors] = nonfinite;
-    if (m->sum) GOPT_TRY(m->sum(m->sum_ctx, m->ss, m->ntensors + 1));
+    m->ss[m->ntensors + 1] = (double)m->pending_input;
+    m->pending_input = 0; /* counted for this step, whatever happens below */
+    if (m->sum) GOPT_TRY(m->sum(m->sum_ctx, m->ss, m->ntensors + 2));
+    else if (m->input_sum && m->input_checked) GOPT_TRY(m->input_sum(m->input_sum_ctx, m->ss + m->ntensors + 1, 1));
     double total = 0;
     for (int k = 0; k < m->nlayers; k++) {
         gopt_monitor_layer *ly = &m->layers[k];
@@ -285,6 +322,7 @@ gopt_status gopt_monitor_before_step(gopt_monitor *m, double loss, gopt_monitor_
     flag_layers(m, &r);
     r.nonfinite_grad = m->ss[m->ntensors] != 0;
     r.nonfinite_loss = !isfinite(loss);
+    r.nonfinite_input = (int64_t)m->ss[m->ntensors + 1];
 
     if (!r.nonfinite_loss && m->losses.count >= c->loss_min_samples) {
         double mean = 0, var = 0;
@@ -313,11 +351,12 @@ gopt_status gopt_monitor_before_step(gopt_monitor *m, double loss, gopt_monitor_
     m->counts.steps++;
     if (r.nonfinite_grad) m->counts.nonfinite_grad++;
     if (r.nonfinite_loss) m->counts.nonfinite_loss++;
+    if (r.nonfinite_input) m->counts.nonfinite_input++;
     if (r.spike) m->counts.spikes++;
     if (r.explosion) m->counts.explosions++;
     if (r.vanishing) m->counts.vanishing++;
     gopt_status st = GOPT_OK;
-    if ((r.nonfinite_grad || r.nonfinite_loss) && c->skip_nonfinite) {
+    if ((r.nonfinite_grad || r.nonfinite_loss || r.nonfinite_input) && c->skip_nonfinite) {
         r.apply = 0;
         m->counts.skipped_nonfinite++;
         if (c->nonfinite_lr_backoff < 1 && m->opt) {
@@ -330,7 +369,7 @@ gopt_status gopt_monitor_before_step(gopt_monitor *m, double loss, gopt_monitor_
         r.apply = 0;
         m->counts.skipped_spike++;
     }
-    if (isfinite(r.grad_norm)) {
+    if (isfinite(r.grad_norm) && !r.nonfinite_input) { /* a corrupt batch's norm says nothing */
         ring_push(&m->norms, r.grad_norm);
         ring_push(&m->recent, r.grad_norm);
     }
@@ -483,6 +522,7 @@ gopt_status gopt_monitor_write_row(const gopt_monitor *m, FILE *f, gopt_monitor_
             gopt_params_info(m->params, i, &info);
             fprintf(f, ",%s.grad_norm,%s.param_norm,%s.update_ratio", info.name, info.name, info.name);
         }
+        fputs(",nonfinite_input", f); /* added after the per-tensor columns: older ones keep their place */
         fputc('\n', f);
     }
     if (json) {
@@ -507,7 +547,7 @@ gopt_status gopt_monitor_write_row(const gopt_monitor *m, FILE *f, gopt_monitor_
             put_num(f, m->tensors[i].update_ratio, 1);
             fputc('}', f);
         }
-        fputs("}}\n", f);
+        fprintf(f, "},\"nonfinite_input\":%lld}\n", (long long)r->nonfinite_input);
     } else {
         fprintf(f, "%lld,%d,", (long long)r->step, r->apply);
         put_num(f, r->loss, 0);
@@ -526,7 +566,7 @@ gopt_status gopt_monitor_write_row(const gopt_monitor *m, FILE *f, gopt_monitor_
             fputc(',', f);
             put_num(f, m->tensors[i].update_ratio, 0);
         }
-        fputc('\n', f);
+        fprintf(f, ",%lld\n", (long long)r->nonfinite_input);
     }
     if (ferror(f)) return GOPT_FAIL(GOPT_EIO, "writing the monitor row failed");
     return GOPT_OK;
@@ -547,7 +587,11 @@ gopt_status gopt_monitor_append_row(const gopt_monitor *m, const char *path, gop
 
 /* ---- state ----------------------------------------------------------------------------- */
 
-#define NCOUNTS ((int)(sizeof(gopt_monitor_counts) / sizeof(int64_t)))
+/* The counts MON1 and MON2 hold: every field of gopt_monitor_counts up to lr_backoffs, in
+ * struct order; MON3 appends nonfinite_input at the end of the blob. */
+#define NCOUNTS 10
+_Static_assert(offsetof(gopt_monitor_counts, lr_backoffs) == (NCOUNTS - 1) * sizeof(int64_t),
+               "the counts of MON1/MON2 are the first NCOUNTS fields");
 
 static size_t ring_bytes(const ring *r) { return 2 * sizeof(uint32_t) + (size_t)r->cap * sizeof(double); }
 
@@ -565,7 +609,7 @@ static size_t layer_section_bytes(const gopt_monitor *m) {
 
 size_t gopt_monitor_state_size(const gopt_monitor *m) {
     if (!m) return 0;
-    return state_size_v1(m) + layer_section_bytes(m);
+    return state_size_v1(m) + layer_section_bytes(m) + sizeof(int64_t);
 }
 
 static void ring_save(gopt__wcur *w, const ring *r) {
@@ -585,7 +629,7 @@ gopt_status gopt_monitor_state_save(const gopt_monitor *m, void *buf, size_t siz
     gopt__put_u32(&w, (uint32_t)m->losses.cap);
     gopt__put_u32(&w, (uint32_t)m->norms.cap);
     gopt__put_u32(&w, (uint32_t)m->recent.cap);
-    gopt__put(&w, &m->counts, sizeof m->counts);
+    gopt__put(&w, &m->counts, NCOUNTS * sizeof(int64_t));
     ring_save(&w, &m->losses);
     ring_save(&w, &m->norms);
     ring_save(&w, &m->recent);
@@ -594,6 +638,7 @@ gopt_status gopt_monitor_state_save(const gopt_monitor *m, void *buf, size_t siz
     gopt__put_u32(&w, (uint32_t)m->hist_count);
     gopt__put_u32(&w, (uint32_t)m->hist_head);
     gopt__put(&w, m->layer_hist, (size_t)m->cfg.layer_history * (size_t)m->nlayers * sizeof(double));
+    gopt__put_i64(&w, m->counts.nonfinite_input);
     return w.ok ? GOPT_OK : GOPT_FAIL(GOPT_EINVAL, "state buffer too small");
 }
 
@@ -618,19 +663,24 @@ gopt_status gopt_monitor_state_load(gopt_monitor *m, const void *buf, size_t siz
     uint32_t hdr[5];
     for (int i = 0; i < 5; i++) hdr[i] = gopt__get_u32(&r);
     if (!r.ok) return GOPT_FAIL(GOPT_EFORMAT, "monitor state: %zu bytes, too short for its header", size);
-    if (hdr[0] != MONITOR_MAGIC && hdr[0] != MONITOR_MAGIC_V1)
+    if (hdr[0] != MONITOR_MAGIC && hdr[0] != MONITOR_MAGIC_V2 && hdr[0] != MONITOR_MAGIC_V1)
         return GOPT_FAIL(GOPT_EFORMAT, "monitor state: bad magic 0x%08x", hdr[0]);
     const int v1 = hdr[0] == MONITOR_MAGIC_V1; /* saved before the layer history was kept */
-    const size_t want = v1 ? state_size_v1(m) : gopt_monitor_state_size(m);
+    const int v2 = hdr[0] == MONITOR_MAGIC_V2; /* saved before non-finite inputs were counted */
+    const size_t want = v1   ? state_size_v1(m)
+                        : v2 ? state_size_v1(m) + layer_section_bytes(m)
+                             : gopt_monitor_state_size(m);
     if (size != want)
-        return GOPT_FAIL(GOPT_EFORMAT, "monitor state (%s): %zu bytes, expected %zu", v1 ? "MON1" : "MON2", size, want);
+        return GOPT_FAIL(GOPT_EFORMAT, "monitor state (%s): %zu bytes, expected %zu", v1 ? "MON1" : v2 ? "MON2" : "MON3",
+                         size, want);
     if (hdr[1] != (uint32_t)m->ntensors) return GOPT_FAIL(GOPT_EFORMAT, "monitor state: %u tensors, this monitor has %d", hdr[1], m->ntensors);
     if (hdr[2] != (uint32_t)m->losses.cap) return GOPT_FAIL(GOPT_EFORMAT, "monitor state: loss_window %u, this monitor has %d", hdr[2], m->losses.cap);
     if (hdr[3] != (uint32_t)m->norms.cap) return GOPT_FAIL(GOPT_EFORMAT, "monitor state: history %u, this monitor has %d", hdr[3], m->norms.cap);
     if (hdr[4] != (uint32_t)m->recent.cap)
         return GOPT_FAIL(GOPT_EFORMAT, "monitor state: explosion_window %u, this monitor has %d", hdr[4], m->recent.cap);
     gopt_monitor_counts counts;
-    gopt__get(&r, &counts, sizeof counts);
+    memset(&counts, 0, sizeof counts);
+    gopt__get(&r, &counts, NCOUNTS * sizeof(int64_t));
     uint32_t cnt[3], head[3];
     const unsigned char *vals[3];
     GOPT_TRY(ring_check(&r, &m->losses, "loss window", &cnt[0], &head[0], &vals[0]));
@@ -649,6 +699,13 @@ gopt_status gopt_monitor_state_load(gopt_monitor *m, const void *buf, size_t siz
             return GOPT_FAIL(GOPT_EFORMAT, "monitor state: layer history count %u / head %u do not fit %u", lhdr[2],
                              lhdr[3], lhdr[1]);
     }
+    if (!v1 && !v2) { /* MON3: the count after the layer history */
+        gopt__rcur tail = gopt__rcur_make((const unsigned char *)buf + size - sizeof(int64_t), sizeof(int64_t));
+        counts.nonfinite_input = gopt__get_i64(&tail);
+        if (counts.nonfinite_input < 0 || counts.nonfinite_input > counts.steps)
+            return GOPT_FAIL(GOPT_EFORMAT, "monitor state: %lld steps with a non-finite input of %lld",
+                             (long long)counts.nonfinite_input, (long long)counts.steps);
+    }
     /* everything checked: commit */
     if (!v1 && m->layer_hist) memcpy(m->layer_hist, r.p, (size_t)lhdr[1] * (size_t)m->nlayers * sizeof(double));
     m->hist_count = (int)lhdr[2]; /* a MON1 blob leaves the layer history empty */
@@ -659,7 +716,8 @@ gopt_status gopt_monitor_state_load(gopt_monitor *m, const void *buf, size_t siz
         rings[i]->head = (int)head[i];
         memcpy(rings[i]->v, vals[i], (size_t)rings[i]->cap * sizeof(double));
     }
-    m->counts = counts;
+    m->counts = counts; /* an older blob: no step had a non-finite input counted */
+    m->pending_input = 0;
     m->awaiting_after = 0;
     return GOPT_OK;
 }
