@@ -270,6 +270,7 @@ static void use(fz_obj *o) {
         break;
     case K_MONITOR: {
         gopt_monitor_report rep;
+        (void)gopt_monitor_check_input(o->obj, W.x, sizeof W.x / sizeof W.x[0]);
         if (gopt_monitor_before_step(o->obj, 1.0, &rep) == GOPT_OK && rep.apply) (void)gopt_monitor_after_step(o->obj);
         double hist[16];
         int n;
