@@ -37,6 +37,8 @@ struct gopt_sched {
     sched_node root;
     gopt__sched_target target;
     int bound;
+    unsigned char *rollback; /* bound: the state before a load, in case the optimizer refuses it */
+    size_t rollback_size;
 };
 
 static const char *const kind_names[GOPT_SCHED_KIND_COUNT] = {
@@ -613,6 +615,11 @@ gopt_status gopt__sched_create(const gopt_sched_config *cfg, int ngroups, const 
             }
         }
         st = node_init(s, &s->root, cfg);
+        if (st == GOPT_OK && s->bound) {
+            s->rollback_size = gopt_sched_state_size(s);
+            s->rollback = gopt__malloc(s->rollback_size);
+            if (!s->rollback) st = GOPT_FAIL(GOPT_ENOMEM, "scheduler state of %zu bytes", s->rollback_size);
+        }
         if (st == GOPT_OK) st = push(s);
     }
     if (st != GOPT_OK) {
@@ -634,6 +641,7 @@ void gopt_sched_destroy(gopt_sched *s) {
     gopt__free(s->initial);
     gopt__free(s->lr);
     gopt__free(s->mom);
+    gopt__free(s->rollback);
     gopt__free(s);
 }
 
@@ -815,21 +823,19 @@ gopt_status gopt_sched_state_load(gopt_sched *s, const void *buf, size_t size) {
     GOPT_CHECK_NULL(s);
     GOPT_CHECK_NULL(buf);
     GOPT_TRY(load_pass(s, buf, size, 0));
+    if (!s->bound) return load_pass(s, buf, size, 1);
     /* The optimizer may still refuse a value (a momentum its algorithm cannot take): then
-     * the scheduler and the optimizer go back to where they were. */
-    size_t old_size = gopt_sched_state_size(s);
-    unsigned char *old = gopt__malloc(old_size);
-    if (!old) return GOPT_FAIL(GOPT_ENOMEM, "scheduler state of %zu bytes", old_size);
-    gopt_status st = gopt_sched_state_save(s, old, old_size);
+     * the scheduler and the optimizer go back to where they were (the buffer is sized at
+     * create: a load allocates nothing). */
+    gopt_status st = gopt_sched_state_save(s, s->rollback, s->rollback_size);
     if (st == GOPT_OK) st = load_pass(s, buf, size, 1);
     if (st == GOPT_OK) st = push(s);
     if (st != GOPT_OK) {
         char why[256];
         snprintf(why, sizeof why, "%s", gopt_last_error());
-        (void)load_pass(s, old, old_size, 1);
+        (void)load_pass(s, s->rollback, s->rollback_size, 1);
         (void)push(s);
         st = GOPT_FAIL(GOPT_EFORMAT, "scheduler state does not fit the optimizer: %s", why);
     }
-    gopt__free(old);
     return st;
 }
