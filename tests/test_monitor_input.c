@@ -236,7 +236,7 @@ static void test_state(void **state) {
     memcpy(bad, buf, size);
     int64_t big = 99;
     memcpy(bad + size - sizeof big, &big, sizeof big);
-    assert_status(gopt_monitor_state_load(b, bad, size), GOPT_EFORMAT, "non-finite input");
+    assert_status(gopt_monitor_state_load(b, bad, size), GOPT_EFORMAT, "nonfinite_input = 99");
     assert_ok(gopt_monitor_counts_get(b, &cb));
     assert_int_equal(cb.nonfinite_input, 2);
 

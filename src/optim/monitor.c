@@ -702,10 +702,20 @@ gopt_status gopt_monitor_state_load(gopt_monitor *m, const void *buf, size_t siz
     if (!v1 && !v2) { /* MON3: the count after the layer history */
         gopt__rcur tail = gopt__rcur_make((const unsigned char *)buf + size - sizeof(int64_t), sizeof(int64_t));
         counts.nonfinite_input = gopt__get_i64(&tail);
-        if (counts.nonfinite_input < 0 || counts.nonfinite_input > counts.steps)
-            return GOPT_FAIL(GOPT_EFORMAT, "monitor state: %lld steps with a non-finite input of %lld",
-                             (long long)counts.nonfinite_input, (long long)counts.steps);
     }
+    /* Every count is of steps, at most one per step (in every version). */
+    static const char *const count_names[] = {"steps",           "applied",        "skipped_nonfinite", "skipped_spike",
+                                              "nonfinite_grad",  "nonfinite_loss", "spikes",            "explosions",
+                                              "vanishing",       "lr_backoffs",    "nonfinite_input"};
+    _Static_assert(sizeof(gopt_monitor_counts) == sizeof count_names / sizeof count_names[0] * sizeof(int64_t),
+                   "gopt_monitor_counts is the int64_t counts named here");
+    int64_t count[sizeof count_names / sizeof count_names[0]];
+    memcpy(count, &counts, sizeof count);
+    if (counts.steps < 0) return GOPT_FAIL(GOPT_EFORMAT, "monitor state: %lld steps", (long long)counts.steps);
+    for (size_t i = 1; i < sizeof count / sizeof count[0]; i++)
+        if (count[i] < 0 || count[i] > counts.steps)
+            return GOPT_FAIL(GOPT_EFORMAT, "monitor state: %s = %lld is outside 0..%lld (the steps)", count_names[i],
+                             (long long)count[i], (long long)counts.steps);
     /* everything checked: commit */
     if (!v1 && m->layer_hist) memcpy(m->layer_hist, r.p, (size_t)lhdr[1] * (size_t)m->nlayers * sizeof(double));
     m->hist_count = (int)lhdr[2]; /* a MON1 blob leaves the layer history empty */
