@@ -29,12 +29,17 @@ const char *gopt_last_error(void) { return last_error; }
 void gopt_clear_error(void) { last_error[0] = '\0'; }
 
 gopt_status gopt__fail(gopt_status s, const char *func, const char *fmt, ...) {
-    int n = snprintf(last_error, sizeof last_error, "%s: ", func);
-    if (n < 0 || (size_t)n >= sizeof last_error) n = 0;
+    /* Formatted aside first: an argument may be gopt_last_error() itself (a detail that
+     * wraps the previous one), and vsnprintf into the buffer it reads from is undefined
+     * (Valgrind: "source and destination overlap"). */
+    char msg[sizeof last_error];
+    int n = snprintf(msg, sizeof msg, "%s: ", func);
+    if (n < 0 || (size_t)n >= sizeof msg) n = 0;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error + n, sizeof last_error - (size_t)n, fmt, ap);
+    vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
     va_end(ap);
+    memcpy(last_error, msg, sizeof msg);
     return s;
 }
 
