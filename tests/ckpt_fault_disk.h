@@ -173,20 +173,44 @@ static void test_disk_full(void **state) {
     assert_int_equal(umount(dir), 0);
 }
 
+/* The common start of a disk test: a small tmpfs with a checkpoint in it (prev), the model
+ * one step further, and the bytes its next save must write (want, saved elsewhere). */
+typedef struct disk_case {
+    test_dir td, path_, ref_;
+    const char *dir, *path;
+    model m;
+    unsigned char *prev, *want;
+    size_t prev_size, want_size;
+} disk_case;
+
+static void disk_case_start(disk_case *c, const char *label, const char *options) {
+    c->td = mount_small_tmpfs(label, options);
+    c->dir = c->td.path;
+    char ref_name[64];
+    snprintf(ref_name, sizeof ref_name, "ref_%s.bin", label);
+    c->path_ = joined(c->dir, "ck.bin");
+    c->ref_ = joined(workdir, ref_name);
+    c->path = c->path_.path;
+    model_make(&c->m);
+    assert_ok(model_save(&c->m, c->path, 0));
+    c->prev = read_all(c->path, &c->prev_size);
+    model_steps(&c->m, 1);
+    assert_ok(model_save(&c->m, c->ref_.path, 0));
+    c->want = read_all(c->ref_.path, &c->want_size);
+}
+
+static void disk_case_end(disk_case *c) {
+    free(c->prev);
+    free(c->want);
+    model_free(&c->m);
+    assert_int_equal(umount(c->dir), 0);
+}
+
 static void test_disk_no_inodes(void **state) {
     (void)state;
-    test_dir td = mount_small_tmpfs("inodes", "size=4m,nr_inodes=16,mode=0755");
-    const char *dir = td.path;
-    test_dir path_ = joined(dir, "ck.bin"), ref_ = joined(workdir, "ref_inodes.bin");
-    const char *path = path_.path, *ref = ref_.path;
-    model m;
-    model_make(&m);
-    assert_ok(model_save(&m, path, 0));
-    size_t prev_size, want_size;
-    unsigned char *prev = read_all(path, &prev_size);
-    model_steps(&m, 1);
-    assert_ok(model_save(&m, ref, 0));
-    unsigned char *want = read_all(ref, &want_size);
+    disk_case c;
+    disk_case_start(&c, "inodes", "size=4m,nr_inodes=16,mode=0755");
+    const char *dir = c.dir, *path = c.path;
     int files = 0;
     for (;; files++) {
         char name[16];
@@ -198,56 +222,41 @@ static void test_disk_no_inodes(void **state) {
         }
         close(fd);
     }
-    expect_failed_save(&m, dir, path, 0, "cannot create the temporary file", prev, prev_size);
+    expect_failed_save(&c.m, dir, path, 0, "cannot create the temporary file", c.prev, c.prev_size);
     assert_non_null(strstr(gopt_last_error(), "No space left on device"));
     assert_int_equal(unlink(in_dir(dir, "f0")), 0);
-    assert_ok(model_save(&m, path, 0));
-    assert_true(same_bytes(path, want, want_size));
+    assert_ok(model_save(&c.m, path, 0));
+    assert_true(same_bytes(path, c.want, c.want_size));
     /* the last inode taken by a writer that died: begin removes its file first */
     dead_writer(path, 1000);
     assert_int_equal(count_temps(dir, "ck.bin"), 1);
-    assert_ok(model_save(&m, path, 0));
+    assert_ok(model_save(&c.m, path, 0));
     assert_int_equal(count_temps(dir, "ck.bin"), 0);
     printf("no inode left (%d files): a clear error, the old file intact; a dead writer's file is removed first\n",
            files + 1);
-    free(prev);
-    free(want);
-    model_free(&m);
-    assert_int_equal(umount(dir), 0);
+    disk_case_end(&c);
 }
 
 static void test_disk_read_only(void **state) {
     (void)state;
-    test_dir td = mount_small_tmpfs("ro", "size=4m,mode=0755");
-    const char *dir = td.path;
-    test_dir path_ = joined(dir, "ck.bin"), ref_ = joined(workdir, "ref_ro.bin");
-    const char *path = path_.path, *ref = ref_.path;
-    model m;
-    model_make(&m);
-    assert_ok(model_save(&m, path, 0));
-    size_t prev_size, want_size;
-    unsigned char *prev = read_all(path, &prev_size);
-    model_steps(&m, 1);
-    assert_ok(model_save(&m, ref, 0));
-    unsigned char *want = read_all(ref, &want_size);
+    disk_case c;
+    disk_case_start(&c, "ro", "size=4m,mode=0755");
+    const char *dir = c.dir, *path = c.path;
     dead_writer(path, 5000);
     if (mount("tmpfs", dir, "tmpfs", MS_REMOUNT | MS_RDONLY, "size=4m") != 0) fail_msg("remount ro: %s", strerror(errno));
     gopt_clear_error();
-    assert_int_equal(model_save(&m, path, 0), GOPT_EIO);
+    assert_int_equal(model_save(&c.m, path, 0), GOPT_EIO);
     const char *e = gopt_last_error();
     if (!strstr(e, "Read-only file system") || !strstr(e, "read-only file system") || !strstr(e, path))
         fail_msg("unclear: %s", e);
     printf("read-only mount: %s\n", e);
-    assert_true(same_bytes(path, prev, prev_size));
+    assert_true(same_bytes(path, c.prev, c.prev_size));
     assert_int_equal(count_temps(dir, "ck.bin"), 1); /* the dead writer's, which cannot go now */
     if (mount("tmpfs", dir, "tmpfs", MS_REMOUNT, "size=4m") != 0) fail_msg("remount rw: %s", strerror(errno));
-    assert_ok(model_save(&m, path, 0));
-    assert_true(same_bytes(path, want, want_size));
+    assert_ok(model_save(&c.m, path, 0));
+    assert_true(same_bytes(path, c.want, c.want_size));
     assert_int_equal(count_temps(dir, "ck.bin"), 0);
-    free(prev);
-    free(want);
-    model_free(&m);
-    assert_int_equal(umount(dir), 0);
+    disk_case_end(&c);
 }
 
 static int setup_workdir(void **state);
