@@ -5,6 +5,7 @@
  * loops run with gopt_get_threads() threads and static schedules; SGEMM is only called
  * between them. */
 #include <stdlib.h>
+#include <string.h>
 
 #ifdef _OPENMP
 #  include <omp.h>
@@ -46,7 +47,16 @@ gopt_status gopt__conv_setup(gopt__conv *c, int C, int K, int H, int W, int R, i
     if (chunk > max_batch) chunk = max_batch;
     if (chunk < 1) chunk = 1;
     c->chunk = (int)chunk;
-    c->fast = gopt__conv_cpu_fast() && !getenv("GOPT_CONV_GENERIC");
+    const char *path = getenv("GOPT_CONV_PATH");
+    if (getenv("GOPT_CONV_GENERIC")) path = "generic";
+    if (!path || !*path) path = "auto";
+    const int is_auto = !strcmp(path, "auto"), generic = !strcmp(path, "generic");
+    if (!is_auto && !generic && strcmp(path, "winograd") && strcmp(path, "direct"))
+        return GOPT_FAIL(GOPT_EINVAL, "GOPT_CONV_PATH='%s': expected auto, winograd, direct or generic", path);
+    c->fast = !generic && gopt__conv_cpu_fast();
+    c->wino = !generic && gopt__conv_cpu_wino() && gopt__conv_wino_shape_ok(c) &&
+              (is_auto ? !c->fast : !strcmp(path, "winograd"));
+    if (c->wino) c->fast = 0;
     int slots = gopt_get_threads(), procs = omp_get_num_procs();
     if (procs > slots) slots = procs;
     c->slots = slots < 1 ? 1 : slots > 256 ? 256 : slots;
@@ -55,6 +65,7 @@ gopt_status gopt__conv_setup(gopt__conv *c, int C, int K, int H, int W, int R, i
 
 size_t gopt__conv_ws_floats(const gopt__conv *c) {
     if (c->fast) return gopt__conv_fast_ws_floats(c);
+    if (c->wino) return gopt__conv_wino_ws_floats(c);
     size_t cols = (size_t)c->chunk * c->OH * c->OW;
     return cols * ((size_t)c->C * c->R * c->R + (size_t)c->K);
 }
@@ -129,10 +140,27 @@ static void col2im(const gopt__conv *c, const float *col, int nb, float *dx0) {
     }
 }
 
+void gopt__conv_fused_forward(const gopt__conv *c, const float *w, const float *b, const float *x, float *y, int n,
+                              float *ws, const float *in_scale, const float *in_shift) {
+    if (c->wino)
+        gopt__conv_wino_forward(c, w, b, x, y, n, ws, in_scale, in_shift);
+    else
+        gopt__conv_fast_forward(c, w, b, x, y, n, ws, in_scale, in_shift);
+}
+
+void gopt__conv_fused_backward(const gopt__conv *c, const float *w, float *dw, float *db, const float *x,
+                               const float *dy, float *dx, int dx_accumulate, int n, float *ws, const float *in_scale,
+                               const float *in_shift) {
+    if (c->wino)
+        gopt__conv_wino_backward(c, w, dw, db, x, dy, dx, dx_accumulate, n, ws, in_scale, in_shift);
+    else
+        gopt__conv_fast_backward(c, w, dw, db, x, dy, dx, dx_accumulate, n, ws, in_scale, in_shift);
+}
+
 void gopt__conv_forward(const gopt__conv *c, const float *w, const float *b, const float *x, float *y, int n,
                         float *ws) {
-    if (c->fast) {
-        gopt__conv_fast_forward(c, w, b, x, y, n, ws, NULL, NULL);
+    if (gopt__conv_fuses(c)) {
+        gopt__conv_fused_forward(c, w, b, x, y, n, ws, NULL, NULL);
         return;
     }
     const int K = c->K;
@@ -175,8 +203,8 @@ void gopt__conv_forward(const gopt__conv *c, const float *w, const float *b, con
 
 void gopt__conv_backward(const gopt__conv *c, const float *w, float *dw, float *db, const float *x, const float *dy,
                          float *dx, int dx_accumulate, int n, float *ws) {
-    if (c->fast) {
-        gopt__conv_fast_backward(c, w, dw, db, x, dy, dx, dx_accumulate, n, ws, NULL, NULL);
+    if (gopt__conv_fuses(c)) {
+        gopt__conv_fused_backward(c, w, dw, db, x, dy, dx, dx_accumulate, n, ws, NULL, NULL);
         return;
     }
     const int K = c->K;
