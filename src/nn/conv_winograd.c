@@ -123,12 +123,12 @@ static void wtrans_back2(const double du[16], float *dw) {
     }
 }
 
-/* up[xi][ob][i][6] = U of output channel ob*6+r, input channel i (0 for padding rows).
+/* up[xi][ob][i][6] = U of output channel ob*6+r, input channel i, for o in [o0, o1); the
+ * call whose range ends at O also zeroes the padding rows past O.
  * flip: the input gradient's filters, W'[i=k][o=c] = W[k][c] rotated 180 degrees. */
-static void pack_filters(const float *w, int K, int C, int flip, float *up) {
-    const int O = flip ? C : K, I = flip ? K : C, nob = (O + 5) / 6;
-    memset(up, 0, sizeof(float) * (size_t)NXI * nob * 6 * I);
-    for (int o = 0; o < O; o++)
+static void pack_filters(const float *w, int K, int C, int flip, float *up, int o0, int o1) {
+    const int I = flip ? K : C, nob = ((flip ? C : K) + 5) / 6;
+    for (int o = o0; o < o1; o++)
         for (int i = 0; i < I; i++) {
             float g[9], u[NXI];
             const float *src = flip ? w + ((int64_t)i * C + o) * 9 : w + ((int64_t)o * C + i) * 9;
@@ -136,6 +136,10 @@ static void pack_filters(const float *w, int K, int C, int flip, float *up) {
             wtrans(g, u);
             for (int xi = 0; xi < NXI; xi++) up[(((int64_t)xi * nob + o / 6) * I + i) * 6 + o % 6] = u[xi];
         }
+    if (o1 == (flip ? C : K)) /* the padding rows: zeros (stale workspace could hold denormals) */
+        for (int o = o1; o < nob * 6; o++)
+            for (int i = 0; i < I; i++)
+                for (int xi = 0; xi < NXI; xi++) up[(((int64_t)xi * nob + o / 6) * I + i) * 6 + o % 6] = 0.0f;
 }
 
 /* gi images of Ci planes into the zero-padded buffer, through relu(x sc + sh) if sc. Plain C
@@ -427,14 +431,18 @@ static inline tile_at tile_of(const wgeom *g, int tl) {
     return t;
 }
 
-/* y (n, O, H, W) = or += conv3x3(x (n, I, H, W)) with the packed filters up (+ bias) */
-static void wino_run(const gopt__conv *c, const wgeom *g, const float *up, int I, int O, const float *bias,
-                     const float *x, float *y, int acc, int n, float *ws, const float *sc, const float *sh) {
+/* y (n, O, H, W) = or += conv3x3(x (n, I, H, W)) with w's filters packed into up first (the
+ * threads split the packing, then the image groups) (+ bias) */
+static void wino_run(const gopt__conv *c, const wgeom *g, const float *w, int flip, float *up, int I, int O,
+                     const float *bias, const float *x, float *y, int acc, int n, float *ws, const float *sc,
+                     const float *sh) {
     const int groups = (n + g->g - 1) / g->g, nob = (O + 5) / 6, T = threads_for(c, groups);
     const int64_t HW = (int64_t)g->H * g->W, HWp = (int64_t)g->Hp * g->Wp;
 #  pragma omp parallel num_threads(T)
     {
         const int t = thread_id();
+        pack_filters(w, g->K, g->C, flip, up, (int)((int64_t)O * t / T), (int)((int64_t)O * (t + 1) / T));
+#  pragma omp barrier
         float *slot = ws + g->up + (int64_t)t * g->slot;
         float *pad = slot, *V = pad + g->pad, *M = V + g->v;
         const int q0 = (int)((int64_t)groups * t / T), q1 = (int)((int64_t)groups * (t + 1) / T);
@@ -473,8 +481,7 @@ static void wino_run(const gopt__conv *c, const wgeom *g, const float *up, int I
 void gopt__conv_wino_forward(const gopt__conv *c, const float *w, const float *b, const float *x, float *y, int n,
                              float *ws, const float *in_scale, const float *in_shift) {
     const wgeom g = wino_geom(c);
-    pack_filters(w, c->K, c->C, 0, ws);
-    wino_run(c, &g, ws, c->C, c->K, b, x, y, 0, n, ws, in_scale, in_shift);
+    wino_run(c, &g, w, 0, ws, c->C, c->K, b, x, y, 0, n, ws, in_scale, in_shift);
 }
 
 /* dw += the weight gradient, summed per thread in slot.du, then in thread order. F(2x2,3x3)
@@ -525,7 +532,9 @@ static void wino_wgrad(const gopt__conv *c, const wgeom *g, float *dw, const flo
             }
         }
     }
-    /* combine in thread order (double), then dw += G^T dU G */
+    /* combine in thread order (double), then dw += G^T dU G; output channels split over
+     * the threads (each (k, c) the same sum whoever does it) */
+#  pragma omp parallel for num_threads(T) schedule(static)
     for (int k = 0; k < K; k++)
         for (int ci = 0; ci < C; ci++) {
             double u[NX] = {0};
@@ -553,8 +562,7 @@ void gopt__conv_wino_backward(const gopt__conv *c, const float *w, float *dw, fl
         }
     if (dw) wino_wgrad(c, &g, dw, x, dy, n, ws, in_scale, in_shift);
     if (!dx) return;
-    pack_filters(w, c->K, c->C, 1, ws);
-    wino_run(c, &g, ws, c->K, c->C, NULL, dy, dx, dx_accumulate, n, ws, NULL, NULL);
+    wino_run(c, &g, w, 1, ws, c->K, c->C, NULL, dy, dx, dx_accumulate, n, ws, NULL, NULL);
 }
 
 #else /* no AVX2 kernels in this build: the direct paths run */
