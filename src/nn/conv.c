@@ -24,7 +24,7 @@ static int omp_get_num_procs(void) { return 1; }
 /* SGEMM columns we aim for per call (per thread): enough images per chunk that small
  * late-stage feature maps still give the SGEMM a wide N, few enough that a thread's columns
  * stay near its L2. */
-#define GOPT__CONV_TARGET_COLS 2048
+#define GOPT__CONV_TARGET_COLS 512
 #define GOPT__CONV_MAX_COL_FLOATS (1u << 20)
 #define GOPT__OMP_MIN 16384 /* below this many elements loops stay serial */
 
@@ -55,13 +55,17 @@ gopt_status gopt__conv_setup(gopt__conv *c, int C, int K, int H, int W, int R, i
     const char *path = getenv("GOPT_CONV_PATH");
     if (getenv("GOPT_CONV_GENERIC")) path = "generic";
     if (!path || !*path) path = "auto";
-    const int is_auto = !strcmp(path, "auto"), generic = !strcmp(path, "generic");
-    if (!is_auto && !generic && strcmp(path, "winograd") && strcmp(path, "direct"))
-        return GOPT_FAIL(GOPT_EINVAL, "GOPT_CONV_PATH='%s': expected auto, winograd, direct or generic", path);
-    c->fast = !generic && gopt__conv_cpu_fast();
-    c->wino = !generic && gopt__conv_cpu_wino() && gopt__conv_wino_shape_ok(c) &&
+    const int is_auto = !strcmp(path, "auto"), generic = !strcmp(path, "generic"), im2col = !strcmp(path, "im2col");
+    if (!is_auto && !generic && !im2col && strcmp(path, "winograd") && strcmp(path, "direct"))
+        return GOPT_FAIL(GOPT_EINVAL, "GOPT_CONV_PATH='%s': expected auto, winograd, direct, im2col or generic",
+                         path);
+    c->fast = !generic && !im2col && gopt__conv_cpu_fast();
+    c->wino = !generic && !im2col && gopt__conv_cpu_wino() && gopt__conv_wino_shape_ok(c) &&
               (is_auto ? !c->fast : !strcmp(path, "winograd"));
     if (c->wino) c->fast = 0;
+    /* the im2col products on conv_gemm.c: pixels per image a multiple of 16, outputs of 4 */
+    c->cgemm = !generic && !c->fast && !c->wino && gopt__conv_cpu_wino() && ((int64_t)c->OH * c->OW) % 16 == 0 &&
+               K % 4 == 0;
     int slots = gopt_get_threads(), procs = omp_get_num_procs();
     if (procs > slots) slots = procs;
     c->slots = slots < 1 ? 1 : slots > 256 ? 256 : slots;
@@ -75,10 +79,18 @@ static size_t generic_slot(const gopt__conv *c) {
     return (cols * crs + 15) / 16 * 16 + (cols * c->K + 15) / 16 * 16 + (crs * c->K + 15) / 16 * 16;
 }
 
+/* generic path with conv_gemm.c: the packed W (forward) or W^T (dX) ahead of the slots */
+static size_t generic_packed(const gopt__conv *c) {
+    if (!c->cgemm) return 0;
+    const size_t crs = (size_t)c->C * c->R * c->R, k = (size_t)c->K;
+    const size_t a = (k + 5) / 6 * 6 * crs, b = (crs + 5) / 6 * 6 * k;
+    return ((a > b ? a : b) + 15) / 16 * 16;
+}
+
 size_t gopt__conv_ws_floats(const gopt__conv *c) {
     if (c->fast) return gopt__conv_fast_ws_floats(c);
     if (c->wino) return gopt__conv_wino_ws_floats(c);
-    return generic_slot(c) * (size_t)c->slots;
+    return generic_packed(c) + generic_slot(c) * (size_t)c->slots;
 }
 
 /* col[(ci*R+ky)*R+kx][j*P + oy*OW + ox] for images x0[j], j < nb. */
@@ -203,6 +215,9 @@ void gopt__conv_forward(const gopt__conv *c, const float *w, const float *b, con
     const int K = c->K, chunks = (n + c->chunk - 1) / c->chunk, T = generic_threads(c, chunks);
     const int64_t P = (int64_t)c->OH * c->OW, CRS = (int64_t)c->C * c->R * c->R, in_n = (int64_t)c->C * c->H * c->W;
     const size_t slot = generic_slot(c), ncol = ((size_t)CRS * c->chunk * P + 15) / 16 * 16;
+    float *ap = ws;
+    if (c->cgemm) gopt__cgemm_pack_a(w, K, (int)CRS, 0, ap);
+    ws += generic_packed(c);
 #pragma omp parallel num_threads(T)
     {
         const int t = generic_thread();
@@ -219,7 +234,10 @@ void gopt__conv_forward(const gopt__conv *c, const float *w, const float *b, con
                 im2col(c, xin, nb, col);
             const int64_t ld = P * nb;
             float *out = nb == 1 ? yo : tmp;
-            gopt__sgemm(0, 0, K, (int)ld, (int)CRS, 1.0f, w, (int)CRS, b_mat, (int)ld, 0.0f, out, (int)ld);
+            if (c->cgemm)
+                gopt__cgemm_nn(ap, K, (int)CRS, b_mat, ld, (int)ld, out, ld);
+            else
+                gopt__sgemm(0, 0, K, (int)ld, (int)CRS, 1.0f, w, (int)CRS, b_mat, (int)ld, 0.0f, out, (int)ld);
             for (int j = 0; j < nb; j++)
                 for (int k = 0; k < K; k++) {
                     const float *src = out + k * ld + j * P;
@@ -253,6 +271,9 @@ void gopt__conv_backward(const gopt__conv *c, const float *w, float *dw, float *
             }
             db[k] += (float)acc;
         }
+    float *ap = ws; /* W^T packed for dX */
+    if (c->cgemm && dx) gopt__cgemm_pack_a(w, (int)CRS, K, 1, ap);
+    ws += generic_packed(c);
 #pragma omp parallel num_threads(T)
     {
         const int t = generic_thread();
@@ -277,7 +298,10 @@ void gopt__conv_backward(const gopt__conv *c, const float *w, float *dw, float *
                 b_mat = xin;
             else if (dw)
                 im2col(c, xin, nb, col);
-            if (dw) gopt__sgemm(0, 1, K, (int)CRS, (int)ld, 1.0f, g, (int)ld, b_mat, (int)ld, 1.0f, dwp, (int)CRS);
+            if (dw && c->cgemm)
+                gopt__cgemm_nt_acc(g, K, ld, b_mat, (int)CRS, ld, (int)ld, dwp, CRS);
+            else if (dw)
+                gopt__sgemm(0, 1, K, (int)CRS, (int)ld, 1.0f, g, (int)ld, b_mat, (int)ld, 1.0f, dwp, (int)CRS);
             if (!dx) continue;
             float *dxo = dx + (int64_t)n0 * in_n;
             if (direct) {
@@ -285,14 +309,17 @@ void gopt__conv_backward(const gopt__conv *c, const float *w, float *dw, float *
                             dxo, (int)ld);
                 continue;
             }
-            gopt__sgemm(1, 0, (int)CRS, (int)ld, K, 1.0f, w, (int)CRS, g, (int)ld, 0.0f, col, (int)ld);
+            if (c->cgemm)
+                gopt__cgemm_nn(ap, (int)CRS, K, g, ld, (int)ld, col, ld);
+            else
+                gopt__sgemm(1, 0, (int)CRS, (int)ld, K, 1.0f, w, (int)CRS, g, (int)ld, 0.0f, col, (int)ld);
             if (!dx_accumulate) memset(dxo, 0, sizeof(float) * (size_t)(nb * in_n));
             col2im(c, col, nb, dxo);
         }
     }
     if (dw) /* the partials in thread order */
         for (int t = 0; t < T; t++) {
-            const float *dwp = ws + (size_t)t * slot + ncol + ntmp;
+            const float *dwp = ws + (size_t)t * slot + ncol + ntmp; /* ws past the packed W^T */
             for (int64_t i = 0; i < K * CRS; i++) dw[i] += dwp[i];
         }
 }

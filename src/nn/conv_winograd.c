@@ -322,30 +322,48 @@ WT static void ztrans2_8(const float *const p[8], int64_t ld, float *out, int64_
 
 #  define ROW6(X) X(0) X(1) X(2) X(3) X(4) X(5)
 
-/* m (nob*6 x NB) = up (nob blocks of [I][6]) x v (I x NB) */
-WT static void gemm_fwd(const float *up, const float *v, float *m, int I, int nob) {
-    for (int ob = 0; ob < nob; ob++) {
-        const float *u = up + (int64_t)ob * I * 6;
-#  define DECL(r) __m256 a##r##0 = _mm256_setzero_ps(), a##r##1 = _mm256_setzero_ps();
-        ROW6(DECL)
-#  undef DECL
-        for (int i = 0; i < I; i++) {
-            const __m256 v0 = _mm256_loadu_ps(v + i * NB), v1 = _mm256_loadu_ps(v + i * NB + 8);
-#  define FMA(r)                                                \
-      {                                                         \
-          const __m256 ur = _mm256_broadcast_ss(u + i * 6 + r); \
-          a##r##0 = _mm256_fmadd_ps(ur, v0, a##r##0);           \
-          a##r##1 = _mm256_fmadd_ps(ur, v1, a##r##1);           \
+/* m (rows r0 .. r0+R of a 6-row block, x NB) = u ([I][6] of that block) x v (I x NB): R = 6,
+ * or 4 / 2 for the last block of an O that is not a multiple of 6 (its other rows unread) */
+#  define GEMM_FWD_ROWS(R, ROWS)                                                        \
+      WT static void gemm_fwd##R(const float *u, const float *v, float *mo, int I) {    \
+          ROWS(DECL)                                                                  \
+          for (int i = 0; i < I; i++) {                                               \
+              const __m256 v0 = _mm256_loadu_ps(v + i * NB), v1 = _mm256_loadu_ps(v + i * NB + 8); \
+              ROWS(FMA)                                                               \
+          }                                                                           \
+          ROWS(ST)                                                                    \
       }
-            ROW6(FMA)
-#  undef FMA
-        }
-        float *mo = m + (int64_t)ob * 6 * NB;
+#  define DECL(r) __m256 a##r##0 = _mm256_setzero_ps(), a##r##1 = _mm256_setzero_ps();
+#  define FMA(r)                                                  \
+      {                                                           \
+          const __m256 ur = _mm256_broadcast_ss(u + i * 6 + r);   \
+          a##r##0 = _mm256_fmadd_ps(ur, v0, a##r##0);             \
+          a##r##1 = _mm256_fmadd_ps(ur, v1, a##r##1);             \
+      }
 #  define ST(r)                                 \
       _mm256_storeu_ps(mo + r * NB, a##r##0);   \
       _mm256_storeu_ps(mo + r * NB + 8, a##r##1);
-        ROW6(ST)
+#  define ROW4(X) X(0) X(1) X(2) X(3)
+#  define ROW2(X) X(0) X(1)
+GEMM_FWD_ROWS(6, ROW6)
+GEMM_FWD_ROWS(4, ROW4)
+GEMM_FWD_ROWS(2, ROW2)
+#  undef DECL
+#  undef FMA
 #  undef ST
+
+/* m (nob*6 x NB) = up (nob blocks of [I][6]) x v (I x NB), rows past O left unwritten */
+WT static void gemm_fwd(const float *up, const float *v, float *m, int I, int nob, int O) {
+    for (int ob = 0; ob < nob; ob++) {
+        const float *u = up + (int64_t)ob * I * 6;
+        float *mo = m + (int64_t)ob * 6 * NB;
+        const int rows = O - ob * 6;
+        if (rows > 4)
+            gemm_fwd6(u, v, mo, I);
+        else if (rows > 2)
+            gemm_fwd4(u, v, mo, I);
+        else
+            gemm_fwd2(u, v, mo, I);
     }
 }
 
@@ -466,7 +484,7 @@ static void wino_run(const gopt__conv *c, const wgeom *g, const float *w, int fl
                     }
                 for (int xi = 0; xi < NXI; xi++)
                     gemm_fwd(up + (int64_t)xi * nob * 6 * I, V + (int64_t)xi * I * NB, M + (int64_t)xi * nob * 6 * NB,
-                             I, nob);
+                             I, nob, O);
                 for (int o = 0; o < O; o++)
                     for (int h = 0; h < 2; h++) {
                         float *q8[8];

@@ -17,6 +17,7 @@ typedef struct gopt__conv {
     int chunk;            /* images per SGEMM (generic path) */
     int fast;             /* 1: the AVX-512 kernels of conv_avx512.c, parallel over images */
     int wino;             /* 1: Winograd F(4x4,3x3), conv_winograd.c (then fast is 0) */
+    int cgemm;            /* generic path: 1 = its products on conv_gemm.c's AVX2 kernels */
     int slots;            /* per-thread workspace slots of the fast path (threads it can use) */
 } gopt__conv;
 
@@ -48,6 +49,14 @@ void gopt__conv_wino_forward(const gopt__conv *c, const float *w, const float *b
 void gopt__conv_wino_backward(const gopt__conv *c, const float *w, float *dw, float *db, const float *x,
                               const float *dy, float *dx, int dx_accumulate, int n, float *ws, const float *in_scale,
                               const float *in_shift);
+/* The im2col path's own AVX2 products (nn/conv_gemm.c), for CPUs with AVX2 and FMA:
+ * pack_a: ap = A (M x K; trans: A is given as K x M) in 6-row blocks [K][6], (M+5)/6*6*K
+ * floats; nn: C (M x N, ldc) = A B (B K x N, ldb), N a multiple of 16; nt_acc: D (M x Kc,
+ * ldd) += G (M x N, ldg) Bt^T (Bt Kc x N, ldb), M a multiple of 4, N of 8. */
+void gopt__cgemm_pack_a(const float *a, int M, int K, int trans, float *ap);
+void gopt__cgemm_nn(const float *ap, int M, int K, const float *b, int64_t ldb, int N, float *c, int64_t ldc);
+void gopt__cgemm_nt_acc(const float *g, int M, int64_t ldg, const float *bt, int Kc, int64_t ldb, int N, float *d,
+                        int64_t ldd);
 /* 1 if the convolution runs the fast or the Winograd path, which take a fused
  * batchnorm + relu on their input (gopt__conv_fused_*) */
 static inline int gopt__conv_fuses(const gopt__conv *c) { return c->fast || c->wino; }
@@ -57,9 +66,11 @@ void gopt__conv_fused_backward(const gopt__conv *c, const float *w, float *dw, f
                                const float *dy, float *dx, int dx_accumulate, int n, float *ws, const float *in_scale,
                                const float *in_shift);
 /* The path each convolution takes is chosen at setup: GOPT_CONV_PATH in the environment
- * (auto, winograd, direct, generic; GOPT_CONV_GENERIC=1 is generic) overrides the default
- * (auto: Winograd where the shape and CPU allow it and the CPU lacks AVX-512, the AVX-512
- * kernels where the CPU has them, else im2col + SGEMM). An unknown value: GOPT_EINVAL. */
+ * (auto, winograd, direct, im2col, generic; GOPT_CONV_GENERIC=1 is generic) overrides the
+ * default (auto: Winograd where the shape and CPU allow it and the CPU lacks AVX-512, the
+ * AVX-512 kernels where the CPU has them, else im2col with the AVX2 products of
+ * conv_gemm.c where the CPU and shape allow, else im2col + SGEMM, "generic"). An unknown
+ * value: GOPT_EINVAL. */
 gopt_status gopt__conv_setup(gopt__conv *c, int C, int K, int H, int W, int R, int stride, int pad, int has_bias,
                              int max_batch);
 size_t gopt__conv_ws_floats(const gopt__conv *c);
