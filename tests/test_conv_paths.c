@@ -1,7 +1,8 @@
 /* The convolution paths against a float64 direct convolution: the Winograd F(4x4,3x3)
  * kernels (forward, input gradient, weight gradient; bias, accumulation, a fused
- * batchnorm + relu on the input, dx aliasing x or dy, partial tile blocks, 1 and 2 threads)
- * and im2col + SGEMM on the same data, with the error of each printed. GOPT_CONV_PATH picks
+ * batchnorm + relu on the input, dx aliasing dy, partial tile blocks, 1 and 2 threads),
+ * im2col with the library's AVX2 products (stem, stride-2 and 1x1 shapes, and shapes they
+ * refuse) and im2col + OpenBLAS on the same data, with the error of each printed. GOPT_CONV_PATH picks
  * the path at setup, and an unknown value is refused by name. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -25,31 +26,37 @@ static float nrand(unsigned *s) { return (float)(sqrt(-2.0 * log(urand(s))) * co
 
 typedef struct shape {
     int n, C, K, H, W;
+    int R, stride; /* 0: 3 and 1; padding R / 2 */
 } shape;
+
+static int sR(const shape *s) { return s->R ? s->R : 3; }
+static int sS(const shape *s) { return s->stride ? s->stride : 1; }
+static int sOH(const shape *s) { return (s->H + 2 * (sR(s) / 2) - sR(s)) / sS(s) + 1; }
+static int sOW(const shape *s) { return (s->W + 2 * (sR(s) / 2) - sR(s)) / sS(s) + 1; }
 
 /* float64 references of y = conv(xin) + b, dx = W^T dy (full conv), dw = dy * xin */
 static void ref_all(const shape *s, const float *w, const float *b, const float *xin, const float *dy, double *y,
                     double *dx, double *dw) {
-    const int C = s->C, K = s->K, H = s->H, W = s->W;
+    const int C = s->C, K = s->K, H = s->H, W = s->W, R = sR(s), st = sS(s), pd = R / 2, OH = sOH(s), OW = sOW(s);
     memset(dx, 0, sizeof(double) * (size_t)s->n * C * H * W);
-    memset(dw, 0, sizeof(double) * (size_t)K * C * 9);
+    memset(dw, 0, sizeof(double) * (size_t)K * C * R * R);
     for (int j = 0; j < s->n; j++)
         for (int k = 0; k < K; k++)
-            for (int h = 0; h < H; h++)
-                for (int x = 0; x < W; x++) {
+            for (int h = 0; h < OH; h++)
+                for (int x = 0; x < OW; x++) {
                     double acc = b ? b[k] : 0.0;
-                    const double g = dy[(((size_t)j * K + k) * H + h) * W + x];
+                    const double g = dy[(((size_t)j * K + k) * OH + h) * OW + x];
                     for (int c = 0; c < C; c++)
-                        for (int r = 0; r < 3; r++)
-                            for (int q = 0; q < 3; q++) {
-                                int ih = h + r - 1, iw = x + q - 1;
+                        for (int r = 0; r < R; r++)
+                            for (int q = 0; q < R; q++) {
+                                int ih = h * st + r - pd, iw = x * st + q - pd;
                                 if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                                size_t xi = (((size_t)j * C + c) * H + ih) * W + iw, wi = (((size_t)k * C + c) * 3 + r) * 3 + q;
+                                size_t xi = (((size_t)j * C + c) * H + ih) * W + iw, wi = (((size_t)k * C + c) * R + r) * R + q;
                                 acc += (double)w[wi] * xin[xi];
                                 dx[xi] += (double)w[wi] * g;
                                 dw[wi] += g * xin[xi];
                             }
-                    y[(((size_t)j * K + k) * H + h) * W + x] = acc;
+                    y[(((size_t)j * K + k) * OH + h) * OW + x] = acc;
                 }
 }
 
@@ -65,7 +72,7 @@ static double rel_err(const float *a, const double *ref, size_t m) {
 
 static gopt_status setup_path(gopt__conv *c, const char *path, const shape *s) {
     setenv("GOPT_CONV_PATH", path, 1);
-    gopt_status st = gopt__conv_setup(c, s->C, s->K, s->H, s->W, 3, 1, 1, 0, s->n);
+    gopt_status st = gopt__conv_setup(c, s->C, s->K, s->H, s->W, sR(s), sS(s), sR(s) / 2, 0, s->n);
     unsetenv("GOPT_CONV_PATH");
     return st;
 }
@@ -76,9 +83,10 @@ static void run_path(const shape *s, const char *path, int fused, int bias, doub
     gopt__conv c;
     assert_int_equal(setup_path(&c, path, s), GOPT_OK);
     if (!strcmp(path, "winograd")) assert_true(c.wino);
-    if (!strcmp(path, "generic")) assert_false(c.wino || c.fast);
-    const size_t nx = (size_t)s->n * s->C * s->H * s->W, ny = (size_t)s->n * s->K * s->H * s->W,
-                 nw = (size_t)s->K * s->C * 9;
+    if (!strcmp(path, "generic")) assert_false(c.wino || c.fast || c.cgemm);
+    if (!strcmp(path, "im2col")) assert_int_equal(c.cgemm, gopt__conv_cpu_wino() && sOH(s) * sOW(s) % 16 == 0 && s->K % 4 == 0);
+    const size_t nx = (size_t)s->n * s->C * s->H * s->W, ny = (size_t)s->n * s->K * sOH(s) * sOW(s),
+                 nw = (size_t)s->K * s->C * sR(s) * sR(s);
     float *x = malloc(sizeof(float) * nx), *xin = malloc(sizeof(float) * nx), *w = malloc(sizeof(float) * nw);
     float *b = malloc(sizeof(float) * (size_t)s->K), *dy = malloc(sizeof(float) * ny), *y = malloc(sizeof(float) * ny);
     float *dx = malloc(sizeof(float) * (nx > ny ? nx : ny)), *dw = calloc(nw, sizeof(float));
@@ -89,7 +97,7 @@ static void run_path(const shape *s, const char *path, int fused, int bias, doub
     for (size_t i = 0; i < gopt__conv_ws_floats(&c); i++) ws[i] = NAN; /* nothing may read stale scratch */
     unsigned seed = 12345u + (unsigned)(s->C * 7 + s->K * 13 + s->H);
     for (size_t i = 0; i < nx; i++) x[i] = nrand(&seed);
-    const float ws_std = (float)sqrt(2.0 / (9.0 * s->C));
+    const float ws_std = (float)sqrt(2.0 / ((double)sR(s) * sR(s) * s->C));
     for (size_t i = 0; i < nw; i++) w[i] = ws_std * nrand(&seed);
     for (int k = 0; k < s->K; k++) b[k] = 0.1f * nrand(&seed);
     for (size_t i = 0; i < ny; i++) dy[i] = nrand(&seed);
@@ -111,7 +119,7 @@ static void run_path(const shape *s, const char *path, int fused, int bias, doub
         gopt__conv_forward(&c, w, bias ? b : NULL, x, y, s->n, ws);
     err[0] = rel_err(y, ry, ny);
     /* dw, with dx into a copy of dy when C == K (dx aliasing dy), else fresh */
-    const int alias = s->C == s->K && fused;
+    const int alias = s->C == s->K && fused && nx == ny;
     if (alias) memcpy(dx, dy, sizeof(float) * ny);
     if (fused)
         gopt__conv_fused_backward(&c, w, dw, NULL, x, alias ? dx : dy, dx, 0, s->n, ws, fs, fh);
@@ -145,10 +153,37 @@ static void check_shape(const shape *s, int fused, int bias) {
     }
 }
 
-/* ResNet-20's 3x3 stride-1 layers (batch 8) */
+/* the shapes Winograd does not take: im2col with the library's products and with OpenBLAS */
+static void check_im2col(const shape *s, int bias) {
+    double ei[3], eg[3];
+    run_path(s, "im2col", 0, bias, ei);
+    run_path(s, "generic", 0, bias, eg);
+    printf("conv n=%d %dx%dx%d -> %d k%d s%d%s: im2col fwd %.2e dx %.2e dw %.2e | generic fwd %.2e dx %.2e dw %.2e\n",
+           s->n, s->C, s->H, s->W, s->K, sR(s), sS(s), bias ? " bias" : "", ei[0], ei[1], ei[2], eg[0], eg[1], eg[2]);
+    for (int i = 0; i < 3; i++) {
+        assert_true(ei[i] < 1e-5);
+        assert_true(eg[i] < 1e-5);
+    }
+}
+
+/* ResNet-20's other layers (stem, stride-2 3x3, 1x1 projections), and shapes the library's
+ * products refuse (pixels not a multiple of 16, outputs not of 4), one thread and two */
+static void test_im2col_paths(void **state) {
+    (void)state;
+    const shape s[] = {{4, 3, 16, 32, 32, 3, 1}, {3, 16, 32, 32, 32, 3, 2}, {3, 32, 64, 16, 16, 3, 2},
+                       {3, 16, 32, 32, 32, 1, 2}, {2, 5, 6, 10, 10, 3, 2}, {3, 8, 12, 8, 8, 1, 1}};
+    const int threads = gopt_get_threads();
+    for (int t = 1; t <= 2; t++) {
+        gopt_set_threads(t);
+        for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) check_im2col(&s[i], (int)(i % 2));
+    }
+    gopt_set_threads(threads);
+}
+
+/* ResNet-20's 3x3 stride-1 layers (batch 4 and 3) */
 static void test_resnet20_layers(void **state) {
     (void)state;
-    const shape s[] = {{8, 16, 16, 32, 32}, {8, 32, 32, 16, 16}, {8, 64, 64, 8, 8}, {3, 16, 16, 32, 32}, {3, 64, 64, 8, 8}};
+    const shape s[] = {{4, 16, 16, 32, 32, 0, 0}, {4, 32, 32, 16, 16, 0, 0}, {4, 64, 64, 8, 8, 0, 0}, {3, 16, 16, 32, 32, 0, 0}, {3, 64, 64, 8, 8, 0, 0}};
     const int threads = gopt_get_threads();
     for (int t = 1; t <= 2; t++) {
         gopt_set_threads(t);
@@ -161,7 +196,7 @@ static void test_resnet20_layers(void **state) {
  * fused bn-relu with dx aliasing dy, one thread and two */
 static void test_edges_and_threads(void **state) {
     (void)state;
-    const shape s[] = {{5, 8, 20, 8, 8}, {3, 16, 10, 4, 12}, {2, 24, 24, 12, 8}};
+    const shape s[] = {{5, 8, 20, 8, 8, 0, 0}, {3, 16, 10, 4, 12, 0, 0}, {2, 24, 24, 12, 8, 0, 0}};
     const int threads = gopt_get_threads();
     for (int t = 1; t <= 2; t++) {
         gopt_set_threads(t);
@@ -177,7 +212,7 @@ static void test_edges_and_threads(void **state) {
 static void test_path_choice(void **state) {
     (void)state;
     gopt__conv c;
-    const shape odd = {2, 8, 8, 10, 10}, few = {2, 3, 16, 32, 32}, ok = {2, 16, 16, 8, 8};
+    const shape odd = {2, 8, 8, 10, 10, 0, 0}, few = {2, 3, 16, 32, 32, 0, 0}, ok = {2, 16, 16, 8, 8, 0, 0};
     assert_int_equal(setup_path(&c, "winograd", &odd), GOPT_OK);
     assert_false(c.wino); /* 10 is not a multiple of 4 */
     assert_int_equal(setup_path(&c, "winograd", &few), GOPT_OK);
@@ -188,6 +223,9 @@ static void test_path_choice(void **state) {
     assert_false(c.wino);
     assert_int_equal(setup_path(&c, "generic", &ok), GOPT_OK);
     assert_false(c.wino || c.fast);
+    assert_int_equal(setup_path(&c, "im2col", &ok), GOPT_OK);
+    assert_false(c.wino || c.fast);
+    assert_int_equal(c.cgemm, gopt__conv_cpu_wino());
     assert_int_equal(setup_path(&c, "fastest", &ok), GOPT_EINVAL);
     assert_non_null(strstr(gopt_last_error(), "GOPT_CONV_PATH='fastest'"));
 }
@@ -197,6 +235,7 @@ int main(void) {
         cmocka_unit_test(test_path_choice),
         cmocka_unit_test(test_resnet20_layers),
         cmocka_unit_test(test_edges_and_threads),
+        cmocka_unit_test(test_im2col_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
