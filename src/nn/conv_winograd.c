@@ -27,7 +27,7 @@
  * Float32 error against a float64 direct convolution (ResNet-20's 3x3 stride-1 layers,
  * N(0,1) inputs and output gradients, He-initialised weights; max |error| / max |exact|
  * over each output, measured by tests/test_conv_paths.c, which bounds it at 2e-5):
- * forward 3-8e-6, input gradient 3-6e-6,  weight gradient 2-6e-7; im2col + SGEMM on the same
+ * forward 3-8e-6, input gradient 3-6e-6, weight gradient 2-6e-7; im2col + SGEMM on the same
  * data 1-8e-7 for all three. */
 #include <string.h>
 
