@@ -125,7 +125,9 @@ static void im2col(const gopt__conv *c, const float *x0, int nb, float *col) {
                 while (hi > lo && (hi - 1) * s - pad + kx >= W) hi--;
                 for (int ox = 0; ox < lo; ox++) d[ox] = 0.0f;
                 const float *sp = srow - pad + kx;
-                if (s == 2)
+                if (s == 2 && c->cgemm)
+                    gopt__cgemm_gather2(d + lo, sp + 2 * lo, hi - lo, 2 * hi - 1 - pad + kx < W);
+                else if (s == 2)
                     for (int ox = lo; ox < hi; ox++) d[ox] = sp[2 * ox];
                 else
                     for (int ox = lo; ox < hi; ox++) d[ox] = sp[(int64_t)ox * s];
@@ -161,7 +163,10 @@ static void col2im(const gopt__conv *c, const float *col, int nb, float *dx0) {
                         while (lo < OW && lo * s - pad + kx < 0) lo++;
                         while (hi > lo && (hi - 1) * s - pad + kx >= W) hi--;
                         float *dp = drow - pad + kx;
-                        for (int ox = lo; ox < hi; ox++) dp[(int64_t)ox * s] += sr[ox];
+                        if (s == 2 && c->cgemm && hi > lo && 2 * hi - 1 - pad + kx < W)
+                            gopt__cgemm_scatter_add2(dp + 2 * lo, sr + lo, hi - lo);
+                        else
+                            for (int ox = lo; ox < hi; ox++) dp[(int64_t)ox * s] += sr[ox];
                     }
                 }
             }

@@ -3,8 +3,8 @@
  * hundred, N = a chunk's pixels, a multiple of 16) are too thin for a general SGEMM to pay
  * for packing the wide operand, so only the small one is packed:
  *  - C = A B: A (M x K) packed once per call into 6-row blocks [K][6]; B row-major read in
- *    16-column panels, each panel (K x 16 floats) reused from L1 by every row block through
- *    a 6 x 16 register tile;
+ *    16-column panels, each panel (K x 16 floats) copied to one contiguous block on the
+ *    stack and reused from L1 by every row block through a 6 x 16 register tile;
  *  - D += G Bt^T (dW: a reduction over the pixels): 4 x 3 register tiles of 8-lane partial
  *    sums over N, added up once per tile.
  * Each output element is summed in a fixed order, so results do not depend on threads. */
@@ -28,37 +28,77 @@ void gopt__cgemm_pack_a(const float *a, int M, int K, int trans, float *ap) {
 
 #  define ROW6(X) X(0) X(1) X(2) X(3) X(4) X(5)
 
-CT void gopt__cgemm_nn(const float *ap, int M, int K, const float *b, int64_t ldb, int N, float *c, int64_t ldc) {
+/* one 16-column panel: c rows of the 6-row blocks = ap x bp, bp read at stride ldb */
+static inline __attribute__((always_inline)) CT void nn_panel(const float *ap, int M, int K, const float *bp,
+                                                              int64_t ldb, float *c, int64_t ldc) {
     const int nmb = (M + 5) / 6;
-    for (int n0 = 0; n0 < N; n0 += 16) {
-        const float *bp = b + n0;
-        for (int mb = 0; mb < nmb; mb++) {
-            const float *u = ap + (int64_t)mb * K * 6;
+    for (int mb = 0; mb < nmb; mb++) {
+        const float *u = ap + (int64_t)mb * K * 6;
 #  define DECL(r) __m256 a##r##0 = _mm256_setzero_ps(), a##r##1 = _mm256_setzero_ps();
-            ROW6(DECL)
+        ROW6(DECL)
 #  undef DECL
-            for (int k = 0; k < K; k++) {
-                const __m256 v0 = _mm256_loadu_ps(bp + k * ldb), v1 = _mm256_loadu_ps(bp + k * ldb + 8);
+        for (int k = 0; k < K; k++) {
+            const __m256 v0 = _mm256_loadu_ps(bp + k * ldb), v1 = _mm256_loadu_ps(bp + k * ldb + 8);
 #  define FMA(r)                                                \
       {                                                         \
           const __m256 ur = _mm256_broadcast_ss(u + k * 6 + r); \
           a##r##0 = _mm256_fmadd_ps(ur, v0, a##r##0);           \
           a##r##1 = _mm256_fmadd_ps(ur, v1, a##r##1);           \
       }
-                ROW6(FMA)
+            ROW6(FMA)
 #  undef FMA
-            }
-            const int rows = M - mb * 6 < 6 ? M - mb * 6 : 6;
-            float *co = c + (int64_t)mb * 6 * ldc + n0;
-#  define ST(r)                                   \
-      if (r < rows) {                             \
-          _mm256_storeu_ps(co + r * ldc, a##r##0); \
+        }
+        const int rows = M - mb * 6 < 6 ? M - mb * 6 : 6;
+        float *co = c + (int64_t)mb * 6 * ldc;
+#  define ST(r)                                        \
+      if (r < rows) {                                  \
+          _mm256_storeu_ps(co + r * ldc, a##r##0);     \
           _mm256_storeu_ps(co + r * ldc + 8, a##r##1); \
       }
-            ROW6(ST)
+        ROW6(ST)
 #  undef ST
-        }
     }
+}
+
+#  define PANEL_MAX_K 1024 /* panels up to 64 KB are copied to the stack first */
+
+CT void gopt__cgemm_nn(const float *ap, int M, int K, const float *b, int64_t ldb, int N, float *c, int64_t ldc) {
+    float panel[PANEL_MAX_K * 16] __attribute__((aligned(32)));
+    for (int n0 = 0; n0 < N; n0 += 16) {
+        if (K > PANEL_MAX_K || M <= 6) { /* one row block: the panel would be read once */
+            nn_panel(ap, M, K, b + n0, ldb, c + n0, ldc);
+            continue;
+        }
+        /* the panel's K rows of 64 bytes, ldb apart, made one contiguous L1 block: every
+         * row block then streams it instead of K separate lines */
+        for (int k = 0; k < K; k++) {
+            _mm256_store_ps(panel + k * 16, _mm256_loadu_ps(b + k * ldb + n0));
+            _mm256_store_ps(panel + k * 16 + 8, _mm256_loadu_ps(b + k * ldb + n0 + 8));
+        }
+        nn_panel(ap, M, K, panel, 16, c + n0, ldc);
+    }
+}
+
+CT void gopt__cgemm_gather2(float *d, const float *s, int n, int one_more) {
+    int i = 0;
+    for (; i + 8 < n || (i + 8 == n && one_more); i += 8) { /* the even lanes of 16 floats, in order */
+        const __m256 a = _mm256_loadu_ps(s + 2 * i), b = _mm256_loadu_ps(s + 2 * i + 8);
+        const __m256 e = _mm256_shuffle_ps(a, b, 0x88); /* a0 a2 b0 b2 | a4 a6 b4 b6 */
+        _mm256_storeu_ps(d + i, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8)));
+    }
+    for (; i < n; i++) d[i] = s[2 * i];
+}
+
+CT void gopt__cgemm_scatter_add2(float *d, const float *s, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) { /* d[2i] += s[i]: s interleaved with zeros, added to 16 floats */
+        const __m256 v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_loadu_ps(s + i)), 0xD8));
+        const __m256 z = _mm256_setzero_ps();
+        const __m256 lo = _mm256_unpacklo_ps(v, z), hi = _mm256_unpackhi_ps(v, z); /* s0 0 s1 0 s2 0 s3 0 | ... */
+        _mm256_storeu_ps(d + 2 * i, _mm256_add_ps(_mm256_loadu_ps(d + 2 * i), lo));
+        _mm256_storeu_ps(d + 2 * i + 8, _mm256_add_ps(_mm256_loadu_ps(d + 2 * i + 8), hi));
+    }
+    for (; i < n; i++) d[2 * i] += s[i];
 }
 
 static inline CT float hsum8(__m256 v) {
@@ -114,6 +154,13 @@ CT void gopt__cgemm_nt_acc(const float *g, int M, int64_t ldg, const float *bt, 
 }
 
 #else /* no AVX2 kernels in this build: the callers use SGEMM (gopt__cgemm_ok says no) */
+void gopt__cgemm_gather2(float *d, const float *s, int n, int one_more) {
+    (void)one_more;
+    for (int i = 0; i < n; i++) d[i] = s[2 * i];
+}
+void gopt__cgemm_scatter_add2(float *d, const float *s, int n) {
+    for (int i = 0; i < n; i++) d[2 * i] += s[i];
+}
 void gopt__cgemm_pack_a(const float *a, int M, int K, int trans, float *ap) { (void)a, (void)M, (void)K, (void)trans, (void)ap; }
 void gopt__cgemm_nn(const float *ap, int M, int K, const float *b, int64_t ldb, int N, float *c, int64_t ldc) {
     (void)ap, (void)M, (void)K, (void)b, (void)ldb, (void)N, (void)c, (void)ldc;

@@ -57,6 +57,10 @@ void gopt__cgemm_pack_a(const float *a, int M, int K, int trans, float *ap);
 void gopt__cgemm_nn(const float *ap, int M, int K, const float *b, int64_t ldb, int N, float *c, int64_t ldc);
 void gopt__cgemm_nt_acc(const float *g, int M, int64_t ldg, const float *bt, int Kc, int64_t ldb, int N, float *d,
                         int64_t ldd);
+/* stride-2 rows for im2col / col2im (AVX2 only where c->cgemm): d[i] = s[2i], i < n (reads
+ * s[2n-1] too if one_more); d[2i] += s[i], i < n (d[2n-1] is read and written back + 0) */
+void gopt__cgemm_gather2(float *d, const float *s, int n, int one_more);
+void gopt__cgemm_scatter_add2(float *d, const float *s, int n);
 /* 1 if the convolution runs the fast or the Winograd path, which take a fused
  * batchnorm + relu on their input (gopt__conv_fused_*) */
 static inline int gopt__conv_fuses(const gopt__conv *c) { return c->fast || c->wino; }
