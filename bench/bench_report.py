@@ -221,7 +221,7 @@ def svg(rows, title, subtitle):
                 xv, plot_top, xv, plot_bottom, "#ccc" if major else "#eee"))
             if major or (hi / lo) <= 1000:
                 o.append('<text x="%.1f" y="%d" text-anchor="middle" fill="#444" font-size="11">%s</text>' % (
-                    xv, plot_bottom + 14, escape(md_number(v) + "x")))
+                    xv, plot_bottom + 14, escape("%gx" % float("%.3g" % v))))
         d += 1
     one = x(1.0)
     for i, r in enumerate(rows):

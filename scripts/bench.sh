@@ -6,7 +6,7 @@
 #   bench/results/<YYYY-MM-DD>-<host>.csv   name,unit,ours,floor,peer,ours_over_floor,ours_over_peer
 #   bench/results/<YYYY-MM-DD>-<host>.svg   a bar chart of ours/floor and ours/peer per row
 #
-#   scripts/bench.sh [--quick] [--torch] [--out DIR] [--python PATH] [--build DIR]
+#   scripts/bench.sh [--quick] [--torch] [--out DIR] [--python PATH] [--build DIR] [--only NAMES]
 #
 #   --quick        fewer reps, iterations and sizes (every benchmark still runs): a few minutes
 #   --torch        the PyTorch peer of every benchmark (scripts/setup.sh --torch installs it);
@@ -15,6 +15,9 @@
 #   --python PATH  the python3 that imports torch (default: the first of python3 and
 #                  /usr/bin/python3 that does)
 #   --build DIR    the build directory (default build)
+#   --only NAMES   run only these benchmarks (comma-separated: bench_optim, bench_clip,
+#                  bench_train.resnet8, bench_train.resnet20, bench_rnn, bench_data, bench_ckpt,
+#                  bench_dist, torch_dist); the report then holds only their rows
 #
 # The benchmarks (build/bench/*, bench/torch_*.py) print one machine-readable line per figure,
 #   ROW<TAB>name<TAB>unit<TAB>ours<TAB>floor<TAB>peer   (higher is better for every unit)
@@ -26,10 +29,12 @@
 # --mpi); otherwise it is reported as skipped. Nothing else should run meanwhile: the
 # machine's load average before and after is in the report.
 set -uo pipefail
+{ # the whole script is one compound command, read before it runs: editing the file while a
+  # run is in progress cannot change what that run does
 
 usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
-quick=0 torch=0 out= python= build=
+quick=0 torch=0 out= python= build= only=
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1; shift ;;
@@ -37,6 +42,7 @@ while [ $# -gt 0 ]; do
     --out) [ $# -ge 2 ] || { echo "bench.sh: --out needs a directory" >&2; exit 2; }; out=$2; shift 2 ;;
     --python) [ $# -ge 2 ] || { echo "bench.sh: --python needs a path" >&2; exit 2; }; python=$2; shift 2 ;;
     --build) [ $# -ge 2 ] || { echo "bench.sh: --build needs a directory" >&2; exit 2; }; build=$2; shift 2 ;;
+    --only) [ $# -ge 2 ] || { echo "bench.sh: --only needs names" >&2; exit 2; }; only=",$2,"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "bench.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -85,8 +91,9 @@ echo "bench.sh: configuring and building Release in $build (log: $logs/build.log
 built=1
 {
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release &&
-  targets=$(cmake --build "$build" --target help | sed -n 's/^\.\.\. \(bench_[a-z0-9_]*\).*/\1/p' | sort -u) &&
-  [ -n "$targets" ] &&
+  targets=$(for f in bench/bench_*.c; do basename "$f" .c; done | grep -vx bench_dist) &&
+  # bench_dist is a target only when the build found MPI
+  if cmake --build "$build" --target help | grep -qw bench_dist; then targets="$targets bench_dist"; fi &&
   cmake --build "$build" -j "$threads" --target $targets
 } >"$logs/build.log" 2>&1 || built=0
 bin="$build/bench"
@@ -98,6 +105,7 @@ tail_note() { echo '```text'; tail -n "${2:-6}" "$1" 2>/dev/null | tr '\t' ' '; 
 run_bench() {
   local name=$1 limit=$2; shift 2
   local o="$logs/$name.out" e="$logs/$name.err" t0 t1 rc n
+  [ -z "$only" ] || [[ $only == *",$name,"* ]] || return 0
   echo "bench.sh: $name: $*" >&2
   t0=$(date +%s.%N)
   timeout --kill-after=10 "$limit" "$@" >"$o" 2>"$e"
@@ -154,7 +162,7 @@ else
     [ "$(id -u)" = 0 ] && root_flag=(--allow-run-as-root)
     run_bench bench_dist "$L" mpirun "${root_flag[@]}" -np 2 "$bin/bench_dist" "${dist[@]}"
     [ "$torch" = 1 ] && run_bench torch_dist "$L" "$python" bench/torch_dist.py "${tdist[@]}"
-  else
+  elif [ -z "$only" ] || [[ $only == *",bench_dist,"* ]]; then
     printf 'SKIP\tbench_dist\tnot built: the build found no MPI (scripts/setup.sh --mpi, then rerun)\n' >>"$rows"
   fi
 fi
@@ -164,7 +172,7 @@ load_after=$(loadavg)
 wall=$(( $(date +%s) - t_start ))
 cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
 flags=$(lscpu 2>/dev/null | sed -n 's/^Flags: *//p' | tr ' ' '\n' |
-  grep -xE 'sse4_2|avx|avx2|fma|f16c|avx512[a-z0-9_]*|amx[a-z0-9_]*|avx_vnni' | tr '\n' ' ')
+  grep -xE 'sse4_2|avx|avx2|fma|f16c|avx512[a-z0-9_]*|amx[a-z0-9_]*|avx_vnni' | paste -sd' ')
 mem=$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
 openblas=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package} ${Version}\n' 'libopenblas0*' 2>/dev/null |
   awk '$1 == "ii" {printf "%s%s %s", sep, $2, $3; sep = ", "}')
@@ -192,6 +200,7 @@ mpi=$(mpirun --version 2>/dev/null | head -1)
 } >"$logs/machine.tsv"
 
 {
+  [ -s "$notes" ] && { cat "$notes"; echo; }
   echo "Floors and peers (all in the same run; peer = PyTorch 1.13 on the same sizes and threads):"
   echo
   echo "- optim.<algo>: one optimizer step over 10M parameters in GB/s of the streams it must read and write; floor: a pass over the same streams with trivial math (bench_optim); peer: torch.optim (foreach) step."
@@ -204,7 +213,6 @@ mpi=$(mpirun --version 2>/dev/null | head -1)
   echo
   echo "Seconds per benchmark: $(awk -F'\t' '{printf "%s%s %s", sep, $1, $2; sep = ", "}' "$timings")."
   echo "Logs: \`$logs\`."
-  [ -s "$notes" ] && { echo; cat "$notes"; }
 } >"$logs/notes-all.md"
 
 "$report_py" bench/bench_report.py --rows "$rows" --machine "$logs/machine.tsv" --notes "$logs/notes-all.md" \
@@ -216,3 +224,4 @@ echo >&2
 echo "bench.sh: wrote $prefix.md, $prefix.csv, $prefix.svg ($wall s)" >&2
 [ "$status" = 0 ] || echo "bench.sh: some benchmarks failed or printed no rows: see the notes" >&2
 exit "$status"
+}
