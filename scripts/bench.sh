@@ -93,7 +93,8 @@ built=1
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release &&
   targets=$(for f in bench/bench_*.c; do basename "$f" .c; done | grep -vx bench_dist) &&
   # bench_dist is a target only when the build found MPI
-  if cmake --build "$build" --target help | grep -qw bench_dist; then targets="$targets bench_dist"; fi &&
+  # (grep reads all of it: with pipefail, grep -q's early exit would fail the pipeline by SIGPIPE)
+  if cmake --build "$build" --target help | grep -w bench_dist >/dev/null; then targets="$targets bench_dist"; fi &&
   cmake --build "$build" -j "$threads" --target $targets
 } >"$logs/build.log" 2>&1 || built=0
 bin="$build/bench"
