@@ -202,6 +202,11 @@ mpi=$(mpirun --version 2>/dev/null | head -1)
 
 {
   [ -s "$notes" ] && { cat "$notes"; echo; }
+  busy=$(awk -v a="${load_before%% *}" -v b="${load_after%% *}" -v n="$threads" 'BEGIN {print (a > n / 2 || b > n / 2) ? 1 : 0}')
+  if [ "$busy" = 1 ]; then
+    echo "**The machine was busy**: load average $load_before before and $load_after after the run on $threads cores, so other processes shared the cores and every figure here (ours, floors and peers alike) is lower and noisier than on an idle machine; compare ratios from the same run only."
+    echo
+  fi
   echo "Floors and peers (all in the same run; peer = PyTorch 1.13 on the same sizes and threads):"
   echo
   echo "- optim.<algo>: one optimizer step over 10M parameters in GB/s of the streams it must read and write; floor: a pass over the same streams with trivial math (bench_optim); peer: torch.optim (foreach) step."
