@@ -6,6 +6,19 @@
  *   bench_train [--arch resnet8|resnet20|resnetN] [--batch 128] [--threads 2] [--iters 10]
  *               [--warmup 2] [--torch] [--python /usr/bin/python3] [--script PATH]
  *
+ *   bench_train --conv-paths [--arch ...] [--batch 128] [--threads 2] [--iters 10]
+ *
+ * --conv-paths times every convolution shape of the net on each path this CPU can run
+ * (im2col + SGEMM "generic", the AVX-512 "direct" kernels, "winograd" F(4x4,3x3)), forward,
+ * input gradient and weight gradient separately, as effective GFLOP/s (the direct FLOP count
+ * over the time) against the SGEMM peak measured in the same run, and says which path the
+ * library picks (GOPT_CONV_PATH=auto|winograd|direct|generic in the environment overrides it).
+ *
+ * Every run measures the SGEMM peak (2048^3, median of 5, the same threads) and reports the
+ * convolutions' effective GFLOP/s over it (above 1.0: faster than any direct convolution at
+ * that peak could be), and prints machine-readable rows for scripts/bench.sh:
+ *   ROW <tab> name <tab> unit <tab> ours <tab> floor <tab> peer   (- when absent)
+ *
  * The step is gopt_optim's SGD with momentum 0.9 (torch.optim.SGD(lr=0.01, momentum=0.9) on
  * the torch side). Medians over --iters are reported: other processes share the cores.
  * Threads: one OpenMP runtime owns them (the library links the OpenMP build of OpenBLAS). */
@@ -18,6 +31,105 @@
 #include <gradopt.h>
 
 #include "bench_util.h"
+#include "core/blas.h"
+#include "core/common.h"
+#include "nn/kernels.h"
+
+/* SGEMM GFLOP/s at n^3 with the library's threads: median of reps (the floor of a conv) */
+static double sgemm_peak(int n, int reps) {
+    float *a = gopt__aligned_alloc(sizeof(float) * (size_t)n * n), *b = gopt__aligned_alloc(sizeof(float) * (size_t)n * n),
+          *c = gopt__aligned_alloc(sizeof(float) * (size_t)n * n);
+    double t[16];
+    if (!a || !b || !c || reps > 16) return 0.0;
+    for (size_t i = 0; i < (size_t)n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
+    gopt__sgemm(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n); /* warm up */
+    for (int r = 0; r < reps; r++) {
+        double t0 = bench_now();
+        gopt__sgemm(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        t[r] = bench_now() - t0;
+    }
+    gopt__aligned_free(a), gopt__aligned_free(b), gopt__aligned_free(c);
+    return 2.0 * n * n * (double)n / bench_median(t, reps) * 1e-9;
+}
+
+static void row(const char *name, const char *unit, double ours, double floor_, double peer) {
+    printf("ROW\t%s\t%s\t%.4g\t", name, unit, ours);
+    if (floor_ > 0) printf("%.4g\t", floor_); else printf("-\t");
+    if (peer > 0) printf("%.4g\n", peer); else printf("-\n");
+}
+
+/* --conv-paths: one shape, one path; ms for forward, dX, dW (medians) or -1 if not taken */
+typedef struct cshape {
+    const char *what;
+    int C, K, H, R, stride;
+} cshape;
+
+static int time_path(const cshape *sh, const char *path, int batch, int iters, double ms[3], int *picked) {
+    gopt__conv c;
+    setenv("GOPT_CONV_PATH", path, 1);
+    gopt_status st = gopt__conv_setup(&c, sh->C, sh->K, sh->H, sh->H, sh->R, sh->stride, sh->R / 2, 0, batch);
+    unsetenv("GOPT_CONV_PATH");
+    if (st) return 0;
+    const char *got = c.wino ? "winograd" : c.fast ? "direct" : "generic";
+    if (strcmp(got, path)) return 0; /* this CPU or shape does not take that path */
+    gopt__conv ca;
+    if (gopt__conv_setup(&ca, sh->C, sh->K, sh->H, sh->H, sh->R, sh->stride, sh->R / 2, 0, batch) == GOPT_OK)
+        *picked = !strcmp(path, ca.wino ? "winograd" : ca.fast ? "direct" : "generic");
+    const size_t nx = (size_t)batch * sh->C * sh->H * sh->H, ny = (size_t)batch * sh->K * c.OH * c.OW,
+                 nw = (size_t)sh->K * sh->C * sh->R * sh->R;
+    float *x = gopt__aligned_alloc(nx * sizeof(float)), *y = gopt__aligned_alloc(ny * sizeof(float)),
+          *dx = gopt__aligned_alloc(nx * sizeof(float)), *w = gopt__aligned_alloc(nw * sizeof(float)),
+          *dw = gopt__aligned_alloc(nw * sizeof(float)), *ws = gopt__aligned_alloc(gopt__conv_ws_floats(&c) * sizeof(float));
+    double *t = malloc(sizeof(double) * (size_t)iters);
+    if (!x || !y || !dx || !w || !dw || !ws || !t) return 0;
+    for (size_t i = 0; i < nx; i++) x[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
+    for (size_t i = 0; i < nw; i++) w[i] = (float)((i * 40503u) % 1000) * 1e-4f - 0.05f;
+    for (size_t i = 0; i < ny; i++) y[i] = (float)((i * 69069u) % 1000) * 1e-3f - 0.5f;
+    for (int part = 0; part < 3; part++) {
+        for (int it = -1; it < iters; it++) {
+            double t0 = bench_now();
+            if (part == 0) gopt__conv_forward(&c, w, NULL, x, y, batch, ws);
+            else if (part == 1) gopt__conv_backward(&c, w, NULL, NULL, x, y, dx, 0, batch, ws);
+            else gopt__conv_backward(&c, w, dw, NULL, x, y, NULL, 0, batch, ws);
+            if (it >= 0) t[it] = bench_now() - t0;
+        }
+        ms[part] = 1e3 * bench_median(t, iters);
+    }
+    gopt__aligned_free(x), gopt__aligned_free(y), gopt__aligned_free(dx), gopt__aligned_free(w), gopt__aligned_free(dw);
+    gopt__aligned_free(ws);
+    free(t);
+    return 1;
+}
+
+static void conv_paths(int batch, int iters, double peak) {
+    const cshape shapes[] = {
+        {"stem 3x3", 3, 16, 32, 3, 1},     {"3x3 s1", 16, 16, 32, 3, 1}, {"3x3 s1", 32, 32, 16, 3, 1},
+        {"3x3 s1", 64, 64, 8, 3, 1},       {"3x3 s2", 16, 32, 32, 3, 2}, {"3x3 s2", 32, 64, 16, 3, 2},
+        {"1x1 s2 proj", 16, 32, 32, 1, 2}, {"1x1 s2 proj", 32, 64, 16, 1, 2},
+    };
+    const char *paths[] = {"generic", "direct", "winograd"};
+    printf("convolution paths, batch %d, median of %d; effective GFLOP/s = direct FLOPs / time; SGEMM peak %.1f "
+           "GFLOP/s; * = the path the library picks\n",
+           batch, iters, peak);
+    printf("%-12s %-16s %-9s %9s %9s %9s %8s %8s %8s %7s\n", "layer", "C->K @HxW", "path", "fwd ms", "dX ms",
+           "dW ms", "fwd GF/s", "dX GF/s", "dW GF/s", "/peak");
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const cshape *sh = &shapes[i];
+        const int OH = (sh->H + 2 * (sh->R / 2) - sh->R) / sh->stride + 1;
+        const double fl = 2.0 * sh->C * sh->K * sh->R * sh->R * (double)OH * OH * batch;
+        for (int p = 0; p < 3; p++) {
+            double ms[3];
+            int picked = 0;
+            if (!time_path(sh, paths[p], batch, iters, ms, &picked)) continue;
+            char dims[32];
+            snprintf(dims, sizeof dims, "%d->%d @%dx%d", sh->C, sh->K, sh->H, sh->H);
+            const double tot = ms[0] + ms[1] + ms[2];
+            printf("%-12s %-16s %-8s%s %9.2f %9.2f %9.2f %8.1f %8.1f %8.1f %7.2f\n", sh->what, dims, paths[p],
+                   picked ? "*" : " ", ms[0], ms[1], ms[2], fl / ms[0] * 1e-6, fl / ms[1] * 1e-6, fl / ms[2] * 1e-6,
+                   3 * fl / tot * 1e-6 / peak);
+        }
+    }
+}
 
 static void die(const char *what, gopt_status s) {
     fprintf(stderr, "bench_train: %s: %s (%s)\n", what, gopt_status_str(s), gopt_last_error());
@@ -26,10 +138,11 @@ static void die(const char *what, gopt_status s) {
 
 int main(int argc, char **argv) {
     const char *arch = "resnet20", *python = NULL, *script = NULL;
-    int batch = 128, threads = 2, iters = 10, warmup = 2, run_torch = 0;
+    int batch = 128, threads = 2, iters = 10, warmup = 2, run_torch = 0, paths = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--torch")) run_torch = 1;
+        else if (!strcmp(a, "--conv-paths")) paths = 1;
         else if (v && !strcmp(a, "--arch")) arch = argv[++i];
         else if (v && !strcmp(a, "--batch")) batch = atoi(argv[++i]);
         else if (v && !strcmp(a, "--threads")) threads = atoi(argv[++i]);
@@ -39,7 +152,7 @@ int main(int argc, char **argv) {
         else if (v && !strcmp(a, "--script")) script = argv[++i];
         else {
             fprintf(stderr, "usage: %s [--arch resnet8|resnet20] [--batch N] [--threads T] [--iters N] [--warmup N] "
-                            "[--torch] [--python PATH] [--script PATH]\n", argv[0]);
+                            "[--torch] [--python PATH] [--script PATH] [--conv-paths]\n", argv[0]);
             return 2;
         }
     }
@@ -49,6 +162,11 @@ int main(int argc, char **argv) {
         return 2;
     }
     gopt_set_threads(threads);
+    const double peak = sgemm_peak(2048, 5);
+    if (paths) {
+        conv_paths(batch, iters, peak);
+        return 0;
+    }
     const char *coretype = getenv("OPENBLAS_CORETYPE");
     gopt_resnet_config rc = gopt_resnet_config_default();
     rc.depth = depth;
@@ -109,13 +227,19 @@ int main(int argc, char **argv) {
         printf("  %-15s %8.2f / %8.2f\n", gopt_layer_type_name((gopt_layer_type)t), 1e3 * tm.forward_s[t] / iters,
                1e3 * tm.backward_s[t] / iters);
     }
+    const double conv_s = (tm.forward_s[GOPT_LAYER_CONV2D] + tm.backward_s[GOPT_LAYER_CONV2D]) / iters;
+    /* the net's forward FLOPs are its convolutions' but for the final linear layer's 1280 */
+    const double conv_gf = conv_s > 0 ? flops / conv_s * 1e-9 : 0.0;
+    printf("convolutions: %.1f ms/iter, effective %.1f GFLOP/s (direct FLOPs / time) over SGEMM peak %.1f GFLOP/s "
+           "(2048^3, %d threads) = %.2f\n",
+           1e3 * conv_s, conv_gf, peak, threads, conv_gf / peak);
+    double timg = 0.0;
     if (run_torch) {
         char args[256];
         snprintf(args, sizeof args, "--arch %s --batch %d --threads %d --iters %d --warmup %d", arch, batch, threads,
                  iters, warmup);
         FILE *f = bench_torch_open(python, script ? script : "torch_train.py", args);
         char line[512];
-        double timg = 0.0;
         while (f && fgets(line, sizeof line, f)) {
             fputs(line, stdout);
             char *q = strstr(line, "img_s=");
@@ -127,6 +251,11 @@ int main(int argc, char **argv) {
         else
             printf("torch run failed (python3 with torch not found, or %s failed)\n", script ? script : "bench/torch_train.py");
     }
+    char name[64];
+    snprintf(name, sizeof name, "%s.step", arch);
+    row(name, "img/s", batch / med, 0.0, timg);
+    snprintf(name, sizeof name, "%s.conv", arch);
+    row(name, "GFLOP/s", conv_gf, peak, 0.0);
     gopt_optim_destroy(opt);
     gopt_net_destroy(net);
     free(x);

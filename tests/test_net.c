@@ -156,17 +156,25 @@ static void test_small_batch_and_determinism(void **state) {
     gopt_net_destroy(b);
 }
 
-/* The AVX-512 convolution path (default where the CPU has it) against the im2col + BLAS path
- * (GOPT_CONV_GENERIC=1 at creation): ResNet-14s whose first-stage blocks recompute conv2 in
- * backward, with in-place gradients; then thread counts (same count: same bits). */
+/* The default convolution paths (AVX-512 kernels where the CPU has them, else Winograd
+ * F(4x4,3x3) for the 3x3 stride-1 layers) against the im2col + BLAS path (GOPT_CONV_GENERIC=1
+ * at creation): ResNet-14s whose first-stage blocks recompute conv2 in backward, with
+ * in-place gradients; then thread counts (same count: same bits).
+ * The gradients are compared by their L2 distance over the whole arena: at batch 3 a
+ * pre-activation within rounding of 0 flips its relu mask between two paths (Winograd's
+ * rounding differs from SGEMM's by ~1e-6), and through batchnorm's batch coupling one flip
+ * moves every gradient slightly (measured: 1-2% of a tensor's largest element, 3e-3 of the
+ * arena's norm); a wrong kernel moves them by their own size. */
 static void grads_close(gopt_net *a, gopt_net *b, double rel) {
     const float *ga = gopt_params_grads(gopt_net_params(a)), *gb = gopt_params_grads(gopt_net_params(b));
     int64_t n = gopt_params_numel(gopt_net_params(a));
-    double scale = 0.0;
-    for (int64_t i = 0; i < n; i++) scale = fmax(scale, fabs((double)gb[i]));
-    assert_true(scale > 0.0);
-    for (int64_t i = 0; i < n; i++)
-        if (fabs((double)ga[i] - gb[i]) > rel * scale) fail_msg("grad %lld: %g vs %g", (long long)i, ga[i], gb[i]);
+    double d2 = 0.0, b2 = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        d2 += ((double)ga[i] - gb[i]) * ((double)ga[i] - gb[i]);
+        b2 += (double)gb[i] * gb[i];
+    }
+    assert_true(b2 > 0.0);
+    if (!(sqrt(d2 / b2) <= rel)) fail_msg("gradients differ: |a - b| / |b| = %g > %g", sqrt(d2 / b2), rel);
 }
 
 static void train_step(gopt_net *net, const gopt_tensor *x, const int32_t *y, float *logits_out) {
@@ -202,13 +210,13 @@ static void kernels_agree(float width) {
     train_step(fast, &tx, y, la);
     train_step(generic, &tx, y, lb);
     for (int i = 0; i < 30; i++) assert_float_equal(la[i], lb[i], 1e-4 + 1e-4 * fabs(lb[i]));
-    grads_close(fast, generic, 1e-3);
+    grads_close(fast, generic, 5e-2);
     /* one thread: same values up to rounding; two threads again: the same bits as before */
     gopt_net *one = resnet(14, width, 3, 11);
     gopt_set_threads(1);
     train_step(one, &tx, y, lc);
     for (int i = 0; i < 30; i++) assert_float_equal(la[i], lc[i], 1e-4 + 1e-4 * fabs(la[i]));
-    grads_close(one, fast, 1e-3);
+    grads_close(one, fast, 5e-2);
     gopt_set_threads(2);
     gopt_net *two = resnet(14, width, 3, 11), *two_b = resnet(14, width, 3, 11);
     train_step(two, &tx, y, la);

@@ -61,7 +61,7 @@ static gopt_status block_setup(gopt_layer *l, const char *prefix) {
     if (b->projection && gopt__conv_ws_floats(&b->conv_s) > cw) cw = gopt__conv_ws_floats(&b->conv_s);
     /* the fast path feeds conv2 bn1+relu on the fly; otherwise t2 lives in the workspace, the
      * conv workspace after it 64-byte aligned. t3 is left to block_alloc. */
-    l->ws_floats = b->conv.fast ? cw : (act + 15) / 16 * 16 + cw;
+    l->ws_floats = gopt__conv_fuses(&b->conv2) ? cw : (act + 15) / 16 * 16 + cw;
     b->t1 = gopt__aligned_alloc(act * sizeof(float));
     if (b->projection) b->ts = gopt__aligned_alloc(act * sizeof(float));
     if (!b->t1 || (b->projection && !b->ts))
@@ -75,7 +75,7 @@ static gopt_status block_setup(gopt_layer *l, const char *prefix) {
 static gopt_status block_alloc(gopt_layer *l, int recompute_t3) {
     block_state *b = l->st;
     const size_t act = (size_t)l->max_batch * l->out_numel;
-    if (recompute_t3 && b->conv.fast) {
+    if (recompute_t3 && gopt__conv_fuses(&b->conv2)) {
         if (!b->recompute_t3) l->ws_floats += (act + 15) / 16 * 16; /* once, if a build is retried */
         b->recompute_t3 = 1;
         return GOPT_OK;
@@ -103,13 +103,13 @@ static void block_ws(gopt_layer *l, float **t3, float **t2, float **cws) {
     *t3 = b->recompute_t3 ? p : b->t3;
     if (b->recompute_t3) p += act;
     *t2 = p;
-    if (!b->conv.fast) p += act;
+    if (!gopt__conv_fuses(&b->conv2)) p += act;
     *cws = p;
 }
 
 static void block_forward(gopt_layer *l, const float *x, int n) {
     block_state *b = l->st;
-    const int fast = b->conv.fast;
+    const int fast = gopt__conv_fuses(&b->conv2);
     float *t3, *t2, *cws;
     block_ws(l, &t3, &t2, &cws);
     const int tr = l->training;
@@ -121,7 +121,7 @@ static void block_forward(gopt_layer *l, const float *x, int n) {
             gopt__bn_coeffs(&b->bn, g1, b1, tr, b->bn.scale, b->bn.shift);
         });
         TIMED(l, GOPT_LAYER_CONV2D,
-              gopt__conv_fast_forward(&b->conv2, gopt__pv(l, b->conv2.w_index), NULL, b->t1, t3, n, cws,
+              gopt__conv_fused_forward(&b->conv2, gopt__pv(l, b->conv2.w_index), NULL, b->t1, t3, n, cws,
                                       b->bn.scale, b->bn.shift));
     } else {
         TIMED(l, GOPT_LAYER_BATCHNORM2D, gopt__bn_forward(&b->bn, g1, b1, b->t1, t2, NULL, 1, n, tr));
@@ -153,7 +153,7 @@ static void add_into(float *dx, const float *g, int64_t total) {
  * before conv1 writes dx, and the shortcut's dX is added last. */
 static void block_backward(gopt_layer *l, const float *x, float *dy, float *dx, int n) {
     block_state *b = l->st;
-    const int fast = b->conv.fast;
+    const int fast = gopt__conv_fuses(&b->conv2);
     const int64_t total = (int64_t)n * l->out_numel;
     float *t3, *t2, *cws;
     block_ws(l, &t3, &t2, &cws);
@@ -163,7 +163,7 @@ static void block_backward(gopt_layer *l, const float *x, float *dy, float *dx, 
     if (b->recompute_t3) /* conv2's output again, bit for bit (same weights, inputs, kernels) */
         TIMED(l, slot + GOPT_LAYER_CONV2D, {
             gopt__bn_coeffs(&b->bn, g1, b1, tr, b->bn.scale, b->bn.shift);
-            gopt__conv_fast_forward(&b->conv2, gopt__pv(l, b->conv2.w_index), NULL, b->t1, t3, n, cws, b->bn.scale,
+            gopt__conv_fused_forward(&b->conv2, gopt__pv(l, b->conv2.w_index), NULL, b->t1, t3, n, cws, b->bn.scale,
                                     b->bn.shift);
         });
     gopt__bn_relu relu2 = {gopt__pv(l, b->bn2.b_index), x, NULL, NULL, NULL};
@@ -188,7 +188,7 @@ static void block_backward(gopt_layer *l, const float *x, float *dy, float *dx, 
     if (fast) {
         TIMED(l, slot + GOPT_LAYER_CONV2D, {
             gopt__bn_coeffs(&b->bn, g1, b1, tr, b->bn.scale, b->bn.shift);
-            gopt__conv_fast_backward(&b->conv2, gopt__pv(l, b->conv2.w_index), gopt__pg(l, b->conv2.w_index), NULL,
+            gopt__conv_fused_backward(&b->conv2, gopt__pv(l, b->conv2.w_index), gopt__pg(l, b->conv2.w_index), NULL,
                                      b->t1, t3, t3, 0, n, cws, b->bn.scale, b->bn.shift);
         });
         g2 = t3;

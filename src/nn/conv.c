@@ -1,10 +1,15 @@
 /* Convolution and batchnorm kernels, shared by the conv2d, batchnorm2d and basic-block
- * layers (see nn/kernels.h). Convolutions run on the AVX-512 kernels of conv_avx512.c
- * where the CPU has them (c->fast), else here: im2col over chunks of images + SGEMM
- * (GOPT_CONV_GENERIC=1 in the environment at creation forces this path, for tests). OpenMP
- * loops run with gopt_get_threads() threads and static schedules; SGEMM is only called
- * between them. */
+ * layers (see nn/kernels.h). Convolutions run on Winograd F(4x4,3x3) (conv_winograd.c) or
+ * the AVX-512 kernels (conv_avx512.c) where shape and CPU allow, else here: im2col + SGEMM
+ * (GOPT_CONV_PATH=generic in the environment at creation forces this path). The batch is
+ * cut into fixed chunks of `chunk` images; each thread takes a contiguous range of chunks
+ * and runs im2col, a single-threaded SGEMM (OpenBLAS runs one thread inside a parallel
+ * region) and the scatter or col2im on its own, so nothing waits between the steps, and a
+ * chunk's forward and dX are the same bits whatever the thread count; dW is summed per
+ * thread and combined in thread order. Other OpenMP loops run with gopt_get_threads()
+ * threads and static schedules. */
 #include <stdlib.h>
+#include <string.h>
 
 #ifdef _OPENMP
 #  include <omp.h>
@@ -16,10 +21,11 @@ static int omp_get_num_procs(void) { return 1; }
 #include "core/common.h"
 #include "nn/kernels.h"
 
-/* SGEMM columns we aim for per call: enough images per chunk that small late-stage feature
- * maps still give OpenBLAS a wide N. */
-#define GOPT__CONV_TARGET_COLS 4096
-#define GOPT__CONV_MAX_COL_FLOATS (4u << 20)
+/* SGEMM columns we aim for per call (per thread): enough images per chunk that small
+ * late-stage feature maps still give the SGEMM a wide N, few enough that a thread's columns
+ * stay near its L2. */
+#define GOPT__CONV_TARGET_COLS 2048
+#define GOPT__CONV_MAX_COL_FLOATS (1u << 20)
 #define GOPT__OMP_MIN 16384 /* below this many elements loops stay serial */
 
 gopt_status gopt__conv_setup(gopt__conv *c, int C, int K, int H, int W, int R, int stride, int pad, int has_bias,
@@ -46,17 +52,33 @@ gopt_status gopt__conv_setup(gopt__conv *c, int C, int K, int H, int W, int R, i
     if (chunk > max_batch) chunk = max_batch;
     if (chunk < 1) chunk = 1;
     c->chunk = (int)chunk;
-    c->fast = gopt__conv_cpu_fast() && !getenv("GOPT_CONV_GENERIC");
+    const char *path = getenv("GOPT_CONV_PATH");
+    if (getenv("GOPT_CONV_GENERIC")) path = "generic";
+    if (!path || !*path) path = "auto";
+    const int is_auto = !strcmp(path, "auto"), generic = !strcmp(path, "generic");
+    if (!is_auto && !generic && strcmp(path, "winograd") && strcmp(path, "direct"))
+        return GOPT_FAIL(GOPT_EINVAL, "GOPT_CONV_PATH='%s': expected auto, winograd, direct or generic", path);
+    c->fast = !generic && gopt__conv_cpu_fast();
+    c->wino = !generic && gopt__conv_cpu_wino() && gopt__conv_wino_shape_ok(c) &&
+              (is_auto ? !c->fast : !strcmp(path, "winograd"));
+    if (c->wino) c->fast = 0;
     int slots = gopt_get_threads(), procs = omp_get_num_procs();
     if (procs > slots) slots = procs;
     c->slots = slots < 1 ? 1 : slots > 256 ? 256 : slots;
     return GOPT_OK;
 }
 
+/* generic path, per thread: columns (CRS x chunk*P), the SGEMM output or gathered dY
+ * (K x chunk*P), a dW partial (K x CRS), each a multiple of 16 floats */
+static size_t generic_slot(const gopt__conv *c) {
+    const size_t cols = (size_t)c->chunk * c->OH * c->OW, crs = (size_t)c->C * c->R * c->R;
+    return (cols * crs + 15) / 16 * 16 + (cols * c->K + 15) / 16 * 16 + (crs * c->K + 15) / 16 * 16;
+}
+
 size_t gopt__conv_ws_floats(const gopt__conv *c) {
     if (c->fast) return gopt__conv_fast_ws_floats(c);
-    size_t cols = (size_t)c->chunk * c->OH * c->OW;
-    return cols * ((size_t)c->C * c->R * c->R + (size_t)c->K);
+    if (c->wino) return gopt__conv_wino_ws_floats(c);
+    return generic_slot(c) * (size_t)c->slots;
 }
 
 /* col[(ci*R+ky)*R+kx][j*P + oy*OW + ox] for images x0[j], j < nb. */
@@ -64,7 +86,6 @@ static void im2col(const gopt__conv *c, const float *x0, int nb, float *col) {
     const int C = c->C, H = c->H, W = c->W, R = c->R, s = c->stride, pad = c->pad, OH = c->OH, OW = c->OW;
     const int64_t P = (int64_t)OH * OW, rows = (int64_t)C * R * R, ld = P * nb;
     const int64_t tasks = rows * nb;
-#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) if (tasks * P > GOPT__OMP_MIN)
     for (int64_t t = 0; t < tasks; t++) {
         int64_t row = t / nb, j = t % nb;
         int kx = (int)(row % R), ky = (int)((row / R) % R), ci = (int)(row / (R * R));
@@ -86,22 +107,27 @@ static void im2col(const gopt__conv *c, const float *x0, int nb, float *col) {
                 for (int ox = 0; ox < lo; ox++) d[ox] = 0.0f;
                 if (hi > lo) memcpy(d + lo, srow + lo - pad + kx, sizeof(float) * (size_t)(hi - lo));
                 for (int ox = hi; ox < OW; ox++) d[ox] = 0.0f;
-            } else {
-                for (int ox = 0; ox < OW; ox++) {
-                    int ix = ox * s - pad + kx;
-                    d[ox] = (ix >= 0 && ix < W) ? srow[ix] : 0.0f;
-                }
+            } else { /* ox in [lo, hi) reads inside the row: no test per element there */
+                int lo = 0, hi = OW;
+                while (lo < OW && lo * s - pad + kx < 0) lo++;
+                while (hi > lo && (hi - 1) * s - pad + kx >= W) hi--;
+                for (int ox = 0; ox < lo; ox++) d[ox] = 0.0f;
+                const float *sp = srow - pad + kx;
+                if (s == 2)
+                    for (int ox = lo; ox < hi; ox++) d[ox] = sp[2 * ox];
+                else
+                    for (int ox = lo; ox < hi; ox++) d[ox] = sp[(int64_t)ox * s];
+                for (int ox = hi; ox < OW; ox++) d[ox] = 0.0f;
             }
         }
     }
 }
 
-/* dx0[j] += col2im(col); tasks split over (image, channel) so no two threads share a plane. */
+/* dx0[j] += col2im(col) (one thread) */
 static void col2im(const gopt__conv *c, const float *col, int nb, float *dx0) {
     const int C = c->C, H = c->H, W = c->W, R = c->R, s = c->stride, pad = c->pad, OH = c->OH, OW = c->OW;
     const int64_t P = (int64_t)OH * OW, ld = P * nb;
     const int64_t tasks = (int64_t)nb * C;
-#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) if (tasks * H * W * R * R > GOPT__OMP_MIN)
     for (int64_t t = 0; t < tasks; t++) {
         int64_t j = t / C;
         int ci = (int)(t % C);
@@ -119,111 +145,156 @@ static void col2im(const gopt__conv *c, const float *col, int nb, float *dx0) {
                         int hi = W + pad - kx < OW ? W + pad - kx : OW;
                         for (int ox = lo; ox < hi; ox++) drow[ox - pad + kx] += sr[ox];
                     } else {
-                        for (int ox = 0; ox < OW; ox++) {
-                            int ix = ox * s - pad + kx;
-                            if (ix >= 0 && ix < W) drow[ix] += sr[ox];
-                        }
+                        int lo = 0, hi = OW;
+                        while (lo < OW && lo * s - pad + kx < 0) lo++;
+                        while (hi > lo && (hi - 1) * s - pad + kx >= W) hi--;
+                        float *dp = drow - pad + kx;
+                        for (int ox = lo; ox < hi; ox++) dp[(int64_t)ox * s] += sr[ox];
                     }
                 }
             }
     }
 }
 
+void gopt__conv_fused_forward(const gopt__conv *c, const float *w, const float *b, const float *x, float *y, int n,
+                              float *ws, const float *in_scale, const float *in_shift) {
+    if (c->wino)
+        gopt__conv_wino_forward(c, w, b, x, y, n, ws, in_scale, in_shift);
+    else
+        gopt__conv_fast_forward(c, w, b, x, y, n, ws, in_scale, in_shift);
+}
+
+void gopt__conv_fused_backward(const gopt__conv *c, const float *w, float *dw, float *db, const float *x,
+                               const float *dy, float *dx, int dx_accumulate, int n, float *ws, const float *in_scale,
+                               const float *in_shift) {
+    if (c->wino)
+        gopt__conv_wino_backward(c, w, dw, db, x, dy, dx, dx_accumulate, n, ws, in_scale, in_shift);
+    else
+        gopt__conv_fast_backward(c, w, dw, db, x, dy, dx, dx_accumulate, n, ws, in_scale, in_shift);
+}
+
+static inline int generic_thread(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* threads for q chunks: the library's count, at most the slots and the chunks */
+static inline int generic_threads(const gopt__conv *c, int q) {
+#ifndef _OPENMP
+    (void)c, (void)q;
+    return 1;
+#else
+    int t = gopt_get_threads();
+    if (t > c->slots) t = c->slots;
+    if (t > q) t = q;
+    return t < 1 ? 1 : t;
+#endif
+}
+
 void gopt__conv_forward(const gopt__conv *c, const float *w, const float *b, const float *x, float *y, int n,
                         float *ws) {
-    if (c->fast) {
-        gopt__conv_fast_forward(c, w, b, x, y, n, ws, NULL, NULL);
+    if (gopt__conv_fuses(c)) {
+        gopt__conv_fused_forward(c, w, b, x, y, n, ws, NULL, NULL);
         return;
     }
-    const int K = c->K;
+    const int K = c->K, chunks = (n + c->chunk - 1) / c->chunk, T = generic_threads(c, chunks);
     const int64_t P = (int64_t)c->OH * c->OW, CRS = (int64_t)c->C * c->R * c->R, in_n = (int64_t)c->C * c->H * c->W;
-    for (int n0 = 0; n0 < n; n0 += c->chunk) {
-        int nb = n - n0 < c->chunk ? n - n0 : c->chunk;
-        float *col = ws, *tmp = ws + (size_t)CRS * c->chunk * P;
-        const float *xin = x + (int64_t)n0 * in_n;
-        const float *b_mat = col;
-        if (c->R == 1 && c->stride == 1 && c->pad == 0 && nb == 1)
-            b_mat = xin; /* a 1x1 stride-1 conv of one image needs no columns */
-        else
-            im2col(c, xin, nb, col);
-        float *yo = y + (int64_t)n0 * K * P;
-        if (nb == 1) {
-            gopt__sgemm(0, 0, K, (int)P, (int)CRS, 1.0f, w, (int)CRS, b_mat, (int)P, 0.0f, yo, (int)P);
-            if (b)
-                for (int k = 0; k < K; k++)
-                    for (int64_t p = 0; p < P; p++) yo[k * P + p] += b[k];
-            continue;
-        }
-        const int64_t ld = P * nb;
-        gopt__sgemm(0, 0, K, (int)ld, (int)CRS, 1.0f, w, (int)CRS, b_mat, (int)ld, 0.0f, tmp, (int)ld);
-        const int64_t tasks = (int64_t)nb * K;
-#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) if (tasks * P > GOPT__OMP_MIN)
-        for (int64_t t = 0; t < tasks; t++) {
-            int64_t j = t / K;
-            int k = (int)(t % K);
-            const float *src = tmp + k * ld + j * P;
-            float *dst = yo + (j * K + k) * P;
-            if (b) {
-                float bk = b[k];
-                for (int64_t p = 0; p < P; p++) dst[p] = src[p] + bk;
-            } else {
-                memcpy(dst, src, sizeof(float) * (size_t)P);
-            }
+    const size_t slot = generic_slot(c), ncol = ((size_t)CRS * c->chunk * P + 15) / 16 * 16;
+#pragma omp parallel num_threads(T)
+    {
+        const int t = generic_thread();
+        float *col = ws + (size_t)t * slot, *tmp = col + ncol;
+        const int q1 = (int)((int64_t)chunks * (t + 1) / T);
+        for (int q = (int)((int64_t)chunks * t / T); q < q1; q++) {
+            const int n0 = q * c->chunk, nb = n - n0 < c->chunk ? n - n0 : c->chunk;
+            const float *xin = x + (int64_t)n0 * in_n;
+            float *yo = y + (int64_t)n0 * K * P;
+            const float *b_mat = col;
+            if (c->R == 1 && c->stride == 1 && c->pad == 0 && nb == 1)
+                b_mat = xin; /* a 1x1 stride-1 conv of one image needs no columns */
+            else
+                im2col(c, xin, nb, col);
+            const int64_t ld = P * nb;
+            float *out = nb == 1 ? yo : tmp;
+            gopt__sgemm(0, 0, K, (int)ld, (int)CRS, 1.0f, w, (int)CRS, b_mat, (int)ld, 0.0f, out, (int)ld);
+            for (int j = 0; j < nb; j++)
+                for (int k = 0; k < K; k++) {
+                    const float *src = out + k * ld + j * P;
+                    float *dst = yo + ((int64_t)j * K + k) * P;
+                    const float bk = b ? b[k] : 0.0f;
+                    if (nb > 1 && !b)
+                        memcpy(dst, src, sizeof(float) * (size_t)P);
+                    else if (b)
+                        for (int64_t p = 0; p < P; p++) dst[p] = src[p] + bk;
+                }
         }
     }
 }
 
 void gopt__conv_backward(const gopt__conv *c, const float *w, float *dw, float *db, const float *x, const float *dy,
                          float *dx, int dx_accumulate, int n, float *ws) {
-    if (c->fast) {
-        gopt__conv_fast_backward(c, w, dw, db, x, dy, dx, dx_accumulate, n, ws, NULL, NULL);
+    if (gopt__conv_fuses(c)) {
+        gopt__conv_fused_backward(c, w, dw, db, x, dy, dx, dx_accumulate, n, ws, NULL, NULL);
         return;
     }
-    const int K = c->K;
+    const int K = c->K, chunks = (n + c->chunk - 1) / c->chunk, T = generic_threads(c, chunks);
     const int64_t P = (int64_t)c->OH * c->OW, CRS = (int64_t)c->C * c->R * c->R, in_n = (int64_t)c->C * c->H * c->W;
-    for (int n0 = 0; n0 < n; n0 += c->chunk) {
-        int nb = n - n0 < c->chunk ? n - n0 : c->chunk;
-        const int64_t ld = P * nb;
-        float *col = ws, *tmp = ws + (size_t)CRS * c->chunk * P;
-        const float *xin = x + (int64_t)n0 * in_n;
-        const float *dyo = dy + (int64_t)n0 * K * P;
-        const float *g = dyo;
-        if (nb > 1) { /* gather dy of the chunk into [K][nb*P] */
-            const int64_t tasks = (int64_t)nb * K;
-#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) if (tasks * P > GOPT__OMP_MIN)
-            for (int64_t t = 0; t < tasks; t++) {
-                int64_t j = t / K;
-                int k = (int)(t % K);
-                memcpy(tmp + k * ld + j * P, dyo + (j * K + k) * P, sizeof(float) * (size_t)P);
+    const size_t slot = generic_slot(c), ncol = ((size_t)CRS * c->chunk * P + 15) / 16 * 16,
+                 ntmp = ((size_t)K * c->chunk * P + 15) / 16 * 16;
+    if (db)
+        for (int k = 0; k < K; k++) {
+            double acc = 0.0;
+            for (int j = 0; j < n; j++) {
+                const float *g = dy + ((int64_t)j * K + k) * P;
+                for (int64_t p = 0; p < P; p++) acc += g[p];
             }
-            g = tmp;
+            db[k] += (float)acc;
         }
-        if (db) {
-            for (int k = 0; k < K; k++) {
-                double acc = 0.0;
-                const float *gr = g + k * ld;
-                for (int64_t p = 0; p < ld; p++) acc += gr[p];
-                db[k] += (float)acc;
+#pragma omp parallel num_threads(T)
+    {
+        const int t = generic_thread();
+        float *col = ws + (size_t)t * slot, *tmp = col + ncol, *dwp = tmp + ntmp;
+        if (dw) memset(dwp, 0, sizeof(float) * (size_t)(K * CRS));
+        const int q1 = (int)((int64_t)chunks * (t + 1) / T);
+        for (int q = (int)((int64_t)chunks * t / T); q < q1; q++) {
+            const int n0 = q * c->chunk, nb = n - n0 < c->chunk ? n - n0 : c->chunk;
+            const int64_t ld = P * nb;
+            const float *xin = x + (int64_t)n0 * in_n;
+            const float *dyo = dy + (int64_t)n0 * K * P;
+            const float *g = dyo;
+            if (nb > 1) { /* gather dy of the chunk into [K][nb*P] */
+                for (int j = 0; j < nb; j++)
+                    for (int k = 0; k < K; k++)
+                        memcpy(tmp + k * ld + j * P, dyo + ((int64_t)j * K + k) * P, sizeof(float) * (size_t)P);
+                g = tmp;
             }
+            const float *b_mat = col;
+            const int direct = c->R == 1 && c->stride == 1 && c->pad == 0 && nb == 1;
+            if (direct)
+                b_mat = xin;
+            else if (dw)
+                im2col(c, xin, nb, col);
+            if (dw) gopt__sgemm(0, 1, K, (int)CRS, (int)ld, 1.0f, g, (int)ld, b_mat, (int)ld, 1.0f, dwp, (int)CRS);
+            if (!dx) continue;
+            float *dxo = dx + (int64_t)n0 * in_n;
+            if (direct) {
+                gopt__sgemm(1, 0, (int)CRS, (int)ld, K, 1.0f, w, (int)CRS, g, (int)ld, dx_accumulate ? 1.0f : 0.0f,
+                            dxo, (int)ld);
+                continue;
+            }
+            gopt__sgemm(1, 0, (int)CRS, (int)ld, K, 1.0f, w, (int)CRS, g, (int)ld, 0.0f, col, (int)ld);
+            if (!dx_accumulate) memset(dxo, 0, sizeof(float) * (size_t)(nb * in_n));
+            col2im(c, col, nb, dxo);
         }
-        const float *b_mat = col;
-        int direct = c->R == 1 && c->stride == 1 && c->pad == 0 && nb == 1;
-        if (direct)
-            b_mat = xin;
-        else
-            im2col(c, xin, nb, col);
-        if (dw) gopt__sgemm(0, 1, K, (int)CRS, (int)ld, 1.0f, g, (int)ld, b_mat, (int)ld, 1.0f, dw, (int)CRS);
-        if (!dx) continue;
-        float *dxo = dx + (int64_t)n0 * in_n;
-        if (direct) {
-            gopt__sgemm(1, 0, (int)CRS, (int)ld, K, 1.0f, w, (int)CRS, g, (int)ld, dx_accumulate ? 1.0f : 0.0f, dxo,
-                        (int)ld);
-            continue;
-        }
-        gopt__sgemm(1, 0, (int)CRS, (int)ld, K, 1.0f, w, (int)CRS, g, (int)ld, 0.0f, col, (int)ld);
-        if (!dx_accumulate) memset(dxo, 0, sizeof(float) * (size_t)(nb * in_n));
-        col2im(c, col, nb, dxo);
     }
+    if (dw) /* the partials in thread order */
+        for (int t = 0; t < T; t++) {
+            const float *dwp = ws + (size_t)t * slot + ncol + ntmp;
+            for (int64_t i = 0; i < K * CRS; i++) dw[i] += dwp[i];
+        }
 }
 
 /* ---- batchnorm ---------------------------------------------------------------------------- */

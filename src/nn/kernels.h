@@ -16,6 +16,7 @@ typedef struct gopt__conv {
     int w_index, b_index; /* in the arena; b_index -1 without bias */
     int chunk;            /* images per SGEMM (generic path) */
     int fast;             /* 1: the AVX-512 kernels of conv_avx512.c, parallel over images */
+    int wino;             /* 1: Winograd F(4x4,3x3), conv_winograd.c (then fast is 0) */
     int slots;            /* per-thread workspace slots of the fast path (threads it can use) */
 } gopt__conv;
 
@@ -36,6 +37,29 @@ void gopt__conv_fast_forward(const gopt__conv *c, const float *w, const float *b
 void gopt__conv_fast_backward(const gopt__conv *c, const float *w, float *dw, float *db, const float *x,
                               const float *dy, float *dx, int dx_accumulate, int n, float *ws, const float *in_scale,
                               const float *in_shift);
+/* The Winograd path (nn/conv_winograd.c): 3x3, stride 1, padding 1, H and W multiples of 4,
+ * in channels a multiple of 8, on a CPU with AVX2 and FMA. The same contract as the fast
+ * path's two functions (in_scale/in_shift, dw NULL, dx aliasing x or dy). */
+int gopt__conv_cpu_wino(void);
+int gopt__conv_wino_shape_ok(const gopt__conv *c);
+size_t gopt__conv_wino_ws_floats(const gopt__conv *c);
+void gopt__conv_wino_forward(const gopt__conv *c, const float *w, const float *b, const float *x, float *y, int n,
+                             float *ws, const float *in_scale, const float *in_shift);
+void gopt__conv_wino_backward(const gopt__conv *c, const float *w, float *dw, float *db, const float *x,
+                              const float *dy, float *dx, int dx_accumulate, int n, float *ws, const float *in_scale,
+                              const float *in_shift);
+/* 1 if the convolution runs the fast or the Winograd path, which take a fused
+ * batchnorm + relu on their input (gopt__conv_fused_*) */
+static inline int gopt__conv_fuses(const gopt__conv *c) { return c->fast || c->wino; }
+void gopt__conv_fused_forward(const gopt__conv *c, const float *w, const float *b, const float *x, float *y, int n,
+                              float *ws, const float *in_scale, const float *in_shift);
+void gopt__conv_fused_backward(const gopt__conv *c, const float *w, float *dw, float *db, const float *x,
+                               const float *dy, float *dx, int dx_accumulate, int n, float *ws, const float *in_scale,
+                               const float *in_shift);
+/* The path each convolution takes is chosen at setup: GOPT_CONV_PATH in the environment
+ * (auto, winograd, direct, generic; GOPT_CONV_GENERIC=1 is generic) overrides the default
+ * (auto: Winograd where the shape and CPU allow it and the CPU lacks AVX-512, the AVX-512
+ * kernels where the CPU has them, else im2col + SGEMM). An unknown value: GOPT_EINVAL. */
 gopt_status gopt__conv_setup(gopt__conv *c, int C, int K, int H, int W, int R, int stride, int pad, int has_bias,
                              int max_batch);
 size_t gopt__conv_ws_floats(const gopt__conv *c);
