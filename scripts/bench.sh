@@ -135,7 +135,7 @@ torch_args=()
 [ "$torch" = 1 ] && torch_args=(--torch --python "$python")
 if [ "$quick" = 1 ]; then
   L=300  # seconds each benchmark may take before it is killed
-  optim=(--reps 3) clip=(--reps 5) train=(--iters 3 --warmup 1) rnn=(--iters 3 --warmup 1 --rounds 1)
+  optim=(--reps 3) clip=(--reps 5) train=(--iters 3 --warmup 1) rnn=(--iters 2 --warmup 1 --rounds 1)
   data=(--quick --batches 50) ckpt=(--quick) dist=(--quick) tdist=(--quick)
 else
   L=900
