@@ -113,8 +113,8 @@ run_bench() {
   rc=$?
   t1=$(date +%s.%N)
   awk -v n="$name" -v a="$t0" -v b="$t1" 'BEGIN {printf "%s\t%.1f\n", n, b - a}' >>"$timings"
-  n=$(grep -cP '^(ROW|PEER)\t' "$o")
-  grep -P '^(ROW|PEER)\t' "$o" >>"$rows"
+  n=$(grep -cE $'^(ROW|PEER)\t' "$o")
+  grep -E $'^(ROW|PEER)\t' "$o" >>"$rows"
   if [ "$rc" -ne 0 ]; then
     local why="exit status $rc"
     [ "$rc" -eq 124 ] && why="killed after its limit of ${limit} s"
