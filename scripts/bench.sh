@@ -48,6 +48,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# paths given relative to where the script was started from, before it moves to the source tree
+abs() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+[ -n "$out" ] && out=$(abs "$out")
+[ -n "$build" ] && build=$(abs "$build")
+[[ -n "$python" && $python == */* ]] && python=$(abs "$python")
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 2
 out=${out:-bench/results}
