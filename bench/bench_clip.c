@@ -1,10 +1,16 @@
-/* bench_clip [--params N] [--threads T] [--reps R]: clip by global L2 norm over one buffer,
- * against floors measured rep by rep in the same run, and against torch's clip_grad_norm_
- * (bench/torch_clip.py, run through python3 when torch is importable):
+/* bench_clip [--params N] [--threads T] [--reps R] [--torch] [--python PATH]: clip by global
+ * L2 norm over one buffer, against floors measured rep by rep in the same run, and (with
+ * --torch) against torch's clip_grad_norm_ (bench/torch_clip.py, run through PATH or the first
+ * python3 that imports torch):
  *   active   (the norm is above max_norm: read, then scale)  vs one read + one scale pass
  *   inactive (the norm is under max_norm: one read, no write) vs one read pass
- * torch 1.13 always multiplies (by a coefficient clamped to 1), so it has one case.
- * Prints medians, ns per parameter and ratios. */
+ * torch 1.13 always multiplies (by a coefficient clamped to 1), so it has one case, timed on
+ * one flat tensor and on a ResNet-like list of ~300 tensors of the same total size.
+ * Prints medians, ns per parameter and ratios, and the machine-readable rows (bench_row), in
+ * GB/s of the bytes the pass must move (active: 3 x 4 bytes per parameter, inactive: 4):
+ *   ROW clip.active GB/s ours floor torch-flat
+ *   ROW clip.active.torch_tensors GB/s ours floor torch-300-tensors   (with --torch only)
+ *   ROW clip.inactive GB/s ours floor -            */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <omp.h>
@@ -48,13 +54,16 @@ static void floor_scale(float *x, long n, float c, int threads) {
 
 int main(int argc, char **argv) {
     long n = 10000000;
-    int threads = 2, reps = 20;
+    int threads = 2, reps = 20, torch = 0;
+    const char *python = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--params") && i + 1 < argc) n = atol(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--torch")) torch = 1;
+        else if (!strcmp(argv[i], "--python") && i + 1 < argc) python = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--params N] [--threads T] [--reps R]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--params N] [--threads T] [--reps R] [--torch] [--python PATH]\n", argv[0]);
             return 2;
         }
     }
@@ -75,7 +84,7 @@ int main(int argc, char **argv) {
     const char *core = getenv("OPENBLAS_CORETYPE");
     printf("clip_grad_norm L2, %ld params, %d threads, %d reps (medians)%s%s\n", n, threads, reps,
            core ? ", OPENBLAS_CORETYPE=" : "", core ? core : "");
-    double lib = 0.0;
+    double lib = 0.0, lib_floor = 0.0, inactive = 0.0, inactive_floor = 0.0;
     for (int active = 1; active >= 0; active--) {
         double max_norm = active ? 1.0 : 1e30; /* g's norm is ~1 after the first active rep */
         volatile float sink = 0;
@@ -98,7 +107,13 @@ int main(int argc, char **argv) {
         }
         (void)sink;
         double ours = bench_median(t_lib, reps), flo = bench_median(t_floor, reps);
-        if (active) lib = ours;
+        if (active) {
+            lib = ours;
+            lib_floor = flo;
+        } else {
+            inactive = ours;
+            inactive_floor = flo;
+        }
         printf("  %-8s libgradopt %9.3f ms (%.3f ns/param)   floor (%s) %9.3f ms   libgradopt/floor = %.2f\n",
                active ? "active" : "inactive", ours, ours * 1e6 / (double)n, active ? "read+scale" : "read",
                flo, ours / flo);
@@ -106,9 +121,10 @@ int main(int argc, char **argv) {
 
     char args[128];
     snprintf(args, sizeof args, "%ld %d %d 2>/dev/null", n, threads, reps);
-    FILE *p = bench_torch_open(NULL, "torch_clip.py", args);
+    FILE *p = torch ? bench_torch_open(python, "torch_clip.py", args) : NULL;
     char line[256];
     int got = 0;
+    double torch_flat = NAN, torch_tensors = NAN; /* ms */
     while (p && fgets(line, sizeof line, p)) {
         char what[32];
         double ms;
@@ -116,10 +132,19 @@ int main(int argc, char **argv) {
         if (sscanf(line, "%31s %lf %d", what, &ms, &k) == 3) {
             printf("  torch 1.13 (%s, %d tensors) %9.3f ms  -> torch/libgradopt (active) = %.2fx\n", what, k, ms, ms / lib);
             got = 1;
+            if (!strcmp(what, "flat")) torch_flat = ms;
+            else if (!strcmp(what, "tensors")) torch_tensors = ms;
         }
     }
-    if (p) pclose(p);
-    if (!got) printf("  torch: not importable by python3, comparison skipped\n");
+    if (p && pclose(p) != 0) printf("  torch: torch_clip.py failed; its figures may be missing\n");
+    if (torch && !got) printf("  torch: not importable by python3, comparison skipped\n");
+    /* GB/s of the bytes each pass must move; the times are in ms */
+    const double active_gb = 12.0 * (double)n * 1e-6, inactive_gb = 4.0 * (double)n * 1e-6;
+    bench_row("clip.active", "GB/s", active_gb / lib, active_gb / lib_floor, active_gb / torch_flat);
+    if (torch) /* the same figures as clip.active but for the peer: only with one */
+        bench_row("clip.active.torch_tensors", "GB/s", active_gb / lib, active_gb / lib_floor,
+                  active_gb / torch_tensors);
+    bench_row("clip.inactive", "GB/s", inactive_gb / inactive, inactive_gb / inactive_floor, NAN);
     free(g);
     free(t_lib);
     free(t_floor);

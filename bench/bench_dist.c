@@ -9,7 +9,10 @@
  *       gradient (1.09 MB), alternated A/B in one run; plus the latency of a 1-float
  *       MPI_Allreduce (the alpha of a ring model). Prints per size the medians of --repeat
  *       samples of the time, the algorithm bandwidth (bytes / time), the bus bandwidth
- *       (2 (P-1)/P bytes / time, what each rank moves in a ring) and ours/plain.
+ *       (2 (P-1)/P bytes / time, what each rank moves in a ring) and ours/plain; and per size
+ *       one machine-readable line (bench_row), algbw in GB/s, the plain MPI_Allreduce as the
+ *       floor, the peer left to scripts/bench.sh (bench/torch_dist.py, gloo):
+ *         ROW dist.allreduce.<0.1MB|1MB|10MB|100MB|resnet20> GB/s ours plain -
  *   mpirun --allow-run-as-root -np 2 build/bench/bench_dist --mode ranks [--batch 128]
  *       ResNet-20 (width 1) training on synthetic images, global batch 128 split over the
  *       ranks (64 each), 1 thread per rank: zero_grad, forward, cross-entropy, backward,
@@ -144,6 +147,8 @@ static int run_allreduce(gopt_dist *d, int repeat, int quick, int resnet_numel) 
     /* bytes; the last one is the ResNet-20 gradient arena */
     double sizes[5] = {0.1e6, 1e6, 10e6, 100e6, 4.0 * resnet_numel};
     const char *labels[5] = {"0.1 MB", "1 MB", "10 MB", "100 MB", "resnet20"};
+    const char *rows[5] = {"dist.allreduce.0.1MB", "dist.allreduce.1MB", "dist.allreduce.10MB",
+                           "dist.allreduce.100MB", "dist.allreduce.resnet20"};
     const double target = quick ? 40e6 : 200e6; /* bytes reduced per timed sample */
     double *t_ours = malloc(sizeof(double) * (size_t)repeat), *t_plain = malloc(sizeof(double) * (size_t)repeat);
     if (!t_ours || !t_plain) return 1;
@@ -201,6 +206,7 @@ static int run_allreduce(gopt_dist *d, int repeat, int quick, int resnet_numel) 
             printf("%-9s %10.0f %5d | %10.1f %8.2f %8.2f | %10.1f %8.2f %8.2f | %9.2fx\n", labels[si], bytes, k,
                    1e6 * mo, bytes / mo * 1e-9, bus * bytes / mo * 1e-9, 1e6 * mp, bytes / mp * 1e-9,
                    bus * bytes / mp * 1e-9, mp / mo);
+        if (rank == 0) bench_row(rows[si], "GB/s", bytes / mo * 1e-9, bytes / mp * 1e-9, NAN);
         free(plain);
         gopt_params_destroy(p);
     }

@@ -2,10 +2,13 @@
  * the same run and (with --torch) against torch.optim on the same layout.
  *
  *   build/bench/bench_optim [--params N] [--threads T] [--reps R] [--algo NAME|all] [--torch]
+ *                           [--python PATH]
  *
  * Per algorithm: ns/param, GB/s (bytes the step must read + write / time), the ratio to the
  * floor (a pass over the same float streams with trivial math, same threads), and ours/torch.
- * Medians over R reps. Hyperparameters: PyTorch defaults, SGD with momentum 0.9. */
+ * Medians over R reps. Hyperparameters: PyTorch defaults, SGD with momentum 0.9.
+ * Machine-readable, one line per algorithm (bench_row): ROW optim.<algo> GB/s ours floor torch,
+ * torch's GB/s counting the same bytes over its step time. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <omp.h>
@@ -97,15 +100,16 @@ typedef struct result {
 int main(int argc, char **argv) {
     int64_t n = 10000000;
     int threads = 2, reps = 7, torch = 0;
-    const char *algo_arg = "all";
+    const char *algo_arg = "all", *python = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--params") && i + 1 < argc) n = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--algo") && i + 1 < argc) algo_arg = argv[++i];
         else if (!strcmp(argv[i], "--torch")) torch = 1;
+        else if (!strcmp(argv[i], "--python") && i + 1 < argc) python = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--params N] [--threads T] [--reps R] [--algo NAME|all] [--torch]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--params N] [--threads T] [--reps R] [--algo NAME|all] [--torch] [--python PATH]\n", argv[0]);
             return 2;
         }
     }
@@ -135,7 +139,7 @@ int main(int argc, char **argv) {
         int w = snprintf(args, sizeof args, "--params %lld --threads %d --reps %d --algos ", (long long)n, threads, reps);
         for (int k = 0; k < nalgo && w > 0 && (size_t)w < sizeof args; k++)
             w += snprintf(args + w, sizeof args - (size_t)w, "%s%s", k ? "," : "", gopt_algo_name(algos[k]));
-        FILE *f = bench_torch_open(NULL, "torch_optim.py", args);
+        FILE *f = bench_torch_open(python, "torch_optim.py", args);
         if (!f) {
             printf("torch: skipped (python3 with torch is not importable)\n");
         } else {
@@ -198,7 +202,9 @@ int main(int argc, char **argv) {
         if (!isnan(res[k].torch_ns)) snprintf(tr, sizeof tr, "%.3f", res[k].ns_step / res[k].torch_ns);
         printf("%-9s %10.3f %8.2f %10.2f %10.3f %12s\n", gopt_algo_name(algos[k]), res[k].ns_step / (double)n,
                bytes / res[k].ns_step, bytes / res[k].floor_ns, res[k].ns_step / res[k].floor_ns, tr);
-        fflush(stdout);
+        char row[64];
+        snprintf(row, sizeof row, "optim.%s", gopt_algo_name(algos[k]));
+        bench_row(row, "GB/s", bytes / res[k].ns_step, bytes / res[k].floor_ns, bytes / res[k].torch_ns);
         free(fp);
         free(fg);
         free(f0);

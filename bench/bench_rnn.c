@@ -13,7 +13,8 @@
  * uniformly random ids over 65 symbols; they are written to a temporary file that the torch
  * script reads. Each round times --iters steps of ours, then of torch's; the reported
  * figures are medians over every timed step of every round (other processes share the
- * cores), the ratio is of those medians, and peak RSS is each process's ru_maxrss. */
+ * cores), the ratio is of those medians, and peak RSS is each process's ru_maxrss.
+ * Machine-readable (bench_row): ROW rnn.<arch> tokens/s ours - torch (no floor is measured). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -210,9 +211,11 @@ int main(int argc, char **argv) {
         printf("  %-15s %8.2f / %8.2f\n", gopt_layer_type_name((gopt_layer_type)k), 1e3 * tm.forward_s[k] / iters,
                1e3 * tm.backward_s[k] / iters);
     }
+    double torch_tok = NAN;
     if (run_torch) {
         if (torch_runs > 0) {
             double tmed = bench_median(theirs_ms, torch_runs) / 1e3;
+            torch_tok = tokens / tmed;
             printf("torch %s: median of %d rounds %.2f ms/iter  %.0f tokens/s  loss %.4f  params %lld  peak RSS %.1f MB\n",
                    torch_version, torch_runs, 1e3 * tmed, tokens / tmed, torch_loss, torch_params, torch_rss);
             printf("ratio gradopt/torch tokens/s: %.2fx (medians, same batches, same run, %d threads)\n", tmed / med,
@@ -221,6 +224,9 @@ int main(int argc, char **argv) {
             printf("torch run failed (python3 with torch not found, or bench/torch_rnn.py failed)\n");
         }
     }
+    char row[64];
+    snprintf(row, sizeof row, "rnn.%s", arch);
+    bench_row(row, "tokens/s", tokens / med, NAN, torch_tok);
     gopt_tensor_destroy(dlogits);
     gopt_optim_destroy(opt);
     gopt_net_destroy(net);

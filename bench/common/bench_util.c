@@ -1,6 +1,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "bench_util.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -39,4 +40,18 @@ FILE *bench_torch_open(const char *python, const char *script, const char *args)
         return popen(cmd, "r");
     }
     return NULL;
+}
+
+static void row_value(double v) {
+    if (isfinite(v) && v > 0.0) printf("\t%.6g", v);
+    else fputs("\t-", stdout);
+}
+
+void bench_row(const char *name, const char *unit, double ours, double floor_, double peer) {
+    printf("ROW\t%s\t%s", name, unit);
+    row_value(ours);
+    row_value(floor_);
+    row_value(peer);
+    putchar('\n');
+    fflush(stdout);
 }

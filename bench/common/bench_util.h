@@ -11,6 +11,13 @@
 #  define BENCH_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #  define BENCH_CLONES
+/* The machine-readable line scripts/bench.sh collects, one per figure, on stdout:
+ *   ROW<TAB>name<TAB>unit<TAB>ours<TAB>floor<TAB>peer
+ * Higher is better for every unit (throughputs: GB/s, img/s, MB/s, tokens/s, ...). A floor or
+ * peer that is not finite or not > 0 (absent, not measured) is printed as "-"; so is ours.
+ * name and unit must hold no tab or newline. Flushes stdout (a later crash keeps the row). */
+void bench_row(const char *name, const char *unit, double ours, double floor_, double peer);
+
 #endif
 
 /* Seconds on CLOCK_MONOTONIC. */
@@ -24,5 +31,12 @@ double bench_median(double *v, int n);
  * PYTHON NULL: the first of python3 and /usr/bin/python3 that can import torch. Returns
  * NULL when no such python is found (torch is not installed: the comparison is skipped). */
 FILE *bench_torch_open(const char *python, const char *script, const char *args);
+
+/* The machine-readable line scripts/bench.sh collects, one per figure, on stdout:
+ *   ROW<TAB>name<TAB>unit<TAB>ours<TAB>floor<TAB>peer
+ * Higher is better for every unit (throughputs: GB/s, img/s, MB/s, tokens/s, ...). A floor or
+ * peer that is not finite or not > 0 (absent, not measured) is printed as "-"; so is ours.
+ * name and unit must hold no tab or newline. Flushes stdout (a later crash keeps the row). */
+void bench_row(const char *name, const char *unit, double ours, double floor_, double peer);
 
 #endif
