@@ -95,7 +95,7 @@ status=0
 echo "bench.sh: configuring and building Release in $build (log: $logs/build.log)" >&2
 built=1
 {
-  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release &&
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DGOPT_BUILD_BENCH=ON &&
   targets=$(for f in bench/bench_*.c; do basename "$f" .c; done | grep -vx bench_dist) &&
   # bench_dist is a target only when the build found MPI
   # (grep reads all of it: with pipefail, grep -q's early exit would fail the pipeline by SIGPIPE)
