@@ -190,34 +190,13 @@ void gopt__conv_fused_backward(const gopt__conv *c, const float *w, float *dw, f
         gopt__conv_fast_backward(c, w, dw, db, x, dy, dx, dx_accumulate, n, ws, in_scale, in_shift);
 }
 
-static inline int generic_thread(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
-/* threads for q chunks: the library's count, at most the slots and the chunks */
-static inline int generic_threads(const gopt__conv *c, int q) {
-#ifndef _OPENMP
-    (void)c, (void)q;
-    return 1;
-#else
-    int t = gopt_get_threads();
-    if (t > c->slots) t = c->slots;
-    if (t > q) t = q;
-    return t < 1 ? 1 : t;
-#endif
-}
-
 void gopt__conv_forward(const gopt__conv *c, const float *w, const float *b, const float *x, float *y, int n,
                         float *ws) {
     if (gopt__conv_fuses(c)) {
         gopt__conv_fused_forward(c, w, b, x, y, n, ws, NULL, NULL);
         return;
     }
-    const int K = c->K, chunks = (n + c->chunk - 1) / c->chunk, T = generic_threads(c, chunks);
+    const int K = c->K, chunks = (n + c->chunk - 1) / c->chunk, T = gopt__conv_threads(c, chunks);
     const int64_t P = (int64_t)c->OH * c->OW, CRS = (int64_t)c->C * c->R * c->R, in_n = (int64_t)c->C * c->H * c->W;
     const size_t slot = generic_slot(c), ncol = ((size_t)CRS * c->chunk * P + 15) / 16 * 16;
     float *ap = ws;
@@ -225,10 +204,11 @@ void gopt__conv_forward(const gopt__conv *c, const float *w, const float *b, con
     ws += generic_packed(c);
 #pragma omp parallel num_threads(T)
     {
-        const int t = generic_thread();
+        const int t = gopt__conv_thread_id();
         float *col = ws + (size_t)t * slot, *tmp = col + ncol;
-        const int q1 = (int)((int64_t)chunks * (t + 1) / T);
-        for (int q = (int)((int64_t)chunks * t / T); q < q1; q++) {
+        int q0, q1;
+        gopt__conv_range(chunks, t, T, &q0, &q1);
+        for (int q = q0; q < q1; q++) {
             const int n0 = q * c->chunk, nb = n - n0 < c->chunk ? n - n0 : c->chunk;
             const float *xin = x + (int64_t)n0 * in_n;
             float *yo = y + (int64_t)n0 * K * P;
@@ -263,7 +243,7 @@ void gopt__conv_backward(const gopt__conv *c, const float *w, float *dw, float *
         gopt__conv_fused_backward(c, w, dw, db, x, dy, dx, dx_accumulate, n, ws, NULL, NULL);
         return;
     }
-    const int K = c->K, chunks = (n + c->chunk - 1) / c->chunk, T = generic_threads(c, chunks);
+    const int K = c->K, chunks = (n + c->chunk - 1) / c->chunk, T = gopt__conv_threads(c, chunks);
     const int64_t P = (int64_t)c->OH * c->OW, CRS = (int64_t)c->C * c->R * c->R, in_n = (int64_t)c->C * c->H * c->W;
     const size_t slot = generic_slot(c), ncol = ((size_t)CRS * c->chunk * P + 15) / 16 * 16,
                  ntmp = ((size_t)K * c->chunk * P + 15) / 16 * 16;
@@ -281,11 +261,12 @@ void gopt__conv_backward(const gopt__conv *c, const float *w, float *dw, float *
     ws += generic_packed(c);
 #pragma omp parallel num_threads(T)
     {
-        const int t = generic_thread();
+        const int t = gopt__conv_thread_id();
         float *col = ws + (size_t)t * slot, *tmp = col + ncol, *dwp = tmp + ntmp;
         if (dw) memset(dwp, 0, sizeof(float) * (size_t)(K * CRS));
-        const int q1 = (int)((int64_t)chunks * (t + 1) / T);
-        for (int q = (int)((int64_t)chunks * t / T); q < q1; q++) {
+        int q0, q1;
+        gopt__conv_range(chunks, t, T, &q0, &q1);
+        for (int q = q0; q < q1; q++) {
             const int n0 = q * c->chunk, nb = n - n0 < c->chunk ? n - n0 : c->chunk;
             const int64_t ld = P * nb;
             const float *xin = x + (int64_t)n0 * in_n;

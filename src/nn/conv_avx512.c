@@ -584,31 +584,6 @@ size_t gopt__conv_fast_ws_floats(const gopt__conv *c) {
     return (size_t)(L.apf + L.apd + L.msk + L.slot * c->slots + 16);
 }
 
-static inline int threads_for(const gopt__conv *c, int n) {
-#  ifndef _OPENMP
-    (void)c;
-    (void)n;
-    return 1; /* image ranges are split by thread id: one thread must take them all */
-#  endif
-    int t = gopt_get_threads();
-    if (t > c->slots) t = c->slots;
-    if (t > n) t = n;
-    return t < 1 ? 1 : t;
-}
-
-static inline void image_range(int n, int t, int T, int *j0, int *j1) {
-    *j0 = (int)((int64_t)n * t / T);
-    *j1 = (int)((int64_t)n * (t + 1) / T);
-}
-
-static inline int thread_id(void) {
-#  ifdef _OPENMP
-    return omp_get_thread_num();
-#  else
-    return 0;
-#  endif
-}
-
 /* out = relu(x scale[ci] + shift[ci]) for one image (C planes of hw): batchnorm + relu
  * applied on the fly (the same expression as the batchnorm kernels, so the same bits). */
 TGT static const float *input_transform(const float *x, int C, int64_t hw, const float *scale, const float *shift,
@@ -648,14 +623,14 @@ void gopt__conv_fast_forward(const gopt__conv *c, const float *w, const float *b
     } else {
         pack_a_rowmajor(w, c->K, L.crs, apf);
     }
-    const int T = threads_for(c, n);
+    const int T = gopt__conv_threads(c, n);
 #  pragma omp parallel num_threads(T)
     {
-        const int t = thread_id();
+        const int t = gopt__conv_thread_id();
         float *slot = ws + L.apf + L.apd + L.msk + (int64_t)t * L.slot;
         float *cols = slot + L.cols;
         int j0, j1;
-        image_range(n, t, T, &j0, &j1);
+        gopt__conv_range(n, t, T, &j0, &j1);
         for (int j = j0; j < j1; j++) {
             float *yj = y + j * out_n;
             const float *xj = input_transform(x + j * in_n, C, (int64_t)c->H * c->W, in_scale, in_shift, slot + L.xin);
@@ -716,16 +691,16 @@ void gopt__conv_fast_backward(const gopt__conv *c, const float *w, float *dw, fl
                     }
         }
     }
-    const int T = threads_for(c, n);
+    const int T = gopt__conv_threads(c, n);
 #  pragma omp parallel num_threads(T)
     {
-        const int t = thread_id();
+        const int t = gopt__conv_thread_id();
         float *slot = ws + L.apf + L.apd + L.msk + (int64_t)t * L.slot;
         float *cols = slot + L.cols, *dyt = slot + L.dyt, *part = slot + L.part, *dbp = slot + L.dbp;
         memset(part, 0, sizeof(float) * (size_t)(g.rows_pad * kr));
         memset(dbp, 0, sizeof(float) * (size_t)kr);
         int j0, j1;
-        image_range(n, t, T, &j0, &j1);
+        gopt__conv_range(n, t, T, &j0, &j1);
         for (int j = j0; j < j1; j++) {
             const float *dyj = dy + j * out_n;
             if (db)

@@ -415,27 +415,6 @@ WT static void gemm_wgrad(const float *z, const float *vt, float *du, int C, int
 }
 
 /* ---- drivers ------------------------------------------------------------------------- */
-static inline int thread_id(void) {
-#  ifdef _OPENMP
-    return omp_get_thread_num();
-#  else
-    return 0;
-#  endif
-}
-
-static inline int threads_for(const gopt__conv *c, int groups) {
-#  ifndef _OPENMP
-    (void)c;
-    (void)groups;
-    return 1;
-#  else
-    int t = gopt_get_threads();
-    if (t > c->slots) t = c->slots;
-    if (t > groups) t = groups;
-    return t < 1 ? 1 : t;
-#  endif
-}
-
 /* where tile tl of a group lies: image, and offsets of its top-left corner in the padded
  * buffer (plane stride apart) and in an unpadded plane */
 typedef struct tile_at {
@@ -457,16 +436,17 @@ static inline tile_at tile_of(const wgeom *g, int tl) {
 static void wino_run(const gopt__conv *c, const wgeom *g, const float *w, int flip, float *up, int I, int O,
                      const float *bias, const float *x, float *y, int acc, int n, float *ws, const float *sc,
                      const float *sh) {
-    const int groups = (n + g->g - 1) / g->g, nob = (O + 5) / 6, T = threads_for(c, groups);
+    const int groups = (n + g->g - 1) / g->g, nob = (O + 5) / 6, T = gopt__conv_threads(c, groups);
     const int64_t HW = (int64_t)g->H * g->W, HWp = (int64_t)g->Hp * g->Wp;
 #  pragma omp parallel num_threads(T)
     {
-        const int t = thread_id();
+        const int t = gopt__conv_thread_id();
         pack_filters(w, g->K, g->C, flip, up, (int)((int64_t)O * t / T), (int)((int64_t)O * (t + 1) / T));
 #  pragma omp barrier
         float *slot = ws + g->up + (int64_t)t * g->slot;
         float *pad = slot, *V = pad + g->pad, *M = V + g->v;
-        const int q0 = (int)((int64_t)groups * t / T), q1 = (int)((int64_t)groups * (t + 1) / T);
+        int q0, q1;
+        gopt__conv_range(groups, t, T, &q0, &q1);
         for (int q = q0; q < q1; q++) {
             const int img0 = q * g->g, gi = n - img0 < g->g ? n - img0 : g->g, ntiles = gi * g->timg;
             pad_images(x + (int64_t)img0 * I * HW, gi, I, g->H, g->W, g->Hp, g->Wp, sc, sh, pad);
@@ -512,16 +492,17 @@ void gopt__conv_wino_forward(const gopt__conv *c, const float *w, const float *b
 static void wino_wgrad(const gopt__conv *c, const wgeom *g, float *dw, const float *x, const float *dy, int n,
                        float *ws, const float *sc, const float *sh) {
     enum { NX = 16 };
-    const int groups = (n + g->g2 - 1) / g->g2, C = g->C, K = g->K, nkb = g->nkb_k, T = threads_for(c, groups);
+    const int groups = (n + g->g2 - 1) / g->g2, C = g->C, K = g->K, nkb = g->nkb_k, T = gopt__conv_threads(c, groups);
     const int64_t HW = (int64_t)g->H * g->W, HWp = (int64_t)g->Hp * g->Wp, rows = (int64_t)nkb * 6;
 #  pragma omp parallel num_threads(T)
     {
-        const int t = thread_id();
+        const int t = gopt__conv_thread_id();
         float *slot = ws + g->up + (int64_t)t * g->slot;
         float *pad = slot, *Vt = pad + g->pad, *Z = Vt + g->v, *dU = Z + g->m;
         memset(dU, 0, sizeof(float) * (size_t)(NX * rows * C));
         memset(Z, 0, sizeof(float) * (size_t)(NX * rows * NB)); /* rows K.. stay 0 */
-        const int q0 = (int)((int64_t)groups * t / T), q1 = (int)((int64_t)groups * (t + 1) / T);
+        int q0, q1;
+        gopt__conv_range(groups, t, T, &q0, &q1);
         for (int q = q0; q < q1; q++) {
             const int img0 = q * g->g2, gi = n - img0 < g->g2 ? n - img0 : g->g2, ntiles = gi * g->timg2;
             pad_images(x + (int64_t)img0 * C * HW, gi, C, g->H, g->W, g->Hp, g->Wp, sc, sh, pad);

@@ -21,6 +21,39 @@ typedef struct gopt__conv {
     int slots;            /* per-thread workspace slots of the fast path (threads it can use) */
 } gopt__conv;
 
+#ifdef _OPENMP
+#  include <omp.h>
+#endif
+
+/* The threads of one convolution call, shared by its paths: the library's count, at most
+ * the workspace's slots and the n units of work (images, groups, chunks), at least 1 (1
+ * without OpenMP: the units are split by thread id, so one thread must take them all). */
+static inline int gopt__conv_threads(const gopt__conv *c, int n) {
+#ifndef _OPENMP
+    (void)c, (void)n;
+    return 1;
+#else
+    int t = gopt_get_threads();
+    if (t > c->slots) t = c->slots;
+    if (t > n) t = n;
+    return t < 1 ? 1 : t;
+#endif
+}
+
+static inline int gopt__conv_thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* [*u0, *u1): thread t's contiguous share of n units among T threads */
+static inline void gopt__conv_range(int n, int t, int T, int *u0, int *u1) {
+    *u0 = (int)((int64_t)n * t / T);
+    *u1 = (int)((int64_t)n * (t + 1) / T);
+}
+
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #  define GOPT__CONV_HAVE_AVX512 1
 #else
