@@ -190,6 +190,18 @@ void gopt__conv_fused_backward(const gopt__conv *c, const float *w, float *dw, f
         gopt__conv_fast_backward(c, w, dw, db, x, dy, dx, dx_accumulate, n, ws, in_scale, in_shift);
 }
 
+void gopt__conv_bias_grad(const gopt__conv *c, const float *dy, int n, float *db) {
+    const int64_t P = (int64_t)c->OH * c->OW;
+    for (int k = 0; k < c->K; k++) {
+        double acc = 0.0;
+        for (int j = 0; j < n; j++) {
+            const float *g = dy + ((int64_t)j * c->K + k) * P;
+            for (int64_t p = 0; p < P; p++) acc += g[p];
+        }
+        db[k] += (float)acc;
+    }
+}
+
 void gopt__conv_forward(const gopt__conv *c, const float *w, const float *b, const float *x, float *y, int n,
                         float *ws) {
     if (gopt__conv_fuses(c)) {
@@ -247,15 +259,7 @@ void gopt__conv_backward(const gopt__conv *c, const float *w, float *dw, float *
     const int64_t P = (int64_t)c->OH * c->OW, CRS = (int64_t)c->C * c->R * c->R, in_n = (int64_t)c->C * c->H * c->W;
     const size_t slot = generic_slot(c), ncol = ((size_t)CRS * c->chunk * P + 15) / 16 * 16,
                  ntmp = ((size_t)K * c->chunk * P + 15) / 16 * 16;
-    if (db)
-        for (int k = 0; k < K; k++) {
-            double acc = 0.0;
-            for (int j = 0; j < n; j++) {
-                const float *g = dy + ((int64_t)j * K + k) * P;
-                for (int64_t p = 0; p < P; p++) acc += g[p];
-            }
-            db[k] += (float)acc;
-        }
+    if (db) gopt__conv_bias_grad(c, dy, n, db);
     float *ap = ws; /* W^T packed for dX */
     if (c->cgemm && dx) gopt__cgemm_pack_a(w, (int)CRS, K, 1, ap);
     ws += generic_packed(c);

@@ -552,16 +552,7 @@ void gopt__conv_wino_backward(const gopt__conv *c, const float *w, float *dw, fl
                               const float *dy, float *dx, int dx_accumulate, int n, float *ws, const float *in_scale,
                               const float *in_shift) {
     const wgeom g = wino_geom(c);
-    const int64_t HW = (int64_t)c->H * c->W;
-    if (db)
-        for (int k = 0; k < c->K; k++) {
-            double s = 0.0;
-            for (int j = 0; j < n; j++) {
-                const float *p = dy + ((int64_t)j * c->K + k) * HW;
-                for (int64_t i = 0; i < HW; i++) s += p[i];
-            }
-            db[k] += (float)s;
-        }
+    if (db) gopt__conv_bias_grad(c, dy, n, db);
     if (dw) wino_wgrad(c, &g, dw, x, dy, n, ws, in_scale, in_shift);
     if (!dx) return;
     wino_run(c, &g, w, 1, ws, c->K, c->C, NULL, dy, dx, dx_accumulate, n, ws, NULL, NULL);

@@ -111,6 +111,9 @@ void gopt__conv_fused_backward(const gopt__conv *c, const float *w, float *dw, f
 gopt_status gopt__conv_setup(gopt__conv *c, int C, int K, int H, int W, int R, int stride, int pad, int has_bias,
                              int max_batch);
 size_t gopt__conv_ws_floats(const gopt__conv *c);
+/* db[k] += sum of dy (n,K,OH,OW) over images and pixels (float64 sums): every path's bias
+ * gradient but the AVX-512 kernels' (which sum per thread as they go). */
+void gopt__conv_bias_grad(const gopt__conv *c, const float *dy, int n, float *db);
 /* y (n,K,OH,OW) = conv(x (n,C,H,W)) (+ b). ws: gopt__conv_ws_floats floats. */
 void gopt__conv_forward(const gopt__conv *c, const float *w, const float *b, const float *x, float *y, int n,
                         float *ws);
