@@ -194,13 +194,14 @@ static void test_im2col_paths(void **state) {
 
 /* the implicit-GEMM kernels: ResNet's stem, stride-2 and 1x1 layers, 3x3 stride-1 layers,
  * an odd count of 8-pixel groups (7 x 8 outputs), K = 24 (an 8-channel dW tile), 5x5,
- * odd input sizes at stride 2, 1x1 stride 1; against im2col + OpenBLAS; 1 and 2 threads */
+ * odd input sizes at stride 2, 1x1 stride 1, stride 3; against im2col + OpenBLAS; 1 and 2 threads */
 static void test_implicit_paths(void **state) {
     (void)state;
     const shape s[] = {{4, 3, 16, 32, 32, 3, 1}, {3, 16, 32, 32, 32, 3, 2}, {3, 32, 64, 16, 16, 3, 2},
                        {3, 16, 32, 32, 32, 1, 2}, {3, 32, 64, 16, 16, 1, 2}, {2, 16, 16, 16, 16, 3, 1},
                        {2, 4, 8, 7, 8, 3, 1},     {3, 5, 24, 16, 16, 3, 2},  {2, 3, 8, 16, 16, 5, 1},
-                       {2, 6, 8, 15, 15, 3, 2},   {3, 8, 16, 8, 8, 1, 1},    {2, 7, 8, 16, 16, 1, 2}};
+                       {2, 6, 8, 15, 15, 3, 2},   {3, 8, 16, 8, 8, 1, 1},    {2, 7, 8, 16, 16, 1, 2},
+                       {2, 4, 8, 24, 24, 3, 3}};
     const int threads = gopt_get_threads();
     for (int t = 1; t <= 2; t++) {
         gopt_set_threads(t);

@@ -79,41 +79,43 @@ static void tap_offsets(const gopt__conv *c, const igeom *g, int32_t *off) {
                               kx / s);
 }
 
-/* j in [*lo, *hi) reads x column s j + ph - pad inside [0, n) */
-static void inside(int s, int ph, int pad, int n, int len, int *lo, int *hi) {
-    int a = 0, b = len;
-    while (a < len && s * a + ph - pad < 0) a++;
-    while (b > a && s * (b - 1) + ph - pad >= n) b--;
-    *lo = a;
-    *hi = b;
-}
-
-/* xp = the polyphase planes of one image x (C,H,W) */
-static void pack_image(const gopt__conv *c, const igeom *g, const float *x, float *xp) {
-    const int s = g->s, pad = c->pad, H = c->H, W = c->W;
+/* xp = the polyphase planes of one image x (C,H,W), writing only the positions that hold
+ * an input pixel: the rest (the padding) is the same for every image, zeroed once per call
+ * by the caller. Stride 2 splits each input row into its two phases 16 pixels at a time. */
+IT static void pack_image(const gopt__conv *c, const igeom *g, const float *x, float *xp) {
+    const int s = g->s, sp = g->sp, pad = c->pad, H = c->H, W = c->W;
     for (int ci = 0; ci < c->C; ci++)
-        for (int py = 0; py < g->sp; py++)
-            for (int px = 0; px < g->sp; px++) {
-                float *d = xp + ((int64_t)(ci * g->sp + py) * g->sp + px) * g->plane;
-                int jlo, jhi;
-                inside(s, px, pad, W, g->Wp, &jlo, &jhi);
-                for (int i = 0; i < g->Hp; i++, d += g->Wp) {
-                    const int iy = s * i + py - pad;
-                    if (iy < 0 || iy >= H || jhi <= jlo) {
-                        memset(d, 0, sizeof(float) * (size_t)g->Wp);
-                        continue;
-                    }
-                    const float *src = x + ((int64_t)ci * H + iy) * W + (s * jlo + px - pad);
-                    for (int j = 0; j < jlo; j++) d[j] = 0.0f;
-                    if (s == 1)
-                        memcpy(d + jlo, src, sizeof(float) * (size_t)(jhi - jlo));
-                    else if (s == 2)
-                        gopt__cgemm_gather2(d + jlo, src, jhi - jlo, 2 * jhi + px - pad - 1 < W);
-                    else
-                        for (int j = jlo; j < jhi; j++) d[j] = src[(int64_t)s * (j - jlo)];
-                    for (int j = jhi; j < g->Wp; j++) d[j] = 0.0f;
+        for (int iy = 0; iy < H; iy++) {
+            const int py = (iy + pad) % s, i = (iy + pad) / s;
+            if (py >= sp || i >= g->Hp) continue; /* a row no tap reads */
+            const float *src = x + ((int64_t)ci * H + iy) * W;
+            float *rows = xp + ((int64_t)(ci * sp + py) * sp) * g->plane + (int64_t)i * g->Wp;
+            int ix = 0;
+            if (s == 1) {
+                memcpy(rows + pad, src, sizeof(float) * (size_t)(W + pad <= g->Wp ? W : g->Wp - pad));
+                continue;
+            }
+            if (s == 2) { /* even ix go to phase pad%2 at (ix + pad)/2, odd ix to the other */
+                const int pe = pad % 2, po = (pad + 1) % 2;
+                float *de = pe < sp ? rows + (int64_t)pe * g->plane : NULL;
+                float *dq = po < sp ? rows + (int64_t)po * g->plane : NULL;
+                for (; ix + 16 <= W && (ix + 15 + pad) / 2 < g->Wp; ix += 16) {
+                    const __m256 v0 = _mm256_loadu_ps(src + ix), v1 = _mm256_loadu_ps(src + ix + 8);
+                    if (de)
+                        _mm256_storeu_ps(de + (ix + pad) / 2,
+                                         _mm256_castpd_ps(_mm256_permute4x64_pd(
+                                             _mm256_castps_pd(_mm256_shuffle_ps(v0, v1, 0x88)), 0xD8)));
+                    if (dq)
+                        _mm256_storeu_ps(dq + (ix + 1 + pad) / 2,
+                                         _mm256_castpd_ps(_mm256_permute4x64_pd(
+                                             _mm256_castps_pd(_mm256_shuffle_ps(v0, v1, 0xDD)), 0xD8)));
                 }
             }
+            for (; ix < W; ix++) {
+                const int px = (ix + pad) % s, j = (ix + pad) / s;
+                if (px < sp && j < g->Wp) rows[(int64_t)px * g->plane + j] = src[ix];
+            }
+        }
 }
 
 /* dx (C,H,W) = or += the polyphase dxp: every input pixel lies in exactly one phase */
@@ -359,6 +361,7 @@ void gopt__conv_impl_forward(const gopt__conv *c, const float *w, const float *b
     {
         const int t = gopt__conv_thread_id();
         float *xp = ws + sh + (size_t)t * slot;
+        memset(xp, 0, sizeof(float) * (size_t)g.xp_n);
         int i0, i1;
         gopt__conv_range(n, t, T, &i0, &i1);
         for (int i = i0; i < i1; i++) {
@@ -385,6 +388,7 @@ void gopt__conv_impl_backward(const gopt__conv *c, const float *w, float *dw, fl
         const int t = gopt__conv_thread_id();
         float *xp = ws + sh + (size_t)t * slot, *dxp = xp + o_dxp, *dyt = xp + o_t, *dwt = xp + o_dw;
         if (dw) memset(dwt, 0, sizeof(float) * (size_t)g.CRS * K);
+        if (dw) memset(xp, 0, sizeof(float) * (size_t)g.xp_n);
         int i0, i1;
         gopt__conv_range(n, t, T, &i0, &i1);
         for (int i = i0; i < i1; i++) {
