@@ -180,9 +180,10 @@ static inline const float *gopt__optim_grads(const gopt_optim *opt) {
     return opt->l1_grads ? opt->l1_grads : gopt_params_grads_const(opt->params);
 }
 
-/* sign(p) * l1 with sign(0) = 0 (and NaN for a NaN p, as torch.sign). */
+/* l1 * sign(p) with sign(0) = 0, branch-free so that it vectorises (a NaN p gives 0; the
+ * step's own use of p propagates the NaN). */
 GOPT_INLINE float gopt__l1_term(float p, float l1) {
-    return p > 0.0f ? l1 : p < 0.0f ? -l1 : p * 0.0f;
+    return l1 * ((float)(p > 0.0f) - (float)(p < 0.0f));
 }
 
 /* Lookahead (lookahead.c): init copies the weights into the slow weights; otherwise
