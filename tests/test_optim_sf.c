@@ -686,6 +686,69 @@ static void test_swalr_sequential_and_refusals(void **state) {
     gopt_sched_destroy(s);
 }
 
+/* Every allocation of gopt_average_create, of a Schedule-Free or L1-with-LAMB create and of
+ * gopt_net_recalibrate_bn can fail: GOPT_ENOMEM, nothing leaked, nothing changed. */
+static void test_alloc_failures(void **state) {
+    (void)state;
+    int64_t n = 64;
+    gopt_params *p = make_arena(1, &n, 1);
+    gopt_average_config ac = gopt_average_config_default(GOPT_AVERAGE_SWA);
+    gopt_optim_config sf = gopt_optim_config_default(GOPT_ALGO_ADAMW_SCHEDULEFREE);
+    gopt_optim_config lamb = gopt_optim_config_default(GOPT_ALGO_LAMB);
+    lamb.l1 = 0.01f;
+    for (int which = 0; which < 3; which++) {
+        int ok = 0;
+        for (long budget = 0; budget < 64 && !ok; budget++) {
+            gopt_average *a = NULL;
+            gopt_optim *o = NULL;
+            testutil_fail_after(budget);
+            gopt_status st = which == 0 ? gopt_average_create(&ac, p, &a)
+                           : which == 1 ? gopt_optim_create(&sf, p, &o)
+                                        : gopt_optim_create(&lamb, p, &o);
+            testutil_alloc_reset();
+            if (st == GOPT_OK) {
+                ok = 1;
+            } else {
+                assert_int_equal(st, GOPT_ENOMEM);
+                assert_null(a);
+                assert_null(o);
+            }
+            gopt_average_destroy(a);
+            gopt_optim_destroy(o);
+        }
+        assert_true(ok);
+    }
+    gopt_params_destroy(p);
+
+    gopt_net_config nc = gopt_net_config_default();
+    nc.max_batch = 8;
+    nc.in_ndim = 1;
+    nc.in_shape[0] = RB_F;
+    gopt_net *net = NULL;
+    assert_ok(gopt_net_create(&nc, &net));
+    gopt_layer_config bn = gopt_layer_batchnorm1d(RB_F);
+    assert_ok(gopt_net_add(net, &bn, NULL));
+    assert_ok(gopt_net_build(net));
+    float *rm, *rv;
+    assert_ok(gopt_layer_bn_running(gopt_net_layer(net, 0), &rm, &rv));
+    rm[0] = 42.0f;
+    int calls = 0, ok = 0;
+    for (long budget = 0; budget < 16 && !ok; budget++) {
+        testutil_fail_after(budget);
+        gopt_status st = gopt_net_recalibrate_bn(net, 3, next_batch, &calls);
+        testutil_alloc_reset();
+        if (st == GOPT_OK) {
+            ok = 1;
+        } else {
+            assert_int_equal(st, GOPT_ENOMEM);
+            assert_float_equal(rm[0], 42.0f, 0); /* nothing changed */
+        }
+    }
+    assert_true(ok);
+    assert_true(rm[0] != 42.0f);
+    gopt_net_destroy(net);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sf_eval_step_refused),
@@ -698,6 +761,7 @@ int main(void) {
         cmocka_unit_test(test_average_values),
         cmocka_unit_test(test_bn_recalibration),
         cmocka_unit_test(test_swalr_sequential_and_refusals),
+        cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

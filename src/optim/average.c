@@ -65,8 +65,9 @@ gopt_status gopt_average_create(const gopt_average_config *cfg, gopt_params *par
     a->numel = gopt_params_numel(params);
     a->avg = gopt__aligned_alloc((size_t)(a->numel > 0 ? a->numel : 1) * sizeof(float));
     if (!a->avg) {
+        const long long numel = (long long)a->numel;
         gopt__free(a);
-        return GOPT_FAIL(GOPT_ENOMEM, "average of %lld floats", (long long)a->numel);
+        return GOPT_FAIL(GOPT_ENOMEM, "average of %lld floats", numel);
     }
     *out = a;
     return GOPT_OK;
