@@ -4,11 +4,14 @@
  * state save/load framing, threading over the arena; Lookahead, which wraps any
  * algorithm, is in lookahead.c); each
  * algorithm family has one file (sgd.c, adagrad.c, rmsprop.c, adam.c for Adam/AdamW/
- * AMSGrad, adadelta.c, nadam.c, radam.c, adamax.c, lion.c, lamb.c) holding its formula,
+ * AMSGrad, adadelta.c, nadam.c, radam.c, adamax.c, lion.c, lamb.c, schedulefree.c for
+ * Schedule-Free AdamW/SGD) holding its formula,
  * its config checks, its per-step scalars and its fused kernel side by side, and exporting
  * one gopt__optim_algo entry per algorithm. optim.c finds the entry by the gopt_algo value
  * (its table `algos`), so adding an algorithm is a new file, a new enum value and a new
- * line in the table; no switch statement elsewhere names the algorithms. */
+ * line in the table; no switch statement elsewhere names the algorithms. L1 (every
+ * algorithm) is applied by optim.c around the kernels; weight averaging (average.c) is its
+ * own object beside the optimizer. */
 #ifndef GRADOPT_OPTIM_IMPL_H
 #define GRADOPT_OPTIM_IMPL_H
 
