@@ -139,6 +139,28 @@ static void check_round_trip(gopt_algo algo, int64_t n) {
 
 static void test_sf_round_trip_bits(void **state) {
     (void)state;
+    /* A range optimizer (ZeRO-1) switches its slice only. */
+    int64_t n = 100;
+    gopt_params *p = make_arena(1, &n, 5);
+    gopt_optim_config c = sf_config(GOPT_ALGO_SGD_SCHEDULEFREE);
+    gopt_optim *opt = NULL;
+    assert_ok(gopt_optim_create_range(&c, p, 16, 64, &opt));
+    for (int s = 0; s < 2; s++) { /* after one step y = z (ckp1 = 1): x = y */
+        fill_grads(p, 3 + (uint64_t)s);
+        assert_ok(gopt_optim_step(opt));
+    }
+    float y[100];
+    memcpy(y, gopt_params_values(p), sizeof y);
+    assert_ok(gopt_optim_eval(opt));
+    const float *v = gopt_params_values(p);
+    assert_memory_equal(v, y, 16 * sizeof(float));
+    assert_memory_equal(v + 64, y + 64, 36 * sizeof(float));
+    assert_memory_not_equal(v + 16, y + 16, 48 * sizeof(float));
+    assert_ok(gopt_optim_train(opt));
+    assert_memory_equal(v, y, sizeof y);
+    gopt_optim_destroy(opt);
+    gopt_params_destroy(p);
+
     check_round_trip(GOPT_ALGO_ADAMW_SCHEDULEFREE, 100);
     check_round_trip(GOPT_ALGO_SGD_SCHEDULEFREE, 100);
     check_round_trip(GOPT_ALGO_ADAMW_SCHEDULEFREE, 150000); /* threaded pass */
