@@ -697,6 +697,40 @@ static void test_swalr_sequential_and_refusals(void **state) {
     b.swa_lrs = swa;
     b.n_swa_lrs = 1;
     assert_status(gopt_sched_create_detached(&b, 2, lrs, &s), GOPT_EINVAL, "n_swa_lrs");
+    /* resume: bound to an optimizer, saved mid-anneal, continues identically */
+    {
+        int64_t n = 4;
+        gopt_params *p = make_arena(1, &n, 1);
+        gopt_optim_config oc = gopt_optim_config_default(GOPT_ALGO_SGD);
+        oc.lr = 0.3f;
+        gopt_optim *o1 = NULL, *o2 = NULL;
+        assert_ok(gopt_optim_create(&oc, p, &o1));
+        assert_ok(gopt_optim_create(&oc, p, &o2));
+        gopt_sched_config sw = gopt_sched_config_default(GOPT_SCHED_SWALR);
+        sw.swa_lr = 0.01;
+        sw.anneal_epochs = 6;
+        gopt_sched *s1 = NULL, *s2 = NULL;
+        assert_ok(gopt_sched_create(&sw, o1, &s1));
+        assert_ok(gopt_sched_create(&sw, o2, &s2));
+        for (int t = 0; t < 3; t++) assert_ok(gopt_sched_step(s1));
+        size_t sz = gopt_sched_state_size(s1);
+        unsigned char *blob = malloc(sz);
+        assert_ok(gopt_sched_state_save(s1, blob, sz));
+        assert_ok(gopt_sched_state_load(s2, blob, sz));
+        for (int t = 0; t < 5; t++) {
+            assert_ok(gopt_sched_step(s1));
+            assert_ok(gopt_sched_step(s2));
+            assert_true(gopt_sched_get_lr(s1, 0) == gopt_sched_get_lr(s2, 0));
+            assert_true(gopt_optim_get_lr(o1, 0) == gopt_optim_get_lr(o2, 0));
+        }
+        assert_true(fabs(gopt_sched_get_lr(s1, 0) - 0.01) < 1e-12);
+        free(blob);
+        gopt_sched_destroy(s1);
+        gopt_sched_destroy(s2);
+        gopt_optim_destroy(o1);
+        gopt_optim_destroy(o2);
+        gopt_params_destroy(p);
+    }
     /* anneal_epochs 0: swa_lr at once */
     b = gopt_sched_config_default(GOPT_SCHED_SWALR);
     b.anneal_epochs = 0;
