@@ -102,6 +102,8 @@ BENCH_CLONES static void floor_ema(float *restrict avg, const float *restrict p,
     for (int64_t i = lo; i < hi; i++) avg[i] = avg[i] + 1e-9f * p[i];
 }
 
+static double ema_torch_ns = NAN; /* torch_optim.py's AveragedModel EMA update, with --torch */
+
 static void sf_extra_rows(const char *which, int64_t n, int threads, int reps) {
     double *t_ours = malloc((size_t)reps * sizeof *t_ours), *t_floor = malloc((size_t)reps * sizeof *t_floor);
     int64_t shape[1] = {n};
@@ -156,10 +158,12 @@ static void sf_extra_rows(const char *which, int64_t n, int threads, int reps) {
             }
         }
         double ns = bench_median(t_ours, reps) * 1e9, fl = bench_median(t_floor, reps) * 1e9;
-        double bytes = 4.0 * (row == 0 ? 3 : 5) * (double)n;
+        double bytes = 4.0 * (row == 0 ? 3 : 5) * (double)n, peer = row == 0 ? ema_torch_ns : NAN;
+        char tr[32] = "n/a";
+        if (!isnan(peer)) snprintf(tr, sizeof tr, "%.3f", ns / peer);
         printf("%-9s %10.3f %8.2f %10.2f %10.3f %12s\n", row == 0 ? "ema" : "sgd+l1", ns / (double)n, bytes / ns,
-               bytes / fl, ns / fl, "n/a");
-        bench_row(row == 0 ? "optim.ema_update" : "optim.sgd_l1", "GB/s", bytes / ns, bytes / fl, NAN);
+               bytes / fl, ns / fl, tr);
+        bench_row(row == 0 ? "optim.ema_update" : "optim.sgd_l1", "GB/s", bytes / ns, bytes / fl, bytes / peer);
         free(fp);
         free(fg);
         free(f0);
@@ -219,16 +223,20 @@ int main(int argc, char **argv) {
         int w = snprintf(args, sizeof args, "--params %lld --threads %d --reps %d --algos ", (long long)n, threads, reps);
         for (int k = 0; k < nalgo && w > 0 && (size_t)w < sizeof args; k++)
             w += snprintf(args + w, sizeof args - (size_t)w, "%s%s", k ? "," : "", gopt_algo_name(algos[k]));
+        if ((!strcmp(algo_arg, "all") || !strcmp(algo_arg, "ema")) && w > 0 && (size_t)w < sizeof args)
+            snprintf(args + w, sizeof args - (size_t)w, "%sema", nalgo ? "," : ""); /* sf_extra_rows */
         FILE *f = bench_torch_open(python, "torch_optim.py", args);
         if (!f) {
             printf("torch: skipped (python3 with torch is not importable)\n");
         } else {
             char line[512], name[64], val[64];
             while (fgets(line, sizeof line, f))
-                if (sscanf(line, "torch %63s %63s", name, val) == 2)
+                if (sscanf(line, "torch %63s %63s", name, val) == 2) {
+                    if (!strcmp(name, "ema") && strcmp(val, "skip") != 0) ema_torch_ns = atof(val);
                     for (int k = 0; k < nalgo; k++)
                         if (!strcmp(name, gopt_algo_name(algos[k])) && strcmp(val, "skip") != 0)
                             res[k].torch_ns = atof(val);
+                }
             if (pclose(f) != 0) printf("torch: torch_optim.py failed; its figures may be missing\n");
         }
     }
