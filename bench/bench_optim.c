@@ -218,7 +218,7 @@ int main(int argc, char **argv) {
 
     result res[GOPT_ALGO_COUNT];
     for (int k = 0; k < nalgo; k++) res[k].torch_ns = NAN;
-    if (torch) {
+    if (torch && (nalgo > 0 || !strcmp(algo_arg, "ema"))) { /* l1 alone: no torch peer */
         char args[512];
         int w = snprintf(args, sizeof args, "--params %lld --threads %d --reps %d --algos ", (long long)n, threads, reps);
         for (int k = 0; k < nalgo && w > 0 && (size_t)w < sizeof args; k++)
