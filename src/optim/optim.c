@@ -28,6 +28,7 @@ static const gopt__optim_algo_fn algos[GOPT_ALGO_COUNT] = {
     [GOPT_ALGO_NADAM] = gopt__optim_nadam,       [GOPT_ALGO_RADAM] = gopt__optim_radam,
     [GOPT_ALGO_ADAMAX] = gopt__optim_adamax,     [GOPT_ALGO_LION] = gopt__optim_lion,
     [GOPT_ALGO_LAMB] = gopt__optim_lamb,
+    [GOPT_ALGO_MUON] = gopt__optim_muon,         [GOPT_ALGO_ADAFACTOR] = gopt__optim_adafactor,
 };
 
 /* The entry of algo; NULL when algo is not a gopt_algo. */
@@ -181,12 +182,7 @@ gopt_status gopt_optim_create_range(const gopt_optim_config *cfg, gopt_params *p
         opt->slow = gopt__aligned_alloc(bytes);
         if (!opt->slow) s = GOPT_FAIL(GOPT_ENOMEM, "lookahead slow weights of %lld floats", (long long)opt->numel);
     }
-    if (s == GOPT_OK && impl->create) s = impl->create(opt);
-    if (s != GOPT_OK) {
-        gopt_optim_destroy(opt);
-        return s;
-    }
-    for (int g = 0; g < ng; g++) {
+    for (int g = 0; g < ng && s == GOPT_OK; g++) {
         gopt_group_config gc;
         gopt_params_group_get(params, g, &gc);
         gopt__optim_group *gs = &opt->groups[g];
@@ -194,6 +190,12 @@ gopt_status gopt_optim_create_range(const gopt_optim_config *cfg, gopt_params *p
         apply_overrides(&gs->cfg, &gc);
         gs->initial_lr = gs->cfg.lr;
         gs->mu_product = 1.0f;
+    }
+    /* after the groups: an algorithm's create may look at their configs (Muon) */
+    if (s == GOPT_OK && impl->create) s = impl->create(opt);
+    if (s != GOPT_OK) {
+        gopt_optim_destroy(opt);
+        return s;
     }
     if (impl->init_state) impl->init_state(opt);
     *out = opt;
@@ -324,7 +326,8 @@ gopt_status gopt_optim_set_group_config(gopt_optim *opt, int group, const gopt_o
     GOPT_CHECK_NULL(opt);
     GOPT_CHECK_NULL(cfg);
     if (bad_group(opt, group)) return GOPT_FAIL(GOPT_ERANGE, "group %d is outside 0..%d", group, opt->ngroups - 1);
-    if (cfg->algo != opt->algo)
+    if (cfg->algo != opt->algo && !((int)cfg->algo >= 0 && cfg->algo < GOPT_ALGO_COUNT &&
+                                    (opt->impl->group_algos >> cfg->algo) & 1u))
         return GOPT_FAIL(GOPT_EINVAL, "algo %d differs from the optimizer's (%s)", (int)cfg->algo, opt->impl->name);
     gopt_optim_config c = *cfg;
     c.lookahead_k = opt->lookahead_k;
@@ -337,6 +340,7 @@ gopt_status gopt_optim_set_group_config(gopt_optim *opt, int group, const gopt_o
         if (missing & (1u << i))
             return GOPT_FAIL(GOPT_ESTATE, "group %d needs state buffer %s, which was not allocated at create", group,
                              opt->impl->state_names[i]);
+    if (opt->impl->check_group) GOPT_TRY(opt->impl->check_group(opt, group, &c));
     opt->groups[group].cfg = c;
     if (opt->step == 0) {
         opt->groups[group].initial_lr = c.lr;
@@ -374,7 +378,7 @@ static void get_cfg(gopt__rcur *r, gopt_optim_config *c) {
 }
 
 #define HEADER_BYTES (4 + 4 + 8 + 4 + 8 + 4 + 4 + 4 + 4)
-#define GROUP_BYTES (CFG_BYTES + 4 + 4 + 4)
+#define GROUP_BYTES (CFG_BYTES + 4 + 4 + 4 + opt->impl->cfg_bytes) /* (uses opt) */
 
 static int nbuffers(const gopt_optim *opt) {
     int n = 0;
@@ -383,7 +387,8 @@ static int nbuffers(const gopt_optim *opt) {
 }
 
 static size_t state_bytes(const gopt_optim *opt, int64_t numel) {
-    return HEADER_BYTES + (size_t)opt->ngroups * GROUP_BYTES + (size_t)nbuffers(opt) * (size_t)numel * sizeof(float);
+    return HEADER_BYTES + (size_t)opt->ngroups * GROUP_BYTES + (size_t)nbuffers(opt) * (size_t)numel * sizeof(float) +
+           (opt->impl->extra_size ? opt->impl->extra_size(opt) : 0);
 }
 
 size_t gopt_optim_state_size(const gopt_optim *opt) { return opt ? state_bytes(opt, opt->numel) : 0; }
@@ -410,6 +415,7 @@ static void put_header(gopt__wcur *w, const gopt_optim *opt, int64_t numel) {
         gopt__put_f32(wp, gs->initial_lr);
         gopt__put_f32(wp, gs->mu_product);
         gopt__put_u32(wp, (uint32_t)gs->momentum_ready);
+        if (opt->impl->put_cfg) opt->impl->put_cfg(wp, &gs->cfg);
     }
 }
 
@@ -437,6 +443,7 @@ gopt_status gopt__optim_state_save_gathered(const gopt_optim *opt, gopt__gather_
         }
         GOPT_TRY(fn(ctx, bufs[i], opt->numel, full));
     }
+    if (buf && opt->impl->extra_save) opt->impl->extra_save(opt, &w);
     return GOPT_OK;
 }
 
@@ -451,6 +458,7 @@ gopt_status gopt_optim_state_save(const gopt_optim *opt, void *buf, size_t size)
     for (int i = 0; i < NSTATE; i++)
         if (opt->buf_mask & (1u << i)) gopt__put(&w, opt->state[i], bytes);
     if (opt->slow) gopt__put(&w, opt->slow, bytes);
+    if (opt->impl->extra_save) opt->impl->extra_save(opt, &w);
     return w.ok ? GOPT_OK : GOPT_FAIL(GOPT_EINVAL, "buffer too small");
 }
 
@@ -492,18 +500,24 @@ gopt_status gopt_optim_state_load(gopt_optim *opt, const void *buf, size_t size)
     /* Check every group before changing anything. */
     gopt__rcur r2 = r;
     for (int g = 0; g < opt->ngroups; g++) {
-        gopt_optim_config c;
+        gopt_optim_config c = opt->groups[g].cfg; /* fields the state does not hold stay */
         get_cfg(&r2, &c);
         gopt__get_f32(&r2);
         gopt__get_f32(&r2);
         gopt__get_u32(&r2);
+        if (opt->impl->get_cfg) opt->impl->get_cfg(&r2, &c);
         char where[48];
         snprintf(where, sizeof where, " (group %d of the state)", g);
-        if (c.algo != opt->algo || validate(&c, where) != GOPT_OK)
+        int algo_ok = c.algo == opt->algo ||
+                      ((uint32_t)c.algo < GOPT_ALGO_COUNT && ((opt->impl->group_algos >> c.algo) & 1u));
+        if (!algo_ok || validate(&c, where) != GOPT_OK)
             return GOPT_FAIL(GOPT_EFORMAT, "optimizer state: group %d has invalid hyperparameters (%s)", g,
                              gopt_last_error());
         if (needed_buffers(&c) & ~opt->buf_mask)
             return GOPT_FAIL(GOPT_EFORMAT, "optimizer state: group %d needs buffers this optimizer lacks", g);
+        if (opt->impl->check_group && opt->impl->check_group(opt, g, &c) != GOPT_OK)
+            return GOPT_FAIL(GOPT_EFORMAT, "optimizer state: group %d does not fit this arena (%s)", g,
+                             gopt_last_error());
     }
     for (int g = 0; g < opt->ngroups; g++) {
         gopt__optim_group *gs = &opt->groups[g];
@@ -511,6 +525,7 @@ gopt_status gopt_optim_state_load(gopt_optim *opt, const void *buf, size_t size)
         gs->initial_lr = gopt__get_f32(&r);
         gs->mu_product = gopt__get_f32(&r);
         gs->momentum_ready = (int)gopt__get_u32(&r);
+        if (opt->impl->get_cfg) opt->impl->get_cfg(&r, &gs->cfg);
     }
     size_t bytes = (size_t)opt->numel * sizeof(float);
     size_t before = (size_t)skip * sizeof(float), after = (size_t)(numel - skip - opt->numel) * sizeof(float);
@@ -521,6 +536,7 @@ gopt_status gopt_optim_state_load(gopt_optim *opt, const void *buf, size_t size)
         gopt__get(&r, dst, bytes);
         r.p += after;
     }
+    if (opt->impl->extra_load) opt->impl->extra_load(opt, &r);
     opt->step = step;
     opt->slow_ready = slow_ready;
     return GOPT_OK;

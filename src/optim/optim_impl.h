@@ -115,6 +115,19 @@ typedef struct gopt__optim_algo {
     /* Optional: the whole update, for an algorithm that is not element-wise (LAMB); when
      * set, run is not used. */
     void (*pass)(gopt_optim *opt);
+    /* Muon and Adafactor (muon.c, adafactor.c); all optional. */
+    /* Bit a set: a group of this optimizer may run algorithm a instead (Muon: AdamW). */
+    unsigned group_algos;
+    /* A group's new config (gopt_optim_set_group_config), against the tensors it holds. */
+    gopt_status (*check_group)(const gopt_optim *opt, int group, const gopt_optim_config *c);
+    /* The algorithm's own config fields in each group's state record (cfg_bytes of them). */
+    size_t cfg_bytes;
+    void (*put_cfg)(gopt__wcur *w, const gopt_optim_config *c);
+    void (*get_cfg)(gopt__rcur *r, gopt_optim_config *c);
+    /* State that is not laid out like the arena (Adafactor's factors), after the buffers. */
+    size_t (*extra_size)(const gopt_optim *opt);
+    void (*extra_save)(const gopt_optim *opt, gopt__wcur *w);
+    void (*extra_load)(gopt_optim *opt, gopt__rcur *r);
 } gopt__optim_algo;
 
 /* The table entries, one per family file. Functions returning a static entry rather than
@@ -132,6 +145,8 @@ const gopt__optim_algo *gopt__optim_radam(void);
 const gopt__optim_algo *gopt__optim_adamax(void);
 const gopt__optim_algo *gopt__optim_lion(void);
 const gopt__optim_algo *gopt__optim_lamb(void);
+const gopt__optim_algo *gopt__optim_muon(void);
+const gopt__optim_algo *gopt__optim_adafactor(void);
 
 /* Refuse a config field: return GOPT_EINVAL "<algo>: <field> = <val> <why><where>". */
 #define GOPT__REFUSE(cond, algo_name, field, why, val, where)                                          \
