@@ -370,7 +370,7 @@ const gopt__optim_algo *gopt__optim_muon(void) {
         .has_eps = 1,
         .has_betas = 1, /* the AdamW fallback's */
         .momentum_field = GOPT__MOMENTUM_MOMENTUM,
-        .state_names = {"momentum_buffer", "exp_avg_sq"},
+        .state_names = {"momentum_buffer", "exp_avg_sq", "max_exp_avg_sq (AdamW's amsgrad, not available inside muon)"},
         .defaults = defaults,
         .validate = validate,
         .state_slots = state_slots,

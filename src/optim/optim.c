@@ -139,7 +139,7 @@ gopt_status gopt_optim_create_range(const gopt_optim_config *cfg, gopt_params *p
                          (long long)total);
     const gopt__optim_algo *impl = algos[cfg->algo]();
     if (impl->pass && (begin != 0 || end != total))
-        return GOPT_FAIL(GOPT_EINVAL, "%s updates whole tensors (a per-tensor trust ratio): it cannot take the "
+        return GOPT_FAIL(GOPT_EINVAL, "%s updates whole tensors (trust ratios, matrices, factors): it cannot take the "
                          "range [%lld, %lld) of the arena (ZeRO-1)", impl->name, (long long)begin, (long long)end);
     int ng = gopt_params_group_count(params);
     /* Resolve and check every group before allocating anything. */
