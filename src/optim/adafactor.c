@@ -40,7 +40,7 @@
 
 #include "optim/optim_impl.h"
 
-#define CHUNKS 8          /* row chunks of a single (B = 1) matrix */
+#define CHUNKS 32         /* row chunks of a single (B = 1) matrix */
 #define UNIT_ELEMS 4096   /* elements per unit of a vector or of a batch of matrices */
 #define COL_TILE 256      /* column tile of a batch of matrices' column sums */
 
@@ -57,6 +57,7 @@ typedef struct af_tensor {
     int64_t colpart; /* B = 1 matrices: CHUNKS x cols partial column sums in af_data.colpart */
     int unit0, unit1;
     float coef;      /* -alpha/denom of this step */
+    float cmin, rm;  /* B = 1 matrices: min of the column factors, clamped mean of the row factors */
     double alpha;
 } af_tensor;
 
@@ -213,8 +214,11 @@ static void step_scalars(gopt__optim_group *g, int64_t step, void *out) {
     k->d = c->clip_threshold;
 }
 
+GOPT_INLINE float lerpw(float self, float end, float w, float omw, int small) {
+    return small ? self + w * (end - self) : end - (end - self) * omw;
+}
 GOPT_INLINE float lerp1(float self, float end, const af_scalars *k) {
-    return k->small_w ? self + k->w * (end - self) : end - (end - self) * k->one_minus_w;
+    return lerpw(self, end, k->w, k->one_minus_w, k->small_w);
 }
 
 /* mean_i row_i of one matrix, clamped at eps1 (torch's row_var.mean(dim=-2).clamp_(min=eps1)). */
@@ -272,14 +276,14 @@ GOPT_CLONES static void cols_a(const af_scalars *k, const float *restrict G, flo
 }
 
 /* A vector block: v, ||p||^2 and ||U||^2. */
-GOPT_CLONES static void vec_a(const af_scalars *k, const float *restrict p, const float *restrict g, float *restrict v,
-                              int64_t n, double *pp_out, double *uu_out) {
-    const float gs = k->grad_sign, e2 = k->eps1_sq;
+GOPT_INLINE void k_vec_a(const af_scalars *k, const float *restrict p, const float *restrict g, float *restrict v,
+                         int64_t n, double *pp_out, double *uu_out, const int small) {
+    const float gs = k->grad_sign, e2 = k->eps1_sq, w = k->w, omw = k->one_minus_w;
     float pp = 0.0f, uu = 0.0f;
 #pragma omp simd reduction(+ : pp, uu)
     for (int64_t i = 0; i < n; i++) {
         float gi = gs * g[i];
-        float vi = lerp1(v[i], gi * gi, k);
+        float vi = lerpw(v[i], gi * gi, w, omw, small);
         v[i] = vi;
         float u = (1.0f / sqrtf(vi > e2 ? vi : e2)) * gi;
         pp += p[i] * p[i];
@@ -288,22 +292,54 @@ GOPT_CLONES static void vec_a(const af_scalars *k, const float *restrict p, cons
     *pp_out = pp;
     *uu_out = uu;
 }
+GOPT_CLONES static void vec_a(const af_scalars *k, const float *p, const float *g, float *v, int64_t n, double *pp_out,
+                              double *uu_out) {
+    if (k->small_w) k_vec_a(k, p, g, v, n, pp_out, uu_out, 1);
+    else k_vec_a(k, p, g, v, n, pp_out, uu_out, 0);
+}
 
 /* ---- passes B and C: U of rows [r0, r1) of one matrix ---- */
 
+/* U_ij = g_ij / sqrt(max(row_i*col_j/rm, eps1^2)). Where no clamp can act in row i
+ * (a_i*min_j col_j > eps1^2 with a margin, a_i = row_i/rm), U_ij = g_ij * (1/sqrt(a_i)) *
+ * isc_j with isc_j = 1/sqrt(col_j) precomputed: no division or root per element (a few ulps
+ * from PyTorch's (row*col)/rm order, far inside the 1e-4 tolerance; passes B and C take the
+ * same path, so they agree bit for bit). Otherwise, or without isc, PyTorch's order. */
+typedef struct af_cols {
+    const float *col, *isc; /* isc NULL: the exact per-element form everywhere */
+    float rm, cmin;
+} af_cols;
+
+GOPT_INLINE int fast_row(const af_cols *cs, float ri, float e2, float *ia) {
+    if (!cs->isc) return 0;
+    float a = ri / cs->rm;
+    if (!(a * cs->cmin > e2 * 1.001f)) return 0;
+    *ia = 1.0f / sqrtf(a);
+    return 1;
+}
+
 GOPT_CLONES static double rows_b(const af_scalars *k, const float *restrict G, const float *restrict row,
-                                 const float *restrict col, float rm, int r0, int r1, int C) {
-    const float gs = k->grad_sign, e2 = k->eps1_sq;
+                                 const af_cols *cs, int r0, int r1, int C) {
+    const float gs = k->grad_sign, e2 = k->eps1_sq, rm = cs->rm;
+    const float *restrict col = cs->col, *restrict isc = cs->isc;
     double total = 0.0;
     for (int i = r0; i < r1; i++) {
         const float *gr = G + (int64_t)i * C;
         const float ri = row[i];
-        float s = 0.0f;
+        float s = 0.0f, ia;
+        if (fast_row(cs, ri, e2, &ia)) {
 #pragma omp simd reduction(+ : s)
-        for (int j = 0; j < C; j++) {
-            float v = (ri * col[j]) / rm;
-            float u = (1.0f / sqrtf(v > e2 ? v : e2)) * (gs * gr[j]);
-            s += u * u;
+            for (int j = 0; j < C; j++) {
+                float u = (gs * gr[j]) * (ia * isc[j]);
+                s += u * u;
+            }
+        } else {
+#pragma omp simd reduction(+ : s)
+            for (int j = 0; j < C; j++) {
+                float v = (ri * col[j]) / rm;
+                float u = (1.0f / sqrtf(v > e2 ? v : e2)) * (gs * gr[j]);
+                s += u * u;
+            }
         }
         total += (double)s;
     }
@@ -311,20 +347,40 @@ GOPT_CLONES static double rows_b(const af_scalars *k, const float *restrict G, c
 }
 
 GOPT_CLONES static void rows_c(const af_scalars *k, float *restrict P, const float *restrict G,
-                               const float *restrict row, const float *restrict col, float rm, float coef, int r0,
-                               int r1, int C) {
-    const float gs = k->grad_sign, e2 = k->eps1_sq, decay = k->wd_on ? k->decay : 1.0f;
+                               const float *restrict row, const af_cols *cs, float coef, int r0, int r1, int C) {
+    const float gs = k->grad_sign, e2 = k->eps1_sq, decay = k->wd_on ? k->decay : 1.0f, rm = cs->rm;
+    const float *restrict col = cs->col, *restrict isc = cs->isc;
     for (int i = r0; i < r1; i++) {
         float *pr = P + (int64_t)i * C;
         const float *gr = G + (int64_t)i * C;
         const float ri = row[i];
+        float ia;
+        if (fast_row(cs, ri, e2, &ia)) {
 #pragma omp simd
-        for (int j = 0; j < C; j++) {
-            float v = (ri * col[j]) / rm;
-            float u = (1.0f / sqrtf(v > e2 ? v : e2)) * (gs * gr[j]);
-            pr[j] = pr[j] * decay + coef * u;
+            for (int j = 0; j < C; j++) {
+                float u = (gs * gr[j]) * (ia * isc[j]);
+                pr[j] = pr[j] * decay + coef * u;
+            }
+        } else {
+#pragma omp simd
+            for (int j = 0; j < C; j++) {
+                float v = (ri * col[j]) / rm;
+                float u = (1.0f / sqrtf(v > e2 ? v : e2)) * (gs * gr[j]);
+                pr[j] = pr[j] * decay + coef * u;
+            }
         }
     }
+}
+
+/* isc_j = 1/sqrt(col_j) and min_j col_j of one matrix's columns (0 if a column is 0). */
+static float col_isc(const float *col, float *isc, int C) {
+    float cmin = INFINITY;
+    for (int j = 0; j < C; j++) {
+        float c = col[j];
+        cmin = c < cmin ? c : cmin;
+        isc[j] = c > 0 ? 1.0f / sqrtf(c) : 0.0f;
+    }
+    return cmin > 0 ? cmin : 0.0f; /* also NaN -> 0: the exact form */
 }
 
 GOPT_CLONES static void vec_c(const af_scalars *k, float *restrict p, const float *restrict g,
@@ -371,29 +427,31 @@ static void unit_pass(gopt_optim *opt, int pass, int ui) {
                 cols_a(k, G, col, R, C);
             }
         } else {
-            float rm = row_mean(row, R, k->eps1);
-            if (pass == 1) acc += rows_b(k, G, row, col, rm, u->r0, u->r1, C);
-            else rows_c(k, P, G, row, col, rm, t->coef, u->r0, u->r1, C);
+            af_cols cs = {col, NULL, 0.0f, 0.0f};
+            float isc[COL_TILE];
+            if (t->batches == 1) { /* computed once per step, after pass A */
+                cs.isc = d->colpart + t->colpart;
+                cs.cmin = t->cmin;
+                cs.rm = t->rm;
+            } else {
+                cs.rm = row_mean(row, R, k->eps1);
+                if (C <= COL_TILE) {
+                    cs.cmin = col_isc(col, isc, C);
+                    cs.isc = isc;
+                }
+            }
+            if (pass == 1) acc += rows_b(k, G, row, &cs, u->r0, u->r1, C);
+            else rows_c(k, P, G, row, &cs, t->coef, u->r0, u->r1, C);
         }
     }
     if (pass == 0) d->pp[ui] = acc;
     else if (pass == 1) d->uu[ui] = acc;
 }
 
-/* The units of every tensor for one pass, split across threads (fixed units: the partial
- * sums do not depend on the thread count). */
-static void run_pass(gopt_optim *opt, int pass, int nthreads) {
+/* After pass A: alpha from ||p|| (before the decay); a single matrix's column factors from
+ * its chunks, then 1/sqrt of them and the clamped mean of its row factors. */
+static void combine_a(gopt_optim *opt) {
     af_data *d = opt->algo_data;
-    const int nu = d->nunits;
-#pragma omp parallel for num_threads(nthreads) schedule(static) if (nthreads > 1)
-    for (int ui = 0; ui < nu; ui++) unit_pass(opt, pass, ui);
-}
-
-static void pass(gopt_optim *opt) {
-    af_data *d = opt->algo_data;
-    const int nthreads = gopt__optim_threads(opt);
-    run_pass(opt, 0, nthreads);
-    /* alpha from ||p|| (before the decay); a single matrix's column factors from its chunks */
     for (int i = 0; i < d->ntensors; i++) {
         af_tensor *t = &d->tensors[i];
         if (t->numel == 0) continue;
@@ -411,9 +469,15 @@ static void pass(gopt_optim *opt) {
                 for (int c = 0; c < t->chunks; c++) s += cp[(int64_t)c * C + j];
                 col[j] = lerp1(col[j], (float)s / (float)t->rows, k);
             }
+            t->cmin = col_isc(col, d->colpart + t->colpart, C); /* the partials are spent: isc in their place */
+            t->rm = row_mean(d->state + t->state, t->rows, k->eps1);
         }
     }
-    run_pass(opt, 1, nthreads);
+}
+
+/* After pass B: each tensor's step -alpha/denom. */
+static void combine_b(gopt_optim *opt) {
+    af_data *d = opt->algo_data;
     for (int i = 0; i < d->ntensors; i++) {
         af_tensor *t = &d->tensors[i];
         if (t->numel == 0) continue;
@@ -424,7 +488,27 @@ static void pass(gopt_optim *opt) {
         double denom = rms_d > 1.0 ? rms_d : 1.0;
         t->coef = (float)(-t->alpha / denom);
     }
-    run_pass(opt, 2, nthreads);
+}
+
+/* One parallel region: the units of every tensor in each pass (fixed units, dynamically
+ * shared among the threads: the partial sums do not depend on the thread count), the
+ * combinations between the passes on one thread. */
+static void pass(gopt_optim *opt) {
+    af_data *d = opt->algo_data;
+    const int nthreads = gopt__optim_threads(opt), nu = d->nunits;
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+    {
+#pragma omp for schedule(dynamic)
+        for (int ui = 0; ui < nu; ui++) unit_pass(opt, 0, ui);
+#pragma omp single
+        combine_a(opt);
+#pragma omp for schedule(dynamic)
+        for (int ui = 0; ui < nu; ui++) unit_pass(opt, 1, ui);
+#pragma omp single
+        combine_b(opt);
+#pragma omp for schedule(dynamic)
+        for (int ui = 0; ui < nu; ui++) unit_pass(opt, 2, ui);
+    }
 }
 
 /* ---- state: the factors after the shared part; the config fields in each group's record ---- */
