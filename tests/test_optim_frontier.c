@@ -449,6 +449,30 @@ static void test_adafactor_threads(void **state) {
     gopt_params_destroy(p[1]);
 }
 
+/* Muon's small tensors go one per thread with single-threaded GEMMs: 1 and 2 threads agree
+ * bit for bit (the mixed arena, with the AdamW fallback beside them). */
+static void test_muon_threads(void **state) {
+    (void)state;
+    gopt_params *p[2];
+    int saved = gopt_get_threads();
+    for (int k = 0; k < 2; k++) {
+        gopt_set_threads(k + 1);
+        p[k] = make(MIX, NMIX, 43);
+        gopt_optim_config c = gopt_optim_config_default(GOPT_ALGO_MUON);
+        gopt_optim *o = NULL;
+        assert_ok(gopt_optim_create(&c, p[k], &o));
+        for (int st = 0; st < 3; st++) {
+            fill_grads(p[k], 500 + (uint64_t)st);
+            assert_ok(gopt_optim_step(o));
+        }
+        gopt_optim_destroy(o);
+    }
+    gopt_set_threads(saved);
+    assert_memory_equal(gopt_params_values(p[0]), gopt_params_values(p[1]), (size_t)gopt_params_numel(p[0]) * 4);
+    gopt_params_destroy(p[0]);
+    gopt_params_destroy(p[1]);
+}
+
 /* Adafactor keeps row and column factors only: a 1024x1024 weight's whole state blob
  * (header, group record, factors) is under 10 kB; a vector keeps a full variance. */
 static void test_adafactor_state_size(void **state) {
@@ -564,6 +588,7 @@ int main(void) {
         cmocka_unit_test(test_resume_bit_exact),
         cmocka_unit_test(test_resume_muon_with_group),
         cmocka_unit_test(test_adafactor_threads),
+        cmocka_unit_test(test_muon_threads),
         cmocka_unit_test(test_adafactor_state_size),
         cmocka_unit_test(test_monitor),
     };

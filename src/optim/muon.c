@@ -29,11 +29,14 @@
  * - Keller Jordan's reference multiplies by lr*max(1, rows/cols)^0.5 as PyTorch's original.
  * - maximize (not in PyTorch's Muon) negates g first, as elsewhere in this library.
  *
- * The Newton-Schulz workspace (two matrices of the largest tensor, two r x r matrices) and
- * the tensor table are allocated at create; a step allocates nothing. The GEMMs run outside
- * any OpenMP region of the library (OpenBLAS threads itself); the element-wise parts split
- * large tensors across OpenMP threads, with the norm reduced over fixed blocks in order, so
- * results do not depend on the OpenMP thread count (OpenBLAS's may depend on its own). */
+ * The Newton-Schulz workspaces (two matrices of the largest tensor and two r x r matrices;
+ * one more set per thread for the small tensors) and the tensor table are allocated at
+ * create; a step allocates nothing. A large tensor's GEMMs run outside any OpenMP region of
+ * the library (OpenBLAS threads itself) and its element-wise parts split across OpenMP
+ * threads, with the norm reduced over fixed blocks in order. Tensors of at most 65536
+ * elements are spread over the threads, each with single-threaded GEMMs (OpenBLAS set to
+ * one thread around that region, so neither BLAS build oversubscribes): their results do
+ * not depend on the thread count; a large tensor's may, through OpenBLAS's own split. */
 #include <limits.h>
 #include <omp.h>
 
@@ -57,11 +60,23 @@ typedef struct muon_tensor {
     const char *name;
 } muon_tensor;
 
+/* Newton-Schulz workspace of one thread: two (rows, cols) matrices, two r x r matrices,
+ * the norm's block sums. */
+typedef struct muon_ws {
+    float *x, *x2, *gram, *poly;
+    double *block_sums;
+} muon_ws;
+
+#define SMALL_NUMEL GOPT__OPTIM_PARALLEL_MIN /* Muon tensors up to this size: one per thread */
+#define MAX_WS 64
+
 typedef struct muon_data {
     int ntensors;
     muon_tensor *tensors;
-    float *x, *x2, *gram, *poly; /* Newton-Schulz workspace */
-    double *block_sums;
+    int nws;            /* workspaces: ws[0] for the largest tensor, the others for small ones */
+    muon_ws ws[MAX_WS];
+    int *small;         /* indices of the Muon-capable tensors of at most SMALL_NUMEL elements */
+    int nsmall;
 } muon_data;
 
 static void defaults(gopt_optim_config *c) {
@@ -140,13 +155,28 @@ static void destroy(gopt_optim *opt) {
     muon_data *md = opt->algo_data;
     if (!md) return;
     gopt__free(md->tensors);
-    gopt__aligned_free(md->x);
-    gopt__aligned_free(md->x2);
-    gopt__aligned_free(md->gram);
-    gopt__aligned_free(md->poly);
-    gopt__free(md->block_sums);
+    gopt__free(md->small);
+    for (int i = 0; i < md->nws; i++) {
+        gopt__aligned_free(md->ws[i].x);
+        gopt__aligned_free(md->ws[i].x2);
+        gopt__aligned_free(md->ws[i].gram);
+        gopt__aligned_free(md->ws[i].poly);
+        gopt__free(md->ws[i].block_sums);
+    }
     gopt__free(md);
     opt->algo_data = NULL;
+}
+
+static gopt_status alloc_ws(muon_data *md, int64_t numel, int64_t r2) {
+    muon_ws *w = &md->ws[md->nws++]; /* counted first: destroy frees what was made */
+    w->x = gopt__aligned_alloc((size_t)numel * sizeof(float));
+    w->x2 = gopt__aligned_alloc((size_t)numel * sizeof(float));
+    w->gram = gopt__aligned_alloc((size_t)r2 * sizeof(float));
+    w->poly = gopt__aligned_alloc((size_t)r2 * sizeof(float));
+    w->block_sums = gopt__calloc((size_t)(numel / NORM_BLOCK + 1), sizeof(double));
+    if (!w->x || !w->x2 || !w->gram || !w->poly || !w->block_sums)
+        return GOPT_FAIL(GOPT_ENOMEM, "muon Newton-Schulz workspace for a matrix of %lld elements", (long long)numel);
+    return GOPT_OK;
 }
 
 static gopt_status create(gopt_optim *opt) {
@@ -160,7 +190,9 @@ static gopt_status create(gopt_optim *opt) {
     md->tensors = gopt__calloc((size_t)nt, sizeof *md->tensors);
     if (!md->tensors) return GOPT_FAIL(GOPT_ENOMEM, "muon table of %d tensors", nt);
     md->ntensors = nt;
-    int64_t max_numel = 1, max_r2 = 1;
+    int64_t max_numel = 1, max_r2 = 1, small_numel = 1, small_r2 = 1;
+    md->small = gopt__calloc((size_t)(nt > 0 ? nt : 1), sizeof *md->small);
+    if (!md->small) return GOPT_FAIL(GOPT_ENOMEM, "muon table of %d tensors", nt);
     for (int i = 0; i < nt; i++) {
         gopt_param_info info;
         GOPT_TRY(gopt_params_info(p, i, &info));
@@ -180,17 +212,20 @@ static gopt_status create(gopt_optim *opt) {
             int64_t r = rows < cols ? rows : cols;
             if (t->numel > max_numel) max_numel = t->numel;
             if (r * r > max_r2) max_r2 = r * r;
+            if (t->numel <= SMALL_NUMEL) {
+                md->small[md->nsmall++] = i;
+                if (t->numel > small_numel) small_numel = t->numel;
+                if (r * r > small_r2) small_r2 = r * r;
+            }
         }
     }
     GOPT_TRY(check_tensors(opt, -1, NULL, "gopt_optim_create"));
-    md->x = gopt__aligned_alloc((size_t)max_numel * sizeof(float));
-    md->x2 = gopt__aligned_alloc((size_t)max_numel * sizeof(float));
-    md->gram = gopt__aligned_alloc((size_t)max_r2 * sizeof(float));
-    md->poly = gopt__aligned_alloc((size_t)max_r2 * sizeof(float));
-    md->block_sums = gopt__calloc((size_t)(max_numel / NORM_BLOCK + 1), sizeof(double));
-    if (!md->x || !md->x2 || !md->gram || !md->poly || !md->block_sums)
-        return GOPT_FAIL(GOPT_ENOMEM, "muon Newton-Schulz workspace for a matrix of %lld elements",
-                         (long long)max_numel);
+    /* one workspace for the largest tensor; one more per thread (as set now) for the small
+     * tensors, which a step spreads over the threads (see pass) */
+    GOPT_TRY(alloc_ws(md, max_numel, max_r2));
+    int extra = md->nsmall > 1 ? gopt_get_threads() - 1 : 0;
+    if (extra > MAX_WS - 1) extra = MAX_WS - 1;
+    for (int i = 0; i < extra; i++) GOPT_TRY(alloc_ws(md, small_numel, small_r2));
     return GOPT_OK;
 }
 
@@ -262,14 +297,13 @@ static int threads_for(int64_t n) { return n > GOPT__OPTIM_PARALLEL_MIN ? gopt_g
 
 /* One Muon tensor. */
 static void muon_tensor_step(gopt_optim *opt, const muon_tensor *t, const muon_scalars *k,
-                             const gopt_optim_config *c) {
-    muon_data *md = opt->algo_data;
+                             const gopt_optim_config *c, muon_ws *ws) {
     const int64_t n = t->numel, nblocks = (n + NORM_BLOCK - 1) / NORM_BLOCK;
     float *p = gopt_params_values(opt->params) + t->offset;
     const float *g = gopt_params_grads(opt->params) + t->offset;
     float *buf = opt->state[0] + t->offset;
-    float *x = md->x, *x2 = md->x2, *A = md->gram, *B = md->poly;
-    double *sums = md->block_sums;
+    float *x = ws->x, *x2 = ws->x2, *A = ws->gram, *B = ws->poly;
+    double *sums = ws->block_sums;
     const int nth = threads_for(n);
 #pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1)
     for (int64_t b = 0; b < nblocks; b++) {
@@ -330,16 +364,33 @@ static void adamw_tensor_step(gopt_optim *opt, const muon_tensor *t, const muon_
     }
 }
 
+/* AdamW tensors and large Muon tensors one after the other (threads inside each: OpenMP
+ * for the element-wise parts, OpenBLAS for the GEMMs); then the small Muon tensors (a CIFAR
+ * ResNet's convolutions), one per thread at a time with single-threaded GEMMs, as many small
+ * multi-threaded GEMMs would spend their time in fork/join. A tensor's result does not
+ * depend on the thread that computes it. */
 static void pass(gopt_optim *opt) {
-    const muon_data *md = opt->algo_data;
+    muon_data *md = opt->algo_data;
+    const int threads = gopt_get_threads(), spread = md->nws > 1 && threads > 1;
     for (int i = 0; i < md->ntensors; i++) {
         const muon_tensor *t = &md->tensors[i];
         if (t->numel == 0) continue;
         const gopt_optim_config *c = &opt->groups[t->group].cfg;
         const muon_scalars *k = gopt__optim_scalars(opt, t->group);
-        if (takes(c, t->ndim) == 1) muon_tensor_step(opt, t, k, c);
-        else adamw_tensor_step(opt, t, k);
+        if (takes(c, t->ndim) != 1) adamw_tensor_step(opt, t, k);
+        else if (!spread || t->numel > SMALL_NUMEL) muon_tensor_step(opt, t, k, c, &md->ws[0]);
     }
+    if (!spread) return;
+    const int nth = threads < md->nws ? threads : md->nws, ns = md->nsmall;
+    gopt__blas_set_threads(1); /* GEMMs inside the region below: one thread each */
+#pragma omp parallel for num_threads(nth) schedule(dynamic)
+    for (int s = 0; s < ns; s++) {
+        const muon_tensor *t = &md->tensors[md->small[s]];
+        const gopt_optim_config *c = &opt->groups[t->group].cfg;
+        if (takes(c, t->ndim) == 1)
+            muon_tensor_step(opt, t, gopt__optim_scalars(opt, t->group), c, &md->ws[omp_get_thread_num()]);
+    }
+    gopt__blas_set_threads(threads);
 }
 
 #define CFG_BYTES (4 * 9)
