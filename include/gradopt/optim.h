@@ -251,7 +251,9 @@ GOPT_API gopt_status gopt_optim_group_config(const gopt_optim *opt, int group, g
 /* Replace every hyperparameter of one group (PyTorch's param_group dict, any key), e.g.
  * a group with its own dampening or amsgrad. cfg->algo must be the optimizer's (or, for
  * Muon, GOPT_ALGO_ADAMW: the group's tensors run AdamW with cfg's lr, betas, eps and
- * weight_decay; amsgrad is refused with GOPT_ESTATE); cfg->lr
+ * weight_decay; refused with GOPT_ESTATE for amsgrad, or when the optimizer was created with
+ * muon_adamw_1d = 0 (no exp_avg_sq), and with GOPT_EINVAL when it would leave Muon no
+ * tensor); cfg->lr
  * becomes the current LR (and the initial LR before the first step); the lookahead fields
  * are ignored (they are global). Validated as create does. Options that need a state
  * buffer the optimizer did not allocate at create (SGD/RMSprop momentum > 0, RMSprop
