@@ -40,6 +40,7 @@ static streams algo_streams(gopt_algo a) {
     case GOPT_ALGO_ADAGRAD:  /* p g sum -> p sum */
     case GOPT_ALGO_RMSPROP:  /* p g sq -> p sq */
     case GOPT_ALGO_LION:     /* p g m -> p m */
+    case GOPT_ALGO_SGD_SCHEDULEFREE: /* y g z -> y z */
         return (streams){3, 2};
     case GOPT_ALGO_LAMB:     /* pass 1: p g m v -> m v; pass 2: p m v -> p */
         return (streams){7, 3};
@@ -342,6 +343,87 @@ static int bench_muon_resnet20(int threads, int reps) {
     return 0;
 }
 
+/* Extra rows (issue 18, helper "sf"): the EMA update (avg p -> avg) against a pass over the
+ * same three streams, and SGD with momentum and L1 against SGD's floor (L1 adds no stream:
+ * its term is added block by block in cache). `--algo ema` or `--algo l1` run one alone. */
+BENCH_CLONES static void floor_ema(float *restrict avg, const float *restrict p, int64_t lo, int64_t hi) {
+#pragma omp simd
+    for (int64_t i = lo; i < hi; i++) avg[i] = avg[i] + 1e-9f * p[i];
+}
+
+static double ema_torch_ns = NAN; /* torch_optim.py's AveragedModel EMA update, with --torch */
+
+static void sf_extra_rows(const char *which, int64_t n, int threads, int reps) {
+    double *t_ours = malloc((size_t)reps * sizeof *t_ours), *t_floor = malloc((size_t)reps * sizeof *t_floor);
+    int64_t shape[1] = {n};
+    for (int row = 0; row < 2; row++) {
+        const char *name = row == 0 ? "ema" : "l1";
+        if (strcmp(which, "all") != 0 && strcmp(which, name) != 0) continue;
+        gopt_params *p = NULL;
+        gopt_optim *opt = NULL;
+        gopt_average *avg = NULL;
+        gopt_average_config ac = gopt_average_config_default(GOPT_AVERAGE_EMA);
+        gopt_optim_config oc = gopt_optim_config_default(GOPT_ALGO_SGD);
+        oc.momentum = 0.9f;
+        oc.l1 = 1e-4f;
+        if (gopt_params_create(&p) || gopt_params_add(p, "w", 1, shape, GOPT_TAG_WEIGHT, NULL) ||
+            gopt_params_finalize(p) ||
+            (row == 0 ? gopt_average_create(&ac, p, &avg) : gopt_optim_create(&oc, p, &opt))) {
+            fprintf(stderr, "setup failed: %s\n", gopt_last_error());
+            exit(1);
+        }
+        float *pv = gopt_params_values(p), *gv = gopt_params_grads(p);
+        gopt_rng rng;
+        gopt_rng_seed(&rng, 43);
+        for (int64_t i = 0; i < n; i++) {
+            pv[i] = gopt_rng_uniform(&rng) - 0.5f;
+            gv[i] = 1e-3f * (gopt_rng_uniform(&rng) - 0.5f);
+        }
+        float *fp = malloc((size_t)n * 4), *fg = malloc((size_t)n * 4), *f0 = calloc((size_t)n, 4);
+        if (!fp || !fg || !f0) {
+            fprintf(stderr, "out of memory\n");
+            exit(1);
+        }
+        memcpy(fp, pv, (size_t)n * 4);
+        memcpy(fg, gv, (size_t)n * 4);
+        for (int r = -1; r < reps; r++) { /* r = -1: warm-up (first touch, the EMA's copy) */
+            double t0 = bench_now();
+            if (row == 0) gopt_average_update(avg);
+            else gopt_optim_step(opt);
+            double t1 = bench_now();
+            if (row == 0) {
+#pragma omp parallel num_threads(threads)
+                {
+                    int t = omp_get_thread_num(), nt = omp_get_num_threads();
+                    floor_ema(f0, fp, n * t / nt, n * (t + 1) / nt);
+                }
+            } else {
+                floor_pass(GOPT_ALGO_SGD, fp, fg, f0, NULL, n, threads);
+            }
+            double t2 = bench_now();
+            if (r >= 0) {
+                t_ours[r] = t1 - t0;
+                t_floor[r] = t2 - t1;
+            }
+        }
+        double ns = bench_median(t_ours, reps) * 1e9, fl = bench_median(t_floor, reps) * 1e9;
+        double bytes = 4.0 * (row == 0 ? 3 : 5) * (double)n, peer = row == 0 ? ema_torch_ns : NAN;
+        char tr[32] = "n/a";
+        if (!isnan(peer)) snprintf(tr, sizeof tr, "%.3f", ns / peer);
+        printf("%-9s %10.3f %8.2f %10.2f %10.3f %12s\n", row == 0 ? "ema" : "sgd+l1", ns / (double)n, bytes / ns,
+               bytes / fl, ns / fl, tr);
+        bench_row(row == 0 ? "optim.ema_update" : "optim.sgd_l1", "GB/s", bytes / ns, bytes / fl, bytes / peer);
+        free(fp);
+        free(fg);
+        free(f0);
+        gopt_average_destroy(avg);
+        gopt_optim_destroy(opt);
+        gopt_params_destroy(p);
+    }
+    free(t_ours);
+    free(t_floor);
+}
+
 typedef struct result {
     double ns_step, floor_ns, torch_ns;
 } result;
@@ -372,6 +454,8 @@ int main(int argc, char **argv) {
         for (int a = 0; a < GOPT_ALGO_COUNT; a++) algos[nalgo++] = (gopt_algo)a;
     } else if (gopt_algo_from_name(algo_arg, &algos[0]) == GOPT_OK) {
         nalgo = 1;
+    } else if (!strcmp(algo_arg, "ema") || !strcmp(algo_arg, "l1")) {
+        nalgo = 0; /* sf_extra_rows below */
     } else {
         fprintf(stderr, "%s\n", gopt_last_error());
         return 2;
@@ -383,21 +467,25 @@ int main(int argc, char **argv) {
 
     result res[GOPT_ALGO_COUNT];
     for (int k = 0; k < nalgo; k++) res[k].torch_ns = NAN;
-    if (torch) {
+    if (torch && (nalgo > 0 || !strcmp(algo_arg, "ema"))) { /* l1 alone: no torch peer */
         char args[512];
         int w = snprintf(args, sizeof args, "--params %lld --threads %d --reps %d --algos ", (long long)n, threads, reps);
         for (int k = 0; k < nalgo && w > 0 && (size_t)w < sizeof args; k++)
             w += snprintf(args + w, sizeof args - (size_t)w, "%s%s", k ? "," : "", gopt_algo_name(algos[k]));
+        if ((!strcmp(algo_arg, "all") || !strcmp(algo_arg, "ema")) && w > 0 && (size_t)w < sizeof args)
+            snprintf(args + w, sizeof args - (size_t)w, "%sema", nalgo ? "," : ""); /* sf_extra_rows */
         FILE *f = bench_torch_open(python, "torch_optim.py", args);
         if (!f) {
             printf("torch: skipped (python3 with torch is not importable)\n");
         } else {
             char line[512], name[64], val[64];
             while (fgets(line, sizeof line, f))
-                if (sscanf(line, "torch %63s %63s", name, val) == 2)
+                if (sscanf(line, "torch %63s %63s", name, val) == 2) {
+                    if (!strcmp(name, "ema") && strcmp(val, "skip") != 0) ema_torch_ns = atof(val);
                     for (int k = 0; k < nalgo; k++)
                         if (!strcmp(name, gopt_algo_name(algos[k])) && strcmp(val, "skip") != 0)
                             res[k].torch_ns = atof(val);
+                }
             if (pclose(f) != 0) printf("torch: torch_optim.py failed; its figures may be missing\n");
         }
     }
@@ -470,5 +558,6 @@ int main(int argc, char **argv) {
         if (algos[k] == GOPT_ALGO_MUON && (bench_muon_ns(threads, reps) || bench_muon_resnet20(threads, reps)))
             return 1;
     }
+    sf_extra_rows(algo_arg, n, threads, reps);
     return 0;
 }

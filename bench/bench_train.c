@@ -13,7 +13,7 @@
  * AVX-512 "direct" kernels, "winograd" F(4x4,3x3)), forward,
  * input gradient and weight gradient separately, as effective GFLOP/s (the direct FLOP count
  * over the time) against the SGEMM peak measured in the same run, and says which path the
- * library picks (GOPT_CONV_PATH=auto|winograd|direct|im2col|generic in the environment overrides it).
+ * library picks (GOPT_CONV_PATH=auto|winograd|direct|implicit|im2col|generic in the environment overrides it).
  *
  * Every run measures the SGEMM peak (2048^3, median of 5, the same threads) and reports the
  * convolutions' effective GFLOP/s over it (above 1.0: faster than any direct convolution at
@@ -71,11 +71,11 @@ static int time_path(const cshape *sh, const char *path, int batch, int iters, d
     gopt_status st = gopt__conv_setup(&c, sh->C, sh->K, sh->H, sh->H, sh->R, sh->stride, sh->R / 2, 0, batch);
     unsetenv("GOPT_CONV_PATH");
     if (st) return 0;
-    const char *got = c.wino ? "winograd" : c.fast ? "direct" : c.cgemm ? "im2col" : "generic";
+    const char *got = c.wino ? "winograd" : c.fast ? "direct" : c.impl ? "implicit" : c.cgemm ? "im2col" : "generic";
     if (strcmp(got, path)) return 0; /* this CPU or shape does not take that path */
     gopt__conv ca;
     if (gopt__conv_setup(&ca, sh->C, sh->K, sh->H, sh->H, sh->R, sh->stride, sh->R / 2, 0, batch) == GOPT_OK)
-        *picked = !strcmp(path, ca.wino ? "winograd" : ca.fast ? "direct" : ca.cgemm ? "im2col" : "generic");
+        *picked = !strcmp(path, ca.wino ? "winograd" : ca.fast ? "direct" : ca.impl ? "implicit" : ca.cgemm ? "im2col" : "generic");
     const size_t nx = (size_t)batch * sh->C * sh->H * sh->H, ny = (size_t)batch * sh->K * c.OH * c.OW,
                  nw = (size_t)sh->K * sh->C * sh->R * sh->R;
     float *x = gopt__aligned_alloc(nx * sizeof(float)), *y = gopt__aligned_alloc(ny * sizeof(float)),
@@ -108,7 +108,7 @@ static void conv_paths(int batch, int iters, double peak) {
         {"3x3 s1", 64, 64, 8, 3, 1},       {"3x3 s2", 16, 32, 32, 3, 2}, {"3x3 s2", 32, 64, 16, 3, 2},
         {"1x1 s2 proj", 16, 32, 32, 1, 2}, {"1x1 s2 proj", 32, 64, 16, 1, 2},
     };
-    const char *paths[] = {"generic", "im2col", "direct", "winograd"};
+    const char *paths[] = {"generic", "im2col", "implicit", "direct", "winograd"};
     printf("convolution paths, batch %d, median of %d; effective GFLOP/s = direct FLOPs / time; SGEMM peak %.1f "
            "GFLOP/s; * = the path the library picks\n",
            batch, iters, peak);
@@ -118,7 +118,7 @@ static void conv_paths(int batch, int iters, double peak) {
         const cshape *sh = &shapes[i];
         const int OH = (sh->H + 2 * (sh->R / 2) - sh->R) / sh->stride + 1;
         const double fl = 2.0 * sh->C * sh->K * sh->R * sh->R * (double)OH * OH * batch;
-        for (int p = 0; p < 4; p++) {
+        for (int p = 0; p < 5; p++) {
             double ms[3];
             int picked = 0;
             if (!time_path(sh, paths[p], batch, iters, ms, &picked)) continue;

@@ -2,7 +2,8 @@
  * kernels (forward, input gradient, weight gradient; bias, accumulation, a fused
  * batchnorm + relu on the input, dx aliasing dy, partial tile blocks, 1 and 2 threads),
  * im2col with the library's AVX2 products (stem, stride-2 and 1x1 shapes, and shapes they
- * refuse) and im2col + OpenBLAS on the same data, with the error of each printed. GOPT_CONV_PATH picks
+ * refuse), the implicit-GEMM AVX2 kernels (stem, stride 2, 1x1, odd shapes) and im2col +
+ * OpenBLAS on the same data (dx = , +=, and aliasing x), with the error of each printed. GOPT_CONV_PATH picks
  * the path at setup, and an unknown value is refused by name. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -83,7 +84,9 @@ static void run_path(const shape *s, const char *path, int fused, int bias, doub
     gopt__conv c;
     assert_int_equal(setup_path(&c, path, s), GOPT_OK);
     if (!strcmp(path, "winograd")) assert_true(c.wino);
-    if (!strcmp(path, "generic")) assert_false(c.wino || c.fast || c.cgemm);
+    if (!strcmp(path, "generic")) assert_false(c.wino || c.fast || c.cgemm || c.impl);
+    if (!strcmp(path, "implicit"))
+        assert_int_equal(c.impl, gopt__conv_cpu_wino() && !gopt__conv_cpu_fast() && sOW(s) % 8 == 0 && s->K % 8 == 0);
     if (!strcmp(path, "im2col")) assert_int_equal(c.cgemm, gopt__conv_cpu_wino() && sOH(s) * sOW(s) % 16 == 0 && s->K % 4 == 0);
     const size_t nx = (size_t)s->n * s->C * s->H * s->W, ny = (size_t)s->n * s->K * sOH(s) * sOW(s),
                  nw = (size_t)s->K * s->C * sR(s) * sR(s);
@@ -134,6 +137,15 @@ static void run_path(const shape *s, const char *path, int fused, int bias, doub
         for (size_t i = 0; i < nx; i++) rdx[i] += 1.0;
         double e = rel_err(dx, rdx, nx);
         if (e > err[1]) err[1] = e;
+        for (size_t i = 0; i < nx; i++) rdx[i] -= 1.0;
+        /* dx aliasing x: dw from x, then dx over it */
+        memcpy(dx, x, sizeof(float) * nx);
+        memset(dw, 0, sizeof(float) * nw);
+        gopt__conv_backward(&c, w, dw, NULL, dx, dy, dx, 0, s->n, ws);
+        e = rel_err(dx, rdx, nx);
+        if (e > err[1]) err[1] = e;
+        e = rel_err(dw, rdw, nw);
+        if (e > err[2]) err[2] = e;
     }
     gopt__aligned_free(ws);
     free(x), free(xin), free(w), free(b), free(dy), free(y), free(dx), free(dw), free(sc), free(sh);
@@ -176,6 +188,36 @@ static void test_im2col_paths(void **state) {
     for (int t = 1; t <= 2; t++) {
         gopt_set_threads(t);
         for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) check_im2col(&s[i], (int)(i % 2));
+    }
+    gopt_set_threads(threads);
+}
+
+/* the implicit-GEMM kernels: ResNet's stem, stride-2 and 1x1 layers, 3x3 stride-1 layers,
+ * an odd count of 8-pixel groups (7 x 8 outputs), K = 24 (an 8-channel dW tile), 5x5,
+ * odd input sizes at stride 2, 1x1 stride 1, stride 3; against im2col + OpenBLAS; 1 and 2 threads */
+static void test_implicit_paths(void **state) {
+    (void)state;
+    const shape s[] = {{4, 3, 16, 32, 32, 3, 1}, {3, 16, 32, 32, 32, 3, 2}, {3, 32, 64, 16, 16, 3, 2},
+                       {3, 16, 32, 32, 32, 1, 2}, {3, 32, 64, 16, 16, 1, 2}, {2, 16, 16, 16, 16, 3, 1},
+                       {2, 4, 8, 7, 8, 3, 1},     {3, 5, 24, 16, 16, 3, 2},  {2, 3, 8, 16, 16, 5, 1},
+                       {2, 6, 8, 15, 15, 3, 2},   {3, 8, 16, 8, 8, 1, 1},    {2, 7, 8, 16, 16, 1, 2},
+                       {2, 4, 8, 24, 24, 3, 3}};
+    const int threads = gopt_get_threads();
+    for (int t = 1; t <= 2; t++) {
+        gopt_set_threads(t);
+        for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) {
+            double ei[3], eg[3];
+            run_path(&s[i], "implicit", 0, (int)(i % 2), ei);
+            run_path(&s[i], "generic", 0, (int)(i % 2), eg);
+            printf("conv n=%d %dx%dx%d -> %d k%d s%d: implicit fwd %.2e dx %.2e dw %.2e | generic fwd %.2e dx %.2e "
+                   "dw %.2e\n",
+                   s[i].n, s[i].C, s[i].H, s[i].W, s[i].K, sR(&s[i]), sS(&s[i]), ei[0], ei[1], ei[2], eg[0], eg[1],
+                   eg[2]);
+            for (int j = 0; j < 3; j++) {
+                assert_true(ei[j] < 1e-5);
+                assert_true(eg[j] < 1e-5);
+            }
+        }
     }
     gopt_set_threads(threads);
 }
@@ -226,6 +268,13 @@ static void test_path_choice(void **state) {
     assert_int_equal(setup_path(&c, "im2col", &ok), GOPT_OK);
     assert_false(c.wino || c.fast);
     assert_int_equal(c.cgemm, gopt__conv_cpu_wino());
+    assert_int_equal(setup_path(&c, "implicit", &ok), GOPT_OK);
+    assert_false(c.wino);
+    assert_int_equal(c.impl, gopt__conv_cpu_wino() && !gopt__conv_cpu_fast());
+    assert_int_equal(setup_path(&c, "implicit", &odd), GOPT_OK); /* 10 outputs per row: not a multiple of 8 */
+    assert_false(c.impl);
+    assert_int_equal(setup_path(&c, "auto", &few), GOPT_OK); /* the stem: implicit where the CPU lacks AVX-512 */
+    assert_int_equal(c.impl, gopt__conv_cpu_wino() && !gopt__conv_cpu_fast());
     assert_int_equal(setup_path(&c, "fastest", &ok), GOPT_EINVAL);
     assert_non_null(strstr(gopt_last_error(), "GOPT_CONV_PATH='fastest'"));
 }
@@ -236,6 +285,7 @@ int main(void) {
         cmocka_unit_test(test_resnet20_layers),
         cmocka_unit_test(test_edges_and_threads),
         cmocka_unit_test(test_im2col_paths),
+        cmocka_unit_test(test_implicit_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -495,6 +495,47 @@ static void test_adafactor_state_size(void **state) {
     gopt_params_destroy(p);
 }
 
+/* L1 (g += l1*sign(p), for every algorithm): the same bits as l1 = 0 on gradients that
+ * already hold the term, and the arena's gradients are left alone. */
+static void check_l1(gopt_optim_config c) {
+    gopt_params *a = make(MIX, NMIX, 12), *b = make(MIX, NMIX, 12);
+    gopt_optim *oa = NULL, *ob = NULL;
+    c.l1 = 0.03f;
+    assert_ok(gopt_optim_create(&c, a, &oa));
+    c.l1 = 0.0f;
+    assert_ok(gopt_optim_create(&c, b, &ob));
+    const int64_t n = gopt_params_numel(a);
+    float *g0 = malloc((size_t)n * 4);
+    for (int st = 0; st < 3; st++) {
+        fill_grads(a, 600 + (uint64_t)st);
+        memcpy(g0, gopt_params_grads(a), (size_t)n * 4);
+        const float *pb = gopt_params_values(b);
+        float *gb = gopt_params_grads(b);
+        for (int64_t i = 0; i < n; i++) {
+            float s = pb[i] > 0 ? 1.0f : pb[i] < 0 ? -1.0f : 0.0f;
+            gb[i] = g0[i] + (c.maximize ? -0.03f : 0.03f) * s;
+        }
+        assert_ok(gopt_optim_step(oa));
+        assert_ok(gopt_optim_step(ob));
+        assert_memory_equal(g0, gopt_params_grads(a), (size_t)n * 4);
+        assert_memory_equal(gopt_params_values(a), gopt_params_values(b), (size_t)n * 4);
+    }
+    free(g0);
+    gopt_optim_destroy(oa);
+    gopt_optim_destroy(ob);
+    gopt_params_destroy(a);
+    gopt_params_destroy(b);
+}
+
+static void test_l1(void **state) {
+    (void)state;
+    check_l1(gopt_optim_config_default(GOPT_ALGO_MUON));
+    gopt_optim_config c = gopt_optim_config_default(GOPT_ALGO_ADAFACTOR);
+    check_l1(c);
+    c.maximize = 1;
+    check_l1(c);
+}
+
 /* ---- the monitor around them --------------------------------------------------------------- */
 
 static void check_monitor(gopt_optim_config c) {
@@ -590,6 +631,7 @@ int main(void) {
         cmocka_unit_test(test_adafactor_threads),
         cmocka_unit_test(test_muon_threads),
         cmocka_unit_test(test_adafactor_state_size),
+        cmocka_unit_test(test_l1),
         cmocka_unit_test(test_monitor),
     };
     const struct CMUnitTest counted[] = {

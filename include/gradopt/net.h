@@ -116,6 +116,28 @@ GOPT_API gopt_status gopt_net_forward_tokens(gopt_net *net, const int32_t *token
 /* Zero the carried initial states of every recurrent layer (gopt_layer_rnn_reset_state). */
 GOPT_API void gopt_net_reset_state(gopt_net *net);
 
+/* ---- BatchNorm recalibration (torch.optim.swa_utils.update_bn, PyTorch 1.13) ------------
+ * Recompute every BatchNorm's running statistics at the current weights: reset them (mean
+ * 0, var 1), run nbatches training-mode forwards with the cumulative average in place of
+ * the momentum (PyTorch's momentum=None: batch k, 1-based, enters with weight 1/k), so that
+ * after the call running_mean is the mean of the batches' means and running_var the mean of
+ * their unbiased variances, each batch weighted equally whatever its size. Then the
+ * momenta and the training/eval flag are restored. Use it after gopt_average_swap (the
+ * averaged weights) or gopt_optim_eval (Schedule-Free's x), before evaluating.
+ * next(user, i, &x) is called for i = 0..nbatches-1 and points x at batch i: a tensor
+ * (N, in_shape...) with 1 <= N <= max_batch, read before the next call (the net copies it).
+ * As in update_bn, dropout layers are active during these forwards; unlike it, their random
+ * streams are put back afterwards, so a run that recalibrates draws the same training
+ * masks as one that does not. A net without BatchNorm returns GOPT_OK at once without
+ * calling next (update_bn returns before reading the loader). With synchronised BatchNorm
+ * (gradopt/dist.h) every process must make the call with the same nbatches.
+ * Allocates a few bytes per BatchNorm and dropout layer (not a training step).
+ * Errors: GOPT_EINVAL (NULL, nbatches < 1), GOPT_ESTATE (not built), GOPT_ENOMEM, the
+ * status of next or of the forward (GOPT_ESHAPE, ...): the statistics then hold the batches
+ * before the failure, and the momenta, flag and streams are restored all the same. */
+typedef gopt_status (*gopt_net_batch_fn)(void *user, int64_t i, gopt_tensor *x);
+GOPT_API gopt_status gopt_net_recalibrate_bn(gopt_net *net, int64_t nbatches, gopt_net_batch_fn next, void *user);
+
 /* ---- timing: per layer type, forward and backward seconds and calls (off by default).
  * Inside a basic block, convolutions and batchnorms count as their own types and the
  * remaining elementwise work (residual add, relu) as GOPT_LAYER_BASIC_BLOCK. */

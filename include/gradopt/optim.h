@@ -100,6 +100,25 @@ typedef enum gopt_algo {
      *   fixed 4096-element blocks combined in order (double), so results do not depend on
      *   the thread count. A step makes two passes (moments + norms, then the update). */
     GOPT_ALGO_LAMB,
+    /* Schedule-Free AdamW (Defazio et al. 2024, "The Road Less Scheduled"), as
+     * facebookresearch/schedule_free 1.3 AdamWScheduleFree (its single-tensor path):
+     *   k = t-1;  sched = (k+1)/warmup_steps if k < warmup_steps else 1;  lr_t = lr*sched;
+     *   lr_max = max(lr_max, lr_t);  c = (k+1)^r * lr_max^weight_lr_power;  weight_sum += c;
+     *   ckp1 = c/weight_sum (0 when weight_sum == 0);  bc2 = 1-b2^(k+1);
+     *   first step: z = y;  v = b2*v + (1-b2)*g*g;  u = g/(sqrt(v/bc2) + eps) + wd*y;
+     *   y = lerp(y, z, ckp1);  y += lr_t*(b1*(1-ckp1) - 1)*u;  z -= lr_t*u.
+     * The arena holds y; eval mode (gopt_optim_eval) puts x = lerp(y, z, 1-1/b1) there.
+     * Defaults lr 0.0025, betas (0.9, 0.999), eps 1e-8, wd 0, warmup 0, r 0, power 2.
+     * Details and differences (mode at create, exact y on return to train mode) in
+     * src/optim/schedulefree.c. Refused: betas[0] == 0 (x divides by it), warmup_steps < 0,
+     * r or weight_lr_power not finite, weight_lr_power < 0. */
+    GOPT_ALGO_ADAMW_SCHEDULEFREE,
+    /* Schedule-Free SGD (schedule_free 1.3 SGDScheduleFree): as above with u = g + wd*y,
+     * no second moment and momentum in place of b1 (lr_t without bias correction):
+     *   y = lerp(y, z, ckp1);  y += lr_t*(momentum*(1-ckp1) - 1)*u;  z -= lr_t*u;
+     *   x = lerp(y, z, 1-1/momentum). Defaults lr 1.0, momentum 0.9. Refused: momentum
+     *   outside (0, 1) (as schedule_free), warmup_steps, r, weight_lr_power as above. */
+    GOPT_ALGO_SGD_SCHEDULEFREE,
     /* Muon  torch.optim.Muon of PyTorch 2.9+  https://pytorch.org/docs/stable/generated/torch.optim.Muon.html
      *   buf = lerp(buf, g, 1-momentum);  U = nesterov ? lerp(g, buf, momentum) : buf;
      *   O = NS(U): the quintic Newton-Schulz iteration (ns_coefficients a,b,c; ns_steps; eps)
@@ -172,6 +191,16 @@ typedef struct gopt_optim_config {
      * k = 0 turns it off (the default). */
     int lookahead_k;
     float lookahead_alpha;
+    /* L1 regularisation, coupled, for every algorithm: g += l1*sign(p) (sign(0) = 0) before
+     * anything else (after maximize's g = -g, before weight_decay's coupled g += wd*p).
+     * Neither PyTorch nor Keras optimizers have it (Keras puts L1 in the loss as a layer
+     * regularizer, which gives the same gradient). Default 0; refused: < 0 or not finite. */
+    float l1;
+    /* Schedule-Free (GOPT_ALGO_*_SCHEDULEFREE): linear warmup steps (>= 0), the average's
+     * polynomial weighting power r, and weight_lr_power (>= 0). */
+    int warmup_steps;
+    float r;
+    float weight_lr_power;
     /* Muon (GOPT_ALGO_MUON) */
     int ns_steps;                    /* Newton-Schulz iterations, 5 */
     float ns_coefficients[3];        /* a, b, c: (3.4445, -4.775, 2.0315) */
@@ -193,7 +222,8 @@ typedef struct gopt_optim gopt_optim;
 GOPT_API gopt_optim_config gopt_optim_config_default(gopt_algo algo);
 
 /* "sgd", "adagrad", "rmsprop", "adam", "adamw", "adadelta", "nadam", "radam", "adamax",
- * "lion", "lamb", "muon", "adafactor"; NULL for an unknown value. */
+ * "lion", "lamb", "adamw_schedulefree", "sgd_schedulefree", "muon", "adafactor"; NULL for an
+ * unknown value. */
 GOPT_API const char *gopt_algo_name(gopt_algo algo);
 /* Inverse of gopt_algo_name. Errors: GOPT_EINVAL naming the unknown name. */
 GOPT_API gopt_status gopt_algo_from_name(const char *name, gopt_algo *out);
@@ -220,9 +250,31 @@ GOPT_API gopt_status gopt_optim_create_range(const gopt_optim_config *cfg, gopt_
 GOPT_API void gopt_optim_range(const gopt_optim *opt, int64_t *begin, int64_t *end);
 
 /* One update of every parameter from the arena's gradients. Allocates nothing.
- * Errors: GOPT_EINVAL (NULL). Non-finite gradients are not checked here (that is the
+ * Errors: GOPT_EINVAL (NULL), GOPT_ESTATE (a Schedule-Free optimizer in eval mode: call
+ * gopt_optim_train first). Non-finite gradients are not checked here (that is the
  * monitor's job, before the step); they propagate as PyTorch's would. */
 GOPT_API gopt_status gopt_optim_step(gopt_optim *opt);
+
+/* Train and eval modes (schedule_free's optimizer.train() / optimizer.eval()). For the
+ * Schedule-Free algorithms the arena holds y in train mode (where gradients are taken) and
+ * x, the point to evaluate, in eval mode: gopt_optim_eval writes x = lerp(y, z, 1-1/b1)
+ * into the arena (one pass; y is kept in the optimizer's state), gopt_optim_train puts y
+ * back bit for bit. Call eval before evaluating (and before recalibrating BatchNorm with
+ * gopt_net_recalibrate_bn) and before saving a checkpoint meant for inference; call train
+ * before the next step. Both are idempotent; before the first step they only change the
+ * mode (there is no z yet). The mode is saved in the state blob (a checkpoint taken in eval
+ * mode resumes in eval mode, with the arena holding x). The values of the arena in eval
+ * mode are for evaluation: gopt_optim_train restores y and discards changes made to x.
+ * A Schedule-Free optimizer is created in train mode (schedule_free 1.3 creates it in eval
+ * mode and refuses the first step until .train(): before the first step both modes hold the
+ * same weights, so we start where the step can run). A range optimizer (ZeRO-1) switches
+ * its slice only. For every other algorithm both calls return GOPT_OK and change nothing
+ * (there is one set of weights): the mode stays train, and trainers may call them
+ * unconditionally. Errors: GOPT_EINVAL (NULL). */
+GOPT_API gopt_status gopt_optim_train(gopt_optim *opt);
+GOPT_API gopt_status gopt_optim_eval(gopt_optim *opt);
+/* 1 in eval mode (only ever for a Schedule-Free optimizer), 0 otherwise or for NULL. */
+GOPT_API int gopt_optim_in_eval_mode(const gopt_optim *opt);
 
 /* Zero the arena's gradients (optimizer.zero_grad(set_to_none=False)). */
 GOPT_API void gopt_optim_zero_grad(gopt_optim *opt);
@@ -267,6 +319,56 @@ GOPT_API gopt_status gopt_optim_set_group_config(gopt_optim *opt, int group, con
 GOPT_API size_t gopt_optim_state_size(const gopt_optim *opt);
 GOPT_API gopt_status gopt_optim_state_save(const gopt_optim *opt, void *buf, size_t size);
 GOPT_API gopt_status gopt_optim_state_load(gopt_optim *opt, const void *buf, size_t size);
+
+/* ---- weight averaging: torch.optim.swa_utils.AveragedModel over the arena ---------------
+ * https://pytorch.org/docs/1.13/optim.html#stochastic-weight-averaging (src/optim/average.c)
+ * An average of every value of the arena, updated after optimizer steps (every step for an
+ * EMA, every epoch from swa_start for SWA, as the caller decides), in one vectorised pass
+ * that allocates nothing:
+ *   first update: avg = p (a copy);
+ *   SWA: avg = avg + (p - avg) / (n + 1)  (n updates so far; PyTorch 1.13's default avg_fn);
+ *   EMA: avg = decay*avg + (1-decay)*p     (the 1.13 docs' ema_avg; PyTorch 2's
+ *        get_ema_multi_avg_fn lerps instead: same value up to rounding).
+ * Only the parameters are averaged (AveragedModel's default use_buffers=False): BatchNorm
+ * running statistics are recomputed for the averaged weights with gopt_net_recalibrate_bn
+ * (update_bn). To evaluate or checkpoint the average: gopt_average_swap puts it in the arena
+ * (and the training weights in the average's buffer), a second swap puts them back, bit
+ * for bit. The arena must outlive the average. A Schedule-Free optimizer's arena holds y in
+ * train mode: average after gopt_optim_eval to average x (what schedule_free recommends
+ * evaluating), or y, as you choose; the average does not know. */
+typedef enum gopt_average_kind { GOPT_AVERAGE_SWA = 0, GOPT_AVERAGE_EMA = 1 } gopt_average_kind;
+
+typedef struct gopt_average_config {
+    gopt_average_kind kind;
+    float decay; /* EMA: in [0, 1) (refused otherwise), default 0.999; ignored by SWA */
+} gopt_average_config;
+
+typedef struct gopt_average gopt_average;
+
+GOPT_API gopt_average_config gopt_average_config_default(gopt_average_kind kind);
+/* Over a finalized arena; allocates the average (numel floats). Errors: GOPT_EINVAL (NULL,
+ * kind, EMA decay outside [0, 1) or NaN), GOPT_ESTATE (arena not finalized), GOPT_ENOMEM. */
+GOPT_API gopt_status gopt_average_create(const gopt_average_config *cfg, gopt_params *params, gopt_average **out);
+GOPT_API void gopt_average_destroy(gopt_average *avg);
+/* update_parameters: fold the arena's current values into the average.
+ * Errors: GOPT_EINVAL (NULL), GOPT_ESTATE (swapped: the arena holds the average). */
+GOPT_API gopt_status gopt_average_update(gopt_average *avg);
+/* Updates so far (AveragedModel.n_averaged). */
+GOPT_API int64_t gopt_average_count(const gopt_average *avg);
+/* The average (numel floats, arena order) while not swapped; the training weights while
+ * swapped. NULL for NULL. */
+GOPT_API const float *gopt_average_values(const gopt_average *avg);
+/* Exchange the arena's values and the average (one pass). Errors: GOPT_EINVAL (NULL),
+ * GOPT_ESTATE (no update yet: there is no average). */
+GOPT_API gopt_status gopt_average_swap(gopt_average *avg);
+/* 1 while the arena holds the average (after an odd number of swaps). */
+GOPT_API int gopt_average_swapped(const gopt_average *avg);
+/* State: kind, decay, count, the swapped flag and the buffer; load requires the same kind,
+ * decay and arena size, and continues bit-identically (a checkpoint taken while swapped
+ * resumes swapped, the arena's own state holding the average). Errors: GOPT_EFORMAT. */
+GOPT_API size_t gopt_average_state_size(const gopt_average *avg);
+GOPT_API gopt_status gopt_average_state_save(const gopt_average *avg, void *buf, size_t size);
+GOPT_API gopt_status gopt_average_state_load(gopt_average *avg, const void *buf, size_t size);
 
 GOPT_EXTERN_C_END
 

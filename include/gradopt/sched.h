@@ -59,6 +59,18 @@
  *                ignored. When num_bad_epochs > patience (strictly): new = max(lr*factor,
  *                min_lr[g]) is applied only if lr - new > eps, then cooldown restarts.
  *                A NaN metric counts as a bad epoch (as in PyTorch).
+ *  - SWALR       torch.optim.swa_utils.SWALR (PyTorch 1.13), for the stochastic weight
+ *                averaging phase (gradopt/optim.h, gopt_average): anneals each group's LR to
+ *                swa_lr over anneal_epochs steps, then holds it. Its recursive form, from the
+ *                current LR: s = step_count - 1 (0 at construction; max(1, s) when
+ *                anneal_epochs = 0), A = max(1, anneal_epochs), f(t) = (1 - cos(pi t))/2
+ *                (cos) or t (linear), clamp to [0, 1]:
+ *                  a' = f(clamp((s-1)/A)), prev = swa_lr if a' == 1 else (lr - a' swa_lr)/(1 - a'),
+ *                  a = f(clamp(s/A)), lr = swa_lr a + prev (1 - a).
+ *                Its base LR is whatever the group's LR is when it takes over (so it composes
+ *                in a SEQUENTIAL after the main schedule, the usual SWA recipe: at the
+ *                milestone it starts from that LR). A value < 0 (only when the LR was changed
+ *                outside to below a' swa_lr) becomes swa_lr (see "End of a schedule").
  *
  * End of a schedule. A schedule is sized as PyTorch users size it: total_steps (OneCycle)
  * or total_iters is the number of optimizer steps, and the loop steps the scheduler after
@@ -120,6 +132,7 @@ typedef enum gopt_sched_kind {
     GOPT_SCHED_SEQUENTIAL,
     GOPT_SCHED_CHAINED,
     GOPT_SCHED_PLATEAU,
+    GOPT_SCHED_SWALR,
     GOPT_SCHED_KIND_COUNT
 } gopt_sched_kind;
 
@@ -189,13 +202,20 @@ struct gopt_sched_config {
     const double *min_lrs;
     int n_min_lrs;
     double eps;
+    /* SWALR: swa_lr finite and >= 0 (or swa_lrs, one per group), anneal_epochs >= 0,
+     * anneal_strategy (above) cos or linear. Defaults: swa_lr 0.05 (PyTorch requires it),
+     * anneal_epochs 10, cos. */
+    double swa_lr;
+    const double *swa_lrs;
+    int n_swa_lrs;
+    int64_t anneal_epochs;
 };
 
 typedef struct gopt_sched gopt_sched;
 
 GOPT_API gopt_sched_config gopt_sched_config_default(gopt_sched_kind kind);
 /* "step", "multistep", "exponential", "cosine", "cosine_warm_restarts", "onecycle",
- * "linear", "constant", "polynomial", "lambda", "sequential", "chained", "plateau";
+ * "linear", "constant", "polynomial", "lambda", "sequential", "chained", "plateau", "swalr";
  * NULL for an unknown kind. */
 GOPT_API const char *gopt_sched_kind_name(gopt_sched_kind kind);
 GOPT_API gopt_status gopt_sched_kind_from_name(const char *name, gopt_sched_kind *out);

@@ -56,15 +56,17 @@ gopt_status gopt__conv_setup(gopt__conv *c, int C, int K, int H, int W, int R, i
     if (getenv("GOPT_CONV_GENERIC")) path = "generic";
     if (!path || !*path) path = "auto";
     const int is_auto = !strcmp(path, "auto"), generic = !strcmp(path, "generic"), im2col = !strcmp(path, "im2col");
-    if (!is_auto && !generic && !im2col && strcmp(path, "winograd") && strcmp(path, "direct"))
-        return GOPT_FAIL(GOPT_EINVAL, "GOPT_CONV_PATH='%s': expected auto, winograd, direct, im2col or generic",
-                         path);
-    c->fast = !generic && !im2col && gopt__conv_cpu_fast();
+    const int implicit = !strcmp(path, "implicit");
+    if (!is_auto && !generic && !im2col && !implicit && strcmp(path, "winograd") && strcmp(path, "direct"))
+        return GOPT_FAIL(GOPT_EINVAL,
+                         "GOPT_CONV_PATH='%s': expected auto, winograd, direct, implicit, im2col or generic", path);
+    c->fast = !generic && !im2col && !implicit && gopt__conv_cpu_fast();
     c->wino = !generic && !im2col && gopt__conv_cpu_wino() && gopt__conv_wino_shape_ok(c) &&
               (is_auto ? !c->fast : !strcmp(path, "winograd"));
     if (c->wino) c->fast = 0;
+    c->impl = (is_auto || implicit) && !c->fast && !c->wino && gopt__conv_cpu_wino() && gopt__conv_impl_shape_ok(c);
     /* the im2col products on conv_gemm.c: pixels per image a multiple of 16, outputs of 4 */
-    c->cgemm = !generic && !c->fast && !c->wino && gopt__conv_cpu_wino() && ((int64_t)c->OH * c->OW) % 16 == 0 &&
+    c->cgemm = !generic && !c->fast && !c->wino && !c->impl && gopt__conv_cpu_wino() && ((int64_t)c->OH * c->OW) % 16 == 0 &&
                K % 4 == 0;
     int slots = gopt_get_threads(), procs = omp_get_num_procs();
     if (procs > slots) slots = procs;
@@ -90,6 +92,7 @@ static size_t generic_packed(const gopt__conv *c) {
 size_t gopt__conv_ws_floats(const gopt__conv *c) {
     if (c->fast) return gopt__conv_fast_ws_floats(c);
     if (c->wino) return gopt__conv_wino_ws_floats(c);
+    if (c->impl) return gopt__conv_impl_ws_floats(c);
     return generic_packed(c) + generic_slot(c) * (size_t)c->slots;
 }
 
@@ -208,6 +211,10 @@ void gopt__conv_forward(const gopt__conv *c, const float *w, const float *b, con
         gopt__conv_fused_forward(c, w, b, x, y, n, ws, NULL, NULL);
         return;
     }
+    if (c->impl) {
+        gopt__conv_impl_forward(c, w, b, x, y, n, ws);
+        return;
+    }
     const int K = c->K, chunks = (n + c->chunk - 1) / c->chunk, T = gopt__conv_threads(c, chunks);
     const int64_t P = (int64_t)c->OH * c->OW, CRS = (int64_t)c->C * c->R * c->R, in_n = (int64_t)c->C * c->H * c->W;
     const size_t slot = generic_slot(c), ncol = ((size_t)CRS * c->chunk * P + 15) / 16 * 16;
@@ -253,6 +260,10 @@ void gopt__conv_backward(const gopt__conv *c, const float *w, float *dw, float *
                          float *dx, int dx_accumulate, int n, float *ws) {
     if (gopt__conv_fuses(c)) {
         gopt__conv_fused_backward(c, w, dw, db, x, dy, dx, dx_accumulate, n, ws, NULL, NULL);
+        return;
+    }
+    if (c->impl) {
+        gopt__conv_impl_backward(c, w, dw, db, x, dy, dx, dx_accumulate, n, ws);
         return;
     }
     const int K = c->K, chunks = (n + c->chunk - 1) / c->chunk, T = gopt__conv_threads(c, chunks);

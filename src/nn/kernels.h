@@ -18,6 +18,7 @@ typedef struct gopt__conv {
     int fast;             /* 1: the AVX-512 kernels of conv_avx512.c, parallel over images */
     int wino;             /* 1: Winograd F(4x4,3x3), conv_winograd.c (then fast is 0) */
     int cgemm;            /* generic path: 1 = its products on conv_gemm.c's AVX2 kernels */
+    int impl;             /* 1: the implicit-GEMM AVX2 kernels of conv_implicit.c */
     int slots;            /* per-thread workspace slots of the fast path (threads it can use) */
 } gopt__conv;
 
@@ -82,6 +83,15 @@ void gopt__conv_wino_forward(const gopt__conv *c, const float *w, const float *b
 void gopt__conv_wino_backward(const gopt__conv *c, const float *w, float *dw, float *db, const float *x,
                               const float *dy, float *dx, int dx_accumulate, int n, float *ws, const float *in_scale,
                               const float *in_shift);
+/* The implicit-GEMM path (nn/conv_implicit.c): AVX2 and FMA, OW and K multiples of 8, any
+ * kernel size, stride and padding. The contract of gopt__conv_forward/backward (dx may
+ * alias x, not dy). */
+int gopt__conv_impl_shape_ok(const gopt__conv *c);
+size_t gopt__conv_impl_ws_floats(const gopt__conv *c);
+void gopt__conv_impl_forward(const gopt__conv *c, const float *w, const float *b, const float *x, float *y, int n,
+                             float *ws);
+void gopt__conv_impl_backward(const gopt__conv *c, const float *w, float *dw, float *db, const float *x,
+                              const float *dy, float *dx, int dx_accumulate, int n, float *ws);
 /* The im2col path's own AVX2 products (nn/conv_gemm.c), for CPUs with AVX2 and FMA:
  * pack_a: ap = A (M x K; trans: A is given as K x M) in 6-row blocks [K][6], (M+5)/6*6*K
  * floats; nn: C (M x N, ldc) = A B (B K x N, ldb), N a multiple of 16; nt_acc: D (M x Kc,
@@ -103,11 +113,12 @@ void gopt__conv_fused_backward(const gopt__conv *c, const float *w, float *dw, f
                                const float *dy, float *dx, int dx_accumulate, int n, float *ws, const float *in_scale,
                                const float *in_shift);
 /* The path each convolution takes is chosen at setup: GOPT_CONV_PATH in the environment
- * (auto, winograd, direct, im2col, generic; GOPT_CONV_GENERIC=1 is generic) overrides the
- * default (auto: Winograd where the shape and CPU allow it and the CPU lacks AVX-512, the
- * AVX-512 kernels where the CPU has them, else im2col with the AVX2 products of
- * conv_gemm.c where the CPU and shape allow, else im2col + SGEMM, "generic"). An unknown
- * value: GOPT_EINVAL. */
+ * (auto, winograd, direct, implicit, im2col, generic; GOPT_CONV_GENERIC=1 is generic)
+ * overrides the default (auto: Winograd where the shape and CPU allow it and the CPU lacks
+ * AVX-512, the AVX-512 kernels where the CPU has them, else the implicit-GEMM AVX2 kernels
+ * where the CPU and shape allow, else im2col with the AVX2 products of conv_gemm.c where
+ * they allow, else im2col + SGEMM, "generic"). A forced path the shape or CPU cannot take
+ * falls back the same way. An unknown value: GOPT_EINVAL. */
 gopt_status gopt__conv_setup(gopt__conv *c, int C, int K, int H, int W, int R, int stride, int pad, int has_bias,
                              int max_batch);
 size_t gopt__conv_ws_floats(const gopt__conv *c);

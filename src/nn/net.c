@@ -560,3 +560,60 @@ gopt_status gopt_net_state_load(gopt_net *net, const void *buf, size_t size) {
     }
     return GOPT_OK;
 }
+
+/* ---- BatchNorm recalibration (net.h: update_bn) ------------------------------------------ */
+
+gopt_status gopt_net_recalibrate_bn(gopt_net *net, int64_t nbatches, gopt_net_batch_fn next, void *user) {
+    GOPT_CHECK_NULL(net);
+    GOPT_CHECK_NULL(next);
+    if (!net->built) return GOPT_FAIL(GOPT_ESTATE, "the net is not built (gopt_net_build)");
+    if (nbatches < 1) return GOPT_FAIL(GOPT_EINVAL, "nbatches = %lld must be >= 1", (long long)nbatches);
+    const int nbn = collect_bns(net, NULL, 0), nrng = count_rngs(net);
+    if (nbn == 0) return GOPT_OK;
+    gopt__bn **bns = gopt__calloc((size_t)nbn, sizeof *bns);
+    float *momenta = gopt__calloc((size_t)nbn, sizeof *momenta);
+    gopt_rng *streams = gopt__calloc((size_t)(nrng > 0 ? nrng : 1), sizeof *streams);
+    if (!bns || !momenta || !streams) {
+        gopt__free(bns);
+        gopt__free(momenta);
+        gopt__free(streams);
+        return GOPT_FAIL(GOPT_ENOMEM, "recalibration of %d batchnorms", nbn);
+    }
+    collect_bns(net, bns, nbn);
+    for (int i = 0, k = 0; i < net->nlayers; i++) {
+        const gopt_rng *rng = layer_rng(net->layers[i]);
+        if (rng) streams[k++] = *rng;
+    }
+    for (int j = 0; j < nbn; j++) {
+        momenta[j] = bns[j]->momentum;
+        gopt__bn_reset_running(bns[j]);
+    }
+    const int was_training = net->training;
+    gopt_net_set_training(net, 1);
+    gopt_status st = GOPT_OK;
+    for (int64_t b = 0; b < nbatches && st == GOPT_OK; b++) {
+        const float m = (float)(1.0 / (double)(b + 1)); /* momentum=None: the cumulative average */
+        for (int j = 0; j < nbn; j++) bns[j]->momentum = m;
+        gopt_tensor x, logits;
+        memset(&x, 0, sizeof x);
+        st = next(user, b, &x);
+        if (st != GOPT_OK) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", gopt_last_error());
+            st = GOPT_FAIL(st, "batch %lld of %lld: %s", (long long)b, (long long)nbatches, why);
+            break;
+        }
+        st = gopt_net_forward(net, &x, &logits);
+    }
+    for (int j = 0; j < nbn; j++) bns[j]->momentum = momenta[j];
+    for (int i = 0, k = 0; i < net->nlayers; i++) {
+        gopt_rng *rng = layer_rng(net->layers[i]);
+        if (rng) *rng = streams[k++];
+    }
+    gopt_net_set_training(net, was_training);
+    net->last_n = 0; /* no backward of these forwards */
+    gopt__free(bns);
+    gopt__free(momenta);
+    gopt__free(streams);
+    return st;
+}

@@ -403,7 +403,7 @@ static void unit_pass(gopt_optim *opt, int pass, int ui) {
     af_tensor *t = &d->tensors[u->tensor];
     const af_scalars *k = gopt__optim_scalars(opt, t->group);
     float *p = gopt_params_values(opt->params) + t->offset;
-    const float *g = gopt_params_grads(opt->params) + t->offset;
+    const float *g = gopt__optim_grads(opt) + t->offset; /* with L1: g + l1*sign(p) */
     float *st = d->state + t->state;
     if (!t->factored) {
         if (pass == 0) vec_a(k, p + u->e0, g + u->e0, st + u->e0, u->e1 - u->e0, &d->pp[ui], &d->uu[ui]);

@@ -141,7 +141,7 @@ GOPT_INLINE void k_lamb_update(const lamb_scalars *c, float *restrict p, const f
 GOPT_CLONES static void lamb_moments_blocks(gopt_optim *opt, int b0, int b1) {
     const lamb_tables *lt = opt->algo_data;
     const float *p = gopt_params_values(opt->params);
-    const float *g = gopt_params_grads(opt->params);
+    const float *g = gopt__optim_grads(opt);
     float *m = opt->state[0], *v = opt->state[1];
     for (int i = b0; i < b1; i++) {
         const lamb_block *bl = &lt->blocks[i];

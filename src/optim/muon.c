@@ -300,7 +300,7 @@ static void muon_tensor_step(gopt_optim *opt, const muon_tensor *t, const muon_s
                              const gopt_optim_config *c, muon_ws *ws) {
     const int64_t n = t->numel, nblocks = (n + NORM_BLOCK - 1) / NORM_BLOCK;
     float *p = gopt_params_values(opt->params) + t->offset;
-    const float *g = gopt_params_grads(opt->params) + t->offset;
+    const float *g = gopt__optim_grads(opt) + t->offset; /* with L1: g + l1*sign(p) */
     float *buf = opt->state[0] + t->offset;
     float *x = ws->x, *x2 = ws->x2, *A = ws->gram, *B = ws->poly;
     double *sums = ws->block_sums;
@@ -351,7 +351,7 @@ static void muon_tensor_step(gopt_optim *opt, const muon_tensor *t, const muon_s
 static void adamw_tensor_step(gopt_optim *opt, const muon_tensor *t, const muon_scalars *k) {
     const gopt__optim_algo *aw = gopt__optim_adamw();
     float *p = gopt_params_values(opt->params) + t->offset;
-    const float *g = gopt_params_grads(opt->params) + t->offset;
+    const float *g = gopt__optim_grads(opt) + t->offset; /* with L1: g + l1*sign(p) */
     float *m = opt->state[0] + t->offset, *v = opt->state[1] + t->offset;
     const int64_t n = t->numel;
     const int nth = threads_for(n);

@@ -28,6 +28,8 @@ static const gopt__optim_algo_fn algos[GOPT_ALGO_COUNT] = {
     [GOPT_ALGO_NADAM] = gopt__optim_nadam,       [GOPT_ALGO_RADAM] = gopt__optim_radam,
     [GOPT_ALGO_ADAMAX] = gopt__optim_adamax,     [GOPT_ALGO_LION] = gopt__optim_lion,
     [GOPT_ALGO_LAMB] = gopt__optim_lamb,
+    [GOPT_ALGO_ADAMW_SCHEDULEFREE] = gopt__optim_adamw_schedulefree,
+    [GOPT_ALGO_SGD_SCHEDULEFREE] = gopt__optim_sgd_schedulefree,
     [GOPT_ALGO_MUON] = gopt__optim_muon,         [GOPT_ALGO_ADAFACTOR] = gopt__optim_adafactor,
 };
 
@@ -88,6 +90,7 @@ static gopt_status validate(const gopt_optim_config *c, const char *where) {
         GOPT__REFUSE(!(c->beta1 >= 0 && c->beta1 < 1), an, "betas[0]", "is outside [0, 1)", c->beta1, where);
         GOPT__REFUSE(!(c->beta2 >= 0 && c->beta2 < 1), an, "betas[1]", "is outside [0, 1)", c->beta2, where);
     }
+    GOPT__REFUSE(!isfinite(c->l1) || c->l1 < 0, an, "l1", "must be finite and >= 0", c->l1, where);
     if (a->validate) GOPT_TRY(a->validate(c, where));
     GOPT__REFUSE(c->lookahead_k < 0, an, "lookahead_k", "must be >= 0 (0 = off)", c->lookahead_k, where);
     GOPT__REFUSE(!(c->lookahead_alpha >= 0 && c->lookahead_alpha <= 1), an, "lookahead_alpha", "is outside [0, 1]",
@@ -114,6 +117,7 @@ void gopt_optim_destroy(gopt_optim *opt) {
     if (opt->impl && opt->impl->destroy) opt->impl->destroy(opt);
     for (int i = 0; i < NSTATE; i++) gopt__aligned_free(opt->state[i]);
     gopt__aligned_free(opt->slow);
+    gopt__aligned_free(opt->l1_grads);
     gopt__free(opt->groups);
     gopt__free(opt->scalars);
     gopt__free(opt);
@@ -144,6 +148,7 @@ gopt_status gopt_optim_create_range(const gopt_optim_config *cfg, gopt_params *p
     int ng = gopt_params_group_count(params);
     /* Resolve and check every group before allocating anything. */
     unsigned mask = 0;
+    int any_l1 = 0;
     for (int g = 0; g < ng; g++) {
         gopt_group_config gc;
         GOPT_TRY(gopt_params_group_get(params, g, &gc));
@@ -153,6 +158,7 @@ gopt_status gopt_optim_create_range(const gopt_optim_config *cfg, gopt_params *p
         snprintf(where, sizeof where, " (group %d)", g);
         GOPT_TRY(validate(&c, where));
         mask |= needed_buffers(&c);
+        any_l1 |= c.l1 > 0;
     }
     gopt_optim *opt = gopt__calloc(1, sizeof *opt);
     if (!opt) return GOPT_FAIL(GOPT_ENOMEM, "optimizer header");
@@ -182,6 +188,10 @@ gopt_status gopt_optim_create_range(const gopt_optim_config *cfg, gopt_params *p
         opt->slow = gopt__aligned_alloc(bytes);
         if (!opt->slow) s = GOPT_FAIL(GOPT_ENOMEM, "lookahead slow weights of %lld floats", (long long)opt->numel);
     }
+    if (s == GOPT_OK && any_l1 && impl->pass) {
+        opt->l1_grads = gopt__aligned_alloc(bytes);
+        if (!opt->l1_grads) s = GOPT_FAIL(GOPT_ENOMEM, "L1 gradients of %lld floats", (long long)opt->numel);
+    }
     for (int g = 0; g < ng && s == GOPT_OK; g++) {
         gopt_group_config gc;
         gopt_params_group_get(params, g, &gc);
@@ -190,6 +200,8 @@ gopt_status gopt_optim_create_range(const gopt_optim_config *cfg, gopt_params *p
         apply_overrides(&gs->cfg, &gc);
         gs->initial_lr = gs->cfg.lr;
         gs->mu_product = 1.0f;
+        gs->weight_sum = 0.0;
+        gs->lr_max = -1.0;
     }
     /* after the groups: an algorithm's create may look at their configs (Muon) */
     if (s == GOPT_OK && impl->create) s = impl->create(opt);
@@ -204,12 +216,66 @@ gopt_status gopt_optim_create_range(const gopt_optim_config *cfg, gopt_params *p
 
 /* ---- the step ------------------------------------------------------------------------- */
 
+/* ---- L1: g += l1*sign(p), in one place for every algorithm ------------------------------
+ * The term goes into a copy of the gradient, never into the arena's gradients (PyTorch's
+ * single-tensor paths add weight decay out of place too). Element-wise algorithms take the
+ * copy in blocks of L1_BLOCK floats on the thread's stack, so the block the kernel reads is
+ * in cache and the step moves no more memory than without L1 (1 kB blocks: measured on an
+ * AMD EPYC Zen 3 against 512 B to 16 kB, SGD+L1 within 1.1x of the floor, 4 kB 1.13-1.27x).
+ * With maximize the kernel
+ * negates g first, so the copy holds g + sign_g*l1*sign(p): the kernel's sign_g*copy is then
+ * -g + l1*sign(p), bit for bit (negation is exact). Algorithms with their own pass (LAMB,
+ * ...) read the whole copy (opt->l1_grads) through gopt__optim_grads. */
+#define L1_BLOCK 256
+
+GOPT_CLONES static void l1_grads(float *restrict out, const float *restrict g, const float *restrict p, int64_t n,
+                                 float l1) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) out[i] = g[i] + gopt__l1_term(p[i], l1);
+}
+
 /* The algorithm's kernel over [b, e) of the arena, inside group gi and the optimizer's range. */
 static void run_range(const gopt_optim *opt, int gi, int64_t b, int64_t e) {
     float *state[NSTATE];
     for (int i = 0; i < NSTATE; i++) state[i] = opt->state[i] ? opt->state[i] + (b - opt->begin) : NULL;
-    opt->impl->run(gopt__optim_scalars(opt, gi), &opt->groups[gi].cfg, gopt_params_values(opt->params) + b,
-                   gopt_params_grads(opt->params) + b, state, e - b);
+    const gopt_optim_config *cfg = &opt->groups[gi].cfg;
+    float *p = gopt_params_values(opt->params) + b;
+    const float *g = gopt_params_grads(opt->params) + b;
+    if (cfg->l1 == 0.0f) {
+        opt->impl->run(gopt__optim_scalars(opt, gi), cfg, p, g, state, e - b);
+        return;
+    }
+    const float l1 = cfg->maximize ? -cfg->l1 : cfg->l1;
+    _Alignas(64) float block[L1_BLOCK];
+    for (int64_t o = 0; o < e - b; o += L1_BLOCK) {
+        int64_t n = e - b - o < L1_BLOCK ? e - b - o : L1_BLOCK;
+        float *st[NSTATE];
+        for (int i = 0; i < NSTATE; i++) st[i] = state[i] ? state[i] + o : NULL;
+        l1_grads(block, g + o, p + o, n, l1);
+        opt->impl->run(gopt__optim_scalars(opt, gi), cfg, p + o, block, st, n);
+    }
+}
+
+/* The whole copy g + l1*sign(p) for an algorithm's own pass (groups without L1 copy g). */
+static void l1_pass(gopt_optim *opt) {
+    const gopt_param_run *runs = gopt_params_runs(opt->params);
+    const int nr = gopt_params_run_count(opt->params);
+    const float *g = gopt_params_grads_const(opt->params), *p = gopt_params_values_const(opt->params);
+    const int nthreads = gopt__optim_threads(opt);
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+    {
+        int64_t lo, hi;
+        gopt__optim_thread_slice(opt->numel, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+        lo += opt->begin;
+        hi += opt->begin;
+        for (int r = 0; r < nr && lo < hi; r++) {
+            int64_t b = runs[r].begin > lo ? runs[r].begin : lo;
+            int64_t e = runs[r].end < hi ? runs[r].end : hi;
+            if (b >= e) continue;
+            const gopt_optim_config *cfg = &opt->groups[runs[r].group].cfg;
+            l1_grads(opt->l1_grads + (b - opt->begin), g + b, p + b, e - b, cfg->maximize ? -cfg->l1 : cfg->l1);
+        }
+    }
 }
 
 static void elementwise_pass(gopt_optim *opt) {
@@ -233,6 +299,9 @@ static void elementwise_pass(gopt_optim *opt) {
 
 gopt_status gopt_optim_step(gopt_optim *opt) {
     GOPT_CHECK_NULL(opt);
+    if (opt->eval_mode)
+        return GOPT_FAIL(GOPT_ESTATE, "%s is in eval mode (gopt_optim_eval: the arena holds x, not y); call "
+                         "gopt_optim_train before gopt_optim_step", opt->impl->name);
     if (opt->lookahead_k > 0 && !opt->slow_ready) {
         gopt__lookahead_sync(opt, 1);
         opt->slow_ready = 1;
@@ -240,12 +309,29 @@ gopt_status gopt_optim_step(gopt_optim *opt) {
     int64_t step = opt->step + 1;
     for (int gi = 0; gi < opt->ngroups; gi++)
         opt->impl->step_scalars(&opt->groups[gi], step, opt->scalars + (size_t)gi * opt->scalars_stride);
-    if (opt->impl->pass) opt->impl->pass(opt);
-    else elementwise_pass(opt);
+    if (opt->impl->pass) {
+        if (opt->l1_grads) l1_pass(opt);
+        opt->impl->pass(opt);
+    } else {
+        elementwise_pass(opt);
+    }
     opt->step = step;
     if (opt->lookahead_k > 0 && step % opt->lookahead_k == 0) gopt__lookahead_sync(opt, 0);
     return GOPT_OK;
 }
+
+/* Train/eval modes: the algorithm's set_mode moves the arena between y and x. */
+static gopt_status set_mode(gopt_optim *opt, int to_eval) {
+    GOPT_CHECK_NULL(opt);
+    if (!opt->impl->set_mode || opt->eval_mode == to_eval) return GOPT_OK;
+    if (opt->step > 0) opt->impl->set_mode(opt, to_eval); /* before the first step there is no z */
+    opt->eval_mode = to_eval;
+    return GOPT_OK;
+}
+
+gopt_status gopt_optim_train(gopt_optim *opt) { return set_mode(opt, 0); }
+gopt_status gopt_optim_eval(gopt_optim *opt) { return set_mode(opt, 1); }
+int gopt_optim_in_eval_mode(const gopt_optim *opt) { return opt ? opt->eval_mode : 0; }
 
 void gopt_optim_zero_grad(gopt_optim *opt) {
     if (opt) gopt_params_zero_grad(opt->params);
@@ -299,14 +385,18 @@ gopt_status gopt_optim_set_momentum(gopt_optim *opt, int group, float momentum) 
     if (!(momentum >= 0 && momentum < 1))
         return GOPT_FAIL(GOPT_EINVAL, "momentum = %g is outside [0, 1) (group %d)", (double)momentum, group);
     gopt_optim_config c = opt->groups[group].cfg;
+    char where[32];
+    snprintf(where, sizeof where, " (group %d)", group);
     if (field == GOPT__MOMENTUM_BETA1) {
         c.beta1 = momentum;
+        GOPT_TRY(validate(&c, where)); /* e.g. Schedule-Free's beta1 > 0 */
     } else {
         c.momentum = momentum;
         if (c.nesterov && momentum <= 0)
             return GOPT_FAIL(GOPT_EINVAL, "momentum = 0 with nesterov (group %d)", group);
         if ((needed_buffers(&c) & ~opt->buf_mask) != 0)
             return GOPT_FAIL(GOPT_ESTATE, "momentum > 0 needs a momentum buffer: create with momentum > 0 (group %d)", group);
+        GOPT_TRY(validate(&c, where)); /* e.g. Schedule-Free SGD's momentum in (0, 1) */
     }
     opt->groups[group].cfg = c;
     return GOPT_OK;
@@ -340,6 +430,9 @@ gopt_status gopt_optim_set_group_config(gopt_optim *opt, int group, const gopt_o
         if (missing & (1u << i))
             return GOPT_FAIL(GOPT_ESTATE, "group %d needs state buffer %s, which was not allocated at create", group,
                              opt->impl->state_names[i]);
+    if (c.l1 > 0 && opt->impl->pass && !opt->l1_grads)
+        return GOPT_FAIL(GOPT_ESTATE, "group %d: l1 > 0 with %s needs a gradient copy that was not allocated at "
+                         "create: create with l1 > 0 in some group", group, opt->impl->name);
     if (opt->impl->check_group) GOPT_TRY(opt->impl->check_group(opt, group, &c));
     opt->groups[group].cfg = c;
     if (opt->step == 0) {
@@ -351,7 +444,7 @@ gopt_status gopt_optim_set_group_config(gopt_optim *opt, int group, const gopt_o
 
 /* ---- state ---------------------------------------------------------------------------- */
 
-#define CFG_BYTES (4 * 6 + 4 * 13)
+#define CFG_BYTES (4 * 6 + 4 * 13 + 4 * 4)
 
 static void put_cfg(gopt__wcur *w, const gopt_optim_config *c) {
     gopt__put_u32(w, (uint32_t)c->algo);
@@ -363,6 +456,11 @@ static void put_cfg(gopt__wcur *w, const gopt_optim_config *c) {
     const float f[13] = {c->lr, c->weight_decay, c->momentum, c->dampening, c->lr_decay, c->initial_accumulator_value,
                          c->eps, c->alpha, c->beta1, c->beta2, c->rho, c->momentum_decay, c->lookahead_alpha};
     for (int i = 0; i < 13; i++) gopt__put_f32(w, f[i]);
+    /* L1 and Schedule-Free's fields */
+    gopt__put_f32(w, c->l1);
+    gopt__put_u32(w, (uint32_t)c->warmup_steps);
+    gopt__put_f32(w, c->r);
+    gopt__put_f32(w, c->weight_lr_power);
 }
 
 static void get_cfg(gopt__rcur *r, gopt_optim_config *c) {
@@ -375,10 +473,14 @@ static void get_cfg(gopt__rcur *r, gopt_optim_config *c) {
     float *f[13] = {&c->lr, &c->weight_decay, &c->momentum, &c->dampening, &c->lr_decay, &c->initial_accumulator_value,
                     &c->eps, &c->alpha, &c->beta1, &c->beta2, &c->rho, &c->momentum_decay, &c->lookahead_alpha};
     for (int i = 0; i < 13; i++) *f[i] = gopt__get_f32(r);
+    c->l1 = gopt__get_f32(r);
+    c->warmup_steps = (int)gopt__get_u32(r);
+    c->r = gopt__get_f32(r);
+    c->weight_lr_power = gopt__get_f32(r);
 }
 
 #define HEADER_BYTES (4 + 4 + 8 + 4 + 8 + 4 + 4 + 4 + 4)
-#define GROUP_BYTES (CFG_BYTES + 4 + 4 + 4 + opt->impl->cfg_bytes) /* (uses opt) */
+#define GROUP_BYTES (CFG_BYTES + 4 + 4 + 4 + 8 + 8 + 4 + opt->impl->cfg_bytes) /* (uses opt) */
 
 static int nbuffers(const gopt_optim *opt) {
     int n = 0;
@@ -415,6 +517,9 @@ static void put_header(gopt__wcur *w, const gopt_optim *opt, int64_t numel) {
         gopt__put_f32(wp, gs->initial_lr);
         gopt__put_f32(wp, gs->mu_product);
         gopt__put_u32(wp, (uint32_t)gs->momentum_ready);
+        gopt__put_f64(wp, gs->weight_sum);
+        gopt__put_f64(wp, gs->lr_max);
+        gopt__put_u32(wp, (uint32_t)opt->eval_mode); /* schedule_free's group['train_mode'], negated */
         if (opt->impl->put_cfg) opt->impl->put_cfg(wp, &gs->cfg);
     }
 }
@@ -499,12 +604,24 @@ gopt_status gopt_optim_state_load(gopt_optim *opt, const void *buf, size_t size)
                          state_bytes(opt, numel));
     /* Check every group before changing anything. */
     gopt__rcur r2 = r;
+    uint32_t mode0 = 0;
     for (int g = 0; g < opt->ngroups; g++) {
         gopt_optim_config c = opt->groups[g].cfg; /* fields the state does not hold stay */
         get_cfg(&r2, &c);
         gopt__get_f32(&r2);
         gopt__get_f32(&r2);
         gopt__get_u32(&r2);
+        double wsum = gopt__get_f64(&r2), lr_max = gopt__get_f64(&r2);
+        uint32_t mode = gopt__get_u32(&r2);
+        if (!isfinite(wsum) || wsum < 0 || !(lr_max >= -1.0) || !isfinite(lr_max))
+            return GOPT_FAIL(GOPT_EFORMAT, "optimizer state: group %d has weight_sum %g, lr_max %g", g, wsum, lr_max);
+        if (mode > 1 || (mode && !opt->impl->set_mode))
+            return GOPT_FAIL(GOPT_EFORMAT, "optimizer state: group %d has mode %u (%s has no eval mode)", g, mode,
+                             opt->impl->name);
+        if (g == 0) mode0 = mode;
+        else if (mode != mode0)
+            return GOPT_FAIL(GOPT_EFORMAT, "optimizer state: group %d is in %s mode, group 0 in %s mode", g,
+                             mode ? "eval" : "train", mode0 ? "eval" : "train");
         if (opt->impl->get_cfg) opt->impl->get_cfg(&r2, &c);
         char where[48];
         snprintf(where, sizeof where, " (group %d of the state)", g);
@@ -525,6 +642,9 @@ gopt_status gopt_optim_state_load(gopt_optim *opt, const void *buf, size_t size)
         gs->initial_lr = gopt__get_f32(&r);
         gs->mu_product = gopt__get_f32(&r);
         gs->momentum_ready = (int)gopt__get_u32(&r);
+        gs->weight_sum = gopt__get_f64(&r);
+        gs->lr_max = gopt__get_f64(&r);
+        (void)gopt__get_u32(&r); /* the mode, checked above */
         if (opt->impl->get_cfg) opt->impl->get_cfg(&r, &gs->cfg);
     }
     size_t bytes = (size_t)opt->numel * sizeof(float);
@@ -539,5 +659,6 @@ gopt_status gopt_optim_state_load(gopt_optim *opt, const void *buf, size_t size)
     if (opt->impl->extra_load) opt->impl->extra_load(opt, &r);
     opt->step = step;
     opt->slow_ready = slow_ready;
+    opt->eval_mode = (int)mode0;
     return GOPT_OK;
 }

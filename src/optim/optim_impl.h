@@ -4,11 +4,14 @@
  * state save/load framing, threading over the arena; Lookahead, which wraps any
  * algorithm, is in lookahead.c); each
  * algorithm family has one file (sgd.c, adagrad.c, rmsprop.c, adam.c for Adam/AdamW/
- * AMSGrad, adadelta.c, nadam.c, radam.c, adamax.c, lion.c, lamb.c) holding its formula,
+ * AMSGrad, adadelta.c, nadam.c, radam.c, adamax.c, lion.c, lamb.c, schedulefree.c for
+ * Schedule-Free AdamW/SGD) holding its formula,
  * its config checks, its per-step scalars and its fused kernel side by side, and exporting
  * one gopt__optim_algo entry per algorithm. optim.c finds the entry by the gopt_algo value
  * (its table `algos`), so adding an algorithm is a new file, a new enum value and a new
- * line in the table; no switch statement elsewhere names the algorithms. */
+ * line in the table; no switch statement elsewhere names the algorithms. L1 (every
+ * algorithm) is applied by optim.c around the kernels; weight averaging (average.c) is its
+ * own object beside the optimizer. */
 #ifndef GRADOPT_OPTIM_IMPL_H
 #define GRADOPT_OPTIM_IMPL_H
 
@@ -50,6 +53,10 @@ typedef struct gopt__optim_group {
      * slot for each (see gopt_optim_state_save), whatever the algorithm. */
     float mu_product;   /* NAdam (nadam.c): product of mu_1..mu_t; 1 before the first step */
     int momentum_ready; /* SGD (sgd.c): the momentum buffer has been initialised */
+    /* Schedule-Free (schedulefree.c): the sum of the average's weights and the largest
+     * scheduled LR so far (schedule_free's group['weight_sum'], group['lr_max'], in double
+     * as Python floats); 0 and -1 before the first step. */
+    double weight_sum, lr_max;
 } gopt__optim_group;
 
 struct gopt_optim {
@@ -76,6 +83,11 @@ struct gopt_optim {
     float lookahead_alpha;
     float *slow;
     int slow_ready;
+    /* L1 (optim.c) for an algorithm with its own pass: the gradients g + l1*sign(p) the pass
+     * reads (gopt__optim_grads), allocated at create when a group has l1 > 0; NULL otherwise
+     * (element-wise algorithms add the term block by block, in cache). */
+    float *l1_grads;
+    int eval_mode; /* Schedule-Free: the arena holds x (gopt_optim_eval); 0 for other algorithms */
 };
 
 /* One algorithm. Required: name, validate (may be NULL: nothing beyond the shared checks),
@@ -115,6 +127,10 @@ typedef struct gopt__optim_algo {
     /* Optional: the whole update, for an algorithm that is not element-wise (LAMB); when
      * set, run is not used. */
     void (*pass)(gopt_optim *opt);
+    /* Optional: switch the arena between train (y) and eval (x) weights (Schedule-Free);
+     * to_eval 1: y -> x, 0: x -> y. Called only when the mode changes. NULL: the algorithm
+     * has one set of weights and gopt_optim_train/eval change nothing. */
+    void (*set_mode)(gopt_optim *opt, int to_eval);
     /* Muon and Adafactor (muon.c, adafactor.c); all optional. */
     /* Bit a set: a group of this optimizer may run algorithm a instead (Muon: AdamW). */
     unsigned group_algos;
@@ -145,6 +161,8 @@ const gopt__optim_algo *gopt__optim_radam(void);
 const gopt__optim_algo *gopt__optim_adamax(void);
 const gopt__optim_algo *gopt__optim_lion(void);
 const gopt__optim_algo *gopt__optim_lamb(void);
+const gopt__optim_algo *gopt__optim_adamw_schedulefree(void); /* schedulefree.c */
+const gopt__optim_algo *gopt__optim_sgd_schedulefree(void);
 const gopt__optim_algo *gopt__optim_muon(void);
 const gopt__optim_algo *gopt__optim_adafactor(void);
 
@@ -172,6 +190,18 @@ static inline void gopt__optim_thread_slice(int64_t numel, int t, int nt, int64_
     int64_t a = chunks * t / nt * 16, b = chunks * (t + 1) / nt * 16;
     *lo = a < numel ? a : numel;
     *hi = b < numel ? b : numel;
+}
+
+/* The gradients an algorithm's own pass reads: the arena's, or with L1 on, g + l1*sign(p)
+ * (maximize folded in so that the pass's g = -g gives -g + l1*sign(p)). */
+static inline const float *gopt__optim_grads(const gopt_optim *opt) {
+    return opt->l1_grads ? opt->l1_grads : gopt_params_grads_const(opt->params);
+}
+
+/* l1 * sign(p) with sign(0) = 0, branch-free so that it vectorises (a NaN p gives 0; the
+ * step's own use of p propagates the NaN). */
+GOPT_INLINE float gopt__l1_term(float p, float l1) {
+    return l1 * ((float)(p > 0.0f) - (float)(p < 0.0f));
 }
 
 /* Lookahead (lookahead.c): init copies the weights into the slow weights; otherwise

@@ -26,6 +26,7 @@ typedef struct sched_node {
     double best;           /* plateau */
     int64_t num_bad, cooldown_counter;
     double *min_lrs;
+    double *swa_lrs;       /* SWALR, one per group */
     struct sched_node *child;
     int nchild;
 } sched_node;
@@ -43,7 +44,7 @@ struct gopt_sched {
 
 static const char *const kind_names[GOPT_SCHED_KIND_COUNT] = {
     "step", "multistep", "exponential", "cosine", "cosine_warm_restarts", "onecycle", "linear",
-    "constant", "polynomial", "lambda", "sequential", "chained", "plateau"};
+    "constant", "polynomial", "lambda", "sequential", "chained", "plateau", "swalr"};
 
 const char *gopt_sched_kind_name(gopt_sched_kind kind) {
     if ((int)kind < 0 || kind >= GOPT_SCHED_KIND_COUNT) return NULL;
@@ -93,6 +94,8 @@ gopt_sched_config gopt_sched_config_default(gopt_sched_kind kind) {
     c.cooldown = 0;
     c.min_lr = 0.0;
     c.eps = 1e-8;
+    c.swa_lr = 0.05;
+    c.anneal_epochs = 10;
     return c;
 }
 
@@ -240,6 +243,18 @@ static gopt_status validate(const gopt_sched_config *c, const char *path, int de
             return BAD(path, "min_lr = %g must be finite and >= 0", c->min_lr);
         }
         break;
+    case GOPT_SCHED_SWALR:
+        if (c->swa_lrs) {
+            if (c->n_swa_lrs != ngroups) return BAD(path, "n_swa_lrs = %d but there are %d groups", c->n_swa_lrs, ngroups);
+            for (int g = 0; g < ngroups; g++)
+                if (!nonneg(c->swa_lrs[g])) return BAD(path, "swa_lrs[%d] = %g must be finite and >= 0", g, c->swa_lrs[g]);
+        } else if (!nonneg(c->swa_lr)) {
+            return BAD(path, "swa_lr = %g must be finite and >= 0", c->swa_lr);
+        }
+        if (c->anneal_epochs < 0) return BAD(path, "anneal_epochs = %lld must be >= 0", (long long)c->anneal_epochs);
+        if (c->anneal_strategy != GOPT_ANNEAL_COS && c->anneal_strategy != GOPT_ANNEAL_LINEAR)
+            return BAD(path, "anneal_strategy = %d is neither GOPT_ANNEAL_COS nor GOPT_ANNEAL_LINEAR", (int)c->anneal_strategy);
+        break;
     default:
         return BAD(path, "kind = %d is not a gopt_sched_kind", (int)c->kind);
     }
@@ -311,6 +326,25 @@ static double closed_form(const sched_node *n, double base) {
     }
 }
 
+/* SWALR's annealing of t in [0, 1] (clamped first, as max(0, min(1, t))). */
+static double swa_anneal(const gopt_sched_config *c, double t) {
+    t = t < 0 ? 0 : t > 1 ? 1 : t;
+    return c->anneal_strategy == GOPT_ANNEAL_COS ? (1 - cos(M_PI * t)) / 2 : t;
+}
+
+/* SWALR.get_lr for one group (sched.h), from the current LR. */
+static double swalr(const sched_node *n, int g, double lr) {
+    const gopt_sched_config *c = &n->cfg;
+    int64_t step = n->step_count - 1;
+    if (c->anneal_epochs == 0 && step < 1) step = 1;
+    double A = (double)(c->anneal_epochs > 1 ? c->anneal_epochs : 1), swa = n->swa_lrs[g];
+    double prev_alpha = swa_anneal(c, (double)(step - 1) / A);
+    double prev = prev_alpha == 1 ? swa : (lr - prev_alpha * swa) / (1 - prev_alpha);
+    double alpha = swa_anneal(c, (double)step / A);
+    double next = swa * alpha + prev * (1 - alpha);
+    return lr_valid(next) ? next : swa;
+}
+
 /* PyTorch's chainable get_lr for one group at last_epoch, from the current LR. */
 static double chainable(const sched_node *n, int g, double lr, double base) {
     const gopt_sched_config *c = &n->cfg;
@@ -350,6 +384,7 @@ static double chainable(const sched_node *n, int g, double lr, double base) {
         return lr * decay;
     }
     case GOPT_SCHED_LAMBDA: return base * c->lr_lambda(c->lambda_user, g, e);
+    case GOPT_SCHED_SWALR: return swalr(n, g, lr);
     default: return lr;
     }
 }
@@ -471,7 +506,10 @@ static void node_step(gopt_sched *s, sched_node *n, int explicit0, double metric
         if (explicit0) {
             n->last_epoch = 0;
             for (int g = 0; g < s->ngroups; g++)
-                s->lr[g] = c->kind == GOPT_SCHED_LAMBDA ? chainable(n, g, s->lr[g], n->base[g]) : closed_form(n, n->base[g]);
+                /* no _get_closed_form_lr in LambdaLR and SWALR: step(0) calls get_lr() */
+                s->lr[g] = c->kind == GOPT_SCHED_LAMBDA || c->kind == GOPT_SCHED_SWALR
+                               ? chainable(n, g, s->lr[g], n->base[g])
+                               : closed_form(n, n->base[g]);
         } else {
             n->last_epoch++;
             for (int g = 0; g < s->ngroups; g++) s->lr[g] = chainable(n, g, s->lr[g], n->base[g]);
@@ -488,6 +526,7 @@ static void node_free(sched_node *n) {
     gopt__free(n->base);
     gopt__free(n->oc);
     gopt__free(n->min_lrs);
+    gopt__free(n->swa_lrs);
 }
 
 /* Build node n from cfg in PyTorch's constructor order (each constructor makes its initial
@@ -498,6 +537,7 @@ static gopt_status node_init(gopt_sched *s, sched_node *n, const gopt_sched_conf
     n->cfg.children = NULL;
     n->cfg.min_lrs = NULL;
     n->cfg.max_lrs = NULL;
+    n->cfg.swa_lrs = NULL;
     n->base = gopt__calloc((size_t)ng, sizeof *n->base);
     if (!n->base) return GOPT_FAIL(GOPT_ENOMEM, "scheduler base LRs");
     n->last_epoch = -1;
@@ -562,6 +602,11 @@ static gopt_status node_init(gopt_sched *s, sched_node *n, const gopt_sched_conf
     case GOPT_SCHED_COSINE_WARM_RESTARTS:
         n->T_i = cfg->T_0;
         n->T_cur = -1;
+        break;
+    case GOPT_SCHED_SWALR:
+        n->swa_lrs = gopt__calloc((size_t)ng, sizeof *n->swa_lrs);
+        if (!n->swa_lrs) return GOPT_FAIL(GOPT_ENOMEM, "swalr swa_lrs");
+        for (int g = 0; g < ng; g++) n->swa_lrs[g] = cfg->swa_lrs ? cfg->swa_lrs[g] : cfg->swa_lr;
         break;
     default: break;
     }

@@ -3,7 +3,7 @@
 
 #include "objects.h"
 
-enum { K_PARAMS, K_NET, K_OPTIM, K_SCHED, K_MONITOR, K_ACCUM, K_LOADER, K_TLOADER, K_VOCAB };
+enum { K_PARAMS, K_NET, K_OPTIM, K_SCHED, K_MONITOR, K_ACCUM, K_LOADER, K_TLOADER, K_VOCAB, K_AVERAGE };
 
 /* Typed state functions behind the generic signatures (no calls through cast pointers). */
 #define FZ_WRAP(X, T)                                                                                        \
@@ -19,6 +19,7 @@ FZ_WRAP(accum, gopt_accum)
 FZ_WRAP(loader, gopt_loader)
 FZ_WRAP(text_loader, gopt_text_loader)
 FZ_WRAP(vocab, gopt_vocab)
+FZ_WRAP(average, gopt_average) /* issue 18 (sf) */
 
 #define BATCH 4
 #define SEQ 8
@@ -74,7 +75,9 @@ static void add_optims(void) {
                 {GOPT_ALGO_ADAM, ""},     {GOPT_ALGO_ADAM, "amsgrad"}, {GOPT_ALGO_ADAMW, ""},
                 {GOPT_ALGO_ADAMW, "amsgrad"}, {GOPT_ALGO_ADADELTA, ""}, {GOPT_ALGO_NADAM, ""},
                 {GOPT_ALGO_RADAM, ""},    {GOPT_ALGO_ADAMAX, ""},      {GOPT_ALGO_LION, ""},
-                {GOPT_ALGO_LAMB, ""},     {GOPT_ALGO_ADAM, "range"}};
+                {GOPT_ALGO_LAMB, ""},     {GOPT_ALGO_ADAM, "range"},
+                /* issue 18 (sf): Schedule-Free (one saved in eval mode), L1 on LAMB's own pass */
+                {GOPT_ALGO_ADAMW_SCHEDULEFREE, ""}, {GOPT_ALGO_SGD_SCHEDULEFREE, "eval"}, {GOPT_ALGO_LAMB, "l1"}};
     for (size_t i = 0; i < sizeof list / sizeof list[0]; i++) {
         gopt_optim_config c = gopt_optim_config_default(list[i].algo);
         const char *v = list[i].variant;
@@ -90,6 +93,8 @@ static void add_optims(void) {
             c.momentum = 0.5f;
         } else if (!strcmp(v, "amsgrad")) {
             c.amsgrad = 1;
+        } else if (!strcmp(v, "l1")) {
+            c.l1 = 1e-3f;
         }
         c.weight_decay = 0.01f;
         gopt_optim *o;
@@ -98,6 +103,11 @@ static void add_optims(void) {
         else
             OK(gopt_optim_create(&c, W.params, &o));
         for (int s = 0; s < 4; s++) OK(gopt_optim_step(o));
+        if (!strcmp(v, "eval")) { /* saved in eval mode: the arena holds x */
+            OK(gopt_optim_eval(o));
+            OK(gopt_optim_train(o));
+            OK(gopt_optim_eval(o));
+        }
         char name[48];
         snprintf(name, sizeof name, "optim:%s%s%s", gopt_algo_name(list[i].algo), *v ? "-" : "", v);
         ADD(name, o, K_OPTIM, optim);
@@ -225,6 +235,14 @@ static void world_init(void) {
     W.vocab = *gopt_text_vocab(W.text);
     ADD("vocab", &W.vocab, K_VOCAB, vocab);
 
+    for (int k = 0; k < 2; k++) { /* issue 18 (sf): weight averages */
+        gopt_average_config ac = gopt_average_config_default(k ? GOPT_AVERAGE_EMA : GOPT_AVERAGE_SWA);
+        gopt_average *av;
+        OK(gopt_average_create(&ac, W.params, &av));
+        for (int u = 0; u < 3; u++) OK(gopt_average_update(av));
+        ADD(k ? "average:ema" : "average:swa", av, K_AVERAGE, average);
+    }
+
     for (int i = 0; i < W.n; i++) {
         fz_obj *o = &W.objs[i];
         o->pristine_size = o->size(o->obj);
@@ -263,6 +281,9 @@ static void use(fz_obj *o) {
     switch (o->kind) {
     case K_OPTIM:
         (void)gopt_optim_step(o->obj);
+        break;
+    case K_AVERAGE: /* refused while swapped; the arena is not changed */
+        (void)gopt_average_update(o->obj);
         break;
     case K_SCHED:
         (void)(gopt_sched_needs_metric(o->obj) ? gopt_sched_step_metric(o->obj, 0.5) : gopt_sched_step(o->obj));

@@ -88,6 +88,8 @@ int golden_run_scheduler(const golden_case *c, golden_result *r);
 int golden_run_clip(const golden_case *c, golden_result *r);
 int golden_run_layer(const golden_case *c, golden_result *r);
 int golden_run_loss(const golden_case *c, golden_result *r);
+/* kind average (run_average.c): torch.optim.swa_utils.AveragedModel through gopt_average. */
+int golden_run_average(const golden_case *c, golden_result *r);
 /* The recurrent section (run_recurrent.c): layer=rnn|lstm|gru|sigmoid|tanh. */
 int golden_recurrent_handles(const golden_case *c);
 int golden_run_recurrent(const golden_case *c, golden_result *r);

@@ -81,10 +81,18 @@ static int apply_key(gopt_optim_config *c, const char *key, const char *val, gol
         return 0;
     }
     if (!strcmp(key, "foreach") || !strcmp(key, "differentiable") || !strcmp(key, "capturable")) return 0;
+    if (!strcmp(key, "warmup_steps")) { /* Schedule-Free */
+        long v = strtol(val, &end, 10);
+        if (end == val || *end) return golden_fail(r, "warmup_steps='%s' is not an integer", val);
+        c->warmup_steps = (int)v;
+        return 0;
+    }
     static const char *const names[] = {"lr", "momentum", "dampening", "weight_decay", "lr_decay",
-                                        "initial_accumulator_value", "eps", "alpha", "rho", "momentum_decay"};
+                                        "initial_accumulator_value", "eps", "alpha", "rho", "momentum_decay",
+                                        "l1", "r", "weight_lr_power"};
     float *fields[] = {&c->lr, &c->momentum, &c->dampening, &c->weight_decay, &c->lr_decay,
-                       &c->initial_accumulator_value, &c->eps, &c->alpha, &c->rho, &c->momentum_decay};
+                       &c->initial_accumulator_value, &c->eps, &c->alpha, &c->rho, &c->momentum_decay,
+                       &c->l1, &c->r, &c->weight_lr_power};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strcmp(key, names[i])) {
             double v = strtod(val, &end);
@@ -195,6 +203,21 @@ static int run(const golden_case *c, golden_result *r, gopt_params *p, gopt_opti
             if (e->numel != info.value.numel) return golden_fail(r, "expect %ld %d: size mismatch", step, t);
             char what[64];
             snprintf(what, sizeof what, "step %ld param %d", step, t);
+            golden_compare(r, what, info.value.data, e->values, e->numel, 1e-5, 1e-4);
+        }
+    }
+    /* Schedule-Free (FORMAT.md "frontier/"): after the last step, eval mode puts x in the
+     * arena; `expect_eval i` holds it. */
+    if (golden_find(c, "expect_eval", NULL, -1, -1)) {
+        if (gopt_optim_eval(*optp) != GOPT_OK) return golden_fail(r, "eval: %s", gopt_last_error());
+        for (int t = 0; t < ntensors; t++) {
+            const golden_record *e = golden_find(c, "expect_eval", NULL, t, -1);
+            if (!e) continue;
+            gopt_param_info info;
+            gopt_params_info(p, t, &info);
+            if (e->numel != info.value.numel) return golden_fail(r, "expect_eval %d: size mismatch", t);
+            char what[64];
+            snprintf(what, sizeof what, "eval param %d", t);
             golden_compare(r, what, info.value.data, e->values, e->numel, 1e-5, 1e-4);
         }
     }

@@ -64,6 +64,8 @@ static int apply_option(gopt_sched_config *c, const char *key, const char *v) {
     else if (!strcmp(key, "cooldown")) c->cooldown = (int64_t)d;
     else if (!strcmp(key, "min_lr")) c->min_lr = d;
     else if (!strcmp(key, "eps")) c->eps = d;
+    else if (!strcmp(key, "swa_lr")) c->swa_lr = d; /* SWALR */
+    else if (!strcmp(key, "anneal_epochs")) c->anneal_epochs = (int64_t)d;
     else return -1;
     return 0;
 }

@@ -18,6 +18,7 @@
 #pragma weak golden_run_clip
 #pragma weak golden_run_layer
 #pragma weak golden_run_loss
+#pragma weak golden_run_average
 
 /* ---- access and comparison helpers --------------------------------------------------- */
 
@@ -180,6 +181,8 @@ static int parse_kv(reader *rd, char **tok, int ntok, golden_kv *kv, int *nkv) {
  * keyed by the last word (grad/expect carry step and tensor for optimizers, the tensor
  * alone for clipping). */
 static int index_count(const char *kind, const char *last_word) {
+    if (!strcmp(kind, "average") && (!strcmp(last_word, "param") || !strcmp(last_word, "expect"))) return 2;
+    if (!strcmp(last_word, "expect_eval")) return 1; /* Schedule-Free's x after the last step */
     if (!strcmp(last_word, "grad") || !strcmp(last_word, "expect")) return !strcmp(kind, "optimizer") ? 2 : 1;
     if (!strcmp(last_word, "param") || !strcmp(last_word, "input") || !strcmp(last_word, "weight") ||
         !strcmp(last_word, "dinput") || !strcmp(last_word, "dweight"))
@@ -314,6 +317,7 @@ static golden_kind_fn runner_for(const char *kind) {
     if (!strcmp(kind, "clip")) return golden_run_clip;
     if (!strcmp(kind, "layer")) return golden_run_layer;
     if (!strcmp(kind, "loss")) return golden_run_loss;
+    if (!strcmp(kind, "average")) return golden_run_average;
     return NULL;
 }
 
