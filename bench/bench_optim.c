@@ -9,7 +9,8 @@
  * Medians over R reps. Hyperparameters: PyTorch defaults, SGD with momentum 0.9.
  * Machine-readable, one line per algorithm (bench_row): ROW optim.<algo> GB/s ours floor torch,
  * torch's GB/s counting the same bytes over its step time.
- * Muon and Adafactor (issue 18; not in torch 1.13, so no peer) have rows of their own:
+ * Muon and Adafactor (issue 18; not in torch 1.13: with --torch, torch_optim.py times their
+ * PyTorch 2.x single-tensor steps transcribed in torch 1.13 ops) have rows of their own:
  * Adafactor over one (N/1024, 1024) matrix and over one vector against the streams of its
  * passes (optim.adafactor, optim.adafactor-1d, GB/s); Muon's Newton-Schulz GFLOP/s on a
  * 512x512 matrix against a 512^3 SGEMM timed alternately (optim.muon-ns512), and Muon's step
@@ -105,6 +106,14 @@ static void floor_pass(gopt_algo a, float *restrict p, const float *restrict g, 
 /* ---- issue 18: Adafactor against its memory floor, Muon's GEMMs against SGEMM ------------------ */
 
 static volatile double bench_sink;
+
+/* torch_optim.py's transcribed peers, ns per step (--torch): adafactor, adafactor-1d, muon-ns512 */
+static double af_torch_ns[2] = {NAN, NAN}, muon_torch_ns = NAN;
+static void frontier_peer(const char *name, double ns) {
+    if (!strcmp(name, "adafactor")) af_torch_ns[0] = ns;
+    else if (!strcmp(name, "adafactor-1d")) af_torch_ns[1] = ns;
+    else if (!strcmp(name, "muon-ns512")) muon_torch_ns = ns;
+}
 
 /* Adafactor's floor: its passes' streams with trivial math (see src/optim/adafactor.c).
  * Matrix: A reads p g, B reads g, C reads p g and writes p (24 bytes per element).
@@ -206,15 +215,17 @@ static int bench_adafactor(int64_t n, int threads, int reps, int factored) {
         t_floor[r] = t2 - t1;
     }
     double ours = bench_median(t_ours, reps), fl = bench_median(t_floor, reps);
-    double bytes = (factored ? 24.0 : 32.0) * (double)n;
+    double bytes = (factored ? 24.0 : 32.0) * (double)n, peer = af_torch_ns[factored ? 0 : 1] * 1e-9;
     const char *name = factored ? "adafactor" : "adafactor-1d";
+    char tr[32] = "n/a";
+    if (!isnan(peer)) snprintf(tr, sizeof tr, "%.3f", ours / peer);
     printf("%-12s %10.3f %8.2f %10.2f %10.3f %12s   (%s; state %zu bytes)\n", name, ours * 1e9 / (double)n,
-           bytes / ours * 1e-9, bytes / fl * 1e-9, ours / fl, "n/a",
+           bytes / ours * 1e-9, bytes / fl * 1e-9, ours / fl, tr,
            factored ? "one (n/1024, 1024) matrix: 3 passes, 24 B/param" : "one vector: 2 passes, 32 B/param",
            gopt_optim_state_size(opt));
     char row[64];
     snprintf(row, sizeof row, "optim.%s", name);
-    bench_row(row, "GB/s", bytes / ours * 1e-9, bytes / fl * 1e-9, NAN);
+    bench_row(row, "GB/s", bytes / ours * 1e-9, bytes / fl * 1e-9, bytes / peer * 1e-9);
     free(fp), free(fg), free(fv), free(t_ours), free(t_floor);
     gopt_optim_destroy(opt);
     gopt_params_destroy(p);
@@ -280,7 +291,11 @@ static int bench_muon_ns(int threads, int reps) {
     printf("muon-ns512   step %.2f ms: Newton-Schulz %.1f GFLOP/s (15 GEMMs of 512^3 over the whole step) vs SGEMM "
            "512^3 %.1f GFLOP/s timed alternately (%d threads) = %.2f of peak (SGEMM 2048^3: %.1f GFLOP/s, %.2f)\n",
            ts * 1e3, ours, peak, threads, ours / peak, peak_big, ours / peak_big);
-    bench_row("optim.muon-ns512", "GFLOP/s", ours, peak, NAN);
+    const double torch_gf = cfg.ns_steps * 3.0 * flop / (muon_torch_ns * 1e-9) * 1e-9;
+    if (!isnan(torch_gf))
+        printf("muon-ns512   torch 1.13 (the same step transcribed, float32): %.2f ms, %.1f GFLOP/s; ours/torch time %.3f\n",
+               muon_torch_ns * 1e-6, torch_gf, ts / (muon_torch_ns * 1e-9));
+    bench_row("optim.muon-ns512", "GFLOP/s", ours, peak, torch_gf);
     gopt__aligned_free(a), gopt__aligned_free(b), gopt__aligned_free(c);
     free(t_step), free(t_gemm);
     gopt_optim_destroy(opt);
@@ -482,6 +497,7 @@ int main(int argc, char **argv) {
             while (fgets(line, sizeof line, f))
                 if (sscanf(line, "torch %63s %63s", name, val) == 2) {
                     if (!strcmp(name, "ema") && strcmp(val, "skip") != 0) ema_torch_ns = atof(val);
+                    if (strcmp(val, "skip") != 0) frontier_peer(name, atof(val)); /* issue 18 (muon) */
                     for (int k = 0; k < nalgo; k++)
                         if (!strcmp(name, gopt_algo_name(algos[k])) && strcmp(val, "skip") != 0)
                             res[k].torch_ns = atof(val);
