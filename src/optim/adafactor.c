@@ -34,7 +34,12 @@
  *      tiles); vectors update v and sum U^2 here;  then column factors, alpha;
  *   B: sum of U^2 of the factored tensors;  then each tensor's step alpha/denom;
  *   C: p update (U recomputed with the same float operations).
- * So a matrix is read p,g + g + p,g and written p once: 24 bytes per element. */
+ * So a matrix is read p,g + g + p,g and written p once: 24 bytes per element (a vector:
+ * p,g,v read and v written, then p,g,v read and p written: 32). The units are fixed (32 row
+ * chunks of a single matrix, whose column partials take 32 x cols floats of workspace) and
+ * shared dynamically among the threads of one parallel region; the sums between the passes
+ * run on one thread. Where no clamp can act, U of a matrix costs no division or root per
+ * element (see rows_b). Everything is allocated at create. */
 #include <float.h>
 #include <omp.h>
 
