@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
 done
 seconds=${1:-60}
 shift || true
-all=(cifar10 checkpoint state text golden trajectory trainer)
+all=(cifar10 checkpoint state text golden trajectory trainer safetensors)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 for t in "${targets[@]}"; do

@@ -706,7 +706,7 @@ static int torch_main(const char *python, const char *script, const char *dir, c
         maxr = fmax(maxr, fabs((double)ref[i]));
     }
     printf("PyTorch -> C: max |logit diff| %.3g, max |logit| %.3g, relative %.3g\n", maxd, maxr, maxd / fmax(maxr, 1e-30));
-    CHECK(maxd <= 1e-4 * fmax(maxr, 1.0), "the imported PyTorch weights give other logits");
+    CHECK(maxr > 0 && maxd <= 1e-4 * maxr, "the imported PyTorch weights give other logits");
     gopt_params_destroy(tp);
     gopt_params_destroy(io);
     gopt_net_destroy(net2);
