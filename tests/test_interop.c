@@ -257,6 +257,9 @@ static void test_buffers_by_name(void **state) {
     assert_status(gopt_net_buffer_info(net, -1, &bi), GOPT_ERANGE, NULL);
     assert_status(gopt_net_find_buffer(net, "bn1.running_mea", &v), GOPT_ERANGE, "bn1.running_mea");
     assert_status(gopt_net_find_buffer(net, NULL, &v), GOPT_EINVAL, "name");
+    int idx;
+    assert_status(gopt_params_find(gopt_net_params(net), "bn1.running_mean", &idx), GOPT_ERANGE, "gopt_net_find_buffer");
+    assert_status(gopt_params_find(gopt_net_params(net), "bn1.runnin", &idx), GOPT_ERANGE, "no tensor named 'bn1.runnin'");
     /* the buffer is what eval-mode forwards use */
     gopt_net_set_training(net, 0);
     gopt_tensor *x = NULL;
