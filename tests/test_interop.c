@@ -500,6 +500,38 @@ static void test_dtypes(void **state) {
     gopt_params_destroy(p);
 }
 
+/* Arguments and state: NULL, an unbuilt net, a bad names value. */
+static void test_arguments(void **state) {
+    (void)state;
+    gopt_net_config nc = gopt_net_config_default();
+    nc.in_ndim = 1;
+    nc.in_shape[0] = 4;
+    gopt_net *net = NULL;
+    assert_ok(gopt_net_create(&nc, &net));
+    gopt_layer_config lc = gopt_layer_linear(4, 3, 1);
+    assert_ok(gopt_net_add(net, &lc, "fc"));
+    const char *path = tmp_path("unbuilt.safetensors");
+    assert_status(gopt_net_save_safetensors(net, path, NULL), GOPT_ESTATE, "not finalized");
+    assert_status(gopt_net_save_npz(net, path, NULL), GOPT_ESTATE, "not finalized");
+    assert_status(gopt_net_load_safetensors(net, path, NULL, NULL), GOPT_ESTATE, "not finalized");
+    assert_status(gopt_net_load_safetensors_mem(net, "", 0, NULL, NULL, NULL), GOPT_ESTATE, "not built");
+    assert_int_equal(access(path, F_OK), -1);
+    assert_ok(gopt_net_build(net));
+    assert_status(gopt_net_save_safetensors(NULL, path, NULL), GOPT_EINVAL, "net");
+    assert_status(gopt_net_save_safetensors(net, NULL, NULL), GOPT_EINVAL, "path");
+    assert_status(gopt_net_load_safetensors(NULL, path, NULL, NULL), GOPT_EINVAL, "net");
+    assert_status(gopt_net_load_safetensors_mem(net, NULL, 3, NULL, NULL, NULL), GOPT_EINVAL, "data");
+    assert_status(gopt_net_load_safetensors_mem(net, "", 0, NULL, NULL, NULL), GOPT_EFORMAT, "<memory>");
+    assert_status(gopt_params_save_safetensors(NULL, path), GOPT_EINVAL, "p");
+    assert_status(gopt_net_torch_name(net, NULL, NULL, 0), GOPT_EINVAL, "name");
+    gopt_weights_config c = gopt_weights_config_default();
+    c.names = (gopt_weights_names)-1;
+    assert_status(gopt_net_save_safetensors(net, path, &c), GOPT_EINVAL, "names");
+    assert_status(gopt_net_save_npz(net, path, &c), GOPT_EINVAL, "names");
+    assert_int_equal(access(path, F_OK), -1);
+    gopt_net_destroy(net);
+}
+
 /* ---- .npz layout ---------------------------------------------------------------------------- */
 
 static uint32_t rd32(const unsigned char *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
@@ -728,7 +760,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_torch_names),      cmocka_unit_test(test_buffers_by_name),
         cmocka_unit_test(test_refusals),         cmocka_unit_test(test_non_strict),
         cmocka_unit_test(test_dtypes),           cmocka_unit_test(test_npz_layout),
-        cmocka_unit_test(test_alloc_fail),
+        cmocka_unit_test(test_arguments),        cmocka_unit_test(test_alloc_fail),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     if (tmpdir[0]) rmdir(tmpdir);

@@ -35,7 +35,7 @@ gopt_status gopt_net_save_npz(const gopt_net *net, const char *path, const gopt_
     gopt_net *m = (gopt_net *)net; /* read only */
     gopt__wslot *s;
     int n;
-    GOPT_TRY(gopt__weights_gather(gopt_net_params(m), m, &c, &s, &n));
+    GOPT_TRY(gopt__weights_gather(gopt_net_params(m), m, &c, &s, &n, __func__));
     if (n > 65535) {
         gopt__free(s);
         return GOPT_FAIL(GOPT_EOVERFLOW, "%d members: a zip without zip64 holds 65535", n);
@@ -47,7 +47,7 @@ gopt_status gopt_net_save_npz(const gopt_net *net, const char *path, const gopt_
         return GOPT_FAIL(GOPT_ENOMEM, "%d zip entries", n);
     }
     gopt__wfile w;
-    gopt_status st = gopt__wfile_open(&w, path);
+    gopt_status st = gopt__wfile_open(&w, path, __func__);
     uint64_t pos = 0;
     unsigned char h[320], lh[30];
     for (int i = 0; i < n && st == GOPT_OK; i++) {

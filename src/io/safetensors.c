@@ -22,9 +22,9 @@ gopt_weights_config gopt_weights_config_default(void) {
     return c;
 }
 
-static gopt_status check_cfg(const gopt_weights_config *cfg) {
+static gopt_status check_cfg(const gopt_weights_config *cfg, const char *fn) {
     if (cfg->names != GOPT_NAMES_TORCH && cfg->names != GOPT_NAMES_ARENA)
-        return GOPT_FAIL(GOPT_EINVAL, "cfg->names = %d is not GOPT_NAMES_TORCH or GOPT_NAMES_ARENA", (int)cfg->names);
+        return GOPT__FAIL_AS(fn, GOPT_EINVAL, "cfg->names = %d is not GOPT_NAMES_TORCH or GOPT_NAMES_ARENA", (int)cfg->names);
     return GOPT_OK;
 }
 
@@ -102,12 +102,12 @@ static size_t json_name(char *o, const char *s) {
     return k;
 }
 
-static gopt_status write_safetensors(const gopt__wslot *s, int n, const char *path) {
+static gopt_status write_safetensors(const gopt__wslot *s, int n, const char *path, const char *fn) {
     /* header: at most 6 bytes per name byte, 64 per dimension and 128 of fixed text each */
     size_t cap = 64;
     for (int i = 0; i < n; i++) cap += 6 * strlen(s[i].name) + 64 * 4 + 160;
     char *h = gopt__malloc(cap);
-    if (!h) return GOPT_FAIL(GOPT_ENOMEM, "a header of %zu bytes", cap);
+    if (!h) return GOPT__FAIL_AS(fn, GOPT_ENOMEM, "a header of %zu bytes", cap);
     size_t k = (size_t)sprintf(h, "{\"__metadata__\":{\"format\":\"pt\"}");
     uint64_t off = 0;
     for (int i = 0; i < n; i++) {
@@ -124,7 +124,7 @@ static gopt_status write_safetensors(const gopt__wslot *s, int n, const char *pa
     h[k++] = '}';
     while (k % 8) h[k++] = ' ';
     gopt__wfile w;
-    gopt_status st = gopt__wfile_open(&w, path);
+    gopt_status st = gopt__wfile_open(&w, path, fn);
     if (st != GOPT_OK) {
         gopt__free(h);
         return st;
@@ -142,12 +142,12 @@ gopt_status gopt_net_save_safetensors(const gopt_net *net, const char *path, con
     GOPT_CHECK_NULL(net);
     GOPT_CHECK_NULL(path);
     gopt_weights_config c = cfg ? *cfg : gopt_weights_config_default();
-    GOPT_TRY(check_cfg(&c));
+    GOPT_TRY(check_cfg(&c, __func__));
     gopt_net *m = (gopt_net *)net; /* read only */
     gopt__wslot *s;
     int n;
-    GOPT_TRY(gopt__weights_gather(gopt_net_params(m), m, &c, &s, &n));
-    gopt_status st = write_safetensors(s, n, path);
+    GOPT_TRY(gopt__weights_gather(gopt_net_params(m), m, &c, &s, &n, __func__));
+    gopt_status st = write_safetensors(s, n, path, __func__);
     gopt__free(s);
     return st;
 }
@@ -158,8 +158,8 @@ gopt_status gopt_params_save_safetensors(const gopt_params *p, const char *path)
     gopt_weights_config c = gopt_weights_config_default();
     gopt__wslot *s;
     int n;
-    GOPT_TRY(gopt__weights_gather((gopt_params *)p, NULL, &c, &s, &n));
-    gopt_status st = write_safetensors(s, n, path);
+    GOPT_TRY(gopt__weights_gather((gopt_params *)p, NULL, &c, &s, &n, __func__));
+    gopt_status st = write_safetensors(s, n, path, __func__);
     gopt__free(s);
     return st;
 }
@@ -177,6 +177,7 @@ typedef struct st_entry {
 } st_entry;
 
 typedef struct st_parser {
+    const char *fn; /* the public function, named in error details */
     const char *p, *end;
     const char *label;
     char *pool; /* decoded strings */
@@ -192,7 +193,7 @@ GOPT_PRINTF(2, 3) static gopt_status st_fail(const st_parser *ps, const char *fm
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return GOPT_FAIL(GOPT_EFORMAT, "%s: safetensors header: %s", ps->label, msg);
+    return GOPT__FAIL_AS(ps->fn, GOPT_EFORMAT, "%s: safetensors header: %s", ps->label, msg);
 }
 
 static void ws(st_parser *ps) {
@@ -359,7 +360,7 @@ static gopt_status add_entry(st_parser *ps, st_entry **out) {
     if (ps->n == ps->cap) {
         int nc = ps->cap ? 2 * ps->cap : 64;
         st_entry *e = gopt__calloc((size_t)nc, sizeof *e);
-        if (!e) return GOPT_FAIL(GOPT_ENOMEM, "%s: %d tensor entries", ps->label, nc);
+        if (!e) return GOPT__FAIL_AS(ps->fn, GOPT_ENOMEM, "%s: %d tensor entries", ps->label, nc);
         if (ps->n) memcpy(e, ps->e, (size_t)ps->n * sizeof *e);
         gopt__free(ps->e);
         ps->e = e;
@@ -432,19 +433,19 @@ static int cmp_off(const void *a, const void *b) {
 
 /* Parse and validate the whole file: entries sorted by name, every offset checked. */
 static gopt_status parse_file(st_parser *ps, const unsigned char *buf, size_t size) {
-    if (size < 8) return GOPT_FAIL(GOPT_EFORMAT, "%s: %zu bytes, shorter than the 8-byte header length", ps->label, size);
+    if (size < 8) return GOPT__FAIL_AS(ps->fn, GOPT_EFORMAT, "%s: %zu bytes, shorter than the 8-byte header length", ps->label, size);
     const uint64_t hlen = rd_le(buf, 8);
     if (hlen > size - 8)
-        return GOPT_FAIL(GOPT_EFORMAT, "%s: the header claims %" PRIu64 " bytes, the file has %zu after the length",
+        return GOPT__FAIL_AS(ps->fn, GOPT_EFORMAT, "%s: the header claims %" PRIu64 " bytes, the file has %zu after the length",
                          ps->label, hlen, size - 8);
     if (hlen > ST_HEADER_MAX)
-        return GOPT_FAIL(GOPT_EFORMAT, "%s: header of %" PRIu64 " bytes exceeds %u", ps->label, hlen, ST_HEADER_MAX);
+        return GOPT__FAIL_AS(ps->fn, GOPT_EFORMAT, "%s: header of %" PRIu64 " bytes exceeds %u", ps->label, hlen, ST_HEADER_MAX);
     const char *hdr = (const char *)buf + 8;
     ps->p = hdr;
     ps->end = hdr + hlen;
     ps->pool_cap = (size_t)hlen + 1;
     ps->pool = gopt__malloc(ps->pool_cap);
-    if (!ps->pool) return GOPT_FAIL(GOPT_ENOMEM, "%s: %" PRIu64 " bytes for the header's strings", ps->label, hlen);
+    if (!ps->pool) return GOPT__FAIL_AS(ps->fn, GOPT_ENOMEM, "%s: %" PRIu64 " bytes for the header's strings", ps->label, hlen);
     if (!eat(ps, '{')) return PFAIL(ps, "does not start with '{'");
     int meta = 0;
     if (!eat(ps, '}')) {
@@ -472,18 +473,18 @@ static gopt_status parse_file(st_parser *ps, const unsigned char *buf, size_t si
         for (int d = 0; d < e->ndim; d++) {
             uint64_t v = (uint64_t)e->shape[d];
             if (v && numel > UINT64_MAX / 8 / v)
-                return GOPT_FAIL(GOPT_EFORMAT, "%s: tensor '%s': shape too large", ps->label, e->name);
+                return GOPT__FAIL_AS(ps->fn, GOPT_EFORMAT, "%s: tensor '%s': shape too large", ps->label, e->name);
             numel *= v;
         }
         e->numel = (int64_t)numel;
         const uint64_t bytes = numel * (uint64_t)dtypes[e->dtype].size;
         if (e->end < e->begin || e->end - e->begin != bytes)
-            return GOPT_FAIL(GOPT_EFORMAT,
+            return GOPT__FAIL_AS(ps->fn, GOPT_EFORMAT,
                              "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] do not hold %" PRIu64
                              " bytes (%s x %" PRIu64 " elements)",
                              ps->label, e->name, e->begin, e->end, bytes, dtypes[e->dtype].name, numel);
         if (e->end > data_len)
-            return GOPT_FAIL(GOPT_EFORMAT,
+            return GOPT__FAIL_AS(ps->fn, GOPT_EFORMAT,
                              "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] run past the %" PRIu64
                              " bytes of data",
                              ps->label, e->name, e->begin, e->end, data_len);
@@ -491,10 +492,10 @@ static gopt_status parse_file(st_parser *ps, const unsigned char *buf, size_t si
     if (ps->n > 1) qsort(ps->e, (size_t)ps->n, sizeof *ps->e, cmp_name);
     for (int i = 1; i < ps->n; i++)
         if (strcmp(ps->e[i - 1].name, ps->e[i].name) == 0)
-            return GOPT_FAIL(GOPT_EFORMAT, "%s: tensor '%s' appears twice", ps->label, ps->e[i].name);
+            return GOPT__FAIL_AS(ps->fn, GOPT_EFORMAT, "%s: tensor '%s' appears twice", ps->label, ps->e[i].name);
     /* the tensors must tile [0, data_len): sorted by offset, each starts where the last ended */
     const st_entry **by = gopt__calloc((size_t)(ps->n ? ps->n : 1), sizeof *by);
-    if (!by) return GOPT_FAIL(GOPT_ENOMEM, "%s: %d offsets", ps->label, ps->n);
+    if (!by) return GOPT__FAIL_AS(ps->fn, GOPT_ENOMEM, "%s: %d offsets", ps->label, ps->n);
     for (int i = 0; i < ps->n; i++) by[i] = &ps->e[i];
     if (ps->n > 1) qsort(by, (size_t)ps->n, sizeof *by, cmp_off);
     uint64_t pos = 0;
@@ -502,10 +503,10 @@ static gopt_status parse_file(st_parser *ps, const unsigned char *buf, size_t si
     gopt_status st = GOPT_OK;
     for (int i = 0; i < ps->n && st == GOPT_OK; i++) {
         if (by[i]->begin < pos)
-            st = GOPT_FAIL(GOPT_EFORMAT, "%s: tensors '%s' and '%s' overlap (bytes %" PRIu64 "..%" PRIu64 ")",
+            st = GOPT__FAIL_AS(ps->fn, GOPT_EFORMAT, "%s: tensors '%s' and '%s' overlap (bytes %" PRIu64 "..%" PRIu64 ")",
                            ps->label, prev, by[i]->name, by[i]->begin, pos);
         else if (by[i]->begin > pos)
-            st = GOPT_FAIL(GOPT_EFORMAT,
+            st = GOPT__FAIL_AS(ps->fn, GOPT_EFORMAT,
                            "%s: bytes %" PRIu64 "..%" PRIu64 " of the data belong to no tensor (before '%s')",
                            ps->label, pos, by[i]->begin, by[i]->name);
         pos = by[i]->end;
@@ -514,7 +515,7 @@ static gopt_status parse_file(st_parser *ps, const unsigned char *buf, size_t si
     gopt__free(by);
     GOPT_TRY(st);
     if (pos != data_len)
-        return GOPT_FAIL(GOPT_EFORMAT, "%s: the last %" PRIu64 " bytes of the data belong to no tensor", ps->label,
+        return GOPT__FAIL_AS(ps->fn, GOPT_EFORMAT, "%s: the last %" PRIu64 " bytes of the data belong to no tensor", ps->label,
                          data_len - pos);
     return GOPT_OK;
 }
@@ -551,15 +552,16 @@ static void report_add(gopt_weights_report *r, size_t *used, const char *head, i
 }
 
 static gopt_status import(gopt_params *p, gopt_net *net, const unsigned char *buf, size_t size, const char *label,
-                          const gopt_weights_config *cfg, gopt_weights_report *report) {
+                          const gopt_weights_config *cfg, gopt_weights_report *report, const char *fn) {
     gopt__wslot *s = NULL;
     int n = 0;
     gopt_weights_config gc = *cfg;
     gc.num_batches_tracked = 0; /* gather the count slots so the file's ones are recognised */
-    GOPT_TRY(gopt__weights_gather(p, net, &gc, &s, &n));
+    GOPT_TRY(gopt__weights_gather(p, net, &gc, &s, &n, fn));
     st_parser ps;
     memset(&ps, 0, sizeof ps);
     ps.label = label;
+    ps.fn = fn;
     float *stage = NULL;
     gopt_status st = parse_file(&ps, buf, size);
     const unsigned char *data = buf + 8 + (st == GOPT_OK ? rd_le(buf, 8) : 0);
@@ -567,7 +569,7 @@ static gopt_status import(gopt_params *p, gopt_net *net, const unsigned char *bu
     for (int i = 0; i < n; i++) total += s[i].is_count ? 0 : s[i].numel;
     if (st == GOPT_OK) {
         stage = gopt__malloc((size_t)(total > 0 ? total : 1) * sizeof(float));
-        if (!stage) st = GOPT_FAIL(GOPT_ENOMEM, "%s: %" PRId64 " floats of staging", label, total);
+        if (!stage) st = GOPT__FAIL_AS(fn, GOPT_ENOMEM, "%s: %" PRId64 " floats of staging", label, total);
     }
     int loaded = 0, missing = 0;
     int64_t off = 0;
@@ -577,8 +579,9 @@ static gopt_status import(gopt_params *p, gopt_net *net, const unsigned char *bu
         if (!e) {
             if (w->is_count) continue;
             if (cfg->strict) {
-                st = GOPT_FAIL(GOPT_EFORMAT, "%s: tensor '%s' of the net is missing (strict load; set strict = 0 "
-                                             "to keep its value)", label, w->name);
+                st = GOPT__FAIL_AS(fn, GOPT_EFORMAT, "%s: tensor '%s' of the net is missing (%s names; strict load: set "
+                                                   "strict = 0 to keep its value)", label, w->name,
+                                   net ? (cfg->names == GOPT_NAMES_TORCH ? "PyTorch" : "arena") : "arena");
                 break;
             }
             missing++;
@@ -588,7 +591,7 @@ static gopt_status import(gopt_params *p, gopt_net *net, const unsigned char *bu
         e->used = 1;
         if (w->is_count) { /* one number, any numeric dtype; the value is not kept */
             if (e->numel != 1 || e->dtype == DT_BOOL)
-                st = GOPT_FAIL(GOPT_EFORMAT, "%s: tensor '%s' must be one number, has %" PRId64 " elements of %s",
+                st = GOPT__FAIL_AS(fn, GOPT_EFORMAT, "%s: tensor '%s' must be one number, has %" PRId64 " elements of %s",
                                label, e->name, e->numel, dtypes[e->dtype].name);
             continue;
         }
@@ -602,11 +605,11 @@ static gopt_status import(gopt_params *p, gopt_net *net, const unsigned char *bu
             k = snprintf(b, sizeof b, "(");
             for (int d = 0; d < w->ndim; d++) k += snprintf(b + k, sizeof b - (size_t)k, "%s%" PRId64, d ? "," : "", w->shape[d]);
             snprintf(b + k, sizeof b - (size_t)k, ")");
-            st = GOPT_FAIL(GOPT_ESHAPE, "%s: tensor '%s' has shape %s in the file, %s in the net", label, w->name, a, b);
+            st = GOPT__FAIL_AS(fn, GOPT_ESHAPE, "%s: tensor '%s' has shape %s in the file, %s in the net", label, w->name, a, b);
             break;
         }
         if (!dtype_float(e->dtype)) {
-            st = GOPT_FAIL(GOPT_EFORMAT, "%s: tensor '%s' is %s, a float tensor takes F32, F16, BF16 or F64", label,
+            st = GOPT__FAIL_AS(fn, GOPT_EFORMAT, "%s: tensor '%s' is %s, a float tensor takes F32, F16, BF16 or F64", label,
                            w->name, dtypes[e->dtype].name);
             break;
         }
@@ -620,7 +623,7 @@ static gopt_status import(gopt_params *p, gopt_net *net, const unsigned char *bu
         if (unexpected && cfg->strict) {
             for (int i = 0; i < ps.n; i++)
                 if (!ps.e[i].used) {
-                    st = GOPT_FAIL(GOPT_EFORMAT, "%s: tensor '%s' is not in the net (%d such; strict load; set "
+                    st = GOPT__FAIL_AS(fn, GOPT_EFORMAT, "%s: tensor '%s' is not in the net (%d such; strict load; set "
                                                  "strict = 0 to ignore them)", label, ps.e[i].name, unexpected);
                     break;
                 }
@@ -652,28 +655,28 @@ static gopt_status import(gopt_params *p, gopt_net *net, const unsigned char *bu
     return st;
 }
 
-static gopt_status read_whole(const char *path, unsigned char **out, size_t *size) {
+static gopt_status read_whole(const char *path, unsigned char **out, size_t *size, const char *fn) {
     *out = NULL;
     *size = 0;
     FILE *f = fopen(path, "rb");
-    if (!f) return GOPT_FAIL(GOPT_EIO, "cannot open '%s': %s", path, strerror(errno));
+    if (!f) return GOPT__FAIL_AS(fn, GOPT_EIO, "cannot open '%s': %s", path, strerror(errno));
     long len = -1;
     if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
     if (len < 0 || fseek(f, 0, SEEK_SET) != 0) {
         fclose(f);
-        return GOPT_FAIL(GOPT_EIO, "cannot size '%s' (not a regular file?)", path);
+        return GOPT__FAIL_AS(fn, GOPT_EIO, "cannot size '%s' (not a regular file?)", path);
     }
     unsigned char *b = gopt__malloc((size_t)len + 1);
     if (!b) {
         fclose(f);
-        return GOPT_FAIL(GOPT_ENOMEM, "%ld bytes to read '%s'", len, path);
+        return GOPT__FAIL_AS(fn, GOPT_ENOMEM, "%ld bytes to read '%s'", len, path);
     }
     size_t got = fread(b, 1, (size_t)len, f);
     int err = ferror(f);
     fclose(f);
     if (err || got != (size_t)len) {
         gopt__free(b);
-        return GOPT_FAIL(GOPT_EIO, "reading '%s' failed (%zu of %ld bytes)", path, got, len);
+        return GOPT__FAIL_AS(fn, GOPT_EIO, "reading '%s' failed (%zu of %ld bytes)", path, got, len);
     }
     *out = b;
     *size = (size_t)len;
@@ -681,14 +684,14 @@ static gopt_status read_whole(const char *path, unsigned char **out, size_t *siz
 }
 
 static gopt_status load_path(gopt_params *p, gopt_net *net, const char *path, const gopt_weights_config *cfg,
-                             gopt_weights_report *report) {
+                             gopt_weights_report *report, const char *fn) {
     gopt_weights_config c = cfg ? *cfg : gopt_weights_config_default();
-    GOPT_TRY(check_cfg(&c));
-    if (!gopt_params_finalized(p)) return GOPT_FAIL(GOPT_ESTATE, "the parameter arena is not finalized");
+    GOPT_TRY(check_cfg(&c, fn));
+    if (!gopt_params_finalized(p)) return GOPT__FAIL_AS(fn, GOPT_ESTATE, "the parameter arena is not finalized");
     unsigned char *b;
     size_t size;
-    GOPT_TRY(read_whole(path, &b, &size));
-    gopt_status st = import(p, net, b, size, path, &c, report);
+    GOPT_TRY(read_whole(path, &b, &size, fn));
+    gopt_status st = import(p, net, b, size, path, &c, report, fn);
     gopt__free(b);
     return st;
 }
@@ -697,7 +700,7 @@ gopt_status gopt_net_load_safetensors(gopt_net *net, const char *path, const gop
                                       gopt_weights_report *report) {
     GOPT_CHECK_NULL(net);
     GOPT_CHECK_NULL(path);
-    return load_path(gopt_net_params(net), net, path, cfg, report);
+    return load_path(gopt_net_params(net), net, path, cfg, report, __func__);
 }
 
 gopt_status gopt_params_load_safetensors(gopt_params *p, const char *path, const gopt_weights_config *cfg,
@@ -706,7 +709,7 @@ gopt_status gopt_params_load_safetensors(gopt_params *p, const char *path, const
     GOPT_CHECK_NULL(path);
     gopt_weights_config c = cfg ? *cfg : gopt_weights_config_default();
     c.names = GOPT_NAMES_ARENA;
-    return load_path(p, NULL, path, &c, report);
+    return load_path(p, NULL, path, &c, report, __func__);
 }
 
 gopt_status gopt_net_load_safetensors_mem(gopt_net *net, const void *data, size_t size, const char *label,
@@ -714,9 +717,9 @@ gopt_status gopt_net_load_safetensors_mem(gopt_net *net, const void *data, size_
     GOPT_CHECK_NULL(net);
     if (!data && size) return GOPT_FAIL(GOPT_EINVAL, "argument 'data' is NULL with size %zu", size);
     gopt_weights_config c = cfg ? *cfg : gopt_weights_config_default();
-    GOPT_TRY(check_cfg(&c));
+    GOPT_TRY(check_cfg(&c, __func__));
     gopt_params *p = gopt_net_params(net);
     if (!gopt_params_finalized(p)) return GOPT_FAIL(GOPT_ESTATE, "the net is not built");
     static const unsigned char empty[1];
-    return import(p, net, data ? data : empty, size, label ? label : "<memory>", &c, report);
+    return import(p, net, data ? data : empty, size, label ? label : "<memory>", &c, report, __func__);
 }

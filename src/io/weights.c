@@ -8,16 +8,16 @@
 #include "io/weights.h"
 
 gopt_status gopt__weights_gather(gopt_params *p, gopt_net *net, const gopt_weights_config *cfg, gopt__wslot **out,
-                                 int *n) {
+                                 int *n, const char *fn) {
     *out = NULL;
     *n = 0;
-    if (!gopt_params_finalized(p)) return GOPT_FAIL(GOPT_ESTATE, "the parameter arena is not finalized");
+    if (!gopt_params_finalized(p)) return GOPT__FAIL_AS(fn, GOPT_ESTATE, "the parameter arena is not finalized");
     const int np = gopt_params_count(p);
     const int nb = net ? gopt_net_buffer_count(net) : 0;
     const int nc = (net && cfg->num_batches_tracked >= 0) ? nb / 2 : 0;
     const int total = np + nb + nc;
     gopt__wslot *s = gopt__calloc((size_t)(total > 0 ? total : 1), sizeof *s);
-    if (!s) return GOPT_FAIL(GOPT_ENOMEM, "%d tensor descriptions", total);
+    if (!s) return GOPT__FAIL_AS(fn, GOPT_ENOMEM, "%d tensor descriptions", total);
     gopt_status st = GOPT_OK;
     const int torch = net && cfg->names == GOPT_NAMES_TORCH;
     for (int i = 0; i < np + nb && st == GOPT_OK; i++) {
@@ -39,7 +39,7 @@ gopt_status gopt__weights_gather(gopt_params *p, gopt_net *net, const gopt_weigh
         if (torch) {
             st = gopt_net_torch_name(net, name, d->name, sizeof d->name);
         } else if (strlen(name) >= sizeof d->name) {
-            st = GOPT_FAIL(GOPT_ERANGE, "name '%s' too long", name);
+            st = GOPT__FAIL_AS(fn, GOPT_ERANGE, "name '%s' too long", name);
         } else {
             strcpy(d->name, name);
         }
@@ -55,7 +55,7 @@ gopt_status gopt__weights_gather(gopt_params *p, gopt_net *net, const gopt_weigh
         gopt__wslot *d = &s[np + nb + j];
         size_t base = strlen(rm->name) - strlen("running_mean");
         if (base + strlen("num_batches_tracked") >= sizeof d->name) {
-            st = GOPT_FAIL(GOPT_ERANGE, "name '%.*snum_batches_tracked' too long", (int)base, rm->name);
+            st = GOPT__FAIL_AS(fn, GOPT_ERANGE, "name '%.*snum_batches_tracked' too long", (int)base, rm->name);
             break;
         }
         memcpy(d->name, rm->name, base);
@@ -76,8 +76,9 @@ gopt_status gopt__weights_gather(gopt_params *p, gopt_net *net, const gopt_weigh
 
 /* ---- files -------------------------------------------------------------------------------- */
 
-gopt_status gopt__wfile_open(gopt__wfile *w, const char *path) {
+gopt_status gopt__wfile_open(gopt__wfile *w, const char *path, const char *fn) {
     memset(w, 0, sizeof *w);
+    w->fn = fn;
     size_t len = strlen(path);
     w->path = gopt__strdup(path);
     w->tmp = gopt__malloc(len + 5);
@@ -85,14 +86,14 @@ gopt_status gopt__wfile_open(gopt__wfile *w, const char *path) {
         gopt__free(w->path);
         gopt__free(w->tmp);
         memset(w, 0, sizeof *w);
-        return GOPT_FAIL(GOPT_ENOMEM, "the path '%s'", path);
+        return GOPT__FAIL_AS(fn, GOPT_ENOMEM, "the path '%s'", path);
     }
     memcpy(w->tmp, path, len);
     memcpy(w->tmp + len, ".tmp", 5);
     w->f = fopen(w->tmp, "wb");
     if (!w->f) {
         int e = errno;
-        gopt_status s = GOPT_FAIL(GOPT_EIO, "cannot create '%s': %s", w->tmp, strerror(e));
+        gopt_status s = GOPT__FAIL_AS(fn, GOPT_EIO, "cannot create '%s': %s", w->tmp, strerror(e));
         gopt__free(w->path);
         gopt__free(w->tmp);
         memset(w, 0, sizeof *w);
@@ -126,13 +127,13 @@ gopt_status gopt__wfile_finish(gopt__wfile *w) {
     }
     w->f = NULL;
     if (bad) {
-        gopt_status s = GOPT_FAIL(GOPT_EIO, "writing '%s' failed: %s", w->tmp, strerror(e));
+        gopt_status s = GOPT__FAIL_AS(w->fn, GOPT_EIO, "writing '%s' failed: %s", w->tmp, strerror(e));
         gopt__wfile_abort(w);
         return s;
     }
     if (rename(w->tmp, w->path) != 0) {
         e = errno;
-        gopt_status s = GOPT_FAIL(GOPT_EIO, "cannot rename '%s' to '%s': %s", w->tmp, w->path, strerror(e));
+        gopt_status s = GOPT__FAIL_AS(w->fn, GOPT_EIO, "cannot rename '%s' to '%s': %s", w->tmp, w->path, strerror(e));
         gopt__wfile_abort(w);
         return s;
     }

@@ -10,6 +10,9 @@
 
 #define GOPT__WNAME_MAX 128
 
+/* Errors are recorded under the public function the user called (fn), not the helper. */
+#define GOPT__FAIL_AS(fn, status, ...) gopt__fail((status), (fn), __VA_ARGS__)
+
 typedef struct gopt__wslot {
     char name[GOPT__WNAME_MAX]; /* the exchanged name */
     int ndim;                   /* 0: a scalar (num_batches_tracked) */
@@ -22,18 +25,19 @@ typedef struct gopt__wslot {
 
 /* The tensors of net (p = its arena) or of the arena p alone (net NULL): arena order, then
  * the buffers, then (net, cfg->num_batches_tracked >= 0) one num_batches_tracked per
- * batchnorm. *out is freed with gopt__free. Errors: GOPT_ESTATE (arena not finalized),
+ * batchnorm. *out is freed with gopt__free; errors name fn. Errors: GOPT_ESTATE (arena not finalized),
  * GOPT_ENOMEM, GOPT_ERANGE (a name too long). */
 gopt_status gopt__weights_gather(gopt_params *p, gopt_net *net, const gopt_weights_config *cfg, gopt__wslot **out,
-                                 int *n);
+                                 int *n, const char *fn);
 
 /* Writing path through "<path>.tmp": open gives *f (GOPT_EIO naming it); finish checks the
  * stream, fsyncs, closes and renames (GOPT_EIO), abort closes and removes the temporary. */
 typedef struct gopt__wfile {
+    const char *fn; /* the public function, named in error details */
     FILE *f;
     char *path, *tmp;
 } gopt__wfile;
-gopt_status gopt__wfile_open(gopt__wfile *w, const char *path);
+gopt_status gopt__wfile_open(gopt__wfile *w, const char *path, const char *fn);
 gopt_status gopt__wfile_finish(gopt__wfile *w);
 void gopt__wfile_abort(gopt__wfile *w);
 /* fwrite with the stream's error checked at finish. */
