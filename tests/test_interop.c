@@ -634,6 +634,7 @@ static void test_alloc_fail(void **state) {
 static int run_script(const char *python, const char *script, const char *mode, const char *dir, const char *repo) {
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "'%s' '%s' %s '%s' '%s'", python, script, mode, dir, repo);
+    fflush(stdout);
     int rc = system(cmd);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : 1;
 }

@@ -13,17 +13,16 @@ and the C net's eval-mode "logits"). This script
     runs x in eval mode and compares with the C logits (max |diff| <= 1e-4 max(1, max |logit|));
  3. checks the .npz with numpy.load: the same names, shapes, dtypes and bits;
  4. writes torch_weights.safetensors (a fresh ResNet(8), seed 123, two SGD steps on random
-    data so the running statistics move) and torch_logits.safetensors (its eval-mode
+    data so the running statistics move; those as F64, the rest F32) and torch_logits.safetensors (its eval-mode
     logits on x) for the C side to import and compare.
-Exit 77 when torch is not installed (ctest: skipped)."""
+Exit 77 when torch or numpy is not installed (ctest: skipped)."""
 import json, os, struct, sys
 
-import numpy as np
-
 try:
+    import numpy as np
     import torch
-except ImportError:
-    print("torch is not installed for", sys.executable)
+except ImportError as e:
+    print("skipped: %s for %s" % (e, sys.executable))
     sys.exit(77)
 
 DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64, "I32": np.int32}
@@ -58,7 +57,7 @@ def write_safetensors(path, tensors):
     header, blobs, off = {}, [], 0
     for name, a in tensors.items():
         a = np.ascontiguousarray(a)
-        code = {np.dtype(np.float32): "F32", np.dtype(np.int64): "I64"}[a.dtype]
+        code = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64", np.dtype(np.int64): "I64"}[a.dtype]
         raw = a.astype(a.dtype.newbyteorder("<")).tobytes()
         header[name] = {"dtype": code, "shape": list(a.shape), "data_offsets": [off, off + len(raw)]}
         blobs.append(raw)
@@ -121,8 +120,11 @@ def main():
     t.eval()
     with torch.no_grad():
         tl = t(x).numpy()
-    write_safetensors(os.path.join(d, "torch_weights.safetensors"),
-                      {k: v.detach().numpy() for k, v in t.state_dict().items()})
+    # the running statistics as F64 (exactly the float32 values: the importer's conversion
+    # path, with no rounding to blur the comparison)
+    sd = {k: v.detach().numpy() for k, v in t.state_dict().items()}
+    sd = {k: (v.astype(np.float64) if "running_" in k else v) for k, v in sd.items()}
+    write_safetensors(os.path.join(d, "torch_weights.safetensors"), sd)
     write_safetensors(os.path.join(d, "torch_logits.safetensors"), {"logits": tl})
     return 0 if ok else 1
 
