@@ -18,19 +18,11 @@ static gopt_params *make_arena(int n, const int64_t *sizes, const gopt_param_tag
         assert_ok(gopt_params_add(p, name, 1, &sizes[i], tags ? tags[i] : GOPT_TAG_WEIGHT, NULL));
     }
     assert_ok(gopt_params_finalize(p));
-    gopt_rng rng;
-    gopt_rng_seed(&rng, seed);
-    float *v = gopt_params_values(p);
-    for (int64_t i = 0; i < gopt_params_numel(p); i++) v[i] = gopt_rng_normal(&rng);
+    testutil_fill_normal(gopt_params_values(p), gopt_params_numel(p), seed);
     return p;
 }
 
-static void fill_grads(gopt_params *p, uint64_t seed) {
-    gopt_rng rng;
-    gopt_rng_seed(&rng, seed);
-    float *g = gopt_params_grads(p);
-    for (int64_t i = 0; i < gopt_params_numel(p); i++) g[i] = gopt_rng_normal(&rng);
-}
+static void fill_grads(gopt_params *p, uint64_t seed) { testutil_fill_grads(p, seed); }
 
 static void test_names_and_defaults(void **state) {
     (void)state;

@@ -27,19 +27,11 @@ static gopt_params *make(const spec *s, int n, uint64_t seed) {
     assert_ok(gopt_params_create(&p));
     for (int i = 0; i < n; i++) assert_ok(gopt_params_add(p, s[i].name, s[i].ndim, s[i].shape, s[i].tag, NULL));
     assert_ok(gopt_params_finalize(p));
-    gopt_rng rng;
-    gopt_rng_seed(&rng, seed);
-    float *v = gopt_params_values(p);
-    for (int64_t i = 0; i < gopt_params_numel(p); i++) v[i] = gopt_rng_normal(&rng);
+    testutil_fill_normal(gopt_params_values(p), gopt_params_numel(p), seed);
     return p;
 }
 
-static void fill_grads(gopt_params *p, uint64_t seed) {
-    gopt_rng rng;
-    gopt_rng_seed(&rng, seed);
-    float *g = gopt_params_grads(p);
-    for (int64_t i = 0; i < gopt_params_numel(p); i++) g[i] = gopt_rng_normal(&rng);
-}
+static void fill_grads(gopt_params *p, uint64_t seed) { testutil_fill_grads(p, seed); }
 
 /* ---- refusals ---------------------------------------------------------------------------- */
 

@@ -20,19 +20,11 @@ static gopt_params *make_arena(int n, const int64_t *sizes, uint64_t seed) {
         assert_ok(gopt_params_add(p, name, 1, &sizes[i], GOPT_TAG_WEIGHT, NULL));
     }
     assert_ok(gopt_params_finalize(p));
-    gopt_rng rng;
-    gopt_rng_seed(&rng, seed);
-    float *v = gopt_params_values(p);
-    for (int64_t i = 0; i < gopt_params_numel(p); i++) v[i] = gopt_rng_normal(&rng);
+    testutil_fill_normal(gopt_params_values(p), gopt_params_numel(p), seed);
     return p;
 }
 
-static void fill_grads(gopt_params *p, uint64_t seed) {
-    gopt_rng rng;
-    gopt_rng_seed(&rng, seed);
-    float *g = gopt_params_grads(p);
-    for (int64_t i = 0; i < gopt_params_numel(p); i++) g[i] = gopt_rng_normal(&rng);
-}
+static void fill_grads(gopt_params *p, uint64_t seed) { testutil_fill_grads(p, seed); }
 
 static gopt_optim_config sf_config(gopt_algo algo) {
     gopt_optim_config c = gopt_optim_config_default(algo);

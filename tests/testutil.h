@@ -14,6 +14,18 @@
 
 #include <gradopt.h>
 
+/* x[0..n) = standard normal draws of a generator seeded with `seed` */
+static inline void testutil_fill_normal(float *x, int64_t n, uint64_t seed) {
+    gopt_rng rng;
+    gopt_rng_seed(&rng, seed);
+    for (int64_t i = 0; i < n; i++) x[i] = gopt_rng_normal(&rng);
+}
+
+/* the arena's gradients: normal draws (testutil_fill_normal) */
+static inline void testutil_fill_grads(gopt_params *p, uint64_t seed) {
+    testutil_fill_normal(gopt_params_grads(p), gopt_params_numel(p), seed);
+}
+
 /* Allocator that fails once `budget` allocations have succeeded (budget < 0: never). */
 static long testutil_alloc_budget = -1;
 static long testutil_alloc_count;
