@@ -54,6 +54,74 @@ def ema_step_fn(p):
     return lambda: avg.update_parameters(model)
 
 
+# issue 18 (helper "muon"): peers for Adafactor and Muon, which torch 1.13 lacks: the
+# single-tensor paths of torch.optim.Adafactor (2.5+) and torch.optim.Muon (2.9+) transcribed
+# with torch 1.13 tensor ops (as tests/golden/make_frontier_cases.py does; Muon's iteration
+# in float32, as ours), on bench_optim's shapes: Adafactor over a (N/1024, 1024) matrix and
+# over a vector of N (wd 0.01), Muon on one 512x512 matrix (PyTorch's defaults).
+def adafactor_step_fn(p, lr=1e-2, beta2_decay=-0.8, eps1=None, eps2=1e-3, d=1.0, weight_decay=0.01):
+    grad = p.grad
+    st = dict(step=0)
+    if grad.dim() > 1:
+        st["row"] = grad.new_zeros(grad.shape[:-1] + (1,))
+        st["col"] = grad.new_zeros(grad.shape[:-2] + (1, grad.shape[-1]))
+    else:
+        st["var"] = torch.zeros_like(grad)
+    eps1 = torch.finfo(p.dtype).eps if eps1 is None else eps1
+
+    def step():
+        st["step"] += 1
+        t = float(st["step"])
+        w = t ** beta2_decay
+        alpha = max(eps2, p.norm(2).item() / (p.numel() ** 0.5)) * min(lr, 1 / t ** 0.5)
+        p.mul_(1 - lr * weight_decay)
+        if grad.dim() > 1:
+            st["row"].lerp_(torch.linalg.vector_norm(grad, dim=-1, keepdim=True).square_().div_(grad.size(-1)), w)
+            st["col"].lerp_(torch.linalg.vector_norm(grad, dim=-2, keepdim=True).square_().div_(grad.size(-2)), w)
+            var = st["row"] @ st["col"]
+            var.div_(st["row"].mean(dim=-2, keepdim=True).clamp_(min=eps1))
+        else:
+            st["var"].lerp_(grad * grad, w)
+            var = st["var"].clone()
+        update = var.clamp_(min=eps1 * eps1).rsqrt_().mul_(grad)
+        denom = max(1.0, update.norm(2).item() / ((update.numel() ** 0.5) * d))
+        p.add_(update, alpha=-alpha / denom)
+    return step
+
+
+def muon_step_fn(p, lr=1e-3, weight_decay=0.1, momentum=0.95, coeffs=(3.4445, -4.775, 2.0315), eps=1e-7, ns_steps=5):
+    buf = torch.zeros_like(p)
+    a, b, c = coeffs
+
+    def step():
+        grad = p.grad
+        buf.lerp_(grad, 1 - momentum)
+        x = grad.lerp(buf, momentum)
+        tall = x.size(0) > x.size(1)
+        if tall:
+            x = x.T
+        x = x / x.norm().clamp(min=eps)
+        for _ in range(ns_steps):
+            gram = x @ x.T
+            x = a * x + (b * gram + c * gram @ gram) @ x
+        if tall:
+            x = x.T
+        p.mul_(1 - lr * weight_decay)
+        p.add_(x, alpha=-lr * max(1, p.size(0) / p.size(1)) ** 0.5)
+    return step
+
+
+def time_step(step, reps):
+    with torch.no_grad():
+        step()  # first touch is not timed
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e9
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--params", type=int, default=10_000_000)
@@ -77,6 +145,16 @@ def main():
                     times.append(time.perf_counter() - t0)
             print("torch %s %.0f %d" % (algo, statistics.median(times) * 1e9, 0), flush=True)
             del step, p
+            continue
+        if algo in ("adafactor", "muon"):
+            shapes = [("adafactor", (a.params // 1024, 1024)), ("adafactor-1d", (a.params // 1024 * 1024,))] \
+                if algo == "adafactor" else [("muon-ns512", (512, 512))]
+            for name, shape in shapes:
+                p = torch.rand(*shape) - 0.5
+                p.grad = (torch.rand(*shape) - 0.5) * (1e-3 if algo == "adafactor" else 1.0)
+                step = adafactor_step_fn(p) if algo == "adafactor" else muon_step_fn(p)
+                print("torch %s %.0f %d" % (name, time_step(step, a.reps), 0), flush=True)
+                del step, p
             continue
         if algo not in NAMES:
             print("torch %s skip not-in-torch-1.13" % algo, flush=True)

@@ -183,7 +183,8 @@ static void test_optimizers(void **state) {
         char label[96];
         snprintf(label, sizeof label, "gopt_optim_create(%s)", optim_variants[i].label);
         run_case(&c, i, label);
-        if (optim_variants[i].cfg.algo == GOPT_ALGO_LAMB) continue; /* per-tensor trust ratios: whole arena only */
+        gopt_algo a = optim_variants[i].cfg.algo; /* whole tensors (trust ratios, matrices, factors): whole arena only */
+        if (a == GOPT_ALGO_LAMB || a == GOPT_ALGO_MUON || a == GOPT_ALGO_ADAFACTOR) continue;
         snprintf(label, sizeof label, "gopt_optim_create_range(%s)", optim_variants[i].label);
         run_case(&r, i, label);
     }

@@ -119,12 +119,47 @@ typedef enum gopt_algo {
      *   x = lerp(y, z, 1-1/momentum). Defaults lr 1.0, momentum 0.9. Refused: momentum
      *   outside (0, 1) (as schedule_free), warmup_steps, r, weight_lr_power as above. */
     GOPT_ALGO_SGD_SCHEDULEFREE,
+    /* Muon  torch.optim.Muon of PyTorch 2.9+  https://pytorch.org/docs/stable/generated/torch.optim.Muon.html
+     *   buf = lerp(buf, g, 1-momentum);  U = nesterov ? lerp(g, buf, momentum) : buf;
+     *   O = NS(U): the quintic Newton-Schulz iteration (ns_coefficients a,b,c; ns_steps; eps)
+     *   on the matrix (rows, cols) = (shape[0], numel/shape[0]), in float32 on SGEMM;
+     *   p *= 1 - lr*wd (decoupled);  p -= lr*ratio*O, ratio sqrt(max(1, rows/cols)) (original)
+     *   or 0.2*sqrt(max(rows, cols)) (match_rms_adamw). Defaults lr 1e-3, wd 0.1, momentum
+     *   0.95, nesterov, eps 1e-7, ns_steps 5. PyTorch takes only 2-D tensors and iterates in
+     *   bfloat16; here a conv weight (out,in,kh,kw) is the matrix (out, in*kh*kw) and the
+     *   iteration is float32. Tensors Muon should not take run torch.optim.AdamW inside the
+     *   same optimizer (as Keras' Muon): with muon_adamw_1d (default 1) every tensor of fewer
+     *   than 2 dims, with the adamw_* fields below; and every tensor of a group whose config
+     *   has algo GOPT_ALGO_ADAMW (gopt_optim_set_group_config), with that config's lr, betas,
+     *   eps, weight_decay. Refused: momentum outside [0, 1), ns_steps outside [0, 100), eps
+     *   <= 0, non-finite coefficients; at create, a tensor of fewer than 2 dims without the
+     *   fallback, and an arena that leaves Muon no tensor. See src/optim/muon.c. */
+    GOPT_ALGO_MUON,
+    /* Adafactor  torch.optim.Adafactor of PyTorch 2.5+
+     *   https://pytorch.org/docs/stable/generated/torch.optim.Adafactor.html
+     *   per tensor: w = t^beta2_decay;  rho = min(lr, 1/sqrt(t));
+     *   alpha = max(eps2, RMS(p)) * rho;  p *= 1 - lr*wd (decoupled);
+     *   >= 2 dims, factored over the last two (R, C): row = lerp(row, mean_j g^2, w),
+     *   col = lerp(col, mean_i g^2, w), V = row*col / max(mean_i row, eps1);
+     *   1-D: V = v = lerp(v, g^2, w);  U = g / sqrt(max(V, eps1^2));
+     *   p -= alpha / max(1, RMS(U)/d) * U.  eps is eps1 (PyTorch's None = 2^-23, the
+     *   default here), eps2 (1e-3), clip_threshold is d (1.0). State: row and column factors
+     *   only for a tensor of 2+ dims (R + C floats per matrix), a full variance for vectors.
+     *   Refused: beta2_decay > 0, eps2 < 0, clip_threshold < 1, eps <= 0 (PyTorch allows
+     *   eps1 = 0, which gives 0/0 for a zero gradient row). See src/optim/adafactor.c. */
+    GOPT_ALGO_ADAFACTOR,
     GOPT_ALGO_COUNT
 } gopt_algo;
 
 /* Every hyperparameter of every algorithm, named as in torch.optim. Fields an algorithm
  * does not use are ignored. Start from gopt_optim_config_default(algo), which holds
  * PyTorch 1.13's defaults for that algorithm, and override with designated fields. */
+/* Muon's adjust_lr_fn: the LR ratio for a (rows, cols) matrix. */
+typedef enum gopt_muon_adjust_lr {
+    GOPT_MUON_ADJUST_ORIGINAL = 0,    /* sqrt(max(1, rows/cols)) (Keller Jordan's; PyTorch's None) */
+    GOPT_MUON_ADJUST_MATCH_RMS_ADAMW  /* 0.2*sqrt(max(rows, cols)) (Moonshot's) */
+} gopt_muon_adjust_lr;
+
 typedef struct gopt_optim_config {
     gopt_algo algo;
     float lr;
@@ -166,6 +201,20 @@ typedef struct gopt_optim_config {
     int warmup_steps;
     float r;
     float weight_lr_power;
+    /* Muon (GOPT_ALGO_MUON) */
+    int ns_steps;                    /* Newton-Schulz iterations, 5 */
+    float ns_coefficients[3];        /* a, b, c: (3.4445, -4.775, 2.0315) */
+    gopt_muon_adjust_lr adjust_lr_fn; /* GOPT_MUON_ADJUST_ORIGINAL */
+    /* Muon's AdamW fallback for tensors of fewer than 2 dims (biases, norms): 1 (default)
+     * sends them to AdamW with lr = group lr * adamw_lr_ratio (so schedules move both),
+     * betas (beta1, beta2), eps adamw_eps and weight decay adamw_weight_decay (AdamW's
+     * defaults: ratio 1, 1e-8, 0.01); 0 refuses them at create, as torch.optim.Muon does. */
+    int muon_adamw_1d;
+    float adamw_lr_ratio, adamw_eps, adamw_weight_decay;
+    /* Adafactor (GOPT_ALGO_ADAFACTOR); eps is its eps1 */
+    float beta2_decay;               /* -0.8 */
+    float eps2;                      /* 1e-3 */
+    float clip_threshold;            /* torch's d, 1.0 */
 } gopt_optim_config;
 
 typedef struct gopt_optim gopt_optim;
@@ -173,7 +222,8 @@ typedef struct gopt_optim gopt_optim;
 GOPT_API gopt_optim_config gopt_optim_config_default(gopt_algo algo);
 
 /* "sgd", "adagrad", "rmsprop", "adam", "adamw", "adadelta", "nadam", "radam", "adamax",
- * "lion", "lamb", "adamw_schedulefree", "sgd_schedulefree"; NULL for an unknown value. */
+ * "lion", "lamb", "adamw_schedulefree", "sgd_schedulefree", "muon", "adafactor"; NULL for an
+ * unknown value. */
 GOPT_API const char *gopt_algo_name(gopt_algo algo);
 /* Inverse of gopt_algo_name. Errors: GOPT_EINVAL naming the unknown name. */
 GOPT_API gopt_status gopt_algo_from_name(const char *name, gopt_algo *out);
@@ -251,7 +301,11 @@ GOPT_API gopt_status gopt_optim_set_momentum(gopt_optim *opt, int group, float m
 GOPT_API gopt_status gopt_optim_group_config(const gopt_optim *opt, int group, gopt_optim_config *out);
 
 /* Replace every hyperparameter of one group (PyTorch's param_group dict, any key), e.g.
- * a group with its own dampening or amsgrad. cfg->algo must be the optimizer's; cfg->lr
+ * a group with its own dampening or amsgrad. cfg->algo must be the optimizer's (or, for
+ * Muon, GOPT_ALGO_ADAMW: the group's tensors run AdamW with cfg's lr, betas, eps and
+ * weight_decay; refused with GOPT_ESTATE for amsgrad, or when the optimizer was created with
+ * muon_adamw_1d = 0 (no exp_avg_sq), and with GOPT_EINVAL when it would leave Muon no
+ * tensor); cfg->lr
  * becomes the current LR (and the initial LR before the first step); the lookahead fields
  * are ignored (they are global). Validated as create does. Options that need a state
  * buffer the optimizer did not allocate at create (SGD/RMSprop momentum > 0, RMSprop

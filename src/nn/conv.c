@@ -1,6 +1,7 @@
 /* Convolution and batchnorm kernels, shared by the conv2d, batchnorm2d and basic-block
- * layers (see nn/kernels.h). Convolutions run on Winograd F(4x4,3x3) (conv_winograd.c) or
- * the AVX-512 kernels (conv_avx512.c) where shape and CPU allow, else here: im2col + SGEMM
+ * layers (see nn/kernels.h). Convolutions run on Winograd F(4x4,3x3) (conv_winograd.c), the
+ * AVX-512 kernels (conv_avx512.c) or the implicit-GEMM AVX2 kernels (conv_implicit.c) where
+ * shape and CPU allow, else here: im2col + SGEMM or conv_gemm.c's products
  * (GOPT_CONV_PATH=generic in the environment at creation forces this path). The batch is
  * cut into fixed chunks of `chunk` images; each thread takes a contiguous range of chunks
  * and runs im2col, a single-threaded SGEMM (OpenBLAS runs one thread inside a parallel

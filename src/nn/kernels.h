@@ -1,4 +1,5 @@
-/* Private convolution and batchnorm kernels (conv.c, conv_avx512.c), shared by the conv2d,
+/* Private convolution and batchnorm kernels (conv.c, conv_winograd.c, conv_implicit.c,
+ * conv_gemm.c, conv_avx512.c), shared by the conv2d,
  * batchnorm2d and basic-block layers and by nothing above them: no layer types here. */
 #ifndef GRADOPT_INTERNAL_KERNELS_H
 #define GRADOPT_INTERNAL_KERNELS_H

@@ -30,6 +30,7 @@ static const gopt__optim_algo_fn algos[GOPT_ALGO_COUNT] = {
     [GOPT_ALGO_LAMB] = gopt__optim_lamb,
     [GOPT_ALGO_ADAMW_SCHEDULEFREE] = gopt__optim_adamw_schedulefree,
     [GOPT_ALGO_SGD_SCHEDULEFREE] = gopt__optim_sgd_schedulefree,
+    [GOPT_ALGO_MUON] = gopt__optim_muon,         [GOPT_ALGO_ADAFACTOR] = gopt__optim_adafactor,
 };
 
 /* The entry of algo; NULL when algo is not a gopt_algo. */
@@ -142,7 +143,7 @@ gopt_status gopt_optim_create_range(const gopt_optim_config *cfg, gopt_params *p
                          (long long)total);
     const gopt__optim_algo *impl = algos[cfg->algo]();
     if (impl->pass && (begin != 0 || end != total))
-        return GOPT_FAIL(GOPT_EINVAL, "%s updates whole tensors (a per-tensor trust ratio): it cannot take the "
+        return GOPT_FAIL(GOPT_EINVAL, "%s updates whole tensors (trust ratios, matrices, factors): it cannot take the "
                          "range [%lld, %lld) of the arena (ZeRO-1)", impl->name, (long long)begin, (long long)end);
     int ng = gopt_params_group_count(params);
     /* Resolve and check every group before allocating anything. */
@@ -191,12 +192,7 @@ gopt_status gopt_optim_create_range(const gopt_optim_config *cfg, gopt_params *p
         opt->l1_grads = gopt__aligned_alloc(bytes);
         if (!opt->l1_grads) s = GOPT_FAIL(GOPT_ENOMEM, "L1 gradients of %lld floats", (long long)opt->numel);
     }
-    if (s == GOPT_OK && impl->create) s = impl->create(opt);
-    if (s != GOPT_OK) {
-        gopt_optim_destroy(opt);
-        return s;
-    }
-    for (int g = 0; g < ng; g++) {
+    for (int g = 0; g < ng && s == GOPT_OK; g++) {
         gopt_group_config gc;
         gopt_params_group_get(params, g, &gc);
         gopt__optim_group *gs = &opt->groups[g];
@@ -206,6 +202,12 @@ gopt_status gopt_optim_create_range(const gopt_optim_config *cfg, gopt_params *p
         gs->mu_product = 1.0f;
         gs->weight_sum = 0.0;
         gs->lr_max = -1.0;
+    }
+    /* after the groups: an algorithm's create may look at their configs (Muon) */
+    if (s == GOPT_OK && impl->create) s = impl->create(opt);
+    if (s != GOPT_OK) {
+        gopt_optim_destroy(opt);
+        return s;
     }
     if (impl->init_state) impl->init_state(opt);
     *out = opt;
@@ -414,7 +416,8 @@ gopt_status gopt_optim_set_group_config(gopt_optim *opt, int group, const gopt_o
     GOPT_CHECK_NULL(opt);
     GOPT_CHECK_NULL(cfg);
     if (bad_group(opt, group)) return GOPT_FAIL(GOPT_ERANGE, "group %d is outside 0..%d", group, opt->ngroups - 1);
-    if (cfg->algo != opt->algo)
+    if (cfg->algo != opt->algo && !((int)cfg->algo >= 0 && cfg->algo < GOPT_ALGO_COUNT &&
+                                    (opt->impl->group_algos >> cfg->algo) & 1u))
         return GOPT_FAIL(GOPT_EINVAL, "algo %d differs from the optimizer's (%s)", (int)cfg->algo, opt->impl->name);
     gopt_optim_config c = *cfg;
     c.lookahead_k = opt->lookahead_k;
@@ -430,6 +433,7 @@ gopt_status gopt_optim_set_group_config(gopt_optim *opt, int group, const gopt_o
     if (c.l1 > 0 && opt->impl->pass && !opt->l1_grads)
         return GOPT_FAIL(GOPT_ESTATE, "group %d: l1 > 0 with %s needs a gradient copy that was not allocated at "
                          "create: create with l1 > 0 in some group", group, opt->impl->name);
+    if (opt->impl->check_group) GOPT_TRY(opt->impl->check_group(opt, group, &c));
     opt->groups[group].cfg = c;
     if (opt->step == 0) {
         opt->groups[group].initial_lr = c.lr;
@@ -476,7 +480,7 @@ static void get_cfg(gopt__rcur *r, gopt_optim_config *c) {
 }
 
 #define HEADER_BYTES (4 + 4 + 8 + 4 + 8 + 4 + 4 + 4 + 4)
-#define GROUP_BYTES (CFG_BYTES + 4 + 4 + 4 + 8 + 8 + 4)
+#define GROUP_BYTES (CFG_BYTES + 4 + 4 + 4 + 8 + 8 + 4 + opt->impl->cfg_bytes) /* (uses opt) */
 
 static int nbuffers(const gopt_optim *opt) {
     int n = 0;
@@ -485,7 +489,8 @@ static int nbuffers(const gopt_optim *opt) {
 }
 
 static size_t state_bytes(const gopt_optim *opt, int64_t numel) {
-    return HEADER_BYTES + (size_t)opt->ngroups * GROUP_BYTES + (size_t)nbuffers(opt) * (size_t)numel * sizeof(float);
+    return HEADER_BYTES + (size_t)opt->ngroups * GROUP_BYTES + (size_t)nbuffers(opt) * (size_t)numel * sizeof(float) +
+           (opt->impl->extra_size ? opt->impl->extra_size(opt) : 0);
 }
 
 size_t gopt_optim_state_size(const gopt_optim *opt) { return opt ? state_bytes(opt, opt->numel) : 0; }
@@ -515,6 +520,7 @@ static void put_header(gopt__wcur *w, const gopt_optim *opt, int64_t numel) {
         gopt__put_f64(wp, gs->weight_sum);
         gopt__put_f64(wp, gs->lr_max);
         gopt__put_u32(wp, (uint32_t)opt->eval_mode); /* schedule_free's group['train_mode'], negated */
+        if (opt->impl->put_cfg) opt->impl->put_cfg(wp, &gs->cfg);
     }
 }
 
@@ -542,6 +548,7 @@ gopt_status gopt__optim_state_save_gathered(const gopt_optim *opt, gopt__gather_
         }
         GOPT_TRY(fn(ctx, bufs[i], opt->numel, full));
     }
+    if (buf && opt->impl->extra_save) opt->impl->extra_save(opt, &w);
     return GOPT_OK;
 }
 
@@ -556,6 +563,7 @@ gopt_status gopt_optim_state_save(const gopt_optim *opt, void *buf, size_t size)
     for (int i = 0; i < NSTATE; i++)
         if (opt->buf_mask & (1u << i)) gopt__put(&w, opt->state[i], bytes);
     if (opt->slow) gopt__put(&w, opt->slow, bytes);
+    if (opt->impl->extra_save) opt->impl->extra_save(opt, &w);
     return w.ok ? GOPT_OK : GOPT_FAIL(GOPT_EINVAL, "buffer too small");
 }
 
@@ -598,7 +606,7 @@ gopt_status gopt_optim_state_load(gopt_optim *opt, const void *buf, size_t size)
     gopt__rcur r2 = r;
     uint32_t mode0 = 0;
     for (int g = 0; g < opt->ngroups; g++) {
-        gopt_optim_config c;
+        gopt_optim_config c = opt->groups[g].cfg; /* fields the state does not hold stay */
         get_cfg(&r2, &c);
         gopt__get_f32(&r2);
         gopt__get_f32(&r2);
@@ -614,13 +622,19 @@ gopt_status gopt_optim_state_load(gopt_optim *opt, const void *buf, size_t size)
         else if (mode != mode0)
             return GOPT_FAIL(GOPT_EFORMAT, "optimizer state: group %d is in %s mode, group 0 in %s mode", g,
                              mode ? "eval" : "train", mode0 ? "eval" : "train");
+        if (opt->impl->get_cfg) opt->impl->get_cfg(&r2, &c);
         char where[48];
         snprintf(where, sizeof where, " (group %d of the state)", g);
-        if (c.algo != opt->algo || validate(&c, where) != GOPT_OK)
+        int algo_ok = c.algo == opt->algo ||
+                      ((uint32_t)c.algo < GOPT_ALGO_COUNT && ((opt->impl->group_algos >> c.algo) & 1u));
+        if (!algo_ok || validate(&c, where) != GOPT_OK)
             return GOPT_FAIL(GOPT_EFORMAT, "optimizer state: group %d has invalid hyperparameters (%s)", g,
                              gopt_last_error());
         if (needed_buffers(&c) & ~opt->buf_mask)
             return GOPT_FAIL(GOPT_EFORMAT, "optimizer state: group %d needs buffers this optimizer lacks", g);
+        if (opt->impl->check_group && opt->impl->check_group(opt, g, &c) != GOPT_OK)
+            return GOPT_FAIL(GOPT_EFORMAT, "optimizer state: group %d does not fit this arena (%s)", g,
+                             gopt_last_error());
     }
     for (int g = 0; g < opt->ngroups; g++) {
         gopt__optim_group *gs = &opt->groups[g];
@@ -631,6 +645,7 @@ gopt_status gopt_optim_state_load(gopt_optim *opt, const void *buf, size_t size)
         gs->weight_sum = gopt__get_f64(&r);
         gs->lr_max = gopt__get_f64(&r);
         (void)gopt__get_u32(&r); /* the mode, checked above */
+        if (opt->impl->get_cfg) opt->impl->get_cfg(&r, &gs->cfg);
     }
     size_t bytes = (size_t)opt->numel * sizeof(float);
     size_t before = (size_t)skip * sizeof(float), after = (size_t)(numel - skip - opt->numel) * sizeof(float);
@@ -641,6 +656,7 @@ gopt_status gopt_optim_state_load(gopt_optim *opt, const void *buf, size_t size)
         gopt__get(&r, dst, bytes);
         r.p += after;
     }
+    if (opt->impl->extra_load) opt->impl->extra_load(opt, &r);
     opt->step = step;
     opt->slow_ready = slow_ready;
     opt->eval_mode = (int)mode0;

@@ -131,6 +131,19 @@ typedef struct gopt__optim_algo {
      * to_eval 1: y -> x, 0: x -> y. Called only when the mode changes. NULL: the algorithm
      * has one set of weights and gopt_optim_train/eval change nothing. */
     void (*set_mode)(gopt_optim *opt, int to_eval);
+    /* Muon and Adafactor (muon.c, adafactor.c); all optional. */
+    /* Bit a set: a group of this optimizer may run algorithm a instead (Muon: AdamW). */
+    unsigned group_algos;
+    /* A group's new config (gopt_optim_set_group_config), against the tensors it holds. */
+    gopt_status (*check_group)(const gopt_optim *opt, int group, const gopt_optim_config *c);
+    /* The algorithm's own config fields in each group's state record (cfg_bytes of them). */
+    size_t cfg_bytes;
+    void (*put_cfg)(gopt__wcur *w, const gopt_optim_config *c);
+    void (*get_cfg)(gopt__rcur *r, gopt_optim_config *c);
+    /* State that is not laid out like the arena (Adafactor's factors), after the buffers. */
+    size_t (*extra_size)(const gopt_optim *opt);
+    void (*extra_save)(const gopt_optim *opt, gopt__wcur *w);
+    void (*extra_load)(gopt_optim *opt, gopt__rcur *r);
 } gopt__optim_algo;
 
 /* The table entries, one per family file. Functions returning a static entry rather than
@@ -150,6 +163,8 @@ const gopt__optim_algo *gopt__optim_lion(void);
 const gopt__optim_algo *gopt__optim_lamb(void);
 const gopt__optim_algo *gopt__optim_adamw_schedulefree(void); /* schedulefree.c */
 const gopt__optim_algo *gopt__optim_sgd_schedulefree(void);
+const gopt__optim_algo *gopt__optim_muon(void);
+const gopt__optim_algo *gopt__optim_adafactor(void);
 
 /* Refuse a config field: return GOPT_EINVAL "<algo>: <field> = <val> <why><where>". */
 #define GOPT__REFUSE(cond, algo_name, field, why, val, where)                                          \

@@ -77,7 +77,10 @@ static void add_optims(void) {
                 {GOPT_ALGO_RADAM, ""},    {GOPT_ALGO_ADAMAX, ""},      {GOPT_ALGO_LION, ""},
                 {GOPT_ALGO_LAMB, ""},     {GOPT_ALGO_ADAM, "range"},
                 /* issue 18 (sf): Schedule-Free (one saved in eval mode), L1 on LAMB's own pass */
-                {GOPT_ALGO_ADAMW_SCHEDULEFREE, ""}, {GOPT_ALGO_SGD_SCHEDULEFREE, "eval"}, {GOPT_ALGO_LAMB, "l1"}};
+                {GOPT_ALGO_ADAMW_SCHEDULEFREE, ""}, {GOPT_ALGO_SGD_SCHEDULEFREE, "eval"}, {GOPT_ALGO_LAMB, "l1"},
+                /* issue 18 (muon): Muon (its own config fields in the group records), Adafactor
+                 * (its factors after the buffers) */
+                {GOPT_ALGO_MUON, ""}, {GOPT_ALGO_ADAFACTOR, ""}};
     for (size_t i = 0; i < sizeof list / sizeof list[0]; i++) {
         gopt_optim_config c = gopt_optim_config_default(list[i].algo);
         const char *v = list[i].variant;

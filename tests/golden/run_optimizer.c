@@ -5,7 +5,8 @@
  * by its torch.optim name through gopt_optim_set_group_config. The optimizer is created
  * with the union of the state-buffer options of every group (momentum, centered, amsgrad)
  * and then every group gets its exact configuration. Keys left out take PyTorch's
- * defaults (gopt_optim_config_default). */
+ * defaults (gopt_optim_config_default). A group line may name another algorithm
+ * (`algo=adamw` inside Muon, frontier/): that group starts from its defaults instead. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,43 @@ static int apply_key(gopt_optim_config *c, const char *key, const char *val, gol
         if (*end) return golden_fail(r, "betas '%s' is not b1,b2", val);
         c->beta1 = (float)b1;
         c->beta2 = (float)b2;
+        return 0;
+    }
+    /* frontier/ (FORMAT.md): Muon and Adafactor */
+    if (!strcmp(key, "ns_coefficients")) {
+        for (int i = 0; i < 3; i++) {
+            c->ns_coefficients[i] = (float)strtod(val, &end);
+            if (end == val || *end != (i < 2 ? ',' : '\0')) return golden_fail(r, "ns_coefficients '%s' is not a,b,c", val);
+            val = end + 1;
+        }
+        return 0;
+    }
+    if (!strcmp(key, "adjust_lr_fn")) {
+        if (!strcmp(val, "original") || !strcmp(val, "None")) c->adjust_lr_fn = GOPT_MUON_ADJUST_ORIGINAL;
+        else if (!strcmp(val, "match_rms_adamw")) c->adjust_lr_fn = GOPT_MUON_ADJUST_MATCH_RMS_ADAMW;
+        else return golden_fail(r, "adjust_lr_fn '%s' is not original or match_rms_adamw", val);
+        return 0;
+    }
+    if (!strcmp(key, "ns_steps")) {
+        c->ns_steps = (int)strtol(val, &end, 10);
+        return (end == val || *end) ? golden_fail(r, "ns_steps '%s' is not an integer", val) : 0;
+    }
+    if (!strcmp(key, "eps") && strchr(val, ',')) { /* Adafactor's eps=eps1,eps2; eps1 none = 2^-23 */
+        if (!strncmp(val, "none,", 5) || !strncmp(val, "None,", 5)) {
+            c->eps = 0x1p-23f;
+            end = (char *)val + 4;
+        } else {
+            c->eps = (float)strtod(val, &end);
+        }
+        if (*end != ',') return golden_fail(r, "eps '%s' is not eps1,eps2", val);
+        const char *v2 = end + 1;
+        c->eps2 = (float)strtod(v2, &end);
+        return (end == v2 || *end) ? golden_fail(r, "eps '%s' is not eps1,eps2", val) : 0;
+    }
+    if (!strcmp(key, "beta2_decay") || !strcmp(key, "d")) {
+        double v = strtod(val, &end);
+        if (end == val || *end) return golden_fail(r, "%s='%s' is not a number", key, val);
+        *(!strcmp(key, "d") ? &c->clip_threshold : &c->beta2_decay) = (float)v;
         return 0;
     }
     int *flag = !strcmp(key, "nesterov") ? &c->nesterov
@@ -99,6 +137,14 @@ static int run(const golden_case *c, golden_result *r, gopt_params *p, gopt_opti
         while (ngroups <= g) {
             if (gopt_params_add_group(p, NULL, NULL) != GOPT_OK) return golden_fail(r, "%s", gopt_last_error());
             gcfg[ngroups++] = base;
+        }
+        /* algo=<name> on a group line (frontier/): the group runs that algorithm inside the
+         * optimizer (Muon's AdamW), from that algorithm's defaults. */
+        const char *galgo = golden_kv_get(rec->kv, rec->nkv, "algo");
+        if (galgo) {
+            gopt_algo ga;
+            if (gopt_algo_from_name(galgo, &ga) != GOPT_OK) return golden_fail(r, "group %ld: %s", g, gopt_last_error());
+            if (ga != base.algo) gcfg[g] = gopt_optim_config_default(ga);
         }
         for (int k = 0; k < rec->nkv; k++)
             if (apply_key(&gcfg[g], rec->kv[k].key, rec->kv[k].value, r)) return -1;
