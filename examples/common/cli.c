@@ -80,6 +80,15 @@ static const struct optim_opt {
     {"--warmup-steps", offsetof(gopt_optim_config, warmup_steps), 1},
     {"--r", offsetof(gopt_optim_config, r), 0},
     {"--weight-lr-power", offsetof(gopt_optim_config, weight_lr_power), 0},
+    /* Muon, and its AdamW for what it does not take */
+    {"--ns-steps", offsetof(gopt_optim_config, ns_steps), 1},
+    {"--adamw-lr-ratio", offsetof(gopt_optim_config, adamw_lr_ratio), 0},
+    {"--adamw-eps", offsetof(gopt_optim_config, adamw_eps), 0},
+    {"--adamw-wd", offsetof(gopt_optim_config, adamw_weight_decay), 0},
+    /* Adafactor */
+    {"--beta2-decay", offsetof(gopt_optim_config, beta2_decay), 0},
+    {"--eps2", offsetof(gopt_optim_config, eps2), 0},
+    {"--clip-threshold", offsetof(gopt_optim_config, clip_threshold), 0},
 };
 
 /* The trainers' short names next to the registry's. */
@@ -149,6 +158,8 @@ float cli_default_lr(gopt_algo algo) {
     case GOPT_ALGO_LAMB: return 1e-2f;
     case GOPT_ALGO_ADAMW_SCHEDULEFREE: return 2.5e-3f; /* schedule_free's default */
     case GOPT_ALGO_SGD_SCHEDULEFREE: return 1.0f;      /* schedule_free's default */
+    case GOPT_ALGO_MUON: return 0.02f;                 /* Keller Jordan's; AdamW part: x adamw-lr-ratio */
+    case GOPT_ALGO_ADAFACTOR: return 1e-2f;            /* torch.optim.Adafactor's default */
     default: return 1e-3f;
     }
 }

@@ -21,6 +21,8 @@ const char run_options_help[] =
     "  --optimizer NAME      sgd adagrad rmsprop adam adamw adadelta nadam radam adamax lion lamb\n"
     "                        adamw-sf sgd-sf (Schedule-Free AdamW / SGD, schedule_free 1.3; also by\n"
     "                        their registry names adamw_schedulefree, sgd_schedulefree)\n"
+    "                        muon (torch.optim.Muon; conv weights as (out, in*kh*kw); vectors,\n"
+    "                        embeddings and the output layer run AdamW inside it) adafactor\n"
     "  --lr X --momentum X --nesterov 0|1 --wd X --dampening X --beta1 X --beta2 X --eps X\n"
     "  --alpha X --rho X --amsgrad 0|1 --centered 0|1 --lr-decay X --momentum-decay X\n"
     "  --lookahead-k K --lookahead-alpha X     hyperparameters, torch.optim names\n"
@@ -30,6 +32,9 @@ const char run_options_help[] =
     "                        average's weighting; with adamw-sf/sgd-sf the schedule defaults to\n"
     "                        constant, evaluation and checkpoints use eval mode / train mode\n"
     "                        (evaluation reports x, with BatchNorm statistics recomputed at x)\n"
+    "  --ns-steps N --adamw-lr-ratio X --adamw-eps X --adamw-wd X\n"
+    "                        Muon: Newton-Schulz steps; its AdamW's LR (x --lr), eps, weight decay\n"
+    "  --beta2-decay X --eps2 X --clip-threshold X     Adafactor (eps is its eps1)\n"
     "  --ema DECAY           evaluate an EMA of the weights (DECAY in [0, 1), e.g. 0.999),\n"
     "                        updated after every applied step\n"
     "  --swa-start E         stochastic weight averaging from epoch E (1-based): the schedule\n"
@@ -83,6 +88,8 @@ int run_options_init(run_options *o, const trainer_config *tc, int argc, char **
     /* Schedule-Free replaces the schedule (its own warmup, --warmup-steps): constant unless
      * --schedule says otherwise */
     if (cli_is_schedulefree(o->algo)) o->tc.schedule = SCHED_CONSTANT;
+    /* Muon at its LR 0.02: its AdamW part at a tenth of it (--adamw-lr-ratio) */
+    if (o->algo == GOPT_ALGO_MUON) o->tc.optim.adamw_lr_ratio = 0.1f;
     o->tc.bn_recal = 20;
     o->tc.swa_anneal_epochs = 1;
     o->tc.swa_lr = NAN;
@@ -216,6 +223,12 @@ void run_options_describe(const run_options *o, const run_world *w, char *buf, s
     if (cli_is_schedulefree(c->algo))
         e += snprintf(extra + e, sizeof extra - (size_t)e, " sf_warmup_steps=%d r=%g weight_lr_power=%g",
                       c->warmup_steps, c->r, c->weight_lr_power);
+    if (c->algo == GOPT_ALGO_MUON)
+        e += snprintf(extra + e, sizeof extra - (size_t)e, " ns_steps=%d adamw_lr_ratio=%g adamw_wd=%g", c->ns_steps,
+                      c->adamw_lr_ratio, c->adamw_weight_decay);
+    if (c->algo == GOPT_ALGO_ADAFACTOR)
+        e += snprintf(extra + e, sizeof extra - (size_t)e, " beta2_decay=%g eps2=%g clip_threshold=%g", c->beta2_decay,
+                      c->eps2, c->clip_threshold);
     if (o->tc.ema) e += snprintf(extra + e, sizeof extra - (size_t)e, " ema=%g", (double)o->tc.ema_decay);
     if (o->tc.swa_start > 0)
         e += snprintf(extra + e, sizeof extra - (size_t)e, " swa_start=%d swa_lr=%g swa_anneal_epochs=%d",

@@ -239,6 +239,24 @@ int trainer_create_custom(const trainer_config *cfg, gopt_net *net, const traine
         nd.weight_decay = 0.0f;
         LIB(gopt_params_group_by_tag(t->params, GOPT_TAG_BIAS | GOPT_TAG_NORM, &nd, NULL), "no-decay group");
     }
+    /* Muon: what it should not take runs AdamW inside it (Keras' Muon, Keller Jordan's
+     * recipe): vectors by the optimizer's own 1-D rule, and here the embedding tables and the
+     * output layer (the last weight tensor) in a group of their own */
+    int muon_group = -1;
+    if (cfg->optim.algo == GOPT_ALGO_MUON) {
+        int n = gopt_params_count(t->params), last_weight = -1;
+        for (int i = 0; i < n; i++) {
+            gopt_param_info pi;
+            if (gopt_params_info(t->params, i, &pi) == GOPT_OK && pi.tag == GOPT_TAG_WEIGHT) last_weight = i;
+        }
+        for (int i = 0; i < n; i++) {
+            gopt_param_info pi;
+            LIB(gopt_params_info(t->params, i, &pi), "tensor info");
+            if (i != last_weight && !(pi.tag == GOPT_TAG_WEIGHT && strstr(pi.name, "embed"))) continue;
+            if (muon_group < 0) LIB(gopt_params_add_group(t->params, NULL, &muon_group), "Muon's AdamW group");
+            LIB(gopt_params_set_group(t->params, i, muon_group), "Muon's AdamW group");
+        }
+    }
     gopt_dist *d = cfg->dist;
     if (d) {
         LIB(gopt_dist_optim_create(d, &cfg->optim, t->params, &t->opt), "optimizer");
@@ -254,6 +272,15 @@ int trainer_create_custom(const trainer_config *cfg, gopt_net *net, const traine
         if (cfg->sync_bn) LIB(gopt_dist_sync_batchnorm(d, t->net, 1), "SyncBatchNorm");
     } else {
         LIB(gopt_optim_create(&cfg->optim, t->params, &t->opt), "optimizer");
+    }
+    if (muon_group >= 0) {
+        gopt_optim_config aw = gopt_optim_config_default(GOPT_ALGO_ADAMW);
+        aw.lr = cfg->optim.lr * cfg->optim.adamw_lr_ratio;
+        aw.beta1 = cfg->optim.beta1;
+        aw.beta2 = cfg->optim.beta2;
+        aw.eps = cfg->optim.adamw_eps;
+        aw.weight_decay = cfg->optim.adamw_weight_decay;
+        LIB(gopt_optim_set_group_config(t->opt, muon_group, &aw), "Muon's AdamW group (embeddings, output layer)");
     }
     if (build_schedule(t, err, errlen)) return -1;
 

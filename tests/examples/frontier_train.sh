@@ -55,6 +55,11 @@ resume_check swa 35 --optimizer sgd-sf --lr 0.5 --epochs 3 --swa-start 2 --swa-l
 grep -q "epoch 3: .*(SWA of 2 epochs) | lr 0.05 " "$work/swa.log" \
   || fail "swa: epoch 3 does not evaluate an SWA of 2 epochs at SWALR's lr 0.05: $(grep '^epoch' "$work/swa.log")"
 
+# 3b. Muon (its AdamW for vectors and the output layer) and Adafactor, by their registry names
+resume_check muon 7 --optimizer muon --schedule cosine --l1 1e-5
+grep -q "optimizer=muon .*adamw_lr_ratio=0.1" "$work/muon.log" || fail "muon: config line: $(grep config "$work/muon.log")"
+resume_check adafactor 7 --optimizer adafactor --max-steps 12
+
 # 4. evaluation leaves training alone: after every step vs only at the end, same final state
 for opt in "--optimizer sgd-sf --lr 0.5" "--ema 0.95" ; do
   # shellcheck disable=SC2086
@@ -103,6 +108,8 @@ cmp "$work/text.ckpt" "$work/text.half.ckpt" || fail "text: resumed differs from
 grep -q "(EMA 0.9 of the weights)" "$work/text.log" || fail "text: the evaluation does not name the average"
 "$text" --data "$work/corpus.txt" --embed 16 --hidden 32 --layers 1 --seq-len 16 --batch 8 --threads 2 --max-steps 5 \
   --optimizer adamw-sf > "$work/text.sf.log" 2>&1 || { cat "$work/text.sf.log"; fail "text: adamw-sf"; }
+"$text" --data "$work/corpus.txt" --embed 16 --hidden 32 --layers 1 --seq-len 16 --batch 8 --threads 2 --max-steps 5 \
+  --optimizer muon > "$work/text.muon.log" 2>&1 || { cat "$work/text.muon.log"; fail "text: muon"; }
 grep -q "(Schedule-Free x)" "$work/text.sf.log" || fail "text: adamw-sf does not evaluate x"
 echo "ok: train_text: sgd-sf + EMA resumes bit-exactly; adamw-sf evaluates x"
 echo "all ok"
