@@ -496,8 +496,10 @@ int trainer_eval_begin(trainer *t, char *what, size_t whatlen, char *err, size_t
     if (t->eval_swapped || t->eval_sf || t->eval_saved)
         return fail(err, errlen, "trainer_eval_begin twice without trainer_eval_end");
     int use_avg = t->avg && gopt_average_count(t->avg) > 0;
-    int sf = !use_avg && gopt_optim_eval(t->opt) == GOPT_OK && gopt_optim_in_eval_mode(t->opt);
+    const gopt_algo algo = t->cfg.optim.algo;
+    int sf = !use_avg && (algo == GOPT_ALGO_ADAMW_SCHEDULEFREE || algo == GOPT_ALGO_SGD_SCHEDULEFREE);
     if (!use_avg && !sf) return 0; /* the training weights, as they are */
+    if (sf) LIB(gopt_optim_eval(t->opt), "Schedule-Free eval mode");
     t->eval_sf = sf;
     LIB(gopt_net_state_save(t->net, t->net_state, t->net_state_size), "keeping the net state");
     t->eval_saved = 1;
