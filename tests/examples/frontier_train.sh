@@ -19,7 +19,7 @@ text=$2
 work=$3
 rm -rf "$work"; mkdir -p "$work"
 fail() { echo "FAIL: $*"; exit 1; }
-base=(--synthetic-size 1200 --arch resnet8 --width 0.25 --batch 64 --epochs 2 --threads 2 --seed 7)
+base=(--synthetic-size 1200 --arch resnet8 --width 0.25 --batch 64 --epochs 2 --threads 2 --seed 7 --bn-recal 4)
 
 # resume_check NAME HALF OPTIONS...: straight == HALF steps + resume (checkpoints and lines)
 resume_check() {
@@ -75,6 +75,17 @@ for opt in "--optimizer sgd-sf --lr 0.5" "--ema 0.95" ; do
   [ -n "$q" ] && [ "$q" = "$b" ] || fail "$opt: final lines differ: '$q' vs '$b'"
   echo "ok: $opt: evaluating after every step leaves the run bit-identical ($q)"
 done
+
+# 4b. the BatchNorm recalibration at x takes effect on the evaluation, and only there
+"$cifar" "${base[@]}" --optimizer sgd-sf --lr 0.5 --max-steps 6 --bn-recal 0 > "$work/recal0.log" 2>&1 || fail "--bn-recal 0"
+"$cifar" "${base[@]}" --optimizer sgd-sf --lr 0.5 --max-steps 6 > "$work/recal4.log" 2>&1 || fail "--bn-recal 4"
+t0=$(grep '^step 6 ' "$work/recal0.log" | sed 's/ | val.*//; s/.*: //')
+t4=$(grep '^step 6 ' "$work/recal4.log" | sed 's/ | val.*//; s/.*: //')
+v0=$(grep '^step 6 ' "$work/recal0.log" | sed 's/.*| val/val/; s/ | lr.*//')
+v4=$(grep '^step 6 ' "$work/recal4.log" | sed 's/.*| val/val/; s/ | lr.*//')
+[ -n "$t0" ] && [ "$t0" = "$t4" ] || fail "--bn-recal changed the training: '$t0' vs '$t4'"
+[ "$v0" != "$v4" ] || fail "--bn-recal 4 evaluates as --bn-recal 0: $v0"
+echo "ok: BatchNorm recalibrated at x: $v0 (training statistics) -> $v4 (4 batches)"
 
 # 5. refusals
 out=$("$cifar" "${base[@]}" --ema 1.5 2>&1); rc=$?
