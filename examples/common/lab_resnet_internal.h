@@ -53,7 +53,9 @@ void rn_run_free(rn_run *r);
  * target. Appends to the runs and summary CSV files, writes resnet_time_to_target.csv
  * (steps: deterministic) and the wall times to timing.csv and <span class="time">, and
  * the subsection's HTML to `html`; a sentence for the findings. */
+#define RN_NTARGET 3
 typedef struct rn_ttt_settings {
+    double targets[RN_NTARGET]; /* validation accuracies, ascending */
     int steps, eval_every, batch, depth;
     float width;
     double diverge_factor;

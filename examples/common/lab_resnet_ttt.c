@@ -18,11 +18,7 @@
 #include "lab_resnet_internal.h"
 #include "report.h"
 
-/* Validation accuracy targets. The runs are short (a fraction of an epoch of a small
- * ResNet-8 at width 0.25): these are what the better optimizers reach there, on CIFAR-10
- * and on the built-in images alike. */
-static const double targets[] = {0.30, 0.40, 0.50};
-#define NTARGET (int)(sizeof targets / sizeof targets[0])
+#define NTARGET RN_NTARGET
 
 /* The first evaluation at or above `target`: its index, or -1. */
 static int first_reached(const rn_run *r, double target) {
@@ -36,6 +32,7 @@ int rn_time_to_target(const lab_options *o, const gopt_dataset *train, const gop
                       int nopt, FILE *runs_csv, FILE *summary_csv, FILE *html, int run_no0, int run_total,
                       char *finding, size_t nfinding, double *seconds) {
     double t_all = cli_now();
+    const double *targets = ts->targets;
     finding[0] = '\0';
     rn_run *runs = calloc((size_t)nopt, sizeof *runs);
     int *ran = calloc((size_t)nopt, sizeof *ran);
