@@ -440,7 +440,7 @@ int trainer_step_once(trainer *t, trainer_step *out, int *epoch_done, char *err,
         LIB(gopt_sched_step(t->sched), "scheduler step");
         t->sched_steps++;
     }
-    if (t->warmup && t->sched_steps < t->warmup_steps) { /* plateau's warmup, in steps */
+    if (t->warmup && !t->swalr && t->sched_steps < t->warmup_steps) { /* plateau's warmup, in steps */
         LIB(gopt_sched_step(t->warmup), "warmup step");
         t->sched_steps++;
     }
