@@ -22,7 +22,8 @@ const char run_options_help[] =
     "                        adamw-sf sgd-sf (Schedule-Free AdamW / SGD, schedule_free 1.3; also by\n"
     "                        their registry names adamw_schedulefree, sgd_schedulefree)\n"
     "                        muon (torch.optim.Muon; conv weights as (out, in*kh*kw); vectors,\n"
-    "                        embeddings and the output layer run AdamW inside it) adafactor\n"
+    "                        embeddings and the output layer run AdamW inside it) adafactor;\n"
+    "                        --optim NAME is the same option\n"
     "  --lr X --momentum X --nesterov 0|1 --wd X --dampening X --beta1 X --beta2 X --eps X\n"
     "  --alpha X --rho X --amsgrad 0|1 --centered 0|1 --lr-decay X --momentum-decay X\n"
     "  --lookahead-k K --lookahead-alpha X     hyperparameters, torch.optim names\n"
@@ -76,7 +77,7 @@ int run_options_init(run_options *o, const trainer_config *tc, int argc, char **
     o->tc = *tc;
     o->algo = tc->optim.algo;
     for (int i = 1; i + 1 < argc; i++)
-        if (!strcmp(argv[i], "--optimizer")) {
+        if (!strcmp(argv[i], "--optimizer") || !strcmp(argv[i], "--optim")) {
             gopt_algo algo;
             if (cli_algo_from_name(argv[i + 1], &algo)) {
                 cli_error("--optimizer: unknown algorithm '%s' (see --help)", argv[i + 1]);
@@ -105,7 +106,7 @@ int run_option(run_options *o, const char *a, const char *v) {
     if (!strcmp(a, "--no-skip-nonfinite")) { o->tc.skip_nonfinite = 0; return 1; }
     if (!strcmp(a, "--zero")) { o->zero = 1; return 1; }
     static const char *const valued[] = {
-        "--optimizer", "--checkpoint", "--resume", "--log", "--test", "--epochs", "--batch", "--schedule",
+        "--optimizer", "--optim", "--checkpoint", "--resume", "--log", "--test", "--epochs", "--batch", "--schedule",
         "--warmup", "--clip-norm", "--clip-value", "--agc", "--label-smoothing", "--accum", "--threads", "--seed", "--max-steps",
         "--max-seconds", "--eval-every", "--eval-seconds", "--diverge-factor", "--ema", "--swa-start", "--swa-lr",
         "--swa-anneal-epochs", "--bn-recal"};
@@ -122,7 +123,7 @@ int run_option(run_options *o, const char *a, const char *v) {
         if (!strcmp(a, "--lr")) o->have_lr = 1;
         return 2;
     }
-    if (!strcmp(a, "--optimizer")) return 2; /* applied by run_options_init */
+    if (!strcmp(a, "--optimizer") || !strcmp(a, "--optim")) return 2; /* applied by run_options_init */
     if (!strcmp(a, "--checkpoint")) o->checkpoint = v;
     else if (!strcmp(a, "--resume")) o->resume = v;
     else if (!strcmp(a, "--log")) o->log = v;

@@ -56,9 +56,10 @@ grep -q "epoch 3: .*(SWA of 2 epochs) | lr 0.05 " "$work/swa.log" \
   || fail "swa: epoch 3 does not evaluate an SWA of 2 epochs at SWALR's lr 0.05: $(grep '^epoch' "$work/swa.log")"
 
 # 3b. Muon (its AdamW for vectors and the output layer) and Adafactor, by their registry names
+#     (--optim: the issue's spelling of --optimizer)
 resume_check muon 7 --optimizer muon --schedule cosine --l1 1e-5
 grep -q "optimizer=muon .*adamw_lr_ratio=0.1" "$work/muon.log" || fail "muon: config line: $(grep config "$work/muon.log")"
-resume_check adafactor 7 --optimizer adafactor --max-steps 12
+resume_check adafactor 7 --optim adafactor --max-steps 12
 
 # 4. evaluation leaves training alone: after every step vs only at the end, same final state
 for opt in "--optimizer sgd-sf --lr 0.5" "--ema 0.95" ; do
@@ -97,7 +98,7 @@ out=$("$cifar" "${base[@]}" --ema 0.9 --swa-start 1 2>&1); rc=$?
 [ $rc -eq 2 ] && echo "$out" | grep -q "choose one weight average" || fail "--ema with --swa-start: exit $rc: $out"
 out=$("$cifar" "${base[@]}" --swa-start 3 2>&1); rc=$?
 [ $rc -eq 2 ] && echo "$out" | grep -q "after the last epoch" || fail "--swa-start past the run: exit $rc: $out"
-out=$("$cifar" "${base[@]}" --optimizer adamw-free 2>&1); rc=$?
+out=$("$cifar" "${base[@]}" --optim adamw-free 2>&1); rc=$?
 [ $rc -ne 0 ] && echo "$out" | grep -q "unknown algorithm 'adamw-free'" || fail "unknown optimizer: exit $rc: $out"
 cp "$work/ema.ckpt" "$work/ema.copy"
 out=$("$cifar" "${base[@]}" --optimizer adam --lr 0.01 --schedule cosine --resume "$work/ema.copy" 2>&1); rc=$?
