@@ -77,9 +77,28 @@ for opt in "--optimizer sgd-sf --lr 0.5" "--ema 0.95" ; do
   echo "ok: $opt: evaluating after every step leaves the run bit-identical ($q)"
 done
 
-# 4b. the BatchNorm recalibration at x takes effect on the evaluation, and only there
-"$cifar" "${base[@]}" --optimizer sgd-sf --lr 0.5 --max-steps 6 --bn-recal 0 > "$work/recal0.log" 2>&1 || fail "--bn-recal 0"
-"$cifar" "${base[@]}" --optimizer sgd-sf --lr 0.5 --max-steps 6 > "$work/recal4.log" 2>&1 || fail "--bn-recal 4"
+# 4b. the BatchNorm recalibration at x takes effect on the evaluation, and only there: the
+#     training line is the same, the evaluation differs, and the checkpoint written after it
+#     holds the training net's own BatchNorm statistics (its "net" section equals that of a
+#     run that never recalibrates)
+section() { # section FILE NAME: the bytes of a checkpoint section, hex (checkpoint.h's layout)
+  python3 - "$1" "$2" <<'PY'
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+count, = struct.unpack_from("=I", b, 16)
+table, = struct.unpack_from("=Q", b, 24)
+for i in range(count):
+    e = table + 88 * i
+    name = b[e:e + 64].split(b"\0")[0].decode()
+    off, size = struct.unpack_from("=QQ", b, e + 64)
+    if name == sys.argv[2]:
+        print(b[off:off + size].hex())
+PY
+}
+"$cifar" "${base[@]}" --optimizer sgd-sf --lr 0.5 --max-steps 6 --bn-recal 0 --checkpoint "$work/recal0.ckpt" \
+  > "$work/recal0.log" 2>&1 || fail "--bn-recal 0"
+"$cifar" "${base[@]}" --optimizer sgd-sf --lr 0.5 --max-steps 6 --checkpoint "$work/recal4.ckpt" \
+  > "$work/recal4.log" 2>&1 || fail "--bn-recal 4"
 t0=$(grep '^step 6 ' "$work/recal0.log" | sed 's/ | val.*//; s/.*: //')
 t4=$(grep '^step 6 ' "$work/recal4.log" | sed 's/ | val.*//; s/.*: //')
 v0=$(grep '^step 6 ' "$work/recal0.log" | sed 's/.*| val/val/; s/ | lr.*//')
@@ -87,6 +106,15 @@ v4=$(grep '^step 6 ' "$work/recal4.log" | sed 's/.*| val/val/; s/ | lr.*//')
 [ -n "$t0" ] && [ "$t0" = "$t4" ] || fail "--bn-recal changed the training: '$t0' vs '$t4'"
 [ "$v0" != "$v4" ] || fail "--bn-recal 4 evaluates as --bn-recal 0: $v0"
 echo "ok: BatchNorm recalibrated at x: $v0 (training statistics) -> $v4 (4 batches)"
+if command -v python3 > /dev/null; then
+  n0=$(section "$work/recal0.ckpt" net); n4=$(section "$work/recal4.ckpt" net)
+  [ -n "$n0" ] || fail "no 'net' section read from the checkpoint"
+  [ "$n0" = "$n4" ] || fail "the checkpoint after a recalibrated evaluation holds other BatchNorm statistics"
+  [ "$(section "$work/recal0.ckpt" params)" = "$(section "$work/recal4.ckpt" params)" ] || fail "params differ"
+  echo "ok: the checkpoint keeps the training net's own BatchNorm statistics and weights"
+else
+  echo "note: python3 not found: the checkpoint's net section was not compared"
+fi
 
 # 5. refusals
 out=$("$cifar" "${base[@]}" --ema 1.5 2>&1); rc=$?
