@@ -17,5 +17,6 @@
 #include "gradopt/layer.h"
 #include "gradopt/net.h"
 #include "gradopt/loss.h"
+#include "gradopt/interop.h"
 
 #endif /* GRADOPT_H */

@@ -161,6 +161,29 @@ GOPT_API size_t gopt_net_state_size(const gopt_net *net);
 GOPT_API gopt_status gopt_net_state_save(const gopt_net *net, void *buf, size_t size);
 GOPT_API gopt_status gopt_net_state_load(gopt_net *net, const void *buf, size_t size);
 
+/* ---- buffers: the non-parameter tensors of the net by name (PyTorch's module buffers) ----
+ * Every BatchNorm (a batchnorm layer, and the two or three inside a basic block) has two,
+ * its running statistics, named after its scale: "bn1.weight" -> "bn1.running_mean" and
+ * "bn1.running_var" (C floats each), "layer1.0.shortcut.bn.running_var", ... They are not in
+ * the parameter arena (gopt_params_find does not know them: no gradient, no optimizer).
+ * Buffer i (0 <= i < count) is running_mean of batchnorm i/2 for even i, running_var for odd
+ * i, batchnorms in layer order. The views point into the net (writable; a write changes
+ * what eval-mode forwards use) and stay valid until gopt_net_destroy; they exist from
+ * gopt_net_add on. The library does not count BatchNorm updates (PyTorch's
+ * num_batches_tracked: its momentum is fixed, the count only matters to momentum=None), so
+ * there is no such buffer; gradopt/interop.h writes one on export.
+ * find_buffer takes the net's name or its PyTorch name (gopt_net_torch_name, interop.h:
+ * "layers.0.bn1.running_mean" for the first block of gopt_resnet_cifar).
+ * Errors: GOPT_EINVAL (NULL), GOPT_ERANGE (index out of range; no buffer of that name). */
+typedef struct gopt_net_buffer {
+    char name[GOPT_PARAM_NAME_MAX + 16]; /* "<batchnorm>.running_mean" / ".running_var" */
+    gopt_tensor value;                   /* borrowed view (C) */
+    int layer;                           /* index of the layer that owns it */
+} gopt_net_buffer;
+GOPT_API int gopt_net_buffer_count(const gopt_net *net); /* 0 for NULL */
+GOPT_API gopt_status gopt_net_buffer_info(gopt_net *net, int i, gopt_net_buffer *out);
+GOPT_API gopt_status gopt_net_find_buffer(gopt_net *net, const char *name, gopt_tensor *view);
+
 /* ---- CIFAR ResNet (He et al. 2016, sec. 4.2): 6n+2 layers, widths 16k, 32k, 64k
  * (k = width multiplier, rounded, at least 1); stem conv3x3(3->16k)+BN+ReLU, 3 stages of n
  * basic blocks (stride 1, 2, 2) with 1x1-projection (conv stride 2 + BN) shortcuts where the

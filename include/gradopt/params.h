@@ -85,7 +85,9 @@ GOPT_API const float *gopt_params_grads_const(const gopt_params *p);
 /* Views of tensor `index`. Before finalize the views' data pointers are NULL.
  * Errors: GOPT_ERANGE (index), GOPT_EINVAL (NULL). */
 GOPT_API gopt_status gopt_params_info(const gopt_params *p, int index, gopt_param_info *out);
-/* Index of the tensor named `name`. Errors: GOPT_ERANGE (no such name), GOPT_EINVAL. */
+/* Index of the tensor named `name`. BatchNorm running statistics are not parameters: a net
+ * finds them with gopt_net_find_buffer (net.h), which this error names for "*.running_mean",
+ * "*.running_var" and "*.num_batches_tracked". Errors: GOPT_ERANGE (no such name), GOPT_EINVAL. */
 GOPT_API gopt_status gopt_params_find(const gopt_params *p, const char *name, int *index);
 
 /* grads = 0 over the whole arena (optimizer.zero_grad(set_to_none=False)). */

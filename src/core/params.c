@@ -183,6 +183,10 @@ gopt_status gopt_params_find(const gopt_params *p, const char *name, int *index)
             *index = i;
             return GOPT_OK;
         }
+    const char *dot = strrchr(name, '.');
+    if (dot && (!strcmp(dot, ".running_mean") || !strcmp(dot, ".running_var") || !strcmp(dot, ".num_batches_tracked")))
+        return GOPT_FAIL(GOPT_ERANGE, "no tensor named '%s': BatchNorm running statistics are the net's buffers, "
+                                      "not parameters (gopt_net_find_buffer, gradopt/net.h)", name);
     return GOPT_FAIL(GOPT_ERANGE, "no tensor named '%s'", name);
 }
 

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "objects.h"
+#include "st_nets.h"
 
 static void write_file(const char *dir, const char *target, const char *name, const void *a, size_t na,
                        const void *b, size_t nb) {
@@ -76,6 +77,48 @@ int main(int argc, char **argv) {
     recs[GOPT_CIFAR10_RECORD_BYTES] = 9;
     write_file(dir, "cifar10", "one-record", recs, GOPT_CIFAR10_RECORD_BYTES, NULL, 0);
     write_file(dir, "cifar10", "two-records", recs, sizeof recs, NULL, 0);
+    /* safetensors: each net's export (PyTorch and arena names) behind the mode byte of
+     * fuzz_safetensors, and one file of F16/BF16/F64 tensors for the small net */
+    for (int k = 0; k < 2; k++) {
+        gopt_net *net = st_net(k);
+        FZ_CHECK(net, "st_net %d", k);
+        for (int names = 0; names < 2; names++) {
+            gopt_weights_config wc = gopt_weights_config_default();
+            wc.names = names ? GOPT_NAMES_ARENA : GOPT_NAMES_TORCH;
+            FZ_CHECK(gopt_net_save_safetensors(net, tmp, &wc) == GOPT_OK, "save safetensors");
+            f = fopen(tmp, "rb");
+            FZ_CHECK(f, "reopen");
+            static unsigned char st[1 << 16];
+            size_t nst = fread(st, 1, sizeof st, f);
+            fclose(f);
+            remove(tmp);
+            unsigned char mode = (unsigned char)(k | (names ? 4 : 0) | (names ? 10 : 0));
+            char name[32];
+            snprintf(name, sizeof name, "%s-%s", k ? "block" : "tiny", names ? "arena-path" : "torch");
+            write_file(dir, "safetensors", name, &mode, 1, st, nst);
+        }
+        gopt_net_destroy(net);
+    }
+    {
+        static const char h[] = "{\"__metadata__\":{\"format\":\"pt\"},"
+                                "\"fc.weight\":{\"dtype\":\"F16\",\"shape\":[3,4],\"data_offsets\":[0,24]},"
+                                "\"fc.bias\":{\"dtype\":\"BF16\",\"shape\":[3],\"data_offsets\":[24,30]},"
+                                "\"bn.weight\":{\"dtype\":\"F64\",\"shape\":[3],\"data_offsets\":[30,54]},"
+                                "\"bn.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[54,66]},"
+                                "\"bn.running_mean\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[66,78]},"
+                                "\"bn.running_var\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[78,90]},"
+                                "\"bn.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[90,98]}}";
+        unsigned char file[1 + 8 + sizeof h + 8 + 98];
+        size_t hl = sizeof h - 1, pad = (8 - hl % 8) % 8, o = 0;
+        file[o++] = 0; /* tiny net, strict, PyTorch names, from memory */
+        for (int i = 0; i < 8; i++) file[o++] = (unsigned char)((hl + pad) >> (8 * i));
+        memcpy(file + o, h, hl);
+        o += hl;
+        memset(file + o, ' ', pad);
+        o += pad;
+        for (int i = 0; i < 98; i++) file[o++] = (unsigned char)(0x3c + i % 5);
+        write_file(dir, "safetensors", "tiny-mixed-dtypes", file, o, NULL, 0);
+    }
     printf("seeds for %d objects written to %s\n", fz_obj_count(), dir);
     return 0;
 }
