@@ -123,9 +123,9 @@ static int parse_args(int argc, char **argv, options *o) {
     if (!o->have_width) r->tc.width = 1.0f;
     if (!r->have_lr) r->tc.optim.lr = r->algo == GOPT_ALGO_SGD ? (o->depth == 8 ? 0.4f : 0.2f) : cli_default_lr(r->algo);
     if (!r->have_ls) r->tc.label_smoothing = 0.1f;
-    if (!r->have_sched) r->tc.schedule = SCHED_ONECYCLE;
+    if (!r->have_sched && !cli_is_schedulefree(r->algo)) r->tc.schedule = SCHED_ONECYCLE;
     if (o->val_split < 0) o->val_split = o->data ? 10000 : o->synth / 5;
-    return 0;
+    return run_options_finish(r);
 }
 
 static void describe(const options *o, const run_world *w, char *buf, size_t n) {

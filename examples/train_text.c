@@ -147,7 +147,7 @@ static int parse_args(int argc, char **argv, options *o) {
     /* the recipe, for what was not given */
     if (!r->have_epochs) r->epochs = 12;
     if (!r->have_lr && r->algo != GOPT_ALGO_ADAM) r->tc.optim.lr = cli_default_lr(r->algo);
-    return 0;
+    return run_options_finish(r);
 }
 
 static void describe(const options *o, const run_world *w, char *buf, size_t n) {

@@ -74,7 +74,48 @@ static const struct optim_opt {
     {"--momentum-decay", offsetof(gopt_optim_config, momentum_decay), 0},
     {"--lookahead-k", offsetof(gopt_optim_config, lookahead_k), 1},
     {"--lookahead-alpha", offsetof(gopt_optim_config, lookahead_alpha), 0},
+    /* every algorithm: coupled L1, g += l1*sign(p) */
+    {"--l1", offsetof(gopt_optim_config, l1), 0},
+    /* Schedule-Free: the optimizer's own linear warmup (in steps), the average's weighting */
+    {"--warmup-steps", offsetof(gopt_optim_config, warmup_steps), 1},
+    {"--r", offsetof(gopt_optim_config, r), 0},
+    {"--weight-lr-power", offsetof(gopt_optim_config, weight_lr_power), 0},
+    /* Muon, and its AdamW for what it does not take */
+    {"--ns-steps", offsetof(gopt_optim_config, ns_steps), 1},
+    {"--adamw-lr-ratio", offsetof(gopt_optim_config, adamw_lr_ratio), 0},
+    {"--adamw-eps", offsetof(gopt_optim_config, adamw_eps), 0},
+    {"--adamw-wd", offsetof(gopt_optim_config, adamw_weight_decay), 0},
+    /* Adafactor */
+    {"--beta2-decay", offsetof(gopt_optim_config, beta2_decay), 0},
+    {"--eps2", offsetof(gopt_optim_config, eps2), 0},
+    {"--clip-threshold", offsetof(gopt_optim_config, clip_threshold), 0},
 };
+
+/* The trainers' short names next to the registry's. */
+static const struct algo_alias {
+    const char *alias, *name;
+} algo_aliases[] = {
+    {"adamw-sf", "adamw_schedulefree"},
+    {"sgd-sf", "sgd_schedulefree"},
+};
+
+int cli_algo_from_name(const char *name, gopt_algo *out) {
+    if (!name) return -1;
+    for (size_t i = 0; i < sizeof algo_aliases / sizeof algo_aliases[0]; i++)
+        if (!strcmp(name, algo_aliases[i].alias)) name = algo_aliases[i].name;
+    return gopt_algo_from_name(name, out) == GOPT_OK ? 0 : -1;
+}
+
+const char *cli_algo_short_name(gopt_algo algo) {
+    const char *name = gopt_algo_name(algo);
+    for (size_t i = 0; name && i < sizeof algo_aliases / sizeof algo_aliases[0]; i++)
+        if (!strcmp(name, algo_aliases[i].name)) return algo_aliases[i].alias;
+    return name;
+}
+
+int cli_is_schedulefree(gopt_algo algo) {
+    return algo == GOPT_ALGO_ADAMW_SCHEDULEFREE || algo == GOPT_ALGO_SGD_SCHEDULEFREE;
+}
 
 int cli_is_optim_option(const char *name) {
     for (size_t i = 0; i < sizeof optim_opts / sizeof optim_opts[0]; i++)
@@ -115,6 +156,10 @@ float cli_default_lr(gopt_algo algo) {
     case GOPT_ALGO_ADAMAX: return 2e-3f;
     case GOPT_ALGO_LION: return 1e-4f;
     case GOPT_ALGO_LAMB: return 1e-2f;
+    case GOPT_ALGO_ADAMW_SCHEDULEFREE: return 2.5e-3f; /* schedule_free's default */
+    case GOPT_ALGO_SGD_SCHEDULEFREE: return 1.0f;      /* schedule_free's default */
+    case GOPT_ALGO_MUON: return 0.02f;                 /* Keller Jordan's; AdamW part: x adamw-lr-ratio */
+    case GOPT_ALGO_ADAFACTOR: return 1e-2f;            /* torch.optim.Adafactor's default */
     default: return 1e-3f;
     }
 }

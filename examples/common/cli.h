@@ -24,12 +24,21 @@ int cli_int(const char *opt, const char *s, long lo, long hi, long *out);
 
 /* Apply "--NAME VALUE" for an optimizer hyperparameter (lr, momentum, wd/weight-decay,
  * dampening, nesterov, beta1, beta2, eps, alpha, rho, amsgrad, centered, lr-decay,
- * momentum-decay, lookahead-k, lookahead-alpha). Returns 1 if NAME is one of them (and
+ * momentum-decay, lookahead-k, lookahead-alpha, l1, and Schedule-Free's warmup-steps, r,
+ * weight-lr-power). Returns 1 if NAME is one of them (and
  * VALUE was valid: 0 for consumed, -1 for a bad value), 0 if NAME is not an optimizer
  * option. */
 int cli_optim_option(const char *name, const char *value, gopt_optim_config *cfg);
 /* 1 if NAME is one of the optimizer options above. */
 int cli_is_optim_option(const char *name);
+
+/* An algorithm by its registry name (gopt_algo_from_name) or a trainer alias: "adamw-sf"
+ * (adamw_schedulefree), "sgd-sf" (sgd_schedulefree). 0, or -1 for an unknown name. */
+int cli_algo_from_name(const char *name, gopt_algo *out);
+/* The alias when there is one, else the registry name. */
+const char *cli_algo_short_name(gopt_algo algo);
+/* 1 for Schedule-Free AdamW and SGD (train/eval modes). */
+int cli_is_schedulefree(gopt_algo algo);
 
 /* Sensible default LR per algorithm for ResNets on CIFAR-10 at batch 128. */
 float cli_default_lr(gopt_algo algo);

@@ -33,6 +33,8 @@ typedef struct rn_run {
     int *applied;
     int neval;
     double *eval_step, *eval_loss, *eval_acc;
+    double *eval_seconds; /* training seconds (steps only, evaluation excluded) at each evaluation */
+    char eval_what[48];   /* what the evaluations reported: "" (the weights), "Schedule-Free x" */
     double initial_loss, final_loss; /* final: mean training loss over the last 10% of steps */
     double val_loss, val_acc, best_val_acc;
     int64_t clipped, skipped;        /* clipped: applied steps whose norm exceeded clip_norm */
@@ -45,6 +47,24 @@ typedef struct rn_run {
 int rn_train(const lab_options *o, const gopt_dataset *train, const gopt_dataset *val, const rn_spec *spec,
              FILE *csv, rn_run *r, int run_no, int run_total);
 void rn_run_free(rn_run *r);
+/* The time-to-target runs (lab_resnet_ttt.c): the frontier optimizers at their best LR from
+ * the sweep (best_lr[k] for optimizers[] entry k, NAN: no stable LR), with periodic
+ * evaluations; the step and training time at which validation accuracy first reached each
+ * target. Appends to the runs and summary CSV files, writes resnet_time_to_target.csv
+ * (steps: deterministic) and the wall times to timing.csv and <span class="time">, and
+ * the subsection's HTML to `html`; a sentence for the findings. */
+#define RN_NTARGET 3
+typedef struct rn_ttt_settings {
+    double targets[RN_NTARGET]; /* validation accuracies, ascending */
+    int steps, eval_every, batch, depth;
+    float width;
+    double diverge_factor;
+} rn_ttt_settings;
+int rn_time_to_target(const lab_options *o, const gopt_dataset *train, const gopt_dataset *val,
+                      const rn_ttt_settings *ts, const char *const *labels, const gopt_optim_config *configs,
+                      int nopt, FILE *runs_csv, FILE *summary_csv, FILE *html, int run_no0, int run_total,
+                      char *finding, size_t nfinding, double *seconds);
+
 /* One resnet_summary.csv row. */
 void rn_summary_row(FILE *f, const rn_run *r);
 

@@ -19,6 +19,7 @@ void rn_run_free(rn_run *r) {
     free(r->eval_step);
     free(r->eval_loss);
     free(r->eval_acc);
+    free(r->eval_seconds);
     memset(r, 0, sizeof *r);
 }
 
@@ -48,8 +49,9 @@ int rn_train(const lab_options *o, const gopt_dataset *train, const gopt_dataset
     r->eval_step = calloc(ne, sizeof(double));
     r->eval_loss = calloc(ne, sizeof(double));
     r->eval_acc = calloc(ne, sizeof(double));
+    r->eval_seconds = calloc(ne, sizeof(double));
     if (!r->loss || !r->acc || !r->lr_now || !r->grad_norm || !r->applied || !r->eval_step || !r->eval_loss ||
-        !r->eval_acc) {
+        !r->eval_acc || !r->eval_seconds) {
         fprintf(stderr, "error: resnet: out of memory\n");
         return -1;
     }
@@ -65,14 +67,17 @@ int rn_train(const lab_options *o, const gopt_dataset *train, const gopt_dataset
     tc.clip_norm = sp->clip_norm;
     tc.label_smoothing = 0;
     tc.diverge_factor = sp->diverge_factor;
+    tc.bn_recal = 10; /* Schedule-Free: BatchNorm statistics recomputed at x before evaluating it */
     trainer *t = NULL;
     char err[1024];
-    double t0 = cli_now();
+    double t0 = cli_now(), train_s = 0;
     if (trainer_create(&tc, train, val, &t, err, sizeof err)) return train_fail(t, sp->name, err);
     for (int i = 0; i < sp->steps; i++) {
         trainer_step st;
         int epoch_done;
+        double ts = cli_now();
         if (trainer_step_once(t, &st, &epoch_done, err, sizeof err)) return train_fail(t, sp->name, err);
+        train_s += cli_now() - ts;
         r->loss[i] = st.loss;
         r->acc[i] = st.acc;
         r->lr_now[i] = st.lr;
@@ -86,7 +91,15 @@ int rn_train(const lab_options *o, const gopt_dataset *train, const gopt_dataset
         int last = i + 1 == sp->steps || st.diverged;
         double vl = NAN, va = NAN;
         if ((sp->eval_every > 0 && (i + 1) % sp->eval_every == 0) || (sp->eval_every >= 0 && last)) {
-            if (trainer_evaluate(t, val, &vl, &va, err, sizeof err)) return train_fail(t, sp->name, err);
+            /* Schedule-Free: x, with BatchNorm statistics for it; then back to y (trainer.h) */
+            if (trainer_eval_begin(t, r->eval_what, sizeof r->eval_what, err, sizeof err)) {
+                trainer_eval_end(t, err + strlen(err), 0);
+                return train_fail(t, sp->name, err);
+            }
+            int ev = trainer_evaluate(t, val, &vl, &va, err, sizeof err);
+            if (trainer_eval_end(t, ev ? err + strlen(err) : err, ev ? 0 : sizeof err) || ev)
+                return train_fail(t, sp->name, err);
+            r->eval_seconds[r->neval] = train_s;
             if (trainer_end_epoch(t, vl, err, sizeof err)) return train_fail(t, sp->name, err);
             r->eval_step[r->neval] = i + 1;
             r->eval_loss[r->neval] = vl;

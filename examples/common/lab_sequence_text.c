@@ -28,6 +28,9 @@ static const double txt_sweep[] = {0.3, 3.0};                 /* LR sweep: these
 #define TXT_NSWEEP 2
 
 typedef struct txt_run {
+    const char *label;       /* the frontier runs: their optimizer's name and config */
+    gopt_optim_config cfg;
+    double train_seconds;    /* inside the steps */
     int optim, variant;
     double lr, clip_norm, clip_value;
     int64_t warmup;
@@ -42,7 +45,7 @@ static int txt_run_one(const lab_options *o, const text_model_config *m, const g
     trainer_config c = trainer_config_default();
     c.batch = TXT_BATCH;
     c.seed = o->seed;
-    c.optim = seq_optim_config(r->optim, r->lr);
+    c.optim = r->label ? r->cfg : seq_optim_config(r->optim, r->lr);
     c.total_steps = steps;
     c.clip_norm = r->clip_norm;
     c.clip_value = r->clip_value;
@@ -62,7 +65,10 @@ static int txt_run_one(const lab_options *o, const text_model_config *m, const g
     for (int s = 1; s <= steps; s++) {
         trainer_step st;
         int epoch_done;
-        if (trainer_step_once(t, &st, &epoch_done, err, sizeof err)) {
+        double ts = cli_now();
+        int failed = trainer_step_once(t, &st, &epoch_done, err, sizeof err);
+        r->train_seconds += cli_now() - ts;
+        if (failed) {
             fprintf(stderr, "error: sequence: text model step %d: %s\n", s, err);
             rc = -1;
             break;
@@ -74,15 +80,21 @@ static int txt_run_one(const lab_options *o, const text_model_config *m, const g
         if (last || s % (steps / TXT_NEVAL > 0 ? steps / TXT_NEVAL : 1) == 0) {
             if (st.diverged && !isfinite(st.loss)) {
                 vl = INFINITY;
-            } else if (text_evaluate(t, val, &vl, &va, err, sizeof err)) {
-                fprintf(stderr, "error: sequence: text evaluation: %s\n", err);
-                rc = -1;
-                break;
+            } else {
+                /* Schedule-Free: evaluated at x (trainer_eval_begin), then back to y */
+                char what[64];
+                int ev = trainer_eval_begin(t, what, sizeof what, err, sizeof err);
+                if (!ev) ev = text_evaluate(t, val, &vl, &va, err, sizeof err);
+                if (trainer_eval_end(t, ev ? err + strlen(err) : err, ev ? 0 : sizeof err) || ev) {
+                    fprintf(stderr, "error: sequence: text evaluation: %s\n", err);
+                    rc = -1;
+                    break;
+                }
             }
             seq_trace_eval(&r->tr, s, vl);
             r->val_loss = vl;
         }
-        fprintf(csv, "%d,%s,%g,%s,%d,%.6g,%.6g,%d,%d,%d,", id, seq_optim_names[r->optim], r->lr,
+        fprintf(csv, "%d,%s,%g,%s,%d,%.6g,%.6g,%d,%d,%d,", id, r->label ? r->label : seq_optim_names[r->optim], r->lr,
                 seq_variant_names[r->variant], s, st.loss, st.grad_norm, st.clipped, st.spike, st.applied);
         if (isnan(vl)) fputs("\n", csv);
         else fprintf(csv, "%.6g\n", vl);
@@ -160,6 +172,93 @@ static void txt_grid(FILE *h, const txt_run *runs, int nruns, int what) {
         c.smooth = 0.9;
     }
     report_small_multiples(h, &c, p, np, 3);
+}
+
+/* Issue 18: the frontier optimizers next to AdamW and SGD-Nesterov on the same model, data
+ * and steps, base variant at a constant LR (Schedule-Free needs no schedule; the others run
+ * as the rest of this section does), each at a sensible LR for this LSTM. */
+typedef struct txt_frontier_entry {
+    const char *label;
+    gopt_algo algo;
+    double lr;
+} txt_frontier_entry;
+static const txt_frontier_entry txt_frontier[] = {
+    {"AdamW", GOPT_ALGO_ADAMW, 0.003},       {"SGD-Nesterov", GOPT_ALGO_SGD, 1.0},
+    {"AdamW-SF", GOPT_ALGO_ADAMW_SCHEDULEFREE, 0.005}, {"SGD-SF", GOPT_ALGO_SGD_SCHEDULEFREE, 1.0},
+    {"Muon", GOPT_ALGO_MUON, 0.02},          {"Adafactor", GOPT_ALGO_ADAFACTOR, 0.01},
+};
+#define TXT_NFRONTIER (int)(sizeof txt_frontier / sizeof txt_frontier[0])
+
+static gopt_optim_config txt_frontier_config(const txt_frontier_entry *e) {
+    gopt_optim_config c = gopt_optim_config_default(e->algo);
+    c.lr = (float)e->lr;
+    if (e->algo == GOPT_ALGO_SGD) {
+        c.momentum = 0.9f;
+        c.nesterov = 1;
+    }
+    if (e->algo == GOPT_ALGO_MUON) c.adamw_lr_ratio = 0.1f; /* the embedding and the head at 0.002 */
+    return c;
+}
+
+/* Runs them (ids from id0 on, rows in the same CSV files), writes their subsection and a
+ * sentence of findings. */
+static int txt_frontier_runs(const lab_options *o, const text_model_config *m, const gopt_text *train,
+                             const gopt_text *val, int steps, int id0, FILE *csv, FILE *sum, FILE *h, char *finding,
+                             size_t nfinding) {
+    txt_run runs[TXT_NFRONTIER];
+    memset(runs, 0, sizeof runs);
+    int rc = 0, n = 0;
+    for (int k = 0; k < TXT_NFRONTIER && !rc; k++, n++) {
+        txt_run *r = &runs[k];
+        r->label = txt_frontier[k].label;
+        r->cfg = txt_frontier_config(&txt_frontier[k]);
+        r->lr = txt_frontier[k].lr;
+        r->variant = SEQ_BASE;
+        if (txt_run_one(o, m, train, val, steps, r, id0 + k, csv, NULL)) {
+            rc = -1;
+            break;
+        }
+        if (o->tty) printf("\r");
+        printf("sequence: text %s lr %g: %d steps, val loss %.4f nats/char%s (%.2f s of training)\n", r->label, r->lr,
+               r->steps, r->val_loss, r->diverged ? " (DIVERGED)" : "", r->train_seconds);
+        fflush(stdout);
+        fprintf(sum, "%d,%s,%g,%s,0,0,0,%d,%.6g,%.6g,%d,%d,%d,%d\n", id0 + k, r->label, r->lr,
+                seq_variant_names[SEQ_BASE], r->steps, r->val_loss, r->tr.max_norm, r->tr.clipped, r->tr.skipped,
+                r->tr.nspikes, r->diverged);
+        char item[128];
+        snprintf(item, sizeof item, "text frontier %s lr %g", r->label, r->lr);
+        lab_timing(o, "sequence", item, r->train_seconds);
+    }
+    if (!rc) {
+        fprintf(h,
+                "<h3>Character language model: the frontier optimizers</h3>\n<p>Schedule-Free AdamW and SGD "
+                "(evaluated at x), Muon (the LSTM's matrices; the embedding, the output layer and the biases run "
+                "AdamW inside it at a tenth of its LR) and Adafactor next to AdamW and SGD-Nesterov: the same model, "
+                "text, batches and %d steps at a constant LR, from the same initial weights.</p>\n<table>\n",
+                steps);
+        const char *head[] = {"optimizer", "lr", "val loss (nats/char)", "max grad norm", "training s/step"};
+        report_row(h, 1, 5, head);
+        size_t len = (size_t)snprintf(finding, nfinding, " The frontier on the character LM (%d steps, val loss):",
+                                      steps);
+        for (int k = 0; k < n; k++) {
+            const txt_run *r = &runs[k];
+            char lr[32], vl[64], mx[32], ps[64];
+            snprintf(lr, sizeof lr, "%g", r->lr);
+            if (r->diverged) snprintf(vl, sizeof vl, "<span class=\"bad\">diverged</span>");
+            else snprintf(vl, sizeof vl, "%.4f", r->val_loss);
+            snprintf(mx, sizeof mx, "%.3g", r->tr.max_norm);
+            snprintf(ps, sizeof ps, "<span class=\"time\">%.4f</span>", r->steps ? r->train_seconds / r->steps : 0);
+            const char *row[] = {r->label, lr, vl, mx, ps};
+            report_row(h, 0, 5, row);
+            if (len < nfinding)
+                len += (size_t)snprintf(finding + len, nfinding - len, "%s %s %.3f%s", k ? "," : "", r->label,
+                                        r->val_loss, r->diverged ? " (diverged)" : "");
+        }
+        fputs("</table>\n", h);
+        if (len < nfinding) snprintf(finding + len, nfinding - len, ".");
+    }
+    for (int k = 0; k < TXT_NFRONTIER; k++) seq_trace_free(&runs[k].tr);
+    return rc;
 }
 
 int lab_sequence_text(const lab_options *o, FILE *h, char *findings, size_t nfind, char *data, size_t ndata,
@@ -280,6 +379,7 @@ int lab_sequence_text(const lab_options *o, FILE *h, char *findings, size_t nfin
     }
     if (rc) goto done;
     lab_timing(o, "sequence", "character LM", cli_now() - t_all);
+    char frontier_finding[512] = "";
 
     fprintf(h,
             "<h3>Character language model</h3>\n<p>%s. A 1-layer LSTM of %d units (embedding %d), sequences of %d "
@@ -342,6 +442,10 @@ int lab_sequence_text(const lab_options *o, FILE *h, char *findings, size_t nfin
         report_chart_draw(h, &c, &ss[TXT_SWEEP_OPTIM], 1);
     }
 
+    if (txt_frontier_runs(o, &m, train, val, steps, k, csv, sum, h, frontier_finding, sizeof frontier_finding)) {
+        rc = -1;
+        goto done;
+    }
     { /* the finding: per optimizer, the val loss of each variant that ran */
         const char *name = *builtin ? "built-in text" : strrchr(o->text_path, '/') ? strrchr(o->text_path, '/') + 1
                                                                                     : o->text_path;
@@ -361,7 +465,8 @@ int lab_sequence_text(const lab_options *o, FILE *h, char *findings, size_t nfin
                                             seq_pct(pc, sizeof pc, r->tr.clipped, r->tr.n));
             }
         }
-        if (len < nfind) snprintf(findings + len, nfind - len, ".");
+        if (len < nfind) len += (size_t)snprintf(findings + len, nfind - len, ".");
+        if (len < nfind) snprintf(findings + len, nfind - len, "%s", frontier_finding);
     }
 done:
     if (csv) fclose(csv);

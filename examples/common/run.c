@@ -19,9 +19,34 @@ const char run_options_help[] =
     "  --eval-every N        also evaluate every N optimizer steps\n"
     "  --eval-seconds S      also evaluate every S seconds of training\n"
     "  --optimizer NAME      sgd adagrad rmsprop adam adamw adadelta nadam radam adamax lion lamb\n"
+    "                        adamw-sf sgd-sf (Schedule-Free AdamW / SGD, schedule_free 1.3; also by\n"
+    "                        their registry names adamw_schedulefree, sgd_schedulefree)\n"
+    "                        muon (torch.optim.Muon; conv weights as (out, in*kh*kw); vectors,\n"
+    "                        embeddings and the output layer run AdamW inside it) adafactor;\n"
+    "                        --optim NAME is the same option\n"
     "  --lr X --momentum X --nesterov 0|1 --wd X --dampening X --beta1 X --beta2 X --eps X\n"
     "  --alpha X --rho X --amsgrad 0|1 --centered 0|1 --lr-decay X --momentum-decay X\n"
     "  --lookahead-k K --lookahead-alpha X     hyperparameters, torch.optim names\n"
+    "  --l1 X                coupled L1 regularisation (g += X sign(p)), every algorithm\n"
+    "  --warmup-steps N --r X --weight-lr-power X\n"
+    "                        Schedule-Free: its own linear warmup (optimizer steps) and the\n"
+    "                        average's weighting; with adamw-sf/sgd-sf the schedule defaults to\n"
+    "                        constant, evaluation and checkpoints use eval mode / train mode\n"
+    "                        (evaluation reports x, with BatchNorm statistics recomputed at x)\n"
+    "  --ns-steps N --adamw-lr-ratio X --adamw-eps X --adamw-wd X\n"
+    "                        Muon: Newton-Schulz steps; its AdamW's LR (x --lr), eps, weight decay\n"
+    "  --beta2-decay X --eps2 X --clip-threshold X     Adafactor (eps is its eps1)\n"
+    "  --ema DECAY           evaluate an EMA of the weights (DECAY in [0, 1), e.g. 0.999),\n"
+    "                        updated after every applied step\n"
+    "  --swa-start E         stochastic weight averaging from epoch E (1-based): the schedule\n"
+    "                        stops there, SWALR anneals to --swa-lr over --swa-anneal-epochs\n"
+    "                        (default 1) and the average takes the weights at each epoch end;\n"
+    "                        evaluation reports the average\n"
+    "  --swa-lr X            SWALR's target LR (default: a tenth of --lr)\n"
+    "  --swa-anneal-epochs N epochs of SWALR's cos anneal (default 1)\n"
+    "  --bn-recal N          training batches over which BatchNorm statistics are recomputed\n"
+    "                        before evaluating an average or Schedule-Free's x (default 20;\n"
+    "                        0: keep the training statistics)\n"
     "  --decay-norm-bias     apply weight decay to biases and norm parameters too (default: exempt)\n"
     "  --schedule S          onecycle | cosine | step | multistep | exponential | plateau | constant\n"
     "  --warmup E            linear warmup over E epochs (fractions allowed), in optimizer steps;\n"
@@ -52,15 +77,23 @@ int run_options_init(run_options *o, const trainer_config *tc, int argc, char **
     o->tc = *tc;
     o->algo = tc->optim.algo;
     for (int i = 1; i + 1 < argc; i++)
-        if (!strcmp(argv[i], "--optimizer")) {
+        if (!strcmp(argv[i], "--optimizer") || !strcmp(argv[i], "--optim")) {
             gopt_algo algo;
-            if (gopt_algo_from_name(argv[i + 1], &algo) != GOPT_OK) {
-                cli_error("--optimizer: unknown algorithm '%s'", argv[i + 1]);
+            if (cli_algo_from_name(argv[i + 1], &algo)) {
+                cli_error("--optimizer: unknown algorithm '%s' (see --help)", argv[i + 1]);
                 return -1;
             }
             if (algo != o->algo) o->tc.optim = gopt_optim_config_default(algo);
             o->algo = algo;
         }
+    /* Schedule-Free replaces the schedule (its own warmup, --warmup-steps): constant unless
+     * --schedule says otherwise */
+    if (cli_is_schedulefree(o->algo)) o->tc.schedule = SCHED_CONSTANT;
+    /* Muon at its LR 0.02: its AdamW part at a tenth of it (--adamw-lr-ratio) */
+    if (o->algo == GOPT_ALGO_MUON) o->tc.optim.adamw_lr_ratio = 0.1f;
+    o->tc.bn_recal = 20;
+    o->tc.swa_anneal_epochs = 1;
+    o->tc.swa_lr = NAN;
     return 0;
 }
 
@@ -73,9 +106,10 @@ int run_option(run_options *o, const char *a, const char *v) {
     if (!strcmp(a, "--no-skip-nonfinite")) { o->tc.skip_nonfinite = 0; return 1; }
     if (!strcmp(a, "--zero")) { o->zero = 1; return 1; }
     static const char *const valued[] = {
-        "--optimizer", "--checkpoint", "--resume", "--log", "--test", "--epochs", "--batch", "--schedule",
+        "--optimizer", "--optim", "--checkpoint", "--resume", "--log", "--test", "--epochs", "--batch", "--schedule",
         "--warmup", "--clip-norm", "--clip-value", "--agc", "--label-smoothing", "--accum", "--threads", "--seed", "--max-steps",
-        "--max-seconds", "--eval-every", "--eval-seconds", "--diverge-factor"};
+        "--max-seconds", "--eval-every", "--eval-seconds", "--diverge-factor", "--ema", "--swa-start", "--swa-lr",
+        "--swa-anneal-epochs", "--bn-recal"};
     int known = 0;
     for (size_t i = 0; i < sizeof valued / sizeof valued[0]; i++) known |= !strcmp(a, valued[i]);
     int is_optim = cli_is_optim_option(a);
@@ -89,7 +123,7 @@ int run_option(run_options *o, const char *a, const char *v) {
         if (!strcmp(a, "--lr")) o->have_lr = 1;
         return 2;
     }
-    if (!strcmp(a, "--optimizer")) return 2; /* applied by run_options_init */
+    if (!strcmp(a, "--optimizer") || !strcmp(a, "--optim")) return 2; /* applied by run_options_init */
     if (!strcmp(a, "--checkpoint")) o->checkpoint = v;
     else if (!strcmp(a, "--resume")) o->resume = v;
     else if (!strcmp(a, "--log")) o->log = v;
@@ -140,19 +174,73 @@ int run_option(run_options *o, const char *a, const char *v) {
         o->eval_every = n;
     } else if (!strcmp(a, "--eval-seconds")) {
         if (cli_double(a, v, 0, 1e9, &o->eval_seconds)) return -1;
+    } else if (!strcmp(a, "--ema")) {
+        char *end;
+        errno = 0;
+        d = strtod(v, &end);
+        if (errno || end == v || *end || !(d >= 0 && d < 1)) {
+            cli_error("--ema: the decay '%s' is outside [0, 1): the average keeps DECAY of itself at each step "
+                      "(0.999 is usual; 1 would never move)", v);
+            return -1;
+        }
+        o->tc.ema = 1;
+        o->tc.ema_decay = (float)d;
+    } else if (!strcmp(a, "--swa-start")) {
+        if (cli_int(a, v, 1, 1000000, &n)) return -1;
+        o->tc.swa_start = (int)n;
+    } else if (!strcmp(a, "--swa-lr")) {
+        if (cli_double(a, v, 0, 1e30, &o->tc.swa_lr)) return -1;
+    } else if (!strcmp(a, "--swa-anneal-epochs")) {
+        if (cli_int(a, v, 0, 1000000, &n)) return -1;
+        o->tc.swa_anneal_epochs = (int)n;
+    } else if (!strcmp(a, "--bn-recal")) {
+        if (cli_int(a, v, 0, 1000000, &n)) return -1;
+        o->tc.bn_recal = (int)n;
     } else if (!strcmp(a, "--diverge-factor")) {
         if (cli_double(a, v, 0, 1e30, &o->tc.diverge_factor)) return -1;
     }
     return 2;
 }
 
+int run_options_finish(run_options *o) {
+    if (o->tc.ema && o->tc.swa_start > 0) {
+        cli_error("--ema and --swa-start: choose one weight average");
+        return -1;
+    }
+    if (o->tc.swa_start > 0 && o->epochs > 0 && o->tc.swa_start > o->epochs) {
+        cli_error("--swa-start %d is after the last epoch (%d): the average would never be updated",
+                  o->tc.swa_start, o->epochs);
+        return -1;
+    }
+    if (isnan(o->tc.swa_lr)) o->tc.swa_lr = 0.1 * o->tc.optim.lr;
+    return 0;
+}
+
 void run_options_describe(const run_options *o, const run_world *w, char *buf, size_t n) {
     const gopt_optim_config *c = &o->tc.optim;
+    char extra[256] = "";
+    int e = 0;
+    if (c->l1 != 0) e += snprintf(extra + e, sizeof extra - (size_t)e, " l1=%g", c->l1);
+    if (cli_is_schedulefree(c->algo))
+        e += snprintf(extra + e, sizeof extra - (size_t)e, " sf_warmup_steps=%d r=%g weight_lr_power=%g",
+                      c->warmup_steps, c->r, c->weight_lr_power);
+    if (c->algo == GOPT_ALGO_MUON)
+        e += snprintf(extra + e, sizeof extra - (size_t)e, " ns_steps=%d adamw_lr_ratio=%g adamw_wd=%g", c->ns_steps,
+                      c->adamw_lr_ratio, c->adamw_weight_decay);
+    if (c->algo == GOPT_ALGO_ADAFACTOR)
+        e += snprintf(extra + e, sizeof extra - (size_t)e, " beta2_decay=%g eps2=%g clip_threshold=%g", c->beta2_decay,
+                      c->eps2, c->clip_threshold);
+    if (o->tc.ema) e += snprintf(extra + e, sizeof extra - (size_t)e, " ema=%g", (double)o->tc.ema_decay);
+    if (o->tc.swa_start > 0)
+        e += snprintf(extra + e, sizeof extra - (size_t)e, " swa_start=%d swa_lr=%g swa_anneal_epochs=%d",
+                      o->tc.swa_start, o->tc.swa_lr, o->tc.swa_anneal_epochs);
+    if ((o->tc.ema || o->tc.swa_start > 0 || cli_is_schedulefree(c->algo)) && e < (int)sizeof extra)
+        snprintf(extra + e, sizeof extra - (size_t)e, " bn_recal=%d", o->tc.bn_recal);
     int len = snprintf(buf, n,
-             "epochs=%d batch=%d optimizer=%s lr=%g momentum=%g nesterov=%d wd=%g beta1=%g beta2=%g eps=%g "
-             "schedule=%s warmup=%g clip_norm=%g clip_value=%g agc=%g label_smoothing=%g accum=%d skip_spikes=%d seed=%llu",
-             o->epochs, o->tc.batch, gopt_algo_name(c->algo), c->lr, c->momentum, c->nesterov, c->weight_decay,
-             c->beta1, c->beta2, c->eps, trainer_schedule_name(o->tc.schedule), o->warmup_epochs, o->tc.clip_norm,
+             "epochs=%d batch=%d optimizer=%s lr=%g momentum=%g nesterov=%d wd=%g beta1=%g beta2=%g eps=%g"
+             "%s schedule=%s warmup=%g clip_norm=%g clip_value=%g agc=%g label_smoothing=%g accum=%d skip_spikes=%d seed=%llu",
+             o->epochs, o->tc.batch, cli_algo_short_name(c->algo), c->lr, c->momentum, c->nesterov, c->weight_decay,
+             c->beta1, c->beta2, c->eps, extra, trainer_schedule_name(o->tc.schedule), o->warmup_epochs, o->tc.clip_norm,
              o->tc.clip_value, o->tc.agc, o->tc.label_smoothing, o->tc.accum, o->tc.skip_spikes, (unsigned long long)o->tc.seed);
     if (w && w->size > 1 && len > 0 && (size_t)len < n)
         snprintf(buf + len, n - (size_t)len, " processes=%d zero=%d sync_bn=%d", w->size, o->zero, o->tc.sync_bn);
@@ -330,7 +418,16 @@ int run_loop(const run_options *o, const run_spec *s, trainer *t, run_result *r,
         int stepped = o->eval_every > 0 && st.step % o->eval_every == 0;
         double vl = NAN, va = NAN;
         if (epoch_done || last || timed || stepped) {
-            if (s->evaluate(s->eval_ctx, t, &vl, &va, err, errlen)) {
+            /* the average or Schedule-Free's x, with BatchNorm statistics for it; then
+             * everything back as it was (trainer_eval_begin) */
+            char what[96];
+            if (trainer_eval_begin(t, what, sizeof what, err, errlen)) {
+                trainer_eval_end(t, err + strlen(err), 0);
+                rc = -1;
+                break;
+            }
+            int ev = s->evaluate(s->eval_ctx, t, &vl, &va, err, errlen);
+            if (trainer_eval_end(t, ev ? err + strlen(err) : err, ev ? 0 : errlen) || ev) {
                 rc = -1;
                 break;
             }
@@ -349,8 +446,9 @@ int run_loop(const run_options *o, const run_spec *s, trainer *t, run_result *r,
             else
                 printf("step %lld (epoch %lld, %.1f s): ", (long long)st.step, (long long)st.epoch + 1,
                        r->train_seconds);
-            printf("train loss %.4f acc %.2f%% | %s loss %.4f acc %.2f%% | lr %.4g | %.0f %s/s%s%s\n", loss_ema,
-                   100 * acc_ema, s->eval_name, vl, 100 * va, st.lr, rate, s->unit, s->data_label ? " | " : "",
+            printf("train loss %.4f acc %.2f%% | %s loss %.4f acc %.2f%%%s%s%s | lr %.4g | %.0f %s/s%s%s\n",
+                   loss_ema, 100 * acc_ema, s->eval_name, vl, 100 * va, what[0] ? " (" : "", what,
+                   what[0] ? ")" : "", st.lr, rate, s->unit, s->data_label ? " | " : "",
                    s->data_label ? s->data_label : "");
             fflush(stdout);
             if (o->checkpoint && (rc = trainer_save(t, o->checkpoint, s->config_text, err, errlen)) != 0) break;

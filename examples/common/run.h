@@ -58,6 +58,11 @@ int run_options_init(run_options *o, const trainer_config *tc, int argc, char **
  * option, -1 after printing the error (a bad or missing value). */
 int run_option(run_options *o, const char *name, const char *value);
 
+/* After the program's recipe: checks across options (one weight average, --swa-start
+ * within the run) and their defaults (--swa-lr: a tenth of the LR). Prints the error and
+ * returns -1. */
+int run_options_finish(run_options *o);
+
 /* The help text of the shared options. */
 extern const char run_options_help[];
 

@@ -205,7 +205,7 @@ int adding_trainer_create(const trainer_config *cfg, const adding_model *m, trai
         return -1;
     }
     trainer_task task = {c,                 adding_batches,     adding_seek,       adding_train_batch, adding_state_size,
-                         adding_state_save, adding_state_check, adding_state_load, adding_destroy};
+                         adding_state_save, adding_state_check, adding_state_load, adding_destroy, NULL}; /* no BatchNorm */
     return trainer_create_custom(cfg, net, &task, out, err, errlen);
 }
 

@@ -11,6 +11,8 @@
 
 typedef struct cifar_task {
     gopt_loader *loader, *eval_loader;
+    gopt_loader *recal_loader;   /* BatchNorm recalibration: its own order, same batches each time */
+    const gopt_dataset *train;
     const gopt_dataset *eval_ds; /* what eval_loader reads (its share of it, under dist) */
     gopt_dataset *eval_shard;    /* dist: this rank's share of eval_ds (owned) */
     gopt_tensor *dlogits;
@@ -89,10 +91,30 @@ static void cifar_destroy(void *ctx) {
     cifar_task *c = ctx;
     if (!c) return;
     gopt_loader_destroy(c->eval_loader);
+    gopt_loader_destroy(c->recal_loader);
     gopt_loader_destroy(c->loader);
     gopt_dataset_destroy(c->eval_shard);
     gopt_tensor_destroy(c->dlogits);
     free(c);
+}
+
+/* Batch i of the BatchNorm recalibration pass: a loader of its own over the training images
+ * (shuffled with a seed of its own, the run's augmentation, this rank's share), restarted at
+ * its epoch 0 when i = 0, so every pass sees the same batches and the training loader, its
+ * position and its RNG are untouched. */
+static gopt_status cifar_recal_batch(void *ctx, int64_t i, gopt_tensor *x) {
+    cifar_task *c = ctx;
+    gopt_status s;
+    if (i == 0 && (s = gopt_loader_start_epoch(c->recal_loader, 0)) != GOPT_OK) return s;
+    gopt_batch b;
+    if ((s = gopt_loader_next(c->recal_loader, &b)) != GOPT_OK) return s;
+    if (b.n == 0) { /* more batches asked than an epoch holds: the next epoch of its own order */
+        if ((s = gopt_loader_start_epoch(c->recal_loader, 1 + i / gopt_loader_batches_per_epoch(c->recal_loader))) !=
+                GOPT_OK ||
+            (s = gopt_loader_next(c->recal_loader, &b)) != GOPT_OK)
+            return s;
+    }
+    return images_view(c, &b, x);
 }
 
 /* The task over `train` for `net` (owned from here on, also on failure). */
@@ -127,6 +149,14 @@ static int create_images(const trainer_config *cfg, gopt_net *net, int in_ndim, 
     const int64_t shape[2] = {local_batch, gopt_dataset_classes(train)};
     const char *what = "training loader";
     gopt_status s = gopt_loader_create(&lc, train, &c->loader);
+    c->train = train;
+    if (s == GOPT_OK) {
+        gopt_loader_config rl = lc;
+        rl.seed = cfg->seed ^ 0x5eca1b4a7c0ffeeULL; /* an order of its own */
+        rl.prefetch = 0;
+        what = "BatchNorm recalibration loader";
+        s = gopt_loader_create(&rl, train, &c->recal_loader);
+    }
     if (s == GOPT_OK) {
         what = "gradient buffer";
         s = gopt_tensor_create(2, shape, &c->dlogits);
@@ -138,7 +168,7 @@ static int create_images(const trainer_config *cfg, gopt_net *net, int in_ndim, 
         return -1;
     }
     trainer_task task = {c,          cifar_batches,     cifar_seek,        cifar_train_batch, cifar_state_size,
-                         cifar_state_save, cifar_state_check, cifar_state_load, cifar_destroy};
+                         cifar_state_save, cifar_state_check, cifar_state_load, cifar_destroy, cifar_recal_batch};
     return trainer_create_custom(cfg, net, &task, out, err, errlen);
 }
 

@@ -394,7 +394,7 @@ int text_trainer_create(const trainer_config *cfg, const text_model_config *m, c
         return -1;
     }
     trainer_task task = {c,          text_batches,     text_seek,       text_train_batch, text_state_size,
-                         text_state_save, text_state_check, text_state_load, text_destroy};
+                         text_state_save, text_state_check, text_state_load, text_destroy, NULL}; /* no BatchNorm */
     return trainer_create_custom(cfg, net, &task, out, err, errlen);
 }
 

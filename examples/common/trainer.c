@@ -19,6 +19,11 @@ struct trainer {
     int64_t warmup_steps;   /* its length in optimizer steps */
     gopt_monitor *mon;
     gopt_accum *accum;
+    gopt_average *avg;      /* --ema / --swa-start */
+    gopt_sched *swalr;      /* the SWA phase's scheduler, created when the phase begins */
+    void *net_state;        /* the net's own state (BatchNorm statistics) kept during evaluation */
+    size_t net_state_size;
+    int eval_swapped, eval_sf, eval_saved; /* what trainer_eval_begin did */
     int64_t epoch, steps, sched_steps, batch_in_epoch;
     double first_loss;
     double recent_loss[5]; /* the last losses, for the divergence test */
@@ -196,6 +201,16 @@ static int build_schedule(trainer *t, char *err, size_t errlen) {
     }
 }
 
+/* The SWA phase begins: SWALR over the optimizer, from the LR the main schedule left. */
+static int start_swalr(trainer *t, char *err, size_t errlen) {
+    gopt_sched_config c = gopt_sched_config_default(GOPT_SCHED_SWALR);
+    c.swa_lr = t->cfg.swa_lr;
+    c.anneal_epochs = t->cfg.swa_anneal_epochs;
+    c.anneal_strategy = GOPT_ANNEAL_COS;
+    LIB(gopt_sched_create(&c, t->opt, &t->swalr), "SWALR");
+    return 0;
+}
+
 int trainer_create_custom(const trainer_config *cfg, gopt_net *net, const trainer_task *task, trainer **out,
                           char *err, size_t errlen) {
     *out = NULL;
@@ -224,6 +239,24 @@ int trainer_create_custom(const trainer_config *cfg, gopt_net *net, const traine
         nd.weight_decay = 0.0f;
         LIB(gopt_params_group_by_tag(t->params, GOPT_TAG_BIAS | GOPT_TAG_NORM, &nd, NULL), "no-decay group");
     }
+    /* Muon: what it should not take runs AdamW inside it (Keras' Muon, Keller Jordan's
+     * recipe): vectors by the optimizer's own 1-D rule, and here the embedding tables and the
+     * output layer (the last weight tensor) in a group of their own */
+    int muon_group = -1;
+    if (cfg->optim.algo == GOPT_ALGO_MUON) {
+        int n = gopt_params_count(t->params), last_weight = -1;
+        for (int i = 0; i < n; i++) {
+            gopt_param_info pi;
+            if (gopt_params_info(t->params, i, &pi) == GOPT_OK && pi.tag == GOPT_TAG_WEIGHT) last_weight = i;
+        }
+        for (int i = 0; i < n; i++) {
+            gopt_param_info pi;
+            LIB(gopt_params_info(t->params, i, &pi), "tensor info");
+            if (i != last_weight && !(pi.tag == GOPT_TAG_WEIGHT && strstr(pi.name, "embed"))) continue;
+            if (muon_group < 0) LIB(gopt_params_add_group(t->params, NULL, &muon_group), "Muon's AdamW group");
+            LIB(gopt_params_set_group(t->params, i, muon_group), "Muon's AdamW group");
+        }
+    }
     gopt_dist *d = cfg->dist;
     if (d) {
         LIB(gopt_dist_optim_create(d, &cfg->optim, t->params, &t->opt), "optimizer");
@@ -240,6 +273,15 @@ int trainer_create_custom(const trainer_config *cfg, gopt_net *net, const traine
     } else {
         LIB(gopt_optim_create(&cfg->optim, t->params, &t->opt), "optimizer");
     }
+    if (muon_group >= 0) {
+        gopt_optim_config aw = gopt_optim_config_default(GOPT_ALGO_ADAMW);
+        aw.lr = cfg->optim.lr * cfg->optim.adamw_lr_ratio;
+        aw.beta1 = cfg->optim.beta1;
+        aw.beta2 = cfg->optim.beta2;
+        aw.eps = cfg->optim.adamw_eps;
+        aw.weight_decay = cfg->optim.adamw_weight_decay;
+        LIB(gopt_optim_set_group_config(t->opt, muon_group, &aw), "Muon's AdamW group (embeddings, output layer)");
+    }
     if (build_schedule(t, err, errlen)) return -1;
 
     gopt_monitor_config mc = gopt_monitor_config_default();
@@ -248,6 +290,21 @@ int trainer_create_custom(const trainer_config *cfg, gopt_net *net, const traine
     LIB(gopt_monitor_create(&mc, t->params, t->opt, &t->mon), "monitor");
     if (d) LIB(gopt_dist_attach_monitor(d, t->mon, t->opt), "monitor over the ranks");
     LIB(gopt_accum_create(cfg->accum, &t->accum), "accumulation");
+    if (cfg->ema && cfg->swa_start > 0)
+        return fail(err, errlen, "an EMA and SWA at once: choose one weight average (--ema or --swa-start)");
+    if (cfg->ema || cfg->swa_start > 0) {
+        gopt_average_config ac = gopt_average_config_default(cfg->ema ? GOPT_AVERAGE_EMA : GOPT_AVERAGE_SWA);
+        if (cfg->ema) ac.decay = cfg->ema_decay;
+        LIB(gopt_average_create(&ac, t->params, &t->avg), "weight average");
+    }
+    if (cfg->swa_start > 0 && !(isfinite(cfg->swa_lr) && cfg->swa_lr >= 0))
+        return fail(err, errlen, "swa_lr = %g must be finite and >= 0", cfg->swa_lr);
+    if (cfg->swa_anneal_epochs < 0)
+        return fail(err, errlen, "swa_anneal_epochs = %d must be >= 0", cfg->swa_anneal_epochs);
+    if (cfg->swa_start == 1 && start_swalr(t, err, errlen)) return -1; /* the SWA phase from the start */
+    t->net_state_size = gopt_net_state_size(t->net);
+    t->net_state = malloc(t->net_state_size ? t->net_state_size : 1);
+    if (!t->net_state) return fail(err, errlen, "out of memory for the net state");
     if (t->task.batches_per_epoch(t->task.ctx) < 1) return fail(err, errlen, "the training data has no full batch");
     return t->task.seek(t->task.ctx, 0, 0, err, errlen);
 }
@@ -256,6 +313,9 @@ void trainer_destroy(trainer *t) {
     if (!t) return;
     if (t->task.destroy) t->task.destroy(t->task.ctx);
     gopt_accum_destroy(t->accum);
+    gopt_sched_destroy(t->swalr);
+    gopt_average_destroy(t->avg);
+    free(t->net_state);
     gopt_monitor_destroy(t->mon);
     gopt_sched_destroy(t->warmup);
     gopt_sched_destroy(t->sched);
@@ -272,6 +332,8 @@ int64_t trainer_steps_per_epoch(const trainer *t) {
 gopt_net *trainer_net(trainer *t) { return t->net; }
 gopt_optim *trainer_optim(trainer *t) { return t->opt; }
 gopt_monitor *trainer_monitor(trainer *t) { return t->mon; }
+gopt_average *trainer_average(trainer *t) { return t->avg; }
+int trainer_in_swa(const trainer *t) { return t->swalr != NULL; }
 int trainer_diverged(const trainer *t) { return t->diverged; }
 void *trainer_task_ctx(trainer *t) { return t->task.ctx; }
 const trainer_config *trainer_get_config(const trainer *t) { return &t->cfg; }
@@ -369,15 +431,16 @@ int trainer_step_once(trainer *t, trainer_step *out, int *epoch_done, char *err,
         else LIB(gopt_optim_step(t->opt), "optimizer step");
         LIB(gopt_monitor_after_step(t->mon), "monitor");
         out->update_ratio = update_ratio(t);
+        if (t->avg && t->cfg.ema) LIB(gopt_average_update(t->avg), "EMA update");
     }
     /* The schedule counts batches, applied or skipped (monitor.h, as PyTorch's GradScaler
      * loops): it ends where total_steps says. Its last step is valid (sched.h, "End of a
      * schedule"); the guard only stops a resumed run that goes past the planned length. */
-    if (t->sched && !t->sched_per_epoch && t->sched_steps < t->cfg.total_steps) {
+    if (t->sched && !t->swalr && !t->sched_per_epoch && t->sched_steps < t->cfg.total_steps) {
         LIB(gopt_sched_step(t->sched), "scheduler step");
         t->sched_steps++;
     }
-    if (t->warmup && t->sched_steps < t->warmup_steps) { /* plateau's warmup, in steps */
+    if (t->warmup && !t->swalr && t->sched_steps < t->warmup_steps) { /* plateau's warmup, in steps */
         LIB(gopt_sched_step(t->warmup), "warmup step");
         t->sched_steps++;
     }
@@ -394,6 +457,17 @@ int trainer_step_once(trainer *t, trainer_step *out, int *epoch_done, char *err,
         t->diverged = 1;
     out->diverged = t->diverged;
     if (*epoch_done) {
+        /* SWA (torch's recipe, per epoch): from the end of epoch swa_start (1-based) on, fold
+         * the weights into the average and step SWALR; the main schedule stops when the SWA
+         * phase begins (SWALR takes the LR from where it left it) */
+        if (t->cfg.swa_start > 0 && t->epoch + 1 >= t->cfg.swa_start) {
+            if (!t->swalr && start_swalr(t, err, errlen)) return -1;
+            LIB(gopt_average_update(t->avg), "SWA update");
+            LIB(gopt_sched_step(t->swalr), "SWALR step");
+        }
+        if (t->cfg.swa_start > 0 && t->epoch + 2 == t->cfg.swa_start && !t->swalr &&
+            start_swalr(t, err, errlen))
+            return -1;
         t->epoch++;
         t->batch_in_epoch = 0;
         if (t->task.seek(t->task.ctx, t->epoch, 0, err, errlen)) return -1;
@@ -403,9 +477,65 @@ int trainer_step_once(trainer *t, trainer_step *out, int *epoch_done, char *err,
 
 int trainer_end_epoch(trainer *t, double val_loss, char *err, size_t errlen) {
     /* plateau: not during its warmup (the evaluations then see a rising LR) */
-    if (t->sched && t->sched_per_epoch && isfinite(val_loss) && t->sched_steps >= t->warmup_steps)
+    if (t->sched && !t->swalr && t->sched_per_epoch && isfinite(val_loss) && t->sched_steps >= t->warmup_steps)
         LIB(gopt_sched_step_metric(t->sched, val_loss), "plateau scheduler");
     return 0;
+}
+
+/* ---- evaluation of the average or of Schedule-Free's x ------------------------------------ */
+
+static int recalibrate(trainer *t, char *err, size_t errlen) {
+    if (t->cfg.bn_recal < 1 || !t->task.recal_batch) return 0;
+    LIB(gopt_net_recalibrate_bn(t->net, t->cfg.bn_recal, t->task.recal_batch, t->task.ctx),
+        "recomputing the BatchNorm statistics");
+    return 0;
+}
+
+int trainer_eval_begin(trainer *t, char *what, size_t whatlen, char *err, size_t errlen) {
+    if (whatlen) what[0] = '\0';
+    if (t->eval_swapped || t->eval_sf || t->eval_saved)
+        return fail(err, errlen, "trainer_eval_begin twice without trainer_eval_end");
+    int use_avg = t->avg && gopt_average_count(t->avg) > 0;
+    const gopt_algo algo = t->cfg.optim.algo;
+    int sf = !use_avg && (algo == GOPT_ALGO_ADAMW_SCHEDULEFREE || algo == GOPT_ALGO_SGD_SCHEDULEFREE);
+    if (!use_avg && !sf) return 0; /* the training weights, as they are */
+    if (sf) LIB(gopt_optim_eval(t->opt), "Schedule-Free eval mode");
+    t->eval_sf = sf;
+    LIB(gopt_net_state_save(t->net, t->net_state, t->net_state_size), "keeping the net state");
+    t->eval_saved = 1;
+    if (use_avg) {
+        LIB(gopt_average_swap(t->avg), "swapping the average in");
+        t->eval_swapped = 1;
+        if (t->cfg.ema)
+            snprintf(what, whatlen, "EMA %g of the weights", (double)t->cfg.ema_decay);
+        else
+            snprintf(what, whatlen, "SWA of %lld epoch%s", (long long)gopt_average_count(t->avg),
+                     gopt_average_count(t->avg) == 1 ? "" : "s");
+    } else {
+        snprintf(what, whatlen, "Schedule-Free x");
+    }
+    return recalibrate(t, err, errlen);
+}
+
+int trainer_eval_end(trainer *t, char *err, size_t errlen) {
+    int rc = 0;
+    /* every restore is attempted, the first failure reported */
+    if (t->eval_swapped) {
+        gopt_status s = gopt_average_swap(t->avg);
+        if (s != GOPT_OK) rc = fail(err, errlen, "swapping the average out: %s", gopt_last_error());
+        t->eval_swapped = 0;
+    }
+    if (t->eval_sf) {
+        gopt_status s = gopt_optim_train(t->opt);
+        if (s != GOPT_OK && !rc) rc = fail(err, errlen, "back to train mode: %s", gopt_last_error());
+        t->eval_sf = 0;
+    }
+    if (t->eval_saved) {
+        gopt_status s = gopt_net_state_load(t->net, t->net_state, t->net_state_size);
+        if (s != GOPT_OK && !rc) rc = fail(err, errlen, "restoring the net state: %s", gopt_last_error());
+        t->eval_saved = 0;
+    }
+    return rc;
 }
 
 /* ---- checkpoints ------------------------------------------------------------------------ */
@@ -445,7 +575,8 @@ static int write_file(const trainer *t, const char *path, const char *config_tex
     if (!rc && gopt_ckpt_writer_add(w, "optim", optim_blob, optim_size) != GOPT_OK)
         rc = fail(err, errlen, "saving 'optim': %s", gopt_last_error());
     rc = rc || ADD(w, "monitor", t->mon, monitor) || ADD(w, "accum", t->accum, accum) ||
-         (t->sched && ADD(w, "sched", t->sched, sched)) || (t->warmup && ADD(w, "warmup", t->warmup, sched));
+         (t->sched && ADD(w, "sched", t->sched, sched)) || (t->warmup && ADD(w, "warmup", t->warmup, sched)) ||
+         (t->avg && ADD(w, "average", t->avg, average)) || (t->swalr && ADD(w, "swalr", t->swalr, sched));
     if (!rc && gopt_ckpt_writer_add(w, "data", data_blob, data_size) != GOPT_OK)
         rc = fail(err, errlen, "saving 'data': %s", gopt_last_error());
     if (!rc && gopt_ckpt_writer_add(w, "counters", counters, sizeof counters) != GOPT_OK)
@@ -472,6 +603,9 @@ static int write_file(const trainer *t, const char *path, const char *config_tex
 int trainer_save(const trainer *t, const char *path, const char *config_text, char *err, size_t errlen) {
     gopt_dist *d = t->cfg.dist;
     const int writer = !d || gopt_dist_rank(d) == 0;
+    if (t->eval_swapped || t->eval_sf || gopt_optim_in_eval_mode(t->opt))
+        return fail(err, errlen, "a checkpoint is saved with the training weights in train mode (after "
+                                 "trainer_eval_end)");
     /* the optimizer state (gathered to rank 0 under ZeRO-1) and the task's state (the text
      * task gathers every rank's carried state): collective, so every rank makes them */
     size_t optim_size = d ? gopt_dist_optim_state_size(d, t->opt) : gopt_optim_state_size(t->opt);
@@ -541,6 +675,11 @@ static int load_file(trainer *t, const char *path, char *err, size_t errlen) {
     if (!rc && (t->warmup != NULL) != (gopt_ckpt_has(c, "warmup") != 0))
         rc = fail(err, errlen, "checkpoint '%s' was made with %s warmup before its plateau schedule", path,
                   t->warmup ? "no" : "a");
+    if (!rc && (t->avg != NULL) != (gopt_ckpt_has(c, "average") != 0))
+        rc = fail(err, errlen, "checkpoint '%s' was made %s a weight average (--ema / --swa-start): resume with "
+                  "the same options", path, t->avg ? "without" : "with");
+    if (!rc && gopt_ckpt_has(c, "swalr") && t->cfg.swa_start <= 0)
+        rc = fail(err, errlen, "checkpoint '%s' is in the SWA phase and this run has no --swa-start", path);
     /* Validate everything before changing anything: the task's data first (a checkpoint of
      * other data, e.g. another vocabulary, is refused by name), then each load checks its
      * own blob and leaves the object unchanged on failure, the strictest (params) first. */
@@ -551,12 +690,21 @@ static int load_file(trainer *t, const char *path, char *err, size_t errlen) {
     if (!rc && t->task.state_check(t->task.ctx, t->net, task_data, task_size, err, errlen)) rc = -1;
     if (!rc) rc = LOAD(c, "params", t->params, params) || LOAD(c, "net", t->net, net) ||
                   LOAD(c, "optim", t->opt, optim) || LOAD(c, "monitor", t->mon, monitor) ||
-                  LOAD(c, "accum", t->accum, accum) || (t->sched && LOAD(c, "sched", t->sched, sched));
+                  LOAD(c, "accum", t->accum, accum) || (t->sched && LOAD(c, "sched", t->sched, sched)) ||
+                  (t->avg && LOAD(c, "average", t->avg, average));
     /* Each scheduler load writes its LR to the optimizer: the one that set the LR last goes
      * last (the warmup, until the plateau has stepped). */
     if (!rc && t->warmup)
         rc = LOAD(c, "warmup", t->warmup, sched) ||
              (gopt_sched_last_epoch(t->sched) > 0 && LOAD(c, "sched", t->sched, sched));
+    /* in the SWA phase SWALR set the LR last */
+    if (!rc && gopt_ckpt_has(c, "swalr")) {
+        if (!t->swalr) rc = start_swalr(t, err, errlen);
+        if (!rc) rc = LOAD(c, "swalr", t->swalr, sched);
+    } else if (!rc && t->swalr) {
+        gopt_sched_destroy(t->swalr);
+        t->swalr = NULL;
+    }
     if (!rc && t->task.state_load(t->task.ctx, t->net, task_data, task_size, err, errlen)) rc = -1;
     if (!rc) {
         memcpy(counters, data, sizeof counters);

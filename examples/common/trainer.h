@@ -70,6 +70,23 @@ typedef struct trainer_config {
      * it); the optimizer comes from gopt_dist_optim_create (ZeRO-1 when the world's config
      * says so). Borrowed: it must outlive the trainer. */
     gopt_dist *dist;
+    /* weight averaging (torch.optim.swa_utils), at most one of the two:
+     *  ema:       ema_decay in [0, 1): an EMA of the weights updated after every applied step;
+     *  swa_start: > 0: SWA from epoch swa_start (1-based) on: the main schedule stops when
+     *             that epoch begins, and at the end of that epoch and of every later one the
+     *             weights are folded into an equal average and SWALR steps (annealing to
+     *             swa_lr over swa_anneal_epochs epochs, cos), torch's recipe.
+     * Evaluation then reports the average (trainer_eval_begin). Schedule-Free: the arena
+     * holds y, and y is what is averaged. */
+    int ema;
+    float ema_decay;
+    int swa_start;
+    double swa_lr;
+    int swa_anneal_epochs;
+    /* BatchNorm statistics recomputed over this many training batches (a deterministic pass
+     * of its own: the training data stream and RNGs are untouched) before evaluating
+     * Schedule-Free's x or an average (0: not recomputed). Nets without BatchNorm skip it. */
+    int bn_recal;
     int sync_bn;             /* dist: SyncBatchNorm (statistics over the global batch); 0: per rank */
     const char *verify_text; /* dist: hashed with the arena and optimizer by gopt_dist_verify
                                 at create (the program's options: every rank must agree) */
@@ -119,6 +136,11 @@ typedef struct trainer_task {
     int (*state_check)(void *ctx, gopt_net *net, const void *buf, size_t size, char *err, size_t errlen);
     int (*state_load)(void *ctx, gopt_net *net, const void *buf, size_t size, char *err, size_t errlen);
     void (*destroy)(void *ctx); /* may be NULL */
+    /* May be NULL (a net without BatchNorm): batch i of the BatchNorm recalibration pass,
+     * as gopt_net_recalibrate_bn asks for it (user = ctx). The same batches at every call,
+     * from a source of its own: the training position and every RNG of the task stay as
+     * they were. */
+    gopt_net_batch_fn recal_batch;
 } trainer_task;
 
 /* What one optimizer step did. */
@@ -152,6 +174,24 @@ int trainer_step_once(trainer *t, trainer_step *out, int *epoch_done, char *err,
 /* After an evaluation: ReduceLROnPlateau steps on `val_loss` (once the warmup is over). */
 int trainer_end_epoch(trainer *t, double val_loss, char *err, size_t errlen);
 
+/* Evaluation of what the run stands for, around the task's own evaluation:
+ *  - with an average (cfg->ema, cfg->swa_start, once it holds an update): the average is
+ *    swapped into the arena;
+ *  - else with a Schedule-Free optimizer: eval mode (the arena holds x);
+ *  - else nothing (the training weights as they are).
+ * In the first two cases BatchNorm statistics are recomputed for those weights over
+ * cfg->bn_recal training batches (update_bn). trainer_eval_end puts everything back: the
+ * training weights, train mode, and the net's own BatchNorm statistics (net state saved
+ * before and loaded after), so a run that evaluates trains exactly as one that does not.
+ * `what` receives "" for the training weights, else a short description ("EMA 0.999 of
+ * the weights", "SWA of 3 epochs", "Schedule-Free x"), for the output line. */
+int trainer_eval_begin(trainer *t, char *what, size_t whatlen, char *err, size_t errlen);
+int trainer_eval_end(trainer *t, char *err, size_t errlen);
+/* The average (NULL without --ema / --swa-start). */
+gopt_average *trainer_average(trainer *t);
+/* 1 once the SWA phase has begun (SWALR drives the LR). */
+int trainer_in_swa(const trainer *t);
+
 int64_t trainer_epoch(const trainer *t);      /* current epoch, 0-based */
 int64_t trainer_steps(const trainer *t);      /* optimizer steps attempted */
 int64_t trainer_steps_per_epoch(const trainer *t);
@@ -163,8 +203,9 @@ const trainer_config *trainer_get_config(const trainer *t);
 int trainer_diverged(const trainer *t);
 
 /* Checkpoint every piece of state (params, net state, optimizer, scheduler, monitor,
- * accumulation, the task's data position, counters, `config_text`, and `extra` sections
- * when given) atomically to path; load it back into a trainer created with the same
+ * accumulation, the task's data position, counters, `config_text`, the weight average
+ * ("average") and SWALR ("swalr") when there are any) atomically to path, with a
+ * Schedule-Free optimizer in train mode (its mode is in the optimizer state); load it back into a trainer created with the same
  * config. Load validates the task's section first, then every other, and changes nothing
  * when one does not fit.
  * dist: every rank calls both. The optimizer state is gathered into the unsharded format

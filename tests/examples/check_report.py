@@ -145,6 +145,31 @@ if "resnet" in checked:
     clipped = [float(r["clipped_fraction"]) for r in summary.values() if r["phase"] == "compare" and r["variant"] == "clip"]
     assert clipped and all(0 < c <= 1 for c in clipped), f"clip thresholds that never bite: {clipped}"
 
+if "resnet" in checked:  # issue 18: the time-to-target table at each frontier optimizer's best sweep LR
+    ttt = rows("resnet_time_to_target.csv")
+    names = [r["optimizer"] for r in ttt]
+    assert names == ["AdamW", "Nesterov", "AdamW-SF", "SGD-SF", "Muon", "Adafactor"], f"time to target: {names}"
+    for r in ttt:
+        if not r["steps"]:
+            continue  # no stable LR in the sweep: said in the report
+        steps, every = int(r["steps"]), int(r["eval_every"])
+        reached = [r[k] for k in r if k.startswith("steps_to_")]
+        assert len(reached) == 3, f"time to target: targets {list(r)}"
+        for v in reached:
+            assert v == "" or (0 < int(v) <= steps and int(v) % every in (0, steps % every)), f"time to target: {r}"
+        # a target reached means the best accuracy got there
+        for k in r:
+            if k.startswith("steps_to_") and r[k]:
+                assert float(r["best_val_acc"]) * 100 >= float(k[len("steps_to_"):]) - 1e-9, f"time to target: {r}"
+    html = open(os.path.join(out, "report.html"), encoding="utf-8").read()
+    assert "Time to target (AlgoPerf" in html, "no time-to-target table in the report"
+    summary_opts = {r["optimizer"] for r in rows("resnet_summary.csv") if r["phase"] == "compare"}
+    assert {"AdamW-SF", "SGD-SF", "Muon", "Adafactor"} <= summary_opts, f"comparison lacks the frontier: {summary_opts}"
+
+if "sequence" in checked:  # issue 18: the character LM's frontier runs
+    text = {r["optimizer"] for r in rows("sequence_text.csv")}
+    assert {"AdamW", "SGD-Nesterov", "AdamW-SF", "SGD-SF", "Muon", "Adafactor"} <= text, f"character LM: {text}"
+
 if "sequence" in checked:
     adding = rows("sequence_adding.csv")
     base = [r for r in adding if r["model"] == "rnn" and r["variant"] == "base" and r["T"] == "100"]
