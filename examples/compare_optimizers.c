@@ -61,7 +61,7 @@ typedef struct settings {
 static void usage(FILE *f) {
     fputs("usage: compare_optimizers [options]\n"
           "  --scenario LIST  all (default), or one or more of resnet, sequence, depth separated by commas\n"
-          "  --quick          every scenario smaller: all three in under 3 minutes on 2 cores\n"
+          "  --quick          every scenario smaller: all three in a few minutes on 2 cores\n"
           "  --data DIR       CIFAR-10 binary directory (else $GOPT_CIFAR10_DIR, ./data/cifar10,\n"
           "                   ./data/cifar-10-batches-bin; else the built-in synthetic images)\n"
           "  --text FILE      text for the language model (else $GOPT_TEXT_FILE,\n"
