@@ -32,7 +32,7 @@ typedef struct lab_options {
     const char *out_dir;   /* exists; CSV files go here */
     const char *cifar_dir; /* CIFAR-10 binary directory, or NULL: the built-in synthetic images */
     const char *text_path; /* a text file, or NULL: the built-in text */
-    int quick;             /* every scenario smaller: all three together under 3 minutes */
+    int quick;             /* every scenario smaller: all three together in a few minutes */
     int threads;           /* as set with gopt_set_threads (already applied) */
     uint64_t seed;
     int tty;               /* stdout is a terminal */
