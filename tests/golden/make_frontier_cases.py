@@ -19,6 +19,9 @@ import sys
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_cases import fmt, header  # noqa: E402  (the case format's writers)
+
 MUON = dict(lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True, ns_coefficients=(3.4445, -4.775, 2.0315),
             eps=1e-7, ns_steps=5, adjust_lr_fn="original")
 ADAFACTOR = dict(lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0, maximize=False)
@@ -42,14 +45,6 @@ CASES = [
      dict(lr=0.1, weight_decay=0.1, d=2.0, eps=(1e-20, 1e-2), maximize=True), [(40, 3), (3, 40), (1, 9)], None, 6),
     ("x_adafactor_many_rows", "adafactor", dict(lr=0.005, beta2_decay=-1.0, d=1.2), [(70, 33), (33,)], None, 5),
 ]
-
-
-def fmt(t):
-    return " ".join("%.9g" % v for v in t.detach().reshape(-1).tolist())
-
-
-def header(t):
-    return "%d %s" % (t.dim(), " ".join(str(d) for d in t.shape))
 
 
 def kv(k, v):

@@ -23,23 +23,10 @@ import warnings
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_cases import fmt, header, kv  # noqa: E402  (the case format's writers)
+
 warnings.filterwarnings("ignore")
-
-
-def fmt(t):
-    return " ".join("%.9g" % v for v in t.detach().reshape(-1).tolist())
-
-
-def header(t):
-    return "%d %s" % (t.dim(), " ".join(str(d) for d in t.shape))
-
-
-def kv(k, v):
-    if isinstance(v, bool):
-        return "%s=%s" % (k, "true" if v else "false")
-    if isinstance(v, tuple):
-        return "%s=%s" % (k, ",".join(repr(x) for x in v))
-    return "%s=%r" % (k, v)
 
 
 # ---- Schedule-Free (schedule_free 1.3, single-tensor path) -------------------------------
