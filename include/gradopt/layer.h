@@ -129,6 +129,9 @@ typedef enum gopt_layer_type {
     GOPT_LAYER_GRU,
     GOPT_LAYER_BATCHNORM1D,
     GOPT_LAYER_RESIDUAL_DENSE,
+    GOPT_LAYER_ADD,      /* merge nodes of a net (gradopt/net.h): elementwise sum of inputs */
+    GOPT_LAYER_CONCAT,   /* concatenation along channels (C,H,W) or features (F) */
+    GOPT_LAYER_CUSTOM,   /* a user-defined layer (gradopt/custom_layer.h) */
     GOPT_LAYER_TYPE_COUNT
 } gopt_layer_type;
 

@@ -6,7 +6,7 @@
 
 static const char *const type_names[GOPT_LAYER_TYPE_COUNT] = {
     "linear", "conv2d", "batchnorm2d", "relu", "gelu", "maxpool2d", "global_avgpool", "dropout", "flatten",
-    "basic_block", "sigmoid", "tanh", "embedding", "rnn", "lstm", "gru", "batchnorm1d", "residual_dense"};
+    "basic_block", "sigmoid", "tanh", "embedding", "rnn", "lstm", "gru", "batchnorm1d", "residual_dense", "add", "concat", "custom"};
 
 const char *gopt_layer_type_name(gopt_layer_type t) {
     return (t >= 0 && t < GOPT_LAYER_TYPE_COUNT) ? type_names[t] : "unknown";

@@ -122,6 +122,7 @@ struct gopt_layer {
     float *ws;                   /* shared workspace (net) or owned (standalone) */
     size_t ws_floats;
     int owns_ws;
+    int frozen;                  /* 1: compute no parameter gradients (gopt_net_freeze); 0 default */
     int recompute;               /* a net's layer whose output is not kept (gopt_net_set_recompute) */
     double *timer;               /* NULL, or [2][GOPT_LAYER_TYPE_COUNT] seconds (fwd, bwd) */
     void *st;                    /* per-type state (the type file's struct) */
