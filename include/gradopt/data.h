@@ -116,7 +116,8 @@ GOPT_API const uint8_t *gopt_dataset_labels(const gopt_dataset *ds);
  *                        samples of T = seq_len tokens: sample i has the inputs
  *                        ids[iT .. iT+T) and the next-token targets ids[iT+1 .. iT+T+1)
  *                        (the char LM's windows of gradopt/text.h, without overlap; the last
- *                        (n-1) mod T ids are not read). classes is the vocabulary size.
+ *                        (n-1) mod T ids are in no sample, but checked). classes is the
+ *                        vocabulary size.
  * All go through the same loader (below). gopt_dataset_subset, _split, _write_cifar10,
  * _images and _labels are for image datasets (the others: GOPT_EINVAL, or NULL).
  *

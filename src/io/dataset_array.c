@@ -314,9 +314,9 @@ static gopt_status tokens_make(const char *func, gopt_status bad, gopt_dataset *
     ds->x.dtype = ds->y.dtype = dtype;
     ds->x.stride = ds->y.stride = seq_len;
     ds->y.base = ds->x.base + (dtype == GOPT__NPY_I8 ? 8 : 4);
-    /* every id that a sample reads: ids[0 .. count*T] */
+    /* every id of the stream (also those past the last whole sample): the vocabulary is the data's */
     gopt__column all = {ds->x.base, dtype, 1};
-    gopt_status s = check_labels(func, bad, name, &all, ds->count * seq_len + 1, 1, &vocab_size, "id");
+    gopt_status s = check_labels(func, bad, name, &all, n, 1, &vocab_size, "id");
     ds->classes = vocab_size;
     return s;
 }
