@@ -133,12 +133,46 @@ static void test_batches_and_short_last(void **state) {
     c = gopt_loader_config_default();
     c.augment = 1;
     assert_status(gopt_loader_create(&c, ds, &l), GOPT_EINVAL, "this dataset is not images");
-    /* image-only operations refuse */
+    /* subset and split copy samples; the CIFAR-10 writer is for images only */
     gopt_dataset *sub;
-    int64_t idx[1] = {0};
-    assert_status(gopt_dataset_subset(ds, idx, 1, &sub), GOPT_EINVAL, "not an image dataset");
+    int64_t idx[3] = {9, 0, 9};
+    assert_ok(gopt_dataset_subset(ds, idx, 3, &sub));
+    assert_int_equal(gopt_dataset_count(sub), 3);
+    assert_int_equal(gopt_dataset_classes(sub), 5);
+    c = gopt_loader_config_default();
+    c.batch_size = 3;
+    c.shuffle = 0;
+    assert_ok(gopt_loader_create(&c, sub, &l));
+    assert_ok(gopt_loader_next(l, &b));
+    assert_true(b.n == 3 && b.images[0] == 9.0f && b.images[6] == 0.0f && b.images[17] == 11.5f);
+    assert_true(b.labels[0] == 4 && b.labels[1] == 0 && b.labels[2] == 4);
+    gopt_loader_destroy(l);
+    gopt_dataset_destroy(sub);
+    idx[1] = 10;
+    assert_status(gopt_dataset_subset(ds, idx, 3, &sub), GOPT_ERANGE, "indices[1] = 10 is outside 0..9");
     gopt_dataset *tr, *va;
-    assert_status(gopt_dataset_split(ds, 2, 0, 0, &tr, &va), GOPT_EINVAL, "not an image dataset");
+    assert_ok(gopt_dataset_split(ds, 3, 1, 8, &tr, &va));
+    assert_int_equal(gopt_dataset_count(tr), 7);
+    assert_int_equal(gopt_dataset_count(va), 3);
+    int hit[10] = {0};
+    gopt_dataset *parts[2] = {tr, va};
+    for (int p = 0; p < 2; p++) {
+        assert_int_equal(gopt_dataset_kind_of(parts[p]), GOPT_DATASET_ARRAYS);
+        assert_ok(gopt_loader_create(&c, parts[p], &l));
+        for (;;) {
+            assert_ok(gopt_loader_next(l, &b));
+            if (b.n == 0) break;
+            for (int i = 0; i < b.n; i++) {
+                int s = (int)b.images[i * 6];
+                hit[s]++;
+                assert_int_equal(b.labels[i], s % 5);
+            }
+        }
+        gopt_loader_destroy(l);
+    }
+    for (int s = 0; s < 10; s++) assert_int_equal(hit[s], 1); /* disjoint, together everything */
+    gopt_dataset_destroy(tr);
+    gopt_dataset_destroy(va);
     assert_status(gopt_dataset_write_cifar10(ds, "/nonexistent/x"), GOPT_EINVAL, "not an image dataset");
     gopt_dataset_destroy(ds);
 }
@@ -167,6 +201,20 @@ static void test_float_targets(void **state) {
         }
     }
     for (int s = 0; s < 7; s++) assert_int_equal(seen[s], 1);
+    /* a subset keeps the float targets */
+    gopt_dataset *sub;
+    const int64_t idx[2] = {6, 2};
+    assert_ok(gopt_dataset_subset(ds, idx, 2, &sub));
+    assert_int_equal(gopt_dataset_target_shape(sub, sh), 1);
+    gopt_loader_config sc = gopt_loader_config_default();
+    sc.shuffle = 0;
+    gopt_loader *sl;
+    assert_ok(gopt_loader_create(&sc, sub, &sl));
+    gopt_batch sb;
+    assert_ok(gopt_loader_next(sl, &sb));
+    assert_true(sb.n == 2 && sb.targets[0] == -6.0f && sb.targets[1] == 36.0f && sb.targets[3] == 4.0f);
+    gopt_loader_destroy(sl);
+    gopt_dataset_destroy(sub);
     /* next_into is for features with class labels */
     float x[18];
     int32_t y[3];
@@ -465,6 +513,10 @@ static void test_token_stream(void **state) {
     int n;
     assert_status(gopt_loader_next_into(l, x, y, &n), GOPT_EINVAL, "use gopt_loader_next");
     gopt_loader_destroy(l);
+    gopt_dataset *sub, *tr, *va;
+    const int64_t one[1] = {0};
+    assert_status(gopt_dataset_subset(ds, one, 1, &sub), GOPT_EINVAL, "a token stream");
+    assert_status(gopt_dataset_split(ds, 2, 0, 0, &tr, &va), GOPT_EINVAL, "a token stream");
     gopt_dataset_destroy(ds);
     /* borrow, and the refusals */
     assert_ok(gopt_dataset_from_tokens(ids, T + 1, T, V, GOPT_DATA_BORROW, &ds));
@@ -532,7 +584,8 @@ static void test_loss_larger_grad_buffer(void **state) {
         for (int64_t i = rows_floats; i < MAXB * T * C; i++) assert_true(big[i] == 1234.5f); /* untouched */
     }
     /* a smaller leading dimension, or other trailing dimensions: refused naming both shapes */
-    assert_status(gopt_loss_cross_entropy(&zl, y, 0.0f, &l1, &zs), GOPT_ESHAPE, "dlogits (2,4) does not match logits (3,4)");
+    assert_status(gopt_loss_cross_entropy(&zl, y, 0.0f, &l1, &zs), GOPT_ESHAPE,
+                  "dlogits (2,4) does not match logits (3,4)");
     testutil_check_detail("leading dimension >= 3");
     assert_status(gopt_loss_cross_entropy(&zl, y, 0.0f, &l1, &zw), GOPT_ESHAPE, "(8,5)");
     assert_status(gopt_loss_cross_entropy_seq(&z3, y, 0.0f, -100, &l1, &bad3), GOPT_ESHAPE, "(8,3,4)");
@@ -657,6 +710,58 @@ static void test_mlp_from_arrays(void **state) {
     gopt_dataset_destroy(ds);
 }
 
+/* ---- allocation failures ----------------------------------------------------------------- */
+
+/* Every allocation of each create function, failed in turn: GOPT_ENOMEM, *out NULL, nothing
+ * leaked (the sanitizer build checks), then success once the budget suffices. */
+static void test_alloc_failures(void **state) {
+    (void)state;
+    float x[12] = {0};
+    int32_t y[4] = {0, 1, 2, 1}, ids[13] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0};
+    const int64_t s3[1] = {3}, t1[1] = {3};
+    for (int which = 0; which < 6; which++) {
+        int done = 0;
+        for (long budget = 0; budget < 64 && !done; budget++) {
+            gopt_dataset *base = NULL, *ds = (gopt_dataset *)1;
+            gopt_loader *l = (gopt_loader *)1;
+            if (which >= 3) {
+                if (which == 3) assert_ok(gopt_dataset_from_floats(x, 4, 1, s3, y, 3, GOPT_DATA_BORROW, &base));
+                if (which == 4)
+                    assert_ok(gopt_dataset_from_floats_targets(x, 4, 1, s3, x, 1, t1, GOPT_DATA_BORROW, &base));
+                if (which == 5) assert_ok(gopt_dataset_from_tokens(ids, 13, 3, 0, GOPT_DATA_BORROW, &base));
+            }
+            testutil_fail_after(budget);
+            gopt_status s;
+            gopt_loader_config c = gopt_loader_config_default();
+            c.batch_size = 2;
+            c.prefetch = 1;
+            switch (which) {
+            case 0: s = gopt_dataset_from_floats(x, 4, 1, s3, y, 3, GOPT_DATA_COPY, &ds); break;
+            case 1: s = gopt_dataset_from_floats_targets(x, 4, 1, s3, x, 1, t1, GOPT_DATA_COPY, &ds); break;
+            case 2: s = gopt_dataset_from_tokens(ids, 13, 3, 0, GOPT_DATA_COPY, &ds); break;
+            case 3: {
+                const int64_t idx[2] = {3, 1};
+                s = gopt_dataset_subset(base, idx, 2, &ds);
+                break;
+            }
+            default: s = gopt_loader_create(&c, base, &l); break;
+            }
+            testutil_alloc_reset();
+            if (s == GOPT_OK) {
+                done = 1;
+                if (which == 4 || which == 5) gopt_loader_destroy(l);
+                else gopt_dataset_destroy(ds);
+            } else {
+                assert_int_equal(s, GOPT_ENOMEM);
+                if (which == 4 || which == 5) assert_null(l);
+                else assert_null(ds);
+            }
+            gopt_dataset_destroy(base);
+        }
+        assert_true(done);
+    }
+}
+
 /* ---- a memory-mapped file larger than this machine's RAM ---------------------------------- */
 
 static void test_npy_larger_than_ram(void **state) {
@@ -670,8 +775,9 @@ static void test_npy_larger_than_ram(void **state) {
     snprintf(xp, sizeof xp, "%s/x.npy", dir);
     snprintf(yp, sizeof yp, "%s/y.npy", dir);
     char head[128];
-    int hl = snprintf(head, sizeof head, "\x93NUMPY\x01%c%c%c{'descr': '<f4', 'fortran_order': False, 'shape': (%lld, %lld), }",
-                      0, 118, 0, (long long)count, (long long)width);
+    int hl = snprintf(head, sizeof head,
+                      "\x93NUMPY\x01%c%c%c{'descr': '<f4', 'fortran_order': False, 'shape': (%lld, %lld), }", 0, 118,
+                      0, (long long)count, (long long)width);
     memset(head + hl, ' ', sizeof head - (size_t)hl);
     head[127] = '\n';
     int fd = open(xp, O_CREAT | O_WRONLY | O_TRUNC, 0600);
@@ -805,6 +911,20 @@ static int numpy_main(const char *python, const char *dir) {
         }
         gopt_loader_destroy(l);
         if (k == 0) {
+            /* a subset of the float64 file is a float32 copy of the same values */
+            gopt_dataset *sub = NULL;
+            const int64_t idx[2] = {202, 5};
+            CHECK(gopt_dataset_subset(ds, idx, 2, &sub) == GOPT_OK, "subset");
+            c.batch_size = 2;
+            l = NULL;
+            if (sub && gopt_loader_create(&c, sub, &l) == GOPT_OK && gopt_loader_next(l, &b) == GOPT_OK)
+                CHECK(b.n == 2 && memcmp(b.images, ref + 202 * 4, 16) == 0 && memcmp(b.images + 4, ref + 20, 16) == 0 &&
+                          b.labels[0] == 1 && b.labels[1] == 2,
+                      "subset rows");
+            else
+                CHECK(0, "subset loader");
+            gopt_loader_destroy(l);
+            gopt_dataset_destroy(sub);
             train_result r = train_mlp(ds, 15);
             printf("MLP from numpy's .npy files: loss %.4f -> %.4f, accuracy %.3f (chance 0.333), %d short "
                    "batches\n",
@@ -872,6 +992,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_state_resumes_sequence), cmocka_unit_test(test_transform_once_per_batch),
         cmocka_unit_test(test_token_stream),           cmocka_unit_test(test_loss_larger_grad_buffer),
         cmocka_unit_test(test_mlp_from_arrays),        cmocka_unit_test(test_npy_larger_than_ram),
+        cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -199,7 +199,8 @@ static void test_dataset_from_npy_each_dtype(void **state) {
     for (int i = 0; i < 12; i++) xf[i] = (float)(xd[i] = 0.25 * i - 1.0);
     int32_t y4[4] = {0, 2, 1, 2};
     int64_t y8[4] = {1, 0, 1, 1};
-    const char *x4 = write_npy("x4.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 3), }", xf, sizeof xf);
+    const char *x4 =
+        write_npy("x4.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 3), }", xf, sizeof xf);
     const char *x8 = write_npy("x8.npy", 2, "{'descr': '<f8', 'fortran_order': False, 'shape': (4, 1, 3), }", xd,
                                sizeof xd);
     const char *l4 = write_npy("l4.npy", 3, "{'descr': '<i4', 'fortran_order': False, 'shape': (4,), }", y4, sizeof y4);
@@ -324,7 +325,8 @@ static void test_dataset_from_npy_refusals(void **state) {
     /* tokens */
     assert_status(gopt_dataset_from_tokens_npy(x, 2, 0, &ds), GOPT_EFORMAT, "token ids of dtype '<f4' (float32)");
     assert_status(gopt_dataset_from_tokens_npy(y2d, 2, 0, &ds), GOPT_EFORMAT, "must be 1-D, not 2-D");
-    assert_status(gopt_dataset_from_tokens_npy(y, 4, 0, &ds), GOPT_EFORMAT, "y.npy: 4 tokens are fewer than one sample");
+    assert_status(gopt_dataset_from_tokens_npy(y, 4, 0, &ds), GOPT_EFORMAT,
+                  "y.npy: 4 tokens are fewer than one sample");
     assert_status(gopt_dataset_from_tokens_npy(y, 1, 5, &ds), GOPT_EFORMAT, "y.npy: id[3] = 9 is outside 0..4");
     assert_status(gopt_dataset_from_tokens_npy(y, 0, 0, &ds), GOPT_EINVAL, "seq_len = 0");
     assert_null(ds);

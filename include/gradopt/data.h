@@ -1,6 +1,7 @@
 /* gradopt/data.h: CIFAR-10 binary reader and writer, in-memory datasets, train/validation
- * split, and a batch loader (deterministic shuffling, random crop + horizontal flip,
- * per-channel normalisation, optional prefetch thread).
+ * split, datasets from your own float arrays, NumPy .npy files and token streams, and one
+ * batch loader for all of them (deterministic shuffling, random crop + horizontal flip and
+ * per-channel normalisation for images, optional prefetch thread, per-batch transforms).
  *
  * Images are 3 x 32 x 32 bytes stored channel-major exactly as the CIFAR-10 binary format
  * stores them: 1024 red, 1024 green, 1024 blue bytes, each plane row-major. A batch is a
@@ -118,8 +119,10 @@ GOPT_API const uint8_t *gopt_dataset_labels(const gopt_dataset *ds);
  *                        (the char LM's windows of gradopt/text.h, without overlap; the last
  *                        (n-1) mod T ids are in no sample, but checked). classes is the
  *                        vocabulary size.
- * All go through the same loader (below). gopt_dataset_subset, _split, _write_cifar10,
- * _images and _labels are for image datasets (the others: GOPT_EINVAL, or NULL).
+ * All go through the same loader (below). gopt_dataset_subset and _split take image and
+ * array datasets (an array subset is a float32/int32 copy, whatever its source; token
+ * streams: GOPT_EINVAL, split the ids instead); _write_cifar10, _images and _labels are
+ * for image datasets only (others: GOPT_EINVAL, or NULL).
  *
  * Ownership: GOPT_DATA_COPY copies the arrays (the caller may free them on return);
  * GOPT_DATA_BORROW keeps the caller's pointers: the arrays must stay valid and unchanged
@@ -283,10 +286,11 @@ typedef struct gopt_batch {
 } gopt_batch;
 
 /* Create a loader over ds (borrowed), positioned at epoch 0, batch 0.
- * Errors: GOPT_EINVAL (NULL; batch_size < 1; augment = 1 on a dataset that is not images; crop_padding outside 0..16; flip, augment,
- *         shuffle, drop_last, prefetch not 0/1; mean not finite; std not finite or <= 0;
- *         num_replicas < 1; rank outside 0..num_replicas-1; drop_last with fewer images
- *         per rank, floor(count / num_replicas), than one batch), GOPT_ENOMEM, GOPT_ESTATE
+ * Errors: GOPT_EINVAL (NULL; batch_size < 1; augment = 1 on a dataset that is not images;
+ *         crop_padding outside 0..16; flip, augment, shuffle, drop_last, prefetch not 0/1;
+ *         mean not finite; std not finite or <= 0; num_replicas < 1; rank outside
+ *         0..num_replicas-1; drop_last with fewer images per rank, floor(count /
+ *         num_replicas), than one batch), GOPT_ENOMEM, GOPT_ESTATE
  *         (the prefetch thread could not be started). */
 GOPT_API gopt_status gopt_loader_create(const gopt_loader_config *cfg, const gopt_dataset *ds,
                                         gopt_loader **out);

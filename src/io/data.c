@@ -91,12 +91,14 @@ gopt_status gopt_dataset_subset(const gopt_dataset *ds, const int64_t *indices, 
     *out = NULL;
     GOPT_CHECK_NULL(ds);
     GOPT_CHECK_NULL(indices);
-    if (ds->kind != GOPT_DATASET_IMAGES) return GOPT_FAIL(GOPT_EINVAL, "ds is not an image dataset");
+    if (ds->kind == GOPT_DATASET_TOKENS)
+        return GOPT_FAIL(GOPT_EINVAL, "ds is a token stream: cut the stream itself instead");
     if (n < 1) return GOPT_FAIL(GOPT_EINVAL, "n = %lld must be >= 1", (long long)n);
     for (int64_t i = 0; i < n; i++)
         if (indices[i] < 0 || indices[i] >= ds->count)
             return GOPT_FAIL(GOPT_ERANGE, "indices[%lld] = %lld is outside 0..%lld", (long long)i,
                              (long long)indices[i], (long long)ds->count - 1);
+    if (ds->kind == GOPT_DATASET_ARRAYS) return gopt__dataset_subset_arrays(ds, indices, n, out);
     gopt_dataset *sub;
     GOPT_TRY(gopt__dataset_alloc(n, ds->classes, &sub));
     for (int64_t i = 0; i < n; i++) {
@@ -114,7 +116,8 @@ gopt_status gopt_dataset_split(const gopt_dataset *ds, int64_t val_count, int ra
     GOPT_CHECK_NULL(val);
     *train = *val = NULL;
     GOPT_CHECK_NULL(ds);
-    if (ds->kind != GOPT_DATASET_IMAGES) return GOPT_FAIL(GOPT_EINVAL, "ds is not an image dataset");
+    if (ds->kind == GOPT_DATASET_TOKENS)
+        return GOPT_FAIL(GOPT_EINVAL, "ds is a token stream: cut the stream itself instead");
     if (val_count < 1 || val_count > ds->count - 1)
         return GOPT_FAIL(GOPT_EINVAL, "val_count = %lld must be in 1..%lld for a dataset of %lld images",
                          (long long)val_count, (long long)ds->count - 1, (long long)ds->count);

@@ -49,6 +49,11 @@ void gopt__dataset_gather(const gopt_dataset *ds, int64_t s, int64_t i, float *x
  * Errors: GOPT_EOVERFLOW, GOPT_ENOMEM. */
 gopt_status gopt__dataset_alloc(int64_t count, int classes, gopt_dataset **out);
 
+/* gopt_dataset_subset of an ARRAYS dataset (indices already checked): a copy, float32 and
+ * int32 whatever the source's dtypes. Errors: GOPT_EOVERFLOW, GOPT_ENOMEM. */
+gopt_status gopt__dataset_subset_arrays(const gopt_dataset *ds, const int64_t *indices, int64_t n,
+                                        gopt_dataset **out);
+
 /* Frees the ARRAYS/TOKENS parts (copies, maps); called by gopt_dataset_destroy. */
 void gopt__dataset_release_arrays(gopt_dataset *ds);
 

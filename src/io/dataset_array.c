@@ -363,6 +363,35 @@ gopt_status gopt_dataset_from_tokens_npy(const char *path, int seq_len, int voca
     return finish(s, ds, out);
 }
 
+gopt_status gopt__dataset_subset_arrays(const gopt_dataset *ds, const int64_t *indices, int64_t n,
+                                        gopt_dataset **out) {
+    static const char *func = "gopt_dataset_subset";
+    int64_t xe, ye;
+    GOPT_TRY(check_shape(func, "x", ds->x_ndim, ds->x_shape, n, &xe));
+    GOPT_TRY(check_shape(func, "y", ds->y_float ? ds->y_ndim : 1, ds->y_float ? ds->y_shape : &ds->y_elems, n, &ye));
+    gopt_dataset *sub = NULL;
+    GOPT_TRY(new_dataset(func, GOPT_DATASET_ARRAYS, n, &sub));
+    sub->classes = ds->classes;
+    sub->y_float = ds->y_float;
+    sub->x_ndim = ds->x_ndim;
+    sub->y_ndim = ds->y_ndim;
+    memcpy(sub->x_shape, ds->x_shape, sizeof sub->x_shape);
+    memcpy(sub->y_shape, ds->y_shape, sizeof sub->y_shape);
+    sub->x_elems = xe;
+    sub->y_elems = ds->y_elems;
+    float *x = gopt__malloc((size_t)(n * xe) * sizeof(float));
+    void *y = gopt__malloc((size_t)(n * ds->y_elems) * (ds->y_float ? sizeof(float) : sizeof(int32_t)));
+    sub->owned[0] = x;
+    sub->owned[1] = y;
+    if (!x || !y)
+        return finish(gopt__fail(GOPT_ENOMEM, func, "a subset of %lld samples", (long long)n), sub, out);
+    for (int64_t i = 0; i < n; i++)
+        gopt__dataset_gather(ds, indices[i], i, x, ds->y_float ? NULL : y, ds->y_float ? y : NULL, NULL);
+    sub->x = (gopt__column){(const unsigned char *)x, GOPT__NPY_F4, xe};
+    sub->y = (gopt__column){(const unsigned char *)y, ds->y_float ? GOPT__NPY_F4 : GOPT__NPY_I4, ds->y_elems};
+    return finish(GOPT_OK, sub, out);
+}
+
 gopt_dataset_kind gopt_dataset_kind_of(const gopt_dataset *ds) { return ds ? ds->kind : GOPT_DATASET_IMAGES; }
 
 int gopt_dataset_sample_shape(const gopt_dataset *ds, int64_t shape[GOPT_DATASET_MAX_DIMS]) {
