@@ -184,6 +184,8 @@ GOPT_API gopt_status gopt_dataset_from_tokens(const int32_t *ids, int64_t n, int
 GOPT_API gopt_status gopt_dataset_from_tokens_npy(const char *path, int seq_len, int vocab_size,
                                                   gopt_dataset **out);
 
+/* gopt_dataset_count and gopt_dataset_classes work for every kind: classes is the number of
+ * classes (labels), the vocabulary size (tokens), or 0 (float targets). */
 GOPT_API gopt_dataset_kind gopt_dataset_kind_of(const gopt_dataset *ds); /* NULL: IMAGES */
 /* Per-sample shape of the features (images: 3,32,32; tokens: seq_len) into shape[3];
  * returns its ndim (0 for NULL). */
@@ -220,7 +222,8 @@ GOPT_API int gopt_dataset_target_shape(const gopt_dataset *ds, int64_t shape[GOP
  * buffers writable (e.g. noise, masking, feature scaling). It runs once per batch built:
  * once per gopt_loader_next batch, once per gopt_loader_batch_at call (a batch that the
  * prefetch thread built ahead and a seek discarded was transformed too). With prefetch = 1
- * it runs on the prefetch thread. For random transforms, seed an RNG from batch->seed, a
+ * it runs on the prefetch thread (and batch_at's call on the caller's thread may overlap
+ * it: a transform with shared state must then lock). For random transforms, seed an RNG from batch->seed, a
  * function of (config seed, epoch, index): batches then stay reproducible across resume
  * and prefetch. A status other than GOPT_OK fails that gopt_loader_next (the detail names
  * the batch and carries the callback's detail); the batch counts as taken. */
