@@ -7,7 +7,8 @@
  *   mode % 4 == 2: a token stream, seq_len = 1 + byte 1 % 16, vocab_size 0 or 64;
  *   mode % 4 == 3: as 1 with classes = byte 3 % 8 (0: max + 1).
  * A refusal must be GOPT_EFORMAT, say why and leave *out NULL; an accepted dataset must
- * yield every sample once per epoch with labels and ids inside the vocabulary. */
+ * yield every sample once per epoch with labels and ids inside the vocabulary, and an array
+ * dataset must take a subset. */
 #define _GNU_SOURCE
 #include <string.h>
 #include <sys/mman.h>
@@ -75,6 +76,13 @@ static void one_epoch(gopt_dataset *ds, uint64_t seed) {
     }
     FZ_CHECK(seen == count, "an epoch of %lld samples from %lld", (long long)seen, (long long)count);
     gopt_loader_destroy(l);
+    if (kind == GOPT_DATASET_ARRAYS) { /* a subset copies (and converts) the last and first samples */
+        const int64_t idx[2] = {count - 1, 0};
+        gopt_dataset *sub = NULL;
+        FZ_CHECK(gopt_dataset_subset(ds, idx, 2, &sub) == GOPT_OK && gopt_dataset_count(sub) == 2, "subset: %s",
+                 gopt_last_error());
+        gopt_dataset_destroy(sub);
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
