@@ -155,7 +155,8 @@ GOPT_API gopt_status gopt_dataset_from_floats_targets(const float *x, int64_t co
 
 /* Features and targets from two NumPy .npy files (numpy.save), memory-mapped read-only, so
  * arrays larger than RAM work (pages are read as batches need them; the files must not
- * change while the dataset exists). x_path: shape (count, ...) with 1..3 dims after count,
+ * change while the dataset exists: a file truncated under a mapping makes the next read of
+ * the lost pages raise SIGBUS, as with any mmap). x_path: shape (count, ...) with 1..3 dims after count,
  * dtype '<f4' or '<f8' (float64 is converted to float32 as batches are gathered).
  * y_path: '<i4' or '<i8' of shape (count,): class labels (classes as in from_floats; each
  * is checked); '<f4' or '<f8' of shape (count, ...), 0..3 dims after count: float targets
