@@ -1,8 +1,10 @@
 /* Datasets from float arrays, .npy files and token streams through gopt_loader (data.h):
- * batches and the short last batch, copy and borrow, determinism per seed, prefetch, state
- * save/load resuming the same batch sequence, drop_last, per-batch transforms, token
- * windows and next-token targets, a memory-mapped file larger than RAM, the losses' larger
- * gradient buffer (loss.h), and an MLP trained from arrays through the public API.
+ * batches and the short last batch, copy and borrow, subset and split, determinism per
+ * seed, prefetch, state save/load resuming the same batch sequence, drop_last, per-batch
+ * transforms, token windows and next-token targets, allocation failures, and an MLP trained
+ * from arrays through the public API with one dlogits buffer for every batch size (the
+ * losses' side of the short batch is tested in test_loss_batch; the .npy reader, and a
+ * mapped file larger than RAM, in test_npy).
  *
  * With `--numpy PYTHON DIR` (test_data_array_numpy): NumPy writes the .npy files (float64
  * features, int64 labels, float32 in format 2.0 and 3.0, big-endian and Fortran-order ones
@@ -534,70 +536,6 @@ static void test_token_stream(void **state) {
     assert_null(ds);
 }
 
-/* ---- losses: one gradient buffer for every batch size ------------------------------------ */
-
-static void test_loss_larger_grad_buffer(void **state) {
-    (void)state;
-    enum { N = 3, MAXB = 8, C = 4, T = 2 };
-    float z[MAXB * T * C], t[MAXB * T * C], exact[MAXB * T * C], big[MAXB * T * C];
-    testutil_fill_normal(z, MAXB * T * C, 1);
-    testutil_fill_normal(t, MAXB * T * C, 2);
-    for (int i = 0; i < MAXB * T * C; i++) t[i] = t[i] > 0 ? 1.0f : 0.0f;
-    int32_t y[N * T] = {0, 3, 1, 2, 2, 0};
-    const int64_t s_n[2] = {N, C}, s_max[2] = {MAXB, C}, s_small[2] = {N - 1, C}, s_wide[2] = {MAXB, C + 1};
-    const int64_t s3_n[3] = {N, T, C}, s3_max[3] = {MAXB, T, C}, s3_bad[3] = {MAXB, T + 1, C};
-    gopt_tensor zl, ze, zb, zs, zw, z3, e3, b3, bad3, tt;
-    assert_ok(gopt_tensor_view(z, 2, s_n, &zl));
-    assert_ok(gopt_tensor_view(exact, 2, s_n, &ze));
-    assert_ok(gopt_tensor_view(big, 2, s_max, &zb));
-    assert_ok(gopt_tensor_view(big, 2, s_small, &zs));
-    assert_ok(gopt_tensor_view(big, 2, s_wide, &zw));
-    assert_ok(gopt_tensor_view(z, 3, s3_n, &z3));
-    assert_ok(gopt_tensor_view(exact, 3, s3_n, &e3));
-    assert_ok(gopt_tensor_view(big, 3, s3_max, &b3));
-    assert_ok(gopt_tensor_view(big, 3, s3_bad, &bad3));
-    assert_ok(gopt_tensor_view(t, 2, s_n, &tt));
-    float l1, l2;
-    for (int which = 0; which < 4; which++) {
-        for (int i = 0; i < MAXB * T * C; i++) big[i] = 1234.5f; /* sentinel past the first N rows */
-        memset(exact, 0, sizeof exact);
-        int64_t rows_floats;
-        if (which == 0) {
-            assert_ok(gopt_loss_cross_entropy(&zl, y, 0.1f, &l1, &ze));
-            assert_ok(gopt_loss_cross_entropy(&zl, y, 0.1f, &l2, &zb));
-            rows_floats = N * C;
-        } else if (which == 1) {
-            assert_ok(gopt_loss_cross_entropy_seq(&z3, y, 0.0f, -100, &l1, &e3));
-            assert_ok(gopt_loss_cross_entropy_seq(&z3, y, 0.0f, -100, &l2, &b3));
-            rows_floats = N * T * C;
-        } else if (which == 2) {
-            assert_ok(gopt_loss_mse(&zl, &tt, &l1, &ze));
-            assert_ok(gopt_loss_mse(&zl, &tt, &l2, &zb));
-            rows_floats = N * C;
-        } else {
-            assert_ok(gopt_loss_bce_with_logits(&zl, &tt, &l1, &ze));
-            assert_ok(gopt_loss_bce_with_logits(&zl, &tt, &l2, &zb));
-            rows_floats = N * C;
-        }
-        assert_true(l1 == l2);
-        assert_memory_equal(exact, big, (size_t)rows_floats * sizeof(float)); /* bit for bit */
-        for (int64_t i = rows_floats; i < MAXB * T * C; i++) assert_true(big[i] == 1234.5f); /* untouched */
-    }
-    /* a smaller leading dimension, or other trailing dimensions: refused naming both shapes */
-    assert_status(gopt_loss_cross_entropy(&zl, y, 0.0f, &l1, &zs), GOPT_ESHAPE,
-                  "dlogits (2,4) does not match logits (3,4)");
-    testutil_check_detail("leading dimension >= 3");
-    assert_status(gopt_loss_cross_entropy(&zl, y, 0.0f, &l1, &zw), GOPT_ESHAPE, "(8,5)");
-    assert_status(gopt_loss_cross_entropy_seq(&z3, y, 0.0f, -100, &l1, &bad3), GOPT_ESHAPE, "(8,3,4)");
-    assert_status(gopt_loss_mse(&zl, &tt, &l1, &zs), GOPT_ESHAPE, "dpred (2,4)");
-    assert_status(gopt_loss_bce_with_logits(&zl, &tt, &l1, &zw), GOPT_ESHAPE, "dlogits (8,5)");
-    assert_status(gopt_loss_cross_entropy(&zl, y, 0.0f, &l1, &b3), GOPT_ESHAPE, "(8,2,4)");
-    /* the target itself must still match the prediction exactly */
-    gopt_tensor tbig;
-    assert_ok(gopt_tensor_view(t, 2, s_max, &tbig));
-    assert_status(gopt_loss_mse(&zl, &tbig, &l1, NULL), GOPT_ESHAPE, "target (8,4)");
-}
-
 /* ---- training an MLP from a dataset -------------------------------------------------------- */
 
 typedef struct train_result {
@@ -760,64 +698,6 @@ static void test_alloc_failures(void **state) {
         }
         assert_true(done);
     }
-}
-
-/* ---- a memory-mapped file larger than this machine's RAM ---------------------------------- */
-
-static void test_npy_larger_than_ram(void **state) {
-    (void)state;
-    /* 8 Mi samples x 1024 float32 = 32 GiB of features, a sparse file (no disk blocks): the
-     * dataset maps it and a batch reads only its own pages. */
-    const int64_t count = 8LL << 20, width = 1024;
-    char dir[] = "/tmp/gopt_test_bigXXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char xp[96], yp[96];
-    snprintf(xp, sizeof xp, "%s/x.npy", dir);
-    snprintf(yp, sizeof yp, "%s/y.npy", dir);
-    char head[128];
-    int hl = snprintf(head, sizeof head,
-                      "\x93NUMPY\x01%c%c%c{'descr': '<f4', 'fortran_order': False, 'shape': (%lld, %lld), }", 0, 118,
-                      0, (long long)count, (long long)width);
-    memset(head + hl, ' ', sizeof head - (size_t)hl);
-    head[127] = '\n';
-    int fd = open(xp, O_CREAT | O_WRONLY | O_TRUNC, 0600);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, head, 128), 128);
-    const off_t xsize = 128 + (off_t)count * width * 4;
-    int rc = ftruncate(fd, xsize);
-    close(fd);
-    if (rc != 0) {
-        unlink(xp);
-        rmdir(dir);
-        print_message("skipped: cannot make a sparse file of %lld bytes: %s\n", (long long)xsize, strerror(errno));
-        skip();
-    }
-    hl = snprintf(head, sizeof head, "\x93NUMPY\x01%c%c%c{'descr': '<i4', 'fortran_order': False, 'shape': (%lld,), }",
-                  0, 118, 0, (long long)count);
-    memset(head + hl, ' ', sizeof head - (size_t)hl);
-    head[127] = '\n';
-    fd = open(yp, O_CREAT | O_WRONLY | O_TRUNC, 0600);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, head, 128), 128);
-    assert_int_equal(ftruncate(fd, 128 + (off_t)count * 4), 0);
-    close(fd);
-    gopt_dataset *ds;
-    assert_ok(gopt_dataset_from_npy(xp, yp, 2, &ds));
-    assert_int_equal(gopt_dataset_count(ds), count);
-    gopt_loader_config c = gopt_loader_config_default();
-    c.batch_size = 16;
-    gopt_loader *l;
-    assert_ok(gopt_loader_create(&c, ds, &l));
-    assert_ok(gopt_loader_seek(l, 0, gopt_loader_batches_per_epoch(l) - 1));
-    gopt_batch b;
-    assert_ok(gopt_loader_next(l, &b));
-    assert_int_equal(b.n, 16);
-    for (int64_t i = 0; i < 16 * width; i++) assert_true(b.images[i] == 0.0f);
-    gopt_loader_destroy(l);
-    gopt_dataset_destroy(ds);
-    unlink(xp);
-    unlink(yp);
-    rmdir(dir);
 }
 
 /* ---- --numpy: files written by NumPy ------------------------------------------------------ */
@@ -990,8 +870,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_batches_and_short_last), cmocka_unit_test(test_float_targets),
         cmocka_unit_test(test_copy_and_borrow),        cmocka_unit_test(test_determinism_per_seed),
         cmocka_unit_test(test_state_resumes_sequence), cmocka_unit_test(test_transform_once_per_batch),
-        cmocka_unit_test(test_token_stream),           cmocka_unit_test(test_loss_larger_grad_buffer),
-        cmocka_unit_test(test_mlp_from_arrays),        cmocka_unit_test(test_npy_larger_than_ram),
+        cmocka_unit_test(test_token_stream),           cmocka_unit_test(test_mlp_from_arrays),
         cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,9 +1,12 @@
 /* The .npy reader (src/io/npy.c) and gopt_dataset_from_npy / gopt_dataset_from_tokens_npy on
  * files written here byte by byte: every accepted dtype and format version, and each
  * malformed file refused with GOPT_EFORMAT (or GOPT_EIO) and a message naming the file and
- * the problem. Files written by NumPy itself are read in test_data_array --numpy. */
+ * the problem; and a sparse 32 GiB .npy, larger than this machine's RAM, mapped and read.
+ * Files written by NumPy itself are read in test_data_array --numpy. */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -332,12 +335,71 @@ static void test_dataset_from_npy_refusals(void **state) {
     assert_null(ds);
 }
 
+/* ---- a memory-mapped file larger than this machine's RAM ---------------------------------- */
+
+static void test_npy_larger_than_ram(void **state) {
+    (void)state;
+    /* 8 Mi samples x 1024 float32 = 32 GiB of features, a sparse file (no disk blocks): the
+     * dataset maps it and a batch reads only its own pages. */
+    const int64_t count = 8LL << 20, width = 1024;
+    char dir[] = "/tmp/gopt_test_bigXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char xp[96], yp[96];
+    snprintf(xp, sizeof xp, "%s/x.npy", dir);
+    snprintf(yp, sizeof yp, "%s/y.npy", dir);
+    char head[128];
+    int hl = snprintf(head, sizeof head,
+                      "\x93NUMPY\x01%c%c%c{'descr': '<f4', 'fortran_order': False, 'shape': (%lld, %lld), }", 0, 118,
+                      0, (long long)count, (long long)width);
+    memset(head + hl, ' ', sizeof head - (size_t)hl);
+    head[127] = '\n';
+    int fd = open(xp, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, head, 128), 128);
+    const off_t xsize = 128 + (off_t)count * width * 4;
+    int rc = ftruncate(fd, xsize);
+    close(fd);
+    if (rc != 0) {
+        unlink(xp);
+        rmdir(dir);
+        print_message("skipped: cannot make a sparse file of %lld bytes: %s\n", (long long)xsize, strerror(errno));
+        skip();
+    }
+    hl = snprintf(head, sizeof head, "\x93NUMPY\x01%c%c%c{'descr': '<i4', 'fortran_order': False, 'shape': (%lld,), }",
+                  0, 118, 0, (long long)count);
+    memset(head + hl, ' ', sizeof head - (size_t)hl);
+    head[127] = '\n';
+    fd = open(yp, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, head, 128), 128);
+    assert_int_equal(ftruncate(fd, 128 + (off_t)count * 4), 0);
+    close(fd);
+    gopt_dataset *ds;
+    assert_ok(gopt_dataset_from_npy(xp, yp, 2, &ds));
+    assert_int_equal(gopt_dataset_count(ds), count);
+    gopt_loader_config c = gopt_loader_config_default();
+    c.batch_size = 16;
+    gopt_loader *l;
+    assert_ok(gopt_loader_create(&c, ds, &l));
+    assert_ok(gopt_loader_seek(l, 0, gopt_loader_batches_per_epoch(l) - 1));
+    gopt_batch b;
+    assert_ok(gopt_loader_next(l, &b));
+    assert_int_equal(b.n, 16);
+    for (int64_t i = 0; i < 16 * width; i++) assert_true(b.images[i] == 0.0f);
+    gopt_loader_destroy(l);
+    gopt_dataset_destroy(ds);
+    unlink(xp);
+    unlink(yp);
+    rmdir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_each_dtype_and_version),
         cmocka_unit_test(test_parse_refusals),
         cmocka_unit_test(test_dataset_from_npy_each_dtype),
         cmocka_unit_test(test_dataset_from_npy_refusals),
+        cmocka_unit_test(test_npy_larger_than_ram),
     };
     return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }
