@@ -128,6 +128,24 @@ GOPT_API const uint8_t *gopt_dataset_labels(const gopt_dataset *ds);
  * GOPT_DATA_BORROW keeps the caller's pointers: the arrays must stay valid and unchanged
  * until gopt_dataset_destroy (and loaders borrow the dataset, so they must be destroyed
  * first). Labels and tokens are checked once, when the dataset is made. */
+/* Example: an MLP on NumPy arrays (x.npy float (N, 20), y.npy int (N,)), the short last
+ * batch included, with one dlogits buffer for every batch:
+ *   gopt_dataset *ds;       gopt_dataset_from_npy("x.npy", "y.npy", 0, &ds);
+ *   gopt_loader_config lc = gopt_loader_config_default();
+ *   lc.batch_size = 64;     lc.seed = 1;
+ *   gopt_loader *l;         gopt_loader_create(&lc, ds, &l);
+ *   gopt_tensor *dlogits;   gopt_tensor_create(2, (int64_t[]){64, classes}, &dlogits);
+ *   for (int64_t e = 0; e < epochs; e++) {
+ *       gopt_loader_start_epoch(l, e);
+ *       for (gopt_batch b; gopt_loader_next(l, &b) == GOPT_OK && b.n > 0;) {
+ *           gopt_tensor x, logits;
+ *           gopt_tensor_view((float *)b.images, 2, (int64_t[]){b.n, 20}, &x);
+ *           gopt_net_forward(net, &x, &logits);
+ *           gopt_loss_cross_entropy(&logits, b.labels, 0.0f, &loss, dlogits);
+ *           ... backward, step ...
+ *       }
+ *   }
+ * (tests/test_data_array.c trains such an MLP; status checks left out here.) */
 typedef enum gopt_dataset_kind {
     GOPT_DATASET_IMAGES = 0, /* uint8 3x32x32 images + labels (CIFAR-10 layout) */
     GOPT_DATASET_ARRAYS = 1, /* float features + class labels or float targets */
