@@ -363,6 +363,7 @@ int cli_parse(cli_spec *spec, int argc, char **argv) {
             else if (optopt == 'h' && !strncmp(bad, "--", 2)) cli_error("--help takes no value ('%s')", bad);
             else if (optopt == VAL_PRINT) cli_error("--print-config takes no value ('%s')", bad);
             else if (optopt) cli_error("unknown option '-%c' (see --help)", optopt);
+            else if (!strncmp(bad, "--", 2)) cli_error("unknown option '%.*s' (see --help)", (int)strcspn(bad, "="), bad);
             else cli_error("unknown option '%s' (see --help)", bad);
             goto done;
         }
