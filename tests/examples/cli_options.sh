@@ -27,8 +27,8 @@ expect_fail() {
   local err rc
   err=$("$@" 2>&1 >/dev/null); rc=$?
   [ $rc -eq 2 ] || fail "$name $what: exit $rc (expected 2): $err"
-  echo "$err" | grep -q "^error: " || fail "$name $what: no 'error:' line: $err"
-  echo "$err" | grep -qF -- "$pat" || fail "$name $what: the message does not say '$pat': $err"
+  grep -q "^error: " <<<"$err" || fail "$name $what: no 'error:' line: $err"
+  grep -qF -- "$pat" <<<"$err" || fail "$name $what: the message does not say '$pat': $err"
   echo "ok: $name $what -> $err"
 }
 
@@ -46,18 +46,18 @@ check() {
   names=$(table_names $srcs)
   [ -n "$names" ] || fail "$name: no option table found in $srcs"
   for o in $names; do
-    echo "$help" | grep -qE -- "^  $o( |$)" || fail "$name --help does not list $o"
+    grep -qE -- "^  $o( |$)" <<<"$help" || fail "$name --help does not list $o"
     n=$((n + 1))
   done
-  for o in --help --print-config; do echo "$help" | grep -qE -- "(^  |, )$o( |$)" || fail "$name --help lacks $o"; done
-  "$bin" -h | cmp -s - <(echo "$help") || fail "$name: -h differs from --help"
+  for o in --help --print-config; do grep -qE -- "(^  |, )$o( |$)" <<<"$help" || fail "$name --help lacks $o"; done
+  [ "$("$bin" -h)" = "$help" ] || fail "$name: -h differs from --help"
   echo "ok: $name --help lists the $n options of its table"
   # --opt=value == --opt value
   local a b
   a=$("$bin" "${extra[@]}" "$opt=$val" --print-config 2>&1) || fail "$name $opt=$val --print-config: $a"
   b=$("$bin" "${extra[@]}" "$opt" "$val" --print-config 2>&1) || fail "$name $opt $val --print-config: $b"
   [ "$a" = "$b" ] || fail "$name: '$opt=$val' and '$opt $val' differ: '$a' vs '$b'"
-  echo "$a" | grep -qF -- "$expect" || fail "$name $opt=$val: --print-config does not show '$expect': $a"
+  grep -qF -- "$expect" <<<"$a" || fail "$name $opt=$val: --print-config does not show '$expect': $a"
   local d
   d=$("$bin" "${extra[@]}" --print-config 2>&1) || fail "$name --print-config: $d"
   [ "$a" != "$d" ] || fail "$name $opt=$val: --print-config shows the same as without it"
@@ -110,7 +110,7 @@ done
 out=$("$ex/train_cifar10" --lr=0.1 --synthetic-size=200 --val-split=100 --batch=20 --epochs=1 --max-steps=2 \
       --width=0.25 --threads=1 --schedule=constant 2>&1); rc=$?
 [ $rc -eq 0 ] || { echo "$out"; fail "train_cifar10 --lr=0.1 tiny run: exit $rc"; }
-echo "$out" | grep -q "^config: .* lr=0.1 " || fail "train_cifar10 --lr=0.1: the config line does not say lr=0.1: $out"
-echo "$out" | grep -q "^summary:" || fail "train_cifar10 --lr=0.1: no summary: $out"
-echo "ok: train_cifar10 --lr=0.1 (=-form options only) trained: $(echo "$out" | grep -m1 'optimizer steps')"
+grep -q "^config: .* lr=0.1 " <<<"$out" || fail "train_cifar10 --lr=0.1: the config line does not say lr=0.1: $out"
+grep -q "^summary:" <<<"$out" || fail "train_cifar10 --lr=0.1: no summary: $out"
+echo "ok: train_cifar10 --lr=0.1 (=-form options only) trained: $(grep -m1 'optimizer steps' <<<"$out")"
 echo "all command-line checks passed"
