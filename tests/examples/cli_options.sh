@@ -18,8 +18,9 @@ work=$4
 rm -rf "$work"; mkdir -p "$work"
 fail() { echo "FAIL: $*"; exit 1; }
 
-# The option names in a table: entries open with CLI_O("--name" or {"--name".
-table_names() { grep -ohE '(CLI_O\(|\{)"--[a-z0-9-]+"' "$@" | grep -oE -- '--[a-z0-9-]+' | sort -u; }
+# The option names in a table: entries open with CLI_O("--name", {"--name" or another
+# upper-case entry macro's ("--name" (cli.c's OPT_X).
+table_names() { grep -ohE '(\<[A-Z_]+\(|\{)"--[a-z0-9-]+"' "$@" | grep -oE -- '--[a-z0-9-]+' | sort -u; }
 
 # expect_fail NAME WHAT PATTERN ARGS...: exit 2, stderr "error: ..." matching PATTERN
 expect_fail() {
