@@ -200,7 +200,7 @@ static size_t weights_json(const gopt__wslot *s, int n, char *o) {
         if (i) PUT(",", 1);
         PUT("\"", 1);
         k += json_escape(o ? o + k : NULL, s[i].name);
-        PUT("\":{\"dtype\":\"F32\",\"shape\":[", 25);
+        PUT("\":{\"dtype\":\"F32\",\"shape\":[", sizeof "\":{\"dtype\":\"F32\",\"shape\":[" - 1);
         for (int d = 0; d < s[i].ndim; d++) {
             int m = snprintf(tmp, sizeof tmp, "%s%" PRId64, d ? "," : "", s[i].shape[d]);
             PUT(tmp, (size_t)m);
