@@ -590,6 +590,285 @@ static void test_weights_only(void **state) {
     run_free(&a);
 }
 
+/* ---- .npz import ------------------------------------------------------------------------------ */
+
+static void test_npz_round_trip(void **state) {
+    (void)state;
+    run a;
+    run_make(&a, 1, 0);
+    float loss;
+    uint64_t sum;
+    for (int i = 0; i < 4; i++) run_step(&a, &loss, &sum);
+    for (int names = 0; names < 2; names++) {
+        gopt_weights_config c = gopt_weights_config_default();
+        c.names = names ? GOPT_NAMES_ARENA : GOPT_NAMES_TORCH;
+        const char *path = tmp_path(names ? "arena.npz" : "torch.npz");
+        assert_ok(gopt_net_save_npz(a.net, path, &c));
+        gopt_net *b = make_net(50 + (uint64_t)names, 0, 0);
+        assert_true(weights_differ(a.net, b));
+        gopt_weights_report rep;
+        assert_ok(gopt_net_load_npz(b, path, &c, &rep));
+        assert_same_weights(a.net, b);
+        assert_int_equal(rep.loaded, gopt_params_count(gopt_net_params(b)) + gopt_net_buffer_count(b));
+        assert_int_equal(rep.unexpected, 0);
+        /* from memory too */
+        blob bytes = file_bytes(path);
+        gopt_net *m = make_net(60, 0, 0);
+        assert_ok(gopt_net_load_npz_mem(m, bytes.p, bytes.n, "mem", &c, NULL));
+        assert_same_weights(a.net, m);
+        gopt_net_destroy(m);
+        free(bytes.p);
+        gopt_net_destroy(b);
+    }
+    /* the arena alone, in arena names */
+    gopt_net *b = make_net(51, 0, 0);
+    /* strict: the buffers in the file are not in an arena */
+    assert_status(gopt_params_load_npz(gopt_net_params(b), tmp_path("arena.npz"), NULL, NULL), GOPT_EFORMAT,
+                  "is not in the net");
+    gopt_weights_config loose = gopt_weights_config_default();
+    loose.strict = 0;
+    gopt_weights_report rep;
+    assert_ok(gopt_params_load_npz(gopt_net_params(b), tmp_path("arena.npz"), &loose, &rep));
+    assert_memory_equal(gopt_params_values(gopt_net_params(a.net)), gopt_params_values(gopt_net_params(b)),
+                        (size_t)gopt_params_numel(gopt_net_params(b)) * sizeof(float));
+    assert_true(rep.unexpected > 0); /* the buffers, which an arena does not have */
+    gopt_net_destroy(b);
+    /* strict mismatches named, nothing changed */
+    gopt_net *wide = make_net(5, 1, 0);
+    blob before = net_values(wide);
+    assert_status(gopt_net_load_npz(wide, tmp_path("torch.npz"), NULL, NULL), GOPT_ESHAPE,
+                  "tensor 'fc1.weight' has shape (8,4) in the file, (12,4) in the net");
+    blob after = net_values(wide);
+    assert_same_blob(before, after);
+    free(before.p);
+    free(after.p);
+    gopt_net_destroy(wide);
+    gopt_net *extra = make_net(5, 0, 1);
+    assert_status(gopt_net_load_npz(extra, tmp_path("torch.npz"), NULL, NULL), GOPT_EFORMAT,
+                  "tensor 'fc3.weight' of the net is missing");
+    gopt_net_destroy(extra);
+    assert_status(gopt_net_load_npz(a.net, tmp_path("none.npz"), NULL, NULL), GOPT_EIO, "none.npz");
+    assert_status(gopt_net_load_npz(NULL, tmp_path("torch.npz"), NULL, NULL), GOPT_EINVAL, "net");
+    run_free(&a);
+}
+
+/* A zip of stored members with correct CRCs (what numpy.savez writes, without zip64). */
+typedef struct zmember {
+    const char *name;
+    const void *data;
+    size_t size;
+    int method;
+} zmember;
+
+static blob make_zip(const zmember *m, int n) {
+    blob z = {NULL, 0}, cd = {NULL, 0};
+    for (int i = 0; i < n; i++) {
+        unsigned char h[46] = {0};
+        const uint32_t crc = gopt_crc32(0, m[i].data, m[i].size), off = (uint32_t)z.n;
+        const size_t nl = strlen(m[i].name);
+        unsigned char l[30] = {0};
+        l[0] = 0x50, l[1] = 0x4b, l[2] = 3, l[3] = 4, l[4] = 20, l[8] = (unsigned char)m[i].method;
+        memcpy(l + 14, &crc, 4);
+        memcpy(l + 18, &(uint32_t){(uint32_t)m[i].size}, 4);
+        memcpy(l + 22, &(uint32_t){(uint32_t)m[i].size}, 4);
+        l[26] = (unsigned char)nl;
+        blob_add(&z, l, 30);
+        blob_add(&z, m[i].name, nl);
+        blob_add(&z, m[i].data, m[i].size);
+        h[0] = 0x50, h[1] = 0x4b, h[2] = 1, h[3] = 2, h[4] = 20, h[6] = 20, h[10] = (unsigned char)m[i].method;
+        memcpy(h + 16, &crc, 4);
+        memcpy(h + 20, &(uint32_t){(uint32_t)m[i].size}, 4);
+        memcpy(h + 24, &(uint32_t){(uint32_t)m[i].size}, 4);
+        h[28] = (unsigned char)nl;
+        memcpy(h + 42, &off, 4);
+        blob_add(&cd, h, 46);
+        blob_add(&cd, m[i].name, nl);
+    }
+    const uint32_t cdo = (uint32_t)z.n, cds = (uint32_t)cd.n;
+    blob_add(&z, cd.p, cd.n);
+    unsigned char e[22] = {0x50, 0x4b, 5, 6};
+    e[8] = e[10] = (unsigned char)n;
+    memcpy(e + 12, &cds, 4);
+    memcpy(e + 16, &cdo, 4);
+    blob_add(&z, e, 22);
+    free(cd.p);
+    return z;
+}
+
+/* a .npy: the header dict as given (padded to 64 with a newline), then size data bytes */
+static blob make_npy(const char *dict, const void *data, size_t size) {
+    blob b = {NULL, 0};
+    size_t dl = strlen(dict), total = (10 + dl + 1 + 63) / 64 * 64;
+    unsigned char h[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)((total - 10) & 0xff),
+                           (unsigned char)((total - 10) >> 8)};
+    blob_add(&b, h, 10);
+    blob_add(&b, dict, dl);
+    for (size_t i = 10 + dl; i < total - 1; i++) blob_add(&b, " ", 1);
+    blob_add(&b, "\n", 1);
+    if (size) blob_add(&b, data, size);
+    return b;
+}
+
+/* load z non-strictly into net; returns the status */
+static gopt_status load_zip(gopt_net *net, blob z, gopt_weights_report *rep) {
+    gopt_weights_config c = gopt_weights_config_default();
+    c.strict = 0;
+    return gopt_net_load_npz_mem(net, z.p, z.n, "crafted.npz", &c, rep);
+}
+
+static void expect_npz_refused(gopt_net *net, const char *dict, size_t data_size, int method, const char *needle) {
+    unsigned char data[64] = {0};
+    blob y = make_npy(dict, data, data_size);
+    zmember m = {"fc2.bias.npy", y.p, y.n, method};
+    blob z = make_zip(&m, 1);
+    blob before = net_values(net);
+    assert_status(load_zip(net, z, NULL), GOPT_EFORMAT, needle);
+    blob after = net_values(net);
+    assert_same_blob(before, after);
+    free(before.p);
+    free(after.p);
+    free(z.p);
+    free(y.p);
+}
+
+static void test_npz_crafted(void **state) {
+    (void)state;
+    gopt_net *net = make_net(9, 0, 0);
+    /* big-endian float32, float64 and int16 members convert */
+    unsigned char be[40], f64[80];
+    int16_t i16[10];
+    for (int i = 0; i < 10; i++) {
+        float v = (float)i - 2.5f;
+        uint32_t u;
+        memcpy(&u, &v, 4);
+        for (int k = 0; k < 4; k++) be[4 * i + k] = (unsigned char)(u >> (24 - 8 * k));
+        double d = 0.25 * i;
+        memcpy(f64 + 8 * i, &d, 8);
+        i16[i] = (int16_t)(-i);
+    }
+    gopt_param_info bias_i, w_i;
+    int bi, wi;
+    assert_ok(gopt_params_find(gopt_net_params(net), "fc2.bias", &bi));
+    assert_ok(gopt_params_find(gopt_net_params(net), "fc1.bias", &wi));
+    assert_ok(gopt_params_info(gopt_net_params(net), bi, &bias_i));
+    assert_ok(gopt_params_info(gopt_net_params(net), wi, &w_i));
+    gopt_tensor bias = bias_i.value, w = w_i.value;
+    blob y1 = make_npy("{'descr': '>f4', 'fortran_order': False, 'shape': (10,), }", be, 40);
+    blob y2 = make_npy("{\"shape\": (8,), \"fortran_order\": False, \"descr\": \"<f8\"}", f64, 64);
+    zmember ms[2] = {{"fc2.bias.npy", y1.p, y1.n, 0}, {"fc1.bias.npy", y2.p, y2.n, 0}};
+    blob z = make_zip(ms, 2);
+    gopt_weights_report rep;
+    assert_ok(load_zip(net, z, &rep));
+    assert_int_equal(rep.loaded, 2);
+    for (int i = 0; i < 10; i++) assert_true(bias.data[i] == (float)i - 2.5f);
+    for (int i = 0; i < 8; i++) assert_true(w.data[i] == 0.25f * (float)i);
+    free(z.p);
+    free(y1.p);
+    free(y2.p);
+    /* an integer array into a float tensor: refused by the matcher, named */
+    y1 = make_npy("{'descr': '<i2', 'fortran_order': False, 'shape': (10,), }", i16, 20);
+    zmember mi = {"fc2.bias.npy", y1.p, y1.n, 0};
+    z = make_zip(&mi, 1);
+    assert_status(load_zip(net, z, NULL), GOPT_EFORMAT, "tensor 'fc2.bias' is I16");
+    /* a flipped byte: the CRC; truncation; not a zip */
+    z.p[30 + 12 + 64 + 3] ^= 0x10; /* a data byte of the array */
+    assert_status(load_zip(net, z, NULL), GOPT_EFORMAT, "CRC-32 mismatch");
+    assert_status(gopt_net_load_npz_mem(net, z.p, z.n - 1, "t.npz", NULL, NULL), GOPT_EFORMAT, "no end-of-central-directory");
+    assert_status(gopt_net_load_npz_mem(net, z.p, 10, "t.npz", NULL, NULL), GOPT_EFORMAT, "too short for a zip");
+    assert_status(gopt_net_load_npz_mem(net, NULL, 0, NULL, NULL, NULL), GOPT_EFORMAT, "<memory>");
+    free(z.p);
+    free(y1.p);
+    /* the central directory pointing elsewhere, an overlapping second member */
+    y1 = make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (10,), }", be, 40);
+    zmember two[2] = {{"fc2.bias.npy", y1.p, y1.n, 0}, {"fc1.bias.npy", y1.p, y1.n, 0}};
+    z = make_zip(two, 2);
+    size_t cd2 = z.n - 22 - (46 + 12); /* the second central entry */
+    memset(z.p + cd2 + 42, 0, 4);       /* its local header offset -> the first member's */
+    assert_status(load_zip(net, z, NULL), GOPT_EFORMAT, "disagrees with the central directory");
+    free(z.p);
+    free(y1.p);
+    /* malformed members */
+    const char *ok_dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (10,), }";
+    expect_npz_refused(net, ok_dict, 40, 8, "compressed with deflate (numpy.savez_compressed)");
+    expect_npz_refused(net, ok_dict, 40, 12, "compression method 12");
+    expect_npz_refused(net, ok_dict, 36, 0, "36 bytes of data, its dtype '<f4' and shape need 40");
+    expect_npz_refused(net, "{'descr': '<c8', 'fortran_order': False, 'shape': (5,), }", 40, 0, "dtype '<c8'");
+    expect_npz_refused(net, "{'descr': '|O', 'fortran_order': False, 'shape': (5,), }", 40, 0, "dtype '|O'");
+    expect_npz_refused(net, "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (10,), }", 40, 0, "structured");
+    expect_npz_refused(net, "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 5), }", 40, 0, "Fortran order");
+    expect_npz_refused(net, "{'descr': '<f4', 'fortran_order': False}", 40, 0, "needs 'descr', 'fortran_order' and 'shape'");
+    expect_npz_refused(net, "{'descr': '<f4', 'fortran_order': False, 'shape': (10,), 'x': 1}", 40, 0, "unexpected or repeated key 'x'");
+    expect_npz_refused(net, "{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (10,)}", 40, 0, "repeated key 'descr'");
+    expect_npz_refused(net, "{'descr': '<f4', 'fortran_order': False, 'shape': (-10,), }", 40, 0, "other than integers");
+    expect_npz_refused(net, "{'descr': '<f4', 'fortran_order': False, 'shape': (10,) ", 40, 0, "expected ',' or '}'");
+    expect_npz_refused(net, "['descr']", 40, 0, "not a dict");
+    expect_npz_refused(net, "{'descr': '<f4', 'fortran_order': Maybe, 'shape': (10,), }", 40, 0, "not True or False");
+    expect_npz_refused(net, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,1,1,1,1,1,1,1,10), }", 40, 0, "more than 8 dimensions");
+    /* a member without the .npy magic, a member not named *.npy */
+    zmember raw = {"fc2.bias.npy", "plain bytes", 11, 0};
+    z = make_zip(&raw, 1);
+    assert_status(load_zip(net, z, NULL), GOPT_EFORMAT, "no \\x93NUMPY magic");
+    free(z.p);
+    raw.name = "notes.txt";
+    z = make_zip(&raw, 1);
+    assert_status(load_zip(net, z, NULL), GOPT_EFORMAT, "member 'notes.txt' is not named '<tensor>.npy'");
+    free(z.p);
+    gopt_net_destroy(net);
+}
+
+/* --numpy PYTHON DIR: numpy.savez writes what gopt_net_load_npz reads, numpy.savez_compressed is refused by name */
+static const char *py_exe, *py_dir;
+
+static void test_npz_from_numpy(void **state) {
+    (void)state;
+    run a;
+    run_make(&a, 1, 0);
+    float loss;
+    uint64_t sum;
+    for (int i = 0; i < 3; i++) run_step(&a, &loss, &sum);
+    char src[600], cmd[2400];
+    snprintf(src, sizeof src, "%s/lib.npz", py_dir);
+    assert_ok(gopt_net_save_npz(a.net, src, NULL));
+    snprintf(cmd, sizeof cmd,
+             "'%s' -c \"import sys, numpy as np\n"
+             "d = dict(np.load(sys.argv[1]))\n"
+             "o = sys.argv[2]\n"
+             "np.savez(o + '/plain.npz', **d)\n"
+             "np.savez(o + '/f64be.npz', **{k: (v.astype('>f8') if v.dtype.kind == 'f' else v) for k, v in d.items()})\n"
+             "np.savez(o + '/scaled.npz', **{k: (v * 2).astype(v.dtype) for k, v in d.items()})\n"
+             "np.savez_compressed(o + '/compressed.npz', **d)\n"
+             "np.savez(o + '/positional.npz', *d.values())\n\" '%s' '%s'",
+             py_exe, src, py_dir);
+    assert_int_equal(system(cmd), 0);
+    const char *files[2] = {"plain.npz", "f64be.npz"};
+    for (int f = 0; f < 2; f++) {
+        char p[700];
+        snprintf(p, sizeof p, "%s/%s", py_dir, files[f]);
+        gopt_net *b = make_net(40 + (uint64_t)f, 0, 0);
+        gopt_weights_report rep;
+        assert_ok(gopt_net_load_npz(b, p, NULL, &rep));
+        assert_same_weights(a.net, b);
+        gopt_net_destroy(b);
+    }
+    char p[700];
+    snprintf(p, sizeof p, "%s/scaled.npz", py_dir);
+    gopt_net *b = make_net(42, 0, 0);
+    assert_ok(gopt_net_load_npz(b, p, NULL, NULL));
+    const float *x = gopt_params_values(gopt_net_params(a.net)), *y = gopt_params_values(gopt_net_params(b));
+    for (int64_t i = 0; i < gopt_params_numel(gopt_net_params(b)); i++) assert_true(y[i] == 2.0f * x[i]);
+    blob before = net_values(b);
+    snprintf(p, sizeof p, "%s/compressed.npz", py_dir);
+    assert_status(gopt_net_load_npz(b, p, NULL, NULL), GOPT_EFORMAT, "compressed with deflate (numpy.savez_compressed)");
+    snprintf(p, sizeof p, "%s/positional.npz", py_dir);
+    assert_status(gopt_net_load_npz(b, p, NULL, NULL), GOPT_EFORMAT, "of the net is missing");
+    blob after = net_values(b);
+    assert_same_blob(before, after);
+    free(before.p);
+    free(after.p);
+    gopt_net_destroy(b);
+    run_free(&a);
+}
+
 /* ---- main ------------------------------------------------------------------------------------- */
 
 static void remove_tree(const char *dir) {
@@ -604,13 +883,29 @@ int main(int argc, char **argv) {
         perror("mkdtemp");
         return 1;
     }
-    (void)argc;
-    (void)argv;
+    if (argc == 4 && strcmp(argv[1], "--numpy") == 0) {
+        py_exe = argv[2];
+        py_dir = argv[3];
+        char cmd[700];
+        snprintf(cmd, sizeof cmd, "'%s' -c 'import numpy' 2>/dev/null", py_exe);
+        if (system(cmd) != 0) {
+            printf("numpy is not available to %s: test skipped\n", py_exe);
+            remove_tree(tmpdir);
+            return 77;
+        }
+        mkdir(py_dir, 0755);
+        const struct CMUnitTest np_tests[] = {cmocka_unit_test(test_npz_from_numpy)};
+        int rc = cmocka_run_group_tests(np_tests, NULL, NULL);
+        remove_tree(tmpdir);
+        return rc;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_bit_exact),
         cmocka_unit_test(test_refused_loads_change_nothing),
         cmocka_unit_test(test_refused_saves),
         cmocka_unit_test(test_weights_only),
+        cmocka_unit_test(test_npz_round_trip),
+        cmocka_unit_test(test_npz_crafted),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     remove_tree(tmpdir);
