@@ -163,8 +163,10 @@ GOPT_API gopt_status gopt_ckpt_get_u64(const gopt_ckpt *c, const char *name, uin
  *   blob: size bytes at data, saved and loaded as they are (load requires the same size);
  *   object: user callbacks with the params.h convention over an object of the user's.
  *
- * Save (GOPT_EINVAL for a bad list: NULL, n < 1, an empty or duplicate name, a name of 58
- * bytes or more or ending in ".weights" or "__entries__", an entry without its object):
+ * Save (GOPT_EINVAL for a bad list: NULL, n < 1, an empty or duplicate name, a name longer
+ * than 55 bytes (room for ".weights"), ending in ".weights", equal to "__entries__" or holding
+ * a tab or newline, a kind outside the enum, an entry without its object or callbacks, a
+ * text entry without text):
  * the sections are written through gopt_ckpt_writer, so the crash-safety guarantee above
  * holds: on any failure (an object's state_save, a write, a full disk) the previous file at
  * path is intact and the error names the section. Nothing listed is changed by save.
