@@ -415,6 +415,55 @@ static void test_refused_loads_change_nothing(void **state) {
     run_free(&b);
 }
 
+/* Every allocation of a load or a save failing in turn: a load either succeeds or changes
+ * nothing; a failed save leaves the previous file as it was. */
+static void test_out_of_memory(void **state) {
+    (void)state;
+    run a, b;
+    run_make(&a, 1, 0);
+    float loss;
+    uint64_t sum;
+    for (int i = 0; i < 3; i++) run_step(&a, &loss, &sum);
+    gopt_ckpt_entry ea[NENT];
+    run_entries(&a, ea);
+    const char *path = tmp_path("oom.ckpt");
+    assert_ok(gopt_checkpoint_save(path, ea, NENT));
+    blob file = file_bytes(path);
+    run_make(&b, 2, 0);
+    gopt_ckpt_entry eb[NENT];
+    run_entries(&b, eb);
+    blob before = fingerprint(&b);
+    int failures = 0;
+    for (long budget = 0;; budget++) {
+        testutil_fail_after(budget);
+        gopt_status st = gopt_checkpoint_load(path, eb, NENT);
+        testutil_alloc_reset();
+        if (st == GOPT_OK) break;
+        failures++;
+        assert_int_equal(st, GOPT_ENOMEM);
+        blob now = fingerprint(&b);
+        assert_same_blob(before, now);
+        free(now.p);
+        assert_true(budget < 1000);
+    }
+    assert_true(failures >= 3); /* the file, the list, the snapshots */
+    for (long budget = 0;; budget++) {
+        testutil_fail_after(budget);
+        gopt_status st = gopt_checkpoint_save(path, eb, NENT);
+        testutil_alloc_reset();
+        if (st == GOPT_OK) break;
+        assert_int_equal(st, GOPT_ENOMEM);
+        blob now = file_bytes(path);
+        assert_same_blob(file, now);
+        free(now.p);
+        assert_true(budget < 1000);
+    }
+    free(before.p);
+    free(file.p);
+    run_free(&a);
+    run_free(&b);
+}
+
 /* ---- refused saves ------------------------------------------------------------------------- */
 
 static int refuse_save;
@@ -903,6 +952,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_resume_bit_exact),
         cmocka_unit_test(test_refused_loads_change_nothing),
         cmocka_unit_test(test_refused_saves),
+        cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_weights_only),
         cmocka_unit_test(test_npz_round_trip),
         cmocka_unit_test(test_npz_crafted),
