@@ -141,6 +141,9 @@ GOPT_API gopt_status gopt_ckpt_get_u64(const gopt_ckpt *c, const char *name, uin
  *   };
  *   gopt_checkpoint_save("run/ckpt.bin", run, 10);   // every 1000 steps
  *   gopt_checkpoint_load("run/ckpt.bin", run, 10);   // at start-up, if the file exists
+ * (PyTorch's general checkpoint, torch.save of a dict of state_dicts plus epoch and loss,
+ * https://pytorch.org/tutorials/recipes/recipes/saving_and_loading_a_general_checkpoint.html,
+ * here with the atomic write and the all-or-nothing load below.)
  * Each entry is a section of a gopt_ckpt file (the container above): the object's state blob
  * (its gopt_X_state_save), or the variable's bytes. The file also holds a section
  * "__entries__" listing each section's name and kind, so load can say "section 'sched' holds
@@ -153,7 +156,8 @@ GOPT_API gopt_status gopt_ckpt_get_u64(const gopt_ckpt *c, const char *name, uin
  *     parameter values and buffers by name (the weights-only image below), so that
  *     gopt_net_load_weights reads the weights out of a full checkpoint; the net's state blob
  *     alone (BatchNorm statistics, dropout streams) is what gopt_checkpoint_load restores
- *     from a net entry (the values come from the params entry).
+ *     from a net entry (the values come from the params entry). The copy makes the file
+ *     one arena larger: ResNet-20 under AdamW, 4.40 MB instead of 3.29 MB.
  *   rng: the four words of a gopt_rng (32 bytes);
  *   u64, i64, int: the counter as 8 bytes (host order; gopt_ckpt_get_u64 reads any of them;
  *     an int entry refuses on load a value outside int's range);
