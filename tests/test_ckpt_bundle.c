@@ -536,6 +536,47 @@ static void test_refused_saves(void **state) {
     run_free(&a);
 }
 
+/* A file written section by section (gopt_ckpt_writer, no entry list) loads unchecked by
+ * kind, and gopt_ckpt_get_u64 reads what gopt_checkpoint_save wrote. */
+static void test_plain_container(void **state) {
+    (void)state;
+    gopt_rng r;
+    gopt_rng_seed(&r, 5);
+    gopt_ckpt_writer *w;
+    const char *path = tmp_path("plain.ckpt");
+    assert_ok(gopt_ckpt_writer_begin(path, &w));
+    assert_ok(gopt_ckpt_writer_add_u64(w, "step", 12));
+    assert_ok(gopt_ckpt_writer_add(w, "rng", r.s, sizeof r.s));
+    assert_ok(gopt_ckpt_writer_add_text(w, "config", "hand written"));
+    assert_ok(gopt_ckpt_writer_commit(w));
+    int64_t step = 0;
+    gopt_rng back;
+    memset(&back, 0, sizeof back);
+    char cfg[32];
+    gopt_ckpt_entry e[3] = {gopt_ckpt_i64("step", &step), gopt_ckpt_rng("rng", &back),
+                            gopt_ckpt_text("config", NULL, cfg, sizeof cfg)};
+    assert_ok(gopt_checkpoint_load(path, e, 3));
+    assert_int_equal(step, 12);
+    assert_memory_equal(&back, &r, sizeof r);
+    assert_string_equal(cfg, "hand written");
+    char listing[256];
+    assert_ok(gopt_checkpoint_list(path, listing, sizeof listing, NULL));
+    assert_string_equal(listing, "step section 8 bytes\nrng section 32 bytes\nconfig section 12 bytes\n");
+    /* the other way round */
+    uint64_t u = 0;
+    int epochs = -3;
+    gopt_ckpt_entry f[1] = {gopt_ckpt_int("epochs", &epochs)};
+    assert_ok(gopt_checkpoint_save(path, f, 1));
+    gopt_ckpt *c;
+    assert_ok(gopt_ckpt_open(path, &c));
+    assert_ok(gopt_ckpt_get_u64(c, "epochs", &u));
+    assert_int_equal((int64_t)u, -3);
+    gopt_ckpt_close(c);
+    epochs = 0;
+    assert_ok(gopt_checkpoint_load(path, f, 1));
+    assert_int_equal(epochs, -3);
+}
+
 /* ---- weights-only files ---------------------------------------------------------------------- */
 
 static void assert_same_weights(gopt_net *x, gopt_net *y) {
@@ -953,6 +994,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_refused_loads_change_nothing),
         cmocka_unit_test(test_refused_saves),
         cmocka_unit_test(test_out_of_memory),
+        cmocka_unit_test(test_plain_container),
         cmocka_unit_test(test_weights_only),
         cmocka_unit_test(test_npz_round_trip),
         cmocka_unit_test(test_npz_crafted),
