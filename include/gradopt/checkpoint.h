@@ -188,9 +188,10 @@ GOPT_API gopt_status gopt_ckpt_get_u64(const gopt_ckpt *c, const char *name, uin
  * reads them without touching anything else.
  * Errors: GOPT_EINVAL (above), GOPT_EIO, GOPT_EFORMAT (the container; "section 'optim' (optim)
  *   is missing"; "section 'sched' holds a monitor, the entry is a sched"; "section 'step' is
- *   4 bytes, an i64 is 8"; "section 'epochs' holds 3000000000, outside int"), the status of
- *   an object's state_load with "section 'params' (params): " before its detail, ERANGE (a
- *   text longer than out_size - 1), GOPT_ENOMEM. */
+ *   4 bytes, an i64 entry takes 8"; "section 'epochs' holds 3000000000, outside int"), the
+ *   status of an object's state_load with "section 'params' (params): " before its detail
+ *   and "; nothing was changed" after it, GOPT_ERANGE (a text longer than out_size - 1),
+ *   GOPT_ENOMEM. */
 typedef enum gopt_ckpt_kind {
     GOPT_CKPT_PARAMS = 1,
     GOPT_CKPT_NET,
