@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
 done
 seconds=${1:-60}
 shift || true
-all=(cifar10 checkpoint state text golden trajectory trainer safetensors npy)
+all=(cifar10 checkpoint state text golden trajectory trainer safetensors npy npz)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 for t in "${targets[@]}"; do
@@ -53,7 +53,7 @@ export ASAN_OPTIONS="abort_on_error=1:detect_leaks=1:allocator_may_return_null=1
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export OMP_NUM_THREADS=1
 
-declare -A max_len=([cifar10]=16384 [checkpoint]=262144 [state]=65536 [text]=8192 [golden]=32768 [trajectory]=32768 [trainer]=131072 [safetensors]=16384 [npy]=16384)
+declare -A max_len=([cifar10]=16384 [checkpoint]=262144 [state]=65536 [text]=8192 [golden]=32768 [trajectory]=32768 [trainer]=131072 [safetensors]=16384 [npy]=16384 [npz]=16384)
 run_one() {
   local t=$1
   mkdir -p "$b/corpus/$t"

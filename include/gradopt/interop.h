@@ -1,5 +1,7 @@
 /* gradopt/interop.h: weights in and out of the library in the formats PyTorch and NumPy
- * users exchange: safetensors (export and import) and .npz (export).
+ * users exchange: safetensors (export and import) and .npz (export and import). For the
+ * library's own weights-only files (and the weights inside a one-call checkpoint), see
+ * gopt_net_save_weights / gopt_net_load_weights in gradopt/checkpoint.h.
  *
  * What is written: every tensor of the parameter arena (values, not gradients) and, for a
  * net, its buffers (gopt_net_buffer_info, net.h: each BatchNorm's running_mean and
@@ -49,6 +51,21 @@
  * correct CRC-32s; each .npy is format 1.0, '<f4' (num_batches_tracked '<i8'), C order.
  * numpy.load(path)["conv1.weight"] gives the tensor. At most 65535 members and 4 GiB
  * (no zip64): GOPT_EOVERFLOW beyond.
+ * The .npz reader takes what numpy.savez writes (zip64 fields included) and the writer
+ * above: every member stored (not compressed), named "<tensor>.npy", a .npy array of
+ * format 1.0, 2.0 or 3.0 with dtype float16/32/64, integer or bool of either byte order,
+ * C order (Fortran order only for arrays with at most one dimension above 1), up to 8
+ * dimensions. Floats are converted to float as the safetensors reader does; then the tensors
+ * are matched against the net with the same names, strict rules, staging and report as
+ * gopt_net_load_safetensors (on any error nothing changes). Refused with GOPT_EFORMAT
+ * naming the file and the member: not a zip (no end record), a multi-disk or encrypted
+ * archive, a member compressed with deflate (numpy.savez_compressed: "compressed with
+ * deflate"; save with numpy.savez) or another method, a directory that does not end at the
+ * end record, local headers that disagree with it or overlap, data past the directory, a
+ * CRC-32 mismatch, a member not named "*.npy", a .npy without its magic, of another version,
+ * with a header that is not {'descr': ..., 'fortran_order': ..., 'shape': (...)}, an
+ * unsupported dtype (complex, strings, objects, structured), or data of another length
+ * than dtype x shape. The whole file is read into memory and staged once more.
  *
  * Files are written to "<path>.tmp" and renamed over path once complete (a failed write
  * removes the temporary and leaves path as it was). Errors (all): GOPT_EINVAL (NULL, a
@@ -98,6 +115,10 @@ GOPT_API gopt_status gopt_net_load_safetensors(gopt_net *net, const char *path, 
 GOPT_API gopt_status gopt_net_load_safetensors_mem(gopt_net *net, const void *data, size_t size, const char *label,
                                                    const gopt_weights_config *cfg, gopt_weights_report *report);
 GOPT_API gopt_status gopt_net_save_npz(const gopt_net *net, const char *path, const gopt_weights_config *cfg);
+GOPT_API gopt_status gopt_net_load_npz(gopt_net *net, const char *path, const gopt_weights_config *cfg,
+                                       gopt_weights_report *report);
+GOPT_API gopt_status gopt_net_load_npz_mem(gopt_net *net, const void *data, size_t size, const char *label,
+                                           const gopt_weights_config *cfg, gopt_weights_report *report);
 
 /* An arena on its own (finalized): its tensors under their own names (cfg.names and
  * cfg.num_batches_tracked do not apply; cfg.strict does). Errors as above, GOPT_ESTATE
@@ -105,6 +126,8 @@ GOPT_API gopt_status gopt_net_save_npz(const gopt_net *net, const char *path, co
 GOPT_API gopt_status gopt_params_save_safetensors(const gopt_params *p, const char *path);
 GOPT_API gopt_status gopt_params_load_safetensors(gopt_params *p, const char *path, const gopt_weights_config *cfg,
                                                   gopt_weights_report *report);
+GOPT_API gopt_status gopt_params_load_npz(gopt_params *p, const char *path, const gopt_weights_config *cfg,
+                                          gopt_weights_report *report);
 
 GOPT_EXTERN_C_END
 

@@ -480,28 +480,31 @@ void gopt_ckpt_close(gopt_ckpt *c) {
     gopt__free(c);
 }
 
+/* read_whole and parse record their failures under the public function, gopt_ckpt_open */
+#define OPEN_FAIL(status, ...) gopt__fail((status), "gopt_ckpt_open", __VA_ARGS__)
+
 static gopt_status read_whole(const char *path, unsigned char **out, size_t *out_size) {
     int fd = open(path, O_RDONLY);
-    if (fd < 0) return GOPT_FAIL(GOPT_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0) return OPEN_FAIL(GOPT_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int err = errno;
         close(fd);
-        return GOPT_FAIL(GOPT_EIO, "%s: cannot stat: %s", path, strerror(err));
+        return OPEN_FAIL(GOPT_EIO, "%s: cannot stat: %s", path, strerror(err));
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return GOPT_FAIL(GOPT_EIO, "%s: not a regular file", path);
+        return OPEN_FAIL(GOPT_EIO, "%s: not a regular file", path);
     }
     if ((uint64_t)st.st_size > SIZE_MAX - 128) {
         close(fd);
-        return GOPT_FAIL(GOPT_EOVERFLOW, "%s: %lld bytes do not fit in memory", path, (long long)st.st_size);
+        return OPEN_FAIL(GOPT_EOVERFLOW, "%s: %lld bytes do not fit in memory", path, (long long)st.st_size);
     }
     size_t size = (size_t)st.st_size;
     unsigned char *buf = gopt__aligned_alloc(size ? size : 1);
     if (!buf) {
         close(fd);
-        return GOPT_FAIL(GOPT_ENOMEM, "%s: %zu bytes", path, size);
+        return OPEN_FAIL(GOPT_ENOMEM, "%s: %zu bytes", path, size);
     }
     size_t done = 0;
     while (done < size) {
@@ -511,7 +514,7 @@ static gopt_status read_whole(const char *path, unsigned char **out, size_t *out
             int err = errno;
             close(fd);
             gopt__aligned_free(buf);
-            return GOPT_FAIL(GOPT_EIO, "%s: read failed at byte %zu: %s", path, done, strerror(err));
+            return OPEN_FAIL(GOPT_EIO, "%s: read failed at byte %zu: %s", path, done, strerror(err));
         }
         if (n == 0) break; /* shrank meanwhile: the checks below report the truncation */
         done += (size_t)n;
@@ -526,9 +529,9 @@ static gopt_status parse(const char *path, gopt_ckpt *c) {
     const unsigned char *buf = c->buf;
     size_t size = c->size;
     if (size < GOPT_CKPT_HEADER_BYTES)
-        return GOPT_FAIL(GOPT_EFORMAT, "%s: truncated at byte %zu (the header alone is %d bytes)", path, size,
+        return OPEN_FAIL(GOPT_EFORMAT, "%s: truncated at byte %zu (the header alone is %d bytes)", path, size,
                          GOPT_CKPT_HEADER_BYTES);
-    if (memcmp(buf, CKPT_MAGIC, 8) != 0) return GOPT_FAIL(GOPT_EFORMAT, "%s: bad magic (not a gradopt checkpoint)", path);
+    if (memcmp(buf, CKPT_MAGIC, 8) != 0) return OPEN_FAIL(GOPT_EFORMAT, "%s: bad magic (not a gradopt checkpoint)", path);
     gopt__rcur r = gopt__rcur_make(buf + 8, GOPT_CKPT_HEADER_BYTES - 8);
     ckpt_header h;
     h.version = gopt__get_u32(&r);
@@ -542,32 +545,32 @@ static gopt_status parse(const char *path, gopt_ckpt *c) {
     uint32_t reserved1 = gopt__get_u32(&r), reserved2 = gopt__get_u32(&r);
     h.header_crc = gopt__get_u32(&r);
     if (h.version != GOPT_CKPT_VERSION)
-        return GOPT_FAIL(GOPT_EFORMAT, "%s: unsupported version %u (this library reads version %d)", path, h.version,
+        return OPEN_FAIL(GOPT_EFORMAT, "%s: unsupported version %u (this library reads version %d)", path, h.version,
                          GOPT_CKPT_VERSION);
     if (h.byte_order != BYTE_ORDER_MARK)
-        return GOPT_FAIL(GOPT_EFORMAT, "%s: byte-order mark 0x%08x (written on a host of another endianness?)", path,
+        return OPEN_FAIL(GOPT_EFORMAT, "%s: byte-order mark 0x%08x (written on a host of another endianness?)", path,
                          h.byte_order);
     if (gopt_crc32(0, buf, GOPT_CKPT_HEADER_BYTES - 4) != h.header_crc)
-        return GOPT_FAIL(GOPT_EFORMAT, "%s: header checksum mismatch", path);
-    if (reserved0 || reserved1 || reserved2) return GOPT_FAIL(GOPT_EFORMAT, "%s: reserved header fields are not 0", path);
+        return OPEN_FAIL(GOPT_EFORMAT, "%s: header checksum mismatch", path);
+    if (reserved0 || reserved1 || reserved2) return OPEN_FAIL(GOPT_EFORMAT, "%s: reserved header fields are not 0", path);
     if (h.file_size > size)
-        return GOPT_FAIL(GOPT_EFORMAT, "%s: truncated at byte %zu (the header says %llu bytes)", path, size,
+        return OPEN_FAIL(GOPT_EFORMAT, "%s: truncated at byte %zu (the header says %llu bytes)", path, size,
                          (unsigned long long)h.file_size);
     if (h.file_size < size)
-        return GOPT_FAIL(GOPT_EFORMAT, "%s: %zu bytes, but the header says %llu (trailing data)", path, size,
+        return OPEN_FAIL(GOPT_EFORMAT, "%s: %zu bytes, but the header says %llu (trailing data)", path, size,
                          (unsigned long long)h.file_size);
     if (h.count > (size - GOPT_CKPT_HEADER_BYTES) / GOPT_CKPT_ENTRY_BYTES ||
         h.table_size != (uint64_t)h.count * GOPT_CKPT_ENTRY_BYTES || h.table_offset < GOPT_CKPT_HEADER_BYTES ||
         h.table_offset > size || h.table_size > size - h.table_offset || h.table_offset + h.table_size != size ||
         h.table_offset % ALIGN != 0)
-        return GOPT_FAIL(GOPT_EFORMAT,
+        return OPEN_FAIL(GOPT_EFORMAT,
                          "%s: section table out of bounds (%u entries, offset %llu, size %llu, file %zu bytes)", path,
                          h.count, (unsigned long long)h.table_offset, (unsigned long long)h.table_size, size);
     const unsigned char *table = buf + h.table_offset;
     if (gopt_crc32(0, table, (size_t)h.table_size) != h.table_crc)
-        return GOPT_FAIL(GOPT_EFORMAT, "%s: section table checksum mismatch", path);
+        return OPEN_FAIL(GOPT_EFORMAT, "%s: section table checksum mismatch", path);
     c->entries = gopt__calloc(h.count ? h.count : 1, sizeof *c->entries);
-    if (!c->entries) return GOPT_FAIL(GOPT_ENOMEM, "%s: section table of %u entries", path, h.count);
+    if (!c->entries) return OPEN_FAIL(GOPT_ENOMEM, "%s: section table of %u entries", path, h.count);
     uint64_t expect = GOPT_CKPT_HEADER_BYTES;
     for (uint32_t i = 0; i < h.count; i++) {
         ckpt_entry *e = &c->entries[i];
@@ -579,26 +582,26 @@ static gopt_status parse(const char *path, gopt_ckpt *c) {
         uint32_t reserved = gopt__get_u32(&t);
         size_t len = strnlen(e->name, GOPT_CKPT_NAME_MAX);
         if (len == 0 || len == GOPT_CKPT_NAME_MAX)
-            return GOPT_FAIL(GOPT_EFORMAT, "%s: section %u has an empty or unterminated name", path, i);
+            return OPEN_FAIL(GOPT_EFORMAT, "%s: section %u has an empty or unterminated name", path, i);
         for (size_t k = len; k < GOPT_CKPT_NAME_MAX; k++)
-            if (e->name[k] != '\0') return GOPT_FAIL(GOPT_EFORMAT, "%s: section '%s': name padding is not zero", path, e->name);
-        if (reserved) return GOPT_FAIL(GOPT_EFORMAT, "%s: section '%s': reserved field is not 0", path, e->name);
+            if (e->name[k] != '\0') return OPEN_FAIL(GOPT_EFORMAT, "%s: section '%s': name padding is not zero", path, e->name);
+        if (reserved) return OPEN_FAIL(GOPT_EFORMAT, "%s: section '%s': reserved field is not 0", path, e->name);
         for (uint32_t k = 0; k < i; k++)
             if (strcmp(c->entries[k].name, e->name) == 0)
-                return GOPT_FAIL(GOPT_EFORMAT, "%s: section '%s' appears twice", path, e->name);
+                return OPEN_FAIL(GOPT_EFORMAT, "%s: section '%s' appears twice", path, e->name);
         if (e->offset != expect || e->size > h.table_offset - e->offset)
-            return GOPT_FAIL(GOPT_EFORMAT, "%s: section '%s' out of bounds (offset %llu, size %llu, table at %llu)",
+            return OPEN_FAIL(GOPT_EFORMAT, "%s: section '%s' out of bounds (offset %llu, size %llu, table at %llu)",
                              path, e->name, (unsigned long long)e->offset, (unsigned long long)e->size,
                              (unsigned long long)h.table_offset);
         uint64_t end = e->offset + e->size, next = align_up(end);
         for (uint64_t k = end; k < next && k < h.table_offset; k++)
-            if (buf[k] != 0) return GOPT_FAIL(GOPT_EFORMAT, "%s: padding after section '%s' is not zero", path, e->name);
+            if (buf[k] != 0) return OPEN_FAIL(GOPT_EFORMAT, "%s: padding after section '%s' is not zero", path, e->name);
         if (gopt_crc32(0, buf + e->offset, (size_t)e->size) != e->crc)
-            return GOPT_FAIL(GOPT_EFORMAT, "%s: section '%s' checksum mismatch", path, e->name);
+            return OPEN_FAIL(GOPT_EFORMAT, "%s: section '%s' checksum mismatch", path, e->name);
         expect = next;
     }
     if (expect != h.table_offset)
-        return GOPT_FAIL(GOPT_EFORMAT, "%s: %llu unaccounted bytes before the section table", path,
+        return OPEN_FAIL(GOPT_EFORMAT, "%s: %llu unaccounted bytes before the section table", path,
                          (unsigned long long)(h.table_offset - expect));
     c->count = (int)h.count;
     return GOPT_OK;

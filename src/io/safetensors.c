@@ -696,6 +696,15 @@ static gopt_status load_path(gopt_params *p, gopt_net *net, const char *path, co
     return st;
 }
 
+gopt_status gopt__safetensors_import(gopt_params *p, gopt_net *net, const void *buf, size_t size, const char *label,
+                                     const gopt_weights_config *cfg, gopt_weights_report *report, const char *fn) {
+    gopt_weights_config c = cfg ? *cfg : gopt_weights_config_default();
+    GOPT_TRY(check_cfg(&c, fn));
+    if (!gopt_params_finalized(p)) return GOPT__FAIL_AS(fn, GOPT_ESTATE, "the parameter arena is not finalized");
+    static const unsigned char empty[1];
+    return import(p, net, buf ? buf : empty, size, label, &c, report, fn);
+}
+
 gopt_status gopt_net_load_safetensors(gopt_net *net, const char *path, const gopt_weights_config *cfg,
                                       gopt_weights_report *report) {
     GOPT_CHECK_NULL(net);

@@ -62,4 +62,10 @@ void gopt__wfile_put_slot(gopt__wfile *w, const gopt__wslot *s);
 uint32_t gopt__crc32(uint32_t crc, const void *data, size_t n);
 uint32_t gopt__crc32_slot(uint32_t crc, const gopt__wslot *s);
 
+/* The safetensors import of src/io/safetensors.c (strict matching, staging, report) over
+ * bytes in memory, for the other readers (weights-only files, .npz): label names the bytes
+ * in details, fn the public function; cfg NULL: defaults. */
+gopt_status gopt__safetensors_import(gopt_params *p, gopt_net *net, const void *buf, size_t size, const char *label,
+                                     const gopt_weights_config *cfg, gopt_weights_report *report, const char *fn);
+
 #endif
