@@ -51,7 +51,9 @@ gopt_status gopt_custom_fail(const gopt_custom *c, gopt_status s, const char *fm
     va_end(ap);
     if (!c) return gopt__fail(s, "custom layer", "%s", msg);
     ((gopt_custom *)c)->reported = 1;
-    return gopt__fail(s, "custom layer", "'%s' (%s) %s: %s", c->name, ops_name(c), c->phase ? c->phase : "call", msg);
+    char where[96]; /* the prefix gopt__fail puts before ": " */
+    snprintf(where, sizeof where, "custom layer '%s' (%s) %s", c->name, ops_name(c), c->phase ? c->phase : "call");
+    return gopt__fail(s, where, "%s", msg);
 }
 
 gopt_status gopt_custom_add_param(gopt_custom *c, const char *suffix, int ndim, const int64_t shape[],
