@@ -402,6 +402,33 @@ static void test_clip_excludes_frozen(void **state) {
     }
 }
 
+/* The monitor reads no frozen gradient: the global norm is the unfrozen tensors', and a
+ * frozen layer (norm 0) is not flagged vanishing. */
+static void test_monitor_excludes_frozen(void **state) {
+    (void)state;
+    gopt_params *p = three_tensors();
+    assert_ok(gopt_params_finalize(p));
+    float *g = gopt_params_grads(p);
+    for (int i = 0; i < 21; i++) g[i] = 1.0f;
+    for (int i = 15; i < 21; i++) g[i] = 1e6f; /* b.weight */
+    assert_ok(gopt_params_set_frozen(p, 2, 1));
+    gopt_monitor_config mc = gopt_monitor_config_default();
+    gopt_monitor *m = NULL;
+    assert_ok(gopt_monitor_create(&mc, p, NULL, &m));
+    gopt_monitor_report r;
+    assert_ok(gopt_monitor_before_step(m, 1.0, &r));
+    assert_float_equal(r.grad_norm, sqrt(15.0), 1e-9);
+    assert_int_equal(r.vanishing_layers, 0);
+    gopt_monitor_destroy(m);
+    for (int i = 15; i < 21; i++) g[i] = 0.0f; /* unfrozen and zero: that one is vanishing */
+    assert_ok(gopt_params_set_frozen(p, 2, 0));
+    assert_ok(gopt_monitor_create(&mc, p, NULL, &m));
+    assert_ok(gopt_monitor_before_step(m, 1.0, &r));
+    assert_int_equal(r.vanishing_layers, 1);
+    gopt_monitor_destroy(m);
+    gopt_params_destroy(p);
+}
+
 /* ---- gopt_params_state_load: the first mismatch, group layouts ------------------------------- */
 
 static unsigned char *saved(gopt_params *p, size_t *size) {
@@ -503,7 +530,8 @@ int main(void) {
         cmocka_unit_test(test_params_flags_and_runs),  cmocka_unit_test(test_frozen_layer_does_not_train),
         cmocka_unit_test(test_frozen_equals_lr_zero),  cmocka_unit_test(test_gradients_skipped),
         cmocka_unit_test(test_gradients_skipped_seq),  cmocka_unit_test(test_layer_and_net_api),
-        cmocka_unit_test(test_clip_excludes_frozen),   cmocka_unit_test(test_state_load_mismatches),
+        cmocka_unit_test(test_clip_excludes_frozen),   cmocka_unit_test(test_monitor_excludes_frozen),
+        cmocka_unit_test(test_state_load_mismatches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
