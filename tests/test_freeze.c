@@ -286,12 +286,33 @@ static gopt_net *seq_net(void) {
     return net;
 }
 
+static gopt_net *rnn_net(void) {
+    gopt_net_config cfg = gopt_net_config_default();
+    cfg.max_batch = B;
+    cfg.in_ndim = 2;
+    cfg.in_shape[0] = 4; /* T */
+    cfg.in_shape[1] = 3; /* I */
+    cfg.seed = 13;
+    gopt_net *net = NULL;
+    assert_ok(gopt_net_create(&cfg, &net));
+    gopt_layer_config gru = gopt_layer_gru(3, 5, 2, 1, 0.0f, 1), lstm = gopt_layer_lstm(5, 5, 1, 1, 0.0f, 2),
+                      fc = gopt_layer_linear(5, OUT, 1);
+    assert_ok(gopt_net_add(net, &gru, "gru"));
+    assert_ok(gopt_net_add(net, &lstm, "lstm"));
+    assert_ok(gopt_net_add(net, &fc, "fc"));
+    assert_ok(gopt_net_build(net));
+    return net;
+}
+
 static void test_gradients_skipped(void **state) {
     (void)state;
     const int64_t img[3] = {3, 8, 8};
     check_skip(cnn, 3, img, (const char *const[]){"conv", "block1"}, 2);
     check_skip(cnn, 3, img, (const char *const[]){"bn", "block2", "fc"}, 3);
     check_skip(cnn, 3, img, (const char *const[]){"block1.conv1.weight", "fc.bias"}, 2);
+    const int64_t seq[3] = {4, 3, 1};
+    check_skip(rnn_net, 2, seq, (const char *const[]){"lstm", "gru.weight_hh_l1", "gru.bias_ih_l0"}, 3);
+    check_skip(rnn_net, 2, seq, (const char *const[]){"gru.weight_ih_l0", "gru.bias_hh_l1", "lstm.bias_hh_l0"}, 3);
 }
 
 static void test_gradients_skipped_seq(void **state) {

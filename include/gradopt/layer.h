@@ -208,10 +208,10 @@ GOPT_API gopt_status gopt_layer_init_params(gopt_layer *l, gopt_init weight_init
 /* Freeze (on = 1) or unfreeze (0) every parameter tensor of the layer
  * (gopt_params_set_frozen on each, params.h: PyTorch's layer.requires_grad_(False)):
  * the optimizers and clipping skip them, and backward computes no parameter gradient for
- * them in linear, conv2d, batchnorm2d/1d, basic_block, embedding, residual_dense and custom
- * layers (those gradients stay as gopt_params_zero_grad left them); rnn/lstm/gru still
- * compute theirs, which nothing then reads. Backward still computes dx, so the layers
- * before a frozen one keep training. A layer without parameters is accepted (nothing to
+ * them (linear, conv2d, batchnorm2d/1d, basic_block, embedding, residual_dense, rnn, lstm,
+ * gru; custom layers that check gopt_custom_requires_grad): those gradients stay as
+ * gopt_params_zero_grad left them. Backward still computes dx, so the layers before a
+ * frozen one keep training. A layer without parameters is accepted (nothing to
  * freeze). Errors: GOPT_EINVAL (NULL, on not 0/1). */
 GOPT_API gopt_status gopt_layer_set_frozen(gopt_layer *l, int on);
 /* 1 when every parameter of the layer is frozen (also after freezing them one by one), 0

@@ -127,7 +127,13 @@ GOPT_API const gopt_param_run *gopt_params_runs(const gopt_params *p);
  * of the norm and does not scale it (gopt_clip_grad_norm, _per_tensor, _value, agc), and
  * the layers that own it compute no gradient for it where that can be skipped (see
  * gopt_layer_set_frozen, layer.h), so its gradient stays as the last gopt_params_zero_grad
- * left it. Unfreezing resumes training from the current value and optimizer state.
+ * left it; the stability monitor does not read it (monitor.h). Unfreezing resumes training
+ * from the current value and the tensor's optimizer state as freezing left it. For a tensor
+ * frozen since the optimizer's first step that state is zero, where PyTorch would create it
+ * at the tensor's first step: SGD's momentum buffer then starts at (1 - dampening) g rather
+ * than g, Adam-family bias corrections use the optimizer's step count rather than the
+ * tensor's, and Schedule-Free's z (set from the parameters at the first step) is 0: do not
+ * unfreeze under Schedule-Free a tensor that was frozen at its first step.
  * Freezing is training configuration, not state: gopt_params_state_save does not save it.
  * Valid before or after finalize, also between steps.
  * Errors: GOPT_ERANGE (index), GOPT_EINVAL (NULL p, on not 0/1). */

@@ -148,9 +148,9 @@ float *gopt__pv(const gopt_layer *l, int index);
 float *gopt__pg(const gopt_layer *l, int index);
 /* The gradient a backward accumulates into: gopt__pg, or NULL when the tensor is frozen
  * (gopt_params_set_frozen, also through gopt_layer_set_frozen): the type then skips it.
- * The types that skip: linear, conv2d, batchnorm2d/1d, basic_block, embedding,
- * residual_dense, custom (through gopt_custom_requires_grad). The recurrent types still
- * compute every gradient (the optimizers and clipping skip frozen tensors all the same). */
+ * Every type with parameters skips: linear, conv2d, batchnorm2d/1d, basic_block,
+ * embedding, residual_dense, rnn/lstm/gru (their weight GEMMs and bias sums; the recurrence
+ * itself runs for dx and the earlier layers), custom (through gopt_custom_requires_grad). */
 float *gopt__pg_train(const gopt_layer *l, int index);
 double gopt__now(void);
 /* Register "<prefix>.<suffix>" in l->params. */
