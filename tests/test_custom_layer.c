@@ -527,12 +527,64 @@ static void test_registration_rules(void **state) {
     gopt_params_destroy(p);
 }
 
+/* Out of memory at every allocation of a custom layer's create and of a net holding one:
+ * a status, the arena as it was, no destroy of the user's data, no leak (ASan). */
+static void test_out_of_memory(void **state) {
+    (void)state;
+    int succeeded = 0;
+    for (long budget = 0; budget < 200 && !succeeded; budget++) {
+        affine_user u = {0};
+        gopt_params *p = NULL;
+        assert_ok(gopt_params_create(&p));
+        gopt_layer *l = NULL;
+        gopt_layer_config cfg = gopt_layer_custom(&affine_ops, &u);
+        testutil_fail_after(budget);
+        gopt_status s = gopt_layer_create(&cfg, 1, (const int64_t[]){HID}, B, p, "aff", &l);
+        testutil_alloc_reset();
+        if (s == GOPT_OK) {
+            succeeded = 1;
+            gopt_layer_destroy(l);
+            assert_int_equal(u.destroyed, 1);
+        } else {
+            assert_int_equal(s, GOPT_ENOMEM);
+            assert_null(l);
+            assert_int_equal(gopt_params_count(p), 0);
+            assert_int_equal(u.destroyed, 0);
+        }
+        gopt_params_destroy(p);
+    }
+    assert_true(succeeded);
+    succeeded = 0;
+    for (long budget = 0; budget < 400 && !succeeded; budget++) {
+        affine_user u = {0};
+        gopt_net_config cfg = gopt_net_config_default();
+        cfg.max_batch = B;
+        cfg.in_ndim = 1;
+        cfg.in_shape[0] = IN;
+        gopt_net *net = NULL;
+        assert_ok(gopt_net_create(&cfg, &net));
+        gopt_layer_config l1 = gopt_layer_linear(IN, HID, 1), aff = gopt_layer_custom(&affine_ops, &u);
+        assert_ok(gopt_net_add(net, &l1, "fc1"));
+        testutil_fail_after(budget);
+        gopt_status s = gopt_net_add(net, &aff, "aff");
+        const int added = s == GOPT_OK; /* then the net owns the layer, built or not */
+        if (s == GOPT_OK) s = gopt_net_build(net);
+        testutil_alloc_reset();
+        if (s == GOPT_OK) succeeded = 1;
+        else assert_int_equal(s, GOPT_ENOMEM);
+        gopt_net_destroy(net);
+        assert_int_equal(u.destroyed, added);
+    }
+    assert_true(succeeded);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_standalone_gradcheck), cmocka_unit_test(test_net_gradcheck),
         cmocka_unit_test(test_trains),               cmocka_unit_test(test_init_reproducible),
         cmocka_unit_test(test_state_round_trip),     cmocka_unit_test(test_setup_refuses),
         cmocka_unit_test(test_callback_failures),    cmocka_unit_test(test_registration_rules),
+        cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
