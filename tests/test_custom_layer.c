@@ -192,6 +192,8 @@ static void test_standalone_gradcheck(void **state) {
     gopt_layer_config cfg = gopt_layer_custom(&affine_ops, &u);
     assert_ok(gopt_layer_create(&cfg, 1, (const int64_t[]){HID}, B, p, "aff", &l));
     assert_int_equal(gopt_layer_get_type(l), GOPT_LAYER_CUSTOM);
+    assert_string_equal(gopt_layer_label(l), "affine");
+    assert_string_equal(gopt_layer_label(NULL), "unknown");
     assert_int_equal(gopt_params_count(p), 2);
     gopt_param_info info;
     assert_ok(gopt_params_info(p, 1, &info));
@@ -266,6 +268,8 @@ static void test_net_gradcheck(void **state) {
     gopt_net *net = make_net(&u, 5, B);
     gopt_params *p = gopt_net_params(net);
     assert_int_equal(gopt_params_count(p), 6);
+    assert_string_equal(gopt_layer_label(gopt_net_layer(net, 0)), "linear");
+    assert_string_equal(gopt_layer_label(gopt_net_layer(net, 1)), "affine");
     int idx;
     assert_ok(gopt_params_find(p, "aff.scale", &idx));
     assert_int_equal(idx, 2);

@@ -4,7 +4,8 @@
  * table of callbacks (gopt_custom_layer_ops) and a user pointer, both given in the layer
  * config (gopt_layer_custom(ops, user)). It is created, added to a net, run, saved and
  * freed like any built-in layer: gopt_layer_create / gopt_net_add, gopt_net_forward /
- * gopt_net_backward, gopt_net_state_save, gopt_net_summary, gopt_net_freeze.
+ * gopt_net_backward, gopt_net_state_save, gopt_net_freeze, the net's summary (which names it
+ * by gopt_layer_label).
  *
  * The callbacks receive a gopt_custom handle: the layer's side of the interface. Through
  * it they register parameters (during setup only), read views of their parameters and
@@ -134,6 +135,11 @@ typedef struct gopt_custom_layer_ops {
  * when ops, ops->setup, ops->forward or ops->backward is NULL, or when only some of the
  * three state callbacks are set. */
 GOPT_API gopt_layer_config gopt_layer_custom(const gopt_custom_layer_ops *ops, void *user);
+
+/* The name of a layer's type for a summary or a message: a custom layer's ops name
+ * ("prelu", "custom" when the ops have none), else gopt_layer_type_name of its type;
+ * "unknown" for NULL. */
+GOPT_API const char *gopt_layer_label(const gopt_layer *l);
 
 /* ---- setup: parameters ---------------------------------------------------------------- */
 

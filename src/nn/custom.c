@@ -42,6 +42,12 @@ gopt_layer_config gopt_layer_custom(const gopt_custom_layer_ops *ops, void *user
     return cfg;
 }
 
+const char *gopt_layer_label(const gopt_layer *l) {
+    if (!l) return "unknown";
+    if (l->cfg.type == GOPT_LAYER_CUSTOM && l->st) return ops_name(l->st);
+    return gopt_layer_type_name(l->cfg.type);
+}
+
 gopt_status gopt_custom_fail(const gopt_custom *c, gopt_status s, const char *fmt, ...) {
     if (s == GOPT_OK) s = GOPT_EINVAL;
     char msg[400];
