@@ -20,7 +20,7 @@ gopt_status gopt_net_freeze(gopt_net *net, const char *name, int on) {
     for (int i = 0; len > 0 && i < gopt_params_count(p); i++) { /* a tensor's name first */
         gopt_param_info info;
         GOPT_TRY(gopt_params_info(p, i, &info));
-        if (strcmp(info.name, name) == 0) return gopt_params_set_frozen(p, i, on);
+        if (strcmp(info.name, name) == 0) GOPT_RETURN(gopt_params_set_frozen(p, i, on));
     }
     int matched = 0;
     for (int i = 0; len > 0 && i < gopt_params_count(p); i++) {

@@ -215,8 +215,8 @@ gopt_status gopt_clip_grad_norm(gopt_params *p, double max_norm, double norm_typ
     float *g = NULL;
     int64_t n = 0;
     GOPT_TRY(arena_grads(p, &g, &n));
-    if (gopt_params_frozen_count(p) > 0) return clip_runs(p, max_norm, norm_type, error_if_nonfinite, total_norm);
-    return gopt_clip_grad_norm_buffer(g, n, max_norm, norm_type, error_if_nonfinite, total_norm);
+    if (gopt_params_frozen_count(p) > 0) GOPT_RETURN(clip_runs(p, max_norm, norm_type, error_if_nonfinite, total_norm));
+    GOPT_RETURN(gopt_clip_grad_norm_buffer(g, n, max_norm, norm_type, error_if_nonfinite, total_norm));
 }
 
 gopt_status gopt_clip_grad_norm_per_tensor(gopt_params *p, double max_norm, double norm_type, float *norms) {
@@ -259,7 +259,7 @@ gopt_status gopt_clip_grad_value(gopt_params *p, double clip_value) {
     float *g = NULL;
     int64_t n = 0;
     GOPT_TRY(arena_grads(p, &g, &n));
-    if (gopt_params_frozen_count(p) == 0) return gopt_clip_grad_value_buffer(g, n, clip_value);
+    if (gopt_params_frozen_count(p) == 0) GOPT_RETURN(gopt_clip_grad_value_buffer(g, n, clip_value));
     GOPT_TRY(gopt_clip_grad_value_buffer(NULL, 0, clip_value)); /* the check, even with every tensor frozen */
     const gopt_param_run *runs = gopt_params_runs(p);
     for (int r = 0; r < gopt_params_run_count(p); r++)
