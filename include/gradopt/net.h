@@ -156,7 +156,9 @@ GOPT_API double gopt_net_forward_flops(const gopt_net *net);
  * dropout between recurrent layers (non-parameter state), params.h convention: a resumed
  * run draws the masks the uninterrupted one would. Load requires the same BN layers
  * (count, channels) and the same number of dropout streams, and names the first mismatch;
- * a blob saved before the streams were kept ("GNS1") loads and leaves them as they are. */
+ * a blob saved before the streams were kept ("GNS1") loads and leaves them as they are.
+ * Custom layers' own state (gradopt/custom_layer.h: state_size/save/load) follows, layer by
+ * layer; their loads run (and may refuse) before anything else changes. */
 GOPT_API size_t gopt_net_state_size(const gopt_net *net);
 GOPT_API gopt_status gopt_net_state_save(const gopt_net *net, void *buf, size_t size);
 GOPT_API gopt_status gopt_net_state_load(gopt_net *net, const void *buf, size_t size);
