@@ -173,6 +173,37 @@ static void test_frozen_layer_does_not_train(void **state) {
     }
 }
 
+/* Frozen after training with Lookahead (slow weights behind the fast ones): a sync does not
+ * pull the frozen tensor back. */
+static void test_frozen_with_lookahead(void **state) {
+    (void)state;
+    gopt_net *net = mlp(4);
+    gopt_params *p = gopt_net_params(net);
+    gopt_optim_config oc = gopt_optim_config_default(GOPT_ALGO_SGD);
+    oc.lr = 0.05f;
+    oc.lookahead_k = 3;
+    gopt_optim *opt = NULL;
+    assert_ok(gopt_optim_create(&oc, p, &opt));
+    for (int step = 0; step < 4; step++) { /* the fast weights are one step past a sync */
+        gopt_optim_zero_grad(opt);
+        fwd_bwd(net, 1, (const int64_t[]){IN, 1, 1}, 400 + (uint64_t)step);
+        assert_ok(gopt_optim_step(opt));
+    }
+    assert_ok(gopt_net_freeze(net, "fc1", 1));
+    int64_t fb, fe;
+    layer_range(p, "fc1", &fb, &fe);
+    float *before = copy_of(gopt_params_values(p) + fb, fe - fb);
+    for (int step = 0; step < 5; step++) { /* two syncs */
+        gopt_optim_zero_grad(opt);
+        fwd_bwd(net, 1, (const int64_t[]){IN, 1, 1}, 500 + (uint64_t)step);
+        assert_ok(gopt_optim_step(opt));
+    }
+    assert_memory_equal(gopt_params_values(p) + fb, before, sizeof(float) * (size_t)(fe - fb));
+    free(before);
+    gopt_optim_destroy(opt);
+    gopt_net_destroy(net);
+}
+
 /* The SGD step of a net with a frozen layer equals the step of the same net where the
  * frozen layer's learning rate is 0 (a group), for every other tensor: freezing changes
  * nothing else. */
@@ -549,7 +580,7 @@ static void test_state_load_mismatches(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_params_flags_and_runs),  cmocka_unit_test(test_frozen_layer_does_not_train),
-        cmocka_unit_test(test_frozen_equals_lr_zero),  cmocka_unit_test(test_gradients_skipped),
+        cmocka_unit_test(test_frozen_equals_lr_zero),  cmocka_unit_test(test_frozen_with_lookahead),  cmocka_unit_test(test_gradients_skipped),
         cmocka_unit_test(test_gradients_skipped_seq),  cmocka_unit_test(test_layer_and_net_api),
         cmocka_unit_test(test_clip_excludes_frozen),   cmocka_unit_test(test_monitor_excludes_frozen),
         cmocka_unit_test(test_state_load_mismatches),
