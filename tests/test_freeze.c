@@ -559,6 +559,26 @@ static void test_state_load_mismatches(void **state) {
     assert_ok(gopt_params_state_load(b, buf, size));
     assert_memory_equal(gopt_params_values(b), gopt_params_values(a), sizeof(float) * 21);
 
+    /* copying values ignores groups and tags, and names a mismatch the same way */
+    gopt_params *c = three_tensors();
+    assert_ok(gopt_params_finalize(c));
+    assert_ok(gopt_params_group_by_tag(c, GOPT_TAG_BIAS, &nd, &g));
+    assert_ok(gopt_params_copy_values(c, a));
+    assert_memory_equal(gopt_params_values(c), gopt_params_values(a), sizeof(float) * 21);
+    gopt_params *d = NULL;
+    assert_ok(gopt_params_create(&d));
+    assert_ok(gopt_params_add(d, "a.weight", 2, (const int64_t[]){4, 3}, GOPT_TAG_WEIGHT, NULL));
+    assert_ok(gopt_params_finalize(d));
+    assert_status(gopt_params_copy_values(d, a), GOPT_EFORMAT, "tensor 'a.weight' is (3,4) (12 values) in the source, (4,3) (12 values) in the destination");
+    gopt_params_destroy(d);
+    assert_ok(gopt_params_create(&d));
+    assert_ok(gopt_params_add(d, "a.weight", 2, (const int64_t[]){3, 4}, GOPT_TAG_WEIGHT, NULL));
+    assert_ok(gopt_params_finalize(d));
+    assert_status(gopt_params_copy_values(d, a), GOPT_EFORMAT, "the first extra one is 'a.bias'");
+    assert_status(gopt_params_copy_values(a, d), GOPT_EFORMAT, "the first missing one is 'a.bias'");
+    gopt_params_destroy(d);
+    gopt_params_destroy(c);
+
     /* a blob of the older format (PRM1: no tags, groups or group count) still loads */
     const size_t e2 = 64 + 4 + 32 + 8, e1 = 64 + 4 + 32;
     size_t size1 = 16 + 3 * e1 + 21 * sizeof(float);

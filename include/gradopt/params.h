@@ -152,6 +152,12 @@ GOPT_API int gopt_params_frozen_count(const gopt_params *p);
  * arena unchanged. Blobs of the older format (magic "PRM1", before groups were saved) still
  * load, without the group check. */
 GOPT_API size_t gopt_params_state_size(const gopt_params *p);
+/* Copy the values of src into dst (both finalized), which must hold the same tensors (name,
+ * shape) in the same order; tags, groups and frozen flags may differ: the weights of a
+ * training net into an inference copy built without its parameter groups, which
+ * gopt_params_state_load refuses. Errors: GOPT_EINVAL (NULL), GOPT_ESTATE (not finalized),
+ * GOPT_EFORMAT naming the first tensor that differs (dst unchanged). */
+GOPT_API gopt_status gopt_params_copy_values(gopt_params *dst, const gopt_params *src);
 GOPT_API gopt_status gopt_params_state_save(const gopt_params *p, void *buf, size_t size);
 GOPT_API gopt_status gopt_params_state_load(gopt_params *p, const void *buf, size_t size);
 

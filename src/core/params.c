@@ -352,6 +352,32 @@ static int64_t state_numel(uint32_t ndim, const int64_t *shape) {
     return n;
 }
 
+gopt_status gopt_params_copy_values(gopt_params *dst, const gopt_params *src) {
+    GOPT_CHECK_NULL(dst);
+    GOPT_CHECK_NULL(src);
+    if (!dst->values || !src->values)
+        return GOPT_FAIL(GOPT_ESTATE, "the %s arena is not finalized", !dst->values ? "destination" : "source");
+    const int common = dst->count < src->count ? dst->count : src->count;
+    for (int i = 0; i < common; i++) {
+        const param_entry *d = &dst->entries[i], *s = &src->entries[i];
+        if (strcmp(d->name, s->name) != 0)
+            return GOPT_FAIL(GOPT_EFORMAT, "tensor %d is '%s' in the source, '%s' in the destination", i, s->name, d->name);
+        if (d->ndim != s->ndim || memcmp(d->shape, s->shape, sizeof d->shape) != 0) {
+            char have[96], want[96];
+            shape_text(have, sizeof have, (uint32_t)s->ndim, s->shape);
+            shape_text(want, sizeof want, (uint32_t)d->ndim, d->shape);
+            return GOPT_FAIL(GOPT_EFORMAT, "tensor '%s' is %s (%lld values) in the source, %s (%lld values) in the "
+                             "destination", d->name, have, (long long)s->numel, want, (long long)d->numel);
+        }
+    }
+    if (dst->count != src->count)
+        return GOPT_FAIL(GOPT_EFORMAT, "the source has %d tensors, the destination %d: the first %s one is '%s'",
+                         src->count, dst->count, src->count > dst->count ? "extra" : "missing",
+                         (src->count > dst->count ? src : dst)->entries[common].name);
+    memcpy(dst->values, src->values, (size_t)dst->numel * sizeof(float));
+    return GOPT_OK;
+}
+
 gopt_status gopt_params_state_load(gopt_params *p, const void *buf, size_t size) {
     GOPT_CHECK_NULL(p);
     GOPT_CHECK_NULL(buf);
