@@ -15,6 +15,7 @@
 #include "gradopt/checkpoint.h"
 #include "gradopt/text.h"
 #include "gradopt/layer.h"
+#include "gradopt/custom_layer.h"
 #include "gradopt/net.h"
 #include "gradopt/loss.h"
 #include "gradopt/interop.h"

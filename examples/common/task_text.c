@@ -474,12 +474,10 @@ int text_sample(trainer *t, const text_model_config *m, int n, double temperatur
     gopt_params *src = gopt_net_params(trainer_net(t));
     gopt_net *gen = NULL;
     if (text_net_build(m, 1, 1, 1, seed, &gen, err, errlen)) return -1;
-    size_t size = gopt_params_state_size(src);
-    void *blob = malloc(size ? size : 1);
     double *p = malloc(sizeof(double) * (size_t)v->size);
     int rc = 0;
-    gopt_status s = blob && p ? gopt_params_state_save(src, blob, size) : GOPT_ENOMEM;
-    if (s == GOPT_OK) s = gopt_params_state_load(gopt_net_params(gen), blob, size);
+    /* arena to arena: the copy has not the trainer's parameter groups, which a state blob keeps */
+    gopt_status s = p ? gopt_params_copy_values(gopt_net_params(gen), src) : GOPT_ENOMEM;
     if (s != GOPT_OK) rc = fail(err, errlen, "copying the model for sampling: %s", gopt_last_error());
     gopt_net_set_training(gen, 0);
     gopt_rng rng;
@@ -513,7 +511,6 @@ int text_sample(trainer *t, const text_model_config *m, int n, double temperatur
         }
         out[i] = v->bytes[token];
     }
-    free(blob);
     free(p);
     gopt_net_destroy(gen);
     return rc;

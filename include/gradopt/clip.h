@@ -12,7 +12,12 @@
  * Clipping (clip_grad_norm_): coef = max_norm / (total + 1e-6) in float, clamped to 1;
  * when coef < 1 (or NaN, as PyTorch, which then spreads NaN) every gradient is multiplied
  * by coef; when coef >= 1 the gradients are not touched (PyTorch multiplies by 1.0, which
- * changes nothing), so an inactive clip costs one read pass. */
+ * changes nothing), so an inactive clip costs one read pass.
+ * Frozen tensors (gopt_params_set_frozen) are left out of the arena functions' norms and
+ * are never scaled or clamped (as PyTorch, which clips only the tensors given to it, those
+ * with requires_grad); _per_tensor still reports their norms. With some tensor frozen the
+ * norm is combined over the arena's runs (gopt_params_runs), which may round differently
+ * in the last bit from one buffer holding the same gradients. */
 #ifndef GRADOPT_CLIP_H
 #define GRADOPT_CLIP_H
 

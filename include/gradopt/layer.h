@@ -155,6 +155,8 @@ typedef struct gopt_layer_config {
                                       residual_dense: GOPT_LAYER_RELU (default), _TANH, _SIGMOID */
     int carry_state;               /* rnn, lstm, gru: 1 = truncated BPTT (see below) */
     int batchnorm;                 /* residual_dense: 1 = BatchNorm1d before each activation */
+    const struct gopt_custom_layer_ops *custom; /* custom: the callbacks (gradopt/custom_layer.h) */
+    void *custom_user;             /* custom: their user pointer */
 } gopt_layer_config;
 
 enum { GOPT_RNN_TANH = 0, GOPT_RNN_RELU = 1 };
@@ -202,6 +204,19 @@ GOPT_API int gopt_layer_out_shape(const gopt_layer *l, int64_t out_shape[3]);
  * `weight_init` (GOPT_INIT_TORCH_DEFAULT is PyTorch's default), biases U(+-1/sqrt(fan_in)),
  * BN gamma = 1, beta = 0; BN running stats reset to mean 0, var 1. */
 GOPT_API gopt_status gopt_layer_init_params(gopt_layer *l, gopt_init weight_init, gopt_rng *rng);
+
+/* Freeze (on = 1) or unfreeze (0) every parameter tensor of the layer
+ * (gopt_params_set_frozen on each, params.h: PyTorch's layer.requires_grad_(False)):
+ * the optimizers and clipping skip them, and backward computes no parameter gradient for
+ * them (linear, conv2d, batchnorm2d/1d, basic_block, embedding, residual_dense, rnn, lstm,
+ * gru; custom layers that check gopt_custom_requires_grad): those gradients stay as
+ * gopt_params_zero_grad left them. Backward still computes dx, so the layers before a
+ * frozen one keep training. A layer without parameters is accepted (nothing to
+ * freeze). Errors: GOPT_EINVAL (NULL, on not 0/1). */
+GOPT_API gopt_status gopt_layer_set_frozen(gopt_layer *l, int on);
+/* 1 when every parameter of the layer is frozen (also after freezing them one by one), 0
+ * otherwise and for a layer without parameters. */
+GOPT_API int gopt_layer_is_frozen(const gopt_layer *l);
 
 /* Training (1, the default) or eval (0) mode: batchnorm statistics, dropout. */
 GOPT_API void gopt_layer_set_training(gopt_layer *l, int training);

@@ -36,6 +36,8 @@
  *  - explosion: grad_norm > explosion_factor * the mean of the previous explosion_window
  *    finite global norms (at least 2 of them). Flag only.
  *  - vanishing: grad_norm < vanishing_floor. Flag only.
+ *  - frozen tensors (gopt_params_set_frozen) are not read: their gradients count 0 in every
+ *    norm (as in clipping), and a layer whose tensors are all frozen is never flagged.
  *  - vanishing layers: a layer's grad norm < layer_vanishing_ratio x the largest layer's
  *    (judged only when every layer's norm is finite). Flag only; report.vanishing_layers
  *    counts them, gopt_monitor_layer_stats says which.

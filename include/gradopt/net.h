@@ -156,7 +156,9 @@ GOPT_API double gopt_net_forward_flops(const gopt_net *net);
  * dropout between recurrent layers (non-parameter state), params.h convention: a resumed
  * run draws the masks the uninterrupted one would. Load requires the same BN layers
  * (count, channels) and the same number of dropout streams, and names the first mismatch;
- * a blob saved before the streams were kept ("GNS1") loads and leaves them as they are. */
+ * a blob saved before the streams were kept ("GNS1") loads and leaves them as they are.
+ * Custom layers' own state (gradopt/custom_layer.h: state_size/save/load) follows, layer by
+ * layer; their loads run (and may refuse) before anything else changes. */
 GOPT_API size_t gopt_net_state_size(const gopt_net *net);
 GOPT_API gopt_status gopt_net_state_save(const gopt_net *net, void *buf, size_t size);
 GOPT_API gopt_status gopt_net_state_load(gopt_net *net, const void *buf, size_t size);
@@ -202,6 +204,15 @@ typedef struct gopt_resnet_config {
 GOPT_API gopt_resnet_config gopt_resnet_config_default(void);
 /* Errors: GOPT_EINVAL (depth not 6n+2 with n >= 1, width <= 0, classes < 1), as gopt_net_*. */
 GOPT_API gopt_status gopt_resnet_cifar(const gopt_resnet_config *cfg, gopt_net **out);
+
+/* ---- freezing (src/nn/net_freeze.c; PyTorch's requires_grad_(False)) ----
+ * Freeze (on = 1) or unfreeze (0) by name: a tensor name ("fc.bias") freezes that tensor, a
+ * layer name ("fc", "layers.0") every tensor of that layer ("<name>.*", a block's nested
+ * ones too). What freezing does: gopt_params_set_frozen (params.h) and gopt_layer_set_frozen
+ * (layer.h). Valid before or after gopt_net_build and between steps.
+ * Errors: GOPT_EINVAL (NULL, on not 0/1), GOPT_ERANGE (no tensor and no layer with
+ * parameters has that name). */
+GOPT_API gopt_status gopt_net_freeze(gopt_net *net, const char *name, int on);
 
 GOPT_EXTERN_C_END
 

@@ -54,6 +54,7 @@ typedef struct gopt_param_info {
     const char *name;   /* owned by the arena */
     gopt_param_tag tag;
     int group;
+    int frozen;         /* 1: frozen (gopt_params_set_frozen) */
     int64_t offset;     /* index of its first element in the arena */
     gopt_tensor value;  /* borrowed view (owns_data = 0) */
     gopt_tensor grad;   /* borrowed view */
@@ -110,7 +111,9 @@ GOPT_API gopt_status gopt_params_group_set(gopt_params *p, int group, const gopt
 
 /* Contiguous runs of the arena that belong to one group, in arena order: run r covers
  * [begin, end) of group `group`. Adjacent tensors of one group merge into one run, so a
- * net whose groups are not interleaved has as many runs as groups. */
+ * net whose groups are not interleaved has as many runs as groups. Frozen tensors are in
+ * no run (the optimizers walk the runs: that is how they skip them); the runs are
+ * recomputed whenever a group or a frozen flag changes, and the pointer stays valid. */
 typedef struct gopt_param_run {
     int64_t begin, end;
     int group;
@@ -118,10 +121,43 @@ typedef struct gopt_param_run {
 GOPT_API int gopt_params_run_count(const gopt_params *p);
 GOPT_API const gopt_param_run *gopt_params_runs(const gopt_params *p);
 
+/* ---- freezing (PyTorch's requires_grad = False) ----------------------------------------
+ * A frozen tensor keeps its value through training: every optimizer skips it (no update,
+ * no change to its state buffers, no weight decay or L1), gradient clipping leaves it out
+ * of the norm and does not scale it (gopt_clip_grad_norm, _per_tensor, _value, agc), and
+ * the layers that own it compute no gradient for it where that can be skipped (see
+ * gopt_layer_set_frozen, layer.h), so its gradient stays as the last gopt_params_zero_grad
+ * left it; the stability monitor does not read it (monitor.h). Unfreezing resumes training
+ * from the current value and the tensor's optimizer state as freezing left it. For a tensor
+ * frozen since the optimizer's first step that state is zero, where PyTorch would create it
+ * at the tensor's first step: SGD's momentum buffer then starts at (1 - dampening) g rather
+ * than g, Adam-family bias corrections use the optimizer's step count rather than the
+ * tensor's, and Schedule-Free's z (set from the parameters at the first step) is 0: do not
+ * unfreeze under Schedule-Free a tensor that was frozen at its first step.
+ * Freezing is training configuration, not state: gopt_params_state_save does not save it.
+ * Valid before or after finalize, also between steps.
+ * Errors: GOPT_ERANGE (index), GOPT_EINVAL (NULL p, on not 0/1). */
+GOPT_API gopt_status gopt_params_set_frozen(gopt_params *p, int index, int on);
+/* 1 when tensor `index` is frozen; 0 otherwise (also for a bad index or NULL). */
+GOPT_API int gopt_params_is_frozen(const gopt_params *p, int index);
+/* How many tensors are frozen. */
+GOPT_API int gopt_params_frozen_count(const gopt_params *p);
+
 /* ---- state (see the convention above): tensor names, shapes, tags, groups and values;
- * gradients are not saved. Load requires the same tensors (name, shape) in the same
- * order, and names the first mismatch. */
+ * gradients and frozen flags are not saved. Load requires the same tensors (name, shape,
+ * tag) in the same order and the same parameter groups (count and each tensor's group), and
+ * names the first mismatch: "tensor 'fc.weight' is (10,64) (640 values) in the state,
+ * (10,32) (320 values) in the arena", "tensor 'fc.bias' is in group 1 in the state, group 0
+ * in the arena", "... the first missing one is 'fc.bias'", with GOPT_EFORMAT, leaving the
+ * arena unchanged. Blobs of the older format (magic "PRM1", before groups were saved) still
+ * load, without the group check. */
 GOPT_API size_t gopt_params_state_size(const gopt_params *p);
+/* Copy the values of src into dst (both finalized), which must hold the same tensors (name,
+ * shape) in the same order; tags, groups and frozen flags may differ: the weights of a
+ * training net into an inference copy built without its parameter groups, which
+ * gopt_params_state_load refuses. Errors: GOPT_EINVAL (NULL), GOPT_ESTATE (not finalized),
+ * GOPT_EFORMAT naming the first tensor that differs (dst unchanged). */
+GOPT_API gopt_status gopt_params_copy_values(gopt_params *dst, const gopt_params *src);
 GOPT_API gopt_status gopt_params_state_save(const gopt_params *p, void *buf, size_t size);
 GOPT_API gopt_status gopt_params_state_load(gopt_params *p, const void *buf, size_t size);
 

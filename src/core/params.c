@@ -1,5 +1,7 @@
 /* The parameter arena (see gradopt/params.h). */
 #include "gradopt/params.h"
+#include <stdio.h>
+
 #include "core/common.h"
 
 typedef struct param_entry {
@@ -10,6 +12,7 @@ typedef struct param_entry {
     int64_t offset;
     gopt_param_tag tag;
     int group;
+    int frozen; /* gopt_params_set_frozen: in no run, so no optimizer or clip touches it */
 } param_entry;
 
 struct gopt_params {
@@ -19,8 +22,9 @@ struct gopt_params {
     int group_count, group_capacity;
     int64_t numel;
     float *values, *grads; /* NULL until finalized */
-    gopt_param_run *runs;  /* capacity `count`, filled once finalized */
+    gopt_param_run *runs;  /* capacity `count`, filled once finalized; frozen tensors in none */
     int run_count;
+    int frozen_count;
 };
 
 gopt_group_config gopt_group_config_default(void) {
@@ -107,6 +111,7 @@ gopt_status gopt_params_add(gopt_params *p, const char *name, int ndim, const in
 
 void gopt__params_truncate(gopt_params *p, int count) {
     if (!p || p->values || count < 0 || count >= p->count) return;
+    for (int i = count; i < p->count; i++) p->frozen_count -= p->entries[i].frozen;
     p->count = count;
     p->numel = count ? p->entries[count - 1].offset + p->entries[count - 1].numel : 0;
 }
@@ -115,6 +120,7 @@ static void rebuild_runs(gopt_params *p) {
     p->run_count = 0;
     for (int i = 0; i < p->count; i++) {
         const param_entry *e = &p->entries[i];
+        if (e->frozen) continue; /* the run before it ends there: its end is not e->offset + numel */
         gopt_param_run *last = p->run_count ? &p->runs[p->run_count - 1] : NULL;
         if (last && last->group == e->group && last->end == e->offset) {
             last->end = e->offset + e->numel;
@@ -163,6 +169,7 @@ gopt_status gopt_params_info(const gopt_params *p, int index, gopt_param_info *o
     out->name = e->name;
     out->tag = e->tag;
     out->group = e->group;
+    out->frozen = e->frozen;
     out->offset = e->offset;
     gopt_tensor shape_only = {NULL, e->ndim, {e->shape[0], e->shape[1], e->shape[2], e->shape[3]}, e->numel, 0};
     out->value = shape_only;
@@ -267,16 +274,42 @@ gopt_status gopt_params_group_set(gopt_params *p, int group, const gopt_group_co
 }
 
 int gopt_params_run_count(const gopt_params *p) { return p ? p->run_count : 0; }
+
+/* ---- freezing ------------------------------------------------------------------------- */
+
+gopt_status gopt_params_set_frozen(gopt_params *p, int index, int on) {
+    GOPT_CHECK_NULL(p);
+    if (index < 0 || index >= p->count)
+        return GOPT_FAIL(GOPT_ERANGE, "tensor index %d is outside 0..%d", index, p->count - 1);
+    if (on != 0 && on != 1) return GOPT_FAIL(GOPT_EINVAL, "on = %d must be 0 or 1", on);
+    param_entry *e = &p->entries[index];
+    if (e->frozen == on) return GOPT_OK;
+    e->frozen = on;
+    p->frozen_count += on ? 1 : -1;
+    if (p->runs) rebuild_runs(p);
+    return GOPT_OK;
+}
+
+int gopt_params_is_frozen(const gopt_params *p, int index) {
+    return p && index >= 0 && index < p->count && p->entries[index].frozen;
+}
+
+int gopt_params_frozen_count(const gopt_params *p) { return p ? p->frozen_count : 0; }
 const gopt_param_run *gopt_params_runs(const gopt_params *p) { return p ? p->runs : NULL; }
 
-/* ---- state -------------------------------------------------------------------------- */
+/* ---- state --------------------------------------------------------------------------
+ * "PRM2": magic, tensor count (u32), numel (i64), per tensor {name[64], ndim (u32),
+ * shape[4] (i64), tag (u32), group (u32)}, the group count (u32), then the values. "PRM1" blobs (no
+ * tags, groups or group count) still load; they cannot be checked against the groups. */
 
-#define PARAMS_MAGIC GOPT__MAGIC('P', 'R', 'M', '1')
-#define ENTRY_BYTES (GOPT_PARAM_NAME_MAX + 4 + 8 * GOPT_MAX_DIMS)
+#define PARAMS_MAGIC_V1 GOPT__MAGIC('P', 'R', 'M', '1')
+#define PARAMS_MAGIC GOPT__MAGIC('P', 'R', 'M', '2')
+#define ENTRY_BYTES_V1 (GOPT_PARAM_NAME_MAX + 4 + 8 * GOPT_MAX_DIMS)
+#define ENTRY_BYTES (ENTRY_BYTES_V1 + 4 + 4)
 
 size_t gopt_params_state_size(const gopt_params *p) {
     if (!p) return 0;
-    return 4 + 4 + 8 + (size_t)p->count * ENTRY_BYTES + (size_t)p->numel * sizeof(float);
+    return 4 + 4 + 8 + 4 + (size_t)p->count * ENTRY_BYTES + (size_t)p->numel * sizeof(float);
 }
 
 gopt_status gopt_params_state_save(const gopt_params *p, void *buf, size_t size) {
@@ -294,26 +327,72 @@ gopt_status gopt_params_state_save(const gopt_params *p, void *buf, size_t size)
         gopt__put(&c, e->name, GOPT_PARAM_NAME_MAX);
         gopt__put_u32(&c, (uint32_t)e->ndim);
         for (int d = 0; d < GOPT_MAX_DIMS; d++) gopt__put_i64(&c, e->shape[d]);
+        gopt__put_u32(&c, (uint32_t)e->tag);
+        gopt__put_u32(&c, (uint32_t)e->group);
     }
+    gopt__put_u32(&c, (uint32_t)p->group_count);
     gopt__put(&c, p->values, (size_t)p->numel * sizeof(float));
     return c.ok ? GOPT_OK : GOPT_FAIL(GOPT_EINVAL, "buffer too small");
+}
+
+/* "(3,4)" for a state's shape (dimensions clamped for printing only). */
+static void shape_text(char *buf, size_t size, uint32_t ndim, const int64_t *shape) {
+    int o = snprintf(buf, size, "(");
+    for (uint32_t d = 0; d < ndim && d < GOPT_MAX_DIMS && o > 0 && (size_t)o < size; d++)
+        o += snprintf(buf + o, size - (size_t)o, d ? ",%lld" : "%lld", (long long)shape[d]);
+    if (o > 0 && (size_t)o < size) snprintf(buf + o, size - (size_t)o, ")");
+}
+
+static int64_t state_numel(uint32_t ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (uint32_t d = 0; d < ndim && d < GOPT_MAX_DIMS; d++) {
+        if (shape[d] < 0 || (shape[d] > 0 && n > INT64_MAX / shape[d])) return -1;
+        n *= shape[d];
+    }
+    return n;
+}
+
+gopt_status gopt_params_copy_values(gopt_params *dst, const gopt_params *src) {
+    GOPT_CHECK_NULL(dst);
+    GOPT_CHECK_NULL(src);
+    if (!dst->values || !src->values)
+        return GOPT_FAIL(GOPT_ESTATE, "the %s arena is not finalized", !dst->values ? "destination" : "source");
+    const int common = dst->count < src->count ? dst->count : src->count;
+    for (int i = 0; i < common; i++) {
+        const param_entry *d = &dst->entries[i], *s = &src->entries[i];
+        if (strcmp(d->name, s->name) != 0)
+            return GOPT_FAIL(GOPT_EFORMAT, "tensor %d is '%s' in the source, '%s' in the destination", i, s->name, d->name);
+        if (d->ndim != s->ndim || memcmp(d->shape, s->shape, sizeof d->shape) != 0) {
+            char have[96], want[96];
+            shape_text(have, sizeof have, (uint32_t)s->ndim, s->shape);
+            shape_text(want, sizeof want, (uint32_t)d->ndim, d->shape);
+            return GOPT_FAIL(GOPT_EFORMAT, "tensor '%s' is %s (%lld values) in the source, %s (%lld values) in the "
+                             "destination", d->name, have, (long long)s->numel, want, (long long)d->numel);
+        }
+    }
+    if (dst->count != src->count)
+        return GOPT_FAIL(GOPT_EFORMAT, "the source has %d tensors, the destination %d: the first %s one is '%s'",
+                         src->count, dst->count, src->count > dst->count ? "extra" : "missing",
+                         (src->count > dst->count ? src : dst)->entries[common].name);
+    memcpy(dst->values, src->values, (size_t)dst->numel * sizeof(float));
+    return GOPT_OK;
 }
 
 gopt_status gopt_params_state_load(gopt_params *p, const void *buf, size_t size) {
     GOPT_CHECK_NULL(p);
     GOPT_CHECK_NULL(buf);
     if (!p->values) return GOPT_FAIL(GOPT_ESTATE, "the arena is not finalized");
-    if (size != gopt_params_state_size(p))
-        return GOPT_FAIL(GOPT_EFORMAT, "parameter state is %zu bytes, this arena needs %zu", size,
-                         gopt_params_state_size(p));
     gopt__rcur c = gopt__rcur_make(buf, size);
-    if (gopt__get_u32(&c) != PARAMS_MAGIC) return GOPT_FAIL(GOPT_EFORMAT, "parameter state: bad magic");
-    uint32_t count = gopt__get_u32(&c);
-    int64_t numel = gopt__get_i64(&c);
-    if (count != (uint32_t)p->count || numel != p->numel)
-        return GOPT_FAIL(GOPT_EFORMAT, "parameter state holds %u tensors / %lld values, arena has %d / %lld",
-                         count, (long long)numel, p->count, (long long)p->numel);
-    for (int i = 0; i < p->count; i++) {
+    const uint32_t magic = gopt__get_u32(&c);
+    if (!c.ok || (magic != PARAMS_MAGIC && magic != PARAMS_MAGIC_V1))
+        return GOPT_FAIL(GOPT_EFORMAT, "parameter state of %zu bytes: bad magic", size);
+    const int v1 = magic == PARAMS_MAGIC_V1;
+    const uint32_t count = gopt__get_u32(&c);
+    const int64_t numel = gopt__get_i64(&c);
+    if (!c.ok) return GOPT_FAIL(GOPT_EFORMAT, "parameter state of %zu bytes: truncated header", size);
+    /* Tensor by tensor, so the first one that differs is named (before any size check). */
+    const uint32_t common = count < (uint32_t)p->count ? count : (uint32_t)p->count;
+    for (uint32_t i = 0; i < common; i++) {
         const param_entry *e = &p->entries[i];
         char name[GOPT_PARAM_NAME_MAX];
         gopt__get(&c, name, sizeof name);
@@ -321,13 +400,50 @@ gopt_status gopt_params_state_load(gopt_params *p, const void *buf, size_t size)
         uint32_t ndim = gopt__get_u32(&c);
         int64_t shape[GOPT_MAX_DIMS];
         for (int d = 0; d < GOPT_MAX_DIMS; d++) shape[d] = gopt__get_i64(&c);
+        uint32_t tag = v1 ? (uint32_t)e->tag : gopt__get_u32(&c);
+        uint32_t group = v1 ? (uint32_t)e->group : gopt__get_u32(&c);
+        if (!c.ok)
+            return GOPT_FAIL(GOPT_EFORMAT, "parameter state of %zu bytes is truncated in tensor %u ('%s' in the arena)",
+                             size, i, e->name);
         if (strcmp(name, e->name) != 0)
-            return GOPT_FAIL(GOPT_EFORMAT, "tensor %d is '%s' in the state, '%s' in the arena", i, name, e->name);
-        if (ndim != (uint32_t)e->ndim || memcmp(shape, e->shape, sizeof shape) != 0)
-            return GOPT_FAIL(GOPT_EFORMAT, "tensor '%s' has another shape in the state", e->name);
+            return GOPT_FAIL(GOPT_EFORMAT, "tensor %u is '%s' in the state, '%s' in the arena", i, name, e->name);
+        if (ndim != (uint32_t)e->ndim || memcmp(shape, e->shape, sizeof shape) != 0) {
+            char have[96], want[96];
+            shape_text(have, sizeof have, ndim, shape);
+            shape_text(want, sizeof want, (uint32_t)e->ndim, e->shape);
+            return GOPT_FAIL(GOPT_EFORMAT, "tensor '%s' is %s (%lld values) in the state, %s (%lld values) in the arena",
+                             e->name, have, (long long)state_numel(ndim, shape), want, (long long)e->numel);
+        }
+        if (tag != (uint32_t)e->tag)
+            return GOPT_FAIL(GOPT_EFORMAT, "tensor '%s' has tag %u in the state, %d in the arena", e->name, tag,
+                             (int)e->tag);
+        if (group != (uint32_t)e->group)
+            return GOPT_FAIL(GOPT_EFORMAT, "tensor '%s' is in group %u in the state, group %d in the arena (the blob "
+                             "was saved with other parameter groups)", e->name, group, e->group);
     }
-    if (!c.ok || (size_t)(c.end - c.p) != (size_t)p->numel * sizeof(float))
-        return GOPT_FAIL(GOPT_EFORMAT, "parameter state truncated");
+    if (count != (uint32_t)p->count) {
+        if (count > (uint32_t)p->count) {
+            char name[GOPT_PARAM_NAME_MAX] = "?";
+            gopt__get(&c, name, sizeof name);
+            name[GOPT_PARAM_NAME_MAX - 1] = '\0';
+            return GOPT_FAIL(GOPT_EFORMAT, "parameter state holds %u tensors, the arena %d: the first extra one is "
+                             "'%s'", count, p->count, c.ok ? name : "?");
+        }
+        return GOPT_FAIL(GOPT_EFORMAT, "parameter state holds %u tensors, the arena %d: the first missing one is '%s'",
+                         count, p->count, p->entries[count].name);
+    }
+    const uint32_t groups = v1 ? (uint32_t)p->group_count : gopt__get_u32(&c);
+    if (!c.ok) return GOPT_FAIL(GOPT_EFORMAT, "parameter state of %zu bytes is truncated after its tensors", size);
+    if (groups != (uint32_t)p->group_count)
+        return GOPT_FAIL(GOPT_EFORMAT, "parameter state was saved with %u parameter groups, the arena has %d", groups,
+                         p->group_count);
+    if (numel != p->numel)
+        return GOPT_FAIL(GOPT_EFORMAT, "parameter state holds %lld values, the arena %lld", (long long)numel,
+                         (long long)p->numel);
+    if ((size_t)(c.end - c.p) != (size_t)p->numel * sizeof(float))
+        return GOPT_FAIL(GOPT_EFORMAT, "parameter state is %zu bytes, this arena needs %zu (values truncated or "
+                         "followed by extra bytes)", size, v1 ? size - (size_t)(c.end - c.p) + (size_t)p->numel *
+                         sizeof(float) : gopt_params_state_size(p));
     memcpy(p->values, c.p, (size_t)p->numel * sizeof(float));
     return GOPT_OK;
 }

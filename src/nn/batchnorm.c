@@ -168,8 +168,8 @@ static void rows_backward_sync(const gopt__bn *bn, const float *gamma, const flo
         }
         for (int j = 0; j < w; j++) {
             const int c = c0 + j;
-            dgamma[c] += (float)sgx[j];
-            dbeta[c] += (float)sg[j];
+            if (dgamma) dgamma[c] += (float)sgx[j];
+            if (dbeta) dbeta[c] += (float)sg[j];
             buf[c] = local[c] = sg[j];
             buf[C + c] = local[C + c] = sgx[j];
         }
@@ -235,8 +235,8 @@ void gopt__bn_rows_backward(const gopt__bn *bn, const float *gamma, const float 
             }
         }
         for (int j = 0; j < w; j++) {
-            dgamma[c0 + j] += (float)sgx[j];
-            dbeta[c0 + j] += (float)sg[j];
+            if (dgamma) dgamma[c0 + j] += (float)sgx[j];
+            if (dbeta) dbeta[c0 + j] += (float)sg[j];
             mg[j] = (float)(sg[j] / n);
             mgx[j] = (float)(sgx[j] / n);
         }
@@ -322,14 +322,14 @@ static void bn_backward(gopt_layer *l, const float *x, float *dy, float *dx, int
     const gopt__bn *bn = bn_of(l);
     if (bn->HW == 1) {
         gopt__bn_rows_backward(bn, gopt__pv(l, bn->g_index), l->cfg.relu ? gopt__pv(l, bn->b_index) : NULL,
-                               gopt__pg(l, bn->g_index), gopt__pg(l, bn->b_index), x, dy, dx ? dx : dy, n,
+                               gopt__pg_train(l, bn->g_index), gopt__pg_train(l, bn->b_index), x, dy, dx ? dx : dy, n,
                                l->training);
         return;
     }
     /* the relu's mask is recomputed from x: dy may live in l->out (the net's in-place gradients) */
     gopt__bn_relu relu = {gopt__pv(l, bn->b_index), NULL, NULL, NULL, NULL};
-    gopt__bn_backward(bn, gopt__pv(l, bn->g_index), l->cfg.relu ? &relu : NULL, gopt__pg(l, bn->g_index),
-                      gopt__pg(l, bn->b_index), x, dy, dx ? dx : dy, n, l->training);
+    gopt__bn_backward(bn, gopt__pv(l, bn->g_index), l->cfg.relu ? &relu : NULL, gopt__pg_train(l, bn->g_index),
+                      gopt__pg_train(l, bn->b_index), x, dy, dx ? dx : dy, n, l->training);
 }
 
 static int bn_bns(gopt_layer *l, gopt__bn **out3) {

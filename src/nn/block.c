@@ -174,37 +174,37 @@ static void block_backward(gopt_layer *l, const float *x, float *dy, float *dx, 
         relu2.res_beta = gopt__pv(l, b->bn_s.b_index);
     }
     TIMED(l, slot + GOPT_LAYER_BATCHNORM2D, /* masks dy in place, t3 <- d(conv2 out) */
-          gopt__bn_backward(&b->bn2, gopt__pv(l, b->bn2.g_index), &relu2, gopt__pg(l, b->bn2.g_index),
-                            gopt__pg(l, b->bn2.b_index), t3, dy, t3, n, tr));
+          gopt__bn_backward(&b->bn2, gopt__pv(l, b->bn2.g_index), &relu2, gopt__pg_train(l, b->bn2.g_index),
+                            gopt__pg_train(l, b->bn2.b_index), t3, dy, t3, n, tr));
     if (b->projection) {
         TIMED(l, slot + GOPT_LAYER_BATCHNORM2D,
-              gopt__bn_backward(&b->bn_s, gopt__pv(l, b->bn_s.g_index), NULL, gopt__pg(l, b->bn_s.g_index),
-                                gopt__pg(l, b->bn_s.b_index), b->ts, dy, b->ts, n, tr));
+              gopt__bn_backward(&b->bn_s, gopt__pv(l, b->bn_s.g_index), NULL, gopt__pg_train(l, b->bn_s.g_index),
+                                gopt__pg_train(l, b->bn_s.b_index), b->ts, dy, b->ts, n, tr));
         TIMED(l, slot + GOPT_LAYER_CONV2D,
-              gopt__conv_backward(&b->conv_s, gopt__pv(l, b->conv_s.w_index), gopt__pg(l, b->conv_s.w_index), NULL, x,
+              gopt__conv_backward(&b->conv_s, gopt__pv(l, b->conv_s.w_index), gopt__pg_train(l, b->conv_s.w_index), NULL, x,
                                   b->ts, NULL, 0, n, cws));
     }
     float *g2; /* d(bn1+relu output) */
     if (fast) {
         TIMED(l, slot + GOPT_LAYER_CONV2D, {
             gopt__bn_coeffs(&b->bn, g1, b1, tr, b->bn.scale, b->bn.shift);
-            gopt__conv_fused_backward(&b->conv2, gopt__pv(l, b->conv2.w_index), gopt__pg(l, b->conv2.w_index), NULL,
+            gopt__conv_fused_backward(&b->conv2, gopt__pv(l, b->conv2.w_index), gopt__pg_train(l, b->conv2.w_index), NULL,
                                      b->t1, t3, t3, 0, n, cws, b->bn.scale, b->bn.shift);
         });
         g2 = t3;
     } else {
         TIMED(l, slot + GOPT_LAYER_BATCHNORM2D, gopt__bn_apply(&b->bn, g1, b1, b->t1, t2, 1, n, tr));
         TIMED(l, slot + GOPT_LAYER_CONV2D,
-              gopt__conv_backward(&b->conv2, gopt__pv(l, b->conv2.w_index), gopt__pg(l, b->conv2.w_index), NULL, t2,
+              gopt__conv_backward(&b->conv2, gopt__pv(l, b->conv2.w_index), gopt__pg_train(l, b->conv2.w_index), NULL, t2,
                                   t3, t2, 0, n, cws));
         g2 = t2;
     }
     gopt__bn_relu relu1 = {b1, NULL, NULL, NULL, NULL};
     TIMED(l, slot + GOPT_LAYER_BATCHNORM2D,
-          gopt__bn_backward(&b->bn, g1, &relu1, gopt__pg(l, b->bn.g_index), gopt__pg(l, b->bn.b_index), b->t1, g2,
+          gopt__bn_backward(&b->bn, g1, &relu1, gopt__pg_train(l, b->bn.g_index), gopt__pg_train(l, b->bn.b_index), b->t1, g2,
                             b->t1, n, tr));
     TIMED(l, slot + GOPT_LAYER_CONV2D,
-          gopt__conv_backward(&b->conv, gopt__pv(l, b->conv.w_index), gopt__pg(l, b->conv.w_index), NULL, x, b->t1, dx,
+          gopt__conv_backward(&b->conv, gopt__pv(l, b->conv.w_index), gopt__pg_train(l, b->conv.w_index), NULL, x, b->t1, dx,
                               0, n, cws));
     if (!dx) return;
     if (b->projection)

@@ -686,8 +686,8 @@ static void bn_backward_sync(const gopt__bn *bn, const float *gamma, const gopt_
         float mean, invstd;
         double sg, sgx;
         channel_bwd_sums(bn, gamma, relu, mode, c, 1, x, g, n, &mean, &invstd, &sg, &sgx);
-        dgamma[c] += (float)sgx;
-        dbeta[c] += (float)sg;
+        if (dgamma) dgamma[c] += (float)sgx; /* NULL: frozen */
+        if (dbeta) dbeta[c] += (float)sg;
         buf[c] = local[c] = sg;
         buf[C + c] = local[C + c] = sgx;
     }
@@ -722,8 +722,8 @@ void gopt__bn_backward(const gopt__bn *bn, const float *gamma, const gopt__bn_re
         float mean, invstd;
         double sg, sgx;
         channel_bwd_sums(bn, gamma, relu, mode, c, training, x, g, n, &mean, &invstd, &sg, &sgx);
-        dgamma[c] += (float)sgx;
-        dbeta[c] += (float)sg;
+        if (dgamma) dgamma[c] += (float)sgx; /* NULL: frozen */
+        if (dbeta) dbeta[c] += (float)sg;
         float k = gamma[c] * invstd;
         if (training) {
             float mg = (float)(sg / (double)M), mgx = (float)(sgx / (double)M);

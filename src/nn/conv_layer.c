@@ -39,7 +39,7 @@ static void conv_forward(gopt_layer *l, const float *x, int n) {
 
 static void conv_backward(gopt_layer *l, const float *x, float *dy, float *dx, int n) {
     const gopt__conv *c = &((conv_state *)l->st)->conv;
-    gopt__conv_backward(c, gopt__pv(l, c->w_index), gopt__pg(l, c->w_index), gopt__pg(l, c->b_index), x, dy, dx, 0, n,
+    gopt__conv_backward(c, gopt__pv(l, c->w_index), gopt__pg_train(l, c->w_index), gopt__pg_train(l, c->b_index), x, dy, dx, 0, n,
                         l->ws);
 }
 

@@ -70,7 +70,8 @@ static void embedding_forward(gopt_layer *l, const float *x, int n) {
 
 static void embedding_backward(gopt_layer *l, const float *x, float *dy, float *dx, int n) {
     const int V = l->cfg.in_features, E = l->cfg.out_features;
-    float *dw = gopt__pg(l, ((embedding_state *)l->st)->w_index);
+    float *dw = gopt__pg_train(l, ((embedding_state *)l->st)->w_index);
+    if (!dw) return; /* frozen: ids have no gradient, so nothing else to do */
     const int64_t rows = (int64_t)n * l->in_shape[0];
     for (int64_t i = 0; i < rows; i++) { /* serial, in order: repeated ids accumulate deterministically */
         if (!valid_id(x[i], V)) continue;

@@ -32,6 +32,7 @@ static const gopt__layer_vt *(*const vtables[GOPT_LAYER_TYPE_COUNT])(void) = {
     [GOPT_LAYER_EMBEDDING] = gopt__embedding_vtable,
     [GOPT_LAYER_BATCHNORM1D] = gopt__batchnorm1d_vtable,
     [GOPT_LAYER_RESIDUAL_DENSE] = gopt__residual_dense_vtable,
+    [GOPT_LAYER_CUSTOM] = gopt__custom_vtable,
 };
 
 /* ---- config helpers ------------------------------------------------------------------------ */
@@ -199,6 +200,9 @@ gopt_status gopt__layer_create(const gopt_layer_config *cfg, int in_ndim, const 
         gopt__params_truncate(params, registered); /* the arena as it was: the caller may retry */
         return s;
     }
+    l->param_first = registered;
+    l->param_count = gopt_params_count(params) - registered;
+    l->created = 1;
     *out = l;
     return GOPT_OK;
 }
@@ -242,6 +246,21 @@ gopt_status gopt_layer_init_params(gopt_layer *l, gopt_init weight_init, gopt_rn
     return gopt__layer_init(l, &spec, rng);
 }
 
+gopt_status gopt_layer_set_frozen(gopt_layer *l, int on) {
+    GOPT_CHECK_NULL(l);
+    if (on != 0 && on != 1) return GOPT_FAIL(GOPT_EINVAL, "on = %d must be 0 or 1", on);
+    for (int i = 0; i < l->param_count; i++) GOPT_TRY(gopt_params_set_frozen(l->params, l->param_first + i, on));
+    l->frozen = on;
+    return GOPT_OK;
+}
+
+int gopt_layer_is_frozen(const gopt_layer *l) {
+    if (!l || l->param_count == 0) return 0;
+    for (int i = 0; i < l->param_count; i++)
+        if (!gopt_params_is_frozen(l->params, l->param_first + i)) return 0;
+    return 1;
+}
+
 void gopt_layer_set_training(gopt_layer *l, int training) {
     if (l) l->training = training ? 1 : 0;
 }
@@ -259,7 +278,7 @@ gopt_status gopt_layer_bn_running(gopt_layer *l, float **running_mean, float **r
 
 /* ---- running ------------------------------------------------------------------------------- */
 
-void gopt__layer_forward_raw(gopt_layer *l, const float *x, int n) {
+gopt_status gopt__layer_forward_raw(gopt_layer *l, const float *x, int n) {
     if (l->timer && !(l->vt->flags & GOPT__VT_SELF_TIMED)) {
         double t0 = gopt__now();
         l->vt->forward(l, x, n);
@@ -267,10 +286,12 @@ void gopt__layer_forward_raw(gopt_layer *l, const float *x, int n) {
     } else {
         l->vt->forward(l, x, n);
     }
-    l->last_n = n;
+    gopt_status s = l->vt->take_status ? l->vt->take_status(l) : GOPT_OK;
+    l->last_n = s == GOPT_OK ? n : 0; /* a failed forward has no backward */
+    return s;
 }
 
-void gopt__layer_backward_raw(gopt_layer *l, const float *x, float *dy, float *dx, int n) {
+gopt_status gopt__layer_backward_raw(gopt_layer *l, const float *x, float *dy, float *dx, int n) {
     if (l->timer && !(l->vt->flags & GOPT__VT_SELF_TIMED)) {
         double t0 = gopt__now();
         l->vt->backward(l, x, dy, dx, n);
@@ -278,6 +299,7 @@ void gopt__layer_backward_raw(gopt_layer *l, const float *x, float *dy, float *d
     } else {
         l->vt->backward(l, x, dy, dx, n);
     }
+    return l->vt->take_status ? l->vt->take_status(l) : GOPT_OK;
 }
 
 void gopt__layer_recompute_raw(gopt_layer *l, const float *x, int n) {
@@ -315,7 +337,7 @@ gopt_status gopt_layer_forward(gopt_layer *l, const gopt_tensor *x, gopt_tensor 
         return GOPT_FAIL(GOPT_ESTATE, "%s: the params arena is not finalized", gopt_layer_type_name(l->cfg.type));
     int n = (int)x->shape[0];
     if (l->vt->check_input) GOPT_TRY(l->vt->check_input(l, x->data, n));
-    gopt__layer_forward_raw(l, x->data, n);
+    GOPT_TRY(gopt__layer_forward_raw(l, x->data, n));
     int64_t shape[4] = {n, l->out_shape[0], l->out_shape[1], l->out_shape[2]};
     return gopt_tensor_view(l->out, l->out_ndim + 1, shape, y);
 }
@@ -328,6 +350,61 @@ gopt_status gopt_layer_backward(gopt_layer *l, const gopt_tensor *x, gopt_tensor
     GOPT_TRY(check_tensor(l, x, "input", l->in_ndim, l->in_shape, l->last_n));
     GOPT_TRY(check_tensor(l, dy, "dy", l->out_ndim, l->out_shape, l->last_n));
     if (dx) GOPT_TRY(check_tensor(l, dx, "dx", l->in_ndim, l->in_shape, l->last_n));
-    gopt__layer_backward_raw(l, x->data, dy->data, dx ? dx->data : NULL, l->last_n);
+    return gopt__layer_backward_raw(l, x->data, dy->data, dx ? dx->data : NULL, l->last_n);
+}
+
+/* ---- the layers' own state in a net's state (custom layers) ------------------------------ */
+
+static size_t own_state_size(const gopt_layer *l) { return l->vt->state_size ? l->vt->state_size(l) : 0; }
+
+size_t gopt__layers_state_size(gopt_layer *const *layers, int n) {
+    size_t size = 0;
+    for (int i = 0; i < n; i++) {
+        size_t s = own_state_size(layers[i]);
+        if (s) size += 8 + s;
+    }
+    return size;
+}
+
+gopt_status gopt__layers_state_save(gopt_layer *const *layers, int n, gopt__wcur *w) {
+    for (int i = 0; i < n; i++) {
+        size_t s = own_state_size(layers[i]);
+        if (!s) continue;
+        gopt__put_u64(w, (uint64_t)s);
+        if (!w->ok || (size_t)(w->end - w->p) < s) {
+            w->ok = 0;
+            return GOPT_FAIL(GOPT_EINVAL, "buffer too small for layer %d's state of %zu bytes", i, s);
+        }
+        GOPT_TRY(layers[i]->vt->state_save(layers[i], w->p, s));
+        w->p += s;
+    }
+    return GOPT_OK;
+}
+
+gopt_status gopt__layers_state_check(gopt_layer *const *layers, int n, gopt__rcur *r) {
+    for (int i = 0; i < n; i++) {
+        size_t s = own_state_size(layers[i]);
+        if (!s) continue;
+        uint64_t have = gopt__get_u64(r);
+        if (!r->ok)
+            return GOPT_FAIL(GOPT_EFORMAT, "net state: truncated before the state of layer %d (%s)", i,
+                             gopt_layer_type_name(layers[i]->cfg.type));
+        if (have != (uint64_t)s || (size_t)(r->end - r->p) < s)
+            return GOPT_FAIL(GOPT_EFORMAT, "net state: layer %d (%s) has %llu bytes of state in the blob (%zu left), "
+                             "the layer needs %zu", i, gopt_layer_type_name(layers[i]->cfg.type),
+                             (unsigned long long)have, (size_t)(r->end - r->p), s);
+        r->p += s;
+    }
+    return GOPT_OK;
+}
+
+gopt_status gopt__layers_state_load(gopt_layer *const *layers, int n, gopt__rcur *r) {
+    for (int i = 0; i < n; i++) {
+        size_t s = own_state_size(layers[i]);
+        if (!s) continue;
+        (void)gopt__get_u64(r); /* checked */
+        GOPT_TRY(layers[i]->vt->state_load(layers[i], r->p, s));
+        r->p += s;
+    }
     return GOPT_OK;
 }

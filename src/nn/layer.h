@@ -76,6 +76,16 @@ typedef struct gopt__layer_vt {
     /* The layer's own random stream (dropout masks), saved in the net's state so a resumed
      * run draws the masks the uninterrupted run would have; NULL: none. */
     gopt_rng *(*rng)(gopt_layer *l);
+    /* Types whose forward or backward can fail (custom: user callbacks): the failure of the
+     * last forward or backward, its message already recorded, then cleared; NULL: never fail. */
+    gopt_status (*take_status)(gopt_layer *l);
+    /* State that is neither a parameter nor a batchnorm's nor a random stream (custom),
+     * saved in the net's state after those (gopt__layers_state_*); NULL: none. save gets
+     * exactly state_size bytes; load checks its bytes and leaves the state as it was when
+     * it refuses. */
+    size_t (*state_size)(const gopt_layer *l);
+    gopt_status (*state_save)(const gopt_layer *l, void *buf, size_t size);
+    gopt_status (*state_load)(gopt_layer *l, const void *buf, size_t size);
 } gopt__layer_vt;
 
 /* The vtables, one function per type (functions, not exported objects: sanitizers add
@@ -98,6 +108,7 @@ const gopt__layer_vt *gopt__gru_vtable(void);
 const gopt__layer_vt *gopt__embedding_vtable(void);
 const gopt__layer_vt *gopt__batchnorm1d_vtable(void); /* batchnorm.c */
 const gopt__layer_vt *gopt__residual_dense_vtable(void);
+const gopt__layer_vt *gopt__custom_vtable(void); /* custom.c */
 /* batchnorm.c: gopt__bn_forward / gopt__bn_backward for HW = 1, (n,C) row-major rows walked
  * in channel stripes (batchnorm1d over (N,C), residual_dense). relu_beta: NULL, or beta to
  * recompute a fused relu's mask. dx may alias x or g. */
@@ -122,7 +133,10 @@ struct gopt_layer {
     float *ws;                   /* shared workspace (net) or owned (standalone) */
     size_t ws_floats;
     int owns_ws;
-    int frozen;                  /* 1: compute no parameter gradients (gopt_net_freeze); 0 default */
+    int frozen;                  /* the last gopt_layer_set_frozen (0 default); the tensors' own
+                                    flags (gopt__pg_train) are what the types read */
+    int param_first, param_count; /* the arena tensors the layer registered at create */
+    int created;                 /* 1 once gopt__layer_create has succeeded (custom: destroy) */
     int recompute;               /* a net's layer whose output is not kept (gopt_net_set_recompute) */
     double *timer;               /* NULL, or [2][GOPT_LAYER_TYPE_COUNT] seconds (fwd, bwd) */
     void *st;                    /* per-type state (the type file's struct) */
@@ -132,6 +146,12 @@ struct gopt_layer {
 /* Param views (arena finalized); NULL for index -1. */
 float *gopt__pv(const gopt_layer *l, int index);
 float *gopt__pg(const gopt_layer *l, int index);
+/* The gradient a backward accumulates into: gopt__pg, or NULL when the tensor is frozen
+ * (gopt_params_set_frozen, also through gopt_layer_set_frozen): the type then skips it.
+ * Every type with parameters skips: linear, conv2d, batchnorm2d/1d, basic_block,
+ * embedding, residual_dense, rnn/lstm/gru (their weight GEMMs and bias sums; the recurrence
+ * itself runs for dx and the earlier layers), custom (through gopt_custom_requires_grad). */
+float *gopt__pg_train(const gopt_layer *l, int index);
 double gopt__now(void);
 /* Register "<prefix>.<suffix>" in l->params. */
 gopt_status gopt__add_param(gopt_layer *l, const char *prefix, const char *suffix, int ndim, const int64_t *shape,
@@ -154,9 +174,10 @@ gopt_status gopt__layer_state(gopt_layer *l, size_t size);
 
 /* ---- what net.c uses (layer.c) ----------------------------------------------------------- */
 /* Forward/backward on raw buffers with no checks (the net checked the shapes and ran
- * check_input). */
-void gopt__layer_forward_raw(gopt_layer *l, const float *x, int n);
-void gopt__layer_backward_raw(gopt_layer *l, const float *x, float *dy, float *dx, int n);
+ * check_input). They return the type's failure (vt->take_status: a custom layer's callback),
+ * GOPT_OK for every built-in type; after a failed forward the activations are incomplete. */
+gopt_status gopt__layer_forward_raw(gopt_layer *l, const float *x, int n);
+gopt_status gopt__layer_backward_raw(gopt_layer *l, const float *x, float *dy, float *dx, int n);
 /* vt->recompute, timed as backward. */
 void gopt__layer_recompute_raw(gopt_layer *l, const float *x, int n);
 /* gopt_layer_create; own_ws = 0 leaves the output, the per-type buffers and the workspace
@@ -174,5 +195,15 @@ gopt_status gopt__layer_init(gopt_layer *l, const gopt__init_spec *spec, gopt_rn
 /* vt->flops, vt->bns (0 without). */
 double gopt__layer_flops(const gopt_layer *l);
 int gopt__layer_bns(gopt_layer *l, gopt__bn **out3);
+
+/* The layers' own state in a net's state blob (vt->state_size; custom layers): for each
+ * layer in order whose state_size is > 0, a u64 size and its bytes. size: the bytes of the
+ * section; save writes it at w; check reads the section at r (advancing it) and returns
+ * GOPT_EFORMAT naming the layer when a size differs; load then reads it at r again,
+ * each layer's state_load checking its bytes. */
+size_t gopt__layers_state_size(gopt_layer *const *layers, int n);
+gopt_status gopt__layers_state_save(gopt_layer *const *layers, int n, gopt__wcur *w);
+gopt_status gopt__layers_state_check(gopt_layer *const *layers, int n, gopt__rcur *r);
+gopt_status gopt__layers_state_load(gopt_layer *const *layers, int n, gopt__rcur *r);
 
 #endif

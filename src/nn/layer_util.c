@@ -25,6 +25,10 @@ float *gopt__pg(const gopt_layer *l, int index) {
     return info.grad.data;
 }
 
+float *gopt__pg_train(const gopt_layer *l, int index) {
+    return gopt_params_is_frozen(l->params, index) ? NULL : gopt__pg(l, index);
+}
+
 gopt_status gopt__add_param(gopt_layer *l, const char *prefix, const char *suffix, int ndim, const int64_t *shape,
                             gopt_param_tag tag, int *index) {
     char name[GOPT_PARAM_NAME_MAX];

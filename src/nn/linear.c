@@ -72,9 +72,9 @@ static void linear_backward(gopt_layer *l, const float *x, float *dy, float *dx,
     const linear_state *st = l->st;
     n = rows_of(l, n);
     const int in = l->cfg.in_features, out = l->cfg.out_features;
-    gopt__sgemm(1, 0, out, in, n, 1.0f, dy, out, x, in, 1.0f, gopt__pg(l, st->w_index), in);
-    if (st->b_index >= 0) {
-        float *db = gopt__pg(l, st->b_index);
+    float *dw = gopt__pg_train(l, st->w_index), *db = gopt__pg_train(l, st->b_index); /* NULL: frozen */
+    if (dw) gopt__sgemm(1, 0, out, in, n, 1.0f, dy, out, x, in, 1.0f, dw, in);
+    if (db) {
         for (int o = 0; o < out; o++) {
             double acc = 0.0;
             for (int i = 0; i < n; i++) acc += dy[(int64_t)i * out + o];

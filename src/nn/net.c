@@ -318,7 +318,11 @@ static gopt_status run_forward(gopt_net *net, int n, gopt_tensor *logits) {
     for (int i = 0; i < net->nlayers; i++) {
         gopt_layer *l = net->layers[i];
         l->timer = net->timing_on ? net->timer : NULL;
-        gopt__layer_forward_raw(l, cur, n);
+        gopt_status fs = gopt__layer_forward_raw(l, cur, n); /* a custom layer's callback may fail */
+        if (fs != GOPT_OK) {
+            net->last_n = 0;
+            return fs;
+        }
         if (net->timing_on) net->calls[l->cfg.type]++;
         cur = l->out;
         if (net->bn_sync) {
@@ -405,7 +409,7 @@ gopt_status gopt_net_backward(gopt_net *net, const gopt_tensor *dlogits) {
         const float *xin = prev ? prev->out : net->input;
         float *dy = i == net->nlayers - 1 ? net->dlast : l->out;
         float *dx = prev ? prev->out : NULL;
-        gopt__layer_backward_raw(l, xin, dy, dx, n);
+        GOPT_TRY(gopt__layer_backward_raw(l, xin, dy, dx, n));
         if (net->bn_sync) GOPT_TRY(take_bn_status(l));
     }
     return GOPT_OK;
@@ -470,7 +474,7 @@ size_t gopt_net_state_size(const gopt_net *net) {
         int k = gopt__layer_bns(net->layers[i], b3);
         for (int j = 0; j < k; j++) size += 4 + 8 * (size_t)b3[j]->C;
     }
-    return size + 4 + sizeof(gopt_rng) * (size_t)count_rngs(net);
+    return size + 4 + sizeof(gopt_rng) * (size_t)count_rngs(net) + gopt__layers_state_size(net->layers, net->nlayers);
 }
 
 gopt_status gopt_net_state_save(const gopt_net *net, void *buf, size_t size) {
@@ -496,6 +500,7 @@ gopt_status gopt_net_state_save(const gopt_net *net, void *buf, size_t size) {
         const gopt_rng *rng = layer_rng(net->layers[i]);
         for (int j = 0; rng && j < 4; j++) gopt__put_u64(&w, rng->s[j]);
     }
+    GOPT_TRY(gopt__layers_state_save(net->layers, net->nlayers, &w)); /* custom layers' state, last */
     return w.ok ? GOPT_OK : GOPT_FAIL(GOPT_EINVAL, "buffer too small");
 }
 
@@ -540,8 +545,11 @@ gopt_status gopt_net_state_load(gopt_net *net, const void *buf, size_t size) {
                              gopt_net_state_size(net));
         v.p += sizeof(gopt_rng) * (size_t)nrng;
     }
+    gopt__rcur own = v; /* custom layers' state: checked here, loaded first below */
+    GOPT_TRY(gopt__layers_state_check(net->layers, net->nlayers, &v));
     if (v.p != v.end)
         return GOPT_FAIL(GOPT_EFORMAT, "net state: %zu bytes, expected %zu", size, gopt_net_state_size(net));
+    GOPT_TRY(gopt__layers_state_load(net->layers, net->nlayers, &own)); /* may refuse: before anything changes */
     for (int i = 0; i < net->nlayers; i++) {
         gopt__bn *b3[3];
         int k = gopt__layer_bns(net->layers[i], b3);

@@ -487,16 +487,20 @@ void gopt__rnn_backward(gopt_layer *l, const float *x, float *dy, float *dx, int
             for (int t = T - 1; t >= 0; t--) step_backward(r, ly, w_hh, t, n, dH, dh0);
         }
         if (G == 4) memcpy(r->dc0 + k * NH, r->dc, sizeof(float) * (size_t)NH);
-        /* weight gradients of all steps: one GEMM each */
-        gopt__sgemm(1, 0, GH, H, TN, 1.0f, dgh_all, GH, ly->hs, H, 1.0f, gopt__pg(l, ly->w_hh), H);
+        /* weight gradients of all steps: one GEMM each (none for a frozen tensor: NULL) */
+        float *dw_hh = gopt__pg_train(l, ly->w_hh), *dw_ih = gopt__pg_train(l, ly->w_ih);
+        if (dw_hh) gopt__sgemm(1, 0, GH, H, TN, 1.0f, dgh_all, GH, ly->hs, H, 1.0f, dw_hh, H);
         const float *input = k == 0 ? r->xt : r->fwd_dropped ? r->layers[k - 1].drop : r->layers[k - 1].hs + NH;
-        gopt__sgemm(1, 0, GH, ly->in, TN, 1.0f, ly->gates, GH, input, ly->in, 1.0f, gopt__pg(l, ly->w_ih), ly->in);
+        if (dw_ih) gopt__sgemm(1, 0, GH, ly->in, TN, 1.0f, ly->gates, GH, input, ly->in, 1.0f, dw_ih, ly->in);
         if (r->has_bias) {
-            float *db_ih = gopt__pg(l, ly->b_ih), *db_hh = gopt__pg(l, ly->b_hh);
-            gopt__sgemv(1, TN, GH, 1.0f, ly->gates, GH, r->ones, 0.0f, r->colsum);
-            for (int j = 0; j < GH; j++) db_ih[j] += r->colsum[j];
-            if (G == 3) gopt__sgemv(1, TN, GH, 1.0f, dgh_all, GH, r->ones, 0.0f, r->colsum);
-            for (int j = 0; j < GH; j++) db_hh[j] += r->colsum[j];
+            float *db_ih = gopt__pg_train(l, ly->b_ih), *db_hh = gopt__pg_train(l, ly->b_hh);
+            if (db_ih || db_hh) gopt__sgemv(1, TN, GH, 1.0f, ly->gates, GH, r->ones, 0.0f, r->colsum);
+            if (db_ih)
+                for (int j = 0; j < GH; j++) db_ih[j] += r->colsum[j];
+            if (db_hh) {
+                if (G == 3) gopt__sgemv(1, TN, GH, 1.0f, dgh_all, GH, r->ones, 0.0f, r->colsum);
+                for (int j = 0; j < GH; j++) db_hh[j] += r->colsum[j];
+            }
         }
         /* input gradient: one GEMM (T*N x G*H)(G*H x in) */
         if (k > 0 || dx) gopt__sgemm(0, 0, TN, ly->in, GH, 1.0f, ly->gates, GH, w_ih, ly->in, 0.0f, dX, ly->in);

@@ -204,23 +204,25 @@ static void rd_backward(gopt_layer *l, const float *x, float *dy, float *dx, int
     const int64_t total = (int64_t)n * F;
     const int tr = l->training;
     float *d1 = l->ws, *d0 = st->a1;
-    bias_grad(gopt__pg(l, st->b2), dy, n, F);
-    gopt__sgemm(1, 0, F, F, n, 1.0f, dy, F, st->a1, F, 1.0f, gopt__pg(l, st->w2), F);
+    float *db2 = gopt__pg_train(l, st->b2), *dw2 = gopt__pg_train(l, st->w2); /* NULL: frozen */
+    float *db1 = gopt__pg_train(l, st->b1), *dw1 = gopt__pg_train(l, st->w1);
+    if (db2) bias_grad(db2, dy, n, F);
+    if (dw2) gopt__sgemm(1, 0, F, F, n, 1.0f, dy, F, st->a1, F, 1.0f, dw2, F);
     gopt__sgemm(0, 0, n, F, F, 1.0f, dy, F, gopt__pv(l, st->w2), F, 0.0f, d1, F);
     act_bwd(st->act, d1, st->a1, total);
     if (st->use_bn)
-        gopt__bn_rows_backward(&st->bn2, gopt__pv(l, st->bn2.g_index), NULL, gopt__pg(l, st->bn2.g_index),
-                          gopt__pg(l, st->bn2.b_index), st->h1, d1, d1, n, tr);
-    bias_grad(gopt__pg(l, st->b1), d1, n, F);
-    gopt__sgemm(1, 0, F, F, n, 1.0f, d1, F, st->a0, F, 1.0f, gopt__pg(l, st->w1), F);
+        gopt__bn_rows_backward(&st->bn2, gopt__pv(l, st->bn2.g_index), NULL, gopt__pg_train(l, st->bn2.g_index),
+                          gopt__pg_train(l, st->bn2.b_index), st->h1, d1, d1, n, tr);
+    if (db1) bias_grad(db1, d1, n, F);
+    if (dw1) gopt__sgemm(1, 0, F, F, n, 1.0f, d1, F, st->a0, F, 1.0f, dw1, F);
     /* the gradient reaching x through the branch is needed only for dx, but BN1's
      * parameter gradients need it too */
-    if (!dx && !st->use_bn) return;
+    if (!dx && !(st->use_bn && (gopt__pg_train(l, st->bn1.g_index) || gopt__pg_train(l, st->bn1.b_index)))) return;
     gopt__sgemm(0, 0, n, F, F, 1.0f, d1, F, gopt__pv(l, st->w1), F, 0.0f, d0, F);
     act_bwd(st->act, d0, st->a0, total);
     if (st->use_bn)
-        gopt__bn_rows_backward(&st->bn1, gopt__pv(l, st->bn1.g_index), NULL, gopt__pg(l, st->bn1.g_index),
-                          gopt__pg(l, st->bn1.b_index), x, d0, d0, n, tr);
+        gopt__bn_rows_backward(&st->bn1, gopt__pv(l, st->bn1.g_index), NULL, gopt__pg_train(l, st->bn1.g_index),
+                          gopt__pg_train(l, st->bn1.b_index), x, d0, d0, n, tr);
     if (!dx) return;
 #pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) if (total > RD_OMP_MIN)
     for (int64_t i = 0; i < total; i++) dx[i] = dy[i] + d0[i];

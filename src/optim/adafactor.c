@@ -405,6 +405,7 @@ GOPT_CLONES static void vec_c(const af_scalars *k, float *restrict p, const floa
 static void unit_pass(gopt_optim *opt, int pass, int ui) {
     af_data *d = opt->algo_data;
     const af_unit *u = &d->units[ui];
+    if (gopt_params_is_frozen(opt->params, u->tensor)) return; /* frozen: value and factors stay */
     af_tensor *t = &d->tensors[u->tensor];
     const af_scalars *k = gopt__optim_scalars(opt, t->group);
     float *p = gopt_params_values(opt->params) + t->offset;
@@ -459,7 +460,7 @@ static void combine_a(gopt_optim *opt) {
     af_data *d = opt->algo_data;
     for (int i = 0; i < d->ntensors; i++) {
         af_tensor *t = &d->tensors[i];
-        if (t->numel == 0) continue;
+        if (t->numel == 0 || gopt_params_is_frozen(opt->params, i)) continue;
         const af_scalars *k = gopt__optim_scalars(opt, t->group);
         double pp = 0.0;
         for (int u = t->unit0; u < t->unit1; u++) pp += d->pp[u];

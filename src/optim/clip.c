@@ -184,11 +184,38 @@ gopt_status gopt_clip_grad_norm_buffer(float *grads, int64_t n, double max_norm,
     return GOPT_OK;
 }
 
+/* ---- frozen tensors (params.h): the arena's runs cover exactly the tensors that are not
+ * frozen, so with some frozen the norm is combined over the runs and only they are scaled.
+ * With none frozen the whole block is one buffer, as before (the same bits). */
+
+static gopt_status clip_runs(gopt_params *p, double max_norm, double norm_type, int error_if_nonfinite,
+                             float *total_norm) {
+    GOPT_TRY(gopt__clip_check(max_norm, norm_type));
+    float *g = gopt_params_grads(p);
+    const gopt_param_run *runs = gopt_params_runs(p);
+    const int nr = gopt_params_run_count(p);
+    double sum = 0.0;
+    for (int r = 0; r < nr; r++) {
+        double s = gopt__pow_sum(g + runs[r].begin, runs[r].end - runs[r].begin, norm_type, 1);
+        if (isinf(norm_type)) sum = (isnan(s) || isnan(sum)) ? NAN : (s > sum ? s : sum);
+        else sum += s;
+    }
+    double norm = (isinf(norm_type) || norm_type == 1.0) ? sum : norm_type == 2.0 ? sqrt(sum) : pow(sum, 1.0 / norm_type);
+    float total = (float)norm;
+    if (total_norm) *total_norm = total;
+    if (error_if_nonfinite && !isfinite(total))
+        return GOPT_FAIL(GOPT_ENONFINITE, "the total %g-norm of the gradients is %g; gradients left untouched", norm_type,
+                         (double)total);
+    for (int r = 0; r < nr; r++) gopt__clip_apply(g + runs[r].begin, runs[r].end - runs[r].begin, total, max_norm, 1);
+    return GOPT_OK;
+}
+
 gopt_status gopt_clip_grad_norm(gopt_params *p, double max_norm, double norm_type, int error_if_nonfinite,
                                 float *total_norm) {
     float *g = NULL;
     int64_t n = 0;
     GOPT_TRY(arena_grads(p, &g, &n));
+    if (gopt_params_frozen_count(p) > 0) GOPT_RETURN(clip_runs(p, max_norm, norm_type, error_if_nonfinite, total_norm));
     GOPT_RETURN(gopt_clip_grad_norm_buffer(g, n, max_norm, norm_type, error_if_nonfinite, total_norm));
 }
 
@@ -206,6 +233,7 @@ gopt_status gopt_clip_grad_norm_per_tensor(gopt_params *p, double max_norm, doub
         int64_t m = info.grad.numel;
         float total = (float)gopt__pnorm(t, m, norm_type, 1);
         if (norms) norms[i] = total;
+        if (info.frozen) continue; /* its norm is reported, its gradient left alone */
         gopt__clip_apply(t, m, total, max_norm, 1);
     }
     return GOPT_OK;
@@ -231,7 +259,12 @@ gopt_status gopt_clip_grad_value(gopt_params *p, double clip_value) {
     float *g = NULL;
     int64_t n = 0;
     GOPT_TRY(arena_grads(p, &g, &n));
-    GOPT_RETURN(gopt_clip_grad_value_buffer(g, n, clip_value));
+    if (gopt_params_frozen_count(p) == 0) GOPT_RETURN(gopt_clip_grad_value_buffer(g, n, clip_value));
+    GOPT_TRY(gopt_clip_grad_value_buffer(NULL, 0, clip_value)); /* the check, even with every tensor frozen */
+    const gopt_param_run *runs = gopt_params_runs(p);
+    for (int r = 0; r < gopt_params_run_count(p); r++)
+        GOPT_TRY(gopt_clip_grad_value_buffer(g + runs[r].begin, runs[r].end - runs[r].begin, clip_value));
+    return GOPT_OK;
 }
 
 gopt_status gopt_clip_agc(gopt_params *p, double clipping, double eps, unsigned tag_mask, int64_t *clipped) {
@@ -247,7 +280,7 @@ gopt_status gopt_clip_agc(gopt_params *p, double clipping, double eps, unsigned 
     for (int i = 0; i < count; i++) {
         gopt_param_info info;
         GOPT_TRY(gopt_params_info(p, i, &info));
-        if (!(info.tag & tag_mask)) continue;
+        if (!(info.tag & tag_mask) || info.frozen) continue;
         int64_t units = info.value.ndim >= 2 ? info.value.shape[0] : info.value.numel;
         int64_t len = info.value.numel / units;
         const float *w = info.value.data;

@@ -145,6 +145,7 @@ GOPT_CLONES static void lamb_moments_blocks(gopt_optim *opt, int b0, int b1) {
     float *m = opt->state[0], *v = opt->state[1];
     for (int i = b0; i < b1; i++) {
         const lamb_block *bl = &lt->blocks[i];
+        if (gopt_params_is_frozen(opt->params, bl->tensor)) continue; /* moments stay */
         k_lamb_moments(gopt__optim_scalars(opt, bl->group), p + bl->begin, g + bl->begin, m + bl->begin,
                        v + bl->begin, bl->end - bl->begin, &lt->block_sums[2 * i], &lt->block_sums[2 * i + 1]);
     }
@@ -156,6 +157,7 @@ GOPT_CLONES static void lamb_update_blocks(gopt_optim *opt, int b0, int b1) {
     const float *m = opt->state[0], *v = opt->state[1];
     for (int i = b0; i < b1; i++) {
         const lamb_block *bl = &lt->blocks[i];
+        if (gopt_params_is_frozen(opt->params, bl->tensor)) continue;
         const lamb_scalars *c = gopt__optim_scalars(opt, bl->group);
         float step = (float)((double)c->lr * (double)lt->trust[bl->tensor]);
         k_lamb_update(c, p + bl->begin, m + bl->begin, v + bl->begin, bl->end - bl->begin, step);

@@ -261,7 +261,10 @@ static void flag_layers(gopt_monitor *m, gopt_monitor_report *r) {
     const double threshold = m->cfg.layer_vanishing_ratio * largest;
     for (int k = 0; k < m->nlayers; k++) {
         gopt_monitor_layer *ly = &m->layers[k];
-        ly->vanishing = finite && ly->grad_norm < threshold;
+        int frozen = ly->ntensors > 0; /* a frozen layer's zero norm is not vanishing */
+        for (int i = ly->first_tensor; frozen && i < ly->first_tensor + ly->ntensors; i++)
+            frozen = gopt_params_is_frozen(m->params, i);
+        ly->vanishing = finite && !frozen && ly->grad_norm < threshold;
         r->vanishing_layers += ly->vanishing;
         ly->param_norm = ly->update_norm = ly->update_ratio = NAN;
     }
@@ -290,7 +293,7 @@ gopt_status gopt_monitor_before_step(gopt_monitor *m, double loss, gopt_monitor_
         gopt_param_info info;
         GOPT_TRY(gopt_params_info(m->params, i, &info));
         const float *g = info.grad.data;
-        int64_t n = info.grad.numel;
+        int64_t n = info.frozen ? 0 : info.grad.numel; /* frozen: not read, out of every norm (as clipping) */
         if (m->sum) { /* this rank's part of the tensor */
             int64_t b = info.offset > m->shard_begin ? info.offset : m->shard_begin;
             int64_t e = info.offset + n < m->shard_end ? info.offset + n : m->shard_end;

@@ -374,7 +374,7 @@ static void pass(gopt_optim *opt) {
     const int threads = gopt_get_threads(), spread = md->nws > 1 && threads > 1;
     for (int i = 0; i < md->ntensors; i++) {
         const muon_tensor *t = &md->tensors[i];
-        if (t->numel == 0) continue;
+        if (t->numel == 0 || gopt_params_is_frozen(opt->params, i)) continue;
         const gopt_optim_config *c = &opt->groups[t->group].cfg;
         const muon_scalars *k = gopt__optim_scalars(opt, t->group);
         if (takes(c, t->ndim) != 1) adamw_tensor_step(opt, t, k);
@@ -387,7 +387,7 @@ static void pass(gopt_optim *opt) {
     for (int s = 0; s < ns; s++) {
         const muon_tensor *t = &md->tensors[md->small[s]];
         const gopt_optim_config *c = &opt->groups[t->group].cfg;
-        if (takes(c, t->ndim) == 1)
+        if (takes(c, t->ndim) == 1 && !gopt_params_is_frozen(opt->params, md->small[s]))
             muon_tensor_step(opt, t, gopt__optim_scalars(opt, t->group), c, &md->ws[omp_get_thread_num()]);
     }
     gopt__blas_set_threads(threads);
