@@ -1,0 +1,103 @@
+/* Nets of any shape (gradopt/net.h): a net where some layer reads other than the previous
+ * layer, or merges several, runs here. Forward visits the layers in the order they were
+ * added (every input is an earlier layer, so that order is topological) and hands each its
+ * inputs' outputs. Backward keeps one gradient buffer per layer output instead of the
+ * sequential net's in-place scheme, because an output read by several layers must stay
+ * alive until all of them ran backward and receives the sum of their input gradients: the
+ * first consumer to run backward (the one added last) writes the buffer, each later one
+ * writes into a shared scratch that is then added in (merge nodes add directly). */
+#include "core/common.h"
+#include "nn/net_priv.h"
+
+static const float *node_out(const gopt_net *net, int j) { return j < 0 ? net->input : net->layers[j]->out; }
+
+void gopt__graph_free(gopt_net *net) {
+    for (int i = 0; net->nodes && i < net->nlayers; i++) {
+        gopt__aligned_free(net->nodes[i].grad);
+        net->nodes[i].grad = NULL;
+    }
+    gopt__aligned_free(net->scratch);
+    net->scratch = NULL;
+}
+
+gopt_status gopt__graph_build(gopt_net *net) {
+    const size_t mb = (size_t)net->cfg.max_batch;
+    size_t scratch = 0;
+    for (int i = 0; i < net->nlayers - 1; i++) { /* the last layer's gradient is net->dlast */
+        gopt__node *nd = &net->nodes[i];
+        const size_t floats = mb * (size_t)net->layers[i]->out_numel;
+        if (nd->consumers > 1 && floats > scratch) scratch = floats;
+        if (nd->grad) continue; /* kept by a build that failed later */
+        nd->grad = gopt__aligned_alloc(floats * sizeof(float));
+        if (!nd->grad) return GOPT_FAIL(GOPT_ENOMEM, "gradient of layer %d '%s' (%zu floats)", i, nd->name, floats);
+    }
+    gopt__aligned_free(net->scratch);
+    net->scratch = NULL;
+    if (scratch) {
+        net->scratch = gopt__aligned_alloc(scratch * sizeof(float));
+        if (!net->scratch) return GOPT_FAIL(GOPT_ENOMEM, "gradient scratch of %zu floats", scratch);
+    }
+    return GOPT_OK;
+}
+
+gopt_status gopt__graph_forward(gopt_net *net, int n) {
+    for (int i = 0; i < net->nlayers; i++) {
+        gopt_layer *l = net->layers[i];
+        const gopt__node *nd = &net->nodes[i];
+        l->timer = net->timing_on ? net->timer : NULL;
+        if (gopt__is_merge(l)) {
+            for (int j = 0; j < nd->ninputs; j++) gopt__merge_set_input(l, j, node_out(net, nd->inputs[j]));
+            gopt__layer_forward_raw(l, NULL, n);
+        } else {
+            gopt__layer_forward_raw(l, node_out(net, nd->inputs[0]), n);
+        }
+        if (net->timing_on) net->calls[l->cfg.type]++;
+        if (net->bn_sync) GOPT_TRY(gopt__net_take_bn_status(l));
+    }
+    return GOPT_OK;
+}
+
+/* g += s, charged to the add type's backward time (an implicit sum node) */
+static void accumulate(gopt_net *net, float *g, const float *s, int64_t total) {
+    const double t0 = net->timing_on ? gopt__now() : 0.0;
+#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) if (total > 16384)
+    for (int64_t i = 0; i < total; i++) g[i] += s[i];
+    if (net->timing_on) net->timer[GOPT_LAYER_TYPE_COUNT + GOPT_LAYER_ADD] += gopt__now() - t0;
+}
+
+gopt_status gopt__graph_backward(gopt_net *net, int n) {
+    const int last = net->nlayers - 1;
+    memset(net->written, 0, sizeof *net->written * (size_t)net->nlayers);
+    for (int i = last; i >= 0; i--) {
+        if (!net->need[i]) continue; /* nothing trainable here or upstream */
+        gopt_layer *l = net->layers[i];
+        const gopt__node *nd = &net->nodes[i];
+        float *dy = i == last ? net->dlast : nd->grad;
+        l->timer = net->timing_on ? net->timer : NULL;
+        if (gopt__is_merge(l)) {
+            for (int j = 0; j < nd->ninputs; j++) {
+                const int src = nd->inputs[j];
+                if (src < 0 || !net->need[src]) {
+                    gopt__merge_set_grad(l, j, NULL, 0);
+                    continue;
+                }
+                gopt__merge_set_grad(l, j, net->nodes[src].grad, net->written[src]);
+                net->written[src] = 1;
+            }
+            gopt__layer_backward_raw(l, NULL, dy, NULL, n);
+        } else {
+            const int src = nd->inputs[0];
+            float *dx = NULL;
+            int sum = 0;
+            if (src >= 0 && net->need[src]) {
+                sum = net->written[src];
+                dx = sum ? net->scratch : net->nodes[src].grad;
+                net->written[src] = 1;
+            }
+            gopt__layer_backward_raw(l, node_out(net, src), dy, dx, n);
+            if (sum) accumulate(net, net->nodes[src].grad, net->scratch, (int64_t)n * net->layers[src]->out_numel);
+        }
+        if (net->bn_sync) GOPT_TRY(gopt__net_take_bn_status(l));
+    }
+    return GOPT_OK;
+}
