@@ -12,11 +12,13 @@
  * over several earlier outputs, so residual, multi-branch and multi-input-path nets are
  * built from ordinary layers. Layers run in the order they were added; the net's output is
  * the last layer's. In such a net (a "graph net": some layer reads other than the previous
- * one) backward gives every layer output its own gradient buffer (max_batch x its
- * per-sample output floats, plus one scratch as large as the largest output read by several
- * layers): an output read by k layers receives the sum of their k input gradients, added in
- * the reverse of the order the readers were added. A purely sequential net keeps the
- * in-place scheme below, with no extra memory.
+ * one) backward keeps the activations and gives layer outputs gradient buffers of their
+ * own (max_batch x the per-sample output floats), shared between layers whose gradients
+ * are not needed at the same time (a chain of layers needs two or three), plus one scratch
+ * as large as the largest output read by several layers: an output read by k layers
+ * receives the sum of their k input gradients, added in the reverse of the order the
+ * readers were added. A purely sequential net keeps the in-place scheme below, with no
+ * extra memory. gopt_net_summary reports the total.
  *
  * Memory: each layer keeps only what its backward needs: a basic block keeps conv1's output,
  * conv2's output (or, in the blocks of the largest activation size when there are several,

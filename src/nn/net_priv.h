@@ -17,7 +17,7 @@ typedef struct gopt__node {
     int ninputs;   /* 1, or 2+ for a merge node */
     int *inputs;   /* ninputs node indices (< i), GOPT__NET_INPUT for the net's input */
     int p_first, p_end; /* parameter tensors [p_first, p_end) of the arena */
-    float *grad;   /* graph nets: d loss / d output (max_batch x out_numel), owned */
+    float *grad;   /* graph nets: d loss / d output (max_batch x out_numel), in a shared slot */
     int consumers; /* nodes reading this one's output (an input listed twice counts twice) */
 } gopt__node;
 
@@ -35,6 +35,8 @@ struct gopt_net {
     float *input;    /* copy of the last forward's input */
     float *dlast;    /* the last layer's output gradient (the logits stay readable) */
     float *scratch;  /* graph nets: a second input gradient summed into a shared one */
+    float **slots;   /* graph nets: the gradient slots the layers' grad point into */
+    int nslots;
     int *need;       /* per layer: it or something upstream has trainable parameters */
     int *written;    /* graph nets, per layer during backward: grad holds a first contribution */
     int last_n;
@@ -62,11 +64,16 @@ int gopt__net_node_shape(const gopt_net *net, int i, int64_t shape[3]);
 /* The first failure of a synchronised sum in layer l's last forward or backward. */
 gopt_status gopt__net_take_bn_status(gopt_layer *l);
 /* d loss / d (output of layer i) after the last backward, or NULL where it was not computed
- * (tests: the input gradient of a block). */
+ * (tests: the input gradient of a block). In a graph net a layer's gradient slot may be
+ * reused by an earlier layer's later in backward: reliable for the first layer. */
 const float *gopt__net_grad(const gopt_net *net, int i);
 
 /* net_graph.c: graph nets (net->graph) */
-/* Check the graph and allocate the gradient buffers (build). */
+/* The gradient slots of a graph net: slot_of[i] for every layer but the last (-1: the
+ * last), slot_floats[0..*nslots-1]; slot_of has nlayers entries, slot_floats 2 nlayers,
+ * zeroed (the second half is working space). Returns the floats of all slots. */
+size_t gopt__graph_plan(const gopt_net *net, int *slot_of, size_t *slot_floats, int *nslots);
+/* Allocate the gradient slots and the scratch (build). */
 gopt_status gopt__graph_build(gopt_net *net);
 void gopt__graph_free(gopt_net *net);
 /* Forward of n samples already in net->input; backward from net->dlast. */

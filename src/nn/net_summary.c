@@ -67,6 +67,23 @@ static int is_graph(const gopt_net *net) { /* as gopt_net_build decides, also be
     return 0;
 }
 
+/* the gradient slots and scratch a graph net allocates at build (0 if out of memory) */
+static size_t graph_grad_floats(const gopt_net *net) {
+    const int L = net->nlayers;
+    int *slot_of = gopt__calloc((size_t)L, sizeof *slot_of);
+    size_t *floats = gopt__calloc(2 * (size_t)L, sizeof *floats);
+    size_t total = 0, scratch = 0;
+    int ns = 0;
+    if (slot_of && floats) total = gopt__graph_plan(net, slot_of, floats, &ns);
+    for (int i = 0; i < L - 1; i++) {
+        const size_t n = (size_t)net->cfg.max_batch * (size_t)net->layers[i]->out_numel;
+        if (net->nodes[i].consumers > 1 && n > scratch) scratch = n;
+    }
+    gopt__free(slot_of);
+    gopt__free(floats);
+    return total + scratch;
+}
+
 size_t gopt_net_summary(const gopt_net *net, char *buf, size_t size) {
     out_text o = {buf, buf ? size : 0, 0};
     if (o.size) buf[0] = '\0';
@@ -103,7 +120,6 @@ size_t gopt_net_summary(const gopt_net *net, char *buf, size_t size) {
         if (l->frozen) frozen += np;
         flops += fl;
         if (!(l->vt->flags & GOPT__VT_OUT_ALIASES_IN) && !l->recompute) act += mb * (size_t)l->out_numel;
-        if (graph && i < net->nlayers - 1) act += mb * (size_t)l->out_numel; /* its gradient */
         gopt__shape_fmt(shape, sizeof shape, "N", l->out_ndim, l->out_shape);
         inputs_text(net, i, in, sizeof in);
         grouped(p, sizeof p, np);
@@ -111,6 +127,7 @@ size_t gopt_net_summary(const gopt_net *net, char *buf, size_t size) {
         put(&o, "%-*s %-15s %-17s %-*s %15s %15s\n", wn, net->nodes[i].name, gopt_layer_type_name(l->cfg.type), shape,
             wi, in, p, grouped(f, sizeof f, (int64_t)fl));
     }
+    if (graph) act += graph_grad_floats(net);
     put(&o, "%s\n", rule);
     put(&o, "Total params: %s\n", grouped(p, sizeof p, total));
     put(&o, "Trainable params: %s\n", grouped(p, sizeof p, total - frozen));
