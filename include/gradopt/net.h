@@ -207,8 +207,9 @@ GOPT_API double gopt_net_forward_flops(const gopt_net *net);
  * gopt_net_add_from), its parameter count (frozen layers marked) and its forward FLOPs per
  * sample (as gopt_net_forward_flops); then the totals: parameters (equal to
  * gopt_params_numel), trainable and frozen parameters (a frozen layer's), forward FLOPs per
- * sample, and the activation memory at max_batch: the layers' output buffers (flatten and
- * recomputed layers keep none) and, in a graph net, its gradient buffers, in bytes.
+ * sample, and the activation memory at max_batch in bytes: the layers' output buffers
+ * (flatten and recomputed layers keep none; what a basic block or a recurrent layer saves
+ * inside for its backward is not counted) and, in a graph net, its gradient buffers.
  * Writes at most `size` bytes including the terminating NUL into buf (buf may be NULL when
  * size is 0) and returns the length of the whole text (snprintf's convention: the text was
  * cut if the return value >= size); 0 for a NULL net. Works before and after build. */

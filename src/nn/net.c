@@ -56,7 +56,6 @@ void gopt_net_destroy(gopt_net *net) {
     }
     gopt__free(net->layers);
     gopt__free(net->nodes);
-    gopt__free(net->need);
     gopt_params_destroy(net->params);
     gopt__aligned_free(net->ws);
     gopt__aligned_free(net->input);
@@ -235,10 +234,6 @@ gopt_status gopt_net_build(gopt_net *net) {
                              "layer %d '%s': no layer reads its output (the net's output is its last layer's)", i, nm);
     }
     if (!net->graph) GOPT_TRY(check_recompute(net));
-    gopt__free(net->need); /* layers may have been added since a failed build */
-    net->need = gopt__calloc(2 * (size_t)net->nlayers, sizeof *net->need);
-    if (!net->need) return GOPT_FAIL(GOPT_ENOMEM, "per-layer flags");
-    net->written = net->need + net->nlayers;
     /* Lean layers (blocks) with the largest activations keep conv2's output in the shared
      * workspace and recompute it in backward: one workspace-sized scratch instead of one
      * buffer each (for ResNet-20 at batch 128: 24 MB less for ~4% more time). */
@@ -500,7 +495,7 @@ gopt_status gopt_net_backward(gopt_net *net, const gopt_tensor *dlogits) {
      * trainable in or before them (need 0: frozen or parameter-free) are skipped, and
      * the first layer that needs backward gets no dx. */
     net->backward_done = 1;
-    for (int i = net->nlayers - 1; i >= 0 && net->need[i]; i--) {
+    for (int i = net->nlayers - 1; i >= 0 && net->nodes[i].need; i--) {
         gopt_layer *l = net->layers[i];
         gopt_layer *prev = i > 0 ? net->layers[i - 1] : NULL;
         l->timer = net->timing_on ? net->timer : NULL;
@@ -510,7 +505,7 @@ gopt_status gopt_net_backward(gopt_net *net, const gopt_tensor *dlogits) {
         }
         const float *xin = prev ? prev->out : net->input;
         float *dy = i == net->nlayers - 1 ? net->dlast : l->out;
-        float *dx = prev && net->need[i - 1] ? prev->out : NULL;
+        float *dx = prev && net->nodes[i - 1].need ? prev->out : NULL;
         gopt__layer_backward_raw(l, xin, dy, dx, n);
         if (net->bn_sync) GOPT_TRY(gopt__net_take_bn_status(l));
     }
@@ -521,13 +516,13 @@ void gopt__net_mark_need(gopt_net *net) {
     for (int i = 0; i < net->nlayers; i++) {
         const gopt__node *nd = &net->nodes[i];
         int need = !net->layers[i]->frozen && nd->p_end > nd->p_first;
-        for (int j = 0; j < nd->ninputs && !need; j++) need = nd->inputs[j] >= 0 && net->need[nd->inputs[j]];
-        net->need[i] = need;
+        for (int j = 0; j < nd->ninputs && !need; j++) need = nd->inputs[j] >= 0 && net->nodes[nd->inputs[j]].need;
+        net->nodes[i].need = need;
     }
 }
 
 const float *gopt__net_grad(const gopt_net *net, int i) {
-    if (!net || i < 0 || i >= net->nlayers || !net->backward_done || !net->need[i]) return NULL;
+    if (!net || i < 0 || i >= net->nlayers || !net->backward_done || !net->nodes[i].need) return NULL;
     if (i == net->nlayers - 1) return net->dlast;
     return net->graph ? net->nodes[i].grad : net->layers[i]->out;
 }

@@ -127,9 +127,9 @@ static void accumulate(gopt_net *net, float *g, const float *s, int64_t total) {
 
 gopt_status gopt__graph_backward(gopt_net *net, int n) {
     const int last = net->nlayers - 1;
-    memset(net->written, 0, sizeof *net->written * (size_t)net->nlayers);
+    for (int i = 0; i < net->nlayers; i++) net->nodes[i].written = 0;
     for (int i = last; i >= 0; i--) {
-        if (!net->need[i]) continue; /* nothing trainable here or upstream */
+        if (!net->nodes[i].need) continue; /* nothing trainable here or upstream */
         gopt_layer *l = net->layers[i];
         const gopt__node *nd = &net->nodes[i];
         float *dy = i == last ? net->dlast : nd->grad;
@@ -137,22 +137,22 @@ gopt_status gopt__graph_backward(gopt_net *net, int n) {
         if (gopt__is_merge(l)) {
             for (int j = 0; j < nd->ninputs; j++) {
                 const int src = nd->inputs[j];
-                if (src < 0 || !net->need[src]) {
+                if (src < 0 || !net->nodes[src].need) {
                     gopt__merge_set_grad(l, j, NULL, 0);
                     continue;
                 }
-                gopt__merge_set_grad(l, j, net->nodes[src].grad, net->written[src]);
-                net->written[src] = 1;
+                gopt__merge_set_grad(l, j, net->nodes[src].grad, net->nodes[src].written);
+                net->nodes[src].written = 1;
             }
             gopt__layer_backward_raw(l, NULL, dy, NULL, n);
         } else {
             const int src = nd->inputs[0];
             float *dx = NULL;
             int sum = 0;
-            if (src >= 0 && net->need[src]) {
-                sum = net->written[src];
+            if (src >= 0 && net->nodes[src].need) {
+                sum = net->nodes[src].written;
                 dx = sum ? net->scratch : net->nodes[src].grad;
-                net->written[src] = 1;
+                net->nodes[src].written = 1;
             }
             gopt__layer_backward_raw(l, node_out(net, src), dy, dx, n);
             if (sum) accumulate(net, net->nodes[src].grad, net->scratch, (int64_t)n * net->layers[src]->out_numel);

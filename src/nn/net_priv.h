@@ -19,6 +19,8 @@ typedef struct gopt__node {
     int p_first, p_end; /* parameter tensors [p_first, p_end) of the arena */
     float *grad;   /* graph nets: d loss / d output (max_batch x out_numel), in a shared slot */
     int consumers; /* nodes reading this one's output (an input listed twice counts twice) */
+    int need;      /* backward: it or something upstream has trainable parameters */
+    int written;   /* graph backward: grad holds a first contribution */
 } gopt__node;
 
 struct gopt_net {
@@ -37,8 +39,6 @@ struct gopt_net {
     float *scratch;  /* graph nets: a second input gradient summed into a shared one */
     float **slots;   /* graph nets: the gradient slots the layers' grad point into */
     int nslots;
-    int *need;       /* per layer: it or something upstream has trainable parameters */
-    int *written;    /* graph nets, per layer during backward: grad holds a first contribution */
     int last_n;
     int backward_done; /* the activations of the last forward were consumed by a backward */
     int timing_on;
@@ -79,7 +79,7 @@ void gopt__graph_free(gopt_net *net);
 /* Forward of n samples already in net->input; backward from net->dlast. */
 gopt_status gopt__graph_forward(gopt_net *net, int n);
 gopt_status gopt__graph_backward(gopt_net *net, int n);
-/* need[i] for every layer from the frozen flags and parameter ranges. */
+/* nodes[i].need for every layer from the frozen flags and parameter ranges. */
 void gopt__net_mark_need(gopt_net *net);
 
 /* merge.c: add / concat nodes. A merge layer reads input j from what set_input gave it
