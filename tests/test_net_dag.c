@@ -317,8 +317,6 @@ static void test_three_consumers_fd(void **state) {
     testutil_fill_normal(x, 4 * 18, 6);
     gopt_tensor xt = view(x, 4, 4, 2, 3, 3);
     fd_check(net, &xt, 5);
-    /* the same graph with the merge inputs in another order gives the same logits (sums of
-     * two commute; of three, within rounding) */
     gopt_net_destroy(net);
 }
 
@@ -468,9 +466,8 @@ static void test_errors(void **state) {
     assert_ok(gopt_net_set_recompute(net, 1, 0));
     assert_ok(gopt_net_build(net));
     /* a merge layer cannot run on its own */
-    float x[8] = {0}, y[8];
+    float x[8] = {0};
     gopt_tensor xt = view(x, 2, 2, 4, 0, 0), yt;
-    (void)y;
     assert_status(gopt_layer_forward(gopt_net_layer(net, 2), &xt, &yt), GOPT_EINVAL, "inside its net");
     gopt_net_destroy(net);
 }
