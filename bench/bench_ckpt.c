@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@
 #include <gradopt/checkpoint.h>
 
 #include "bench_util.h"
+#include "cli.h"
 
 static void die(const char *what, gopt_status s) {
     fprintf(stderr, "bench_ckpt: %s: %s (%s)\n", what, gopt_status_str(s), gopt_last_error());
@@ -76,32 +78,49 @@ static void floor_load(const char *path, char *buf, size_t n) {
     close(fd);
 }
 
+typedef struct opts {
+    int64_t n;
+    int reps, torch, quick;
+    const char *python, *dir;
+} opts;
+
+/* --quick: smaller and fewer, in order (the options given after it still win) */
+static int opt_quick(void *base, const char *name, const char *value) {
+    opts *o = base;
+    (void)name, (void)value;
+    o->quick = 1;
+    o->n = 2500000;
+    o->reps = 3;
+    return 0;
+}
+
+#define OO(f) offsetof(opts, f)
+static const cli_opt opt_table[] = {
+    CLI_O("--params", "N", CLI_I64, OO(n), 1, 4e9, NULL, "floats in the parameter arena"),
+    CLI_O("--reps", "R", CLI_INT, OO(reps), 1, 1000000, NULL, "repetitions (medians)"),
+    CLI_O("--dir", "DIR", CLI_STR, OO(dir), 0, 0, NULL, "where the files are written"),
+    CLI_O("--torch", NULL, CLI_FLAG, OO(torch), 0, 0, NULL, "time torch.save / torch.load too (bench/torch_ckpt.py)"),
+    CLI_O("--python", "PATH", CLI_STR, OO(python), 0, 0, "the first python3 that imports torch",
+          "the python3 for --torch"),
+    {"--quick", NULL, CLI_FN, 0, 0, 0, "", "--params 2500000 --reps 3 (options after it still win)", opt_quick, 0},
+};
+#undef OO
+#define USAGE "bench_ckpt [options]"
+
 int main(int argc, char **argv) {
-    int64_t n = 10000000;
-    int reps = 5, torch = 0, quick = 0;
-    const char *python = NULL, *dir = getenv("TMPDIR");
-    if (!dir || !*dir) dir = "/tmp";
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--torch")) torch = 1;
-        else if (!strcmp(a, "--quick")) {
-            quick = 1;
-            n = 2500000;
-            reps = 3;
-        } else if (v && !strcmp(a, "--params")) n = atoll(argv[++i]);
-        else if (v && !strcmp(a, "--reps")) reps = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--dir")) dir = argv[++i];
-        else if (v && !strcmp(a, "--python")) python = argv[++i];
-        else {
-            fprintf(stderr, "usage: %s [--params N] [--reps R] [--dir DIR] [--torch] [--python PATH] [--quick]\n",
-                    argv[0]);
-            return 2;
-        }
+    opts o = {.n = 10000000, .reps = 5, .dir = getenv("TMPDIR")};
+    if (!o.dir || !*o.dir) o.dir = "/tmp";
+    cli_group group = {NULL, opt_table, CLI_COUNT(opt_table), &o, NULL, NULL};
+    cli_spec spec = {.usage = USAGE, .groups = &group, .ngroups = 1};
+    int parsed = cli_parse(&spec, argc, argv);
+    if (parsed < 0 || parsed == CLI_HELP) return parsed < 0 ? 2 : 0;
+    if (parsed == CLI_PRINT_CONFIG) {
+        cli_print_values(stdout, &spec);
+        return 0;
     }
-    if (n < 1 || reps < 1) {
-        fprintf(stderr, "bench_ckpt: --params and --reps must be >= 1\n");
-        return 2;
-    }
+    int64_t n = o.n;
+    int reps = o.reps, torch = o.torch, quick = o.quick;
+    const char *python = o.python, *dir = o.dir;
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s/bench_ckpt.XXXXXX", dir) >= (int)sizeof tmp || !mkdtemp(tmp))
         die_errno("mkdtemp in", dir);

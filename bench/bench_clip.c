@@ -14,6 +14,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <omp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include <gradopt.h>
 
 #include "bench_util.h"
+#include "cli.h"
 
 /* floor: a plain vectorised read pass and a read-write scale pass, same threads */
 BENCH_CLONES static float sumsq_range(const float *x, long lo, long hi) {
@@ -52,25 +54,37 @@ static void floor_scale(float *x, long n, float c, int threads) {
     }
 }
 
+typedef struct opts {
+    int64_t n;
+    int threads, reps, torch;
+    const char *python;
+} opts;
+
+#define OO(f) offsetof(opts, f)
+static const cli_opt opt_table[] = {
+    CLI_O("--params", "N", CLI_I64, OO(n), 1, 4e9, NULL, "parameters in the buffer"),
+    CLI_O("--threads", "T", CLI_INT, OO(threads), 1, 1024, NULL, "threads"),
+    CLI_O("--reps", "R", CLI_INT, OO(reps), 1, 1000000, NULL, "repetitions (medians)"),
+    CLI_O("--torch", NULL, CLI_FLAG, OO(torch), 0, 0, NULL, "time torch's clip_grad_norm_ too (bench/torch_clip.py)"),
+    CLI_O("--python", "PATH", CLI_STR, OO(python), 0, 0, "the first python3 that imports torch",
+          "the python3 for --torch"),
+};
+#undef OO
+#define USAGE "bench_clip [options]"
+
 int main(int argc, char **argv) {
-    long n = 10000000;
-    int threads = 2, reps = 20, torch = 0;
-    const char *python = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--params") && i + 1 < argc) n = atol(argv[++i]);
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--torch")) torch = 1;
-        else if (!strcmp(argv[i], "--python") && i + 1 < argc) python = argv[++i];
-        else {
-            fprintf(stderr, "usage: %s [--params N] [--threads T] [--reps R] [--torch] [--python PATH]\n", argv[0]);
-            return 2;
-        }
+    opts o = {.n = 10000000, .threads = 2, .reps = 20};
+    cli_group group = {NULL, opt_table, CLI_COUNT(opt_table), &o, NULL, NULL};
+    cli_spec spec = {.usage = USAGE, .groups = &group, .ngroups = 1};
+    int parsed = cli_parse(&spec, argc, argv);
+    if (parsed < 0 || parsed == CLI_HELP) return parsed < 0 ? 2 : 0;
+    if (parsed == CLI_PRINT_CONFIG) {
+        cli_print_values(stdout, &spec);
+        return 0;
     }
-    if (n < 1 || threads < 1 || reps < 1) {
-        fprintf(stderr, "bench_clip: --params, --threads and --reps must be >= 1\n");
-        return 2;
-    }
+    long n = (long)o.n;
+    int threads = o.threads, reps = o.reps, torch = o.torch;
+    const char *python = o.python;
     gopt_set_threads(threads);
     float *g = malloc((size_t)n * sizeof *g);
     if (!g) return 1;

@@ -26,6 +26,7 @@
  * (in the second, the "floor" column is what training consumes: ours/floor is how many
  * times faster than a ResNet-20 step the pipeline delivers, on one thread). */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,7 @@
 #include <gradopt.h>
 
 #include "bench_util.h"
+#include "cli.h"
 
 static void die(const char *what, gopt_status s) {
     fprintf(stderr, "bench_data: %s: %s (%s)\n", what, gopt_status_str(s), gopt_last_error());
@@ -85,27 +87,38 @@ static double resnet20_step_img_s(int batch, int iters, int warmup) {
     return batch / med;
 }
 
+typedef struct opts {
+    int64_t count;
+    int batch, batches, reps, threads, train_iters, torch, quick;
+    const char *python;
+} opts;
+
+#define OO(f) offsetof(opts, f)
+static const cli_opt opt_table[] = {
+    CLI_O("--images", "N", CLI_I64, OO(count), 1, 1e9, NULL, "images in the random dataset"),
+    CLI_O("--batch", "B", CLI_INT, OO(batch), 1, 1000000, NULL, "batch size"),
+    CLI_O("--batches", "K", CLI_INT, OO(batches), 1, 1000000000, NULL, "batches per timed pass"),
+    CLI_O("--reps", "R", CLI_INT, OO(reps), 1, 1000000, NULL, "repetitions (medians)"),
+    CLI_O("--threads", "T", CLI_INT, OO(threads), 1, 1024, NULL, "threads"),
+    CLI_O("--train-iters", "I", CLI_INT, OO(train_iters), 1, 1000000, NULL, "training steps timed for the consumer rate"),
+    CLI_O("--torch", NULL, CLI_FLAG, OO(torch), 0, 0, NULL, "the same pipeline in PyTorch tensors too (bench/torch_data.py)"),
+    CLI_O("--python", "PATH", CLI_STR, OO(python), 0, 0, "the first python3 that imports torch",
+          "the python3 for --torch"),
+    CLI_O("--quick", NULL, CLI_FLAG, OO(quick), 0, 0, NULL, "at most 3 reps and 3 training steps"),
+};
+#undef OO
+#define USAGE "bench_data [options]"
+
 int main(int argc, char **argv) {
-    int64_t count = 50000;
-    int batch = 128, batches = 100, reps = 7, threads = 2, train_iters = 5, torch = 0, quick = 0;
-    const char *python = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--torch")) torch = 1;
-        else if (!strcmp(a, "--quick")) quick = 1;
-        else if (v && !strcmp(a, "--images")) count = atoll(argv[++i]);
-        else if (v && !strcmp(a, "--batch")) batch = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--batches")) batches = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--reps")) reps = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--threads")) threads = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--train-iters")) train_iters = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--python")) python = argv[++i];
-        else {
-            fprintf(stderr, "usage: %s [--images N] [--batch B] [--batches K] [--reps R] [--threads T] "
-                            "[--train-iters I] [--torch] [--python PATH] [--quick]\n", argv[0]);
-            return 2;
-        }
-    }
+    opts o = {.count = 50000, .batch = 128, .batches = 100, .reps = 7, .threads = 2, .train_iters = 5};
+    cli_group group = {NULL, opt_table, CLI_COUNT(opt_table), &o, NULL, NULL};
+    cli_spec spec = {.usage = USAGE, .groups = &group, .ngroups = 1};
+    int parsed = cli_parse(&spec, argc, argv);
+    if (parsed < 0 || parsed == CLI_HELP) return parsed < 0 ? 2 : 0;
+    int64_t count = o.count;
+    int batch = o.batch, batches = o.batches, reps = o.reps, threads = o.threads, train_iters = o.train_iters;
+    int torch = o.torch, quick = o.quick;
+    const char *python = o.python;
     if (quick) { /* fewer reps and steps; the options given after --quick still win */
         reps = reps > 3 ? 3 : reps;
         train_iters = train_iters > 3 ? 3 : train_iters;
@@ -114,6 +127,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_data: need --images >= --batch >= 1 and --batches, --reps, --threads, "
                         "--train-iters >= 1\n");
         return 2;
+    }
+    if (parsed == CLI_PRINT_CONFIG) {
+        cli_print_values(stdout, &spec);
+        return 0;
     }
     gopt_set_threads(threads);
 

@@ -31,6 +31,7 @@
  * The training modes end with one line "result mode=... img_s=..." for the driver. */
 #include <math.h>
 #include <mpi.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,7 @@
 #include <gradopt/dist.h>
 
 #include "bench_util.h"
+#include "cli.h"
 
 static int g_rank = 0;
 
@@ -375,26 +377,35 @@ static int run_train(gopt_dist *d, const train_opts *o, const char *mode) {
     return 0;
 }
 
+typedef struct opts {
+    const char *mode;
+    int quick, repeat;
+    train_opts t;
+} opts;
+
+#define OO(f) offsetof(opts, f)
+static const cli_opt opt_table[] = {
+    CLI_O("--mode", "M", CLI_STR, OO(mode), 0, 0, NULL, "allreduce | ranks | threads"),
+    CLI_O("--quick", NULL, CLI_FLAG, OO(quick), 0, 0, NULL, "fewer samples and steps"),
+    CLI_O("--repeat", "N", CLI_INT, OO(repeat), 0, 1000000, "9, quick 3", "samples per size in allreduce mode"),
+    CLI_O("--batch", "N", CLI_INT, OO(t.global_batch), 1, 1000000, NULL, "the global batch (training modes)"),
+    CLI_O("--steps", "N", CLI_INT, OO(t.steps), 0, 1000000, "12, quick 4", "timed training steps"),
+    CLI_O("--warmup", "N", CLI_INT, OO(t.warmup), 0, 1000000, "2, quick 1", "untimed training steps first"),
+    CLI_O("--threads", "T", CLI_INT, OO(t.threads), 0, 1024, "2 in threads mode, else 1", "threads per process"),
+    CLI_O("--zero", "0|1", CLI_INT, OO(t.zero), 0, 1, NULL, "ranks mode: ZeRO stage 1"),
+};
+#undef OO
+#define USAGE "bench_dist [options] (under mpirun --allow-run-as-root -np 2 but for --mode threads)"
+
 int main(int argc, char **argv) {
-    const char *mode = "allreduce";
-    int quick = 0, repeat = 0;
-    train_opts o = {.global_batch = 128, .steps = 0, .warmup = -1, .threads = 0, .zero = 0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--quick")) quick = 1;
-        else if (v && !strcmp(a, "--mode")) mode = argv[++i];
-        else if (v && !strcmp(a, "--repeat")) repeat = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--batch")) o.global_batch = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--steps")) o.steps = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--warmup")) o.warmup = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--threads")) o.threads = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--zero")) o.zero = atoi(argv[++i]);
-        else {
-            fprintf(stderr, "usage: %s [--mode allreduce|ranks|threads] [--quick] [--repeat N] [--batch N] "
-                            "[--steps N] [--warmup N] [--threads T] [--zero 0|1]\n", argv[0]);
-            return 2;
-        }
-    }
+    opts oo = {.mode = "allreduce", .t = {.global_batch = 128, .steps = 0, .warmup = -1, .threads = 0, .zero = 0}};
+    cli_group group = {NULL, opt_table, CLI_COUNT(opt_table), &oo, NULL, NULL};
+    cli_spec spec = {.usage = USAGE, .groups = &group, .ngroups = 1};
+    int parsed = cli_parse(&spec, argc, argv);
+    if (parsed < 0 || parsed == CLI_HELP) return parsed < 0 ? 2 : 0;
+    const char *mode = oo.mode;
+    int quick = oo.quick, repeat = oo.repeat;
+    train_opts o = oo.t;
     const int is_threads = !strcmp(mode, "threads"), is_ranks = !strcmp(mode, "ranks");
     if (!is_threads && !is_ranks && strcmp(mode, "allreduce")) {
         fprintf(stderr, "bench_dist: unknown --mode %s (allreduce, ranks, threads)\n", mode);
@@ -407,6 +418,11 @@ int main(int argc, char **argv) {
     if (repeat < 1 || o.steps < 1 || o.warmup < 0 || o.threads < 1 || o.global_batch < 1 || (o.zero != 0 && o.zero != 1)) {
         fprintf(stderr, "bench_dist: bad --repeat/--steps/--warmup/--threads/--batch/--zero\n");
         return 2;
+    }
+    if (parsed == CLI_PRINT_CONFIG) {
+        printf("--mode %s\n--quick %d\n--repeat %d\n--batch %d\n--steps %d\n--warmup %d\n--threads %d\n--zero %d\n", mode,
+               quick, repeat, o.global_batch, o.steps, o.warmup, o.threads, o.zero);
+        return 0;
     }
     gopt_set_threads(o.threads);
     if (is_threads) /* one process, no MPI: the baseline the ranks are compared with */

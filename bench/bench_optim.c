@@ -19,6 +19,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <omp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 #include <gradopt.h>
 
 #include "bench_util.h"
+#include "cli.h"
 #include "core/blas.h"   /* gopt__sgemm: the in-run SGEMM peak of Muon's row */
 #include "core/common.h" /* gopt__aligned_alloc */
 
@@ -443,26 +445,38 @@ typedef struct result {
     double ns_step, floor_ns, torch_ns;
 } result;
 
+typedef struct opts {
+    int64_t n;
+    int threads, reps, torch;
+    const char *algo, *python;
+} opts;
+
+#define OO(f) offsetof(opts, f)
+static const cli_opt opt_table[] = {
+    CLI_O("--params", "N", CLI_I64, OO(n), 1, 4e9, NULL, "parameters (one arena)"),
+    CLI_O("--threads", "T", CLI_INT, OO(threads), 1, 1024, NULL, "threads"),
+    CLI_O("--reps", "R", CLI_INT, OO(reps), 1, 1000000, NULL, "repetitions (medians)"),
+    CLI_O("--algo", "NAME", CLI_STR, OO(algo), 0, 0, NULL, "an algorithm's registry name (or ema, l1), or all"),
+    CLI_O("--torch", NULL, CLI_FLAG, OO(torch), 0, 0, NULL, "time torch.optim too (bench/torch_optim.py)"),
+    CLI_O("--python", "PATH", CLI_STR, OO(python), 0, 0, "the first python3 that imports torch",
+          "the python3 for --torch"),
+};
+#undef OO
+#define USAGE "bench_optim [options]"
+
 int main(int argc, char **argv) {
-    int64_t n = 10000000;
-    int threads = 2, reps = 7, torch = 0;
-    const char *algo_arg = "all", *python = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--params") && i + 1 < argc) n = atoll(argv[++i]);
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--algo") && i + 1 < argc) algo_arg = argv[++i];
-        else if (!strcmp(argv[i], "--torch")) torch = 1;
-        else if (!strcmp(argv[i], "--python") && i + 1 < argc) python = argv[++i];
-        else {
-            fprintf(stderr, "usage: %s [--params N] [--threads T] [--reps R] [--algo NAME|all] [--torch] [--python PATH]\n", argv[0]);
-            return 2;
-        }
+    opts o = {.n = 10000000, .threads = 2, .reps = 7, .algo = "all"};
+    cli_group group = {NULL, opt_table, CLI_COUNT(opt_table), &o, NULL, NULL};
+    cli_spec spec = {.usage = USAGE, .groups = &group, .ngroups = 1};
+    int parsed = cli_parse(&spec, argc, argv);
+    if (parsed < 0 || parsed == CLI_HELP) return parsed < 0 ? 2 : 0;
+    if (parsed == CLI_PRINT_CONFIG) {
+        cli_print_values(stdout, &spec);
+        return 0;
     }
-    if (n < 1 || threads < 1 || reps < 1) {
-        fprintf(stderr, "--params, --threads and --reps must be >= 1\n");
-        return 2;
-    }
+    int64_t n = o.n;
+    int threads = o.threads, reps = o.reps, torch = o.torch;
+    const char *algo_arg = o.algo, *python = o.python;
     gopt_algo algos[GOPT_ALGO_COUNT];
     int nalgo = 0;
     if (!strcmp(algo_arg, "all")) {

@@ -16,6 +16,7 @@
  * cores), the ratio is of those medians, and peak RSS is each process's ru_maxrss.
  * Machine-readable (bench_row): ROW rnn.<arch> tokens/s ours - torch (no floor is measured). */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,38 +26,49 @@
 #include <gradopt.h>
 
 #include "bench_util.h"
+#include "cli.h"
 
 static void die(const char *what, gopt_status s) {
     fprintf(stderr, "bench_rnn: %s: %s (%s)\n", what, gopt_status_str(s), gopt_last_error());
     exit(1);
 }
 
+typedef struct opts {
+    const char *arch, *python, *data;
+    int batch, T, embed, hidden, layers, threads, iters, warmup, rounds, torch;
+} opts;
+
+#define OO(f) offsetof(opts, f)
+static const cli_opt opt_table[] = {
+    CLI_O("--data", "FILE", CLI_STR, OO(data), 0, 0, "random tokens",
+          "a text file whose random windows are the batches"),
+    CLI_O("--arch", "A", CLI_STR, OO(arch), 0, 0, NULL, "lstm | gru | rnn"),
+    CLI_O("--batch", "B", CLI_INT, OO(batch), 1, 1000000, NULL, "batch size"),
+    CLI_O("--seq-len", "T", CLI_INT, OO(T), 1, 1000000, NULL, "sequence length"),
+    CLI_O("--embed", "E", CLI_INT, OO(embed), 1, 1000000, NULL, "embedding width"),
+    CLI_O("--hidden", "H", CLI_INT, OO(hidden), 1, 1000000, NULL, "recurrent width"),
+    CLI_O("--layers", "L", CLI_INT, OO(layers), 1, 1000, NULL, "stacked recurrent layers"),
+    CLI_O("--threads", "N", CLI_INT, OO(threads), 1, 1024, NULL, "threads"),
+    CLI_O("--iters", "N", CLI_INT, OO(iters), 1, 1000000, NULL, "timed steps per round"),
+    CLI_O("--warmup", "N", CLI_INT, OO(warmup), 0, 1000000, NULL, "untimed steps first"),
+    CLI_O("--rounds", "N", CLI_INT, OO(rounds), 1, 1000000, NULL, "rounds (ours, then torch's)"),
+    CLI_O("--torch", NULL, CLI_FLAG, OO(torch), 0, 0, NULL, "the same model in PyTorch too (bench/torch_rnn.py)"),
+    CLI_O("--python", "PATH", CLI_STR, OO(python), 0, 0, "the first python3 that imports torch",
+          "the python3 for --torch"),
+};
+#undef OO
+#define USAGE "bench_rnn [options]"
+
 int main(int argc, char **argv) {
-    const char *arch = "lstm", *python = NULL, *data = NULL;
-    int batch = 32, T = 128, embed = 64, hidden = 256, layers = 2, threads = 2, iters = 20, warmup = 3, rounds = 3;
-    int run_torch = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--torch")) run_torch = 1;
-        else if (v && !strcmp(a, "--arch")) arch = argv[++i];
-        else if (v && !strcmp(a, "--data")) data = argv[++i];
-        else if (v && !strcmp(a, "--batch")) batch = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--seq-len")) T = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--embed")) embed = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--hidden")) hidden = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--layers")) layers = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--threads")) threads = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--iters")) iters = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--warmup")) warmup = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--rounds")) rounds = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--python")) python = argv[++i];
-        else {
-            fprintf(stderr, "usage: %s [--data FILE] [--arch lstm|gru|rnn] [--batch B] [--seq-len T] [--embed E] "
-                            "[--hidden H] [--layers L] [--threads N] [--iters N] [--warmup N] [--rounds N] [--torch] "
-                            "[--python PATH]\n", argv[0]);
-            return 2;
-        }
-    }
+    opts o = {.arch = "lstm", .batch = 32, .T = 128, .embed = 64, .hidden = 256, .layers = 2, .threads = 2,
+              .iters = 20, .warmup = 3, .rounds = 3};
+    cli_group group = {NULL, opt_table, CLI_COUNT(opt_table), &o, NULL, NULL};
+    cli_spec spec = {.usage = USAGE, .groups = &group, .ngroups = 1};
+    int parsed = cli_parse(&spec, argc, argv);
+    if (parsed < 0 || parsed == CLI_HELP) return parsed < 0 ? 2 : 0;
+    const char *arch = o.arch, *python = o.python, *data = o.data;
+    int batch = o.batch, T = o.T, embed = o.embed, hidden = o.hidden, layers = o.layers, threads = o.threads;
+    int iters = o.iters, warmup = o.warmup, rounds = o.rounds, run_torch = o.torch;
     gopt_layer_type type = !strcmp(arch, "lstm") ? GOPT_LAYER_LSTM
                            : !strcmp(arch, "gru") ? GOPT_LAYER_GRU
                            : !strcmp(arch, "rnn") ? GOPT_LAYER_RNN
@@ -65,6 +77,10 @@ int main(int argc, char **argv) {
         threads < 1 || iters < 1 || warmup < 0 || rounds < 1) {
         fprintf(stderr, "bench_rnn: bad --arch/--batch/--seq-len/--embed/--hidden/--layers/--threads/--iters/--rounds\n");
         return 2;
+    }
+    if (parsed == CLI_PRINT_CONFIG) {
+        cli_print_values(stdout, &spec);
+        return 0;
     }
     gopt_set_threads(threads);
     gopt_status s;

@@ -23,6 +23,7 @@
  * The step is gopt_optim's SGD with momentum 0.9 (torch.optim.SGD(lr=0.01, momentum=0.9) on
  * the torch side). Medians over --iters are reported: other processes share the cores.
  * Threads: one OpenMP runtime owns them (the library links the OpenMP build of OpenBLAS). */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,7 @@
 #include <gradopt.h>
 
 #include "bench_util.h"
+#include "cli.h"
 #include "core/blas.h"
 #include "core/common.h"
 #include "nn/kernels.h"
@@ -137,30 +139,44 @@ static void die(const char *what, gopt_status s) {
     exit(1);
 }
 
+typedef struct opts {
+    const char *arch, *python, *script;
+    int batch, threads, iters, warmup, torch, paths;
+} opts;
+
+#define OO(f) offsetof(opts, f)
+static const cli_opt opt_table[] = {
+    CLI_O("--arch", "A", CLI_STR, OO(arch), 0, 0, NULL, "resnet8 | resnet20 | resnetN (N = 6n+2)"),
+    CLI_O("--batch", "N", CLI_INT, OO(batch), 1, 1000000, NULL, "batch size"),
+    CLI_O("--threads", "T", CLI_INT, OO(threads), 1, 1024, NULL, "threads"),
+    CLI_O("--iters", "N", CLI_INT, OO(iters), 1, 1000000, NULL, "timed steps (medians)"),
+    CLI_O("--warmup", "N", CLI_INT, OO(warmup), 0, 1000000, NULL, "untimed steps first"),
+    CLI_O("--torch", NULL, CLI_FLAG, OO(torch), 0, 0, NULL, "the same step in PyTorch too (bench/torch_train.py)"),
+    CLI_O("--python", "PATH", CLI_STR, OO(python), 0, 0, "the first python3 that imports torch",
+          "the python3 for --torch"),
+    CLI_O("--script", "PATH", CLI_STR, OO(script), 0, 0, "bench/torch_train.py", "the torch script"),
+    CLI_O("--conv-paths", NULL, CLI_FLAG, OO(paths), 0, 0, NULL,
+          "time every convolution shape of the net on each path this CPU can run"),
+};
+#undef OO
+#define USAGE "bench_train [options]"
+
 int main(int argc, char **argv) {
-    const char *arch = "resnet20", *python = NULL, *script = NULL;
-    int batch = 128, threads = 2, iters = 10, warmup = 2, run_torch = 0, paths = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--torch")) run_torch = 1;
-        else if (!strcmp(a, "--conv-paths")) paths = 1;
-        else if (v && !strcmp(a, "--arch")) arch = argv[++i];
-        else if (v && !strcmp(a, "--batch")) batch = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--threads")) threads = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--iters")) iters = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--warmup")) warmup = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--python")) python = argv[++i];
-        else if (v && !strcmp(a, "--script")) script = argv[++i];
-        else {
-            fprintf(stderr, "usage: %s [--arch resnet8|resnet20] [--batch N] [--threads T] [--iters N] [--warmup N] "
-                            "[--torch] [--python PATH] [--script PATH] [--conv-paths]\n", argv[0]);
-            return 2;
-        }
-    }
+    opts o = {.arch = "resnet20", .batch = 128, .threads = 2, .iters = 10, .warmup = 2};
+    cli_group group = {NULL, opt_table, CLI_COUNT(opt_table), &o, NULL, NULL};
+    cli_spec spec = {.usage = USAGE, .groups = &group, .ngroups = 1};
+    int parsed = cli_parse(&spec, argc, argv);
+    if (parsed < 0 || parsed == CLI_HELP) return parsed < 0 ? 2 : 0;
+    const char *arch = o.arch, *python = o.python, *script = o.script;
+    int batch = o.batch, threads = o.threads, iters = o.iters, warmup = o.warmup, run_torch = o.torch, paths = o.paths;
     int depth = strncmp(arch, "resnet", 6) == 0 ? atoi(arch + 6) : 0;
     if (depth < 8 || (depth - 2) % 6 || batch < 1 || threads < 1 || iters < 1 || warmup < 0) {
         fprintf(stderr, "bench_train: bad --arch/--batch/--threads/--iters\n");
         return 2;
+    }
+    if (parsed == CLI_PRINT_CONFIG) {
+        cli_print_values(stdout, &spec);
+        return 0;
     }
     gopt_set_threads(threads);
     const double peak = sgemm_peak(2048, 5);

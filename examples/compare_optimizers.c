@@ -11,7 +11,9 @@
  *             init) against the same depth with BatchNorm and with residual blocks.
  *
  *   build/examples/compare_optimizers [--scenario all|resnet|sequence|depth[,...]] [--quick]
- *       [--data DIR] [--text FILE] [--out DIR] [--threads T] [--seed S]
+ *       [--data DIR] [--text FILE] [--out DIR] [--threads T] [--seed S] [--print-config]
+ *
+ * ("--seed 3" and "--seed=3" alike: getopt_long over lab_opts below, which --help prints.)
  *
  * Without CIFAR-10 (--data, $GOPT_CIFAR10_DIR, ./data/cifar10, ./data/cifar-10-batches-bin)
  * the image scenarios run on the built-in synthetic images; without a text (--text,
@@ -22,6 +24,7 @@
  * examples/common/lab_*.c (lab.h). */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +34,7 @@
 #include "cli.h"
 #include "lab.h"
 #include "report.h"
+#include "wait_policy.h"
 
 enum { SC_RESNET, SC_SEQUENCE, SC_DEPTH, SC_COUNT };
 
@@ -58,22 +62,6 @@ typedef struct settings {
     const char *text_arg;
 } settings;
 
-static void usage(FILE *f) {
-    fputs("usage: compare_optimizers [options]\n"
-          "  --scenario LIST  all (default), or one or more of resnet, sequence, depth separated by commas\n"
-          "  --quick          every scenario smaller: all three in a few minutes on 2 cores\n"
-          "  --data DIR       CIFAR-10 binary directory (else $GOPT_CIFAR10_DIR, ./data/cifar10,\n"
-          "                   ./data/cifar-10-batches-bin; else the built-in synthetic images)\n"
-          "  --text FILE      text for the language model (else $GOPT_TEXT_FILE,\n"
-          "                   ./data/tinyshakespeare/input.txt; else the built-in text)\n"
-          "  --out DIR        output directory (default results/compare): report.html, findings.md,\n"
-          "                   <scenario>_*.csv, timing.csv\n"
-          "  --threads T      threads (default: all cores)\n"
-          "  --seed S         seed of weights, data order and data (default 1)\n"
-          "  --help\n",
-          f);
-}
-
 static int dir_has_cifar(const char *dir) {
     char path[1024];
     snprintf(path, sizeof path, "%s/data_batch_1.bin", dir);
@@ -94,61 +82,55 @@ static int parse_scenarios(const char *v, int run[SC_COUNT]) {
         for (int i = 0; i < SC_COUNT; i++)
             if (!strcmp(tok, scenarios[i].name)) found = i;
         if (found < 0) {
-            fprintf(stderr, "error: --scenario: unknown scenario '%s' (expected all, resnet, sequence or depth, "
-                            "or a comma-separated list of them)\n", tok);
+            cli_error("--scenario: unknown scenario '%s' (expected all, resnet, sequence or depth, "
+                      "or a comma-separated list of them)", tok);
             return -1;
         }
         run[found] = any = 1;
     }
     if (!any) {
-        fprintf(stderr, "error: --scenario: empty list (expected all, resnet, sequence or depth)\n");
+        cli_error("--scenario: empty list (expected all, resnet, sequence or depth)");
         return -1;
     }
     return 0;
 }
 
+static int opt_scenario(void *base, const char *name, const char *v) {
+    (void)name;
+    return parse_scenarios(v, ((settings *)base)->run);
+}
+
+#define SO(f) offsetof(settings, f)
+static const cli_opt lab_opts[] = {
+    {"--scenario", "LIST", CLI_FN, 0, 0, 0, "all",
+     "all, or one or more of resnet, sequence, depth separated by commas", opt_scenario, 0},
+    CLI_O("--quick", NULL, CLI_FLAG, SO(lab.quick), 0, 0, NULL,
+          "every scenario smaller: all three in a few minutes on 2 cores"),
+    CLI_O("--data", "DIR", CLI_STR, SO(lab.cifar_dir), 0, 0, NULL,
+          "CIFAR-10 binary directory (else $GOPT_CIFAR10_DIR, ./data/cifar10,\n"
+          "./data/cifar-10-batches-bin; else the built-in synthetic images)"),
+    CLI_O("--text", "FILE", CLI_STR, SO(text_arg), 0, 0, NULL,
+          "text for the language model (else $GOPT_TEXT_FILE,\n"
+          "./data/tinyshakespeare/input.txt; else the built-in text)"),
+    CLI_O("--out", "DIR", CLI_STR, SO(lab.out_dir), 0, 0, NULL,
+          "output directory: report.html, findings.md, <scenario>_*.csv,\ntiming.csv"),
+    CLI_O("--threads", "T", CLI_INT, SO(lab.threads), 1, 1024, "all cores", "threads"),
+    CLI_O("--seed", "S", CLI_U64, SO(lab.seed), 0, 2147483647L, NULL, "seed of weights, data order and data"),
+};
+#undef SO
+
+/* CLI_RUN, CLI_HELP (printed), CLI_PRINT_CONFIG, or -1 after printing the error. */
 static int parse(int argc, char **argv, settings *s) {
     memset(s, 0, sizeof *s);
     s->lab.out_dir = "results/compare";
     s->lab.seed = 1;
     for (int i = 0; i < SC_COUNT; i++) s->run[i] = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long n;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            exit(0);
-        } else if (!strcmp(a, "--quick")) s->lab.quick = 1;
-        else if (strncmp(a, "--", 2)) {
-            fprintf(stderr, "error: unexpected argument '%s' (see --help)\n", a);
-            return -1;
-        } else if (!strcmp(a, "--scenario") || !strcmp(a, "--data") || !strcmp(a, "--text") || !strcmp(a, "--out") ||
-                   !strcmp(a, "--threads") || !strcmp(a, "--seed")) {
-            if (!v) {
-                fprintf(stderr, "error: %s needs a value (see --help)\n", a);
-                return -1;
-            }
-            i++;
-            if (!strcmp(a, "--scenario")) {
-                if (parse_scenarios(v, s->run)) return -1;
-            } else if (!strcmp(a, "--data")) s->lab.cifar_dir = v;
-            else if (!strcmp(a, "--text")) s->text_arg = v;
-            else if (!strcmp(a, "--out")) s->lab.out_dir = v;
-            else if (!strcmp(a, "--threads")) {
-                if (cli_int(a, v, 1, 1024, &n)) return -1;
-                s->lab.threads = (int)n;
-            } else {
-                if (cli_int(a, v, 0, 2147483647L, &n)) return -1;
-                s->lab.seed = (uint64_t)n;
-            }
-        } else {
-            fprintf(stderr, "error: unknown option '%s' (see --help)\n", a);
-            return -1;
-        }
-    }
+    cli_group group = {NULL, lab_opts, CLI_COUNT(lab_opts), s, NULL, NULL};
+    cli_spec spec = {.usage = "compare_optimizers [options]", .groups = &group, .ngroups = 1};
+    int parsed = cli_parse(&spec, argc, argv);
+    if (parsed < 0 || parsed == CLI_HELP) return parsed;
     if (s->lab.cifar_dir && !dir_has_cifar(s->lab.cifar_dir)) {
-        fprintf(stderr, "error: --data %s: no data_batch_1.bin there (CIFAR-10 binary version expected)\n",
-                s->lab.cifar_dir);
+        cli_error("--data %s: no data_batch_1.bin there (CIFAR-10 binary version expected)", s->lab.cifar_dir);
         return -1;
     }
     if (!s->lab.cifar_dir) {
@@ -159,7 +141,7 @@ static int parse(int argc, char **argv, settings *s) {
     }
     if (s->text_arg) {
         if (access(s->text_arg, R_OK)) {
-            fprintf(stderr, "error: --text %s: %s\n", s->text_arg, strerror(errno));
+            cli_error("--text %s: %s", s->text_arg, strerror(errno));
             return -1;
         }
         s->lab.text_path = s->text_arg;
@@ -169,7 +151,7 @@ static int parse(int argc, char **argv, settings *s) {
         for (int i = 0; i < 2 && !s->lab.text_path; i++)
             if (candidates[i] && *candidates[i] && access(candidates[i], R_OK) == 0) s->lab.text_path = candidates[i];
     }
-    return 0;
+    return parsed;
 }
 
 static int mkdir_p(const char *path) {
@@ -283,8 +265,20 @@ static void write_findings(FILE *f, const settings *st, const lab_section *sec, 
 }
 
 int main(int argc, char **argv) {
+    wait_policy_default_passive(argv); /* before OpenMP starts any thread: see wait_policy.h */
     settings st;
-    if (parse(argc, argv, &st)) return 2;
+    int parsed = parse(argc, argv, &st);
+    if (parsed < 0 || parsed == CLI_HELP) return parsed < 0 ? 2 : 0;
+    if (parsed == CLI_PRINT_CONFIG) {
+        printf("scenarios:");
+        for (int i = 0; i < SC_COUNT; i++)
+            if (st.run[i]) printf(" %s", scenarios[i].name);
+        printf("\nquick: %d\nimages: %s\ntext: %s\nout: %s\nthreads: %d\nseed: %llu\n", st.lab.quick,
+               st.lab.cifar_dir ? st.lab.cifar_dir : "(built-in synthetic)",
+               st.lab.text_path ? st.lab.text_path : "(built-in)", st.lab.out_dir, st.lab.threads,
+               (unsigned long long)st.lab.seed);
+        return 0;
+    }
     if (st.lab.threads) gopt_set_threads(st.lab.threads);
     st.lab.threads = gopt_get_threads();
     st.lab.tty = isatty(STDOUT_FILENO);

@@ -4,12 +4,16 @@
  *   build/examples/train_cifar10 --data DIR [--arch resnet8|20|32|56] [--epochs N] ...
  *   build/examples/train_cifar10 --help
  *
+ * Options: "--lr 0.1" and "--lr=0.1" alike (getopt_long over the tables below and in
+ * common/run.c and common/cli.c, which --help prints).
+ *
  * Without --data it trains on a small built-in synthetic dataset and says so.
  *
  * Data parallel with the same options: mpirun -np P build/examples/train_cifar10 ... (each
  * process trains on its DistributedSampler share, batch / P images per step; see run.h). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,49 +23,59 @@
 #include "cli.h"
 #include "run.h"
 #include "trainer.h"
-
-static void usage(FILE *f) {
-    fputs("usage: train_cifar10 [options]\n"
-          "  --data DIR            CIFAR-10 binary directory (data_batch_1..5.bin); without it, a\n"
-          "                        small built-in synthetic dataset is used (and said so)\n"
-          "  --val-split N         hold out the last N training images for validation (10000 =\n"
-          "                        data_batch_5); default 10000, or 2000 on synthetic data\n"
-          "  --test FILE           evaluate on FILE (e.g. test_batch.bin) instead of a split: test figures\n"
-          "  --arch A              resnet8 | resnet20 | resnet32 | resnet56 (default resnet8)\n"
-          "  --width K             width multiplier (widths 16K-32K-64K; default per recipe)\n"
-          "  --no-augment          no random crop / flip\n"
-          "  --synthetic-size N    images in the built-in dataset (default 6000)\n"
-          "  --sync-bn             under mpirun: SyncBatchNorm, batch statistics over the global batch\n"
-          "                        (default: per process, as DDP)\n"
-          "  --help\n"
-          "Training options shared with train_text:\n",
-          f);
-    fputs(run_options_help, f);
-    fputs("  Each process reads every epoch's shuffled order and takes positions r, r + P, ...\n"
-          "  (DistributedSampler); the tail that does not fill a global batch is dropped, as alone\n"
-          "  (with fewer images than one global batch, the share is padded by repeating the start).\n"
-          "  Validation: each process evaluates a contiguous 1/P of the set, with rank 0's BatchNorm\n"
-          "  statistics; the sums are reduced, so the figures are those of the whole set.\n",
-          f);
-    fputs(
-          "Recipes (used unless overridden):\n"
-          "  resnet8:  width 1, 12 epochs, SGD nesterov momentum 0.9, lr 0.4, wd 5e-4, one-cycle,\n"
-          "            label smoothing 0.1, crop+flip, batch 128\n"
-          "  resnet20+: 50 epochs, SGD nesterov momentum 0.9, lr 0.2, wd 5e-4, one-cycle,\n"
-          "            label smoothing 0.1, crop+flip, batch 128\n"
-          "  fast:     --arch resnet20 --epochs 12 (README: 83.7% validation in 7 minutes on 2 cores)\n",
-          f);
-}
+#include "wait_policy.h"
 
 typedef struct options {
     run_options run;
     const char *data;
     int64_t val_split, synth;
     int depth;
-    int have_width;
 } options;
 
-/* 0: parsed; 1: --help printed; -1: an error printed. */
+static int opt_arch(void *base, const char *name, const char *v) {
+    options *o = base;
+    long n;
+    (void)name;
+    if (strncmp(v, "resnet", 6) || cli_int("--arch", v + 6, 8, 1000, &n) || (n - 2) % 6) {
+        cli_error("--arch: '%s' is not resnet8, resnet20, resnet32, resnet56 or another 6n+2", v);
+        return -1;
+    }
+    o->depth = (int)n;
+    return 0;
+}
+
+#define OO(f) offsetof(options, f)
+static const cli_opt cifar_opts[] = {
+    CLI_O("--data", "DIR", CLI_STR, OO(data), 0, 0, NULL,
+     "CIFAR-10 binary directory (data_batch_1..5.bin); without it, a\n"
+     "small built-in synthetic dataset is used (and said so)"),
+    CLI_O("--val-split", "N", CLI_I64, OO(val_split), 1, 10000000, "10000, or 2000 on synthetic data",
+     "hold out the last N training images for validation (10000 =\ndata_batch_5)"),
+    {"--arch", "A", CLI_FN, 0, 0, 0, "resnet8", "resnet8 | resnet20 | resnet32 | resnet56 (or another 6n+2)",
+     opt_arch, 0},
+    CLI_O("--width", "K", CLI_FLOAT, OO(run.tc.width), 0.05, 16, "per recipe", "width multiplier (widths 16K-32K-64K)"),
+    CLI_O("--no-augment", NULL, CLI_FLAG_OFF, OO(run.tc.augment), 0, 0, NULL, "no random crop / flip"),
+    CLI_O("--synthetic-size", "N", CLI_I64, OO(synth), 200, 10000000, NULL, "images in the built-in dataset"),
+    CLI_O("--sync-bn", NULL, CLI_FLAG, OO(run.tc.sync_bn), 0, 0, NULL,
+     "under mpirun: SyncBatchNorm, batch statistics over the global batch\n(default: per process, as DDP)"),
+};
+#undef OO
+
+static const char cifar_notes[] =
+    "  Each process reads every epoch's shuffled order and takes positions r, r + P, ...\n"
+    "  (DistributedSampler); the tail that does not fill a global batch is dropped, as alone\n"
+    "  (with fewer images than one global batch, the share is padded by repeating the start).\n"
+    "  Validation: each process evaluates a contiguous 1/P of the set, with rank 0's BatchNorm\n"
+    "  statistics; the sums are reduced, so the figures are those of the whole set.\n"
+    "Recipes (used unless overridden):\n"
+    "  resnet8:  width 1, 12 epochs, SGD nesterov momentum 0.9, lr 0.4, wd 5e-4, one-cycle,\n"
+    "            label smoothing 0.1, crop+flip, batch 128\n"
+    "  resnet20+: 50 epochs, SGD nesterov momentum 0.9, lr 0.2, wd 5e-4, one-cycle,\n"
+    "            label smoothing 0.1, crop+flip, batch 128\n"
+    "  fast:     --arch resnet20 --epochs 12 (README: 83.7% validation in 7 minutes on 2 cores)\n";
+
+/* CLI_RUN: parsed; CLI_HELP: --help printed; CLI_PRINT_CONFIG: --print-config; -1: an
+ * error printed. */
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
     trainer_config tc = trainer_config_default();
@@ -69,63 +83,26 @@ static int parse_args(int argc, char **argv, options *o) {
     tc.optim.momentum = 0.9f;
     tc.optim.nesterov = 1;
     tc.optim.weight_decay = 5e-4f;
-    if (run_options_init(&o->run, &tc, argc, argv)) return -1;
+    run_options_init(&o->run, &tc);
     run_options *r = &o->run;
     o->val_split = -1;
     o->synth = 6000;
     o->depth = 8;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long n;
-        double d;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 1;
-        }
-        if (!strcmp(a, "--no-augment")) { r->tc.augment = 0; continue; }
-        if (!strcmp(a, "--sync-bn")) { r->tc.sync_bn = 1; continue; }
-        int k = run_option(r, a, v);
-        if (k < 0) return -1;
-        if (k > 0) {
-            i += k - 1;
-            continue;
-        }
-        if (!v) {
-            cli_error("%s needs a value, or is not an option (see --help)", a);
-            return -1;
-        }
-        i++;
-        if (!strcmp(a, "--data")) o->data = v;
-        else if (!strcmp(a, "--arch")) {
-            if (strncmp(v, "resnet", 6) || cli_int("--arch", v + 6, 8, 1000, &n) || (n - 2) % 6) {
-                cli_error("--arch: '%s' is not resnet8, resnet20, resnet32, resnet56 or another 6n+2", v);
-                return -1;
-            }
-            o->depth = (int)n;
-        } else if (!strcmp(a, "--width")) {
-            if (cli_double(a, v, 0.05, 16, &d)) return -1;
-            r->tc.width = (float)d;
-            o->have_width = 1;
-        } else if (!strcmp(a, "--val-split")) {
-            if (cli_int(a, v, 1, 10000000, &n)) return -1;
-            o->val_split = n;
-        } else if (!strcmp(a, "--synthetic-size")) {
-            if (cli_int(a, v, 200, 10000000, &n)) return -1;
-            o->synth = n;
-        } else {
-            cli_error("unknown option '%s' (see --help)", a);
-            return -1;
-        }
-    }
+    cli_group groups[3] = {{NULL, cifar_opts, CLI_COUNT(cifar_opts), o, NULL, NULL}};
+    run_cli_groups(r, "Training options shared with train_text:", groups + 1);
+    cli_spec spec = {.usage = "train_cifar10 [options]", .groups = groups, .ngroups = 3, .notes = cifar_notes};
+    int parsed = cli_parse(&spec, argc, argv);
+    if (parsed < 0 || parsed == CLI_HELP) return parsed;
+    run_options_given(r, &spec);
     /* the recipe, for what was not given */
     r->tc.depth = o->depth;
     if (!r->have_epochs) r->epochs = o->depth == 8 ? 12 : 50;
-    if (!o->have_width) r->tc.width = 1.0f;
+    if (!cli_given(&spec, "--width")) r->tc.width = 1.0f;
     if (!r->have_lr) r->tc.optim.lr = r->algo == GOPT_ALGO_SGD ? (o->depth == 8 ? 0.4f : 0.2f) : cli_default_lr(r->algo);
     if (!r->have_ls) r->tc.label_smoothing = 0.1f;
     if (!r->have_sched && !cli_is_schedulefree(r->algo)) r->tc.schedule = SCHED_ONECYCLE;
     if (o->val_split < 0) o->val_split = o->data ? 10000 : o->synth / 5;
-    return run_options_finish(r);
+    return run_options_finish(r) ? -1 : parsed;
 }
 
 static void describe(const options *o, const run_world *w, char *buf, size_t n) {
@@ -139,6 +116,7 @@ static int eval_cifar(void *ctx, trainer *t, double *loss, double *acc, char *er
 }
 
 int main(int argc, char **argv) {
+    wait_policy_default_passive(argv); /* before OpenMP starts any thread: see wait_policy.h */
     /* A checkpoint or log growing past the file size limit (`ulimit -f`) must be an error
      * the program reports (EFBIG: which file, why) and not the end of the process by
      * SIGXFSZ (exit status 153). The library never changes signal dispositions; a program may. */
@@ -147,8 +125,15 @@ int main(int argc, char **argv) {
     if (run_world_init(&w, argc, argv)) return 1;
     options o;
     int parsed = parse_args(argc, argv, &o);
-    if (parsed) return run_world_exit(&w, 0, parsed > 0 ? 0 : 2);
+    if (parsed < 0 || parsed == CLI_HELP) return run_world_exit(&w, 0, parsed < 0 ? 2 : 0);
     run_options *r = &o.run;
+    if (parsed == CLI_PRINT_CONFIG) {
+        char desc[1024];
+        describe(&o, &w, desc, sizeof desc);
+        printf("config: %s data=%s val_split=%lld synthetic_size=%lld\n", desc, o.data ? o.data : "(built-in)",
+               (long long)o.val_split, (long long)o.synth);
+        return run_world_exit(&w, 0, 0);
+    }
     if (run_check_batch(r, &w)) return run_world_exit(&w, 0, 2);
     run_world_threads(&w, r->threads);
     r->tc.dist = run_world_dist(&w);

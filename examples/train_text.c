@@ -7,6 +7,9 @@
  *   build/examples/train_text --data ../shared/data/tinyshakespeare/input.txt --max-seconds 180
  *   build/examples/train_text --help
  *
+ * Options: "--lr 0.1" and "--lr=0.1" alike (getopt_long over the tables below and in
+ * common/run.c and common/cli.c, which --help prints).
+ *
  * Data: the first 90% of the file trains, the last 10% validates (or --test FILE, encoded
  * with the training file's vocabulary, is the held-out set: then the last line is
  * `test loss X`). The vocabulary is the file's distinct bytes.
@@ -15,6 +18,7 @@
  * trains on sequences r, r + P, ... of each global batch; see task_text.c). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,34 +28,7 @@
 #include "run.h"
 #include "task_text.h"
 #include "trainer.h"
-
-static void usage(FILE *f) {
-    fputs("usage: train_text --data FILE [options]\n"
-          "  --data FILE           a text file (bytes; no NUL): first 90% train, last 10% validation\n"
-          "  --arch A              lstm | gru | rnn (tanh); default lstm\n"
-          "  --embed E             embedding width (default 64)\n"
-          "  --hidden H            recurrent width (default 256)\n"
-          "  --layers L            stacked recurrent layers (default 2)\n"
-          "  --dropout P           dropout between recurrent layers, as PyTorch's (default 0)\n"
-          "  --seq-len T           characters per window, backpropagation through time (default 128)\n"
-          "  --order O             random: independent random windows from a zero state (default);\n"
-          "                        streams: B contiguous streams, the state carried across batches\n"
-          "                        (truncated BPTT)\n"
-          "  --sample N            generate N characters at the end (default 300; 0: none)\n"
-          "  --temperature X       sampling temperature (default 0.8; 0: most likely character)\n"
-          "  --help\n"
-          "Training options shared with train_cifar10:\n",
-          f);
-    fputs(run_options_help, f);
-    fputs("  Each process trains on sequences r, r + P, r + 2P, ... of every global batch (and with\n"
-          "  --order streams carries those streams' state); validation: each process evaluates\n"
-          "  those streams of the held-out text and the sums are reduced.\n",
-          f);
-    fputs("Recipe (used unless overridden): 2-layer LSTM 256, embedding 64, batch 32, sequence 128,\n"
-          "  random windows, Adam lr 6e-3 with a cosine decay over 12 epochs, global-norm clipping\n"
-          "  at 1. README: validation loss against wall time on tiny-shakespeare, 2 threads.\n",
-          f);
-}
+#include "wait_policy.h"
 
 typedef struct options {
     run_options run;
@@ -61,7 +38,59 @@ typedef struct options {
     double temperature;
 } options;
 
-/* 0: parsed; 1: --help printed; -1: an error printed. */
+static int opt_arch(void *base, const char *name, const char *v) {
+    options *o = base;
+    (void)name;
+    if (text_arch_from_name(v, &o->model.arch)) {
+        cli_error("--arch: '%s' is not lstm, gru or rnn", v);
+        return -1;
+    }
+    return 0;
+}
+
+static int opt_order(void *base, const char *name, const char *v) {
+    options *o = base;
+    (void)name;
+    if (!strcmp(v, "random")) o->model.streams = 0;
+    else if (!strcmp(v, "streams")) o->model.streams = 1;
+    else {
+        cli_error("--order: '%s' is not random or streams", v);
+        return -1;
+    }
+    return 0;
+}
+
+#define OO(f) offsetof(options, f)
+static const cli_opt text_opts[] = {
+    CLI_O("--data", "FILE", CLI_STR, OO(data), 0, 0, NULL,
+     "a text file (bytes; no NUL): first 90% train, last 10% validation\n(required)"),
+    {"--arch", "A", CLI_FN, 0, 0, 0, "lstm", "lstm | gru | rnn (tanh)", opt_arch, 0},
+    CLI_O("--embed", "E", CLI_INT, OO(model.embed), 1, 65536, NULL, "embedding width"),
+    CLI_O("--hidden", "H", CLI_INT, OO(model.hidden), 1, 65536, NULL, "recurrent width"),
+    CLI_O("--layers", "L", CLI_INT, OO(model.layers), 1, 64, NULL, "stacked recurrent layers"),
+    CLI_O("--dropout", "P", CLI_FLOAT, OO(model.dropout), 0, 0.99, NULL, "dropout between recurrent layers, as PyTorch's"),
+    CLI_O("--seq-len", "T", CLI_INT, OO(model.seq_len), 1, 100000, NULL,
+     "characters per window, backpropagation through time"),
+    {"--order", "O", CLI_FN, 0, 0, 0, "random",
+     "random: independent random windows from a zero state;\n"
+     "streams: B contiguous streams, the state carried across batches\n(truncated BPTT)",
+     opt_order, 0},
+    CLI_O("--sample", "N", CLI_INT, OO(sample), 0, 1000000, NULL, "generate N characters at the end (0: none)"),
+    CLI_O("--temperature", "X", CLI_DOUBLE, OO(temperature), 0, 100, NULL,
+     "sampling temperature (0: most likely character)"),
+};
+#undef OO
+
+static const char text_notes[] =
+    "  Each process trains on sequences r, r + P, r + 2P, ... of every global batch (and with\n"
+    "  --order streams carries those streams' state); validation: each process evaluates\n"
+    "  those streams of the held-out text and the sums are reduced.\n"
+    "Recipe (used unless overridden): 2-layer LSTM 256, embedding 64, batch 32, sequence 128,\n"
+    "  random windows, Adam lr 6e-3 with a cosine decay over 12 epochs, global-norm clipping\n"
+    "  at 1. README: validation loss against wall time on tiny-shakespeare, 2 threads.\n";
+
+/* CLI_RUN: parsed; CLI_HELP: --help printed; CLI_PRINT_CONFIG: --print-config; -1: an
+ * error printed. */
 static int parse_args(int argc, char **argv, options *o) {
     memset(o, 0, sizeof *o);
     trainer_config tc = trainer_config_default();
@@ -71,7 +100,7 @@ static int parse_args(int argc, char **argv, options *o) {
     tc.clip_norm = 1.0;
     tc.schedule = SCHED_COSINE;
     tc.label_smoothing = 0;
-    if (run_options_init(&o->run, &tc, argc, argv)) return -1;
+    run_options_init(&o->run, &tc);
     run_options *r = &o->run;
     text_model_config *m = &o->model;
     m->arch = GOPT_LAYER_LSTM;
@@ -83,63 +112,12 @@ static int parse_args(int argc, char **argv, options *o) {
     m->streams = 0;
     o->sample = 300;
     o->temperature = 0.8;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long n;
-        double d;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 1;
-        }
-        int k = run_option(r, a, v);
-        if (k < 0) return -1;
-        if (k > 0) {
-            i += k - 1;
-            continue;
-        }
-        if (!v) {
-            cli_error("%s needs a value, or is not an option (see --help)", a);
-            return -1;
-        }
-        i++;
-        if (!strcmp(a, "--data")) o->data = v;
-        else if (!strcmp(a, "--arch")) {
-            if (text_arch_from_name(v, &m->arch)) {
-                cli_error("--arch: '%s' is not lstm, gru or rnn", v);
-                return -1;
-            }
-        } else if (!strcmp(a, "--embed")) {
-            if (cli_int(a, v, 1, 65536, &n)) return -1;
-            m->embed = (int)n;
-        } else if (!strcmp(a, "--hidden")) {
-            if (cli_int(a, v, 1, 65536, &n)) return -1;
-            m->hidden = (int)n;
-        } else if (!strcmp(a, "--layers")) {
-            if (cli_int(a, v, 1, 64, &n)) return -1;
-            m->layers = (int)n;
-        } else if (!strcmp(a, "--dropout")) {
-            if (cli_double(a, v, 0, 0.99, &d)) return -1;
-            m->dropout = (float)d;
-        } else if (!strcmp(a, "--seq-len")) {
-            if (cli_int(a, v, 1, 100000, &n)) return -1;
-            m->seq_len = (int)n;
-        } else if (!strcmp(a, "--order")) {
-            if (!strcmp(v, "random")) m->streams = 0;
-            else if (!strcmp(v, "streams")) m->streams = 1;
-            else {
-                cli_error("--order: '%s' is not random or streams", v);
-                return -1;
-            }
-        } else if (!strcmp(a, "--sample")) {
-            if (cli_int(a, v, 0, 1000000, &n)) return -1;
-            o->sample = (int)n;
-        } else if (!strcmp(a, "--temperature")) {
-            if (cli_double(a, v, 0, 100, &o->temperature)) return -1;
-        } else {
-            cli_error("unknown option '%s' (see --help)", a);
-            return -1;
-        }
-    }
+    cli_group groups[3] = {{NULL, text_opts, CLI_COUNT(text_opts), o, NULL, NULL}};
+    run_cli_groups(r, "Training options shared with train_cifar10:", groups + 1);
+    cli_spec spec = {.usage = "train_text --data FILE [options]", .groups = groups, .ngroups = 3, .notes = text_notes};
+    int parsed = cli_parse(&spec, argc, argv);
+    if (parsed < 0 || parsed == CLI_HELP) return parsed;
+    run_options_given(r, &spec);
     if (!o->data) {
         cli_error("--data FILE is required (a text file, e.g. ../shared/data/tinyshakespeare/input.txt)");
         return -1;
@@ -147,7 +125,7 @@ static int parse_args(int argc, char **argv, options *o) {
     /* the recipe, for what was not given */
     if (!r->have_epochs) r->epochs = 12;
     if (!r->have_lr && r->algo != GOPT_ALGO_ADAM) r->tc.optim.lr = cli_default_lr(r->algo);
-    return run_options_finish(r);
+    return run_options_finish(r) ? -1 : parsed;
 }
 
 static void describe(const options *o, const run_world *w, char *buf, size_t n) {
@@ -163,6 +141,7 @@ static int eval_text(void *ctx, trainer *t, double *loss, double *acc, char *err
 }
 
 int main(int argc, char **argv) {
+    wait_policy_default_passive(argv); /* before OpenMP starts any thread: see wait_policy.h */
     /* A checkpoint or log growing past the file size limit (`ulimit -f`) must be an error
      * the program reports (EFBIG: which file, why) and not the end of the process by
      * SIGXFSZ (exit status 153). The library never changes signal dispositions; a program may. */
@@ -171,8 +150,14 @@ int main(int argc, char **argv) {
     if (run_world_init(&w, argc, argv)) return 1;
     options o;
     int parsed = parse_args(argc, argv, &o);
-    if (parsed) return run_world_exit(&w, 0, parsed > 0 ? 0 : 2);
+    if (parsed < 0 || parsed == CLI_HELP) return run_world_exit(&w, 0, parsed < 0 ? 2 : 0);
     run_options *r = &o.run;
+    if (parsed == CLI_PRINT_CONFIG) {
+        char desc[1024];
+        describe(&o, &w, desc, sizeof desc);
+        printf("config: %s data=%s sample=%d temperature=%g\n", desc, o.data, o.sample, o.temperature);
+        return run_world_exit(&w, 0, 0);
+    }
     if (run_check_batch(r, &w)) return run_world_exit(&w, 0, 2);
     run_world_threads(&w, r->threads);
     r->tc.dist = run_world_dist(&w);

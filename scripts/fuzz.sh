@@ -4,6 +4,7 @@
 # whichever comes first, JOBS targets at a time.
 #   scripts/fuzz.sh [--jobs N] [--runs N] [SECONDS] [TARGET...]
 #     SECONDS  per target, default 60; TARGET: cifar10 checkpoint state text golden trajectory trainer
+#              safetensors npy
 #     --runs   default 10000000;  --jobs: default 1 (the machine's cores are shared)
 # Installs clang, libFuzzer and OpenMP for clang when missing (scripts/setup.sh --fuzz).
 # New coverage goes to build-fuzz/corpus/<target>/ (kept between runs; the committed seeds
@@ -26,7 +27,7 @@ while [ $# -gt 0 ]; do
 done
 seconds=${1:-60}
 shift || true
-all=(cifar10 checkpoint state text golden trajectory trainer safetensors)
+all=(cifar10 checkpoint state text golden trajectory trainer safetensors npy)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 for t in "${targets[@]}"; do
@@ -52,7 +53,7 @@ export ASAN_OPTIONS="abort_on_error=1:detect_leaks=1:allocator_may_return_null=1
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export OMP_NUM_THREADS=1
 
-declare -A max_len=([cifar10]=16384 [checkpoint]=262144 [state]=65536 [text]=8192 [golden]=32768 [trajectory]=32768 [trainer]=131072 [safetensors]=16384)
+declare -A max_len=([cifar10]=16384 [checkpoint]=262144 [state]=65536 [text]=8192 [golden]=32768 [trajectory]=32768 [trainer]=131072 [safetensors]=16384 [npy]=16384)
 run_one() {
   local t=$1
   mkdir -p "$b/corpus/$t"

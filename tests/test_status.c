@@ -36,6 +36,31 @@ static void test_last_error_is_thread_local(void **state) {
     assert_string_equal(gopt_last_error(), "");
 }
 
+/* A detail names the public call the user made, not the helper that found the problem:
+ * gopt_params_add checks the shape through gopt_shape_numel, gopt_optim_create validates
+ * through gopt_optim_create_range and a static validate(), the arena clip through the
+ * buffer one. */
+static void test_detail_names_the_public_call(void **state) {
+    (void)state;
+    gopt_params *p;
+    assert_ok(gopt_params_create(&p));
+    const int64_t bad[2] = {4, -3}, four[1] = {4};
+    int i;
+    assert_int_equal(gopt_params_add(p, "w", 2, bad, GOPT_TAG_WEIGHT, &i), GOPT_EINVAL);
+    assert_non_null(strstr(gopt_last_error(), "gopt_params_add: shape[1] = -3"));
+    assert_ok(gopt_params_add(p, "w", 1, four, GOPT_TAG_WEIGHT, &i));
+    assert_ok(gopt_params_finalize(p));
+    gopt_optim_config c = gopt_optim_config_default(GOPT_ALGO_SGD);
+    c.lr = -1.0f;
+    gopt_optim *o = NULL;
+    assert_int_equal(gopt_optim_create(&c, p, &o), GOPT_EINVAL);
+    assert_true(strncmp(gopt_last_error(), "gopt_optim_create: sgd: lr = -1", 31) == 0);
+    float norm;
+    assert_int_equal(gopt_clip_grad_norm(p, -1.0, 2.0, 0, &norm), GOPT_EINVAL);
+    assert_true(strncmp(gopt_last_error(), "gopt_clip_grad_norm: max_norm = -1", 34) == 0);
+    gopt_params_destroy(p);
+}
+
 static void test_version(void **state) {
     (void)state;
     assert_int_equal(gopt_version(), GOPT_VERSION_NUMBER);
@@ -78,6 +103,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_strings),
         cmocka_unit_test(test_last_error_is_thread_local),
+        cmocka_unit_test(test_detail_names_the_public_call),
         cmocka_unit_test(test_version),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_custom_allocator),

@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,44 +53,51 @@ int cli_int(const char *opt, const char *s, long lo, long hi, long *out) {
     return 0;
 }
 
-static const struct optim_opt {
-    const char *name;
-    size_t offset;
-    int is_int;
-} optim_opts[] = {
-    {"--lr", offsetof(gopt_optim_config, lr), 0},
-    {"--momentum", offsetof(gopt_optim_config, momentum), 0},
-    {"--wd", offsetof(gopt_optim_config, weight_decay), 0},
-    {"--weight-decay", offsetof(gopt_optim_config, weight_decay), 0},
-    {"--dampening", offsetof(gopt_optim_config, dampening), 0},
-    {"--nesterov", offsetof(gopt_optim_config, nesterov), 1},
-    {"--beta1", offsetof(gopt_optim_config, beta1), 0},
-    {"--beta2", offsetof(gopt_optim_config, beta2), 0},
-    {"--eps", offsetof(gopt_optim_config, eps), 0},
-    {"--alpha", offsetof(gopt_optim_config, alpha), 0},
-    {"--rho", offsetof(gopt_optim_config, rho), 0},
-    {"--amsgrad", offsetof(gopt_optim_config, amsgrad), 1},
-    {"--centered", offsetof(gopt_optim_config, centered), 1},
-    {"--lr-decay", offsetof(gopt_optim_config, lr_decay), 0},
-    {"--momentum-decay", offsetof(gopt_optim_config, momentum_decay), 0},
-    {"--lookahead-k", offsetof(gopt_optim_config, lookahead_k), 1},
-    {"--lookahead-alpha", offsetof(gopt_optim_config, lookahead_alpha), 0},
-    /* every algorithm: coupled L1, g += l1*sign(p) */
-    {"--l1", offsetof(gopt_optim_config, l1), 0},
-    /* Schedule-Free: the optimizer's own linear warmup (in steps), the average's weighting */
-    {"--warmup-steps", offsetof(gopt_optim_config, warmup_steps), 1},
-    {"--r", offsetof(gopt_optim_config, r), 0},
-    {"--weight-lr-power", offsetof(gopt_optim_config, weight_lr_power), 0},
-    /* Muon, and its AdamW for what it does not take */
-    {"--ns-steps", offsetof(gopt_optim_config, ns_steps), 1},
-    {"--adamw-lr-ratio", offsetof(gopt_optim_config, adamw_lr_ratio), 0},
-    {"--adamw-eps", offsetof(gopt_optim_config, adamw_eps), 0},
-    {"--adamw-wd", offsetof(gopt_optim_config, adamw_weight_decay), 0},
-    /* Adafactor */
-    {"--beta2-decay", offsetof(gopt_optim_config, beta2_decay), 0},
-    {"--eps2", offsetof(gopt_optim_config, eps2), 0},
-    {"--clip-threshold", offsetof(gopt_optim_config, clip_threshold), 0},
+/* The optimizer hyperparameters (torch.optim names), in a gopt_optim_config. Integers in
+ * [0, 1000000], numbers in [-1e30, 1e30]: the algorithm checks its own ranges when it is
+ * created (gopt_optim_create names the field). */
+#define OPT_X(name, field, def, help) \
+    CLI_O(name, "X", CLI_FLOAT, offsetof(gopt_optim_config, field), -1e30, 1e30, def, help)
+#define OPT_N(name, arg, field, def, help) \
+    CLI_O(name, arg, CLI_INT, offsetof(gopt_optim_config, field), 0, 1000000, def, help)
+static const cli_opt optim_opts[] = {
+    OPT_X("--lr", lr, "per optimizer and recipe", "learning rate"),
+    OPT_X("--momentum", momentum, NULL, "momentum (SGD, RMSprop)"),
+    OPT_X("--wd", weight_decay, NULL, "weight decay (torch.optim's weight_decay)"),
+    OPT_X("--weight-decay", weight_decay, NULL, "the same as --wd"),
+    OPT_X("--dampening", dampening, NULL, "SGD's dampening"),
+    OPT_N("--nesterov", "0|1", nesterov, NULL, "SGD: Nesterov momentum"),
+    OPT_X("--beta1", beta1, NULL, "first-moment decay (Adam family, Lion, Lamb)"),
+    OPT_X("--beta2", beta2, NULL, "second-moment decay (Adam family, Lion, Lamb; Adafactor: see --beta2-decay)"),
+    OPT_X("--eps", eps, NULL, "the denominator's epsilon (Adafactor: its eps1)"),
+    OPT_X("--alpha", alpha, NULL, "RMSprop's smoothing constant"),
+    OPT_X("--rho", rho, NULL, "Adadelta's decay"),
+    OPT_N("--amsgrad", "0|1", amsgrad, NULL, "Adam, AdamW: the AMSGrad variant"),
+    OPT_N("--centered", "0|1", centered, NULL, "RMSprop: centered"),
+    OPT_X("--lr-decay", lr_decay, NULL, "Adagrad's lr_decay"),
+    OPT_X("--momentum-decay", momentum_decay, NULL, "NAdam's momentum_decay"),
+    OPT_N("--lookahead-k", "K", lookahead_k, NULL, "Lookahead around the optimizer: sync every K steps (0: off)"),
+    OPT_X("--lookahead-alpha", lookahead_alpha, NULL, "Lookahead's slow-weights step"),
+    OPT_X("--l1", l1, NULL, "coupled L1 regularisation (g += X sign(p)), every algorithm"),
+    OPT_N("--warmup-steps", "N", warmup_steps, "per optimizer",
+     "Schedule-Free: its own linear warmup, in optimizer steps"),
+    OPT_X("--r", r, "per optimizer", "Schedule-Free: the average's weighting power r"),
+    OPT_X("--weight-lr-power", weight_lr_power, "per optimizer", "Schedule-Free: the average's weight_lr_power"),
+    OPT_N("--ns-steps", "N", ns_steps, "per optimizer", "Muon: Newton-Schulz steps"),
+    OPT_X("--adamw-lr-ratio", adamw_lr_ratio, "per optimizer", "Muon: its AdamW's LR as a multiple of --lr"),
+    OPT_X("--adamw-eps", adamw_eps, "per optimizer", "Muon: its AdamW's eps"),
+    OPT_X("--adamw-wd", adamw_weight_decay, "per optimizer", "Muon: its AdamW's weight decay"),
+    OPT_X("--beta2-decay", beta2_decay, "per optimizer", "Adafactor: the second-moment decay exponent"),
+    OPT_X("--eps2", eps2, "per optimizer", "Adafactor: the relative-step epsilon eps2"),
+    OPT_X("--clip-threshold", clip_threshold, "per optimizer", "Adafactor: the update's RMS clipping threshold"),
 };
+#undef OPT_X
+#undef OPT_N
+
+cli_group cli_optim_group(gopt_optim_config *cfg, const char *heading) {
+    cli_group g = {heading, optim_opts, CLI_COUNT(optim_opts), cfg, NULL, NULL};
+    return g;
+}
 
 /* The trainers' short names next to the registry's. */
 static const struct algo_alias {
@@ -115,32 +123,6 @@ const char *cli_algo_short_name(gopt_algo algo) {
 
 int cli_is_schedulefree(gopt_algo algo) {
     return algo == GOPT_ALGO_ADAMW_SCHEDULEFREE || algo == GOPT_ALGO_SGD_SCHEDULEFREE;
-}
-
-int cli_is_optim_option(const char *name) {
-    for (size_t i = 0; i < sizeof optim_opts / sizeof optim_opts[0]; i++)
-        if (strcmp(name, optim_opts[i].name) == 0) return 1;
-    return 0;
-}
-
-int cli_optim_option(const char *name, const char *value, gopt_optim_config *cfg) {
-    const struct optim_opt *opts = optim_opts;
-    const size_t count = sizeof optim_opts / sizeof optim_opts[0];
-    for (size_t i = 0; i < count; i++) {
-        if (strcmp(name, opts[i].name) != 0) continue;
-        char *field = (char *)cfg + opts[i].offset;
-        if (opts[i].is_int) {
-            long v;
-            if (cli_int(name, value, 0, 1000000, &v)) return -1;
-            *(int *)field = (int)v;
-        } else {
-            double v;
-            if (cli_double(name, value, -1e30, 1e30, &v)) return -1;
-            *(float *)field = (float)v;
-        }
-        return 1;
-    }
-    return 0;
 }
 
 float cli_default_lr(gopt_algo algo) {
@@ -258,4 +240,240 @@ void cli_progress(FILE *f, int is_tty, const char *label, int64_t done, int64_t 
                 (long long)total, loss, 100 * acc, lr, rate, unit, eta);
         fflush(f);
     }
+}
+
+/* ---- option tables (cli.h) ------------------------------------------------------------------ */
+
+enum { VAL_BASE = 256, VAL_PRINT = 255 };
+
+static const char *const print_config_help = "print the configuration after parsing the options and exit (nothing runs)";
+
+/* The i-th option over all groups, and its group. */
+static const cli_opt *flat_opt(const cli_spec *spec, size_t i, const cli_group **group) {
+    for (size_t g = 0; g < spec->ngroups; g++) {
+        if (i < spec->groups[g].count) {
+            if (group) *group = &spec->groups[g];
+            return &spec->groups[g].opts[i];
+        }
+        i -= spec->groups[g].count;
+    }
+    return NULL;
+}
+
+static size_t total_opts(const cli_spec *spec) {
+    size_t n = 0;
+    for (size_t g = 0; g < spec->ngroups; g++) n += spec->groups[g].count;
+    return n;
+}
+
+static int apply(const cli_opt *o, void *base, const char *v) {
+    void *t = (char *)base + o->off;
+    long n;
+    double d;
+    switch (o->kind) {
+    case CLI_FLAG: *(int *)t = 1; return 0;
+    case CLI_FLAG_OFF: *(int *)t = 0; return 0;
+    case CLI_INT:
+        if (cli_int(o->name, v, (long)o->lo, (long)o->hi, &n)) return -1;
+        *(int *)t = (int)n;
+        return 0;
+    case CLI_I64:
+        if (cli_int(o->name, v, (long)o->lo, (long)o->hi, &n)) return -1;
+        *(int64_t *)t = n;
+        return 0;
+    case CLI_U64:
+        if (cli_int(o->name, v, (long)o->lo, (long)o->hi, &n)) return -1;
+        *(uint64_t *)t = (uint64_t)n;
+        return 0;
+    case CLI_FLOAT:
+        if (cli_double(o->name, v, o->lo, o->hi, &d)) return -1;
+        *(float *)t = (float)d;
+        return 0;
+    case CLI_DOUBLE: return cli_double(o->name, v, o->lo, o->hi, (double *)t);
+    case CLI_STR: *(const char **)t = v; return 0;
+    case CLI_FN: return o->fn(base, o->name, v);
+    }
+    return -1;
+}
+
+/* "NAME" of "--NAME" or "--NAME=VALUE" as typed is exactly `name`: getopt_long's unambiguous
+ * abbreviations are refused. */
+static int typed_exactly(const char *elem, const char *name) {
+    size_t len = strcspn(elem, "=");
+    return !strncmp(elem, "--", 2) && len - 2 == strlen(name) && !strncmp(elem + 2, name, len - 2);
+}
+
+int cli_parse(cli_spec *spec, int argc, char **argv) {
+    memset(spec->given, 0, sizeof spec->given);
+    size_t total = total_opts(spec);
+    if (total > CLI_MAX_OPTS) {
+        cli_error("%zu options, more than the %d the parser takes", total, CLI_MAX_OPTS);
+        return -1;
+    }
+    struct option *lo = calloc(total + 3, sizeof *lo);
+    char **av = calloc((size_t)argc + 1, sizeof *av);
+    struct hit {
+        size_t idx;
+        const char *value;
+    } *hits = calloc((size_t)argc + 1, sizeof *hits);
+    int rc = -1, nhits = 0;
+    if (!lo || !av || !hits) {
+        cli_error("out of memory parsing the options");
+        goto done;
+    }
+    for (size_t i = 0; i < total; i++) {
+        const cli_opt *o = flat_opt(spec, i, NULL);
+        lo[i].name = o->name + 2; /* "--lr" -> "lr" */
+        lo[i].has_arg = o->arg ? required_argument : no_argument;
+        lo[i].val = VAL_BASE + (int)i;
+    }
+    lo[total].name = "help";
+    lo[total].val = 'h';
+    lo[total + 1].name = "print-config";
+    lo[total + 1].val = VAL_PRINT;
+    memcpy(av, argv, (size_t)argc * sizeof *av); /* getopt_long permutes: the caller's argv stays */
+    int print = 0, c, li;
+    opterr = 0;
+    optind = 0; /* glibc: start afresh (another parse may have run) */
+    while (li = -1, (c = getopt_long(argc, av, ":h", lo, &li)) != -1) {
+        if (c == '?') {
+            const char *bad = av[optind - 1];
+            if (optopt >= VAL_BASE) cli_error("%s takes no value ('%s')", flat_opt(spec, (size_t)(optopt - VAL_BASE), NULL)->name, bad);
+            else if (optopt == 'h' && !strncmp(bad, "--", 2)) cli_error("--help takes no value ('%s')", bad);
+            else if (optopt == VAL_PRINT) cli_error("--print-config takes no value ('%s')", bad);
+            else if (optopt) cli_error("unknown option '-%c' (see --help)", optopt);
+            else if (!strncmp(bad, "--", 2)) cli_error("unknown option '%.*s' (see --help)", (int)strcspn(bad, "="), bad);
+            else cli_error("unknown option '%s' (see --help)", bad);
+            goto done;
+        }
+        if (c == ':') {
+            cli_error("%s needs a value (see --help)",
+                      optopt >= VAL_BASE ? flat_opt(spec, (size_t)(optopt - VAL_BASE), NULL)->name : av[optind - 1]);
+            goto done;
+        }
+        if (li >= 0) {
+            const char *elem = optarg && optarg == av[optind - 1] ? av[optind - 2] : av[optind - 1];
+            if (!typed_exactly(elem, lo[li].name)) {
+                cli_error("unknown option '%.*s' (see --help; did you mean --%s? options are not abbreviated)",
+                          (int)strcspn(elem, "="), elem, lo[li].name);
+                goto done;
+            }
+        }
+        if (c == 'h') {
+            cli_help(stdout, spec);
+            rc = CLI_HELP;
+            goto done;
+        }
+        if (c == VAL_PRINT) {
+            print = 1;
+            continue;
+        }
+        hits[nhits].idx = (size_t)(c - VAL_BASE);
+        hits[nhits++].value = optarg;
+    }
+    if (optind < argc) {
+        cli_error("unexpected argument '%s' (see --help)", av[optind]);
+        goto done;
+    }
+    /* the early options, each group's preparation, then the rest in order */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int h = 0; h < nhits; h++) {
+            const cli_group *g;
+            const cli_opt *o = flat_opt(spec, hits[h].idx, &g);
+            if ((o->early == 0) != pass) continue;
+            if (apply(o, g->base, hits[h].value)) goto done;
+            spec->given[hits[h].idx] = 1;
+        }
+        for (size_t g = 0; pass == 0 && g < spec->ngroups; g++)
+            if (spec->groups[g].prepare) spec->groups[g].prepare(spec->groups[g].base);
+    }
+    rc = print ? CLI_PRINT_CONFIG : CLI_RUN;
+done:
+    free(lo);
+    free(av);
+    free(hits);
+    optind = 0;
+    return rc;
+}
+
+int cli_given(const cli_spec *spec, const char *name) {
+    size_t total = total_opts(spec);
+    for (size_t i = 0; i < total; i++)
+        if (!strcmp(flat_opt(spec, i, NULL)->name, name)) return spec->given[i];
+    return 0;
+}
+
+/* The target's value as text (""; nothing to show). */
+static void value_text(const cli_opt *o, const void *base, char *buf, size_t n) {
+    const void *t = (const char *)base + o->off;
+    buf[0] = '\0';
+    switch (o->kind) {
+    case CLI_FLAG:
+    case CLI_FLAG_OFF: snprintf(buf, n, "%d", *(const int *)t); break;
+    case CLI_INT: snprintf(buf, n, "%d", *(const int *)t); break;
+    case CLI_I64: snprintf(buf, n, "%lld", (long long)*(const int64_t *)t); break;
+    case CLI_U64: snprintf(buf, n, "%llu", (unsigned long long)*(const uint64_t *)t); break;
+    case CLI_FLOAT:
+        if (isfinite(*(const float *)t)) snprintf(buf, n, "%g", (double)*(const float *)t);
+        break;
+    case CLI_DOUBLE:
+        if (isfinite(*(const double *)t)) snprintf(buf, n, "%g", *(const double *)t);
+        break;
+    case CLI_STR:
+        if (*(const char *const *)t) snprintf(buf, n, "%s", *(const char *const *)t);
+        break;
+    case CLI_FN: break;
+    }
+}
+
+/* "  --name ARG" padded to the help column, then the help's lines, the default after them. */
+static void help_line(FILE *f, const char *name, const char *arg, const char *help, const char *def) {
+    enum { COL = 24 };
+    int w = fprintf(f, "  %s%s%s", name, arg ? " " : "", arg ? arg : "");
+    fprintf(f, "%*s", w < COL ? COL - w : 1, "");
+    for (const char *p = help; *p;) {
+        size_t len = strcspn(p, "\n");
+        fwrite(p, 1, len, f);
+        p += len;
+        if (*p) {
+            fprintf(f, "\n%*s", COL, "");
+            p++;
+        }
+    }
+    if (def && *def) fprintf(f, " (default %s)", def);
+    fputc('\n', f);
+}
+
+void cli_help(FILE *f, const cli_spec *spec) {
+    fprintf(f, "usage: %s\n", spec->usage);
+    if (spec->about) fputs(spec->about, f);
+    for (size_t g = 0; g < spec->ngroups; g++) {
+        const cli_group *gr = &spec->groups[g];
+        if (gr->heading) fprintf(f, "%s\n", gr->heading);
+        for (size_t i = 0; i < gr->count; i++) {
+            const cli_opt *o = &gr->opts[i];
+            char def[128];
+            if (o->def) snprintf(def, sizeof def, "%s", o->def);
+            else if (o->kind == CLI_FLAG || o->kind == CLI_FLAG_OFF) def[0] = '\0';
+            else value_text(o, gr->base, def, sizeof def);
+            help_line(f, o->name, o->arg, o->help, def);
+        }
+        if (g == 0) {
+            help_line(f, "--print-config", NULL, print_config_help, NULL);
+            help_line(f, "-h, --help", NULL, "print this help and exit", NULL);
+        }
+        if (gr->notes) fputs(gr->notes, f);
+    }
+    if (spec->notes) fputs(spec->notes, f);
+}
+
+void cli_print_values(FILE *f, const cli_spec *spec) {
+    for (size_t g = 0; g < spec->ngroups; g++)
+        for (size_t i = 0; i < spec->groups[g].count; i++) {
+            const cli_opt *o = &spec->groups[g].opts[i];
+            char v[512];
+            value_text(o, spec->groups[g].base, v, sizeof v);
+            if (o->kind == CLI_FN) continue; /* the program prints what its handlers set */
+            fprintf(f, "%s %s\n", o->name, *v ? v : "(none)");
+        }
 }

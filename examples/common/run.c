@@ -4,202 +4,158 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
 
-const char run_options_help[] =
-    "  --epochs N            length of the run (the schedules span it); default per recipe\n"
-    "  --batch B             the global batch size; default per recipe. Under mpirun -np P each\n"
-    "                        process trains on B / P of it (P must divide B)\n"
-    "  --max-steps N         stop after N optimizer steps (for tests and timing)\n"
-    "  --max-seconds S       stop after S seconds of training (evaluation not counted)\n"
-    "  --eval-every N        also evaluate every N optimizer steps\n"
-    "  --eval-seconds S      also evaluate every S seconds of training\n"
-    "  --optimizer NAME      sgd adagrad rmsprop adam adamw adadelta nadam radam adamax lion lamb\n"
-    "                        adamw-sf sgd-sf (Schedule-Free AdamW / SGD, schedule_free 1.3; also by\n"
-    "                        their registry names adamw_schedulefree, sgd_schedulefree)\n"
-    "                        muon (torch.optim.Muon; conv weights as (out, in*kh*kw); vectors,\n"
-    "                        embeddings and the output layer run AdamW inside it) adafactor;\n"
-    "                        --optim NAME is the same option\n"
-    "  --lr X --momentum X --nesterov 0|1 --wd X --dampening X --beta1 X --beta2 X --eps X\n"
-    "  --alpha X --rho X --amsgrad 0|1 --centered 0|1 --lr-decay X --momentum-decay X\n"
-    "  --lookahead-k K --lookahead-alpha X     hyperparameters, torch.optim names\n"
-    "  --l1 X                coupled L1 regularisation (g += X sign(p)), every algorithm\n"
-    "  --warmup-steps N --r X --weight-lr-power X\n"
-    "                        Schedule-Free: its own linear warmup (optimizer steps) and the\n"
-    "                        average's weighting; with adamw-sf/sgd-sf the schedule defaults to\n"
-    "                        constant, evaluation and checkpoints use eval mode / train mode\n"
-    "                        (evaluation reports x, with BatchNorm statistics recomputed at x)\n"
-    "  --ns-steps N --adamw-lr-ratio X --adamw-eps X --adamw-wd X\n"
-    "                        Muon: Newton-Schulz steps; its AdamW's LR (x --lr), eps, weight decay\n"
-    "  --beta2-decay X --eps2 X --clip-threshold X     Adafactor (eps is its eps1)\n"
-    "  --ema DECAY           evaluate an EMA of the weights (DECAY in [0, 1), e.g. 0.999),\n"
-    "                        updated after every applied step\n"
-    "  --swa-start E         stochastic weight averaging from epoch E (1-based): the schedule\n"
-    "                        stops there, SWALR anneals to --swa-lr over --swa-anneal-epochs\n"
-    "                        (default 1) and the average takes the weights at each epoch end;\n"
-    "                        evaluation reports the average\n"
-    "  --swa-lr X            SWALR's target LR (default: a tenth of --lr)\n"
-    "  --swa-anneal-epochs N epochs of SWALR's cos anneal (default 1)\n"
-    "  --bn-recal N          training batches over which BatchNorm statistics are recomputed\n"
-    "                        before evaluating an average or Schedule-Free's x (default 20;\n"
-    "                        0: keep the training statistics)\n"
-    "  --decay-norm-bias     apply weight decay to biases and norm parameters too (default: exempt)\n"
-    "  --schedule S          onecycle | cosine | step | multistep | exponential | plateau | constant\n"
-    "  --warmup E            linear warmup over E epochs (fractions allowed), in optimizer steps;\n"
-    "                        with plateau the evaluations during the warmup do not step it\n"
-    "  --clip-norm X         clip the global L2 gradient norm to X (0: off)\n"
-    "  --clip-value X        then clamp every gradient element to [-X, X] (0: off)\n"
-    "  --agc X               adaptive gradient clipping with factor X (0: off)\n"
-    "  --label-smoothing X   default per recipe\n"
-    "  --accum K             accumulate K micro-batches per optimizer step\n"
-    "  --skip-spikes         monitor: skip the steps whose loss spikes\n"
-    "  --no-skip-nonfinite   monitor: apply steps with NaN/Inf gradients (default: skip them)\n"
-    "  --diverge-factor X    stop when the loss exceeds X times the first loss (0: only NaN/Inf)\n"
-    "  --threads T           busy cores (default: all; under mpirun, the host's cores / its ranks)\n"
-    "  --zero                under mpirun: ZeRO stage 1, the optimizer state sharded over the\n"
-    "                        processes (1/P of it each; not with lamb)\n"
-    "  --seed S              weights, data order, dropout (default 1)\n"
-    "  --checkpoint PATH     save a checkpoint after every evaluation (atomic)\n"
-    "  --resume PATH         continue a run from its checkpoint, bit-exactly\n"
-    "  --log FILE            per-step log, CSV (.csv) or JSON lines (.jsonl)\n"
-    "  --test FILE           evaluate on a held-out FILE (reported as test figures) instead of a split\n"
-    "Data parallel: mpirun -np P PROGRAM OPTIONS runs P processes (MPI; across hosts with\n"
-    "  --hostfile, the same binary and data paths everywhere) that train as one with the global\n"
-    "  batch: the gradients are averaged, every step is decided on global values, rank 0 prints,\n"
-    "  logs and writes the checkpoints; a checkpoint resumes only with the same P.\n";
+/* --optimizer NAME (early: its defaults come before the hyperparameters) */
+static int opt_optimizer(void *base, const char *name, const char *v) {
+    run_options *o = base;
+    gopt_algo algo;
+    (void)name;
+    if (cli_algo_from_name(v, &algo)) {
+        cli_error("--optimizer: unknown algorithm '%s' (see --help)", v);
+        return -1;
+    }
+    if (algo != o->algo) o->tc.optim = gopt_optim_config_default(algo);
+    o->algo = algo;
+    return 0;
+}
 
-int run_options_init(run_options *o, const trainer_config *tc, int argc, char **argv) {
-    memset(o, 0, sizeof *o);
-    o->tc = *tc;
-    o->algo = tc->optim.algo;
-    for (int i = 1; i + 1 < argc; i++)
-        if (!strcmp(argv[i], "--optimizer") || !strcmp(argv[i], "--optim")) {
-            gopt_algo algo;
-            if (cli_algo_from_name(argv[i + 1], &algo)) {
-                cli_error("--optimizer: unknown algorithm '%s' (see --help)", argv[i + 1]);
-                return -1;
-            }
-            if (algo != o->algo) o->tc.optim = gopt_optim_config_default(algo);
-            o->algo = algo;
-        }
+/* after --optimizer, before the hyperparameters */
+static void run_prepare(void *base) {
+    run_options *o = base;
     /* Schedule-Free replaces the schedule (its own warmup, --warmup-steps): constant unless
      * --schedule says otherwise */
     if (cli_is_schedulefree(o->algo)) o->tc.schedule = SCHED_CONSTANT;
     /* Muon at its LR 0.02: its AdamW part at a tenth of it (--adamw-lr-ratio) */
     if (o->algo == GOPT_ALGO_MUON) o->tc.optim.adamw_lr_ratio = 0.1f;
-    o->tc.bn_recal = 20;
-    o->tc.swa_anneal_epochs = 1;
-    o->tc.swa_lr = NAN;
+}
+
+static int opt_schedule(void *base, const char *name, const char *v) {
+    run_options *o = base;
+    (void)name;
+    if (trainer_schedule_from_name(v, &o->tc.schedule)) {
+        cli_error("--schedule: unknown schedule '%s' (see --help)", v);
+        return -1;
+    }
     return 0;
 }
 
-int run_option(run_options *o, const char *a, const char *v) {
-    long n;
-    double d;
-    /* flags */
-    if (!strcmp(a, "--decay-norm-bias")) { o->tc.decay_norm_bias = 1; return 1; }
-    if (!strcmp(a, "--skip-spikes")) { o->tc.skip_spikes = 1; return 1; }
-    if (!strcmp(a, "--no-skip-nonfinite")) { o->tc.skip_nonfinite = 0; return 1; }
-    if (!strcmp(a, "--zero")) { o->zero = 1; return 1; }
-    static const char *const valued[] = {
-        "--optimizer", "--optim", "--checkpoint", "--resume", "--log", "--test", "--epochs", "--batch", "--schedule",
-        "--warmup", "--clip-norm", "--clip-value", "--agc", "--label-smoothing", "--accum", "--threads", "--seed", "--max-steps",
-        "--max-seconds", "--eval-every", "--eval-seconds", "--diverge-factor", "--ema", "--swa-start", "--swa-lr",
-        "--swa-anneal-epochs", "--bn-recal"};
-    int known = 0;
-    for (size_t i = 0; i < sizeof valued / sizeof valued[0]; i++) known |= !strcmp(a, valued[i]);
-    int is_optim = cli_is_optim_option(a);
-    if (!known && !is_optim) return 0;
-    if (!v) {
-        cli_error("%s needs a value (see --help)", a);
+static int opt_ema(void *base, const char *name, const char *v) {
+    run_options *o = base;
+    char *end;
+    (void)name;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (errno || end == v || *end || !(d >= 0 && d < 1)) {
+        cli_error("--ema: the decay '%s' is outside [0, 1): the average keeps DECAY of itself at each step "
+                  "(0.999 is usual; 1 would never move)", v);
         return -1;
     }
-    if (is_optim) {
-        if (cli_optim_option(a, v, &o->tc.optim) < 0) return -1;
-        if (!strcmp(a, "--lr")) o->have_lr = 1;
-        return 2;
-    }
-    if (!strcmp(a, "--optimizer") || !strcmp(a, "--optim")) return 2; /* applied by run_options_init */
-    if (!strcmp(a, "--checkpoint")) o->checkpoint = v;
-    else if (!strcmp(a, "--resume")) o->resume = v;
-    else if (!strcmp(a, "--log")) o->log = v;
-    else if (!strcmp(a, "--test")) o->test = v;
-    else if (!strcmp(a, "--epochs")) {
-        if (cli_int(a, v, 1, 1000000, &n)) return -1;
-        o->epochs = (int)n;
-        o->have_epochs = 1;
-    } else if (!strcmp(a, "--batch")) {
-        if (cli_int(a, v, 1, 65536, &n)) return -1;
-        o->tc.batch = (int)n;
-        o->have_batch = 1;
-    } else if (!strcmp(a, "--schedule")) {
-        if (trainer_schedule_from_name(v, &o->tc.schedule)) {
-            cli_error("--schedule: unknown schedule '%s' (see --help)", v);
-            return -1;
-        }
-        o->have_sched = 1;
-    } else if (!strcmp(a, "--warmup")) {
-        if (cli_double(a, v, 0, 1000, &o->warmup_epochs)) return -1;
-    } else if (!strcmp(a, "--clip-norm")) {
-        if (cli_double(a, v, 0, 1e30, &o->tc.clip_norm)) return -1;
-        o->have_clip = 1;
-    } else if (!strcmp(a, "--clip-value")) {
-        if (cli_double(a, v, 0, 1e30, &o->tc.clip_value)) return -1;
-    } else if (!strcmp(a, "--agc")) {
-        if (cli_double(a, v, 0, 1e30, &o->tc.agc)) return -1;
-    } else if (!strcmp(a, "--label-smoothing")) {
-        if (cli_double(a, v, 0, 1, &d)) return -1;
-        o->tc.label_smoothing = (float)d;
-        o->have_ls = 1;
-    } else if (!strcmp(a, "--accum")) {
-        if (cli_int(a, v, 1, 1024, &n)) return -1;
-        o->tc.accum = (int)n;
-    } else if (!strcmp(a, "--threads")) {
-        if (cli_int(a, v, 1, 1024, &n)) return -1;
-        o->threads = (int)n;
-    } else if (!strcmp(a, "--seed")) {
-        if (cli_int(a, v, 0, 2147483647L, &n)) return -1;
-        o->tc.seed = (uint64_t)n;
-    } else if (!strcmp(a, "--max-steps")) {
-        if (cli_int(a, v, 1, 1000000000L, &n)) return -1;
-        o->max_steps = n;
-    } else if (!strcmp(a, "--max-seconds")) {
-        if (cli_double(a, v, 0.001, 1e9, &o->max_seconds)) return -1;
-    } else if (!strcmp(a, "--eval-every")) {
-        if (cli_int(a, v, 0, 1000000000L, &n)) return -1;
-        o->eval_every = n;
-    } else if (!strcmp(a, "--eval-seconds")) {
-        if (cli_double(a, v, 0, 1e9, &o->eval_seconds)) return -1;
-    } else if (!strcmp(a, "--ema")) {
-        char *end;
-        errno = 0;
-        d = strtod(v, &end);
-        if (errno || end == v || *end || !(d >= 0 && d < 1)) {
-            cli_error("--ema: the decay '%s' is outside [0, 1): the average keeps DECAY of itself at each step "
-                      "(0.999 is usual; 1 would never move)", v);
-            return -1;
-        }
-        o->tc.ema = 1;
-        o->tc.ema_decay = (float)d;
-    } else if (!strcmp(a, "--swa-start")) {
-        if (cli_int(a, v, 1, 1000000, &n)) return -1;
-        o->tc.swa_start = (int)n;
-    } else if (!strcmp(a, "--swa-lr")) {
-        if (cli_double(a, v, 0, 1e30, &o->tc.swa_lr)) return -1;
-    } else if (!strcmp(a, "--swa-anneal-epochs")) {
-        if (cli_int(a, v, 0, 1000000, &n)) return -1;
-        o->tc.swa_anneal_epochs = (int)n;
-    } else if (!strcmp(a, "--bn-recal")) {
-        if (cli_int(a, v, 0, 1000000, &n)) return -1;
-        o->tc.bn_recal = (int)n;
-    } else if (!strcmp(a, "--diverge-factor")) {
-        if (cli_double(a, v, 0, 1e30, &o->tc.diverge_factor)) return -1;
-    }
-    return 2;
+    o->tc.ema = 1;
+    o->tc.ema_decay = (float)d;
+    return 0;
+}
+
+#define RO(f) offsetof(run_options, f)
+static const cli_opt run_opts[] = {
+    CLI_O("--epochs", "N", CLI_INT, RO(epochs), 1, 1000000, "per recipe", "length of the run (the schedules span it)"),
+    CLI_O("--batch", "B", CLI_INT, RO(tc.batch), 1, 65536, NULL,
+     "the global batch size. Under mpirun -np P each process trains on\nB / P of it (P must divide B)"),
+    CLI_O("--max-steps", "N", CLI_I64, RO(max_steps), 1, 1000000000L, "",
+     "stop after N optimizer steps (for tests and timing)"),
+    CLI_O("--max-seconds", "S", CLI_DOUBLE, RO(max_seconds), 0.001, 1e9, "",
+     "stop after S seconds of training (evaluation not counted)"),
+    CLI_O("--eval-every", "N", CLI_I64, RO(eval_every), 0, 1000000000L, "", "also evaluate every N optimizer steps"),
+    CLI_O("--eval-seconds", "S", CLI_DOUBLE, RO(eval_seconds), 0, 1e9, "", "also evaluate every S seconds of training"),
+    {"--optimizer", "NAME", CLI_FN, 0, 0, 0, NULL,
+     "sgd adagrad rmsprop adam adamw adadelta nadam radam adamax lion lamb\n"
+     "adamw-sf sgd-sf (Schedule-Free AdamW / SGD, schedule_free 1.3; also by\n"
+     "their registry names adamw_schedulefree, sgd_schedulefree)\n"
+     "muon (torch.optim.Muon; conv weights as (out, in*kh*kw); vectors,\n"
+     "embeddings and the output layer run AdamW inside it) adafactor.\n"
+     "With adamw-sf/sgd-sf the schedule defaults to constant, evaluation and\n"
+     "checkpoints use eval mode / train mode (evaluation reports x, with\n"
+     "BatchNorm statistics recomputed at x)",
+     opt_optimizer, 1},
+    {"--optim", "NAME", CLI_FN, 0, 0, 0, "", "the same as --optimizer", opt_optimizer, 1},
+    {"--ema", "DECAY", CLI_FN, 0, 0, 0, "",
+     "evaluate an EMA of the weights (DECAY in [0, 1), e.g. 0.999),\nupdated after every applied step", opt_ema, 0},
+    CLI_O("--swa-start", "E", CLI_INT, RO(tc.swa_start), 1, 1000000, "",
+     "stochastic weight averaging from epoch E (1-based): the schedule\n"
+     "stops there, SWALR anneals to --swa-lr over --swa-anneal-epochs\n"
+     "and the average takes the weights at each epoch end;\nevaluation reports the average"),
+    CLI_O("--swa-lr", "X", CLI_DOUBLE, RO(tc.swa_lr), 0, 1e30, "a tenth of --lr", "SWALR's target LR"),
+    CLI_O("--swa-anneal-epochs", "N", CLI_INT, RO(tc.swa_anneal_epochs), 0, 1000000, NULL, "epochs of SWALR's cos anneal"),
+    CLI_O("--bn-recal", "N", CLI_INT, RO(tc.bn_recal), 0, 1000000, NULL,
+     "training batches over which BatchNorm statistics are recomputed\n"
+     "before evaluating an average or Schedule-Free's x (0: keep the\ntraining statistics)"),
+    CLI_O("--decay-norm-bias", NULL, CLI_FLAG, RO(tc.decay_norm_bias), 0, 0, NULL,
+     "apply weight decay to biases and norm parameters too (default: exempt)"),
+    {"--schedule", "S", CLI_FN, 0, 0, 0, "per recipe",
+     "onecycle | cosine | step | multistep | exponential | plateau | constant", opt_schedule, 0},
+    CLI_O("--warmup", "E", CLI_DOUBLE, RO(warmup_epochs), 0, 1000, NULL,
+     "linear warmup over E epochs (fractions allowed), in optimizer steps;\n"
+     "with plateau the evaluations during the warmup do not step it"),
+    CLI_O("--clip-norm", "X", CLI_DOUBLE, RO(tc.clip_norm), 0, 1e30, NULL, "clip the global L2 gradient norm to X (0: off)"),
+    CLI_O("--clip-value", "X", CLI_DOUBLE, RO(tc.clip_value), 0, 1e30, NULL,
+     "then clamp every gradient element to [-X, X] (0: off)"),
+    CLI_O("--agc", "X", CLI_DOUBLE, RO(tc.agc), 0, 1e30, NULL, "adaptive gradient clipping with factor X (0: off)"),
+    CLI_O("--label-smoothing", "X", CLI_FLOAT, RO(tc.label_smoothing), 0, 1, "per recipe", "cross-entropy label smoothing"),
+    CLI_O("--accum", "K", CLI_INT, RO(tc.accum), 1, 1024, NULL, "accumulate K micro-batches per optimizer step"),
+    CLI_O("--skip-spikes", NULL, CLI_FLAG, RO(tc.skip_spikes), 0, 0, NULL, "monitor: skip the steps whose loss spikes"),
+    CLI_O("--no-skip-nonfinite", NULL, CLI_FLAG_OFF, RO(tc.skip_nonfinite), 0, 0, NULL,
+     "monitor: apply steps with NaN/Inf gradients (default: skip them)"),
+    CLI_O("--diverge-factor", "X", CLI_DOUBLE, RO(tc.diverge_factor), 0, 1e30, NULL,
+     "stop when the loss exceeds X times the first loss (0: only NaN/Inf)"),
+    CLI_O("--threads", "T", CLI_INT, RO(threads), 1, 1024, "all cores; under mpirun, the host's cores / its ranks",
+     "busy cores"),
+    CLI_O("--zero", NULL, CLI_FLAG, RO(zero), 0, 0, NULL,
+     "under mpirun: ZeRO stage 1, the optimizer state sharded over the\nprocesses (1/P of it each; not with lamb)"),
+    CLI_O("--seed", "S", CLI_U64, RO(tc.seed), 0, 2147483647L, NULL, "weights, data order, dropout"),
+    CLI_O("--checkpoint", "PATH", CLI_STR, RO(checkpoint), 0, 0, NULL, "save a checkpoint after every evaluation (atomic)"),
+    CLI_O("--resume", "PATH", CLI_STR, RO(resume), 0, 0, NULL, "continue a run from its checkpoint, bit-exactly"),
+    CLI_O("--log", "FILE", CLI_STR, RO(log), 0, 0, NULL, "per-step log, CSV (.csv) or JSON lines (.jsonl)"),
+    CLI_O("--test", "FILE", CLI_STR, RO(test), 0, 0, NULL,
+     "evaluate on a held-out FILE (reported as test figures) instead of a split"),
+};
+#undef RO
+
+static const char run_notes[] =
+    "Data parallel: mpirun -np P PROGRAM OPTIONS runs P processes (MPI; across hosts with\n"
+    "  --hostfile, the same binary and data paths everywhere) that train as one with the global\n"
+    "  batch: the gradients are averaged, every step is decided on global values, rank 0 prints,\n"
+    "  logs and writes the checkpoints; a checkpoint resumes only with the same P.\n";
+
+void run_options_init(run_options *o, const trainer_config *tc) {
+    memset(o, 0, sizeof *o);
+    o->tc = *tc;
+    o->algo = tc->optim.algo;
+    o->tc.bn_recal = 20;
+    o->tc.swa_anneal_epochs = 1;
+    o->tc.swa_lr = NAN;
+}
+
+void run_cli_groups(run_options *o, const char *heading, cli_group out[2]) {
+    cli_group run = {heading, run_opts, CLI_COUNT(run_opts), o, run_prepare, NULL};
+    out[0] = run;
+    out[1] = cli_optim_group(&o->tc.optim,
+                             "Optimizer hyperparameters (torch.optim names; the defaults shown are the default "
+                             "optimizer's,\n--optimizer brings its own):");
+    out[1].notes = run_notes;
+}
+
+void run_options_given(run_options *o, const cli_spec *spec) {
+    o->have_lr = cli_given(spec, "--lr");
+    o->have_epochs = cli_given(spec, "--epochs");
+    o->have_ls = cli_given(spec, "--label-smoothing");
+    o->have_sched = cli_given(spec, "--schedule");
+    o->have_batch = cli_given(spec, "--batch");
+    o->have_clip = cli_given(spec, "--clip-norm");
 }
 
 int run_options_finish(run_options *o) {

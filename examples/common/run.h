@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "cli.h"
 #include "trainer.h"
 
 /* The process in its data-parallel world (gradopt/dist.h): the programs run unchanged
@@ -48,23 +49,25 @@ typedef struct run_options {
     int zero;             /* --zero: ZeRO-1 (the world was joined with it, see run_world_init) */
 } run_options;
 
-/* Start from the program's defaults (`tc`, whose optim config is the default algorithm's)
- * and apply --optimizer from argv first, so its defaults come before the hyperparameters.
- * Prints the error and returns -1 for an unknown algorithm. */
-int run_options_init(run_options *o, const trainer_config *tc, int argc, char **argv);
+/* Start from the program's defaults (`tc`, whose optim config is the default algorithm's). */
+void run_options_init(run_options *o, const trainer_config *tc);
 
-/* Apply one option: `name` with `value` (NULL when argv has no more). Returns 2 when it
- * consumed the value too, 1 for a flag that takes none, 0 when `name` is not a shared
- * option, -1 after printing the error (a bad or missing value). */
-int run_option(run_options *o, const char *name, const char *value);
+/* The shared options as two cli.h groups for the program's cli_spec: out[0] the run options
+ * (--epochs, --batch, --optimizer/--optim, --schedule, clipping, averaging, monitor,
+ * --threads, --seed, --checkpoint, --resume, --log, --test, ...; under `heading`), out[1]
+ * the optimizer hyperparameters (cli.c's table) and the data-parallel notes. --optimizer
+ * is applied first, so that its defaults come before the hyperparameters; then
+ * Schedule-Free's constant schedule and Muon's AdamW ratio, before the other options. The
+ * groups point into `o`. */
+void run_cli_groups(run_options *o, const char *heading, cli_group out[2]);
+
+/* After cli_parse: which of the options a recipe fills were given (have_lr, ...). */
+void run_options_given(run_options *o, const cli_spec *spec);
 
 /* After the program's recipe: checks across options (one weight average, --swa-start
  * within the run) and their defaults (--swa-lr: a tenth of the LR). Prints the error and
  * returns -1. */
 int run_options_finish(run_options *o);
-
-/* The help text of the shared options. */
-extern const char run_options_help[];
 
 /* The shared part of the configuration line (optimizer, schedule, stability, seed; and
  * the world when it has several processes). */

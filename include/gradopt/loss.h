@@ -7,7 +7,12 @@
  * mse: loss = mean((x - t)^2), dx = 2 (x - t) / numel
  * bce with logits: loss = mean(max(x,0) - x t + log1p(exp(-|x|))), dx = (sigmoid(x) - t) / numel
  *
- * The gradient tensor (may be NULL) must have the input's shape and is overwritten.
+ * The gradient tensor (may be NULL) has the input's shape, or the input's shape with a
+ * larger leading dimension: a buffer allocated once for the largest batch (max_batch, ...)
+ * serves every batch, the short last one of an epoch included, without a re-view. The first
+ * N rows (N = the input's leading dimension: numel of the input floats) are overwritten,
+ * the rows past them are left as they were (pass gopt_net_backward a view of the first N
+ * rows, or the whole buffer where the net accepts it).
  * Errors: GOPT_EINVAL (NULL), GOPT_ESHAPE naming both shapes, GOPT_ERANGE (a label outside
  * [0, C)), GOPT_EINVAL (label_smoothing outside [0, 1]). */
 #ifndef GRADOPT_LOSS_H

@@ -26,9 +26,21 @@ gopt_status gopt__fail(gopt_status s, const char *func, const char *fmt, ...) GO
 #define GOPT_CHECK_NULL(ptr) \
     do { if ((ptr) == NULL) return GOPT_FAIL(GOPT_EINVAL, "argument '%s' is NULL", #ptr); } while (0)
 
-/* Propagate a failing status. */
+/* Propagate a failing status. In a public function (gopt_x, not gopt__x) the detail's
+ * leading "helper: " becomes "gopt_x: ", so the user reads the call they made, not the
+ * internal helper or lower-level public function that found the problem (see gopt__retag). */
 #define GOPT_TRY(expr) \
-    do { gopt_status gopt__s = (expr); if (gopt__s != GOPT_OK) return gopt__s; } while (0)
+    do { gopt_status gopt__s = (expr); if (gopt__s != GOPT_OK) return gopt__retag(gopt__s, __func__); } while (0)
+
+/* return expr, a status, retagged as GOPT_TRY does: for a public function that delegates
+ * to another ("return gopt_x_range(...)") so the detail names the one the user called. */
+#define GOPT_RETURN(expr) \
+    do { gopt_status gopt__s = (expr); return gopt__s == GOPT_OK ? gopt__s : gopt__retag(gopt__s, __func__); } while (0)
+
+/* When func is a public name (gopt_ prefix, not gopt__), replace the leading identifier of
+ * this thread's detail ("validate: ...", "gopt_shape_numel: ...") with func; return s. Only
+ * the first prefix changes: a wrapped detail ("x: loading f: y: ...") keeps its inner ones. */
+gopt_status gopt__retag(gopt_status s, const char *func);
 
 /* Allocation through the user's allocator (see gopt_set_allocator). */
 void *gopt__malloc(size_t size);

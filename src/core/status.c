@@ -43,6 +43,20 @@ gopt_status gopt__fail(gopt_status s, const char *func, const char *fmt, ...) {
     return s;
 }
 
+gopt_status gopt__retag(gopt_status s, const char *func) {
+    if (strncmp(func, "gopt_", 5) != 0 || func[5] == '_') return s;
+    const char *colon = strstr(last_error, ": ");
+    if (!colon || colon == last_error) return s;
+    for (const char *p = last_error; p < colon; p++) /* an identifier, not a sentence */
+        if (!(*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9'))) return s;
+    size_t plen = (size_t)(colon - last_error), flen = strlen(func);
+    if (plen == flen && memcmp(last_error, func, flen) == 0) return s;
+    char msg[sizeof last_error];
+    snprintf(msg, sizeof msg, "%s%s", func, colon);
+    memcpy(last_error, msg, sizeof msg);
+    return s;
+}
+
 /* ---- allocator --------------------------------------------------------------------- */
 
 static gopt_allocator allocator; /* zero: the C library */

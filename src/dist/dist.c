@@ -461,7 +461,7 @@ gopt_status gopt_dist_optim_create(gopt_dist *d, const gopt_optim_config *cfg, g
     int64_t numel = gopt_params_numel(params), b, e;
     GOPT_TRY(prepare_slices(d, numel));
     gopt_dist_slice(d, numel, d->rank, &b, &e);
-    return gopt_optim_create_range(cfg, params, b, e, out);
+    GOPT_RETURN(gopt_optim_create_range(cfg, params, b, e, out));
 }
 
 /* Reduce-scatter the gradients; the averaged slice lands in place in grads. */
@@ -533,7 +533,7 @@ gopt_status gopt_dist_clip_grad_norm(gopt_dist *d, gopt_optim *opt, double max_n
     GOPT_CHECK_NULL(d);
     GOPT_CHECK_NULL(opt);
     if (!is_sharded(opt))
-        return gopt_clip_grad_norm(gopt_optim_params(opt), max_norm, norm_type, error_if_nonfinite, total_norm);
+        GOPT_RETURN(gopt_clip_grad_norm(gopt_optim_params(opt), max_norm, norm_type, error_if_nonfinite, total_norm));
     GOPT_TRY(gopt__clip_check(max_norm, norm_type));
     float total;
     GOPT_TRY(gopt_dist_grad_norm(d, opt, norm_type, &total));

@@ -1,4 +1,6 @@
-/* CIFAR-10 reader/writer, datasets, split, and the batch loader (see gradopt/data.h). */
+/* Image datasets, split, synthetic data, and the batch loader of every dataset kind (see
+ * gradopt/data.h); the CIFAR-10 files are read in dataset_cifar10.c, the other kinds made in
+ * dataset_array.c. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fcntl.h>
@@ -7,19 +9,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gradopt/data.h"
 #include "core/common.h"
-
-struct gopt_dataset {
-    int64_t count;
-    int classes;
-    uint8_t *images; /* count * GOPT_IMAGE_BYTES */
-    uint8_t *labels; /* count */
-};
+#include "io/dataset.h"
 
 /* ---- seeding: independent streams from (seed, tag, a, b) ------------------------------ */
 
-enum { STREAM_PERM = 1, STREAM_AUGMENT = 2, STREAM_SYNTHETIC = 3, STREAM_SPLIT = 4 };
+enum { STREAM_PERM = 1, STREAM_AUGMENT = 2, STREAM_SYNTHETIC = 3, STREAM_SPLIT = 4, STREAM_TRANSFORM = 5 };
 
 static uint64_t mix64(uint64_t z) {
     z += 0x9E3779B97F4A7C15ull;
@@ -28,16 +23,19 @@ static uint64_t mix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
-static void stream_seed(gopt_rng *rng, uint64_t seed, uint64_t tag, uint64_t a, uint64_t b) {
+static uint64_t stream_hash(uint64_t seed, uint64_t tag, uint64_t a, uint64_t b) {
     uint64_t h = mix64(seed ^ mix64(tag));
     h = mix64(h ^ a);
-    h = mix64(h ^ (b * 0xD1B54A32D192ED03ull));
-    gopt_rng_seed(rng, h);
+    return mix64(h ^ (b * 0xD1B54A32D192ED03ull));
+}
+
+static void stream_seed(gopt_rng *rng, uint64_t seed, uint64_t tag, uint64_t a, uint64_t b) {
+    gopt_rng_seed(rng, stream_hash(seed, tag, a, b));
 }
 
 /* ---- datasets ----------------------------------------------------------------------- */
 
-static gopt_status dataset_alloc(int64_t count, int classes, gopt_dataset **out) {
+gopt_status gopt__dataset_alloc(int64_t count, int classes, gopt_dataset **out) {
     size_t bytes;
     if (count < 1 || (uint64_t)count > SIZE_MAX || !gopt__mul_size((size_t)count, GOPT_IMAGE_BYTES, &bytes))
         return GOPT_FAIL(GOPT_EOVERFLOW, "%lld images do not fit in memory", (long long)count);
@@ -57,6 +55,7 @@ static gopt_status dataset_alloc(int64_t count, int classes, gopt_dataset **out)
 
 void gopt_dataset_destroy(gopt_dataset *ds) {
     if (!ds) return;
+    gopt__dataset_release_arrays(ds);
     gopt__free(ds->images);
     gopt__free(ds->labels);
     gopt__free(ds);
@@ -80,7 +79,7 @@ gopt_status gopt_dataset_from_memory(const uint8_t *images, const uint8_t *label
             return GOPT_FAIL(GOPT_EINVAL, "label[%lld] = %d is not below classes = %d", (long long)i, labels[i],
                              classes);
     gopt_dataset *ds;
-    GOPT_TRY(dataset_alloc(count, classes, &ds));
+    GOPT_TRY(gopt__dataset_alloc(count, classes, &ds));
     memcpy(ds->images, images, (size_t)count * GOPT_IMAGE_BYTES);
     memcpy(ds->labels, labels, (size_t)count);
     *out = ds;
@@ -92,13 +91,16 @@ gopt_status gopt_dataset_subset(const gopt_dataset *ds, const int64_t *indices, 
     *out = NULL;
     GOPT_CHECK_NULL(ds);
     GOPT_CHECK_NULL(indices);
+    if (ds->kind == GOPT_DATASET_TOKENS)
+        return GOPT_FAIL(GOPT_EINVAL, "ds is a token stream: cut the stream itself instead");
     if (n < 1) return GOPT_FAIL(GOPT_EINVAL, "n = %lld must be >= 1", (long long)n);
     for (int64_t i = 0; i < n; i++)
         if (indices[i] < 0 || indices[i] >= ds->count)
             return GOPT_FAIL(GOPT_ERANGE, "indices[%lld] = %lld is outside 0..%lld", (long long)i,
                              (long long)indices[i], (long long)ds->count - 1);
+    if (ds->kind == GOPT_DATASET_ARRAYS) return gopt__dataset_subset_arrays(ds, indices, n, out);
     gopt_dataset *sub;
-    GOPT_TRY(dataset_alloc(n, ds->classes, &sub));
+    GOPT_TRY(gopt__dataset_alloc(n, ds->classes, &sub));
     for (int64_t i = 0; i < n; i++) {
         memcpy(sub->images + (size_t)i * GOPT_IMAGE_BYTES, ds->images + (size_t)indices[i] * GOPT_IMAGE_BYTES,
                GOPT_IMAGE_BYTES);
@@ -114,6 +116,8 @@ gopt_status gopt_dataset_split(const gopt_dataset *ds, int64_t val_count, int ra
     GOPT_CHECK_NULL(val);
     *train = *val = NULL;
     GOPT_CHECK_NULL(ds);
+    if (ds->kind == GOPT_DATASET_TOKENS)
+        return GOPT_FAIL(GOPT_EINVAL, "ds is a token stream: cut the stream itself instead");
     if (val_count < 1 || val_count > ds->count - 1)
         return GOPT_FAIL(GOPT_EINVAL, "val_count = %lld must be in 1..%lld for a dataset of %lld images",
                          (long long)val_count, (long long)ds->count - 1, (long long)ds->count);
@@ -156,175 +160,6 @@ gopt_status gopt_dataset_split(const gopt_dataset *ds, int64_t val_count, int ra
     return s;
 }
 
-/* ---- CIFAR-10 binary files ------------------------------------------------------------ */
-
-#define READ_CHUNK_RECORDS 256
-
-static gopt_status file_records(const char *path, int64_t *records) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return GOPT_FAIL(GOPT_EIO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    int rc = fstat(fd, &st);
-    int err = errno;
-    close(fd);
-    if (rc != 0) return GOPT_FAIL(GOPT_EIO, "%s: cannot stat: %s", path, strerror(err));
-    if (!S_ISREG(st.st_mode)) return GOPT_FAIL(GOPT_EIO, "%s: not a regular file", path);
-    if (st.st_size == 0) return GOPT_FAIL(GOPT_EFORMAT, "%s: empty file (0 records)", path);
-    if (st.st_size % GOPT_CIFAR10_RECORD_BYTES != 0)
-        return GOPT_FAIL(GOPT_EFORMAT, "%s: %lld bytes is not a whole number of %d-byte records", path,
-                         (long long)st.st_size, GOPT_CIFAR10_RECORD_BYTES);
-    *records = (int64_t)(st.st_size / GOPT_CIFAR10_RECORD_BYTES);
-    return GOPT_OK;
-}
-
-/* Read exactly n bytes (retrying short reads); 0 on success, else sets *got. */
-static int read_full(int fd, unsigned char *buf, size_t n, size_t *got) {
-    size_t done = 0;
-    while (done < n) {
-        ssize_t r = read(fd, buf + done, n - done);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            *got = done;
-            return r < 0 ? -1 : 1;
-        }
-        done += (size_t)r;
-    }
-    *got = done;
-    return 0;
-}
-
-static gopt_status read_file_into(const char *path, int64_t records, unsigned char *chunk, gopt_dataset *ds,
-                                  int64_t first) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return GOPT_FAIL(GOPT_EIO, "%s: cannot open: %s", path, strerror(errno));
-    gopt_status s = GOPT_OK;
-    for (int64_t r = 0; r < records && s == GOPT_OK; r += READ_CHUNK_RECORDS) {
-        int64_t n = records - r < READ_CHUNK_RECORDS ? records - r : READ_CHUNK_RECORDS;
-        size_t got = 0;
-        int rc = read_full(fd, chunk, (size_t)n * GOPT_CIFAR10_RECORD_BYTES, &got);
-        if (rc < 0) {
-            s = GOPT_FAIL(GOPT_EIO, "%s: read failed at byte %lld: %s", path,
-                          (long long)(r * GOPT_CIFAR10_RECORD_BYTES + (int64_t)got), strerror(errno));
-            break;
-        }
-        if (rc > 0) {
-            s = GOPT_FAIL(GOPT_EIO, "%s: file shrank while reading (ends at byte %lld)", path,
-                          (long long)(r * GOPT_CIFAR10_RECORD_BYTES + (int64_t)got));
-            break;
-        }
-        for (int64_t k = 0; k < n; k++) {
-            const unsigned char *rec = chunk + (size_t)k * GOPT_CIFAR10_RECORD_BYTES;
-            if (rec[0] >= GOPT_CIFAR10_CLASSES) {
-                s = GOPT_FAIL(GOPT_EFORMAT, "%s: record %lld has label %d (labels are 0..9)", path,
-                              (long long)(r + k), rec[0]);
-                break;
-            }
-            int64_t dst = first + r + k;
-            ds->labels[dst] = rec[0];
-            memcpy(ds->images + (size_t)dst * GOPT_IMAGE_BYTES, rec + 1, GOPT_IMAGE_BYTES);
-        }
-    }
-    close(fd);
-    return s;
-}
-
-gopt_status gopt_cifar10_load_files(const char *const paths[], int n, gopt_dataset **out) {
-    GOPT_CHECK_NULL(out);
-    *out = NULL;
-    GOPT_CHECK_NULL(paths);
-    if (n < 1) return GOPT_FAIL(GOPT_EINVAL, "n = %d files; need at least 1", n);
-    int64_t total = 0;
-    for (int i = 0; i < n; i++) {
-        if (!paths[i]) return GOPT_FAIL(GOPT_EINVAL, "paths[%d] is NULL", i);
-        int64_t records;
-        GOPT_TRY(file_records(paths[i], &records));
-        if (total > INT64_MAX - records) return GOPT_FAIL(GOPT_EOVERFLOW, "too many records");
-        total += records;
-    }
-    gopt_dataset *ds;
-    GOPT_TRY(dataset_alloc(total, GOPT_CIFAR10_CLASSES, &ds));
-    unsigned char *chunk = gopt__malloc((size_t)READ_CHUNK_RECORDS * GOPT_CIFAR10_RECORD_BYTES);
-    if (!chunk) {
-        gopt_dataset_destroy(ds);
-        return GOPT_FAIL(GOPT_ENOMEM, "read buffer");
-    }
-    int64_t first = 0;
-    gopt_status s = GOPT_OK;
-    for (int i = 0; i < n && s == GOPT_OK; i++) {
-        int64_t records;
-        s = file_records(paths[i], &records); /* again: the size must not have changed */
-        if (s == GOPT_OK && first + records > total)
-            s = GOPT_FAIL(GOPT_EIO, "%s: file grew while loading", paths[i]);
-        if (s == GOPT_OK) s = read_file_into(paths[i], records, chunk, ds, first);
-        first += records;
-    }
-    gopt__free(chunk);
-    if (s == GOPT_OK && first != total) s = GOPT_FAIL(GOPT_EIO, "files changed size while loading");
-    if (s != GOPT_OK) {
-        gopt_dataset_destroy(ds);
-        return s;
-    }
-    *out = ds;
-    return GOPT_OK;
-}
-
-gopt_status gopt_cifar10_load_dir(const char *dir, unsigned which, gopt_dataset **out) {
-    GOPT_CHECK_NULL(out);
-    *out = NULL;
-    GOPT_CHECK_NULL(dir);
-    if (which == 0 || (which & ~0x3fu))
-        return GOPT_FAIL(GOPT_EINVAL, "which = 0x%x is not a non-empty set of GOPT_CIFAR10_* bits", which);
-    static const char *names[6] = {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
-                                   "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"};
-    char *paths[6] = {0};
-    int n = 0;
-    size_t dlen = strlen(dir);
-    gopt_status s = GOPT_OK;
-    for (int i = 0; i < 6; i++) {
-        if (!(which & (1u << i))) continue;
-        size_t len = dlen + 1 + strlen(names[i]) + 1;
-        paths[n] = gopt__malloc(len);
-        if (!paths[n]) {
-            s = GOPT_FAIL(GOPT_ENOMEM, "path");
-            break;
-        }
-        snprintf(paths[n], len, "%s/%s", dir, names[i]);
-        n++;
-    }
-    if (s == GOPT_OK) s = gopt_cifar10_load_files((const char *const *)paths, n, out);
-    for (int i = 0; i < n; i++) gopt__free(paths[i]);
-    return s;
-}
-
-gopt_status gopt_cifar10_write(const char *path, const uint8_t *images, const uint8_t *labels, int64_t count) {
-    GOPT_CHECK_NULL(path);
-    GOPT_CHECK_NULL(images);
-    GOPT_CHECK_NULL(labels);
-    if (count < 1) return GOPT_FAIL(GOPT_EINVAL, "count = %lld must be >= 1", (long long)count);
-    for (int64_t i = 0; i < count; i++)
-        if (labels[i] >= GOPT_CIFAR10_CLASSES)
-            return GOPT_FAIL(GOPT_EINVAL, "%s: label[%lld] = %d is not 0..9", path, (long long)i, labels[i]);
-    FILE *f = fopen(path, "wb");
-    if (!f) return GOPT_FAIL(GOPT_EIO, "%s: cannot create: %s", path, strerror(errno));
-    int ok = 1;
-    for (int64_t i = 0; i < count && ok; i++) {
-        ok = fputc(labels[i], f) != EOF &&
-             fwrite(images + (size_t)i * GOPT_IMAGE_BYTES, 1, GOPT_IMAGE_BYTES, f) == GOPT_IMAGE_BYTES;
-    }
-    int err = errno;
-    if (fclose(f) != 0 && ok) {
-        ok = 0;
-        err = errno;
-    }
-    if (!ok) return GOPT_FAIL(GOPT_EIO, "%s: write failed: %s", path, strerror(err));
-    return GOPT_OK;
-}
-
-gopt_status gopt_dataset_write_cifar10(const gopt_dataset *ds, const char *path) {
-    GOPT_CHECK_NULL(ds);
-    return gopt_cifar10_write(path, ds->images, ds->labels, ds->count);
-}
-
 /* ---- synthetic data ------------------------------------------------------------------- */
 
 static uint8_t clamp_pixel(double v) {
@@ -339,7 +174,7 @@ gopt_status gopt_dataset_synthetic(int64_t count, int classes, uint64_t seed, go
     if (count < 1) return GOPT_FAIL(GOPT_EINVAL, "count = %lld must be >= 1", (long long)count);
     if (classes < 2 || classes > 256) return GOPT_FAIL(GOPT_EINVAL, "classes = %d is outside 2..256", classes);
     gopt_dataset *ds;
-    GOPT_TRY(dataset_alloc(count, classes, &ds));
+    GOPT_TRY(gopt__dataset_alloc(count, classes, &ds));
     const double two_pi = 6.283185307179586;
     for (int64_t i = 0; i < count; i++) {
         int c = (int)(i % classes);
@@ -376,6 +211,13 @@ gopt_status gopt_dataset_synthetic(int64_t count, int classes, uint64_t seed, go
 
 /* ---- loader ------------------------------------------------------------------------- */
 
+#define GOPT_DETAIL_BYTES 384
+
+typedef struct batch_bufs {
+    float *x, *targets;
+    int32_t *labels, *tokens;
+} batch_bufs;
+
 struct gopt_loader {
     gopt_loader_config cfg;
     const gopt_dataset *ds;
@@ -384,9 +226,14 @@ struct gopt_loader {
     float lut[3][256]; /* normalised value of each byte, per channel */
     int64_t *perm;     /* order of the current epoch (read by the worker) */
     int64_t *scratch;  /* order for gopt_loader_batch_at */
-    float *images[2];
+    gopt__sample_sizes per; /* floats / ints per sample in each buffer */
+    float *images[2];  /* features */
     int32_t *labels[2];
+    float *targets[2];
+    int32_t *tokens[2];
     int counts[2];
+    gopt_status failed[2];          /* the transform's status for the batch in each slot */
+    char why[2][GOPT_DETAIL_BYTES]; /* and its detail (the prefetch thread's is its own) */
     int64_t epoch;
     int64_t taken; /* batches of this epoch handed out so far */
     /* prefetch thread; every field below and epoch/taken/perm are guarded by mu when threaded */
@@ -418,6 +265,8 @@ gopt_loader_config gopt_loader_config_default(void) {
     c.prefetch = 0;
     c.num_replicas = 1;
     c.rank = 0;
+    c.transform = NULL;
+    c.transform_user = NULL;
     return c;
 }
 
@@ -440,13 +289,23 @@ static void make_order(const gopt_loader *l, int64_t epoch, int64_t *order) {
  * past the end of the order (drop_last = 0 padding) wraps to its start, as
  * DistributedSampler pads by repeating the permutation. The crop and flip are drawn by pos,
  * so they do not depend on the world size. */
-static int build_batch(const gopt_loader *l, const int64_t *order, int64_t epoch, int64_t index, float *images,
-                       int32_t *labels) {
+static int build_batch(const gopt_loader *l, const int64_t *order, int64_t epoch, int64_t index,
+                       const batch_bufs *b) {
     const gopt_loader_config *cfg = &l->cfg;
     const int64_t count = l->ds->count, replicas = cfg->num_replicas;
     int64_t start = index * cfg->batch_size;
     int64_t n = l->per_rank - start;
     if (n > cfg->batch_size) n = cfg->batch_size;
+    if (l->ds->kind != GOPT_DATASET_IMAGES) {
+        for (int64_t i = 0; i < n; i++) {
+            int64_t pos = (start + i) * replicas + cfg->rank;
+            gopt__dataset_gather(l->ds, order[pos < count ? pos : pos % count], i, b->x, b->labels, b->targets,
+                                 b->tokens);
+        }
+        return (int)n;
+    }
+    float *images = b->x;
+    int32_t *labels = b->labels;
     const int pad = cfg->augment ? cfg->crop_padding : 0;
     for (int64_t i = 0; i < n; i++) {
         int64_t pos = (start + i) * replicas + cfg->rank, s = order[pos < count ? pos : pos % count];
@@ -487,6 +346,30 @@ static int build_batch(const gopt_loader *l, const int64_t *order, int64_t epoch
     return (int)n;
 }
 
+static batch_bufs slot_bufs(const gopt_loader *l, int slot) {
+    batch_bufs b = {l->images[slot], l->targets[slot], l->labels[slot], l->tokens[slot]};
+    return b;
+}
+
+/* build_batch, then the user's transform; on its failure, its detail is copied to why. */
+static gopt_status make_batch(const gopt_loader *l, const int64_t *order, int64_t epoch, int64_t index,
+                              const batch_bufs *b, int *n, char why[GOPT_DETAIL_BYTES]) {
+    *n = build_batch(l, order, epoch, index, b);
+    if (!l->cfg.transform) return GOPT_OK;
+    gopt_batch_data d = {b->x, b->labels, b->targets, b->tokens, *n, epoch, index,
+                         stream_hash(l->cfg.seed, STREAM_TRANSFORM, (uint64_t)epoch, (uint64_t)index), l->ds};
+    gopt_clear_error();
+    gopt_status s = l->cfg.transform(&d, l->cfg.transform_user);
+    if (s != GOPT_OK) snprintf(why, GOPT_DETAIL_BYTES, "%s", gopt_last_error()[0] ? gopt_last_error() : "no detail");
+    return s;
+}
+
+static gopt_status transform_failed(const char *func, int64_t epoch, int64_t index, gopt_status s,
+                                    const char *why) {
+    return gopt__fail(s, func, "the transform of batch %lld of epoch %lld failed: %s",
+                      (long long)index, (long long)epoch, why);
+}
+
 static void *prefetch_main(void *arg) {
     gopt_loader *l = arg;
     pthread_mutex_lock(&l->mu);
@@ -500,9 +383,12 @@ static void *prefetch_main(void *arg) {
         pthread_mutex_unlock(&l->mu);
         /* The caller holds slot (j-1)&1 and seek waits for busy == 0, so perm and this slot
          * are ours until we report back. */
-        int n = build_batch(l, l->perm, epoch, j, l->images[slot], l->labels[slot]);
+        int n;
+        batch_bufs b = slot_bufs(l, slot);
+        gopt_status st = make_batch(l, l->perm, epoch, j, &b, &n, l->why[slot]);
         pthread_mutex_lock(&l->mu);
         l->busy = 0;
+        l->failed[slot] = st;
         l->counts[slot] = n;
         l->ready[slot] = j;
         pthread_cond_broadcast(&l->cv);
@@ -513,6 +399,8 @@ static void *prefetch_main(void *arg) {
 
 static gopt_status check_loader_config(const gopt_loader_config *c, const gopt_dataset *ds) {
     if (c->batch_size < 1) return GOPT_FAIL(GOPT_EINVAL, "batch_size = %d must be >= 1", c->batch_size);
+    if (c->augment == 1 && ds->kind != GOPT_DATASET_IMAGES)
+        return GOPT_FAIL(GOPT_EINVAL, "augment = 1 crops and flips images; this dataset is not images");
     const int flags[5] = {c->shuffle, c->drop_last, c->augment, c->flip, c->prefetch};
     static const char *names[5] = {"shuffle", "drop_last", "augment", "flip", "prefetch"};
     for (int i = 0; i < 5; i++)
@@ -548,6 +436,8 @@ static void loader_free(gopt_loader *l) {
     for (int i = 0; i < 2; i++) {
         gopt__aligned_free(l->images[i]);
         gopt__free(l->labels[i]);
+        gopt__aligned_free(l->targets[i]);
+        gopt__free(l->tokens[i]);
     }
     gopt__free(l);
 }
@@ -570,15 +460,21 @@ gopt_status gopt_loader_create(const gopt_loader_config *cfg, const gopt_dataset
                                 : (l->per_rank + cfg->batch_size - 1) / cfg->batch_size;
     for (int c = 0; c < 3; c++)
         for (int v = 0; v < 256; v++) l->lut[c][v] = ((float)v / 255.0f - cfg->mean[c]) / cfg->std[c];
-    size_t floats = (size_t)cfg->batch_size * GOPT_IMAGE_BYTES;
-    int ok = 1;
+    l->per = gopt__dataset_sample_sizes(ds);
+    const size_t B = (size_t)cfg->batch_size;
+    size_t xb = 0, tb = 0, lb = 0, kb = 0; /* bytes of each buffer */
+    int ok = gopt__mul_size(B, (size_t)l->per.x * sizeof(float), &xb) &&
+             gopt__mul_size(B, (size_t)l->per.targets * sizeof(float), &tb) &&
+             gopt__mul_size(B, (size_t)l->per.labels, &lb) && gopt__mul_size(B, (size_t)l->per.tokens, &kb);
     l->perm = gopt__calloc((size_t)ds->count, sizeof *l->perm);
     l->scratch = gopt__calloc((size_t)ds->count, sizeof *l->scratch);
-    ok = l->perm && l->scratch;
+    ok = ok && l->perm && l->scratch;
     for (int i = 0; i < 2 && ok; i++) {
-        l->images[i] = gopt__aligned_alloc(floats * sizeof(float));
-        l->labels[i] = gopt__calloc((size_t)cfg->batch_size, sizeof(int32_t));
-        ok = l->images[i] && l->labels[i];
+        l->images[i] = xb ? gopt__aligned_alloc(xb) : NULL;
+        l->targets[i] = tb ? gopt__aligned_alloc(tb) : NULL;
+        l->labels[i] = lb ? gopt__calloc(lb, sizeof(int32_t)) : NULL;
+        l->tokens[i] = kb ? gopt__calloc(kb, sizeof(int32_t)) : NULL;
+        ok = (l->images[i] || !xb) && (l->targets[i] || !tb) && (l->labels[i] || !lb) && (l->tokens[i] || !kb);
     }
     if (!ok) {
         loader_free(l);
@@ -664,12 +560,25 @@ gopt_status gopt_loader_next(gopt_loader *l, gopt_batch *out) {
         pthread_cond_broadcast(&l->cv);
         pthread_mutex_unlock(&l->mu);
     } else {
-        l->counts[slot] = build_batch(l, l->perm, l->epoch, l->taken, l->images[slot], l->labels[slot]);
+        batch_bufs b = slot_bufs(l, slot);
+        l->failed[slot] = make_batch(l, l->perm, l->epoch, l->taken, &b, &l->counts[slot], l->why[slot]);
         l->taken++;
     }
+    if (l->failed[slot] != GOPT_OK)
+        return transform_failed(__func__, out->epoch, out->index, l->failed[slot], l->why[slot]);
     out->images = l->images[slot];
     out->labels = l->labels[slot];
+    out->targets = l->targets[slot];
+    out->tokens = l->tokens[slot];
     out->n = l->counts[slot];
+    return GOPT_OK;
+}
+
+/* next_into and batch_at fill (images, labels) pairs: features with one class label each */
+static gopt_status check_into(const gopt_loader *l, const char *func) {
+    if (l->per.x < 1 || l->per.labels != 1)
+        return gopt__fail(GOPT_EINVAL, func,
+                          "the dataset's batches are not features with class labels (use gopt_loader_next)");
     return GOPT_OK;
 }
 
@@ -678,10 +587,11 @@ gopt_status gopt_loader_next_into(gopt_loader *l, float *images, int32_t *labels
     GOPT_CHECK_NULL(images);
     GOPT_CHECK_NULL(labels);
     GOPT_CHECK_NULL(n);
+    GOPT_TRY(check_into(l, __func__));
     gopt_batch b;
     GOPT_TRY(gopt_loader_next(l, &b));
     if (b.n > 0) {
-        memcpy(images, b.images, (size_t)b.n * GOPT_IMAGE_BYTES * sizeof(float));
+        memcpy(images, b.images, (size_t)b.n * (size_t)l->per.x * sizeof(float));
         memcpy(labels, b.labels, (size_t)b.n * sizeof(int32_t));
     }
     *n = b.n;
@@ -698,9 +608,12 @@ gopt_status gopt_loader_batch_at(gopt_loader *l, int64_t epoch, int64_t index, f
     if (index < 0 || index >= l->batches)
         return GOPT_FAIL(GOPT_ERANGE, "batch index %lld is outside 0..%lld", (long long)index,
                          (long long)l->batches - 1);
+    GOPT_TRY(check_into(l, __func__));
     make_order(l, epoch, l->scratch);
-    *n = build_batch(l, l->scratch, epoch, index, images, labels);
-    return GOPT_OK;
+    batch_bufs b = {images, NULL, labels, NULL};
+    char why[GOPT_DETAIL_BYTES];
+    gopt_status s = make_batch(l, l->scratch, epoch, index, &b, n, why);
+    return s == GOPT_OK ? GOPT_OK : transform_failed(__func__, epoch, index, s, why);
 }
 
 /* ---- loader state ----------------------------------------------------------------------- */

@@ -486,5 +486,5 @@ gopt_status gopt_text_loader_state_load(gopt_text_loader *l, const void *buf, si
     if (epoch < 0 || next < 0 || next > l->batches)
         return GOPT_FAIL(GOPT_EFORMAT, "text loader state: position (epoch %lld, batch %lld) is out of range",
                          (long long)epoch, (long long)next);
-    return gopt_text_loader_seek(l, epoch, next);
+    GOPT_RETURN(gopt_text_loader_seek(l, epoch, next));
 }

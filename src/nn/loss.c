@@ -13,6 +13,22 @@ static gopt_status same_shape(const gopt_tensor *a, const gopt_tensor *b, const 
     return GOPT_OK;
 }
 
+/* A gradient output for input a: a's shape, or a's shape with a larger leading dimension
+ * (a buffer allocated once for the largest batch; only a's first rows are written). */
+static gopt_status grad_shape(const gopt_tensor *a, const gopt_tensor *g, const char *an, const char *gn) {
+    if (!a->data || !g->data) return GOPT_FAIL(GOPT_EINVAL, "%s or %s has no data", an, gn);
+    int ok = a->ndim == g->ndim && g->shape[0] >= a->shape[0];
+    for (int d = 1; ok && d < a->ndim; d++) ok = a->shape[d] == g->shape[d];
+    if (!ok) {
+        char sa[96], sg[96];
+        gopt_shape_str(a, sa, sizeof sa);
+        gopt_shape_str(g, sg, sizeof sg);
+        return GOPT_FAIL(GOPT_ESHAPE, "%s %s does not match %s %s (same shape, or a leading dimension >= %lld)", gn,
+                         sg, an, sa, (long long)a->shape[0]);
+    }
+    return GOPT_OK;
+}
+
 gopt_status gopt_loss_cross_entropy(const gopt_tensor *logits, const int32_t *labels, float label_smoothing,
                                     float *loss, gopt_tensor *dlogits) {
     GOPT_CHECK_NULL(logits);
@@ -26,7 +42,7 @@ gopt_status gopt_loss_cross_entropy(const gopt_tensor *logits, const int32_t *la
     }
     if (!(label_smoothing >= 0.0f && label_smoothing <= 1.0f))
         return GOPT_FAIL(GOPT_EINVAL, "label_smoothing = %g must be in [0, 1]", label_smoothing);
-    if (dlogits) GOPT_TRY(same_shape(logits, dlogits, "logits", "dlogits"));
+    if (dlogits) GOPT_TRY(grad_shape(logits, dlogits, "logits", "dlogits"));
     const int64_t N = logits->shape[0], C = logits->shape[1];
     for (int64_t i = 0; i < N; i++)
         if (labels[i] < 0 || labels[i] >= C)
@@ -110,7 +126,7 @@ gopt_status gopt_loss_cross_entropy_seq(const gopt_tensor *logits, const int32_t
     }
     if (!(label_smoothing >= 0.0f && label_smoothing <= 1.0f))
         return GOPT_FAIL(GOPT_EINVAL, "label_smoothing = %g must be in [0, 1]", label_smoothing);
-    if (dlogits) GOPT_TRY(same_shape(logits, dlogits, "logits", "dlogits"));
+    if (dlogits) GOPT_TRY(grad_shape(logits, dlogits, "logits", "dlogits"));
     const int64_t C = logits->shape[logits->ndim - 1], R = logits->numel / C;
     int64_t M = 0; /* rows that count */
     for (int64_t i = 0; i < R; i++) {
@@ -134,7 +150,7 @@ gopt_status gopt_loss_mse(const gopt_tensor *pred, const gopt_tensor *target, fl
     GOPT_CHECK_NULL(target);
     GOPT_CHECK_NULL(loss);
     GOPT_TRY(same_shape(pred, target, "pred", "target"));
-    if (dpred) GOPT_TRY(same_shape(pred, dpred, "pred", "dpred"));
+    if (dpred) GOPT_TRY(grad_shape(pred, dpred, "pred", "dpred"));
     const int64_t n = pred->numel;
     double acc = 0.0;
     for (int64_t i = 0; i < n; i++) {
@@ -152,7 +168,7 @@ gopt_status gopt_loss_bce_with_logits(const gopt_tensor *logits, const gopt_tens
     GOPT_CHECK_NULL(target);
     GOPT_CHECK_NULL(loss);
     GOPT_TRY(same_shape(logits, target, "logits", "target"));
-    if (dlogits) GOPT_TRY(same_shape(logits, dlogits, "logits", "dlogits"));
+    if (dlogits) GOPT_TRY(grad_shape(logits, dlogits, "logits", "dlogits"));
     const int64_t n = logits->numel;
     double acc = 0.0;
     for (int64_t i = 0; i < n; i++) {

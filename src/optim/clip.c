@@ -189,7 +189,7 @@ gopt_status gopt_clip_grad_norm(gopt_params *p, double max_norm, double norm_typ
     float *g = NULL;
     int64_t n = 0;
     GOPT_TRY(arena_grads(p, &g, &n));
-    return gopt_clip_grad_norm_buffer(g, n, max_norm, norm_type, error_if_nonfinite, total_norm);
+    GOPT_RETURN(gopt_clip_grad_norm_buffer(g, n, max_norm, norm_type, error_if_nonfinite, total_norm));
 }
 
 gopt_status gopt_clip_grad_norm_per_tensor(gopt_params *p, double max_norm, double norm_type, float *norms) {
@@ -231,7 +231,7 @@ gopt_status gopt_clip_grad_value(gopt_params *p, double clip_value) {
     float *g = NULL;
     int64_t n = 0;
     GOPT_TRY(arena_grads(p, &g, &n));
-    return gopt_clip_grad_value_buffer(g, n, clip_value);
+    GOPT_RETURN(gopt_clip_grad_value_buffer(g, n, clip_value));
 }
 
 gopt_status gopt_clip_agc(gopt_params *p, double clipping, double eps, unsigned tag_mask, int64_t *clipped) {

@@ -124,7 +124,7 @@ void gopt_optim_destroy(gopt_optim *opt) {
 }
 
 gopt_status gopt_optim_create(const gopt_optim_config *cfg, gopt_params *params, gopt_optim **out) {
-    return gopt_optim_create_range(cfg, params, 0, params ? gopt_params_numel(params) : 0, out);
+    GOPT_RETURN(gopt_optim_create_range(cfg, params, 0, params ? gopt_params_numel(params) : 0, out));
 }
 
 gopt_status gopt_optim_create_range(const gopt_optim_config *cfg, gopt_params *params, int64_t begin, int64_t end,
