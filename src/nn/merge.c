@@ -227,6 +227,6 @@ gopt_status gopt_net_add_merge(gopt_net *net, gopt_layer_type kind, const char *
     if (s == GOPT_OK)
         s = gopt__merge_create(kind, (const int64_t(*)[3])shapes, ndims, ninputs, net->cfg.max_batch, net->params, &l);
     gopt__free(shapes);
-    if (s != GOPT_OK) return s;
-    return gopt__net_append(net, l, name, idx, ninputs, gopt_params_count(net->params));
+    if (s != GOPT_OK) GOPT_RETURN(s);
+    GOPT_RETURN(gopt__net_append(net, l, name, idx, ninputs, gopt_params_count(net->params)));
 }

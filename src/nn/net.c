@@ -139,7 +139,7 @@ gopt_status gopt__net_append(gopt_net *net, gopt_layer *l, const char *name, con
 }
 
 gopt_status gopt_net_add(gopt_net *net, const gopt_layer_config *cfg, const char *name) {
-    return gopt_net_add_from(net, cfg, name, NULL);
+    GOPT_RETURN(gopt_net_add_from(net, cfg, name, NULL));
 }
 
 gopt_status gopt_net_add_from(gopt_net *net, const gopt_layer_config *cfg, const char *name, const char *input) {
@@ -166,7 +166,7 @@ gopt_status gopt_net_add_from(gopt_net *net, const gopt_layer_config *cfg, const
     const int p_first = gopt_params_count(net->params);
     gopt_layer *l;
     GOPT_TRY(gopt__layer_create(cfg, ndim, shape, net->cfg.max_batch, net->params, name, 0, &l));
-    return gopt__net_append(net, l, name, &src, 1, p_first);
+    GOPT_RETURN(gopt__net_append(net, l, name, &src, 1, p_first));
 }
 
 const char *gopt_net_layer_name(const gopt_net *net, int i) {
