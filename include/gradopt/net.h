@@ -147,10 +147,10 @@ GOPT_API gopt_status gopt_net_forward(gopt_net *net, const gopt_tensor *x, gopt_
  * dlogits is (M, out_shape...) with M >= N, the last forward's batch, and its first N rows
  * are read, so a buffer allocated once at (max_batch, ...) serves a short last batch.
  * Accumulates (+=) into the arena's gradients. It consumes the forward's activations: a
- * second backward needs a new forward. Layers with no trainable parameters in them or
- * anywhere upstream (parameter-free, or frozen: gopt_layer.frozen) are skipped entirely,
- * and no input gradient is computed for them; a frozen layer with trainable layers
- * upstream still runs backward for its input gradient. Errors: GOPT_ESHAPE (naming both
+ * second backward needs a new forward. A layer with no trainable parameters in it or
+ * anywhere upstream (parameter-free or frozen layers only) is skipped entirely, and no
+ * layer computes an input gradient that nothing upstream needs; a frozen layer with
+ * trainable layers upstream still runs backward for its input gradient. Errors: GOPT_ESHAPE (naming both
  * shapes), GOPT_ESTATE (not built, no forward, or backward already ran for this forward). */
 GOPT_API gopt_status gopt_net_backward(gopt_net *net, const gopt_tensor *dlogits);
 
@@ -204,7 +204,7 @@ GOPT_API double gopt_net_forward_flops(const gopt_net *net);
 /* ---- summary, as Keras' model.summary() or torchinfo.summary: a text table with one row
  * per layer: name, type, per-sample output shape with the batch as "N" ("(N,16,32,32)"),
  * the names of its inputs where it does not simply read the previous layer (a merge, or
- * gopt_net_add_from), its parameter count (frozen layers marked) and its forward FLOPs per
+ * gopt_net_add_from), its parameter count (a frozen layer's marked "(F)") and its FLOPs per
  * sample (as gopt_net_forward_flops); then the totals: parameters (equal to
  * gopt_params_numel), trainable and frozen parameters (a frozen layer's), forward FLOPs per
  * sample, and the activation memory at max_batch in bytes: the layers' output buffers
