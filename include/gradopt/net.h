@@ -1,10 +1,24 @@
-/* gradopt/net.h: a sequential net of layers that owns them and its parameter arena, and the
- * CIFAR ResNet builder.
+/* gradopt/net.h: a net of layers that owns them and its parameter arena, and the CIFAR
+ * ResNet builder.
  *
  * Build: gopt_net_create(cfg) -> gopt_net_add(layer configs, in order; each layer's input
  * shape is the previous one's output) -> gopt_net_build (finalizes the arena, initialises
  * the parameters from cfg.seed, sizes every buffer for cfg.max_batch once). After build,
  * forward/backward allocate nothing; any batch 1..max_batch works.
+ *
+ * Nets of any shape (as a Keras functional model or a PyTorch forward with branches): every
+ * layer has a unique name; gopt_net_add_from makes a layer read the output of any earlier
+ * layer (or the net's input, "input"), and gopt_net_add_merge adds an add or concat node
+ * over several earlier outputs, so residual, multi-branch and multi-input-path nets are
+ * built from ordinary layers. Layers run in the order they were added; the net's output is
+ * the last layer's. In such a net (a "graph net": some layer reads other than the previous
+ * one) backward keeps the activations and gives layer outputs gradient buffers of their
+ * own (max_batch x the per-sample output floats), shared between layers whose gradients
+ * are not needed at the same time (a chain of layers needs two or three), plus one scratch
+ * as large as the largest output read by several layers: an output read by k layers
+ * receives the sum of their k input gradients, added in the reverse of the order the
+ * readers were added. A purely sequential net keeps the in-place scheme below, with no
+ * extra memory. gopt_net_summary reports the total.
  *
  * Memory: each layer keeps only what its backward needs: a basic block keeps conv1's output,
  * conv2's output (or, in the blocks of the largest activation size when there are several,
@@ -46,9 +60,37 @@ typedef struct gopt_net gopt_net;
 
 GOPT_API gopt_status gopt_net_create(const gopt_net_config *cfg, gopt_net **out);
 GOPT_API void gopt_net_destroy(gopt_net *net);
-/* Append a layer; name (NULL: "layer<i>") prefixes its parameter names.
- * Errors: as gopt_layer_create, GOPT_ESTATE after build. */
+/* Append a layer reading the previous layer's output (the net's input for the first);
+ * name (NULL: "layer<i>", i its index) names the layer and prefixes its parameter names.
+ * Names are unique within a net, 1..40 bytes, and "input" is reserved.
+ * Errors: as gopt_layer_create, GOPT_EINVAL (a name taken or reserved; an add or concat
+ * type: use gopt_net_add_merge), GOPT_ESTATE after build. */
 GOPT_API gopt_status gopt_net_add(gopt_net *net, const gopt_layer_config *cfg, const char *name);
+/* As gopt_net_add, but the layer reads the output of the earlier layer named `input`:
+ * "input" means the net's input (cfg.in_shape), NULL the previous layer (gopt_net_add).
+ * Its per-sample input shape is that layer's output shape.
+ * Errors: GOPT_EINVAL (no earlier layer named `input`, naming it), as gopt_net_add. */
+GOPT_API gopt_status gopt_net_add_from(gopt_net *net, const gopt_layer_config *cfg, const char *name,
+                                       const char *input);
+/* A merge node over the outputs of the earlier layers named inputs[0..ninputs-1] ("input":
+ * the net's input; a name may appear more than once), named `name` (NULL: "layer<i>"):
+ *   GOPT_LAYER_ADD     y = x_0 + x_1 + ... (left to right), all inputs of one shape S;
+ *                      output S. Backward: every input's gradient is dy.
+ *   GOPT_LAYER_CONCAT  y = cat(x_0, x_1, ...) along the first per-sample dimension: inputs
+ *                      (C_j,H,W) -> (sum C_j,H,W) (torch.cat(dim=1)), (F_j) -> (sum F_j);
+ *                      the other dimensions equal. Backward: each input gets its slice of dy.
+ * No parameters, no FLOPs counted (gopt_net_forward_flops counts conv and linear only).
+ * Loops run over OpenMP threads for large batches.
+ * Errors: GOPT_EINVAL (kind not ADD or CONCAT, ninputs outside 2..1024, an input name
+ * unknown, naming it, a name taken), GOPT_ESHAPE (naming the offending input, its shape and
+ * the first input's shape), GOPT_ESTATE (built), GOPT_ENOMEM. */
+GOPT_API gopt_status gopt_net_add_merge(gopt_net *net, gopt_layer_type kind, const char *const inputs[], int ninputs,
+                                        const char *name);
+/* The name of layer i (NULL out of range), valid until gopt_net_destroy. */
+GOPT_API const char *gopt_net_layer_name(const gopt_net *net, int i);
+/* The index of the layer named `name` into *index (may be NULL).
+ * Errors: GOPT_EINVAL (NULL net or name), GOPT_ERANGE (no such layer). */
+GOPT_API gopt_status gopt_net_find_layer(const gopt_net *net, const char *name, int *index);
 /* Recompute (activation checkpointing, as torch.utils.checkpoint): on = 1 makes layer i keep
  * no output of its own. Forward writes it into the net's shared workspace, where layer i+1
  * reads it; backward, just before layer i+1's backward, rewrites it from layer i's stored
@@ -62,10 +104,12 @@ GOPT_API gopt_status gopt_net_add(gopt_net *net, const gopt_layer_config *cfg, c
  * Errors: GOPT_EINVAL (i out of range; a type that cannot be recomputed: flatten, whose
  * output is its input, and basic_block, whose forward updates three batchnorms),
  * GOPT_ESTATE (built). gopt_net_build then fails with GOPT_EINVAL if a recomputed layer is
- * the last one, is next to another recomputed layer, or feeds a flatten. */
+ * the last one, is next to another recomputed layer, or feeds a flatten, and in a graph net
+ * (gopt_net_add_from, gopt_net_add_merge), where recompute is not supported. */
 GOPT_API gopt_status gopt_net_set_recompute(gopt_net *net, int i, int on);
-/* Errors: GOPT_ESTATE (twice, or no layers), GOPT_EINVAL (recompute, above), GOPT_ENOMEM
- * (the net stays unbuilt and keeps what it allocated; a later build completes it). */
+/* Errors: GOPT_ESTATE (twice, or no layers), GOPT_EINVAL (recompute, above; in a graph net,
+ * a layer other than the last whose output no layer reads, naming it), GOPT_ENOMEM (the net
+ * stays unbuilt and keeps what it allocated; a later build completes it). */
 GOPT_API gopt_status gopt_net_build(gopt_net *net);
 
 /* The arena (owned by the net; valid until gopt_net_destroy). */
@@ -99,10 +143,15 @@ GOPT_API void gopt_net_set_training(gopt_net *net, int training); /* 1 train (de
  * reuse it); *logits becomes a view (N, out_shape...) of the net's buffer, valid until the
  * next forward. Errors: GOPT_ESHAPE naming both shapes, GOPT_ESTATE (not built). */
 GOPT_API gopt_status gopt_net_forward(gopt_net *net, const gopt_tensor *x, gopt_tensor *logits);
-/* Backward of the last forward from dlogits (same shape as the logits; not modified; the
- * logits view stays valid). Accumulates (+=) into the arena's gradients. It consumes the
- * forward's activations: a second backward needs a new forward. Errors: GOPT_ESHAPE,
- * GOPT_ESTATE (not built, no forward, or backward already ran for this forward). */
+/* Backward of the last forward from dlogits (not modified; the logits view stays valid):
+ * dlogits is (M, out_shape...) with M >= N, the last forward's batch, and its first N rows
+ * are read, so a buffer allocated once at (max_batch, ...) serves a short last batch.
+ * Accumulates (+=) into the arena's gradients. It consumes the forward's activations: a
+ * second backward needs a new forward. A layer with no trainable parameters in it or
+ * anywhere upstream (parameter-free or frozen layers only) is skipped entirely, and no
+ * layer computes an input gradient that nothing upstream needs; a frozen layer with
+ * trainable layers upstream still runs backward for its input gradient. Errors: GOPT_ESHAPE (naming both
+ * shapes), GOPT_ESTATE (not built, no forward, or backward already ran for this forward). */
 GOPT_API gopt_status gopt_net_backward(gopt_net *net, const gopt_tensor *dlogits);
 
 /* ---- sequences: a net whose first layer is an embedding takes token ids (per-sample
@@ -151,6 +200,20 @@ GOPT_API void gopt_net_timing_get(const gopt_net *net, gopt_net_timing *out);
 GOPT_API void gopt_net_timing_reset(gopt_net *net);
 /* Multiply-adds x 2 of one forward pass per sample (conv and linear only). */
 GOPT_API double gopt_net_forward_flops(const gopt_net *net);
+
+/* ---- summary, as Keras' model.summary() or torchinfo.summary: a text table with one row
+ * per layer: name, type, per-sample output shape with the batch as "N" ("(N,16,32,32)"),
+ * the names of its inputs where it does not simply read the previous layer (a merge, or
+ * gopt_net_add_from), its parameter count (a frozen layer's marked "(F)") and its FLOPs per
+ * sample (as gopt_net_forward_flops); then the totals: parameters (equal to
+ * gopt_params_numel), trainable and frozen parameters (a frozen layer's), forward FLOPs per
+ * sample, and the activation memory at max_batch in bytes: the layers' output buffers
+ * (flatten and recomputed layers keep none; what a basic block or a recurrent layer saves
+ * inside for its backward is not counted) and, in a graph net, its gradient buffers.
+ * Writes at most `size` bytes including the terminating NUL into buf (buf may be NULL when
+ * size is 0) and returns the length of the whole text (snprintf's convention: the text was
+ * cut if the return value >= size); 0 for a NULL net. Works before and after build. */
+GOPT_API size_t gopt_net_summary(const gopt_net *net, char *buf, size_t size);
 
 /* ---- state: BatchNorm running statistics and the random streams of dropout layers and of
  * dropout between recurrent layers (non-parameter state), params.h convention: a resumed

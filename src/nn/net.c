@@ -1,29 +1,10 @@
-/* A sequential net of layers (see gradopt/net.h). */
+/* A net of layers (see gradopt/net.h): building, the sequential run with in-place
+ * gradients, state. Nets of any shape run through net_graph.c, merge nodes are merge.c. */
 #include <stdio.h>
 
 #include "core/common.h"
 #include "nn/bn_sync.h"
-#include "nn/layer.h"
-#include "gradopt/net.h"
-
-struct gopt_net {
-    gopt_net_config cfg;
-    gopt_params *params;
-    gopt_layer **layers;
-    int nlayers, capacity;
-    int built;
-    int training;
-    int64_t in_numel;
-    float *ws;       /* shared workspace (im2col columns, block scratch) */
-    float *input;    /* copy of the last forward's input */
-    float *dlast;    /* the last layer's output gradient (the logits stay readable) */
-    int last_n;
-    int backward_done; /* the activations of the last forward were consumed by a backward */
-    int timing_on;
-    int bn_sync;     /* gopt__net_set_bn_sync: batchnorm statistics summed over the processes */
-    double timer[2 * GOPT_LAYER_TYPE_COUNT];
-    int64_t calls[GOPT_LAYER_TYPE_COUNT];
-};
+#include "nn/net_priv.h"
 
 gopt_net_config gopt_net_config_default(void) {
     gopt_net_config c;
@@ -68,8 +49,13 @@ gopt_status gopt_net_create(const gopt_net_config *cfg, gopt_net **out) {
 
 void gopt_net_destroy(gopt_net *net) {
     if (!net) return;
-    for (int i = 0; i < net->nlayers; i++) gopt_layer_destroy(net->layers[i]);
+    gopt__graph_free(net);
+    for (int i = 0; i < net->nlayers; i++) {
+        gopt_layer_destroy(net->layers[i]);
+        gopt__free(net->nodes[i].inputs);
+    }
     gopt__free(net->layers);
+    gopt__free(net->nodes);
     gopt_params_destroy(net->params);
     gopt__aligned_free(net->ws);
     gopt__aligned_free(net->input);
@@ -85,32 +71,114 @@ static int cur_shape(const gopt_net *net, int64_t shape[3]) {
     return gopt_layer_out_shape(net->layers[net->nlayers - 1], shape);
 }
 
+gopt_status gopt__net_reserve(gopt_net *net) {
+    if (net->nlayers < net->capacity) return GOPT_OK;
+    int cap = net->capacity ? 2 * net->capacity : 16;
+    gopt_layer **n = gopt__calloc((size_t)cap, sizeof *n);
+    gopt__node *nd = gopt__calloc((size_t)cap, sizeof *nd);
+    if (!n || !nd) {
+        gopt__free(n);
+        gopt__free(nd);
+        return GOPT_FAIL(GOPT_ENOMEM, "layer list of %d", cap);
+    }
+    if (net->layers) memcpy(n, net->layers, sizeof *n * (size_t)net->nlayers);
+    if (net->nodes) memcpy(nd, net->nodes, sizeof *nd * (size_t)net->nlayers);
+    gopt__free(net->layers);
+    gopt__free(net->nodes);
+    net->layers = n;
+    net->nodes = nd;
+    net->capacity = cap;
+    return GOPT_OK;
+}
+
+int gopt__net_lookup(const gopt_net *net, const char *name) {
+    if (strcmp(name, "input") == 0) return GOPT__NET_INPUT;
+    for (int i = 0; i < net->nlayers; i++)
+        if (strcmp(net->nodes[i].name, name) == 0) return i;
+    return -2;
+}
+
+int gopt__net_node_shape(const gopt_net *net, int i, int64_t shape[3]) {
+    if (i >= 0) return gopt_layer_out_shape(net->layers[i], shape);
+    for (int d = 0; d < 3; d++) shape[d] = net->cfg.in_shape[d];
+    return net->cfg.in_ndim;
+}
+
+const char *gopt__net_name_problem(const gopt_net *net, const char **name, char auto_name[GOPT__NET_NAME_MAX]) {
+    if (!*name) {
+        snprintf(auto_name, GOPT__NET_NAME_MAX, "layer%d", net->nlayers);
+        *name = auto_name;
+    }
+    size_t len = strlen(*name);
+    if (len < 1 || len > 40) return "must be 1..40 bytes";
+    if (strcmp(*name, "input") == 0) return "is reserved for the net's input";
+    if (gopt__net_lookup(net, *name) >= 0) return "is already taken by an earlier layer (names are unique)";
+    return NULL;
+}
+
+gopt_status gopt__net_append(gopt_net *net, gopt_layer *l, const char *name, const int *inputs, int ninputs,
+                             int p_first) {
+    gopt__node *nd = &net->nodes[net->nlayers];
+    memset(nd, 0, sizeof *nd);
+    nd->inputs = gopt__calloc((size_t)ninputs, sizeof *nd->inputs);
+    if (!nd->inputs) {
+        gopt_layer_destroy(l);
+        gopt__params_truncate(net->params, p_first);
+        return GOPT_FAIL(GOPT_ENOMEM, "layer inputs");
+    }
+    snprintf(nd->name, sizeof nd->name, "%s", name);
+    nd->ninputs = ninputs;
+    for (int j = 0; j < ninputs; j++) {
+        nd->inputs[j] = inputs[j];
+        if (inputs[j] >= 0) net->nodes[inputs[j]].consumers++;
+    }
+    nd->p_first = p_first;
+    nd->p_end = gopt_params_count(net->params);
+    net->layers[net->nlayers++] = l;
+    return GOPT_OK;
+}
+
 gopt_status gopt_net_add(gopt_net *net, const gopt_layer_config *cfg, const char *name) {
+    GOPT_RETURN(gopt_net_add_from(net, cfg, name, NULL));
+}
+
+gopt_status gopt_net_add_from(gopt_net *net, const gopt_layer_config *cfg, const char *name, const char *input) {
     GOPT_CHECK_NULL(net);
     GOPT_CHECK_NULL(cfg);
     if (net->built) return GOPT_FAIL(GOPT_ESTATE, "cannot add a layer after gopt_net_build");
-    if (net->nlayers == net->capacity) {
-        int cap = net->capacity ? 2 * net->capacity : 16;
-        gopt_layer **n = gopt__calloc((size_t)cap, sizeof *n);
-        if (!n) return GOPT_FAIL(GOPT_ENOMEM, "layer list of %d", cap);
-        if (net->layers) memcpy(n, net->layers, sizeof *n * (size_t)net->nlayers);
-        gopt__free(net->layers);
-        net->layers = n;
-        net->capacity = cap;
-    }
-    char auto_name[32];
-    if (!name) {
-        snprintf(auto_name, sizeof auto_name, "layer%d", net->nlayers);
-        name = auto_name;
+    if (cfg->type == GOPT_LAYER_ADD || cfg->type == GOPT_LAYER_CONCAT)
+        return GOPT_FAIL(GOPT_EINVAL, "a %s node takes several inputs: add it with gopt_net_add_merge",
+                         gopt_layer_type_name(cfg->type));
+    char auto_name[GOPT__NET_NAME_MAX];
+    const char *why = gopt__net_name_problem(net, &name, auto_name);
+    if (why) return GOPT_FAIL(GOPT_EINVAL, "name '%s' %s", name, why);
+    int src = net->nlayers - 1; /* NULL: the previous layer (the net's input for the first) */
+    if (input) {
+        src = gopt__net_lookup(net, input);
+        if (src == -2) return GOPT_FAIL(GOPT_EINVAL, "input '%s': no earlier layer has that name", input);
     }
     if (cfg->type == GOPT_LAYER_EMBEDDING && net->nlayers > 0)
         return GOPT_FAIL(GOPT_EINVAL, "layer %d: an embedding takes token ids, so it must be the net's first layer",
                          net->nlayers);
+    GOPT_TRY(gopt__net_reserve(net));
     int64_t shape[3];
-    int ndim = cur_shape(net, shape);
+    int ndim = gopt__net_node_shape(net, src, shape);
+    const int p_first = gopt_params_count(net->params);
     gopt_layer *l;
     GOPT_TRY(gopt__layer_create(cfg, ndim, shape, net->cfg.max_batch, net->params, name, 0, &l));
-    net->layers[net->nlayers++] = l;
+    GOPT_RETURN(gopt__net_append(net, l, name, &src, 1, p_first));
+}
+
+const char *gopt_net_layer_name(const gopt_net *net, int i) {
+    return (net && i >= 0 && i < net->nlayers) ? net->nodes[i].name : NULL;
+}
+
+gopt_status gopt_net_find_layer(const gopt_net *net, const char *name, int *index) {
+    GOPT_CHECK_NULL(net);
+    GOPT_CHECK_NULL(name);
+    int i = gopt__net_lookup(net, name);
+    if (i < 0) return GOPT_FAIL(GOPT_ERANGE, "no layer named '%s' (the net has %d layers)", name, net->nlayers);
+    if (index) *index = i;
     return GOPT_OK;
 }
 
@@ -151,7 +219,21 @@ gopt_status gopt_net_build(gopt_net *net) {
     GOPT_CHECK_NULL(net);
     if (net->built) return GOPT_FAIL(GOPT_ESTATE, "the net is already built");
     if (net->nlayers == 0) return GOPT_FAIL(GOPT_ESTATE, "the net has no layers");
-    GOPT_TRY(check_recompute(net));
+    net->graph = 0;
+    for (int i = 0; i < net->nlayers; i++)
+        if (net->nodes[i].ninputs != 1 || net->nodes[i].inputs[0] != i - 1) net->graph = 1;
+    for (int i = 0; net->graph && i < net->nlayers; i++) {
+        const char *nm = net->nodes[i].name;
+        if (net->layers[i]->recompute)
+            return GOPT_FAIL(GOPT_EINVAL,
+                             "layer %d '%s': recompute (gopt_net_set_recompute) is not supported in a net with "
+                             "branches or merges",
+                             i, nm);
+        if (i < net->nlayers - 1 && net->nodes[i].consumers == 0)
+            return GOPT_FAIL(GOPT_EINVAL,
+                             "layer %d '%s': no layer reads its output (the net's output is its last layer's)", i, nm);
+    }
+    if (!net->graph) GOPT_TRY(check_recompute(net));
     /* Lean layers (blocks) with the largest activations keep conv2's output in the shared
      * workspace and recompute it in backward: one workspace-sized scratch instead of one
      * buffer each (for ResNet-20 at batch 128: 24 MB less for ~4% more time). */
@@ -196,6 +278,7 @@ gopt_status gopt_net_build(gopt_net *net) {
     if (!net->input) net->input = gopt__aligned_alloc(mb * (size_t)net->in_numel * sizeof(float));
     if (!net->dlast) net->dlast = gopt__aligned_alloc(mb * g * sizeof(float));
     if (!net->input || !net->dlast) return GOPT_FAIL(GOPT_ENOMEM, "net buffers of %zu floats", mb * g);
+    if (net->graph) GOPT_TRY(gopt__graph_build(net));
     for (int i = 0; i < net->nlayers; i++) gopt__layer_set_ws(net->layers[i], net->ws);
     for (int i = 0; i < net->nlayers; i++) {
         gopt_layer *l = net->layers[i];
@@ -254,14 +337,17 @@ void gopt_net_set_training(gopt_net *net, int training) {
 static gopt_status check_shape(const gopt_net *net, const gopt_tensor *t, const char *what, int ndim,
                                const int64_t *shape, int want_n) {
     char got[96], want[96];
-    int ok = t->data != NULL && t->ndim == ndim + 1 && t->shape[0] >= 1 && t->shape[0] <= net->cfg.max_batch &&
-             (want_n <= 0 || t->shape[0] == want_n);
+    int ok = t->data != NULL && t->ndim == ndim + 1 && t->shape[0] >= 1 &&
+             (want_n <= 0 ? t->shape[0] <= net->cfg.max_batch : t->shape[0] >= want_n);
     for (int i = 0; ok && i < ndim; i++) ok = t->shape[i + 1] == shape[i];
     if (ok) return GOPT_OK;
     int o = want_n > 0 ? snprintf(want, sizeof want, "(%d", want_n) : snprintf(want, sizeof want, "(N");
     for (int i = 0; i < ndim; i++) o += snprintf(want + o, sizeof want - (size_t)o, ",%lld", (long long)shape[i]);
     snprintf(want + o, sizeof want - (size_t)o, ")");
     gopt_shape_str(t, got, sizeof got);
+    if (want_n > 0)
+        return GOPT_FAIL(GOPT_ESHAPE, "%s %s does not match %s (at least %d rows, the last forward's batch)%s", what,
+                         got, want, want_n, t->data ? "" : " or has no data");
     return GOPT_FAIL(GOPT_ESHAPE, "%s %s does not match %s (batch at most %d)%s", what, got, want,
                      net->cfg.max_batch, t->data ? "" : " or has no data");
 }
@@ -271,7 +357,8 @@ static gopt_status check_shape(const gopt_net *net, const gopt_tensor *t, const 
 static gopt_status check_layers(const gopt_net *net, const float *x, int n) {
     for (int i = 0; i < net->nlayers; i++) {
         const gopt_layer *l = net->layers[i];
-        if (l->vt->check_input) GOPT_TRY(l->vt->check_input(l, i == 0 ? x : NULL, n));
+        const int reads_input = net->nodes[i].ninputs == 1 && net->nodes[i].inputs[0] == GOPT__NET_INPUT;
+        if (l->vt->check_input) GOPT_TRY(l->vt->check_input(l, reads_input ? x : NULL, n));
     }
     return GOPT_OK;
 }
@@ -301,7 +388,7 @@ gopt_status gopt__net_set_bn_sync(gopt_net *net, gopt__sum_fn fn, void *ctx) {
 
 /* The first failure of a synchronised sum in layer l's last forward or backward (all of
  * its batchnorms cleared). */
-static gopt_status take_bn_status(gopt_layer *l) {
+gopt_status gopt__net_take_bn_status(gopt_layer *l) {
     gopt__bn *b3[3];
     gopt_status first = GOPT_OK;
     int k = gopt__layer_bns(l, b3);
@@ -314,8 +401,15 @@ static gopt_status take_bn_status(gopt_layer *l) {
 
 /* Forward of n samples already in net->input (checked). */
 static gopt_status run_forward(gopt_net *net, int n, gopt_tensor *logits) {
+    if (net->graph) {
+        gopt_status s = gopt__graph_forward(net, n);
+        if (s != GOPT_OK) {
+            net->last_n = 0;
+            return s;
+        }
+    }
     const float *cur = net->input;
-    for (int i = 0; i < net->nlayers; i++) {
+    for (int i = 0; i < net->nlayers && !net->graph; i++) {
         gopt_layer *l = net->layers[i];
         l->timer = net->timing_on ? net->timer : NULL;
         gopt_status fs = gopt__layer_forward_raw(l, cur, n); /* a custom layer's callback may fail */
@@ -326,7 +420,7 @@ static gopt_status run_forward(gopt_net *net, int n, gopt_tensor *logits) {
         if (net->timing_on) net->calls[l->cfg.type]++;
         cur = l->out;
         if (net->bn_sync) {
-            gopt_status s = take_bn_status(l);
+            gopt_status s = gopt__net_take_bn_status(l);
             if (s != GOPT_OK) { /* the activations are incomplete: no backward for this forward */
                 net->last_n = 0;
                 return s;
@@ -391,14 +485,21 @@ gopt_status gopt_net_backward(gopt_net *net, const gopt_tensor *dlogits) {
         return GOPT_FAIL(GOPT_ESTATE, "backward already ran for the last forward (it consumes the activations)");
     const int n = net->last_n;
     gopt_layer *last = net->layers[net->nlayers - 1];
-    memcpy(net->dlast, dlogits->data, sizeof(float) * (size_t)(n * last->out_numel));
+    memcpy(net->dlast, dlogits->data, sizeof(float) * (size_t)(n * last->out_numel)); /* the first n rows */
+    gopt__net_mark_need(net);
+    if (net->graph) {
+        net->backward_done = 1;
+        return gopt__graph_backward(net, n);
+    }
     /* Gradients in place: layer i's output gradient lives in its own output buffer (dead once
      * layer i+1's backward has run) and its input gradient overwrites its input, the previous
      * layer's output; every layer reads what it needs of x before writing dx. A recomputed
      * layer's output (in the workspace, overwritten since its forward) is rewritten from
-     * its input just before the next layer's backward needs it. */
+     * its input just before the next layer's backward needs it. Layers with nothing
+     * trainable in or before them (need 0: frozen or parameter-free) are skipped, and
+     * the first layer that needs backward gets no dx. */
     net->backward_done = 1;
-    for (int i = net->nlayers - 1; i >= 0; i--) {
+    for (int i = net->nlayers - 1; i >= 0 && net->nodes[i].need; i--) {
         gopt_layer *l = net->layers[i];
         gopt_layer *prev = i > 0 ? net->layers[i - 1] : NULL;
         l->timer = net->timing_on ? net->timer : NULL;
@@ -408,11 +509,28 @@ gopt_status gopt_net_backward(gopt_net *net, const gopt_tensor *dlogits) {
         }
         const float *xin = prev ? prev->out : net->input;
         float *dy = i == net->nlayers - 1 ? net->dlast : l->out;
-        float *dx = prev ? prev->out : NULL;
+        float *dx = prev && net->nodes[i - 1].need ? prev->out : NULL;
         GOPT_TRY(gopt__layer_backward_raw(l, xin, dy, dx, n));
-        if (net->bn_sync) GOPT_TRY(take_bn_status(l));
+        if (net->bn_sync) GOPT_TRY(gopt__net_take_bn_status(l));
     }
     return GOPT_OK;
+}
+
+void gopt__net_mark_need(gopt_net *net) {
+    for (int i = 0; i < net->nlayers; i++) {
+        const gopt__node *nd = &net->nodes[i];
+        int need = 0; /* a tensor of its own that trains (gopt_net_freeze, gopt_params_set_frozen) */
+        for (int t = nd->p_first; t < nd->p_end && !need; t++) need = !gopt_params_is_frozen(net->params, t);
+        need = need && !net->layers[i]->frozen;
+        for (int j = 0; j < nd->ninputs && !need; j++) need = nd->inputs[j] >= 0 && net->nodes[nd->inputs[j]].need;
+        net->nodes[i].need = need;
+    }
+}
+
+const float *gopt__net_grad(const gopt_net *net, int i) {
+    if (!net || i < 0 || i >= net->nlayers || !net->backward_done || !net->nodes[i].need) return NULL;
+    if (i == net->nlayers - 1) return net->dlast;
+    return net->graph ? net->nodes[i].grad : net->layers[i]->out;
 }
 
 void gopt_net_set_timing(gopt_net *net, int on) {

@@ -1,12 +1,11 @@
 /* gopt_net_freeze (gradopt/net.h): freezing by tensor or layer name, through the public
- * accessors only (gopt_net_params, gopt_params_count, gopt_params_info).
+ * accessors only (gopt_net_params, gopt_params_info, gopt_net_find_layer).
  *
- * A layer's tensors are "<layer name>.<suffix>" (gopt_net_add registers them under the
- * layer's name), so a layer is found by the prefix of its tensors' names. Until the net
- * exposes its layers by name (gopt_net_find_layer), a layer without parameters is not
- * found (there is nothing to freeze in it either), and the layer's own flag (l->frozen,
- * gopt_layer_set_frozen) is not set: what the optimizers, clipping and the layers' backward
- * read is each tensor's flag, which this sets. */
+ * The name is tried as a tensor ("fc.weight"), then as a layer (gopt_net_find_layer:
+ * gopt_layer_set_frozen sets the layer's flag and each of its tensors'), then as a part of a
+ * layer by the prefix of its tensors' names ("layer1.0.conv1." inside a basic block). What
+ * the optimizers, clipping, the layers' backward and the net's backward skip read each
+ * tensor's flag. */
 #include "core/common.h"
 #include "gradopt/net.h"
 
@@ -22,7 +21,11 @@ gopt_status gopt_net_freeze(gopt_net *net, const char *name, int on) {
         GOPT_TRY(gopt_params_info(p, i, &info));
         if (strcmp(info.name, name) == 0) GOPT_RETURN(gopt_params_set_frozen(p, i, on));
     }
-    int matched = 0;
+    int layer;
+    if (gopt_net_find_layer(net, name, &layer) == GOPT_OK) /* a layer, with parameters or not */
+        GOPT_RETURN(gopt_layer_set_frozen(gopt_net_layer(net, layer), on));
+    gopt_clear_error();
+    int matched = 0; /* a part of a layer: "layer1.0.conv1" inside a basic block */
     for (int i = 0; len > 0 && i < gopt_params_count(p); i++) {
         gopt_param_info info;
         GOPT_TRY(gopt_params_info(p, i, &info));
@@ -31,6 +34,6 @@ gopt_status gopt_net_freeze(gopt_net *net, const char *name, int on) {
         matched++;
     }
     if (!matched)
-        return GOPT_FAIL(GOPT_ERANGE, "name '%s' is neither a tensor of the net nor a layer with parameters", name);
+        return GOPT_FAIL(GOPT_ERANGE, "name '%s' is neither a tensor nor a layer of the net", name);
     return GOPT_OK;
 }
