@@ -116,25 +116,31 @@ const char *gopt__net_name_problem(const gopt_net *net, const char **name, char 
     return NULL;
 }
 
-gopt_status gopt__net_append(gopt_net *net, gopt_layer *l, const char *name, const int *inputs, int ninputs,
-                             int p_first) {
+/* Append l with its input list `in` (ninputs entries, allocated by the caller, now the
+ * node's); cannot fail. */
+static void append_node(gopt_net *net, gopt_layer *l, const char *name, int *in, int ninputs, int p_first) {
     gopt__node *nd = &net->nodes[net->nlayers];
     memset(nd, 0, sizeof *nd);
-    nd->inputs = gopt__calloc((size_t)ninputs, sizeof *nd->inputs);
-    if (!nd->inputs) {
+    nd->inputs = in;
+    snprintf(nd->name, sizeof nd->name, "%s", name);
+    nd->ninputs = ninputs;
+    for (int j = 0; j < ninputs; j++)
+        if (in[j] >= 0) net->nodes[in[j]].consumers++;
+    nd->p_first = p_first;
+    nd->p_end = gopt_params_count(net->params);
+    net->layers[net->nlayers++] = l;
+}
+
+gopt_status gopt__net_append(gopt_net *net, gopt_layer *l, const char *name, const int *inputs, int ninputs,
+                             int p_first) {
+    int *in = gopt__calloc((size_t)ninputs, sizeof *in);
+    if (!in) {
         gopt_layer_destroy(l);
         gopt__params_truncate(net->params, p_first);
         return GOPT_FAIL(GOPT_ENOMEM, "layer inputs");
     }
-    snprintf(nd->name, sizeof nd->name, "%s", name);
-    nd->ninputs = ninputs;
-    for (int j = 0; j < ninputs; j++) {
-        nd->inputs[j] = inputs[j];
-        if (inputs[j] >= 0) net->nodes[inputs[j]].consumers++;
-    }
-    nd->p_first = p_first;
-    nd->p_end = gopt_params_count(net->params);
-    net->layers[net->nlayers++] = l;
+    memcpy(in, inputs, sizeof *in * (size_t)ninputs);
+    append_node(net, l, name, in, ninputs, p_first);
     return GOPT_OK;
 }
 
@@ -164,9 +170,19 @@ gopt_status gopt_net_add_from(gopt_net *net, const gopt_layer_config *cfg, const
     int64_t shape[3];
     int ndim = gopt__net_node_shape(net, src, shape);
     const int p_first = gopt_params_count(net->params);
+    /* Everything the node needs is allocated before the layer: once created, a layer is
+     * the net's (a custom layer's destroy would run on a failure after it). */
+    int *in = gopt__calloc(1, sizeof *in);
+    if (!in) return GOPT_FAIL(GOPT_ENOMEM, "layer inputs");
+    in[0] = src;
     gopt_layer *l;
-    GOPT_TRY(gopt__layer_create(cfg, ndim, shape, net->cfg.max_batch, net->params, name, 0, &l));
-    GOPT_RETURN(gopt__net_append(net, l, name, &src, 1, p_first));
+    gopt_status s = gopt__layer_create(cfg, ndim, shape, net->cfg.max_batch, net->params, name, 0, &l);
+    if (s != GOPT_OK) {
+        gopt__free(in);
+        return gopt__retag(s, __func__);
+    }
+    append_node(net, l, name, in, 1, p_first);
+    return GOPT_OK;
 }
 
 const char *gopt_net_layer_name(const gopt_net *net, int i) {

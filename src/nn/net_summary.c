@@ -4,6 +4,7 @@
 
 #include "core/common.h"
 #include "nn/net_priv.h"
+#include "gradopt/custom_layer.h"
 
 typedef struct out_text {
     char *buf;
@@ -124,7 +125,7 @@ size_t gopt_net_summary(const gopt_net *net, char *buf, size_t size) {
         inputs_text(net, i, in, sizeof in);
         grouped(p, sizeof p, np);
         if (l->frozen && np > 0) snprintf(p + strlen(p), sizeof p - strlen(p), " (F)");
-        put(&o, "%-*s %-15s %-17s %-*s %15s %15s\n", wn, net->nodes[i].name, gopt_layer_type_name(l->cfg.type), shape,
+        put(&o, "%-*s %-15s %-17s %-*s %15s %15s\n", wn, net->nodes[i].name, gopt_layer_label(l), shape,
             wi, in, p, grouped(f, sizeof f, (int64_t)fl));
     }
     if (graph) act += graph_grad_floats(net);
