@@ -589,13 +589,8 @@ static train_result train_mlp(const gopt_dataset *ds, int epochs) {
             assert_ok(gopt_net_forward(net, &x, &logits));
             float loss;
             assert_ok(gopt_loss_cross_entropy(&logits, b.labels, 0.0f, &loss, dlogits)); /* (32,K) for any n */
-            /* gopt_net_backward takes the rows of this batch (a net that accepts the whole
-             * buffer makes this view unnecessary) */
-            gopt_tensor d;
-            const int64_t ds2[2] = {b.n, K};
-            assert_ok(gopt_tensor_view(dlogits->data, 2, ds2, &d));
             gopt_optim_zero_grad(opt);
-            assert_ok(gopt_net_backward(net, &d));
+            assert_ok(gopt_net_backward(net, dlogits)); /* the whole buffer: the net reads b.n rows */
             assert_ok(gopt_optim_step(opt));
             sum += (double)loss * b.n;
             seen += b.n;

@@ -11,8 +11,8 @@
  * larger leading dimension: a buffer allocated once for the largest batch (max_batch, ...)
  * serves every batch, the short last one of an epoch included, without a re-view. The first
  * N rows (N = the input's leading dimension: numel of the input floats) are overwritten,
- * the rows past them are left as they were (pass gopt_net_backward a view of the first N
- * rows, or the whole buffer where the net accepts it).
+ * the rows past them are left as they were; gopt_net_backward takes the whole buffer and
+ * reads the first N rows (the batch of the forward).
  * Errors: GOPT_EINVAL (NULL), GOPT_ESHAPE naming both shapes, GOPT_ERANGE (a label outside
  * [0, C)), GOPT_EINVAL (label_smoothing outside [0, 1]). */
 #ifndef GRADOPT_LOSS_H
