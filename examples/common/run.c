@@ -120,6 +120,11 @@ static const cli_opt run_opts[] = {
     CLI_O("--checkpoint", "PATH", CLI_STR, RO(checkpoint), 0, 0, NULL, "save a checkpoint after every evaluation (atomic)"),
     CLI_O("--resume", "PATH", CLI_STR, RO(resume), 0, 0, NULL, "continue a run from its checkpoint, bit-exactly"),
     CLI_O("--log", "FILE", CLI_STR, RO(log), 0, 0, NULL, "per-step log, CSV (.csv) or JSON lines (.jsonl)"),
+    CLI_O("--init-weights", "FILE", CLI_STR, RO(tc.init_weights), 0, 0, NULL,
+     "start from these weights (.safetensors or .npz with PyTorch's state_dict\n"
+     "names, e.g. initialised in PyTorch); every tensor must match"),
+    CLI_O("--export", "FILE", CLI_STR, RO(export_weights), 0, 0, NULL,
+     "write the final weights for PyTorch / NumPy: .safetensors, or .npz"),
     CLI_O("--test", "FILE", CLI_STR, RO(test), 0, 0, NULL,
      "evaluate on a held-out FILE (reported as test figures) instead of a split"),
 };
@@ -425,6 +430,15 @@ int run_loop(const run_options *o, const run_spec *s, trainer *t, run_result *r,
     }
     r->units = units;
     r->wall_seconds = cli_now() - wall0;
+    if (rc == 0 && o->export_weights && trainer_rank(trainer_get_config(t)) == 0) {
+        gopt_weights_config wc = gopt_weights_config_default();
+        size_t len = strlen(o->export_weights);
+        gopt_status s2 = len > 4 && strcmp(o->export_weights + len - 4, ".npz") == 0
+                             ? gopt_net_save_npz(trainer_net(t), o->export_weights, &wc)
+                             : gopt_net_save_safetensors(trainer_net(t), o->export_weights, &wc);
+        if (s2 != GOPT_OK) rc = trainer_fail(err, errlen, "--export: %s", gopt_last_error());
+        else printf("weights written to %s\n", o->export_weights);
+    }
     if (log) {
         errno = 0;
         int bad = ferror(log) != 0;

@@ -39,6 +39,7 @@ typedef struct run_options {
     trainer_config tc;
     gopt_algo algo;
     const char *checkpoint, *resume, *log, *test;
+    const char *export_weights; /* --export: the final weights, .safetensors or .npz, PyTorch names */
     int epochs, threads;
     double warmup_epochs;
     int64_t max_steps;

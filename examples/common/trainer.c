@@ -234,6 +234,15 @@ int trainer_create_custom(const trainer_config *cfg, gopt_net *net, const traine
     int local_batch;
     if (trainer_local_batch(cfg, &local_batch, err, errlen)) return -1;
     t->params = gopt_net_params(t->net);
+    if (cfg->init_weights) { /* e.g. weights initialised in PyTorch: strict, every name and shape */
+        gopt_weights_config wc = gopt_weights_config_default();
+        gopt_weights_report rep;
+        size_t len = strlen(cfg->init_weights);
+        if (len > 4 && strcmp(cfg->init_weights + len - 4, ".npz") == 0)
+            LIB(gopt_net_load_npz(t->net, cfg->init_weights, &wc, &rep), "--init-weights");
+        else
+            LIB(gopt_net_load_safetensors(t->net, cfg->init_weights, &wc, &rep), "--init-weights");
+    }
     if (!cfg->decay_norm_bias) {
         gopt_group_config nd = gopt_group_config_default();
         nd.weight_decay = 0.0f;

@@ -47,6 +47,8 @@ typedef struct trainer_config {
     uint64_t seed;          /* weights, data order and augmentation */
     int augment;            /* CIFAR: random crop (4 px) + horizontal flip */
     int prefetch;           /* CIFAR: build the next batch on a second thread */
+    const char *init_weights; /* NULL, or a .safetensors / .npz file (PyTorch names) loaded into
+                                 the net before the optimizer takes it (trainer_create_custom) */
     /* optimizer */
     gopt_optim_config optim;
     int decay_norm_bias;    /* 0: biases and BatchNorm parameters get no weight decay */
