@@ -238,6 +238,57 @@ static void fd_check(gopt_net *net, const gopt_tensor *x, int per_tensor) {
     free(r);
 }
 
+/* gopt_resnet_cifar with graph = 1 (each block written out with add_from / add_merge) is the
+ * fused net's twin: same tensor names, and from the same weights the same logits, gradients
+ * and running statistics, bit for bit, over SGD steps. */
+static void test_resnet_graph_twin(void **state) {
+    (void)state;
+    gopt_resnet_config rc = gopt_resnet_config_default();
+    rc.depth = 8;
+    rc.max_batch = 4;
+    rc.in_shape[1] = rc.in_shape[2] = 16;
+    gopt_net *a, *b;
+    assert_ok(gopt_resnet_cifar(&rc, &a));
+    rc.graph = 1;
+    assert_ok(gopt_resnet_cifar(&rc, &b));
+    assert_int_equal(gopt_net_layer_count(b), 2 + 6 + 8 + 8 + 2); /* stem, blocks (identity, 2 projections), pool, fc */
+    copy_by_name(a, b);
+    float *x = malloc(sizeof(float) * 4 * 3 * 256), *d = malloc(sizeof(float) * 4 * 10);
+    assert_non_null(x);
+    assert_non_null(d);
+    for (int step = 0; step < 3; step++) {
+        testutil_fill_normal(x, 4 * 3 * 256, 300 + (uint64_t)step);
+        testutil_fill_normal(d, 4 * 10, 400 + (uint64_t)step);
+        gopt_tensor xt = view(x, 4, 4, 3, 16, 16), dt = view(d, 2, 4, 10, 0, 0), la, lb;
+        assert_ok(gopt_net_forward(a, &xt, &la));
+        assert_ok(gopt_net_forward(b, &xt, &lb));
+        assert_memory_equal(la.data, lb.data, sizeof(float) * 4 * 10);
+        gopt_params_zero_grad(gopt_net_params(a));
+        gopt_params_zero_grad(gopt_net_params(b));
+        assert_ok(gopt_net_backward(a, &dt));
+        assert_ok(gopt_net_backward(b, &dt));
+        same_by_name(a, b, 1);
+        gopt_params *pa = gopt_net_params(a), *pb = gopt_net_params(b);
+        for (int64_t i = 0; i < gopt_params_numel(pa); i++) gopt_params_values(pa)[i] -= 0.1f * gopt_params_grads(pa)[i];
+        for (int64_t i = 0; i < gopt_params_numel(pb); i++) gopt_params_values(pb)[i] -= 0.1f * gopt_params_grads(pb)[i];
+    }
+    for (int i = 0; i < gopt_net_buffer_count(a); i++) {
+        gopt_net_buffer ba;
+        gopt_tensor vb;
+        assert_ok(gopt_net_buffer_info(a, i, &ba));
+        assert_ok(gopt_net_find_buffer(b, ba.name, &vb));
+        assert_memory_equal(ba.value.data, vb.data, sizeof(float) * (size_t)vb.numel);
+    }
+    rc.graph = 2;
+    gopt_net *bad = NULL;
+    assert_int_equal(gopt_resnet_cifar(&rc, &bad), GOPT_EINVAL);
+    assert_non_null(strstr(gopt_last_error(), "graph = 2"));
+    free(x);
+    free(d);
+    gopt_net_destroy(a);
+    gopt_net_destroy(b);
+}
+
 static void test_two_branch_concat_fd(void **state) {
     (void)state;
     gopt_net *net = new_net(3, 3, 6, 6, 3, 11);
@@ -638,6 +689,7 @@ static void test_graph_net_services(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_user_block_identity), cmocka_unit_test(test_user_block_projection),
+        cmocka_unit_test(test_resnet_graph_twin),
         cmocka_unit_test(test_two_branch_concat_fd), cmocka_unit_test(test_three_consumers_fd),
         cmocka_unit_test(test_frozen_skip),          cmocka_unit_test(test_errors),
         cmocka_unit_test(test_summary),              cmocka_unit_test(test_graph_net_services),
