@@ -171,24 +171,6 @@ static gopt_status check_list(const gopt_ckpt_entry *entries, int n, int saving,
 
 /* ---- the weights image: a safetensors file in memory (arena names, F32, little-endian) ---- */
 
-static size_t json_escape(char *o, const char *s) {
-    size_t k = 0;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            if (o) o[k] = '\\', o[k + 1] = (char)c;
-            k += 2;
-        } else if (c < 0x20) {
-            if (o) snprintf(o + k, 7, "\\u%04x", c);
-            k += 6;
-        } else {
-            if (o) o[k] = (char)c;
-            k++;
-        }
-    }
-    return k;
-}
-
 /* One pass measures (o NULL), the second writes; returns the header length without padding. */
 static size_t weights_json(const gopt__wslot *s, int n, char *o) {
     size_t k = 0;
@@ -199,7 +181,7 @@ static size_t weights_json(const gopt__wslot *s, int n, char *o) {
     for (int i = 0; i < n; i++) {
         if (i) PUT(",", 1);
         PUT("\"", 1);
-        k += json_escape(o ? o + k : NULL, s[i].name);
+        k += gopt__json_escape(o ? o + k : NULL, s[i].name, strlen(s[i].name));
         PUT("\":{\"dtype\":\"F32\",\"shape\":[", sizeof "\":{\"dtype\":\"F32\",\"shape\":[" - 1);
         for (int d = 0; d < s[i].ndim; d++) {
             int m = snprintf(tmp, sizeof tmp, "%s%" PRId64, d ? "," : "", s[i].shape[d]);

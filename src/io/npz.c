@@ -1,7 +1,6 @@
 /* .npz export and import (numpy.savez's layout, see gradopt/interop.h): a zip archive of
  * stored .npy members, written in one pass (each member's CRC-32 computed before its local
  * header), and read back with every structure checked. */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -426,24 +425,6 @@ static gopt_status zip_parse(const npz_ctx *z, npz_member **out, int *count) {
 
 /* ---- members -> a safetensors image -> the safetensors import ------------------------------ */
 
-static size_t put_escaped(char *o, const char *s, size_t n) {
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        const unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            if (o) o[k] = '\\', o[k + 1] = (char)c;
-            k += 2;
-        } else if (c < 0x20) {
-            if (o) snprintf(o + k, 7, "\\u%04x", c);
-            k += 6;
-        } else {
-            if (o) o[k] = (char)c;
-            k++;
-        }
-    }
-    return k;
-}
-
 static size_t image_header(const npz_member *m, int n, char *o) {
     size_t k = 0;
     uint64_t off = 0;
@@ -452,7 +433,7 @@ static size_t image_header(const npz_member *m, int n, char *o) {
     PUTS("{");
     for (int i = 0; i < n; i++) {
         PUTS(i ? ",\"" : "\"");
-        k += put_escaped(o ? o + k : NULL, m[i].name, m[i].name_len);
+        k += gopt__json_escape(o ? o + k : NULL, m[i].name, m[i].name_len);
         snprintf(tmp, sizeof tmp, "\":{\"dtype\":\"%s\",\"shape\":[", m[i].dtype);
         PUTS(tmp);
         for (int d = 0; d < m[i].ndim; d++) {
@@ -502,40 +483,12 @@ static gopt_status npz_import(gopt_params *p, gopt_net *net, const void *buf, si
     return st;
 }
 
-static gopt_status npz_read_file(const char *path, unsigned char **out, size_t *size, const char *fn) {
-    *out = NULL;
-    *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return GOPT__FAIL_AS(fn, GOPT_EIO, "cannot open '%s': %s", path, strerror(errno));
-    long len = -1;
-    if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
-    if (len < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return GOPT__FAIL_AS(fn, GOPT_EIO, "cannot size '%s' (not a regular file?)", path);
-    }
-    unsigned char *b = gopt__malloc((size_t)len + 1);
-    if (!b) {
-        fclose(f);
-        return GOPT__FAIL_AS(fn, GOPT_ENOMEM, "%ld bytes to read '%s'", len, path);
-    }
-    const size_t got = fread(b, 1, (size_t)len, f);
-    const int err = ferror(f);
-    fclose(f);
-    if (err || got != (size_t)len) {
-        gopt__free(b);
-        return GOPT__FAIL_AS(fn, GOPT_EIO, "reading '%s' failed (%zu of %ld bytes)", path, got, len);
-    }
-    *out = b;
-    *size = (size_t)len;
-    return GOPT_OK;
-}
-
 static gopt_status npz_load_path(gopt_params *p, gopt_net *net, const char *path, const gopt_weights_config *cfg,
                                  gopt_weights_report *report, const char *fn) {
     if (!gopt_params_finalized(p)) return GOPT__FAIL_AS(fn, GOPT_ESTATE, "the parameter arena is not finalized");
     unsigned char *b;
     size_t size;
-    GOPT_TRY(npz_read_file(path, &b, &size, fn));
+    GOPT_TRY(gopt__read_whole(path, &b, &size, fn));
     gopt_status st = npz_import(p, net, b, size, path, cfg, report, fn);
     gopt__free(b);
     return st;

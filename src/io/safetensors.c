@@ -2,7 +2,6 @@
 /* safetensors export and import (see gradopt/interop.h): the writer, a strict reader of the
  * header (a small JSON parser for exactly what the format allows) and the all-or-nothing
  * import into a net or an arena. */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,23 +84,6 @@ static void convert(int d, const unsigned char *b, int64_t n, float *dst) {
 
 /* ---- writer ------------------------------------------------------------------------------- */
 
-/* JSON string body of an exchanged name (printable ASCII apart from escapes). */
-static size_t json_name(char *o, const char *s) {
-    size_t k = 0;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            o[k++] = '\\';
-            o[k++] = (char)c;
-        } else if (c < 0x20) {
-            k += (size_t)sprintf(o + k, "\\u%04x", c);
-        } else {
-            o[k++] = (char)c;
-        }
-    }
-    return k;
-}
-
 static gopt_status write_safetensors(const gopt__wslot *s, int n, const char *path, const char *fn) {
     /* header: at most 6 bytes per name byte, 64 per dimension and 128 of fixed text each */
     size_t cap = 64;
@@ -114,7 +96,7 @@ static gopt_status write_safetensors(const gopt__wslot *s, int n, const char *pa
         const int dsize = s[i].is_count ? 8 : 4;
         h[k++] = ',';
         h[k++] = '"';
-        k += json_name(h + k, s[i].name);
+        k += gopt__json_escape(h + k, s[i].name, strlen(s[i].name));
         k += (size_t)sprintf(h + k, "\":{\"dtype\":\"%s\",\"shape\":[", s[i].is_count ? "I64" : "F32");
         for (int d = 0; d < s[i].ndim; d++) k += (size_t)sprintf(h + k, "%s%" PRId64, d ? "," : "", s[i].shape[d]);
         uint64_t end = off + (uint64_t)s[i].numel * (uint64_t)dsize;
@@ -655,34 +637,6 @@ static gopt_status import(gopt_params *p, gopt_net *net, const unsigned char *bu
     return st;
 }
 
-static gopt_status read_whole(const char *path, unsigned char **out, size_t *size, const char *fn) {
-    *out = NULL;
-    *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return GOPT__FAIL_AS(fn, GOPT_EIO, "cannot open '%s': %s", path, strerror(errno));
-    long len = -1;
-    if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
-    if (len < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return GOPT__FAIL_AS(fn, GOPT_EIO, "cannot size '%s' (not a regular file?)", path);
-    }
-    unsigned char *b = gopt__malloc((size_t)len + 1);
-    if (!b) {
-        fclose(f);
-        return GOPT__FAIL_AS(fn, GOPT_ENOMEM, "%ld bytes to read '%s'", len, path);
-    }
-    size_t got = fread(b, 1, (size_t)len, f);
-    int err = ferror(f);
-    fclose(f);
-    if (err || got != (size_t)len) {
-        gopt__free(b);
-        return GOPT__FAIL_AS(fn, GOPT_EIO, "reading '%s' failed (%zu of %ld bytes)", path, got, len);
-    }
-    *out = b;
-    *size = (size_t)len;
-    return GOPT_OK;
-}
-
 static gopt_status load_path(gopt_params *p, gopt_net *net, const char *path, const gopt_weights_config *cfg,
                              gopt_weights_report *report, const char *fn) {
     gopt_weights_config c = cfg ? *cfg : gopt_weights_config_default();
@@ -690,7 +644,7 @@ static gopt_status load_path(gopt_params *p, gopt_net *net, const char *path, co
     if (!gopt_params_finalized(p)) return GOPT__FAIL_AS(fn, GOPT_ESTATE, "the parameter arena is not finalized");
     unsigned char *b;
     size_t size;
-    GOPT_TRY(read_whole(path, &b, &size, fn));
+    GOPT_TRY(gopt__read_whole(path, &b, &size, fn));
     gopt_status st = import(p, net, b, size, path, &c, report, fn);
     gopt__free(b);
     return st;

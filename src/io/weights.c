@@ -2,6 +2,7 @@
 /* The tensors a net or an arena exchanges, and atomic file output (see io/weights.h). */
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "core/common.h"
@@ -184,4 +185,50 @@ static void crc_fn(void *ctx, const unsigned char *b, size_t n) {
 uint32_t gopt__crc32_slot(uint32_t crc, const gopt__wslot *s) {
     slot_bytes(s, crc_fn, &crc);
     return crc;
+}
+
+size_t gopt__json_escape(char *o, const char *s, size_t n) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            if (o) o[k] = '\\', o[k + 1] = (char)c;
+            k += 2;
+        } else if (c < 0x20) {
+            if (o) snprintf(o + k, 7, "\\u%04x", c);
+            k += 6;
+        } else {
+            if (o) o[k] = (char)c;
+            k++;
+        }
+    }
+    return k;
+}
+
+gopt_status gopt__read_whole(const char *path, unsigned char **out, size_t *size, const char *fn) {
+    *out = NULL;
+    *size = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return GOPT__FAIL_AS(fn, GOPT_EIO, "cannot open '%s': %s", path, strerror(errno));
+    long len = -1;
+    if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
+    if (len < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return GOPT__FAIL_AS(fn, GOPT_EIO, "cannot size '%s' (not a regular file?)", path);
+    }
+    unsigned char *b = gopt__malloc((size_t)len + 1);
+    if (!b) {
+        fclose(f);
+        return GOPT__FAIL_AS(fn, GOPT_ENOMEM, "%ld bytes to read '%s'", len, path);
+    }
+    size_t got = fread(b, 1, (size_t)len, f);
+    int err = ferror(f);
+    fclose(f);
+    if (err || got != (size_t)len) {
+        gopt__free(b);
+        return GOPT__FAIL_AS(fn, GOPT_EIO, "reading '%s' failed (%zu of %ld bytes)", path, got, len);
+    }
+    *out = b;
+    *size = (size_t)len;
+    return GOPT_OK;
 }

@@ -1,6 +1,7 @@
-/* Private pieces shared by the safetensors and .npz writers and the safetensors reader
- * (src/io/weights.c): the list of tensors a net or an arena exchanges, under the names
- * gradopt/interop.h describes, and the write-to-temporary-then-rename file output. */
+/* Private pieces shared by the safetensors and .npz writers and readers and the one-call
+ * checkpoints (src/io/weights.c): the list of tensors a net or an arena exchanges, under the
+ * names gradopt/interop.h describes, the write-to-temporary-then-rename file output, JSON
+ * name escaping and reading a whole file. */
 #ifndef GRADOPT_INTERNAL_WEIGHTS_H
 #define GRADOPT_INTERNAL_WEIGHTS_H
 
@@ -61,6 +62,15 @@ void gopt__wfile_put_slot(gopt__wfile *w, const gopt__wslot *s);
 /* CRC-32 (zip, IEEE 802.3) of the slot's bytes as put_slot writes them, continuing crc. */
 uint32_t gopt__crc32(uint32_t crc, const void *data, size_t n);
 uint32_t gopt__crc32_slot(uint32_t crc, const gopt__wslot *s);
+
+/* The n bytes of s as the body of a JSON string ('"' and '\\' escaped, control bytes as \u00XX):
+ * written to o (which then needs one byte beyond the result for the terminating NUL an escape
+ * may write), or only measured when o is NULL; returns the length. */
+size_t gopt__json_escape(char *o, const char *s, size_t n);
+
+/* The whole file at path in *out (freed with gopt__free; one spare byte allocated), its size
+ * in *size. Errors name fn: GOPT_EIO (cannot open, size or read it), GOPT_ENOMEM. */
+gopt_status gopt__read_whole(const char *path, unsigned char **out, size_t *size, const char *fn);
 
 /* The safetensors import of src/io/safetensors.c (strict matching, staging, report) over
  * bytes in memory, for the other readers (weights-only files, .npz): label names the bytes
