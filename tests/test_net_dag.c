@@ -279,6 +279,24 @@ static void test_resnet_graph_twin(void **state) {
         assert_ok(gopt_net_find_buffer(b, ba.name, &vb));
         assert_memory_equal(ba.value.data, vb.data, sizeof(float) * (size_t)vb.numel);
     }
+    /* the same PyTorch state_dict names (interop.h) for every tensor and buffer */
+    for (int i = 0; i < gopt_params_count(gopt_net_params(a)); i++) {
+        gopt_param_info pi;
+        char ta[96], tb[96];
+        assert_ok(gopt_params_info(gopt_net_params(a), i, &pi));
+        assert_ok(gopt_net_torch_name(a, pi.name, ta, sizeof ta));
+        assert_ok(gopt_net_torch_name(b, pi.name, tb, sizeof tb));
+        assert_string_equal(ta, tb);
+    }
+    assert_int_equal(gopt_net_buffer_count(a), gopt_net_buffer_count(b));
+    for (int i = 0; i < gopt_net_buffer_count(a); i++) {
+        gopt_net_buffer ba;
+        char ta[96], tb[96];
+        assert_ok(gopt_net_buffer_info(a, i, &ba));
+        assert_ok(gopt_net_torch_name(a, ba.name, ta, sizeof ta));
+        assert_ok(gopt_net_torch_name(b, ba.name, tb, sizeof tb));
+        assert_string_equal(ta, tb);
+    }
     rc.graph = 2;
     gopt_net *bad = NULL;
     assert_int_equal(gopt_resnet_cifar(&rc, &bad), GOPT_EINVAL);

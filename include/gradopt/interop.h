@@ -15,7 +15,9 @@
  *  - GOPT_NAMES_TORCH (default): PyTorch's state_dict names. Layers keep the names given to
  *    gopt_net_add ("conv1.weight", "bn1.running_mean", "fc.bias", ...), which are PyTorch's
  *    when the layers are named as the attributes of the nn.Module; the k-th basic block of
- *    the net (0-based, in layer order) becomes "layers.<k>" as the nn.Sequential `layers`
+ *    the net (0-based, in layer order; a block written out with nodes whose add node is named
+ *    "<block>.add", as gopt_resnet_config.graph builds it, counts as one) becomes "layers.<k>"
+ *    as the nn.Sequential `layers`
  *    of bench/torch_train.py, and its projection shortcut "shortcut.0" (conv) and
  *    "shortcut.1" (BatchNorm), so a gopt_resnet_cifar net reads and writes exactly the
  *    state_dict of bench/torch_train.py's ResNet of the same depth and width:

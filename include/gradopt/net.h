@@ -272,8 +272,7 @@ typedef struct gopt_resnet_config {
                            variant; 17% slower per ResNet-20 step (214 vs 183 ms, AMD EPYC Zen 3,
                            batch 128: the fused block folds the add and ReLU into its BN2
                            backward) and more memory, so not the default. Initial values differ
-                           (another draw order); export names are the arena's (gopt_net_torch_name
-                           maps fused blocks only). */
+                           (another draw order); PyTorch names (interop.h) are the fused net's. */
 } gopt_resnet_config;
 GOPT_API gopt_resnet_config gopt_resnet_config_default(void);
 /* Errors: GOPT_EINVAL (depth not 6n+2 with n >= 1, width <= 0, classes < 1), as gopt_net_*. */

@@ -1,5 +1,7 @@
 /* The net's buffers by name (BatchNorm running statistics) and PyTorch's state_dict names
- * of the net's tensors (see gradopt/net.h and gradopt/interop.h). Only reads the layers
+ * of the net's tensors (see gradopt/net.h and gradopt/interop.h). A residual block is a
+ * basic_block layer, or one written out with nodes whose add is named "<block>.add"
+ * (gopt_resnet_config.graph): the k-th of either, in layer order, is PyTorch's "layers.<k>". Only reads the layers
  * through nn/layer.h; net.c is unchanged. */
 #include <stdio.h>
 
@@ -99,10 +101,21 @@ gopt_status gopt_net_torch_name(const gopt_net *cnet, const char *name, char *bu
     char idx[32];
     for (int li = 0; li < gopt_net_layer_count(net); li++) {
         gopt_layer *l = gopt_net_layer(net, li);
-        if (gopt_layer_get_type(l) != GOPT_LAYER_BASIC_BLOCK) continue;
         const char *p;
         size_t plen;
-        if (block_prefix(net, l, &p, &plen) && strncmp(name, p, plen) == 0 && name[plen] == '.') {
+        int block;
+        if (gopt_layer_get_type(l) == GOPT_LAYER_BASIC_BLOCK) {
+            block = block_prefix(net, l, &p, &plen);
+        } else if (gopt_layer_get_type(l) == GOPT_LAYER_ADD) { /* a block written out with nodes: "<p>.add" */
+            p = gopt_net_layer_name(net, li);
+            plen = p ? strlen(p) : 0;
+            block = plen > 4 && strcmp(p + plen - 4, ".add") == 0;
+            plen -= block ? 4 : 0;
+        } else {
+            continue;
+        }
+        if (!block) continue;
+        if (strncmp(name, p, plen) == 0 && name[plen] == '.') {
             snprintf(idx, sizeof idx, "layers.%d", k);
             out_prefix = idx;
             rest = name + plen; /* ".conv1.weight", ".shortcut.conv.weight", ... */
