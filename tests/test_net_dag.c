@@ -589,7 +589,8 @@ static void test_summary(void **state) {
     /* frozen layer's parameters */
     int fc;
     assert_ok(gopt_net_find_layer(net, "fc", &fc));
-    gopt_net_layer(net, fc)->frozen = 1;
+    (void)fc;
+    assert_ok(gopt_net_freeze(net, "fc", 1)); /* the layer and its tensors */
     assert_int_equal(gopt_net_summary(net, buf, len + 1) >= len, 1);
     free(buf);
     len = gopt_net_summary(net, NULL, 0);
@@ -597,6 +598,15 @@ static void test_summary(void **state) {
     gopt_net_summary(net, buf, len + 1);
     assert_non_null(strstr(buf, "Frozen params: 650\n")); /* 64*10 + 10 */
     assert_non_null(strstr(buf, "650 (F)"));
+    assert_ok(gopt_net_freeze(net, "fc", 0));
+    assert_ok(gopt_net_freeze(net, "fc.bias", 1)); /* one tensor of the layer */
+    free(buf);
+    len = gopt_net_summary(net, NULL, 0);
+    buf = malloc(len + 1);
+    assert_non_null(buf);
+    assert_int_equal(gopt_net_summary(net, buf, len + 1), len);
+    assert_non_null(strstr(buf, "Frozen params: 10\n"));
+    assert_non_null(strstr(buf, "650 (part F)"));
     free(buf);
     gopt_net_destroy(net);
 

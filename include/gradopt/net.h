@@ -204,9 +204,10 @@ GOPT_API double gopt_net_forward_flops(const gopt_net *net);
 /* ---- summary, as Keras' model.summary() or torchinfo.summary: a text table with one row
  * per layer: name, type, per-sample output shape with the batch as "N" ("(N,16,32,32)"),
  * the names of its inputs where it does not simply read the previous layer (a merge, or
- * gopt_net_add_from), its parameter count (a frozen layer's marked "(F)") and its FLOPs per
- * sample (as gopt_net_forward_flops); then the totals: parameters (equal to
- * gopt_params_numel), trainable and frozen parameters (a frozen layer's), forward FLOPs per
+ * gopt_net_add_from), its parameter count (marked "(F)" when every tensor of the layer is
+ * frozen, "(part F)" when some are) and its FLOPs per sample (as gopt_net_forward_flops);
+ * then the totals: parameters (equal to gopt_params_numel), trainable and frozen
+ * parameters (those in frozen tensors: gopt_net_freeze, gopt_params_set_frozen), forward FLOPs per
  * sample, and the activation memory at max_batch in bytes: the layers' output buffers
  * (flatten and recomputed layers keep none; what a basic block or a recurrent layer saves
  * inside for its backward is not counted) and, in a graph net, its gradient buffers.
@@ -280,11 +281,13 @@ GOPT_API gopt_status gopt_resnet_cifar(const gopt_resnet_config *cfg, gopt_net *
 
 /* ---- freezing (src/nn/net_freeze.c; PyTorch's requires_grad_(False)) ----
  * Freeze (on = 1) or unfreeze (0) by name: a tensor name ("fc.bias") freezes that tensor, a
- * layer name ("fc", "layers.0") every tensor of that layer ("<name>.*", a block's nested
- * ones too). What freezing does: gopt_params_set_frozen (params.h) and gopt_layer_set_frozen
- * (layer.h). Valid before or after gopt_net_build and between steps.
- * Errors: GOPT_EINVAL (NULL, on not 0/1), GOPT_ERANGE (no tensor and no layer with
- * parameters has that name). */
+ * layer name ("fc", "layer1.0": gopt_net_find_layer) the layer and all its tensors
+ * (gopt_layer_set_frozen), and a part of a layer ("layer1.0.conv1" inside a basic block)
+ * every tensor whose name starts with "<name>.". What freezing does: gopt_params_set_frozen
+ * (params.h) and gopt_layer_set_frozen (layer.h). Valid before or after gopt_net_build and
+ * between steps.
+ * Errors: GOPT_EINVAL (NULL, on not 0/1), GOPT_ERANGE (no tensor, layer or part of a layer
+ * has that name). */
 GOPT_API gopt_status gopt_net_freeze(gopt_net *net, const char *name, int on);
 
 GOPT_EXTERN_C_END

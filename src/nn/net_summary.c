@@ -38,11 +38,16 @@ static const char *grouped(char *b, size_t size, int64_t v) {
     return b;
 }
 
-static int64_t layer_params(const gopt_net *net, int i) {
+/* Layer i's parameter count; *frozen gets the part in frozen tensors (gopt_params_set_frozen,
+ * gopt_net_freeze). */
+static int64_t layer_params(const gopt_net *net, int i, int64_t *frozen) {
     int64_t total = 0;
+    *frozen = 0;
     for (int t = net->nodes[i].p_first; t < net->nodes[i].p_end; t++) {
         gopt_param_info pi;
-        if (gopt_params_info(net->params, t, &pi) == GOPT_OK) total += pi.value.numel;
+        if (gopt_params_info(net->params, t, &pi) != GOPT_OK) continue;
+        total += pi.value.numel;
+        if (gopt_params_is_frozen(net->params, t)) *frozen += pi.value.numel;
     }
     return total;
 }
@@ -115,16 +120,17 @@ size_t gopt_net_summary(const gopt_net *net, char *buf, size_t size) {
     const size_t mb = (size_t)net->cfg.max_batch;
     for (int i = 0; i < net->nlayers; i++) {
         const gopt_layer *l = net->layers[i];
-        const int64_t np = layer_params(net, i);
+        int64_t nf;
+        const int64_t np = layer_params(net, i, &nf);
         const double fl = gopt__layer_flops(l);
         total += np;
-        if (l->frozen) frozen += np;
+        frozen += nf;
         flops += fl;
         if (!(l->vt->flags & GOPT__VT_OUT_ALIASES_IN) && !l->recompute) act += mb * (size_t)l->out_numel;
         gopt__shape_fmt(shape, sizeof shape, "N", l->out_ndim, l->out_shape);
         inputs_text(net, i, in, sizeof in);
         grouped(p, sizeof p, np);
-        if (l->frozen && np > 0) snprintf(p + strlen(p), sizeof p - strlen(p), " (F)");
+        if (nf > 0) snprintf(p + strlen(p), sizeof p - strlen(p), nf == np ? " (F)" : " (part F)");
         put(&o, "%-*s %-15s %-17s %-*s %15s %15s\n", wn, net->nodes[i].name, gopt_layer_label(l), shape,
             wi, in, p, grouped(f, sizeof f, (int64_t)fl));
     }
