@@ -86,7 +86,7 @@ static void run_path(const shape *s, const char *path, int fused, int bias, doub
     if (!strcmp(path, "winograd")) assert_true(c.wino);
     if (!strcmp(path, "generic")) assert_false(c.wino || c.fast || c.cgemm || c.impl);
     if (!strcmp(path, "implicit"))
-        assert_int_equal(c.impl, gopt__conv_cpu_wino() && !gopt__conv_cpu_fast() && sOW(s) % 8 == 0 && s->K % 8 == 0);
+        assert_int_equal(c.impl, gopt__conv_cpu_wino() && sOW(s) % 8 == 0 && s->K % 8 == 0);
     if (!strcmp(path, "im2col")) assert_int_equal(c.cgemm, gopt__conv_cpu_wino() && sOH(s) * sOW(s) % 16 == 0 && s->K % 4 == 0);
     const size_t nx = (size_t)s->n * s->C * s->H * s->W, ny = (size_t)s->n * s->K * sOH(s) * sOW(s),
                  nw = (size_t)s->K * s->C * sR(s) * sR(s);
@@ -268,9 +268,12 @@ static void test_path_choice(void **state) {
     assert_int_equal(setup_path(&c, "im2col", &ok), GOPT_OK);
     assert_false(c.wino || c.fast);
     assert_int_equal(c.cgemm, gopt__conv_cpu_wino());
-    assert_int_equal(setup_path(&c, "implicit", &ok), GOPT_OK);
+    assert_int_equal(setup_path(&c, "implicit", &ok), GOPT_OK); /* asked for: taken on AVX-512 CPUs too */
     assert_false(c.wino);
-    assert_int_equal(c.impl, gopt__conv_cpu_wino() && !gopt__conv_cpu_fast());
+    assert_int_equal(c.impl, gopt__conv_cpu_wino());
+    assert_int_equal(setup_path(&c, "auto", &ok), GOPT_OK); /* Winograd first, AVX-512 or not */
+    assert_int_equal(c.wino, gopt__conv_cpu_wino());
+    assert_false(c.wino && (c.fast || c.impl));
     assert_int_equal(setup_path(&c, "implicit", &odd), GOPT_OK); /* 10 outputs per row: not a multiple of 8 */
     assert_false(c.impl);
     assert_int_equal(setup_path(&c, "auto", &few), GOPT_OK); /* the stem: implicit where the CPU lacks AVX-512 */
