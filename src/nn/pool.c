@@ -42,12 +42,49 @@ static void maxpool_free(gopt_layer *l) {
     if (l->st) gopt__aligned_free(((maxpool_state *)l->st)->argmax);
 }
 
+/* v replaces the running maximum m: greater, or NaN over a number (NaN propagates; the
+ * first maximum in scan order is kept on ties) */
+static inline int maxpool_takes(float v, float m) { return (v > m) | (isnan(v) & !isnan(m)); }
+
+/* kernel 2, stride 2, no padding (the common case: every window inside the input): the
+ * generic loop's result without its bounds checks, branch-free so that it vectorises */
+static void maxpool_forward_2x2(const float *xp, float *yp, int32_t *ap, int W, int OH, int OW) {
+    for (int oy = 0; oy < OH; oy++) {
+        const float *r0 = xp + 2 * oy * W, *r1 = r0 + W;
+        float *y = yp + oy * OW;
+        int32_t *a = ap + oy * OW;
+        const int32_t base = 2 * oy * W;
+        for (int ox = 0; ox < OW; ox++) {
+            float m = r0[2 * ox];
+            int32_t i = base + 2 * ox;
+            const float v1 = r0[2 * ox + 1], v2 = r1[2 * ox], v3 = r1[2 * ox + 1];
+            int t = maxpool_takes(v1, m);
+            m = t ? v1 : m;
+            i = t ? base + 2 * ox + 1 : i;
+            t = maxpool_takes(v2, m);
+            m = t ? v2 : m;
+            i = t ? base + W + 2 * ox : i;
+            t = maxpool_takes(v3, m);
+            m = t ? v3 : m;
+            i = t ? base + W + 2 * ox + 1 : i;
+            y[ox] = m;
+            a[ox] = i;
+        }
+    }
+}
+
 static void maxpool_forward(gopt_layer *l, const float *x, int n) {
     int32_t *argmax = ((maxpool_state *)l->st)->argmax;
     const int C = (int)l->in_shape[0], H = (int)l->in_shape[1], W = (int)l->in_shape[2];
     const int OH = (int)l->out_shape[1], OW = (int)l->out_shape[2];
     const int k = l->cfg.kernel, s = l->cfg.stride, pad = l->cfg.padding;
     const int64_t planes = (int64_t)n * C;
+    if (k == 2 && s == 2 && pad == 0) {
+#pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) if (planes * H * W > OMP_MIN)
+        for (int64_t pl = 0; pl < planes; pl++)
+            maxpool_forward_2x2(x + pl * H * W, l->out + pl * OH * OW, argmax + pl * OH * OW, W, OH, OW);
+        return;
+    }
 #pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) if (planes * H * W > OMP_MIN)
     for (int64_t pl = 0; pl < planes; pl++) {
         const float *xp = x + pl * H * W;
