@@ -25,19 +25,44 @@
 #include "trainer.h"
 #include "wait_policy.h"
 
+/* The time-to-accuracy recipes (--recipe; README "Training results" says how they were
+ * chosen): airbench's net at these widths, this many epochs, batch 256, SGD Nesterov at the
+ * one-cycle LR 0.4, label smoothing 0.2, flip test-time augmentation, a 5000-image split. */
+#define RECIPE_FAST_EPOCHS 13
+#define RECIPE_FAST_WIDTH 0.5f
+#define RECIPE_30MIN_EPOCHS 22
+#define RECIPE_30MIN_WIDTH 0.75f
+
 typedef struct options {
     run_options run;
     const char *data;
     int64_t val_split, synth;
-    int depth;
+    int depth, arch;
+    const char *recipe;
 } options;
+
+static int opt_recipe(void *base, const char *name, const char *v) {
+    options *o = base;
+    (void)name;
+    if (strcmp(v, "fast") && strcmp(v, "30min")) {
+        cli_error("--recipe: '%s' is not fast or 30min", v);
+        return -1;
+    }
+    o->recipe = strcmp(v, "fast") == 0 ? "fast" : "30min";
+    return 0;
+}
 
 static int opt_arch(void *base, const char *name, const char *v) {
     options *o = base;
     long n;
     (void)name;
+    if (strcmp(v, "airbench") == 0) {
+        o->arch = TRAINER_ARCH_AIRBENCH;
+        return 0;
+    }
+    o->arch = TRAINER_ARCH_RESNET;
     if (strncmp(v, "resnet", 6) || cli_int("--arch", v + 6, 8, 1000, &n) || (n - 2) % 6) {
-        cli_error("--arch: '%s' is not resnet8, resnet20, resnet32, resnet56 or another 6n+2", v);
+        cli_error("--arch: '%s' is not airbench, resnet8, resnet20, resnet32, resnet56 or another 6n+2", v);
         return -1;
     }
     o->depth = (int)n;
@@ -51,10 +76,19 @@ static const cli_opt cifar_opts[] = {
      "small built-in synthetic dataset is used (and said so)"),
     CLI_O("--val-split", "N", CLI_I64, OO(val_split), 1, 10000000, "10000, or 2000 on synthetic data",
      "hold out the last N training images for validation (10000 =\ndata_batch_5)"),
-    {"--arch", "A", CLI_FN, 0, 0, 0, "resnet8", "resnet8 | resnet20 | resnet32 | resnet56 (or another 6n+2)",
-     opt_arch, 0},
-    CLI_O("--width", "K", CLI_FLOAT, OO(run.tc.width), 0.05, 16, "per recipe", "width multiplier (widths 16K-32K-64K)"),
+    {"--recipe", "R", CLI_FN, 0, 0, 0, "",
+     "fast | 30min: the best this library does in 10 or 30 minutes of\n"
+     "training on 2 cores (see Recipes below); options given override it", opt_recipe, 0},
+    {"--arch", "A", CLI_FN, 0, 0, 0, "resnet8",
+     "resnet8 | resnet20 | resnet32 | resnet56 (or another 6n+2) | airbench\n"
+     "(airbench94's plain conv-pool net, Jordan 2024)", opt_arch, 0},
+    CLI_O("--width", "K", CLI_FLOAT, OO(run.tc.width), 0.05, 16, "per recipe",
+     "width multiplier (ResNet widths 16K-32K-64K, airbench 64K-256K-256K)"),
+    CLI_O("--tta", NULL, CLI_FLAG, OO(run.tc.tta), 0, 0, "per recipe",
+     "evaluate with flip test-time augmentation (logits of each image and\nits mirror image averaged)"),
     CLI_O("--no-augment", NULL, CLI_FLAG_OFF, OO(run.tc.augment), 0, 0, NULL, "no random crop / flip"),
+    CLI_O("--crop-padding", "P", CLI_INT, OO(run.tc.crop_padding), 0, 16, "4",
+     "the random crop's zero padding in pixels (0: flips only)"),
     CLI_O("--synthetic-size", "N", CLI_I64, OO(synth), 200, 10000000, NULL, "images in the built-in dataset"),
     CLI_O("--sync-bn", NULL, CLI_FLAG, OO(run.tc.sync_bn), 0, 0, NULL,
      "under mpirun: SyncBatchNorm, batch statistics over the global batch\n(default: per process, as DDP)"),
@@ -72,7 +106,11 @@ static const char cifar_notes[] =
     "            label smoothing 0.1, crop+flip, batch 128\n"
     "  resnet20+: 50 epochs, SGD nesterov momentum 0.9, lr 0.2, wd 5e-4, one-cycle,\n"
     "            label smoothing 0.1, crop+flip, batch 128\n"
-    "  fast:     --arch resnet20 --epochs 12 (README: 83.7% validation in 7 minutes on 2 cores)\n";
+    "  airbench: width 0.5, 12 epochs, otherwise as resnet8\n"
+    "  --recipe fast:  airbench width 0.5, 13 epochs, batch 256, SGD nesterov 0.9, lr 0.4,\n"
+    "            wd 5e-4, one-cycle, label smoothing 0.2, crop+flip, flip TTA, the last 5000\n"
+    "            images for validation (README: time to 86% in 10 minutes on 2 cores)\n"
+    "  --recipe 30min: the same at width RECIPE_30MIN, 30 minutes on 2 cores\n";
 
 /* CLI_RUN: parsed; CLI_HELP: --help printed; CLI_PRINT_CONFIG: --print-config; -1: an
  * error printed. */
@@ -95,11 +133,23 @@ static int parse_args(int argc, char **argv, options *o) {
     if (parsed < 0 || parsed == CLI_HELP) return parsed;
     run_options_given(r, &spec);
     /* the recipe, for what was not given */
+    if (o->recipe && !cli_given(&spec, "--arch")) o->arch = TRAINER_ARCH_AIRBENCH;
+    r->tc.arch = o->arch;
     r->tc.depth = o->depth;
-    if (!r->have_epochs) r->epochs = o->depth == 8 ? 12 : 50;
-    if (!cli_given(&spec, "--width")) r->tc.width = 1.0f;
-    if (!r->have_lr) r->tc.optim.lr = r->algo == GOPT_ALGO_SGD ? (o->depth == 8 ? 0.4f : 0.2f) : cli_default_lr(r->algo);
-    if (!r->have_ls) r->tc.label_smoothing = 0.1f;
+    const int fast = o->recipe && strcmp(o->recipe, "fast") == 0, airbench = o->arch == TRAINER_ARCH_AIRBENCH;
+    if (o->recipe) {
+        if (!r->have_epochs) r->epochs = fast ? RECIPE_FAST_EPOCHS : RECIPE_30MIN_EPOCHS;
+        if (!cli_given(&spec, "--width")) r->tc.width = fast ? RECIPE_FAST_WIDTH : RECIPE_30MIN_WIDTH;
+        if (!r->have_batch) r->tc.batch = 256;
+        if (!cli_given(&spec, "--tta")) r->tc.tta = 1;
+        if (!r->have_ls) r->tc.label_smoothing = 0.2f;
+        if (o->val_split < 0 && o->data) o->val_split = 5000;
+    }
+    if (!r->have_epochs && !o->recipe) r->epochs = o->depth == 8 || airbench ? 12 : 50;
+    if (!cli_given(&spec, "--width") && !o->recipe) r->tc.width = airbench ? 0.5f : 1.0f;
+    if (!r->have_lr)
+        r->tc.optim.lr = r->algo == GOPT_ALGO_SGD ? (o->depth == 8 || airbench ? 0.4f : 0.2f) : cli_default_lr(r->algo);
+    if (!r->have_ls && !o->recipe) r->tc.label_smoothing = 0.1f;
     if (!r->have_sched && !cli_is_schedulefree(r->algo)) r->tc.schedule = SCHED_ONECYCLE;
     if (o->val_split < 0) o->val_split = o->data ? 10000 : o->synth / 5;
     return run_options_finish(r) ? -1 : parsed;
@@ -108,7 +158,12 @@ static int parse_args(int argc, char **argv, options *o) {
 static void describe(const options *o, const run_world *w, char *buf, size_t n) {
     char shared[768];
     run_options_describe(&o->run, w, shared, sizeof shared);
-    snprintf(buf, n, "arch=resnet%d width=%g augment=%d %s", o->depth, o->run.tc.width, o->run.tc.augment, shared);
+    char arch[16];
+    if (o->arch == TRAINER_ARCH_AIRBENCH) snprintf(arch, sizeof arch, "airbench");
+    else snprintf(arch, sizeof arch, "resnet%d", o->depth);
+    snprintf(buf, n, "%s%s arch=%s width=%g augment=%d crop_padding=%d tta=%d %s", o->recipe ? "recipe=" : "",
+             o->recipe ? o->recipe : "", arch, o->run.tc.width, o->run.tc.augment, o->run.tc.crop_padding,
+             o->run.tc.tta, shared);
 }
 
 static int eval_cifar(void *ctx, trainer *t, double *loss, double *acc, char *err, size_t errlen) {

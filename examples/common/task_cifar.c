@@ -20,6 +20,9 @@ typedef struct cifar_task {
     gopt_dist *dist;
     int in_ndim;          /* the net's per-sample input: the images viewed as in_shape */
     int64_t in_shape[3];
+    int tta;              /* evaluation: logits averaged over each image and its mirror */
+    float *flipped;       /* tta: the mirrored batch (batch x 3072), then its logits */
+    float *tta_logits;    /* tta: the first pass's logits (batch x classes) */
 } cifar_task;
 
 /* The batch of images as the net's input (N, in_shape...). */
@@ -95,6 +98,8 @@ static void cifar_destroy(void *ctx) {
     gopt_loader_destroy(c->loader);
     gopt_dataset_destroy(c->eval_shard);
     gopt_tensor_destroy(c->dlogits);
+    free(c->flipped);
+    free(c->tta_logits);
     free(c);
 }
 
@@ -134,11 +139,13 @@ static int create_images(const trainer_config *cfg, gopt_net *net, int in_ndim, 
     c->batch = local_batch;
     c->dist = cfg->dist;
     c->in_ndim = in_ndim;
+    c->tta = cfg->tta;
     memcpy(c->in_shape, in_shape, (size_t)in_ndim * sizeof in_shape[0]);
     gopt_loader_config lc = gopt_loader_config_default();
     lc.batch_size = local_batch;
     lc.seed = cfg->seed;
     lc.augment = cfg->augment;
+    lc.crop_padding = cfg->crop_padding;
     lc.prefetch = cfg->prefetch;
     /* equal-size steps when possible (the tail of each epoch's permutation is dropped);
      * with fewer images than one global batch each rank's share is padded by repeating
@@ -172,6 +179,44 @@ static int create_images(const trainer_config *cfg, gopt_net *net, int in_ndim, 
     return trainer_create_custom(cfg, net, &task, out, err, errlen);
 }
 
+/* airbench94's net (trainer.h) at width multiplier k, built layer by layer with the public
+ * calls. Its differences from airbench94: a 3x3 stem with BatchNorm+ReLU for its frozen 2x2
+ * patch-whitening convolution (so 32-16-8-4 pixels, not 31-15-7-3), ReLU for GELU, affine
+ * BatchNorm, global average pooling for the last 3x3 max pool and no 1/9 output scale. */
+static gopt_status build_airbench(float k, int classes, int max_batch, uint64_t seed, gopt_net **out) {
+    gopt_net_config nc = gopt_net_config_default();
+    nc.max_batch = max_batch;
+    nc.seed = seed;
+    nc.init = GOPT_NET_INIT_HE;
+    gopt_net *net = NULL;
+    gopt_status s = gopt_net_create(&nc, &net);
+    const int stem = 24, widths[3] = {(int)lroundf(64 * k), (int)lroundf(256 * k), (int)lroundf(256 * k)};
+    gopt_layer_config c;
+    char name[32];
+#define ADD(cfg_, ...) \
+    (c = (cfg_), snprintf(name, sizeof name, __VA_ARGS__), s == GOPT_OK ? (s = gopt_net_add(net, &c, name)) : s)
+    ADD(gopt_layer_conv2d(3, stem, 3, 1, 1, 0), "stem.conv");
+    ADD(gopt_layer_batchnorm2d(stem, 1), "stem.bn");
+    for (int b = 0, in = stem; b < 3; in = widths[b++]) {
+        if (widths[b] < 1) return gopt_net_destroy(net), GOPT_EINVAL;
+        ADD(gopt_layer_conv2d(in, widths[b], 3, 1, 1, 0), "block%d.conv1", b + 1);
+        ADD(gopt_layer_maxpool2d(2, 2, 0), "block%d.pool", b + 1);
+        ADD(gopt_layer_batchnorm2d(widths[b], 1), "block%d.bn1", b + 1);
+        ADD(gopt_layer_conv2d(widths[b], widths[b], 3, 1, 1, 0), "block%d.conv2", b + 1);
+        ADD(gopt_layer_batchnorm2d(widths[b], 1), "block%d.bn2", b + 1);
+    }
+    ADD(gopt_layer_config_default(GOPT_LAYER_GLOBAL_AVGPOOL), "pool");
+    ADD(gopt_layer_linear(widths[2], classes, 0), "fc");
+#undef ADD
+    if (s == GOPT_OK) s = gopt_net_build(net);
+    if (s != GOPT_OK) {
+        gopt_net_destroy(net);
+        return s;
+    }
+    *out = net;
+    return GOPT_OK;
+}
+
 int trainer_create(const trainer_config *cfg, const gopt_dataset *train, const gopt_dataset *val, trainer **out,
                    char *err, size_t errlen) {
     (void)val;
@@ -180,13 +225,18 @@ int trainer_create(const trainer_config *cfg, const gopt_dataset *train, const g
     int local_batch;
     if (trainer_local_batch(cfg, &local_batch, err, errlen)) return -1;
     gopt_net *net = NULL;
-    gopt_resnet_config rc = gopt_resnet_config_default();
-    rc.depth = cfg->depth;
-    rc.width = cfg->width;
-    rc.num_classes = gopt_dataset_classes(train);
-    rc.max_batch = local_batch;
-    rc.seed = cfg->seed;
-    gopt_status s = gopt_resnet_cifar(&rc, &net);
+    gopt_status s;
+    if (cfg->arch == TRAINER_ARCH_AIRBENCH) {
+        s = build_airbench(cfg->width, gopt_dataset_classes(train), local_batch, cfg->seed, &net);
+    } else {
+        gopt_resnet_config rc = gopt_resnet_config_default();
+        rc.depth = cfg->depth;
+        rc.width = cfg->width;
+        rc.num_classes = gopt_dataset_classes(train);
+        rc.max_batch = local_batch;
+        rc.seed = cfg->seed;
+        s = gopt_resnet_cifar(&rc, &net);
+    }
     if (s != GOPT_OK) return trainer_fail(err, errlen, "network: %s (%s)", gopt_status_str(s), gopt_last_error());
     return create_images(cfg, net, 3, (const int64_t[]){3, 32, 32}, train, out, err, errlen);
 }
@@ -206,6 +256,29 @@ int trainer_create_images(const trainer_config *cfg, gopt_net *net, int in_ndim,
         return trainer_fail(err, errlen, "batch = %d must be >= 1", cfg->batch);
     }
     return create_images(cfg, net, in_ndim, in_shape, train, out, err, errlen);
+}
+
+/* Flip test-time augmentation: the logits of the batch's mirror images (each 32-pixel row
+ * reversed) averaged into `logits`, which then views c->flipped. */
+static int tta_average(cifar_task *c, const gopt_batch *b, gopt_net *net, gopt_tensor *logits, char *err,
+                       size_t errlen) {
+    const int64_t n = b->n, k = logits->shape[1], rows = n * 3 * 32;
+    if (!c->flipped) {
+        c->flipped = malloc((size_t)c->batch * 3072 * sizeof *c->flipped);
+        c->tta_logits = malloc((size_t)c->batch * (size_t)k * sizeof *c->tta_logits);
+        if (!c->flipped || !c->tta_logits) return trainer_fail(err, errlen, "out of memory for flip evaluation");
+    }
+    memcpy(c->tta_logits, logits->data, (size_t)(n * k) * sizeof *c->tta_logits);
+    for (int64_t r = 0; r < rows; r++)
+        for (int j = 0; j < 32; j++) c->flipped[r * 32 + j] = b->images[r * 32 + 31 - j];
+    gopt_batch fb = *b;
+    fb.images = c->flipped;
+    gopt_tensor x, second;
+    TRAINER_LIB(images_view(c, &fb, &x), "batch view");
+    TRAINER_LIB(gopt_net_forward(net, &x, &second), "forward (mirrored)");
+    for (int64_t i = 0; i < n * k; i++) c->flipped[i] = 0.5f * (c->tta_logits[i] + second.data[i]);
+    TRAINER_LIB(gopt_tensor_view(c->flipped, 2, (const int64_t[]){n, k}, logits), "logits view");
+    return 0;
 }
 
 int trainer_evaluate(trainer *t, const gopt_dataset *ds, double *loss, double *acc, char *err, size_t errlen) {
@@ -254,6 +327,7 @@ int trainer_evaluate(trainer *t, const gopt_dataset *ds, double *loss, double *a
         gopt_tensor x, logits;
         TRAINER_LIB(images_view(c, &b, &x), "batch view");
         TRAINER_LIB(gopt_net_forward(net, &x, &logits), "forward");
+        if (c->tta && tta_average(c, &b, net, &logits, err, errlen)) return -1;
         float l;
         TRAINER_LIB(gopt_loss_cross_entropy(&logits, b.labels, 0.0f, &l, NULL), "loss");
         int64_t k;

@@ -59,6 +59,7 @@ trainer_config trainer_config_default(void) {
     c.batch = 128;
     c.seed = 1;
     c.augment = 1;
+    c.crop_padding = 4;
     c.optim = gopt_optim_config_default(GOPT_ALGO_SGD);
     c.schedule = SCHED_CONSTANT;
     c.accum = 1;

@@ -40,12 +40,20 @@ const char *trainer_schedule_name(trainer_schedule s);
 int trainer_schedule_from_name(const char *name, trainer_schedule *out);
 
 typedef struct trainer_config {
-    /* model (CIFAR ResNet of depth 6n+2 and width multiplier: task_cifar.c only) */
+    /* model (task_cifar.c only): a CIFAR ResNet of depth 6n+2 and width multiplier, or with
+     * arch = TRAINER_ARCH_AIRBENCH the plain conv-pool net of airbench94 (Jordan 2024, "94% on
+     * CIFAR-10 in 3.29 seconds"): a 3x3 stem of 24 channels, then three blocks of conv 3x3,
+     * maxpool 2, BN+ReLU, conv 3x3, BN+ReLU at widths 64K, 256K, 256K (K = width), global
+     * average pool and a linear layer without bias; depth is ignored */
+    int arch;
     int depth;
     float width;
     int batch;
     uint64_t seed;          /* weights, data order and augmentation */
-    int augment;            /* CIFAR: random crop (4 px) + horizontal flip */
+    int augment;            /* CIFAR: random crop + horizontal flip */
+    int crop_padding;       /* CIFAR: the crop's zero padding in pixels (default 4) */
+    int tta;                /* CIFAR evaluation: logits averaged over each image and its mirror
+                               image (flip test-time augmentation) */
     int prefetch;           /* CIFAR: build the next batch on a second thread */
     const char *init_weights; /* NULL, or a .safetensors / .npz file (PyTorch names) loaded into
                                  the net before the optimizer takes it (trainer_create_custom) */
@@ -93,6 +101,8 @@ typedef struct trainer_config {
     const char *verify_text; /* dist: hashed with the arena and optimizer by gopt_dist_verify
                                 at create (the program's options: every rank must agree) */
 } trainer_config;
+
+enum { TRAINER_ARCH_RESNET = 0, TRAINER_ARCH_AIRBENCH = 1 };
 
 trainer_config trainer_config_default(void);
 
