@@ -46,8 +46,8 @@ a=$(grep "best validation accuracy" "$work/straight.log"); b=$(grep "best valida
 [ -n "$a" ] && [ "$a" = "$b" ] || fail "airbench: best accuracy '$a' vs resumed '$b'"
 echo "ok: airbench + tta + EMA: 2 epochs straight == 9 steps + resume (byte-identical checkpoints; $a)"
 
-out=$("$bin" --synthetic-size 1200 --arch resnet8 --width 0.125 --batch 64 --epochs 2 --resume "$work/half.ckpt" 2>&1)
+out=$("$bin" --synthetic-size 1200 --arch resnet8 --width 0.125 --ema 0.9 --batch 64 --epochs 2 --resume "$work/half.ckpt" 2>&1)
 rc=$?
 [ $rc -ne 0 ] && [ $rc -lt 128 ] || fail "airbench checkpoint into a ResNet: exit $rc"
-has "$out" "error:"
+has "$out" "'stem.conv.weight' in the state, 'conv1.weight' in the arena"
 echo "ok: an airbench checkpoint resumed as a ResNet -> $(echo "$out" | grep error: | head -1)"
