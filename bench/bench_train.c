@@ -32,6 +32,7 @@
 
 #include <gradopt.h>
 
+#include "airbench.h"
 #include "bench_util.h"
 #include "cli.h"
 #include "core/blas.h"
@@ -142,11 +143,14 @@ static void die(const char *what, gopt_status s) {
 typedef struct opts {
     const char *arch, *python, *script;
     int batch, threads, iters, warmup, torch, paths;
+    float width;
 } opts;
 
 #define OO(f) offsetof(opts, f)
 static const cli_opt opt_table[] = {
-    CLI_O("--arch", "A", CLI_STR, OO(arch), 0, 0, NULL, "resnet8 | resnet20 | resnetN (N = 6n+2)"),
+    CLI_O("--arch", "A", CLI_STR, OO(arch), 0, 0, NULL,
+          "resnet8 | resnet20 | resnetN (N = 6n+2) | airbench (train_cifar10's\n--recipe net)"),
+    CLI_O("--width", "K", CLI_FLOAT, OO(width), 0.05, 16, "1, airbench 0.5", "width multiplier"),
     CLI_O("--batch", "N", CLI_INT, OO(batch), 1, 1000000, NULL, "batch size"),
     CLI_O("--threads", "T", CLI_INT, OO(threads), 1, 1024, NULL, "threads"),
     CLI_O("--iters", "N", CLI_INT, OO(iters), 1, 1000000, NULL, "timed steps (medians)"),
@@ -169,8 +173,11 @@ int main(int argc, char **argv) {
     if (parsed < 0 || parsed == CLI_HELP) return parsed < 0 ? 2 : 0;
     const char *arch = o.arch, *python = o.python, *script = o.script;
     int batch = o.batch, threads = o.threads, iters = o.iters, warmup = o.warmup, run_torch = o.torch, paths = o.paths;
+    const int airbench = strcmp(arch, "airbench") == 0;
     int depth = strncmp(arch, "resnet", 6) == 0 ? atoi(arch + 6) : 0;
-    if (depth < 8 || (depth - 2) % 6 || batch < 1 || threads < 1 || iters < 1 || warmup < 0) {
+    if (!cli_given(&spec, "--width")) o.width = airbench ? 0.5f : 1.0f;
+    const float width = o.width;
+    if ((!airbench && (depth < 8 || (depth - 2) % 6)) || batch < 1 || threads < 1 || iters < 1 || warmup < 0) {
         fprintf(stderr, "bench_train: bad --arch/--batch/--threads/--iters\n");
         return 2;
     }
@@ -185,12 +192,17 @@ int main(int argc, char **argv) {
         return 0;
     }
     const char *coretype = getenv("OPENBLAS_CORETYPE");
-    gopt_resnet_config rc = gopt_resnet_config_default();
-    rc.depth = depth;
-    rc.max_batch = batch;
     gopt_net *net;
-    gopt_status s = gopt_resnet_cifar(&rc, &net);
-    if (s) die("gopt_resnet_cifar", s);
+    gopt_status s;
+    if (airbench) {
+        if ((s = airbench_build(width, 10, batch, 0, &net))) die("airbench_build", s);
+    } else {
+        gopt_resnet_config rc = gopt_resnet_config_default();
+        rc.depth = depth;
+        rc.width = width;
+        rc.max_batch = batch;
+        if ((s = gopt_resnet_cifar(&rc, &net))) die("gopt_resnet_cifar", s);
+    }
     struct rusage ru0;
     getrusage(RUSAGE_SELF, &ru0);
     gopt_params *p = gopt_net_params(net);
@@ -232,8 +244,8 @@ int main(int argc, char **argv) {
     double flops = 3.0 * gopt_net_forward_flops(net) * batch; /* forward + 2x for backward */
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("bench_train %s batch=%d threads=%d iters=%d params=%lld OPENBLAS_CORETYPE=%s\n", arch, batch, threads,
-           iters, (long long)np, coretype ? coretype : "(unset)");
+    printf("bench_train %s width=%g batch=%d threads=%d iters=%d params=%lld OPENBLAS_CORETYPE=%s\n", arch, width,
+           batch, threads, iters, (long long)np, coretype ? coretype : "(unset)");
     printf("gradopt: median %.2f ms/iter (best %.2f)  %.1f img/s  %.2f GFLOP/s  loss %.4f  max RSS %.1f MB (%.1f MB after build)\n",
            1e3 * med, 1e3 * best, batch / med, flops / med * 1e-9, loss, ru.ru_maxrss / 1024.0, ru0.ru_maxrss / 1024.0);
     gopt_net_timing tm;
@@ -253,8 +265,8 @@ int main(int argc, char **argv) {
     double timg = 0.0;
     if (run_torch) {
         char args[256];
-        snprintf(args, sizeof args, "--arch %s --batch %d --threads %d --iters %d --warmup %d", arch, batch, threads,
-                 iters, warmup);
+        snprintf(args, sizeof args, "--arch %s --width %g --batch %d --threads %d --iters %d --warmup %d", arch, width,
+                 batch, threads, iters, warmup);
         FILE *f = bench_torch_open(python, script ? script : "torch_train.py", args);
         char line[512];
         while (f && fgets(line, sizeof line, f)) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The PyTorch side of bench_train: the same CIFAR ResNet (He et al. 2016; conv3x3 without
 bias, BN, 1x1-projection shortcuts conv+BN where the shape changes, global average pool,
-linear 64k->10), channels-first float32, trained with SGD momentum on random data.
+linear 64k->10) or the same airbench net (examples/common/airbench.h), channels-first
+float32, trained with SGD momentum on random data.
 Prints 'TORCH params=<n> img_s=<median> ms=<median ms/iter>'."""
 import argparse, statistics, time
 
@@ -49,9 +50,30 @@ class ResNet(nn.Module):
         return self.fc(x)
 
 
+class Airbench(nn.Module):
+    """examples/common/airbench.h: stem conv 3x3 24 + BN + ReLU; three blocks of conv 3x3,
+    max pool 2, BN + ReLU, conv 3x3, BN + ReLU at widths 64k, 256k, 256k; global average
+    pool; linear without bias. Convolutions without bias."""
+
+    def __init__(self, width=0.5, classes=10):
+        super().__init__()
+        w = [round(64 * width), round(256 * width), round(256 * width)]
+        layers, cin = [nn.Conv2d(3, 24, 3, 1, 1, bias=False), nn.BatchNorm2d(24), nn.ReLU(inplace=True)], 24
+        for c in w:
+            layers += [nn.Conv2d(cin, c, 3, 1, 1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+                       nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+            cin = c
+        self.body = nn.Sequential(*layers)
+        self.fc = nn.Linear(cin, classes, bias=False)
+
+    def forward(self, x):
+        return self.fc(F.adaptive_avg_pool2d(self.body(x), 1).flatten(1))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--arch", default="resnet20")
+    ap.add_argument("--width", type=float, default=None)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=10)
@@ -59,8 +81,10 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    depth = int(a.arch.replace("resnet", ""))
-    net = ResNet(depth)
+    if a.arch == "airbench":
+        net = Airbench(0.5 if a.width is None else a.width)
+    else:
+        net = ResNet(int(a.arch.replace("resnet", "")), 1.0 if a.width is None else a.width)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(a.batch, 3, 32, 32)
     y = torch.randint(0, 10, (a.batch,))

@@ -16,7 +16,8 @@
 #                  /usr/bin/python3 that does)
 #   --build DIR    the build directory (default build)
 #   --only NAMES   run only these benchmarks (comma-separated: bench_optim, bench_clip,
-#                  bench_train.resnet8, bench_train.resnet20, bench_rnn, bench_data, bench_ckpt,
+#                  bench_train.resnet8, bench_train.resnet20, bench_train.airbench, bench_rnn,
+#                  bench_data, bench_ckpt,
 #                  bench_dist, torch_dist); the report then holds only their rows
 #
 # The benchmarks (build/bench/*, bench/torch_*.py) print one machine-readable line per figure,
@@ -155,7 +156,7 @@ if [ "$built" = 0 ]; then
 else
   run_bench bench_optim "$L" "$bin/bench_optim" --threads "$threads" "${optim[@]}" "${torch_args[@]}"
   run_bench bench_clip "$L" "$bin/bench_clip" --threads "$threads" "${clip[@]}" "${torch_args[@]}"
-  for arch in resnet8 resnet20; do
+  for arch in resnet8 resnet20 airbench; do
     run_bench "bench_train.$arch" "$L" "$bin/bench_train" --arch "$arch" --threads "$threads" "${train[@]}" \
       "${torch_args[@]}"
   done
@@ -216,7 +217,7 @@ mpi=$(mpirun --version 2>/dev/null | head -1)
   echo
   echo "- optim.<algo>: one optimizer step over 10M parameters in GB/s of the streams it must read and write; floor: a pass over the same streams with trivial math (bench_optim); peer: torch.optim (foreach) step."
   echo "- clip.*: clip_grad_norm over 10M parameters in GB/s (active: read + scale, inactive: read); floor: a plain read (+ scale) pass; peer: torch.nn.utils.clip_grad_norm_ on one flat tensor, and on ~300 ResNet-like tensors (torch_tensors)."
-  echo "- resnet8/20.step: bench_train's training step (forward, cross-entropy, backward, SGD momentum; batch 128, random data), img/s, no floor; peer: the same net and step in torch. resnet8/20.conv: the convolutions' effective GFLOP/s (direct FLOP count over their time); floor: the SGEMM peak (2048^3) measured in the same run, so ours/floor above 1 is faster than any direct convolution at that peak."
+  echo "- resnet8/20.step, airbench.step: bench_train's training step (forward, cross-entropy, backward, SGD momentum; batch 128, random data; airbench at width 0.5, train_cifar10 --recipe fast's net), img/s, no floor; peer: the same net and step in torch. resnet8/20.conv, airbench.conv: the convolutions' effective GFLOP/s (direct FLOP count over their time); floor: the SGEMM peak (2048^3) measured in the same run, so ours/floor above 1 is faster than any direct convolution at that peak."
   echo "- rnn.lstm: train_text's default model (embedding 64, 2-layer LSTM 256, linear head; batch 32 x 128 tokens, clipping, Adam), training tokens/s, no floor; peer: the same model and step in torch on the same batches."
   echo "- data.loader: the CIFAR-10 training pipeline (shuffle, crop, flip, normalise; batch 128, one thread), img/s; floor: memcpy of the batch's float bytes; peer: the same in vectorised torch on one thread (a DataLoader worker's). data.loader_vs_resnet20_step: its \"floor\" column is what a ResNet-20 training step consumes, so ours/floor is how many times faster than training needs the pipeline is."
   echo "- ckpt.save / ckpt.load: a checkpoint of 10M parameters + SGD momentum (80 MB; --quick 2.5M, 20 MB) through gradopt/checkpoint.h (fsync, rename, CRCs), MB/s; floor: write + fsync, and read, of the same bytes; peer: torch.save (+ fsync) / torch.load + load_state_dict. Loads read from the page cache."

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "airbench.h"
 #include "trainer.h"
 
 typedef struct cifar_task {
@@ -179,44 +180,6 @@ static int create_images(const trainer_config *cfg, gopt_net *net, int in_ndim, 
     return trainer_create_custom(cfg, net, &task, out, err, errlen);
 }
 
-/* airbench94's net (trainer.h) at width multiplier k, built layer by layer with the public
- * calls. Its differences from airbench94: a 3x3 stem with BatchNorm+ReLU for its frozen 2x2
- * patch-whitening convolution (so 32-16-8-4 pixels, not 31-15-7-3), ReLU for GELU, affine
- * BatchNorm, global average pooling for the last 3x3 max pool and no 1/9 output scale. */
-static gopt_status build_airbench(float k, int classes, int max_batch, uint64_t seed, gopt_net **out) {
-    gopt_net_config nc = gopt_net_config_default();
-    nc.max_batch = max_batch;
-    nc.seed = seed;
-    nc.init = GOPT_NET_INIT_HE;
-    gopt_net *net = NULL;
-    gopt_status s = gopt_net_create(&nc, &net);
-    const int stem = 24, widths[3] = {(int)lroundf(64 * k), (int)lroundf(256 * k), (int)lroundf(256 * k)};
-    gopt_layer_config c;
-    char name[32];
-#define ADD(cfg_, ...) \
-    (c = (cfg_), snprintf(name, sizeof name, __VA_ARGS__), s == GOPT_OK ? (s = gopt_net_add(net, &c, name)) : s)
-    ADD(gopt_layer_conv2d(3, stem, 3, 1, 1, 0), "stem.conv");
-    ADD(gopt_layer_batchnorm2d(stem, 1), "stem.bn");
-    for (int b = 0, in = stem; b < 3; in = widths[b++]) {
-        if (widths[b] < 1) return gopt_net_destroy(net), GOPT_EINVAL;
-        ADD(gopt_layer_conv2d(in, widths[b], 3, 1, 1, 0), "block%d.conv1", b + 1);
-        ADD(gopt_layer_maxpool2d(2, 2, 0), "block%d.pool", b + 1);
-        ADD(gopt_layer_batchnorm2d(widths[b], 1), "block%d.bn1", b + 1);
-        ADD(gopt_layer_conv2d(widths[b], widths[b], 3, 1, 1, 0), "block%d.conv2", b + 1);
-        ADD(gopt_layer_batchnorm2d(widths[b], 1), "block%d.bn2", b + 1);
-    }
-    ADD(gopt_layer_config_default(GOPT_LAYER_GLOBAL_AVGPOOL), "pool");
-    ADD(gopt_layer_linear(widths[2], classes, 0), "fc");
-#undef ADD
-    if (s == GOPT_OK) s = gopt_net_build(net);
-    if (s != GOPT_OK) {
-        gopt_net_destroy(net);
-        return s;
-    }
-    *out = net;
-    return GOPT_OK;
-}
-
 int trainer_create(const trainer_config *cfg, const gopt_dataset *train, const gopt_dataset *val, trainer **out,
                    char *err, size_t errlen) {
     (void)val;
@@ -227,7 +190,10 @@ int trainer_create(const trainer_config *cfg, const gopt_dataset *train, const g
     gopt_net *net = NULL;
     gopt_status s;
     if (cfg->arch == TRAINER_ARCH_AIRBENCH) {
-        s = build_airbench(cfg->width, gopt_dataset_classes(train), local_batch, cfg->seed, &net);
+        if (lroundf(64 * cfg->width) < 1)
+            return trainer_fail(err, errlen, "network: airbench at width %g leaves its first block without channels "
+                                             "(64 x width rounds to 0)", cfg->width);
+        s = airbench_build(cfg->width, gopt_dataset_classes(train), local_batch, cfg->seed, &net);
     } else {
         gopt_resnet_config rc = gopt_resnet_config_default();
         rc.depth = cfg->depth;

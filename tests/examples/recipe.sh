@@ -11,14 +11,19 @@ fail() { echo "FAIL: $*"; exit 1; }
 has() { echo "$1" | grep -q -- "$2" || fail "expected '$2' in: $1"; }
 
 out=$("$bin" --recipe fast --data /nonexistent --print-config 2>&1) || fail "--recipe fast --print-config: $out"
-for kv in "recipe=fast " "arch=airbench " "width=0.5 " "tta=1 " "epochs=13 " "batch=256 " "optimizer=sgd " "lr=0.4 " \
-          "nesterov=1 " "schedule=onecycle " "label_smoothing=0.2 " "val_split=5000"; do has "$out" "$kv"; done
+for kv in "recipe=fast " "arch=airbench " "width=0.5 " "tta=1 " "epochs=13 " "batch=256 " "optimizer=muon " "lr=0.02 " \
+          "momentum=0.95 " "nesterov=1 " "wd=0.1 " "adamw_lr_ratio=0.1 " "schedule=onecycle " "label_smoothing=0.2 " \
+          "val_split=5000"; do has "$out" "$kv"; done
 out=$("$bin" --recipe 30min --data /nonexistent --print-config 2>&1) || fail "--recipe 30min: $out"
-for kv in "recipe=30min " "arch=airbench " "width=0.75 " "epochs=22 " "tta=1 " "batch=256 " "val_split=5000"; do has "$out" "$kv"; done
+for kv in "recipe=30min " "arch=airbench " "width=1 " "epochs=13 " "optimizer=muon " "tta=1 " "batch=256 " "val_split=5000"; do has "$out" "$kv"; done
 out=$("$bin" --recipe fast --arch resnet20 --epochs 3 --batch 64 --lr 0.1 --label-smoothing 0 --val-split 100 \
       --data /nonexistent --print-config 2>&1) || fail "overrides: $out"
-for kv in "arch=resnet20 " "epochs=3 " "batch=64 " "lr=0.1 " "label_smoothing=0 " "val_split=100" "tta=1 "; do
+for kv in "arch=resnet20 " "width=1 " "epochs=3 " "batch=64 " "lr=0.1 " "label_smoothing=0 " "val_split=100" "tta=1 "; do
   has "$out" "$kv"; done
+out=$("$bin" --recipe=fast --optim sgd --momentum 0.8 --print-config 2>&1) || fail "--recipe with SGD: $out"
+for kv in "optimizer=sgd " "lr=0.4 " "momentum=0.8 " "nesterov=1 " "wd=0.0005 " "epochs=13 "; do has "$out" "$kv"; done
+out=$("$bin" --recipe 30min --ns-steps 3 --print-config 2>&1) || fail "--recipe with a Muon option: $out"
+has "$out" "optimizer=muon .*ns_steps=3 "
 echo "ok: --recipe fast and 30min resolve as documented, given options override them"
 
 out=$("$bin" --recipe slow 2>&1); rc=$?
