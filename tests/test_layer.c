@@ -5,6 +5,9 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
+
+#include "nn/layer.h" /* gopt__maxpool_scalar */
 
 typedef struct fd_setup {
     gopt_params *params;
@@ -304,6 +307,73 @@ static void test_fd_activations_pools(void **state) {
     fd_check(&c, 3, in, 2, 0, 1e-2f, 1e-3, 1e-2); /* eval: identity */
 }
 
+/* maxpool2d kernel 2 stride 2: the AVX2 and the scalar loops give the generic rule's values
+ * bit for bit, and backward sends each gradient to the first maximum in scan order, NaN
+ * winning (PyTorch's rule), over ties, NaN, infinities, signed zeros and rows whose output
+ * width is not a multiple of 8. */
+static void test_maxpool_2x2_exact(void **state) {
+    (void)state;
+    const int64_t shapes[3][3] = {{3, 6, 37}, {4, 32, 32}, {2, 5, 5}};
+    const float pool[8] = {-1.0f, 0.0f, -0.0f, 1.0f, 2.0f, NAN, INFINITY, -INFINITY};
+    gopt_rng rng;
+    gopt_rng_seed(&rng, 11);
+    for (int k = 0; k < 3; k++) {
+        const int n = 3, C = (int)shapes[k][0], H = (int)shapes[k][1], W = (int)shapes[k][2];
+        const int OH = H / 2, OW = W / 2;
+        const int64_t xn = (int64_t)n * C * H * W, yn = (int64_t)n * C * OH * OW;
+        float *x = malloc(sizeof(float) * (size_t)xn), *dy = malloc(sizeof(float) * (size_t)yn);
+        float *ry = malloc(sizeof(float) * (size_t)yn), *rdx = calloc((size_t)xn, sizeof(float));
+        assert_non_null(x);
+        assert_non_null(dy);
+        assert_non_null(ry);
+        assert_non_null(rdx);
+        for (int64_t i = 0; i < xn; i++) { /* mostly ties among 4 values, sometimes the others */
+            const uint64_t r = gopt_rng_below(&rng, 40);
+            x[i] = r < 36 ? pool[r % 4] : pool[4 + (r - 36)];
+        }
+        for (int64_t i = 0; i < yn; i++) dy[i] = (float)(i + 1);
+        for (int64_t pl = 0; pl < (int64_t)n * C; pl++) /* the rule, written out */
+            for (int oy = 0; oy < OH; oy++)
+                for (int ox = 0; ox < OW; ox++) {
+                    int64_t best = -1;
+                    for (int t = 0; t < 4; t++) {
+                        const int64_t i = pl * H * W + (int64_t)(2 * oy + t / 2) * W + 2 * ox + t % 2;
+                        if (best < 0 || x[i] > x[best] || (isnan(x[i]) && !isnan(x[best]))) best = i;
+                    }
+                    const int64_t o = (pl * OH + oy) * OW + ox;
+                    ry[o] = x[best];
+                    rdx[best] += dy[o];
+                }
+        for (int scalar = 0; scalar < 2; scalar++) {
+            gopt__maxpool_scalar = scalar;
+            gopt_params *p;
+            gopt_layer *l;
+            assert_ok(gopt_params_create(&p));
+            gopt_layer_config c = gopt_layer_maxpool2d(2, 2, 0);
+            assert_ok(gopt_layer_create(&c, 3, shapes[k], n, p, "m", &l)); /* no parameters: no finalize */
+            gopt_tensor tx, y, tdy, tdx;
+            float *dx = malloc(sizeof(float) * (size_t)xn);
+            assert_non_null(dx);
+            assert_ok(gopt_tensor_view(x, 4, (const int64_t[]){n, C, H, W}, &tx));
+            assert_ok(gopt_layer_forward(l, &tx, &y));
+            assert_int_equal(y.numel, yn);
+            assert_memory_equal(y.data, ry, sizeof(float) * (size_t)yn);
+            assert_ok(gopt_tensor_view(dy, 4, (const int64_t[]){n, C, OH, OW}, &tdy));
+            assert_ok(gopt_tensor_view(dx, 4, (const int64_t[]){n, C, H, W}, &tdx));
+            assert_ok(gopt_layer_backward(l, &tx, &tdy, &tdx));
+            assert_memory_equal(dx, rdx, sizeof(float) * (size_t)xn);
+            free(dx);
+            gopt_layer_destroy(l);
+            gopt_params_destroy(p);
+        }
+        gopt__maxpool_scalar = 0;
+        free(x);
+        free(dy);
+        free(ry);
+        free(rdx);
+    }
+}
+
 static void test_fd_basic_block(void **state) {
     (void)state;
     int64_t in[3] = {2, 6, 6};
@@ -523,6 +593,7 @@ int main(void) {
         cmocka_unit_test(test_fd_conv),
         cmocka_unit_test(test_fd_batchnorm),
         cmocka_unit_test(test_fd_activations_pools),
+        cmocka_unit_test(test_maxpool_2x2_exact),
         cmocka_unit_test(test_fd_basic_block),
         cmocka_unit_test(test_dropout_train),
         cmocka_unit_test(test_param_tags_and_names),

@@ -29,6 +29,10 @@ enum {
  *   build = 0: the rules of gopt_net_init_weights (net.h): biases U(+-1/sqrt(fan_in)) only
  *     under TORCH_DEFAULT, else 0; an embedding by `weights` unless TORCH_DEFAULT; recurrent
  *     weight_ih gate blocks by `weights`, weight_hh ones by `recurrent`. */
+/* nn/pool.c: 1 = maxpool2d's kernel-2 stride-2 forward on its scalar loop even where AVX2
+ * is available (a test hook: tests/test_layer.c compares the two) */
+extern int gopt__maxpool_scalar;
+
 typedef struct gopt__init_spec {
     gopt_init weights, recurrent;
     int build;
