@@ -229,7 +229,10 @@ int trainer_create_images(const trainer_config *cfg, gopt_net *net, int in_ndim,
 static int tta_average(cifar_task *c, const gopt_batch *b, gopt_net *net, gopt_tensor *logits, char *err,
                        size_t errlen) {
     const int64_t n = b->n, k = logits->shape[1], rows = n * 3 * 32;
-    if (!c->flipped) {
+    if (k > 3072) return trainer_fail(err, errlen, "flip evaluation: %lld classes (at most 3072)", (long long)k);
+    if (!c->flipped || !c->tta_logits) { /* kept until the task ends (the classes do not change) */
+        free(c->flipped);
+        free(c->tta_logits);
         c->flipped = malloc((size_t)c->batch * 3072 * sizeof *c->flipped);
         c->tta_logits = malloc((size_t)c->batch * (size_t)k * sizeof *c->tta_logits);
         if (!c->flipped || !c->tta_logits) return trainer_fail(err, errlen, "out of memory for flip evaluation");
