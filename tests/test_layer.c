@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "nn/layer.h" /* gopt__maxpool_scalar */
+#include "nn/layer.h" /* gopt__maxpool_set_scalar */
 
 typedef struct fd_setup {
     gopt_params *params;
@@ -345,7 +345,7 @@ static void test_maxpool_2x2_exact(void **state) {
                     rdx[best] += dy[o];
                 }
         for (int scalar = 0; scalar < 2; scalar++) {
-            gopt__maxpool_scalar = scalar;
+            gopt__maxpool_set_scalar(scalar);
             gopt_params *p;
             gopt_layer *l;
             assert_ok(gopt_params_create(&p));
@@ -366,7 +366,7 @@ static void test_maxpool_2x2_exact(void **state) {
             gopt_layer_destroy(l);
             gopt_params_destroy(p);
         }
-        gopt__maxpool_scalar = 0;
+        gopt__maxpool_set_scalar(0);
         free(x);
         free(dy);
         free(ry);

@@ -30,8 +30,8 @@ enum {
  *     under TORCH_DEFAULT, else 0; an embedding by `weights` unless TORCH_DEFAULT; recurrent
  *     weight_ih gate blocks by `weights`, weight_hh ones by `recurrent`. */
 /* nn/pool.c: 1 = maxpool2d's kernel-2 stride-2 forward on its scalar loop even where AVX2
- * is available (a test hook: tests/test_layer.c compares the two) */
-extern int gopt__maxpool_scalar;
+ * is available (a test hook, not thread-safe: tests/test_layer.c compares the two) */
+void gopt__maxpool_set_scalar(int on);
 
 typedef struct gopt__init_spec {
     gopt_init weights, recurrent;

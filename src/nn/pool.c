@@ -6,8 +6,9 @@
 
 #define OMP_MIN 16384
 
-/* tests: 1 = the scalar 2x2 path even where AVX2 is available (tests/test_layer.c compares) */
-int gopt__maxpool_scalar = 0;
+static int maxpool_scalar; /* gopt__maxpool_set_scalar */
+
+void gopt__maxpool_set_scalar(int on) { maxpool_scalar = on; }
 
 typedef struct maxpool_state {
     int32_t *argmax; /* max_batch * out_numel: the input index of each output's maximum, -1 none */
@@ -127,7 +128,7 @@ static void maxpool_forward(gopt_layer *l, const float *x, int n) {
     if (k == 2 && s == 2 && pad == 0) {
         void (*plane)(const float *, float *, int32_t *, int, int, int) = maxpool_forward_2x2;
 #ifdef MAXPOOL_AVX2
-        if (!gopt__maxpool_scalar && __builtin_cpu_supports("avx2")) plane = maxpool_forward_2x2_avx2;
+        if (!maxpool_scalar && __builtin_cpu_supports("avx2")) plane = maxpool_forward_2x2_avx2;
 #endif
 #pragma omp parallel for num_threads(gopt_get_threads()) schedule(static) if (planes * H * W > OMP_MIN)
         for (int64_t pl = 0; pl < planes; pl++)
