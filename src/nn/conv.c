@@ -1,7 +1,8 @@
 /* Convolution and batchnorm kernels, shared by the conv2d, batchnorm2d and basic-block
  * layers (see nn/kernels.h). Convolutions run on Winograd F(4x4,3x3) (conv_winograd.c: 3x3
- * stride-1 layers on any AVX2 CPU), else the AVX-512 kernels (conv_avx512.c) or the
- * implicit-GEMM AVX2 kernels (conv_implicit.c) where shape and CPU allow, else here: im2col + SGEMM or conv_gemm.c's products
+ * stride-1 layers on any AVX2 CPU), else the implicit-GEMM AVX2 kernels (conv_implicit.c),
+ * else the AVX-512 kernels (conv_avx512.c) where shape and CPU allow, else here: im2col +
+ * SGEMM or conv_gemm.c's products
  * (GOPT_CONV_PATH=generic in the environment at creation forces this path). The batch is
  * cut into fixed chunks of `chunk` images; each thread takes a contiguous range of chunks
  * and runs im2col, a single-threaded SGEMM (OpenBLAS runs one thread inside a parallel
@@ -66,7 +67,7 @@ gopt_status gopt__conv_setup(gopt__conv *c, int C, int K, int H, int W, int R, i
      * multiplies than the direct kernels, and on a Zen 4 (AMD EPYC family 25 model 17, 2
      * threads, batch 256) its AVX2 code runs a 3x3 128->128 layer at 8x8 in 9.6 ms forward
      * against the direct AVX-512 kernel's 24.8 (at 4x4: 3.2 vs 23.7), a whole airbench step
-     * 228 vs 414 ms. The direct kernels take the other shapes. */
+     * 228 vs 414 ms. */
     c->wino = !generic && !im2col && gopt__conv_cpu_wino() && gopt__conv_wino_shape_ok(c) &&
               (is_auto || !strcmp(path, "winograd"));
     if (c->wino) c->fast = 0;
