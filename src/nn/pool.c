@@ -151,7 +151,7 @@ static void maxpool_forward(gopt_layer *l, const float *x, int n) {
                         int ix = ox * s - pad + kx;
                         if (ix < 0 || ix >= W) continue;
                         float v = xp[iy * W + ix];
-                        if (bi < 0 || v > best || (isnan(v) && !isnan(best))) {
+                        if (bi < 0 || maxpool_takes(v, best)) {
                             best = v;
                             bi = iy * W + ix;
                         }
