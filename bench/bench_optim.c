@@ -11,8 +11,9 @@
  * torch's GB/s counting the same bytes over its step time.
  * Muon and Adafactor (issue 18; not in torch 1.13: with --torch, torch_optim.py times their
  * PyTorch 2.x single-tensor steps transcribed in torch 1.13 ops) have rows of their own:
- * Adafactor over one (N/1024, 1024) matrix and over one vector against the streams of its
- * passes (optim.adafactor, optim.adafactor-1d, GB/s); Muon's Newton-Schulz GFLOP/s on a
+ * Adafactor over one (N/1024, 1024) matrix, over one vector, and over a convolution's
+ * (N/9216, 1024, 3, 3) weight (its factors are 6 floats per 3x3 kernel) against the streams of
+ * its passes (optim.adafactor, optim.adafactor-1d, optim.adafactor-conv, GB/s); Muon's Newton-Schulz GFLOP/s on a
  * 512x512 matrix against a 512^3 SGEMM timed alternately (optim.muon-ns512), and Muon's step
  * over ResNet-20's parameters against a ResNet-20 training step at batch 128
  * (optim.muon-resnet20: training steps per Muon step). */
@@ -109,16 +110,20 @@ static void floor_pass(gopt_algo a, float *restrict p, const float *restrict g, 
 
 static volatile double bench_sink;
 
-/* torch_optim.py's transcribed peers, ns per step (--torch): adafactor, adafactor-1d, muon-ns512 */
-static double af_torch_ns[2] = {NAN, NAN}, muon_torch_ns = NAN;
+/* torch_optim.py's transcribed peers, ns per step (--torch): adafactor-1d, adafactor,
+ * adafactor-conv (af_torch_ns[AF_VECTOR..AF_CONV]), muon-ns512 */
+enum { AF_VECTOR, AF_MATRIX, AF_CONV };
+static double af_torch_ns[3] = {NAN, NAN, NAN}, muon_torch_ns = NAN;
 static void frontier_peer(const char *name, double ns) {
-    if (!strcmp(name, "adafactor")) af_torch_ns[0] = ns;
-    else if (!strcmp(name, "adafactor-1d")) af_torch_ns[1] = ns;
+    if (!strcmp(name, "adafactor")) af_torch_ns[AF_MATRIX] = ns;
+    else if (!strcmp(name, "adafactor-1d")) af_torch_ns[AF_VECTOR] = ns;
+    else if (!strcmp(name, "adafactor-conv")) af_torch_ns[AF_CONV] = ns;
     else if (!strcmp(name, "muon-ns512")) muon_torch_ns = ns;
 }
 
 /* Adafactor's floor: its passes' streams with trivial math (see src/optim/adafactor.c).
- * Matrix: A reads p g, B reads g, C reads p g and writes p (24 bytes per element).
+ * Matrix: A reads p g, B reads g, C reads p g and writes p (24 bytes per element); a batch of
+ * small matrices adds its factors f (A reads and writes them, B and C read them).
  * Vector: A reads p g v and writes v, C reads p g v and writes p (32 bytes per element). */
 BENCH_CLONES static double af_floor_a(const float *restrict p, const float *restrict g, int64_t lo, int64_t hi) {
     float s = 0.0f;
@@ -153,18 +158,33 @@ BENCH_CLONES static void af_floor_vc(float *restrict p, const float *restrict g,
     for (int64_t i = lo; i < hi; i++) p[i] = p[i] - 1e-9f * g[i] * v[i];
 }
 
-static void af_floor(int factored, float *p, const float *g, float *v, int64_t n, int threads) {
+BENCH_CLONES static double af_floor_f(float *restrict f, int64_t lo, int64_t hi, int write) {
+    float s = 0.0f;
+    if (write) {
+#pragma omp simd
+        for (int64_t i = lo; i < hi; i++) f[i] = f[i] * 0.5f + 1.0f;
+        return 0.0;
+    }
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = lo; i < hi; i++) s += f[i];
+    return s;
+}
+
+/* f: nf floats of factors (a batch of small matrices), or nf = 0 */
+static void af_floor(int factored, float *p, const float *g, float *v, int64_t n, float *f, int64_t nf,
+                     int threads) {
     double total = 0.0;
 #pragma omp parallel num_threads(threads) reduction(+ : total)
     {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
+        int64_t lo = n * t / nt, hi = n * (t + 1) / nt, flo = nf * t / nt, fhi = nf * (t + 1) / nt;
         if (factored) {
-            total += af_floor_a(p, g, lo, hi);
+            total += af_floor_a(p, g, lo, hi) + af_floor_f(f, flo, fhi, 1);
 #pragma omp barrier
-            total += af_floor_b(g, lo, hi);
+            total += af_floor_b(g, lo, hi) + af_floor_f(f, flo, fhi, 0);
 #pragma omp barrier
             af_floor_c(p, g, lo, hi);
+            total += af_floor_f(f, flo, fhi, 0);
         } else {
             total += af_floor_va(p, g, v, lo, hi);
 #pragma omp barrier
@@ -179,16 +199,20 @@ static int setup_fail(const char *what) {
     return 1;
 }
 
-/* Adafactor over one (n/1024, 1024) matrix (factored) or one vector of n, against af_floor. */
-static int bench_adafactor(int64_t n, int threads, int reps, int factored) {
-    const int64_t cols = 1024, rows = n / cols > 0 ? n / cols : 1;
-    n = rows * cols;
+/* Adafactor over one vector of n, one (n/1024, 1024) matrix, or a (n/9216, 1024, 3, 3)
+ * convolution weight (kind AF_*), against af_floor. */
+static int bench_adafactor(int64_t n, int threads, int reps, int kind) {
+    const int factored = kind != AF_VECTOR;
+    const int64_t cols = 1024, rows = n / cols > 0 ? n / cols : 1, outs = n / 9216 > 0 ? n / 9216 : 1;
+    n = kind == AF_CONV ? outs * 9216 : rows * cols;
+    const int64_t nf = kind == AF_CONV ? n / 9 * 6 : 0; /* a 3x3 kernel's 3 row and 3 column factors */
     gopt_params *p = NULL;
     gopt_optim *opt = NULL;
-    int64_t shape2[2] = {rows, cols}, shape1[1] = {n};
+    int64_t shape4[4] = {outs, 1024, 3, 3}, shape2[2] = {rows, cols}, shape1[1] = {n};
+    int64_t *shape = kind == AF_CONV ? shape4 : kind == AF_MATRIX ? shape2 : shape1;
     gopt_optim_config cfg = gopt_optim_config_default(GOPT_ALGO_ADAFACTOR);
     cfg.weight_decay = 0.01f;
-    if (gopt_params_create(&p) || gopt_params_add(p, "w", factored ? 2 : 1, factored ? shape2 : shape1,
+    if (gopt_params_create(&p) || gopt_params_add(p, "w", kind == AF_CONV ? 4 : factored ? 2 : 1, shape,
                                                   GOPT_TAG_WEIGHT, NULL) ||
         gopt_params_finalize(p) || gopt_optim_create(&cfg, p, &opt))
         return setup_fail("adafactor setup");
@@ -200,35 +224,37 @@ static int bench_adafactor(int64_t n, int threads, int reps, int factored) {
         gv[i] = 1e-3f * (gopt_rng_uniform(&rng) - 0.5f);
     }
     float *fp = malloc((size_t)n * 4), *fg = malloc((size_t)n * 4), *fv = malloc((size_t)n * 4);
+    float *ff = calloc((size_t)(nf > 0 ? nf : 1), 4);
     double *t_ours = malloc((size_t)reps * sizeof(double)), *t_floor = malloc((size_t)reps * sizeof(double));
-    if (!fp || !fg || !fv || !t_ours || !t_floor) return setup_fail("adafactor floor arrays");
+    if (!fp || !fg || !fv || !ff || !t_ours || !t_floor) return setup_fail("adafactor floor arrays");
     memcpy(fp, pv, (size_t)n * 4);
     memcpy(fg, gv, (size_t)n * 4);
     memset(fv, 0, (size_t)n * 4);
     gopt_optim_step(opt);
-    af_floor(factored, fp, fg, fv, n, threads);
+    af_floor(factored, fp, fg, fv, n, ff, nf, threads);
     for (int r = 0; r < reps; r++) { /* alternately, as the other rows */
         double t0 = bench_now();
         gopt_optim_step(opt);
         double t1 = bench_now();
-        af_floor(factored, fp, fg, fv, n, threads);
+        af_floor(factored, fp, fg, fv, n, ff, nf, threads);
         double t2 = bench_now();
         t_ours[r] = t1 - t0;
         t_floor[r] = t2 - t1;
     }
     double ours = bench_median(t_ours, reps), fl = bench_median(t_floor, reps);
-    double bytes = (factored ? 24.0 : 32.0) * (double)n, peer = af_torch_ns[factored ? 0 : 1] * 1e-9;
-    const char *name = factored ? "adafactor" : "adafactor-1d";
+    double bytes = (factored ? 24.0 : 32.0) * (double)n + 16.0 * (double)nf, peer = af_torch_ns[kind] * 1e-9;
+    const char *name = kind == AF_CONV ? "adafactor-conv" : kind == AF_MATRIX ? "adafactor" : "adafactor-1d";
+    const char *what = kind == AF_CONV     ? "a (n/9216, 1024, 3, 3) weight: 3 passes, 24 B/param + factors"
+                       : kind == AF_MATRIX ? "one (n/1024, 1024) matrix: 3 passes, 24 B/param"
+                                           : "one vector: 2 passes, 32 B/param";
     char tr[32] = "n/a";
     if (!isnan(peer)) snprintf(tr, sizeof tr, "%.3f", ours / peer);
-    printf("%-12s %10.3f %8.2f %10.2f %10.3f %12s   (%s; state %zu bytes)\n", name, ours * 1e9 / (double)n,
-           bytes / ours * 1e-9, bytes / fl * 1e-9, ours / fl, tr,
-           factored ? "one (n/1024, 1024) matrix: 3 passes, 24 B/param" : "one vector: 2 passes, 32 B/param",
-           gopt_optim_state_size(opt));
+    printf("%-14s %8.3f %8.2f %10.2f %10.3f %12s   (%s; state %zu bytes)\n", name, ours * 1e9 / (double)n,
+           bytes / ours * 1e-9, bytes / fl * 1e-9, ours / fl, tr, what, gopt_optim_state_size(opt));
     char row[64];
     snprintf(row, sizeof row, "optim.%s", name);
     bench_row(row, "GB/s", bytes / ours * 1e-9, bytes / fl * 1e-9, bytes / peer * 1e-9);
-    free(fp), free(fg), free(fv), free(t_ours), free(t_floor);
+    free(fp), free(fg), free(fv), free(ff), free(t_ours), free(t_floor);
     gopt_optim_destroy(opt);
     gopt_params_destroy(p);
     return 0;
@@ -583,7 +609,9 @@ int main(int argc, char **argv) {
     free(t_ours);
     free(t_floor);
     for (int k = 0; k < nalgo; k++) { /* issue 18 */
-        if (algos[k] == GOPT_ALGO_ADAFACTOR && (bench_adafactor(n, threads, reps, 1) || bench_adafactor(n, threads, reps, 0)))
+        if (algos[k] == GOPT_ALGO_ADAFACTOR && (bench_adafactor(n, threads, reps, AF_MATRIX) ||
+                                                bench_adafactor(n, threads, reps, AF_VECTOR) ||
+                                                bench_adafactor(n, threads, reps, AF_CONV)))
             return 1;
         if (algos[k] == GOPT_ALGO_MUON && (bench_muon_ns(threads, reps) || bench_muon_resnet20(threads, reps)))
             return 1;

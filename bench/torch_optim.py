@@ -58,7 +58,7 @@ def ema_step_fn(p):
 # single-tensor paths of torch.optim.Adafactor (2.5+) and torch.optim.Muon (2.9+) transcribed
 # with torch 1.13 tensor ops (as tests/golden/make_frontier_cases.py does; Muon's iteration
 # in float32, as ours), on bench_optim's shapes: Adafactor over a (N/1024, 1024) matrix and
-# over a vector of N (wd 0.01), Muon on one 512x512 matrix (PyTorch's defaults).
+# over a vector of N and over a (N/9216, 1024, 3, 3) convolution weight (wd 0.01), Muon on one 512x512 matrix (PyTorch's defaults).
 def adafactor_step_fn(p, lr=1e-2, beta2_decay=-0.8, eps1=None, eps2=1e-3, d=1.0, weight_decay=0.01):
     grad = p.grad
     st = dict(step=0)
@@ -147,7 +147,8 @@ def main():
             del step, p
             continue
         if algo in ("adafactor", "muon"):
-            shapes = [("adafactor", (a.params // 1024, 1024)), ("adafactor-1d", (a.params // 1024 * 1024,))] \
+            shapes = [("adafactor", (a.params // 1024, 1024)), ("adafactor-1d", (a.params // 1024 * 1024,)),
+                      ("adafactor-conv", (max(a.params // 9216, 1), 1024, 3, 3))] \
                 if algo == "adafactor" else [("muon-ns512", (512, 512))]
             for name, shape in shapes:
                 p = torch.rand(*shape) - 0.5

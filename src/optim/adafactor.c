@@ -27,8 +27,9 @@
  * Refused beyond PyTorch: eps1 = 0 (it gives 0/0 for an all-zero gradient row).
  *
  * The step is three passes over every tensor, split into fixed units (row chunks of a
- * matrix, batches of matrices, 4096-element blocks of a vector) whose partial sums are
- * combined in order, so results do not depend on the thread count:
+ * matrix, batches of matrices, 64 Ki-element blocks of a vector: large enough that the
+ * threads' shares stream well, at 16 kB units the 1-D step ran 1.15x its memory floor) whose
+ * partial sums are combined in order, so results do not depend on the thread count:
  *   A: ||p||^2, row sums of g^2 (row factors updated in place), column sums (a 2-D matrix's
  *      row chunks leave per-chunk partials; a batch of matrices sums its columns in stack
  *      tiles); vectors update v and sum U^2 here;  then column factors, alpha;
@@ -39,15 +40,18 @@
  * chunks of a single matrix, whose column partials take 32 x cols floats of workspace) and
  * shared dynamically among the threads of one parallel region; the sums between the passes
  * run on one thread. Where no clamp can act, U of a matrix costs no division or root per
- * element (see rows_b). Everything is allocated at create. */
+ * element (see rows_b). Batches of small matrices (convolution kernels) take the small_*
+ * loops. Everything is allocated at create. */
 #include <float.h>
 #include <omp.h>
 
 #include "optim/optim_impl.h"
 
 #define CHUNKS 32         /* row chunks of a single (B = 1) matrix */
-#define UNIT_ELEMS 4096   /* elements per unit of a vector or of a batch of matrices */
+#define UNIT_ELEMS 65536  /* elements per unit of a vector or of a batch of matrices */
+#define SUM_BLOCK 4096    /* elements per float partial sum of a vector (added in double) */
 #define COL_TILE 256      /* column tile of a batch of matrices' column sums */
+#define SMALL_C 16        /* batches of matrices at most this wide take the small_* loops */
 
 typedef struct af_scalars {
     float grad_sign, w, one_minus_w, decay, eps1, eps1_sq;
@@ -299,8 +303,17 @@ GOPT_INLINE void k_vec_a(const af_scalars *k, const float *restrict p, const flo
 }
 GOPT_CLONES static void vec_a(const af_scalars *k, const float *p, const float *g, float *v, int64_t n, double *pp_out,
                               double *uu_out) {
-    if (k->small_w) k_vec_a(k, p, g, v, n, pp_out, uu_out, 1);
-    else k_vec_a(k, p, g, v, n, pp_out, uu_out, 0);
+    double pp = 0.0, uu = 0.0;
+    for (int64_t e = 0; e < n; e += SUM_BLOCK) {
+        int64_t m = n - e < SUM_BLOCK ? n - e : SUM_BLOCK;
+        double bp, bu;
+        if (k->small_w) k_vec_a(k, p + e, g + e, v + e, m, &bp, &bu, 1);
+        else k_vec_a(k, p + e, g + e, v + e, m, &bp, &bu, 0);
+        pp += bp;
+        uu += bu;
+    }
+    *pp_out = pp;
+    *uu_out = uu;
 }
 
 /* ---- passes B and C: U of rows [r0, r1) of one matrix ---- */
@@ -400,6 +413,107 @@ GOPT_CLONES static void vec_c(const af_scalars *k, float *restrict p, const floa
     }
 }
 
+/* ---- batches of small matrices ---- */
+
+/* A convolution's (out, in, kh, kw) weight is out*in matrices of kh x kw: the per-matrix
+ * calls, SIMD reductions and scalar divisions and roots above cost more than such a
+ * matrix's 9 elements (3.5 GB/s on a (1024, 1024, 3, 3) weight). Matrices of at most
+ * SMALL_C x SMALL_C take these instead: blocks of SMALL_B of a unit's matrices, their
+ * per-row and per-column quantities (lerps; 1/sqrt of the factors; fast_row's test) in flat
+ * loops over the block, the elements after. The same formulas and path choice as above. */
+#define SMALL_B 64
+
+GOPT_INLINE double k_small_a(const af_scalars *k, const float *restrict p, const float *restrict g,
+                             float *restrict rows, float *restrict cols, int64_t b0, int64_t b1, const int R,
+                             const int C) {
+    const int64_t per = (int64_t)R * C;
+    float rsum[SMALL_B * SMALL_C], csum[SMALL_B * SMALL_C];
+    double pp = 0.0;
+    for (int64_t c0 = b0; c0 < b1; c0 += SMALL_B) {
+        const int nb = b1 - c0 < SMALL_B ? (int)(b1 - c0) : SMALL_B;
+        for (int q = 0; q < nb * C; q++) csum[q] = 0.0f;
+        for (int bb = 0; bb < nb; bb++) {
+            const float *P = p + (c0 + bb) * per, *G = g + (c0 + bb) * per;
+            float *cs = csum + bb * C;
+            for (int i = 0; i < R; i++) {
+                float rs = 0.0f, ps = 0.0f;
+                for (int j = 0; j < C; j++) {
+                    float gj = G[i * C + j], pj = P[i * C + j];
+                    rs += gj * gj;
+                    cs[j] += gj * gj;
+                    ps += pj * pj;
+                }
+                rsum[bb * R + i] = rs;
+                pp += (double)ps;
+            }
+        }
+        float *rw = rows + c0 * R, *cl = cols + c0 * C;
+        for (int q = 0; q < nb * R; q++) rw[q] = lerp1(rw[q], rsum[q] / (float)C, k);
+        for (int q = 0; q < nb * C; q++) cl[q] = lerp1(cl[q], csum[q] / (float)R, k);
+    }
+    return pp;
+}
+
+/* Pass B (p NULL: returns ||U||^2) or C (p += coef*U after the decay) over matrices [b0, b1). */
+GOPT_INLINE double k_small_bc(const af_scalars *k, float *restrict p, const float *restrict g,
+                              const float *restrict rows, const float *restrict cols, float coef, int64_t b0,
+                              int64_t b1, const int R, const int C) {
+    const int64_t per = (int64_t)R * C;
+    const float gs = k->grad_sign, e2 = k->eps1_sq, decay = k->wd_on ? k->decay : 1.0f;
+    float isc[SMALL_B * SMALL_C], ia[SMALL_B * SMALL_C], rmr[SMALL_B * SMALL_C], cmr[SMALL_B * SMALL_C];
+    double total = 0.0;
+    for (int64_t c0 = b0; c0 < b1; c0 += SMALL_B) {
+        const int nb = b1 - c0 < SMALL_B ? (int)(b1 - c0) : SMALL_B;
+        const float *rw = rows + c0 * R, *cl = cols + c0 * C;
+        for (int q = 0; q < nb * C; q++) isc[q] = cl[q] > 0 ? 1.0f / sqrtf(cl[q]) : 0.0f; /* as col_isc */
+        for (int bb = 0; bb < nb; bb++) {
+            float cmin = INFINITY, rm = row_mean(rw + bb * R, R, k->eps1);
+            for (int j = 0; j < C; j++) cmin = cl[bb * C + j] < cmin ? cl[bb * C + j] : cmin;
+            cmin = cmin > 0 ? cmin : 0.0f;
+            for (int i = 0; i < R; i++) rmr[bb * R + i] = rm, cmr[bb * R + i] = cmin;
+        }
+        for (int q = 0; q < nb * R; q++) { /* fast_row: ia = 1/sqrt(a), or -1 for the exact form */
+            float a = rw[q] / rmr[q];
+            ia[q] = a * cmr[q] > e2 * 1.001f ? 1.0f / sqrtf(a) : -1.0f;
+        }
+        float s = 0.0f;
+        for (int bb = 0; bb < nb; bb++) {
+            const float *G = g + (c0 + bb) * per, *col = cl + bb * C, *is = isc + bb * C;
+            float *P = p ? p + (c0 + bb) * per : NULL;
+            for (int i = 0; i < R; i++) {
+                const float ai = ia[bb * R + i], ri = rw[bb * R + i], rm = rmr[bb * R + i];
+                float u[SMALL_C];
+                if (ai >= 0.0f) {
+                    for (int j = 0; j < C; j++) u[j] = (gs * G[i * C + j]) * (ai * is[j]);
+                } else {
+                    for (int j = 0; j < C; j++) {
+                        float v = (ri * col[j]) / rm;
+                        u[j] = (1.0f / sqrtf(v > e2 ? v : e2)) * (gs * G[i * C + j]);
+                    }
+                }
+                if (P)
+                    for (int j = 0; j < C; j++) P[i * C + j] = P[i * C + j] * decay + coef * u[j];
+                else
+                    for (int j = 0; j < C; j++) s += u[j] * u[j];
+            }
+        }
+        total += (double)s;
+    }
+    return total;
+}
+
+/* 3x3 (a 3x3 convolution's kernels) with the sizes as constants: its loops unrolled. */
+GOPT_CLONES static double small_a(const af_scalars *k, const float *p, const float *g, float *rows, float *cols,
+                                  int64_t b0, int64_t b1, int R, int C) {
+    if (R == 3 && C == 3) return k_small_a(k, p, g, rows, cols, b0, b1, 3, 3);
+    return k_small_a(k, p, g, rows, cols, b0, b1, R, C);
+}
+GOPT_CLONES static double small_bc(const af_scalars *k, float *p, const float *g, const float *rows,
+                                   const float *cols, float coef, int64_t b0, int64_t b1, int R, int C) {
+    if (R == 3 && C == 3) return k_small_bc(k, p, g, rows, cols, coef, b0, b1, 3, 3);
+    return k_small_bc(k, p, g, rows, cols, coef, b0, b1, R, C);
+}
+
 /* ---- the step ---- */
 
 static void unit_pass(gopt_optim *opt, int pass, int ui) {
@@ -420,6 +534,12 @@ static void unit_pass(gopt_optim *opt, int pass, int ui) {
     const int64_t per = (int64_t)R * C;
     float *rows = st, *cols = st + t->batches * R;
     double acc = 0.0;
+    if (t->batches > 1 && R <= SMALL_C && C <= SMALL_C) {
+        if (pass == 0) d->pp[ui] = small_a(k, p, g, rows, cols, u->b0, u->b1, R, C);
+        else if (pass == 1) d->uu[ui] = small_bc(k, NULL, g, rows, cols, 0.0f, u->b0, u->b1, R, C);
+        else small_bc(k, p, g, rows, cols, t->coef, u->b0, u->b1, R, C);
+        return;
+    }
     for (int64_t b = u->b0; b < u->b1; b++) {
         float *P = p + b * per, *row = rows + b * R, *col = cols + b * C;
         const float *G = g + b * per;

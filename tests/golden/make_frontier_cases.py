@@ -44,6 +44,12 @@ CASES = [
     ("x_adafactor_tall_wide_wd_maximize", "adafactor",
      dict(lr=0.1, weight_decay=0.1, d=2.0, eps=(1e-20, 1e-2), maximize=True), [(40, 3), (3, 40), (1, 9)], None, 6),
     ("x_adafactor_many_rows", "adafactor", dict(lr=0.005, beta2_decay=-1.0, d=1.2), [(70, 33), (33,)], None, 5),
+    # convolution weights: batches of small matrices (3x3 in more than one 64-matrix block, 5x5, 1x1, 1x7)
+    ("x_adafactor_conv_kernels", "adafactor", dict(lr=0.03, weight_decay=0.02, beta2_decay=-0.7),
+     [(70, 4, 3, 3), (5, 3, 5, 5), (6, 3, 1, 1), (2, 2, 1, 7), (9,)], None, 5),
+    # eps1 large enough that the clamp acts in some rows and not others (both forms of U)
+    ("x_adafactor_conv_clamped", "adafactor", dict(lr=0.05, eps=(20.0, 1e-3), maximize=True),
+     [(40, 2, 3, 3), (3, 2, 2, 4)], None, 4),
 ]
 
 
