@@ -51,7 +51,7 @@
 #define UNIT_ELEMS 65536  /* elements per unit of a vector or of a batch of matrices */
 #define SUM_BLOCK 4096    /* elements per float partial sum of a vector (added in double) */
 #define COL_TILE 256      /* column tile of a batch of matrices' column sums */
-#define SMALL_C 16        /* batches of matrices at most this wide take the small_* loops */
+#define SMALL_C 16        /* batches of matrices at most this wide and tall take the small_* loops */
 
 typedef struct af_scalars {
     float grad_sign, w, one_minus_w, decay, eps1, eps1_sq;
@@ -417,34 +417,42 @@ GOPT_CLONES static void vec_c(const af_scalars *k, float *restrict p, const floa
 
 /* A convolution's (out, in, kh, kw) weight is out*in matrices of kh x kw: the per-matrix
  * calls, SIMD reductions and scalar divisions and roots above cost more than such a
- * matrix's 9 elements (3.5 GB/s on a (1024, 1024, 3, 3) weight). Matrices of at most
- * SMALL_C x SMALL_C take these instead: blocks of SMALL_B of a unit's matrices, their
- * per-row and per-column quantities (lerps; 1/sqrt of the factors; fast_row's test) in flat
- * loops over the block, the elements after. The same formulas and path choice as above. */
+ * matrix's 9 elements (3.5 GB/s on a (1024, 1024, 3, 3) weight; about 20 with these).
+ * Matrices of at most SMALL_C rows and columns and SMALL_F elements take these instead, in
+ * blocks of SMALL_B of a unit's matrices: the elements' arithmetic in flat SIMD loops over the
+ * block (g^2 and ||p||^2; U = (gs g) * F with F per element from its row and column), the
+ * per-row and per-column quantities (sums, lerps, 1/sqrt of the factors, fast_row's test) in
+ * short loops between. The same formulas and path choice as above. Stack: about 32 kB. */
 #define SMALL_B 64
+#define SMALL_F 64 /* elements per matrix at most: the block's g^2 or F, SMALL_B x SMALL_F floats */
 
 GOPT_INLINE double k_small_a(const af_scalars *k, const float *restrict p, const float *restrict g,
                              float *restrict rows, float *restrict cols, int64_t b0, int64_t b1, const int R,
                              const int C) {
     const int64_t per = (int64_t)R * C;
-    float rsum[SMALL_B * SMALL_C], csum[SMALL_B * SMALL_C];
+    float g2[SMALL_B * SMALL_F], rsum[SMALL_B * SMALL_C], csum[SMALL_B * SMALL_C];
     double pp = 0.0;
     for (int64_t c0 = b0; c0 < b1; c0 += SMALL_B) {
-        const int nb = b1 - c0 < SMALL_B ? (int)(b1 - c0) : SMALL_B;
-        for (int q = 0; q < nb * C; q++) csum[q] = 0.0f;
-        for (int bb = 0; bb < nb; bb++) {
-            const float *P = p + (c0 + bb) * per, *G = g + (c0 + bb) * per;
-            float *cs = csum + bb * C;
+        const int nb = b1 - c0 < SMALL_B ? (int)(b1 - c0) : SMALL_B, ne = nb * R * C;
+        const float *P = p + c0 * per, *G = g + c0 * per;
+        float ps = 0.0f;
+#pragma omp simd reduction(+ : ps)
+        for (int e = 0; e < ne; e++) {
+            g2[e] = G[e] * G[e];
+            ps += P[e] * P[e];
+        }
+        pp += (double)ps;
+        for (int bb = 0; bb < nb; bb++) { /* sums in index order, as the matrix loops above */
+            const float *q = g2 + bb * R * C;
             for (int i = 0; i < R; i++) {
-                float rs = 0.0f, ps = 0.0f;
-                for (int j = 0; j < C; j++) {
-                    float gj = G[i * C + j], pj = P[i * C + j];
-                    rs += gj * gj;
-                    cs[j] += gj * gj;
-                    ps += pj * pj;
-                }
+                float rs = 0.0f;
+                for (int j = 0; j < C; j++) rs += q[i * C + j];
                 rsum[bb * R + i] = rs;
-                pp += (double)ps;
+            }
+            for (int j = 0; j < C; j++) {
+                float cs = 0.0f;
+                for (int i = 0; i < R; i++) cs += q[i * C + j];
+                csum[bb * C + j] = cs;
             }
         }
         float *rw = rows + c0 * R, *cl = cols + c0 * C;
@@ -461,6 +469,7 @@ GOPT_INLINE double k_small_bc(const af_scalars *k, float *restrict p, const floa
     const int64_t per = (int64_t)R * C;
     const float gs = k->grad_sign, e2 = k->eps1_sq, decay = k->wd_on ? k->decay : 1.0f;
     float isc[SMALL_B * SMALL_C], ia[SMALL_B * SMALL_C], rmr[SMALL_B * SMALL_C], cmr[SMALL_B * SMALL_C];
+    float F[SMALL_B * SMALL_F];
     double total = 0.0;
     for (int64_t c0 = b0; c0 < b1; c0 += SMALL_B) {
         const int nb = b1 - c0 < SMALL_B ? (int)(b1 - c0) : SMALL_B;
@@ -476,25 +485,34 @@ GOPT_INLINE double k_small_bc(const af_scalars *k, float *restrict p, const floa
             float a = rw[q] / rmr[q];
             ia[q] = a * cmr[q] > e2 * 1.001f ? 1.0f / sqrtf(a) : -1.0f;
         }
-        float s = 0.0f;
+        /* F: U / (gs g) per element of the block, then U and its use in one flat loop */
         for (int bb = 0; bb < nb; bb++) {
-            const float *G = g + (c0 + bb) * per, *col = cl + bb * C, *is = isc + bb * C;
-            float *P = p ? p + (c0 + bb) * per : NULL;
+            const float *col = cl + bb * C, *is = isc + bb * C;
             for (int i = 0; i < R; i++) {
                 const float ai = ia[bb * R + i], ri = rw[bb * R + i], rm = rmr[bb * R + i];
-                float u[SMALL_C];
+                float *f = F + (bb * R + i) * C;
                 if (ai >= 0.0f) {
-                    for (int j = 0; j < C; j++) u[j] = (gs * G[i * C + j]) * (ai * is[j]);
+                    for (int j = 0; j < C; j++) f[j] = ai * is[j];
                 } else {
                     for (int j = 0; j < C; j++) {
                         float v = (ri * col[j]) / rm;
-                        u[j] = (1.0f / sqrtf(v > e2 ? v : e2)) * (gs * G[i * C + j]);
+                        f[j] = 1.0f / sqrtf(v > e2 ? v : e2);
                     }
                 }
-                if (P)
-                    for (int j = 0; j < C; j++) P[i * C + j] = P[i * C + j] * decay + coef * u[j];
-                else
-                    for (int j = 0; j < C; j++) s += u[j] * u[j];
+            }
+        }
+        const float *G = g + c0 * per;
+        const int ne = nb * R * C;
+        float s = 0.0f;
+        if (p) {
+            float *P = p + c0 * per;
+#pragma omp simd
+            for (int e = 0; e < ne; e++) P[e] = P[e] * decay + coef * ((gs * G[e]) * F[e]);
+        } else {
+#pragma omp simd reduction(+ : s)
+            for (int e = 0; e < ne; e++) {
+                float u = (gs * G[e]) * F[e];
+                s += u * u;
             }
         }
         total += (double)s;
@@ -534,7 +552,7 @@ static void unit_pass(gopt_optim *opt, int pass, int ui) {
     const int64_t per = (int64_t)R * C;
     float *rows = st, *cols = st + t->batches * R;
     double acc = 0.0;
-    if (t->batches > 1 && R <= SMALL_C && C <= SMALL_C) {
+    if (t->batches > 1 && R <= SMALL_C && C <= SMALL_C && R * C <= SMALL_F) {
         if (pass == 0) d->pp[ui] = small_a(k, p, g, rows, cols, u->b0, u->b1, R, C);
         else if (pass == 1) d->uu[ui] = small_bc(k, NULL, g, rows, cols, 0.0f, u->b0, u->b1, R, C);
         else small_bc(k, p, g, rows, cols, t->coef, u->b0, u->b1, R, C);
