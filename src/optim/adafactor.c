@@ -284,6 +284,9 @@ GOPT_CLONES static void cols_a(const af_scalars *k, const float *restrict G, flo
     }
 }
 
+/* 1/sqrt(max(v, eps1^2)): U per unit of g, every path's exact form */
+GOPT_INLINE float inv_rms(float v, float e2) { return 1.0f / sqrtf(v > e2 ? v : e2); }
+
 /* A vector block: v, ||p||^2 and ||U||^2. */
 GOPT_INLINE void k_vec_a(const af_scalars *k, const float *restrict p, const float *restrict g, float *restrict v,
                          int64_t n, double *pp_out, double *uu_out, const int small) {
@@ -294,7 +297,7 @@ GOPT_INLINE void k_vec_a(const af_scalars *k, const float *restrict p, const flo
         float gi = gs * g[i];
         float vi = lerpw(v[i], gi * gi, w, omw, small);
         v[i] = vi;
-        float u = (1.0f / sqrtf(vi > e2 ? vi : e2)) * gi;
+        float u = inv_rms(vi, e2) * gi;
         pp += p[i] * p[i];
         uu += u * u;
     }
@@ -328,12 +331,14 @@ typedef struct af_cols {
     float rm, cmin;
 } af_cols;
 
+/* 1/sqrt(a) where no clamp can act in a row of a = row_i/rm (a*cmin > eps1^2 with a margin),
+ * else -1: the exact form */
+GOPT_INLINE float fast_ia(float a, float cmin, float e2) { return a * cmin > e2 * 1.001f ? 1.0f / sqrtf(a) : -1.0f; }
+
 GOPT_INLINE int fast_row(const af_cols *cs, float ri, float e2, float *ia) {
     if (!cs->isc) return 0;
-    float a = ri / cs->rm;
-    if (!(a * cs->cmin > e2 * 1.001f)) return 0;
-    *ia = 1.0f / sqrtf(a);
-    return 1;
+    *ia = fast_ia(ri / cs->rm, cs->cmin, e2);
+    return *ia >= 0.0f;
 }
 
 GOPT_CLONES static double rows_b(const af_scalars *k, const float *restrict G, const float *restrict row,
@@ -355,7 +360,7 @@ GOPT_CLONES static double rows_b(const af_scalars *k, const float *restrict G, c
 #pragma omp simd reduction(+ : s)
             for (int j = 0; j < C; j++) {
                 float v = (ri * col[j]) / rm;
-                float u = (1.0f / sqrtf(v > e2 ? v : e2)) * (gs * gr[j]);
+                float u = inv_rms(v, e2) * (gs * gr[j]);
                 s += u * u;
             }
         }
@@ -383,22 +388,27 @@ GOPT_CLONES static void rows_c(const af_scalars *k, float *restrict P, const flo
 #pragma omp simd
             for (int j = 0; j < C; j++) {
                 float v = (ri * col[j]) / rm;
-                float u = (1.0f / sqrtf(v > e2 ? v : e2)) * (gs * gr[j]);
+                float u = inv_rms(v, e2) * (gs * gr[j]);
                 pr[j] = pr[j] * decay + coef * u;
             }
         }
     }
 }
 
-/* isc_j = 1/sqrt(col_j) and min_j col_j of one matrix's columns (0 if a column is 0). */
-static float col_isc(const float *col, float *isc, int C) {
+/* 1/sqrt of a column factor (0 for 0) */
+GOPT_INLINE float isc_of(float c) { return c > 0 ? 1.0f / sqrtf(c) : 0.0f; }
+
+/* min_j col_j of one matrix's columns, 0 if one is 0 (also NaN -> 0: the exact form) */
+static float col_min(const float *col, int C) {
     float cmin = INFINITY;
-    for (int j = 0; j < C; j++) {
-        float c = col[j];
-        cmin = c < cmin ? c : cmin;
-        isc[j] = c > 0 ? 1.0f / sqrtf(c) : 0.0f;
-    }
-    return cmin > 0 ? cmin : 0.0f; /* also NaN -> 0: the exact form */
+    for (int j = 0; j < C; j++) cmin = col[j] < cmin ? col[j] : cmin;
+    return cmin > 0 ? cmin : 0.0f;
+}
+
+/* isc_j = 1/sqrt(col_j) of one matrix's columns, and their col_min. */
+static float col_isc(const float *col, float *isc, int C) {
+    for (int j = 0; j < C; j++) isc[j] = isc_of(col[j]);
+    return col_min(col, C);
 }
 
 GOPT_CLONES static void vec_c(const af_scalars *k, float *restrict p, const float *restrict g,
@@ -408,7 +418,7 @@ GOPT_CLONES static void vec_c(const af_scalars *k, float *restrict p, const floa
     for (int64_t i = 0; i < n; i++) {
         float gi = gs * g[i];
         float vi = v[i];
-        float u = (1.0f / sqrtf(vi > e2 ? vi : e2)) * gi;
+        float u = inv_rms(vi, e2) * gi;
         p[i] = p[i] * decay + coef * u;
     }
 }
@@ -474,17 +484,12 @@ GOPT_INLINE double k_small_bc(const af_scalars *k, float *restrict p, const floa
     for (int64_t c0 = b0; c0 < b1; c0 += SMALL_B) {
         const int nb = b1 - c0 < SMALL_B ? (int)(b1 - c0) : SMALL_B;
         const float *rw = rows + c0 * R, *cl = cols + c0 * C;
-        for (int q = 0; q < nb * C; q++) isc[q] = cl[q] > 0 ? 1.0f / sqrtf(cl[q]) : 0.0f; /* as col_isc */
+        for (int q = 0; q < nb * C; q++) isc[q] = isc_of(cl[q]); /* col_isc over the block */
         for (int bb = 0; bb < nb; bb++) {
-            float cmin = INFINITY, rm = row_mean(rw + bb * R, R, k->eps1);
-            for (int j = 0; j < C; j++) cmin = cl[bb * C + j] < cmin ? cl[bb * C + j] : cmin;
-            cmin = cmin > 0 ? cmin : 0.0f;
+            const float rm = row_mean(rw + bb * R, R, k->eps1), cmin = col_min(cl + bb * C, C);
             for (int i = 0; i < R; i++) rmr[bb * R + i] = rm, cmr[bb * R + i] = cmin;
         }
-        for (int q = 0; q < nb * R; q++) { /* fast_row: ia = 1/sqrt(a), or -1 for the exact form */
-            float a = rw[q] / rmr[q];
-            ia[q] = a * cmr[q] > e2 * 1.001f ? 1.0f / sqrtf(a) : -1.0f;
-        }
+        for (int q = 0; q < nb * R; q++) ia[q] = fast_ia(rw[q] / rmr[q], cmr[q], e2); /* fast_row's */
         /* F: U / (gs g) per element of the block, then U and its use in one flat loop */
         for (int bb = 0; bb < nb; bb++) {
             const float *col = cl + bb * C, *is = isc + bb * C;
@@ -496,7 +501,7 @@ GOPT_INLINE double k_small_bc(const af_scalars *k, float *restrict p, const floa
                 } else {
                     for (int j = 0; j < C; j++) {
                         float v = (ri * col[j]) / rm;
-                        f[j] = 1.0f / sqrtf(v > e2 ? v : e2);
+                        f[j] = inv_rms(v, e2);
                     }
                 }
             }
